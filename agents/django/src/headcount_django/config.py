@@ -1,0 +1,170 @@
+"""The site's effective config as headcount last told it, shared by all worker processes.
+
+The value lives in the Django cache named by ``HEADCOUNT["CACHE"]`` so that a push
+received by one worker is seen by the others; use a shared cache (database,
+Redis, Memcached) when the site runs several processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings as django_settings
+from django.core.cache import caches
+
+from . import client, conf
+
+log = logging.getLogger("headcount_django")
+
+DEFAULT_MESSAGE = "There are more than {limit} active user sessions. Please try again later."
+# no expiry: the last config headcount told us stays valid until it tells us another
+FOREVER = None
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    config_version: int
+    session_limit: int
+    count_mode: str = "active"
+    over_limit: str = "reject"
+    overage_percent: float = 0
+    idle_timeout_seconds: int = 86400
+    session_ttl_seconds: int = 1209600
+    limit_message: str = DEFAULT_MESSAGE
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> "SiteConfig":
+        version = data.get("config_version")
+        limit = data.get("session_limit")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ValueError("config_version is missing or not an integer")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+            raise ValueError("session_limit is missing or not a whole number >= 0")
+        return cls(
+            config_version=version,
+            session_limit=limit,
+            count_mode=str(data.get("count_mode") or "active"),
+            over_limit=str(data.get("over_limit") or "reject"),
+            overage_percent=float(data.get("overage_percent") or 0),
+            idle_timeout_seconds=int(data.get("idle_timeout_seconds") or 86400),
+            session_ttl_seconds=int(data.get("session_ttl_seconds") or 1209600),
+            limit_message=str(data.get("limit_message") or DEFAULT_MESSAGE),
+        )
+
+    @property
+    def admission_ceiling(self) -> int:
+        """How many counted sessions may exist: the limit, or more with allowed overage."""
+        if self.over_limit == "allow_overage":
+            return math.ceil(self.session_limit * (1 + self.overage_percent / 100))
+        return self.session_limit
+
+    def message(self) -> str:
+        return self.limit_message.replace("{limit}", str(self.session_limit))
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _cache():
+    return caches[conf.get().cache_alias]
+
+
+def _key(name: str) -> str:
+    return f"headcount:{conf.get().site}:{name}"
+
+
+def current() -> SiteConfig | None:
+    raw = _cache().get(_key("config"))
+    if not isinstance(raw, dict):
+        return None
+    try:
+        return SiteConfig(**raw)
+    except TypeError:
+        return None
+
+
+def apply(data: dict[str, Any], etag: str | None = None) -> bool:
+    """Store a config if it is newer than the one we have; True when it was applied."""
+    incoming = SiteConfig.from_data(data)
+    site = data.get("site")
+    if site is not None and site != conf.get().site:
+        raise ValueError(f"config for site {site!r}, but this is {conf.get().site!r}")
+    have = current()
+    if have is not None and incoming.config_version <= have.config_version:
+        return False
+    cache = _cache()
+    cache.set(_key("config"), incoming.as_dict(), FOREVER)
+    if etag:
+        cache.set(_key("etag"), etag, FOREVER)
+    else:
+        cache.delete(_key("etag"))
+    log.info(
+        "headcount: config version %d applied (limit %d, %s, %s)",
+        incoming.config_version, incoming.session_limit, incoming.count_mode, incoming.over_limit,
+    )
+    sync_lino(incoming)
+    return True
+
+
+def pull() -> bool:
+    """Fetch the config with If-None-Match; True when a newer one was applied."""
+    cache = _cache()
+    etag = cache.get(_key("etag")) if current() is not None else None
+    response = client.get_config(etag)
+    cache.set(_key("pulled"), time.time(), FOREVER)
+    if response.status == 304 or not isinstance(response.body, dict):
+        return False
+    return apply(response.body, response.headers.get("etag"))
+
+
+def pull_if_missing() -> SiteConfig | None:
+    """At login, when no push has arrived yet, try one pull (at most once a minute)."""
+    have = current()
+    if have is not None:
+        return have
+    cache = _cache()
+    if not cache.add(_key("pull-attempt"), 1, 60):
+        return None
+    try:
+        pull()
+    except (client.HeadcountUnavailable, client.HeadcountError) as exc:
+        log.warning("headcount: could not pull the config: %s", exc)
+    return current()
+
+
+# -- Lino ---------------------------------------------------------------------------------
+
+_lino_synced_at = 0.0
+
+
+def lino_users_plugin():
+    site = getattr(django_settings, "SITE", None)
+    plugins = getattr(site, "plugins", None)
+    users = getattr(plugins, "users", None) if plugins is not None else None
+    if users is not None and hasattr(users, "active_sessions_limit"):
+        return users
+    return None
+
+
+def sync_lino(config: SiteConfig | None = None, *, throttle: float = 0.0) -> None:
+    """In local mode, give Lino the pushed limit so that its own sign-in check and message apply."""
+    global _lino_synced_at
+    if throttle and time.monotonic() - _lino_synced_at < throttle:
+        return
+    settings = conf.get()
+    if not settings.enabled or settings.mode != "local":
+        return
+    users = lino_users_plugin()
+    if users is None:
+        return
+    _lino_synced_at = time.monotonic()
+    config = config or current()
+    if config is None:
+        return
+    # With evict_dangling a full site may still admit (after evicting), which only the
+    # agent's backend can do, so Lino's own check stays off then.
+    users.active_sessions_limit = -1 if config.over_limit == "evict_dangling" else config.admission_ceiling

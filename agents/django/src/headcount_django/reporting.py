@@ -1,0 +1,286 @@
+"""Signal receivers that turn the site's session life into headcount events.
+
+- ``user_logged_in``: ``session.started`` (with user, expiry, user agent, IP)
+- a save of a signed-in session: ``session.activity`` with the new expiry, at most
+  once per ``ACTIVITY_INTERVAL`` per session and process; a new row of a signed-in
+  session (key rotation) is ``session.started``
+- ``user_logged_out``: ``session.ended`` (``logout``)
+- a deleted signed-in session: ``session.ended`` with ``expired`` when it was past
+  its expiry (``clearsessions``), ``logout`` when the site rotated the key, else
+  ``killed`` (an admin or a kill pushed by headcount deleted it)
+
+Every receiver swallows its own errors: reporting never fails a request.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.core.signals import request_finished, request_started
+from django.db.models.signals import post_delete, post_save
+
+from . import conf, sender
+from .sessions import STARTED_KEY, decode, now, rfc3339, user_id_of, user_reference
+
+log = logging.getLogger("headcount_django")
+
+STARTED = "session.started"
+ACTIVITY = "session.activity"
+ENDED = "session.ended"
+
+_local = threading.local()
+
+
+class _Throttle:
+    """When each session last reported activity in this process (bounded, oldest forgotten)."""
+
+    def __init__(self, size: int = 50000):
+        self.size = size
+        self.lock = threading.Lock()
+        self.seen: OrderedDict[str, float] = OrderedDict()
+
+    def due(self, ref: str, interval: float) -> bool:
+        current = time.monotonic()
+        with self.lock:
+            last = self.seen.get(ref)
+            if last is not None and current - last < interval:
+                return False
+            self.mark_locked(ref, current)
+            return True
+
+    def mark(self, ref: str) -> None:
+        with self.lock:
+            self.mark_locked(ref, time.monotonic())
+
+    def mark_locked(self, ref: str, when: float) -> None:
+        self.seen[ref] = when
+        self.seen.move_to_end(ref)
+        while len(self.seen) > self.size:
+            self.seen.popitem(last=False)
+
+    def forget(self, ref: str) -> None:
+        with self.lock:
+            self.seen.pop(ref, None)
+
+    def clear(self) -> None:
+        with self.lock:
+            self.seen.clear()
+
+
+throttle = _Throttle()
+
+
+def _thread_state() -> dict[str, Any]:
+    state = getattr(_local, "state", None)
+    if state is None:
+        state = _local.state = {"ended": set(), "created": {}, "reason": None}
+    return state
+
+
+class end_reason:
+    """Context manager: deletions inside it are reported with this reason (kill, eviction)."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __enter__(self):
+        state = _thread_state()
+        self.previous = state["reason"]
+        state["reason"] = self.reason
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _thread_state()["reason"] = self.previous
+
+
+class suppress_created:
+    """Context manager: rows created inside it are not reported as rotations (the caller reports)."""
+
+    def __enter__(self):
+        state = _thread_state()
+        self.previous = state.get("suppress_created", False)
+        state["suppress_created"] = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _thread_state()["suppress_created"] = self.previous
+
+
+def _safe(func: Callable) -> Callable:
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> None:
+        try:
+            settings = conf.get()
+            if not settings.enabled:
+                return
+            func(settings, **kwargs)
+        except Exception:
+            log.exception("headcount: reporting failed in %s", func.__name__)
+
+    return wrapper
+
+
+def client_info(settings: conf.AgentSettings, request: Any) -> dict[str, Any]:
+    meta = getattr(request, "META", {}) or {}
+    info: dict[str, Any] = {}
+    if settings.report_user_agent:
+        agent = printable(meta.get("HTTP_USER_AGENT"), 1024)
+        if agent:
+            info["user_agent"] = agent
+    if settings.report_ip:
+        raw = meta.get(settings.ip_meta_key)
+        if raw:
+            # a forwarded-for header lists the client first; headcount takes only an address
+            candidate = str(raw).split(",")[0].strip()
+            try:
+                info["ip"] = str(ipaddress.ip_address(candidate))
+            except ValueError:
+                pass
+    return info
+
+
+def printable(value: Any, limit: int) -> str | None:
+    """Text without control characters, cut to the length headcount accepts."""
+    if value is None:
+        return None
+    text = "".join(ch for ch in str(value) if ch.isprintable())
+    return text[:limit] or None
+
+
+@_safe
+def on_logged_in(settings: conf.AgentSettings, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    session = getattr(request, "session", None)
+    if session is None:
+        return
+    from .enforcement import finish_central_admission
+
+    admitted_centrally = finish_central_admission(request)
+    session[STARTED_KEY] = rfc3339(now())
+    if not session.session_key:
+        # login() flushed the session (another user was signed in): give it its key now
+        with suppress_created():
+            session.save()
+    ref = settings.session_ref(session.session_key)
+    throttle.mark(ref)
+    _thread_state()["created"][ref] = time.monotonic()
+    if admitted_centrally:
+        return  # the admission recorded the start
+    sender.enqueue(
+        sender.make_event(
+            STARTED,
+            ref,
+            user=user_reference(user, settings) if user is not None else None,
+            expires_at=rfc3339(session.get_expiry_date()),
+            **client_info(settings, request),
+        )
+    )
+
+
+@_safe
+def on_logged_out(settings: conf.AgentSettings, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    session = getattr(request, "session", None)
+    key = getattr(session, "session_key", None)
+    if not key or user is None:
+        return
+    ref = settings.session_ref(key)
+    _thread_state()["ended"].add(ref)
+    throttle.forget(ref)
+    sender.enqueue(sender.make_event(ENDED, ref, reason="logout"))
+
+
+@_safe
+def on_session_saved(settings: conf.AgentSettings, instance: Any = None, created: bool = False, **kwargs: Any) -> None:
+    key = instance.session_key
+    ref = settings.session_ref(key)
+    state = _thread_state()
+    if created:
+        if ref in state["created"] or state.get("suppress_created"):
+            return
+        data = decode(instance.session_data)
+        user_id = user_id_of(data)
+        if user_id is None:
+            return
+        # a signed-in session under a new key: the site rotated it (cycle_key)
+        state["created"][ref] = time.monotonic()
+        state["rotating_user"] = (user_id, time.monotonic())
+        throttle.mark(ref)
+        from .sessions import user_refs
+
+        sender.enqueue(
+            sender.make_event(
+                STARTED, ref, user=user_refs([user_id]).get(user_id), expires_at=rfc3339(instance.expire_date)
+            )
+        )
+        return
+    if not throttle.due(ref, settings.activity_interval):
+        return
+    if user_id_of(decode(instance.session_data)) is None:
+        return
+    sender.enqueue(sender.make_event(ACTIVITY, ref, expires_at=rfc3339(instance.expire_date)))
+
+
+@_safe
+def on_session_deleted(settings: conf.AgentSettings, instance: Any = None, **kwargs: Any) -> None:
+    key = instance.session_key
+    ref = settings.session_ref(key)
+    state = _thread_state()
+    throttle.forget(ref)
+    if ref in state["ended"]:
+        return
+    data = decode(instance.session_data)
+    user_id = user_id_of(data)
+    if user_id is None:
+        return
+    current = now()
+    expire_date = instance.expire_date
+    if expire_date is not None and expire_date <= current:
+        reason = "expired"
+    elif state["reason"]:
+        reason = state["reason"]
+    elif _rotated_away(state, user_id):
+        reason = "logout"
+    else:
+        reason = "killed"
+    state["ended"].add(ref)
+    sender.enqueue(sender.make_event(ENDED, ref, reason=reason))
+
+
+def _rotated_away(state: dict[str, Any], user_id: str) -> bool:
+    rotating = state.get("rotating_user")
+    return bool(rotating and rotating[0] == user_id and time.monotonic() - rotating[1] < 5.0)
+
+
+def _on_request_started(**kwargs: Any) -> None:
+    try:
+        settings = conf.get()
+        if not settings.enabled:
+            return
+        sender.get_sender().start_periodic()
+        from .config import sync_lino
+
+        sync_lino(throttle=1.0)
+    except Exception:
+        log.exception("headcount: could not start the background sender")
+
+
+def _on_request_finished(**kwargs: Any) -> None:
+    _local.state = None
+
+
+def connect() -> None:
+    from .sessions import session_model
+
+    model = session_model()
+    user_logged_in.connect(on_logged_in, dispatch_uid="headcount_django.logged_in")
+    user_logged_out.connect(on_logged_out, dispatch_uid="headcount_django.logged_out")
+    post_save.connect(on_session_saved, sender=model, dispatch_uid="headcount_django.session_saved")
+    post_delete.connect(on_session_deleted, sender=model, dispatch_uid="headcount_django.session_deleted")
+    request_started.connect(_on_request_started, dispatch_uid="headcount_django.request_started")
+    request_finished.connect(_on_request_finished, dispatch_uid="headcount_django.request_finished")

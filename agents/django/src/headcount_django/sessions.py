@@ -1,0 +1,168 @@
+"""What the agent reads from and does to the site's own session store (``django_session``).
+
+Only database-backed session engines (``db`` and ``cached_db`` or subclasses) keep a
+table the agent can count, snapshot and kill in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, Iterable, Iterator
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
+from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
+
+from . import conf
+
+log = logging.getLogger("headcount_django")
+
+# Stored in the session at login so that snapshots can tell headcount when it started.
+STARTED_KEY = "_headcount_started"
+
+
+def store_class() -> type[DbSessionStore]:
+    engine = import_module(settings.SESSION_ENGINE)
+    store = engine.SessionStore
+    if not (isinstance(store, type) and issubclass(store, DbSessionStore)):
+        raise ImproperlyConfigured(
+            f"headcount_django needs a database-backed SESSION_ENGINE "
+            f"(django.contrib.sessions.backends.db or cached_db), not {settings.SESSION_ENGINE!r}"
+        )
+    return store
+
+
+def session_model():
+    return store_class().get_model_class()
+
+
+def now() -> dt.datetime:
+    """The current time in the form the session table uses (aware or naive, per USE_TZ)."""
+    return timezone.now()
+
+
+def aware(value: dt.datetime) -> dt.datetime:
+    if timezone.is_naive(value):
+        return timezone.make_aware(value, timezone.get_default_timezone())
+    return value
+
+
+def rfc3339(value: dt.datetime) -> str:
+    value = aware(value).astimezone(dt.timezone.utc)
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_rfc3339(value: str) -> dt.datetime | None:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def decode(session_data: str) -> dict[str, Any]:
+    try:
+        return store_class()().decode(session_data)
+    except Exception:  # a corrupt row must not break reporting
+        return {}
+
+
+def user_id_of(data: dict[str, Any]) -> str | None:
+    value = data.get(SESSION_KEY)
+    return str(value) if value is not None else None
+
+
+@dataclass
+class LocalSession:
+    key: str
+    user_id: str
+    expire_date: dt.datetime
+    data: dict[str, Any]
+
+    def last_activity(self, current: dt.datetime) -> dt.datetime:
+        """Every save moves expire_date to save time + SESSION_COOKIE_AGE, so that is the last save."""
+        estimate = self.expire_date - dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)
+        return min(estimate, current)
+
+    def started_at(self) -> dt.datetime | None:
+        value = self.data.get(STARTED_KEY)
+        return parse_rfc3339(value) if isinstance(value, str) else None
+
+
+def authenticated_sessions(exclude_key: str | None = None) -> Iterator[LocalSession]:
+    """Sessions that are not expired and belong to a signed-in user."""
+    rows = (
+        session_model()
+        .objects.filter(expire_date__gt=now())
+        .values_list("session_key", "session_data", "expire_date")
+        .order_by()
+    )
+    for key, session_data, expire_date in rows.iterator(chunk_size=500):
+        if key == exclude_key:
+            continue
+        data = decode(session_data)
+        user_id = user_id_of(data)
+        if user_id is not None:
+            yield LocalSession(key, user_id, expire_date, data)
+
+
+def user_refs(user_ids: Iterable[str]) -> dict[str, str | None]:
+    """Map user ids to the configured user reference, in one query."""
+    ids = sorted(set(user_ids))
+    if not ids:
+        return {}
+    settings_ = conf.get()
+    model = get_user_model()
+    result: dict[str, str | None] = {}
+    pk_field = model._meta.pk
+    try:
+        wanted = [pk_field.to_python(i) for i in ids]
+    except Exception:
+        wanted = ids
+    for user in model._default_manager.filter(pk__in=wanted):
+        result[str(user.pk)] = user_reference(user, settings_)
+    return result
+
+
+def user_reference(user: Any, settings_: conf.AgentSettings | None = None) -> str | None:
+    settings_ = settings_ or conf.get()
+    try:
+        value = settings_.user_ref(user)
+    except Exception:
+        log.exception("headcount: USER_REF failed for user %s", getattr(user, "pk", None))
+        return None
+    if value is None:
+        return None
+    value = "".join(ch for ch in str(value) if ch.isprintable())
+    return value[:256] or None
+
+
+def keys_for_refs(refs: Iterable[str]) -> list[str]:
+    """The session keys whose hashed id is one of ``refs`` (hashing the stored keys)."""
+    wanted = set(refs)
+    if not wanted:
+        return []
+    settings_ = conf.get()
+    found = []
+    keys = session_model().objects.values_list("session_key", flat=True).order_by()
+    for key in keys.iterator(chunk_size=2000):
+        if settings_.session_ref(key) in wanted:
+            found.append(key)
+            if len(found) == len(wanted):
+                break
+    return found
+
+
+def delete_keys(keys: Iterable[str]) -> int:
+    """Delete sessions through the session engine, so cached_db also drops its cache entry."""
+    store = store_class()
+    count = 0
+    for key in keys:
+        store(session_key=key).delete()
+        count += 1
+    return count

@@ -1,0 +1,52 @@
+"""Full snapshots: tell headcount every signed-in session the site has, so it converges."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.cache import caches
+
+from . import client, conf
+from .sessions import authenticated_sessions, now, rfc3339, user_refs
+
+log = logging.getLogger("headcount_django")
+
+
+def build() -> dict[str, Any]:
+    settings = conf.get()
+    current = now()
+    local = list(authenticated_sessions())
+    users = user_refs(s.user_id for s in local)
+    sessions = []
+    for session in local:
+        row: dict[str, Any] = {
+            "session": settings.session_ref(session.key),
+            "last_activity_at": rfc3339(session.last_activity(current)),
+            "expires_at": rfc3339(session.expire_date),
+        }
+        started = session.started_at()
+        if started is not None:
+            row["started_at"] = rfc3339(min(started, session.last_activity(current)))
+        user = users.get(session.user_id)
+        if user is not None:
+            row["user"] = user
+        sessions.append(row)
+    return {"as_of": rfc3339(current), "sessions": sessions}
+
+
+def send(periodic: bool = False) -> dict[str, Any] | None:
+    """Send a snapshot; returns headcount's answer.
+
+    Periodic snapshots take a short lock in the cache so that, with a shared cache,
+    only one worker process of the site sends each round.
+    """
+    settings = conf.get()
+    if periodic and settings.snapshot_interval:
+        lock_timeout = max(1, int(settings.snapshot_interval * 0.9))
+        if not caches[settings.cache_alias].add(f"headcount:{settings.site}:snapshot-lock", 1, lock_timeout):
+            return None
+    body = build()
+    response = client.put_sessions(body)
+    log.info("headcount: snapshot of %d sessions sent", len(body["sessions"]))
+    return response.body if isinstance(response.body, dict) else {}

@@ -1,0 +1,323 @@
+"""The agent in a real Django site against a real headcount process."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.core.management import call_command
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from conftest import session_ref, sign_webhook, wait_until
+from headcount_django import config, sender
+
+PASSWORD = "correct horse"
+
+
+def make_user(username: str):
+    return get_user_model().objects.create_user(username, password=PASSWORD)
+
+
+def login(client: Client, username: str):
+    response = client.post("/login/", {"username": username, "password": PASSWORD})
+    return response.status_code, response.json()
+
+
+def parse(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_login_activity_logout(site):
+    s = site()
+    make_user("alice")
+    client = Client(HTTP_USER_AGENT="pytest-browser/1.0", REMOTE_ADDR="192.0.2.10")
+    assert login(client, "alice") == (200, {"ok": True, "user": "alice"})
+    ref = session_ref(client)
+    assert len(ref) == 64 and client.cookies["sessionid"].value not in ref
+
+    row = s.sessions()[ref]
+    assert row["user"] == "alice"
+    assert row["state"] in ("active", "live")
+    assert row["ended_at"] is None
+    assert row["user_agent"] == "pytest-browser/1.0"
+    assert row["ip"] == "192.0.2.10"
+    first_expiry = parse(row["expires_at"])
+    first_activity = parse(row["last_activity_at"])
+
+    # a session save is activity, reported with the new expiry
+    time.sleep(1.1)
+    assert client.get("/touch/?expiry_days=3").status_code == 200
+    row = s.sessions()[ref]
+    assert parse(row["expires_at"]) > first_expiry + dt.timedelta(days=1)
+    assert parse(row["last_activity_at"]) > first_activity
+
+    assert client.post("/logout/").status_code == 200
+    row = s.sessions()[ref]
+    assert row["state"] == "ended"
+    assert row["end_reason"] == "logout"
+
+
+def test_activity_is_throttled_per_session(site):
+    s = site()
+    s.configure(ACTIVITY_INTERVAL=3600)
+    make_user("alice")
+    client = Client()
+    login(client, "alice")
+    ref = session_ref(client)
+    started = s.sessions()[ref]
+    time.sleep(1.1)
+    client.get("/touch/?expiry_days=3")
+    # within the interval, the save is not reported: headcount still has the login's expiry
+    assert s.sessions()[ref]["expires_at"] == started["expires_at"]
+
+
+def test_key_rotation_ends_the_old_id_and_starts_the_new(site):
+    s = site()
+    make_user("alice")
+    client = Client()
+    login(client, "alice")
+    old = session_ref(client)
+    assert client.post("/password/", {"password": PASSWORD}).status_code == 200
+    new = session_ref(client)
+    assert new != old
+    rows = s.sessions()
+    assert rows[old]["end_reason"] == "logout"
+    assert rows[new]["state"] in ("active", "live")
+    assert rows[new]["user"] == "alice"
+
+
+def test_kill_pushed_from_headcount_deletes_the_session(site, headcount):
+    s = site()
+    make_user("alice")
+    client = Client()
+    login(client, "alice")
+    ref = session_ref(client)
+    key = client.cookies["sessionid"].value
+    assert ref in s.sessions("active")
+
+    headcount.api("DELETE", f"/v1/sites/{s.slug}/sessions/{ref}")
+    wait_until(lambda: not Session.objects.filter(session_key=key).exists(), timeout=15, message="the killed session to be deleted")
+    assert client.get("/whoami/").json() == {"user": None}
+    row = s.sessions()[ref]
+    assert row["state"] == "ended"
+    assert row["end_reason"] == "killed"
+
+
+def test_clearsessions_reports_expired(site):
+    s = site()
+    make_user("alice")
+    make_user("bob")
+    alice, bob = Client(), Client()
+    login(alice, "alice")
+    login(bob, "bob")
+    alice_ref, bob_ref = session_ref(alice), session_ref(bob)
+    assert {alice_ref, bob_ref} <= set(s.sessions("active"))
+
+    Session.objects.filter(session_key=alice.cookies["sessionid"].value).update(
+        expire_date=timezone.now() - dt.timedelta(minutes=5)
+    )
+    call_command("clearsessions")
+    rows = s.sessions()
+    assert rows[alice_ref]["state"] == "ended"
+    assert rows[alice_ref]["end_reason"] == "expired"
+    assert rows[bob_ref]["state"] in ("active", "live")
+
+
+def test_snapshot_after_headcount_was_down(site, headcount):
+    s = site()
+    s.configure(TIMEOUT=0.5)
+    for name in ("alice", "bob", "carol"):
+        make_user(name)
+    alice, bob, carol = Client(), Client(), Client()
+    login(alice, "alice")
+    login(bob, "bob")
+    alice_ref, bob_ref = session_ref(alice), session_ref(bob)
+    assert {alice_ref, bob_ref} <= set(s.sessions("active"))
+
+    headcount.stop()
+    try:
+        # while headcount is down: bob's session vanishes without a trace, carol signs in
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM django_session WHERE session_key = %s", [bob.cookies["sessionid"].value])
+        assert login(carol, "carol")[0] == 200
+        carol_ref = session_ref(carol)
+        # requests never wait for headcount
+        started = time.monotonic()
+        assert alice.get("/touch/").status_code == 200
+        assert time.monotonic() - started < 0.5
+        assert not sender.flush(1.0)
+        sender.reset()  # lose what was queued: only the snapshot can repair it
+    finally:
+        headcount.start()
+
+    call_command("headcount_snapshot")
+    rows = s.sessions()
+    assert rows[alice_ref]["state"] in ("active", "live")
+    assert rows[carol_ref]["state"] in ("active", "live")
+    assert rows[carol_ref]["user"] == "carol"
+    assert rows[bob_ref]["state"] == "ended"
+    assert rows[bob_ref]["end_reason"] == "reconciled"
+
+
+def test_pushed_limit_then_refused_login(site, headcount):
+    s = site(session_limit=10)
+    s.configure(MODE="local")
+    for name in ("alice", "bob"):
+        make_user(name)
+
+    headcount.api("PATCH", f"/v1/sites/{s.slug}", {"session_limit": 1})
+    pushed = wait_until(
+        lambda: (c := config.current()) is not None and c.session_limit == 1 and c, timeout=15, message="the config push"
+    )
+    assert pushed.config_version >= 1
+
+    alice, bob = Client(), Client()
+    assert login(alice, "alice")[0] == 200
+    status, body = login(bob, "bob")
+    assert status == 403
+    assert body["refusal"] == "There are more than 1 active user sessions. Please try again later."
+    assert body["errors"] == [body["refusal"]]
+    assert bob.get("/whoami/").json() == {"user": None}
+    # a wrong password still reads as a wrong password
+    response = bob.post("/login/", {"username": "bob", "password": "wrong"})
+    assert response.status_code == 403
+    assert response.json()["refusal"] is None
+    assert "correct username and password" in response.json()["errors"][0]
+
+    # a lower version pushed late is ignored
+    stale = {**pushed.as_dict(), "session_limit": 50, "config_version": pushed.config_version - 1, "site": s.slug}
+    assert config.apply(stale) is False
+    assert config.current().session_limit == 1
+
+    # the slot frees when alice signs out
+    alice.post("/logout/")
+    assert login(bob, "bob")[0] == 200
+
+
+def test_config_pull_with_etag(site, headcount):
+    s = site(session_limit=7)
+    s.configure(MODE="local")
+    assert config.pull() is True
+    assert config.current().session_limit == 7
+    # unchanged: If-None-Match gets a 304 and nothing changes
+    assert config.pull() is False
+    headcount.api("PATCH", f"/v1/sites/{s.slug}", {"session_limit": 5})
+    wait_until(lambda: config.current().session_limit == 5 or config.pull(), timeout=10, message="a newer config")
+    assert config.current().session_limit == 5
+
+
+def test_central_admission_at_the_limit(site):
+    s = site(session_limit=1)
+    s.configure(MODE="central")
+    for name in ("alice", "bob"):
+        make_user(name)
+    alice, bob = Client(), Client()
+    assert login(alice, "alice")[0] == 200
+    alice_ref = session_ref(alice)
+    # headcount admitted exactly the id of the session the site now has
+    assert s.sessions("active")[alice_ref]["user"] == "alice"
+
+    status, body = login(bob, "bob")
+    assert status == 403
+    assert "1" in body["refusal"] and "Please try again later" in body["refusal"]
+    assert bob.get("/whoami/").json() == {"user": None}
+    assert len(s.sessions("active")) == 1
+
+    # activity on the admitted session is reported under the same id
+    alice.get("/touch/")
+    assert s.sessions("active")[alice_ref]["state"] in ("active", "live")
+
+
+@pytest.mark.django_db
+def test_central_mode_when_headcount_is_unreachable(settings):
+    base = {
+        "URL": "http://127.0.0.1:9",
+        "SITE": "unreachable",
+        "TOKEN": "t",
+        "WEBHOOK_SECRET": "whsec_c2VjcmV0",
+        "MODE": "central",
+        "ADMISSION_TIMEOUT": 0.5,
+        "FLUSH_INTERVAL": 0.05,
+    }
+    make_user("alice")
+    settings.HEADCOUNT = {**base, "CENTRAL_UNREACHABLE": "refuse"}
+    status, body = login(Client(), "alice")
+    assert status == 403
+    assert body["refusal"] == "Sign-in is not possible right now. Please try again later."
+
+    settings.HEADCOUNT = {**base, "CENTRAL_UNREACHABLE": "admit"}
+    assert login(Client(), "alice")[0] == 200
+    sender.reset()
+
+
+def _post_webhook(url: str, body: bytes, headers: dict[str, str]) -> int:
+    req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_forged_or_stale_webhook_refused(site, live_server):
+    s = site(session_limit=10)
+    s.configure(MODE="local")
+    make_user("alice")
+    alice = Client()
+    login(alice, "alice")
+    ref = session_ref(alice)
+    key = alice.cookies["sessionid"].value
+    url = f"{live_server.url}/headcount/webhook/"
+    secret = s.created["webhook_secret"]
+    kill = json.dumps(
+        {"type": "session.kill", "timestamp": timezone.now().isoformat(), "data": {"site": s.slug, "sessions": [ref], "reason": "killed"}}
+    ).encode()
+
+    forged = sign_webhook("whsec_" + "Zm9yZ2VkLXNlY3JldA==", kill)
+    assert _post_webhook(url, kill, forged) == 401
+    stale = sign_webhook(secret, kill, timestamp=int(time.time()) - 600)
+    assert _post_webhook(url, kill, stale) == 401
+    assert _post_webhook(url, kill, {}) == 401
+    tampered = sign_webhook(secret, kill)
+    assert _post_webhook(url, kill.replace(b"killed", b"evicted"), tampered) == 401
+    assert Session.objects.filter(session_key=key).exists()
+
+    # a genuine push works, several signatures may be offered
+    genuine = sign_webhook(secret, kill)
+    genuine["webhook-signature"] = "v1,bm90LWl0 " + genuine["webhook-signature"]
+    assert _post_webhook(url, kill, genuine) == 200
+    assert not Session.objects.filter(session_key=key).exists()
+
+    # a replayed id is acknowledged but not applied twice
+    change = {"type": "site.config_changed", "timestamp": timezone.now().isoformat(),
+              "data": {"site": s.slug, "config_version": 10_000, "session_limit": 3}}
+    body = json.dumps(change).encode()
+    headers = sign_webhook(secret, body, msg_id="msg_replayed")
+    assert _post_webhook(url, body, headers) == 200
+    assert config.current().session_limit == 3
+    change["data"].update(config_version=10_001, session_limit=4)
+    body = json.dumps(change).encode()
+    assert _post_webhook(url, body, sign_webhook(secret, body, msg_id="msg_replayed")) == 200
+    assert config.current().session_limit == 3
+
+
+def test_check_and_dry_run_commands(site, capsys):
+    s = site(session_limit=4)
+    make_user("alice")
+    login(Client(), "alice")
+    call_command("headcount_check")
+    out = capsys.readouterr().out
+    assert "headcount answered" in out
+    assert "session_limit 4" in out
+    call_command("headcount_snapshot", "--dry-run")
+    printed = json.loads(capsys.readouterr().out)
+    assert [row["user"] for row in printed["sessions"]] == ["alice"]
+    assert s.slug

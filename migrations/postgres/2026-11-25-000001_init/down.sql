@@ -1,0 +1,12 @@
+DROP TABLE audit_log;
+DROP TABLE usage_samples;
+DROP TABLE delivery_attempts;
+DROP TABLE outbox;
+DROP TABLE revoked_tokens;
+DROP TABLE denials;
+DROP TABLE sessions;
+DROP TABLE site_plan_history;
+DROP TABLE sites;
+DROP TABLE tenants;
+DROP TABLE plans;
+DROP TABLE settings;

@@ -1,0 +1,50 @@
+//! The audit trail: who changed which plan, tenant, site, limit or token, and when.
+
+use actix_web::{HttpResponse, get, web};
+
+use super::{Page, PageQuery, decode_cursor, page};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::clock::to_rfc3339;
+use crate::db::audit::{self, AuditEntry};
+use crate::error::{Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_audit);
+}
+
+/// The audit trail, newest first (admin).
+#[utoipa::path(get, path = "/v1/audit", tag = "audit", operation_id = "list_audit",
+    params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<AuditEntry>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/audit")]
+pub async fn list_audit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse> {
+    caller.require_admin()?;
+    let limit = q.limit()?;
+    let before = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
+    let rows = state
+        .db
+        .run(move |c| audit::list(c, before, limit + 1))
+        .await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows,
+        limit,
+        |r| vec![r.id],
+        |r| AuditEntry {
+            id: r.id,
+            at: to_rfc3339(r.at),
+            actor: r.actor,
+            action: r.action,
+            entity: r.entity,
+            key: r.entity_key,
+            detail: serde_json::from_str(&r.detail).unwrap_or_default(),
+        },
+    )))
+}

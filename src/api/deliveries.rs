@@ -1,0 +1,166 @@
+//! The push log: every push to a site with every attempt, and manual retries.
+
+use actix_web::{HttpResponse, get, post, web};
+use diesel::Connection as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::sites::visible_site;
+use super::{Page, decode_cursor, page, page_limit};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::clock::to_rfc3339;
+use crate::db::outbox::{self, AttemptRow, OutboxRow};
+use crate::db::sites;
+use crate::error::{Error, Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_deliveries).service(retry_delivery);
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptView {
+    pub at: String,
+    /// The receiver's HTTP status, if it answered.
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    pub id: i64,
+    /// The `webhook-id` header of every attempt; receivers dedupe on it.
+    pub webhook_id: String,
+    /// `site.config_changed` or `session.kill`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `pending`, `delivered`, `failed` or `superseded`.
+    pub status: String,
+    pub attempts: Vec<AttemptView>,
+    pub next_attempt_at: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub payload: serde_json::Value,
+}
+
+fn view((r, attempts): (OutboxRow, Vec<AttemptRow>)) -> DeliveryView {
+    DeliveryView {
+        id: r.id,
+        webhook_id: r.webhook_id,
+        kind: r.kind,
+        next_attempt_at: (r.status == outbox::STATUS_PENDING)
+            .then(|| to_rfc3339(r.next_attempt_at)),
+        status: r.status,
+        attempts: attempts
+            .into_iter()
+            .map(|a| AttemptView {
+                at: to_rfc3339(a.attempted_at),
+                status_code: a.status_code,
+                duration_ms: a.duration_ms,
+                error: a.error,
+            })
+            .collect(),
+        created_at: to_rfc3339(r.created_at),
+        finished_at: r.finished_at.map(to_rfc3339),
+        payload: serde_json::from_str(&r.payload).unwrap_or_default(),
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveriesQuery {
+    /// `pending`, `delivered`, `failed` or `superseded`.
+    #[param(pattern = "^(pending|delivered|failed|superseded)$")]
+    pub status: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// The site's pushes, newest first, each with every attempt.
+#[utoipa::path(get, path = "/v1/sites/{slug}/deliveries", tag = "deliveries",
+    operation_id = "list_deliveries",
+    params(("slug" = String, Path), DeliveriesQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<DeliveryView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/sites/{slug}/deliveries")]
+pub async fn list_deliveries(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+    q: web::Query<DeliveriesQuery>,
+) -> Result<HttpResponse> {
+    let site = visible_site(&state, &caller, &slug).await?;
+    let limit = page_limit(q.limit)?;
+    let before = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
+    if let Some(s) = &q.status
+        && !matches!(
+            s.as_str(),
+            "pending" | "delivered" | "failed" | "superseded"
+        )
+    {
+        return Err(Error::bad_field(
+            "status",
+            "must be pending, delivered, failed or superseded",
+        ));
+    }
+    let status = q.status.clone();
+    let site_id = site.site.id;
+    let rows = state
+        .db
+        .run(move |c| outbox::list_for_site(c, site_id, status.as_deref(), before, limit + 1))
+        .await?;
+    Ok(HttpResponse::Ok().json(page(rows, limit, |r| vec![r.0.id], view)))
+}
+
+/// Send a failed push again, with a fresh retry schedule.
+#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
+    operation_id = "retry_delivery",
+    params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, body = DeliveryView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+#[post("/v1/deliveries/{id}/retry")]
+pub async fn retry_delivery(
+    state: web::Data<AppState>,
+    caller: Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let id: i64 = id.parse().map_err(|_| Error::not_found("delivery"))?;
+    let now = state.now();
+    let row = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let row = outbox::get(c, id)?.ok_or_else(|| Error::not_found("delivery"))?;
+                let site_id = row.site_id.ok_or_else(|| Error::not_found("delivery"))?;
+                let site = sites::get_by_id(c, site_id)?;
+                // Another tenant's delivery does not exist for this caller.
+                if let crate::auth::Scope::Tenant(t) = &scope
+                    && *t != site.tenant_slug
+                {
+                    return Err(Error::not_found("delivery"));
+                }
+                if row.status == outbox::STATUS_DELIVERED || row.status == outbox::STATUS_SUPERSEDED
+                {
+                    return Err(Error::Conflict(format!(
+                        "delivery {id} is {}; only failed or pending pushes can be retried",
+                        row.status
+                    )));
+                }
+                outbox::retry(c, id, now)?;
+                let row = outbox::get(c, id)?.ok_or_else(|| Error::not_found("delivery"))?;
+                let attempts = outbox::attempts(c, id)?;
+                Ok((row, attempts))
+            })
+        })
+        .await?;
+    state.outbox_wakeup.notify_one();
+    Ok(HttpResponse::Ok().json(view(row)))
+}

@@ -1,0 +1,89 @@
+//! Liveness, readiness, metrics and the OpenAPI document.
+
+use actix_web::{HttpRequest, HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::error::{Error, Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_healthz)
+        .service(get_readyz)
+        .service(get_metrics)
+        .service(get_openapi);
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` with the reason in `detail`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "get_healthz",
+    responses((status = 200, description = "alive", body = Health)))]
+#[get("/healthz")]
+pub async fn get_healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".to_owned(),
+        detail: None,
+    })
+}
+
+/// Readiness: the database answers and every migration is applied.
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "get_readyz",
+    responses((status = 200, description = "ready", body = Health),
+              (status = 503, description = "not ready", body = Problem, content_type = "application/problem+json")))]
+#[get("/readyz")]
+pub async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
+    let db = state.db.clone();
+    let pending = tokio::task::spawn_blocking(move || db.pending_migrations())
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("{e}")))??;
+    if pending {
+        return Err(Error::Unavailable("migrations are pending".to_owned()));
+    }
+    Ok(HttpResponse::Ok().json(Health {
+        status: "ok".to_owned(),
+        detail: None,
+    }))
+}
+
+/// Prometheus metrics: requests by route and status, latency histograms, pool state.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "get_metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[get("/metrics")]
+pub async fn get_metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
+    if !state.config.metrics_public {
+        let mut payload = actix_web::dev::Payload::None;
+        let caller = <Caller as actix_web::FromRequest>::from_request(&req, &mut payload).await?;
+        caller.require_admin()?;
+    }
+    let pool = state.db.pool_state();
+    let extra = format!(
+        "# HELP headcount_db_pool_connections Open database connections.\n\
+         # TYPE headcount_db_pool_connections gauge\n\
+         headcount_db_pool_connections {}\n\
+         # HELP headcount_db_pool_idle_connections Idle database connections.\n\
+         # TYPE headcount_db_pool_idle_connections gauge\n\
+         headcount_db_pool_idle_connections {}\n",
+        pool.connections, pool.idle_connections
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render(&extra)))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "get_openapi",
+    responses((status = 200, description = "the OpenAPI document", body = Object)))]
+#[get("/openapi.json")]
+pub async fn get_openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::json())
+}

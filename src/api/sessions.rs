@@ -1,0 +1,338 @@
+//! The Sessions table, the per-user view and kills, for site maintainers.
+
+use std::collections::HashSet;
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use diesel::Connection as _;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::sites::visible_site;
+use super::{Body, Page, decode_cursor, encode_cursor, page, page_limit};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::clock::{Millis, to_rfc3339};
+use crate::db::sessions::{ListFilter, SessionRow};
+use crate::db::{outbox, sessions};
+use crate::domain::ids::SessionRef;
+use crate::domain::session::{EndReason, SessionState, state};
+use crate::error::{Error, Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_sessions)
+        .service(list_users)
+        .service(kill_sessions)
+        .service(kill_session);
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionsQuery {
+    /// Comma list of `active`, `live`, `dangling`, `expired`, `ended`, `all`
+    /// (default `active`).
+    #[param(
+        pattern = "^(active|live|dangling|expired|ended|all)(,(active|live|dangling|expired|ended|all))*$"
+    )]
+    pub state: Option<String>,
+    /// Only this user's sessions.
+    pub user: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// One row of the Sessions table.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub session: String,
+    pub user: Option<String>,
+    pub started_at: String,
+    pub last_activity_at: String,
+    pub expires_at: String,
+    pub ended_at: Option<String>,
+    pub end_reason: Option<String>,
+    /// `live`, `dangling`, `expired` or `ended` (`active` is live or dangling).
+    pub state: SessionState,
+    /// Seconds since the last activity (0 for ended sessions' future activity).
+    pub idle_seconds: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+fn view(row: SessionRow, now: Millis, idle_timeout: i64) -> SessionView {
+    let st = state(&row.times(), now, idle_timeout);
+    SessionView {
+        idle_seconds: ((now - row.last_activity_at) / 1000).max(0),
+        state: st,
+        session: row.session,
+        user: row.user_ref,
+        started_at: to_rfc3339(row.started_at),
+        last_activity_at: to_rfc3339(row.last_activity_at),
+        expires_at: to_rfc3339(row.expires_at),
+        ended_at: row.ended_at.map(to_rfc3339),
+        end_reason: row.end_reason,
+        user_agent: row.user_agent,
+        ip: row.ip,
+    }
+}
+
+pub fn parse_states(s: Option<&str>) -> Result<HashSet<SessionState>> {
+    let mut out = HashSet::new();
+    for part in s.unwrap_or("active").split(',') {
+        match part.trim() {
+            "active" => {
+                out.insert(SessionState::Live);
+                out.insert(SessionState::Dangling);
+            }
+            "live" => {
+                out.insert(SessionState::Live);
+            }
+            "dangling" => {
+                out.insert(SessionState::Dangling);
+            }
+            "expired" => {
+                out.insert(SessionState::Expired);
+            }
+            "ended" => {
+                out.insert(SessionState::Ended);
+            }
+            "all" => {
+                out.extend([
+                    SessionState::Live,
+                    SessionState::Dangling,
+                    SessionState::Expired,
+                    SessionState::Ended,
+                ]);
+            }
+            other => {
+                return Err(Error::bad_field(
+                    "state",
+                    format!(
+                        "unknown state {other:?}; use active, live, dangling, expired, ended or all"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The Sessions table: newest activity first.
+#[utoipa::path(get, path = "/v1/sites/{slug}/sessions", tag = "sessions", operation_id = "list_sessions",
+    params(("slug" = String, Path), SessionsQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<SessionView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/sites/{slug}/sessions")]
+pub async fn list_sessions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+    q: web::Query<SessionsQuery>,
+) -> Result<HttpResponse> {
+    let site = visible_site(&state, &caller, &slug).await?;
+    let limit = page_limit(q.limit)?;
+    let before = decode_cursor(q.cursor.as_deref(), 2)?.map(|v| (v[0], v[1]));
+    let filter = ListFilter {
+        states: parse_states(q.state.as_deref())?,
+        user: q.user.clone(),
+        before,
+        limit: limit + 1,
+        idle_longer_than_ms: None,
+    };
+    let now = state.now();
+    let idle = site.effective().values.idle_timeout_seconds;
+    let site_id = site.site.id;
+    let rows = state
+        .db
+        .run(move |c| sessions::list(c, site_id, now, idle, &filter))
+        .await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows,
+        limit,
+        |r| vec![r.last_activity_at, r.id],
+        |r| view(r, now, idle),
+    )))
+}
+
+/// A user's active sessions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    /// The site's user reference (`null` for sessions reported without one).
+    pub user: Option<String>,
+    pub active: i64,
+    pub live: i64,
+    pub dangling: i64,
+}
+
+/// Per user: active, live and dangling counts, most dangling first.
+#[utoipa::path(get, path = "/v1/sites/{slug}/users", tag = "sessions", operation_id = "list_users",
+    params(("slug" = String, Path), super::PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<UserView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/sites/{slug}/users")]
+pub async fn list_users(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+    q: web::Query<super::PageQuery>,
+) -> Result<HttpResponse> {
+    let site = visible_site(&state, &caller, &slug).await?;
+    let limit = q.limit()?;
+    let offset = decode_cursor(q.cursor.as_deref(), 1)?.map_or(0, |v| v[0].max(0));
+    let now = state.now();
+    let idle = site.effective().values.idle_timeout_seconds;
+    let site_id = site.site.id;
+    let mut rows = state
+        .db
+        .run(move |c| sessions::per_user(c, site_id, now, idle))
+        .await?;
+    rows.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
+    let total = rows.len() as i64;
+    let items: Vec<UserView> = rows
+        .into_iter()
+        .skip(offset as usize)
+        .take(limit as usize)
+        .map(|(user, active, dangling)| UserView {
+            user,
+            active,
+            live: active - dangling,
+            dangling,
+        })
+        .collect();
+    let next = offset + limit;
+    Ok(HttpResponse::Ok().json(Page {
+        items,
+        next_cursor: (next < total).then(|| encode_cursor(&[next])),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KillResult {
+    /// Sessions ended by this request.
+    pub killed: usize,
+}
+
+/// Kill one session: it ends as `killed` and a `session.kill` push is queued.
+#[utoipa::path(delete, path = "/v1/sites/{slug}/sessions/{session}", tag = "sessions",
+    operation_id = "kill_session",
+    params(("slug" = String, Path), ("session" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = KillResult),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[delete("/v1/sites/{slug}/sessions/{session}")]
+pub async fn kill_session(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse> {
+    let (slug, session) = path.into_inner();
+    let site = visible_site(&state, &caller, &slug).await?;
+    let session = SessionRef::parse(&session)
+        .map_err(|_| Error::not_found(format!("session {session:?}")))?
+        .into_string();
+    let now = state.now();
+    let (site_id, tenant_id, slug) = (site.site.id, site.site.tenant_id, site.site.slug.clone());
+    let killed = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                if sessions::get(c, site_id, &session)?.is_none() {
+                    return Err(Error::not_found(format!("session {session:?}")));
+                }
+                let one = std::slice::from_ref(&session);
+                let n = sessions::end_sessions(c, site_id, one, now, EndReason::Killed)?;
+                if n > 0 {
+                    outbox::enqueue_kill(c, site_id, tenant_id, &slug, one, "killed", now)?;
+                }
+                Ok(n)
+            })
+        })
+        .await?;
+    state.outbox_wakeup.notify_one();
+    Ok(HttpResponse::Ok().json(KillResult { killed }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KillRequest {
+    /// `dangling` or `active`.
+    #[schema(pattern = "^(dangling|active)$")]
+    pub state: String,
+    /// Only this user's sessions.
+    pub user: Option<String>,
+    /// Only sessions idle for longer than this.
+    #[schema(minimum = 0)]
+    pub idle_longer_than_seconds: Option<i64>,
+}
+
+/// Kill many sessions at once, by state, user and idle time.
+#[utoipa::path(post, path = "/v1/sites/{slug}/sessions/kill", tag = "sessions",
+    operation_id = "kill_sessions",
+    params(("slug" = String, Path)), request_body = KillRequest, security(("bearer" = [])),
+    responses((status = 200, body = KillResult),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[post("/v1/sites/{slug}/sessions/kill")]
+pub async fn kill_sessions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse> {
+    let site = visible_site(&state, &caller, &slug).await?;
+    let req: KillRequest = body.json()?;
+    let states = match req.state.as_str() {
+        "dangling" => HashSet::from([SessionState::Dangling]),
+        "active" => HashSet::from([SessionState::Live, SessionState::Dangling]),
+        _ => {
+            return Err(Error::invalid_field(
+                "state",
+                "must be \"dangling\" or \"active\"",
+            ));
+        }
+    };
+    if req
+        .idle_longer_than_seconds
+        .is_some_and(|s| !(0..=10 * 365 * 86_400).contains(&s))
+    {
+        return Err(Error::invalid_field(
+            "idle_longer_than_seconds",
+            "must be between 0 and 315360000",
+        ));
+    }
+    let now = state.now();
+    let idle = site.effective().values.idle_timeout_seconds;
+    let (site_id, tenant_id, slug) = (site.site.id, site.site.tenant_id, site.site.slug.clone());
+    let filter = ListFilter {
+        states,
+        user: req.user,
+        before: None,
+        limit: i64::MAX,
+        idle_longer_than_ms: req.idle_longer_than_seconds.map(|s| s * 1000),
+    };
+    let killed = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let victims: Vec<String> = sessions::list(c, site_id, now, idle, &filter)?
+                    .into_iter()
+                    .map(|r| r.session)
+                    .collect();
+                let n = sessions::end_sessions(c, site_id, &victims, now, EndReason::Killed)?;
+                if !victims.is_empty() {
+                    outbox::enqueue_kill(c, site_id, tenant_id, &slug, &victims, "killed", now)?;
+                }
+                Ok(n)
+            })
+        })
+        .await?;
+    state.outbox_wakeup.notify_one();
+    Ok(HttpResponse::Ok().json(KillResult { killed }))
+}

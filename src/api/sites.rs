@@ -1,0 +1,567 @@
+//! Sites, their overrides, webhook secret and effective configuration.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use diesel::Connection as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug};
+use crate::app::AppState;
+use crate::auth::{Caller, Scope};
+use crate::clock::to_rfc3339;
+use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
+use crate::db::{audit, outbox, plans, sites, tenants};
+use crate::domain::config::{CountMode, OverLimit};
+use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::error::{Error, Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_site)
+        .service(list_sites)
+        .service(get_site)
+        .service(update_site)
+        .service(delete_site)
+        .service(rotate_webhook_secret)
+        .service(get_site_config);
+}
+
+/// How long the previous webhook secret keeps signing after a rotation.
+const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSite {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub slug: String,
+    /// The owning tenant's slug.
+    pub tenant: String,
+    pub name: String,
+    /// The plan's code.
+    pub plan: String,
+    #[schema(pattern = "^https?://")]
+    pub webhook_url: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<CountMode>,
+    pub over_limit: Option<OverLimit>,
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub idle_timeout_seconds: Option<i64>,
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+}
+
+/// Any subset of the writable fields; `null` clears an override (the plan's value
+/// applies again) or the webhook URL.
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSite {
+    pub name: Option<String>,
+    pub plan: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, pattern = "^https?://")]
+    pub webhook_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000)]
+    pub session_limit: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<CountMode>)]
+    pub count_mode: Option<Option<CountMode>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<OverLimit>)]
+    pub over_limit: Option<Option<OverLimit>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 60, maximum = 31536000)]
+    pub idle_timeout_seconds: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 60, maximum = 31536000)]
+    pub session_ttl_seconds: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>)]
+    pub limit_message: Option<Option<String>>,
+}
+
+/// The site's own overrides (`null`: the plan's value applies).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OverridesView {
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<CountMode>,
+    pub over_limit: Option<OverLimit>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SiteView {
+    pub slug: String,
+    pub tenant: String,
+    pub name: String,
+    pub plan: String,
+    pub webhook_url: Option<String>,
+    /// Set when the site answered a push with 410 Gone; setting `webhook_url` again
+    /// re-enables pushes.
+    pub webhook_disabled_at: Option<String>,
+    pub overrides: OverridesView,
+    pub config_version: i64,
+    /// What the site runs with: plan values merged with the overrides.
+    pub effective: SiteConfig,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<SiteFull> for SiteView {
+    fn from(f: SiteFull) -> Self {
+        let o = f.site.overrides();
+        let effective = f.config();
+        Self {
+            slug: f.site.slug,
+            tenant: f.tenant_slug,
+            name: f.site.name,
+            plan: f.plan.code,
+            webhook_url: f.site.webhook_url,
+            webhook_disabled_at: f.site.webhook_disabled_at.map(to_rfc3339),
+            overrides: OverridesView {
+                session_limit: o.session_limit,
+                count_mode: o.count_mode,
+                over_limit: o.over_limit,
+                idle_timeout_seconds: o.idle_timeout_seconds,
+                session_ttl_seconds: o.session_ttl_seconds,
+                limit_message: o.limit_message,
+            },
+            config_version: f.site.config_version,
+            effective,
+            created_at: to_rfc3339(f.site.created_at),
+            updated_at: to_rfc3339(f.site.updated_at),
+        }
+    }
+}
+
+/// A new site, with the secret that signs its pushes (shown only here).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedSite {
+    #[serde(flatten)]
+    pub site: SiteView,
+    /// `whsec_…`: verifies the pushes sent to `webhook_url`. Shown once.
+    pub webhook_secret: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The new `whsec_…` secret. Shown once.
+    pub webhook_secret: String,
+    /// Until then pushes carry a signature by the previous secret as well.
+    pub previous_valid_until: String,
+}
+
+fn limit_message(s: &str) -> std::result::Result<String, String> {
+    if s.is_empty() || s.chars().count() > 1000 {
+        Err("must be 1 to 1000 characters".to_owned())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// Create a site.
+#[utoipa::path(post, path = "/v1/sites", tag = "sites", operation_id = "create_site",
+    request_body = CreateSite, security(("bearer" = [])),
+    responses((status = 201, body = CreatedSite),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[post("/v1/sites")]
+pub async fn create_site(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<HttpResponse> {
+    caller.require_admin()?;
+    let b: CreateSite = body.json()?;
+    let mut c = Checks::default();
+    let slug = c.check("slug", Slug::parse(&b.slug));
+    let tenant = c.check("tenant", Slug::parse(&b.tenant));
+    let name = c.check("name", ids::parse_name(&b.name));
+    let plan = c.check("plan", Slug::parse(&b.plan));
+    let webhook_url = b
+        .webhook_url
+        .as_deref()
+        .and_then(|u| c.check("webhook_url", ids::parse_http_url(u)));
+    let session_limit = b
+        .session_limit
+        .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
+        .map(SessionLimit::get);
+    let idle = b
+        .idle_timeout_seconds
+        .and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)));
+    let ttl = b
+        .session_ttl_seconds
+        .and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)));
+    let msg = b
+        .limit_message
+        .as_deref()
+        .and_then(|m| c.check("limit_message", limit_message(m)));
+    c.finish()?;
+    let (Some(slug), Some(tenant), Some(plan)) = (slug, tenant, plan) else {
+        return Err(Error::bad_request("incomplete site"));
+    };
+    let now = state.now();
+    let secret = super::tenants::new_whsec();
+    let secret2 = secret.clone();
+    let actor = caller.actor();
+    let name = name.unwrap_or_default();
+    let full = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let t = tenants::get(c, &Scope::Provider, tenant.as_str())
+                    .map_err(|_| Error::invalid_field("tenant", format!("no tenant {tenant}")))?;
+                let p = plans::get(c, plan.as_str())
+                    .map_err(|_| Error::invalid_field("plan", format!("no plan {plan}")))?;
+                if sites::get(c, &Scope::Provider, slug.as_str()).is_ok() {
+                    return Err(Error::Conflict(format!("site {slug} already exists")));
+                }
+                let new = sites::NewSite {
+                    slug: slug.as_str().to_owned(),
+                    tenant_id: t.id,
+                    plan_id: p.id,
+                    name: name.clone(),
+                    webhook_url: webhook_url.clone(),
+                    webhook_secret: secret2.clone(),
+                    session_limit,
+                    count_mode: b.count_mode.map(|m| m.as_str().to_owned()),
+                    over_limit: b.over_limit.map(|m| m.as_str().to_owned()),
+                    idle_timeout_seconds: idle,
+                    session_ttl_seconds: ttl,
+                    limit_message: msg.clone(),
+                    config_version: 1,
+                    created_at: now,
+                    updated_at: now,
+                };
+                let full = sites::insert(c, &new, now)?;
+                if full.site.webhook_url.is_some() {
+                    outbox::enqueue_config(c, &full, now)?;
+                }
+                audit::record(
+                    c,
+                    now,
+                    &actor,
+                    "create",
+                    "site",
+                    &full.site.slug,
+                    &json!({"tenant": t.slug, "plan": p.code, "session_limit": session_limit}),
+                )?;
+                Ok(full)
+            })
+        })
+        .await?;
+    state.outbox_wakeup.notify_one();
+    Ok(HttpResponse::Created().json(CreatedSite {
+        site: full.into(),
+        webhook_secret: secret,
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SiteListQuery {
+    /// Only this tenant's sites.
+    pub tenant: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// List sites (a tenant sees its own).
+#[utoipa::path(get, path = "/v1/sites", tag = "sites", operation_id = "list_sites",
+    params(SiteListQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<SiteView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/sites")]
+pub async fn list_sites(
+    state: web::Data<AppState>,
+    caller: Caller,
+    q: web::Query<SiteListQuery>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let limit = page_limit(q.limit)?;
+    let after = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
+    let tenant = q.tenant.clone();
+    let rows = state
+        .db
+        .run(move |c| sites::list(c, &scope, tenant.as_deref(), after, limit + 1))
+        .await?;
+    Ok(HttpResponse::Ok().json(page(rows, limit, |s| vec![s.site.id], SiteView::from)))
+}
+
+/// Get a site.
+#[utoipa::path(get, path = "/v1/sites/{slug}", tag = "sites", operation_id = "get_site",
+    params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = SiteView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/sites/{slug}")]
+pub async fn get_site(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let slug = path_slug("site", &slug)?;
+    let f = state.db.run(move |c| sites::get(c, &scope, &slug)).await?;
+    Ok(HttpResponse::Ok().json(SiteView::from(f)))
+}
+
+/// Change a site. Tenants may change the overrides and webhook URL of their own
+/// sites, and may lower `session_limit` but not raise it above the plan's.
+#[utoipa::path(patch, path = "/v1/sites/{slug}", tag = "sites", operation_id = "update_site",
+    params(("slug" = String, Path)), request_body = UpdateSite, security(("bearer" = [])),
+    responses((status = 200, body = SiteView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[patch("/v1/sites/{slug}")]
+pub async fn update_site(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let slug = path_slug("site", &slug)?;
+    let b: UpdateSite = body.json()?;
+    let is_admin = caller.is_admin();
+    let mut c = Checks::default();
+    let plan_code = b
+        .plan
+        .as_deref()
+        .and_then(|p| c.check("plan", Slug::parse(p)));
+    let mut changes = SiteChanges {
+        name: b
+            .name
+            .as_deref()
+            .and_then(|n| c.check("name", ids::parse_name(n))),
+        webhook_url: b.webhook_url.as_ref().map(|u| {
+            u.as_deref()
+                .and_then(|u| c.check("webhook_url", ids::parse_http_url(u)))
+        }),
+        session_limit: b.session_limit.map(|n| {
+            n.and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
+                .map(SessionLimit::get)
+        }),
+        count_mode: b.count_mode.map(|m| m.map(|m| m.as_str().to_owned())),
+        over_limit: b.over_limit.map(|m| m.map(|m| m.as_str().to_owned())),
+        idle_timeout_seconds: b.idle_timeout_seconds.map(|n| {
+            n.and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)))
+        }),
+        session_ttl_seconds: b
+            .session_ttl_seconds
+            .map(|n| n.and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)))),
+        limit_message: b.limit_message.as_ref().map(|m| {
+            m.as_deref()
+                .and_then(|m| c.check("limit_message", limit_message(m)))
+        }),
+        ..SiteChanges::default()
+    };
+    let now = state.now();
+    changes.updated_at = Some(now);
+    let actor = caller.actor();
+    let has_plan = b.plan.is_some();
+    let has_name = b.name.is_some();
+    let full = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let before = sites::get(conn, &scope, &slug)?;
+                if !is_admin && (has_plan || has_name) {
+                    return Err(Error::Forbidden(
+                        "a tenant may change only the overrides and webhook_url of its sites"
+                            .to_owned(),
+                    ));
+                }
+                // Validation comes after the right and the existence checks.
+                if !c.0.is_empty() {
+                    return Err(Error::invalid(c.0.clone()));
+                }
+                let mut changes = changes.clone();
+                if let Some(code) = &plan_code {
+                    let p = plans::get(conn, code.as_str())
+                        .map_err(|_| Error::invalid_field("plan", format!("no plan {code}")))?;
+                    changes.plan_id = Some(p.id);
+                }
+                if !is_admin
+                    && let Some(Some(n)) = changes.session_limit
+                    && n > before.plan.session_limit
+                {
+                    return Err(Error::invalid_field(
+                        "session_limit",
+                        format!(
+                            "a tenant may lower the limit but not raise it above the plan's {}",
+                            before.plan.session_limit
+                        ),
+                    ));
+                }
+                let url_set = matches!(changes.webhook_url, Some(Some(_)));
+                if url_set {
+                    // Setting the URL again re-enables a webhook that answered 410.
+                    changes.webhook_disabled_at = Some(None);
+                }
+                sites::update(conn, before.site.id, &changes)?;
+                let mut after = sites::get_by_id(conn, before.site.id)?;
+                if after.config() != before.config() {
+                    after = sites::bump_config(conn, &[after.site.id], now)?
+                        .pop()
+                        .ok_or_else(|| Error::not_found("site"))?;
+                } else if url_set && changes.webhook_url != Some(before.site.webhook_url.clone()) {
+                    outbox::enqueue_config(conn, &after, now)?;
+                }
+                let (b4, af) = (before.config(), after.config());
+                audit::record(
+                    conn,
+                    now,
+                    &actor,
+                    "update",
+                    "site",
+                    &slug,
+                    &json!({
+                        "plan": [before.plan.code, after.plan.code],
+                        "session_limit": [b4.session_limit, af.session_limit],
+                        "config_version": [b4.config_version, af.config_version],
+                    }),
+                )?;
+                Ok(after)
+            })
+        })
+        .await?;
+    state.outbox_wakeup.notify_one();
+    Ok(HttpResponse::Ok().json(SiteView::from(full)))
+}
+
+/// Delete a site with its sessions and history.
+#[utoipa::path(delete, path = "/v1/sites/{slug}", tag = "sites", operation_id = "delete_site",
+    params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "deleted"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[delete("/v1/sites/{slug}")]
+pub async fn delete_site(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.require_admin()?;
+    let slug = path_slug("site", &slug)?;
+    let now = state.now();
+    let actor = caller.actor();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let f = sites::get(c, &Scope::Provider, &slug)?;
+                sites::delete(c, f.site.id)?;
+                audit::record(c, now, &actor, "delete", "site", &slug, &json!({}))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Rotate the webhook secret. The previous secret keeps signing alongside for 24 h.
+#[utoipa::path(post, path = "/v1/sites/{slug}/webhook-secret", tag = "sites",
+    operation_id = "rotate_webhook_secret",
+    params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = RotatedSecret),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[post("/v1/sites/{slug}/webhook-secret")]
+pub async fn rotate_webhook_secret(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let slug = path_slug("site", &slug)?;
+    let now = state.now();
+    let secret = super::tenants::new_whsec();
+    let secret2 = secret.clone();
+    let actor = caller.actor();
+    let until = now + ROTATION_OVERLAP_MS;
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let f = sites::get(c, &scope, &slug)?;
+                sites::set_webhook_secret(c, f.site.id, &secret2, &f.site.webhook_secret, until)?;
+                audit::record(c, now, &actor, "rotate_secret", "site", &slug, &json!({}))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(RotatedSecret {
+        webhook_secret: secret,
+        previous_valid_until: to_rfc3339(until),
+    }))
+}
+
+/// The site's effective configuration, with an `ETag`; `If-None-Match` answers 304.
+#[utoipa::path(get, path = "/v1/sites/{slug}/config", tag = "sites", operation_id = "get_site_config",
+    params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = SiteConfig),
+        (status = 304, description = "not modified"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/sites/{slug}/config")]
+pub async fn get_site_config(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+    req: HttpRequest,
+) -> Result<HttpResponse> {
+    let slug = path_slug("site", &slug)?;
+    let scope = match &caller {
+        Caller::Site { .. } => {
+            caller.require_site(&slug)?;
+            Scope::Provider
+        }
+        _ => caller.scope()?,
+    };
+    let f = state.db.run(move |c| sites::get(c, &scope, &slug)).await?;
+    let cfg = f.config();
+    let etag = format!("\"{}\"", cfg.config_version);
+    let matches = req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == etag || t == "*")
+        });
+    if matches {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .json(cfg))
+}
+
+/// Shared by the session endpoints: the site as the caller may see it.
+pub async fn visible_site(state: &AppState, caller: &Caller, slug: &str) -> Result<SiteFull> {
+    let scope = caller.scope()?;
+    let slug = path_slug("site", slug)?;
+    state.db.run(move |c| sites::get(c, &scope, &slug)).await
+}
+
+/// Shared by the agent endpoints: the site, when the caller is its own site token.
+pub async fn agent_site(state: &AppState, caller: &Caller, slug: &str) -> Result<SiteFull> {
+    let slug = path_slug("site", slug)?;
+    caller.require_site(&slug)?;
+    state.db.run(move |c| sites::get_for_agent(c, &slug)).await
+}

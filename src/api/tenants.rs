@@ -1,0 +1,291 @@
+//! Tenants: the provider's customers. A tenant reads itself and may change its own
+//! `billing_email` and `notify_url`.
+
+use actix_web::{HttpResponse, delete, get, patch, post, web};
+use diesel::Connection as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::{Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug};
+use crate::app::AppState;
+use crate::auth::{Caller, Scope};
+use crate::clock::to_rfc3339;
+use crate::db::{audit, tenants, tenants::Tenant};
+use crate::domain::ids::{self, Slug};
+use crate::error::{Error, Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_tenant)
+        .service(list_tenants)
+        .service(get_tenant)
+        .service(update_tenant)
+        .service(delete_tenant);
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub slug: String,
+    pub name: String,
+    #[schema(format = Email)]
+    pub billing_email: Option<String>,
+    #[schema(pattern = "^https?://")]
+    pub notify_url: Option<String>,
+}
+
+/// `null` clears `billing_email` or `notify_url`.
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, format = Email)]
+    pub billing_email: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<String>, pattern = "^https?://")]
+    pub notify_url: Option<Option<String>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantView {
+    pub slug: String,
+    pub name: String,
+    pub billing_email: Option<String>,
+    pub notify_url: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A new tenant, with the secret that signs its alerts (shown only here).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedTenant {
+    #[serde(flatten)]
+    pub tenant: TenantView,
+    /// `whsec_…`: verifies the threshold alerts sent to `notify_url`. Shown once.
+    pub notify_secret: String,
+}
+
+impl From<Tenant> for TenantView {
+    fn from(t: Tenant) -> Self {
+        Self {
+            slug: t.slug,
+            name: t.name,
+            billing_email: t.billing_email,
+            notify_url: t.notify_url,
+            created_at: to_rfc3339(t.created_at),
+            updated_at: to_rfc3339(t.updated_at),
+        }
+    }
+}
+
+pub fn new_whsec() -> String {
+    use base64::Engine;
+    let mut buf = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut buf);
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(buf)
+    )
+}
+
+/// Create a tenant.
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", operation_id = "create_tenant",
+    request_body = CreateTenant, security(("bearer" = [])),
+    responses((status = 201, body = CreatedTenant),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[post("/v1/tenants")]
+pub async fn create_tenant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<HttpResponse> {
+    caller.require_admin()?;
+    let b: CreateTenant = body.json()?;
+    let mut c = Checks::default();
+    let slug = c.check("slug", Slug::parse(&b.slug));
+    let name = c.check("name", ids::parse_name(&b.name));
+    let email = b
+        .billing_email
+        .as_deref()
+        .and_then(|e| c.check("billing_email", ids::parse_email(e)));
+    let notify = b
+        .notify_url
+        .as_deref()
+        .and_then(|u| c.check("notify_url", ids::parse_http_url(u)));
+    c.finish()?;
+    let now = state.now();
+    let secret = new_whsec();
+    let new = tenants::NewTenant {
+        slug: slug.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+        name: name.unwrap_or_default(),
+        billing_email: email,
+        notify_url: notify,
+        notify_secret: secret.clone(),
+        created_at: now,
+        updated_at: now,
+    };
+    let actor = caller.actor();
+    let t = state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                if tenants::get(c, &Scope::Provider, &new.slug).is_ok() {
+                    return Err(Error::Conflict(format!(
+                        "tenant {:?} already exists",
+                        new.slug
+                    )));
+                }
+                let t = tenants::insert(c, &new)?;
+                audit::record(c, now, &actor, "create", "tenant", &t.slug, &json!({}))?;
+                Ok(t)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(CreatedTenant {
+        tenant: t.into(),
+        notify_secret: secret,
+    }))
+}
+
+/// List tenants (a tenant sees itself).
+#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", operation_id = "list_tenants",
+    params(PageQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<TenantView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/tenants")]
+pub async fn list_tenants(
+    state: web::Data<AppState>,
+    caller: Caller,
+    q: web::Query<PageQuery>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let limit = q.limit()?;
+    let after = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
+    let rows = state
+        .db
+        .run(move |c| tenants::list(c, &scope, after, limit + 1))
+        .await?;
+    Ok(HttpResponse::Ok().json(page(rows, limit, |t| vec![t.id], TenantView::from)))
+}
+
+/// Get a tenant.
+#[utoipa::path(get, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "get_tenant",
+    params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = TenantView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/tenants/{slug}")]
+pub async fn get_tenant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let slug = path_slug("tenant", &slug)?;
+    let t = state
+        .db
+        .run(move |c| tenants::get(c, &scope, &slug))
+        .await?;
+    Ok(HttpResponse::Ok().json(TenantView::from(t)))
+}
+
+/// Change a tenant. A tenant may change its own `billing_email` and `notify_url`.
+#[utoipa::path(patch, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "update_tenant",
+    params(("slug" = String, Path)), request_body = UpdateTenant, security(("bearer" = [])),
+    responses((status = 200, body = TenantView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[patch("/v1/tenants/{slug}")]
+pub async fn update_tenant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+    body: Body,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let slug = path_slug("tenant", &slug)?;
+    let b: UpdateTenant = body.json()?;
+    if !caller.is_admin() && b.name.is_some() {
+        // Visible tenants learn what they may not change; others get 404 below.
+        if matches!(&scope, Scope::Tenant(own) if *own == slug) {
+            return Err(Error::Forbidden(
+                "a tenant may change only its billing_email and notify_url".to_owned(),
+            ));
+        }
+    }
+    let mut c = Checks::default();
+    let now = state.now();
+    let changes = tenants::TenantChanges {
+        name: b
+            .name
+            .as_deref()
+            .and_then(|n| c.check("name", ids::parse_name(n))),
+        billing_email: b
+            .billing_email
+            .map(|e| e.and_then(|e| c.check("billing_email", ids::parse_email(&e)))),
+        notify_url: b
+            .notify_url
+            .map(|u| u.and_then(|u| c.check("notify_url", ids::parse_http_url(&u)))),
+        updated_at: Some(now),
+    };
+    let actor = caller.actor();
+    let t = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                let t = tenants::get(conn, &scope, &slug)?;
+                Ok(t)
+            })
+        })
+        .await?;
+    c.finish()?;
+    let t = state
+        .db
+        .run(move |conn| {
+            conn.transaction(|conn| {
+                tenants::update(conn, t.id, &changes)?;
+                audit::record(conn, now, &actor, "update", "tenant", &t.slug, &json!({}))?;
+                tenants::get_by_id(conn, t.id)
+            })
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(TenantView::from(t)))
+}
+
+/// Delete a tenant; refused (409) while it has sites.
+#[utoipa::path(delete, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "delete_tenant",
+    params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "deleted"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json")))]
+#[delete("/v1/tenants/{slug}")]
+pub async fn delete_tenant(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.require_admin()?;
+    let slug = path_slug("tenant", &slug)?;
+    let now = state.now();
+    let actor = caller.actor();
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                let t = tenants::get(c, &Scope::Provider, &slug)?;
+                tenants::delete(c, &t)?;
+                audit::record(c, now, &actor, "delete", "tenant", &slug, &json!({}))
+            })
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,185 @@
+//! Tokens: minting and revocation.
+
+use actix_web::{HttpResponse, delete, post, web};
+use diesel::Connection as _;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::Body;
+use crate::app::AppState;
+use crate::auth::{Caller, Role, Scope};
+use crate::clock::to_rfc3339;
+use crate::db::{audit, sites, tenants, tokens};
+use crate::error::{Error, Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(create_token).service(revoke_token);
+}
+
+/// Longest lifetime of a token: ten years.
+const MAX_TTL: i64 = 10 * 365 * 86_400;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub role: Role,
+    /// The tenant, for `tenant` tokens.
+    pub tenant: Option<String>,
+    /// The site, for `site` tokens.
+    pub site: Option<String>,
+    /// Lifetime in seconds (default: 30 days for admin and tenant tokens, a year for
+    /// site tokens; at most ten years).
+    #[schema(minimum = 60, maximum = 315360000)]
+    pub ttl_seconds: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    pub token: String,
+    pub jti: String,
+    pub expires_at: String,
+}
+
+/// Mint a token. Admins mint any; a tenant mints site tokens for its own sites.
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", operation_id = "create_token",
+    request_body = CreateToken, security(("bearer" = [])),
+    responses((status = 201, body = TokenView),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+#[post("/v1/tokens")]
+pub async fn create_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    body: Body,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let b: CreateToken = body.json()?;
+    if matches!(scope, Scope::Tenant(_)) && b.role != Role::Site {
+        return Err(Error::Forbidden(
+            "a tenant may mint only site tokens for its own sites".to_owned(),
+        ));
+    }
+    let ttl = b.ttl_seconds.unwrap_or(match b.role {
+        Role::Site => 365 * 86_400,
+        _ => 30 * 86_400,
+    });
+    if !(60..=MAX_TTL).contains(&ttl) {
+        return Err(Error::invalid_field(
+            "ttl_seconds",
+            format!("must be between 60 and {MAX_TTL}"),
+        ));
+    }
+    let (tenant, site) = match b.role {
+        Role::Admin => {
+            if b.tenant.is_some() || b.site.is_some() {
+                return Err(Error::invalid_field(
+                    "role",
+                    "admin tokens take neither tenant nor site",
+                ));
+            }
+            (None, None)
+        }
+        Role::Tenant => {
+            let t = b
+                .tenant
+                .ok_or_else(|| Error::invalid_field("tenant", "required for a tenant token"))?;
+            if b.site.is_some() {
+                return Err(Error::invalid_field(
+                    "site",
+                    "not allowed on a tenant token",
+                ));
+            }
+            let t2 = t.clone();
+            let scope2 = scope.clone();
+            state
+                .db
+                .run(move |c| tenants::get(c, &scope2, &t2).map(|_| ()))
+                .await
+                .map_err(|_| Error::invalid_field("tenant", format!("no tenant {t:?}")))?;
+            (Some(t), None)
+        }
+        Role::Site => {
+            let s = b
+                .site
+                .ok_or_else(|| Error::invalid_field("site", "required for a site token"))?;
+            if b.tenant.is_some() {
+                return Err(Error::invalid_field(
+                    "tenant",
+                    "not allowed on a site token",
+                ));
+            }
+            let s2 = s.clone();
+            let scope2 = scope.clone();
+            let found = state.db.run(move |c| sites::get(c, &scope2, &s2)).await;
+            match found {
+                Ok(_) => {}
+                Err(Error::NotFound(_)) => return Err(Error::not_found(format!("site {s:?}"))),
+                Err(e) => return Err(e),
+            }
+            (None, Some(s))
+        }
+    };
+    let (token, claims) = state.mint(b.role, tenant, site, ttl)?;
+    let now = state.now();
+    let actor = caller.actor();
+    let jti = claims.jti.clone();
+    let role = format!("{:?}", b.role).to_lowercase();
+    state
+        .db
+        .run(move |c| {
+            audit::record(
+                c,
+                now,
+                &actor,
+                "mint",
+                "token",
+                &jti,
+                &json!({"role": role}),
+            )
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(TokenView {
+        token,
+        jti: claims.jti,
+        expires_at: to_rfc3339(claims.exp * 1000),
+    }))
+}
+
+/// Revoke a token by its `jti`; every process refuses it within a second.
+#[utoipa::path(delete, path = "/v1/tokens/{jti}", tag = "tokens", operation_id = "revoke_token",
+    params(("jti" = String, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "revoked"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[delete("/v1/tokens/{jti}")]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    caller: Caller,
+    jti: web::Path<String>,
+) -> Result<HttpResponse> {
+    caller.require_admin()?;
+    let jti = jti.into_inner();
+    if jti.is_empty() || jti.len() > 128 || !jti.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::not_found("token"));
+    }
+    let now = state.now();
+    let actor = caller.actor();
+    // Tokens live at most ten years (plus leeway), so that is how long to remember.
+    let until = now + (MAX_TTL + 86_400) * 1000;
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                tokens::revoke(c, &jti, now, until)?;
+                audit::record(c, now, &actor, "revoke", "token", &jti, &json!({}))
+            })
+        })
+        .await?;
+    state.revocations.invalidate().await;
+    Ok(HttpResponse::NoContent().finish())
+}

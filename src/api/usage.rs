@@ -1,0 +1,245 @@
+//! Usage now: per site, per tenant and provider-wide.
+
+use std::collections::HashMap;
+
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::path_slug;
+use super::sites::visible_site;
+use crate::app::AppState;
+use crate::auth::{Caller, Scope};
+use crate::db::sites::SiteFull;
+use crate::db::{sites, tenants, usage};
+use crate::domain::config::CountMode;
+use crate::error::{Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(get_site_usage)
+        .service(get_tenant_usage)
+        .service(get_usage);
+}
+
+/// A site's sessions now.
+#[derive(Debug, Serialize, ToSchema, Clone)]
+pub struct SiteUsage {
+    pub site: String,
+    pub session_limit: i64,
+    pub active: i64,
+    pub live: i64,
+    pub dangling: i64,
+    /// Sessions that count against the limit, by the site's `count_mode`.
+    pub counted: i64,
+    /// `counted ÷ session_limit` (0 when the limit is 0).
+    pub utilization: f64,
+    pub denied_last_24h: i64,
+    pub config_version: i64,
+}
+
+/// Totals over several sites.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantUsage {
+    pub tenant: String,
+    pub session_limit: i64,
+    pub active: i64,
+    pub live: i64,
+    pub dangling: i64,
+    pub counted: i64,
+    pub utilization: f64,
+    pub denied_last_24h: i64,
+    pub sites: Vec<SiteUsage>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderUsage {
+    pub session_limit: i64,
+    pub active: i64,
+    pub live: i64,
+    pub dangling: i64,
+    pub counted: i64,
+    pub utilization: f64,
+    pub denied_last_24h: i64,
+    pub tenants: Vec<TenantUsage>,
+}
+
+fn ratio(counted: i64, limit: i64) -> f64 {
+    if limit > 0 {
+        counted as f64 / limit as f64
+    } else {
+        0.0
+    }
+}
+
+/// Usage rows for the given sites from one grouped count and one grouped denial query.
+async fn usage_of(
+    state: &AppState,
+    list: Vec<SiteFull>,
+    site_id: Option<i64>,
+    tenant_id: Option<i64>,
+) -> Result<Vec<SiteUsage>> {
+    let now = state.now();
+    let ids: Vec<i64> = list.iter().map(|f| f.site.id).collect();
+    let (counts, denied) = state
+        .db
+        .run(move |c| {
+            let counts = usage::counts(c, now, site_id, tenant_id)?;
+            let mut denied = Vec::new();
+            for chunk in ids.chunks(500) {
+                denied.extend(usage::denials_between(c, chunk, now - 86_400_000, now + 1)?);
+            }
+            Ok((counts, denied))
+        })
+        .await?;
+    let counts: HashMap<i64, (i64, i64)> = counts
+        .into_iter()
+        .map(|r| (r.site_id, (r.active, r.dangling.unwrap_or(0))))
+        .collect();
+    let denied: HashMap<i64, i64> = denied.into_iter().collect();
+    Ok(list
+        .into_iter()
+        .map(|f| {
+            let cfg = f.config();
+            let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or((0, 0));
+            let live = active - dangling;
+            let counted = match cfg.count_mode {
+                CountMode::Active => active,
+                CountMode::Live => live,
+            };
+            SiteUsage {
+                site: cfg.site.clone(),
+                session_limit: cfg.session_limit,
+                active,
+                live,
+                dangling,
+                counted,
+                utilization: ratio(counted, cfg.session_limit),
+                denied_last_24h: denied.get(&f.site.id).copied().unwrap_or(0),
+                config_version: cfg.config_version,
+            }
+        })
+        .collect())
+}
+
+fn totals(tenant: String, sites: Vec<SiteUsage>) -> TenantUsage {
+    let sum = |f: fn(&SiteUsage) -> i64| sites.iter().map(f).sum::<i64>();
+    let session_limit = sum(|s| s.session_limit);
+    let counted = sum(|s| s.counted);
+    TenantUsage {
+        tenant,
+        session_limit,
+        active: sum(|s| s.active),
+        live: sum(|s| s.live),
+        dangling: sum(|s| s.dangling),
+        counted,
+        utilization: ratio(counted, session_limit),
+        denied_last_24h: sum(|s| s.denied_last_24h),
+        sites,
+    }
+}
+
+/// A site's sessions now.
+#[utoipa::path(get, path = "/v1/sites/{slug}/usage", tag = "usage", operation_id = "get_site_usage",
+    params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = SiteUsage),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/sites/{slug}/usage")]
+pub async fn get_site_usage(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    let site = visible_site(&state, &caller, &slug).await?;
+    let id = site.site.id;
+    let mut rows = usage_of(&state, vec![site], Some(id), None).await?;
+    Ok(HttpResponse::Ok().json(rows.pop()))
+}
+
+async fn all_sites(
+    state: &AppState,
+    scope: Scope,
+    tenant: Option<String>,
+) -> Result<Vec<SiteFull>> {
+    state
+        .db
+        .run(move |c| {
+            let mut out = Vec::new();
+            let mut after = None;
+            loop {
+                let page = sites::list(c, &scope, tenant.as_deref(), after, 500)?;
+                let done = page.len() < 500;
+                after = page.last().map(|f| f.site.id);
+                out.extend(page);
+                if done {
+                    return Ok(out);
+                }
+            }
+        })
+        .await
+}
+
+/// A tenant's sessions now: totals and every site.
+#[utoipa::path(get, path = "/v1/tenants/{slug}/usage", tag = "usage", operation_id = "get_tenant_usage",
+    params(("slug" = String, Path)), security(("bearer" = [])),
+    responses((status = 200, body = TenantUsage),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/tenants/{slug}/usage")]
+pub async fn get_tenant_usage(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let slug = path_slug("tenant", &slug)?;
+    let (s2, sc) = (slug.clone(), scope.clone());
+    let tenant = state.db.run(move |c| tenants::get(c, &sc, &s2)).await?;
+    let list = all_sites(&state, scope, Some(slug.clone())).await?;
+    let rows = usage_of(&state, list, None, Some(tenant.id)).await?;
+    Ok(HttpResponse::Ok().json(totals(slug, rows)))
+}
+
+/// Provider-wide sessions now: totals and every tenant (admin).
+#[utoipa::path(get, path = "/v1/usage", tag = "usage", operation_id = "get_usage",
+    security(("bearer" = [])),
+    responses((status = 200, body = ProviderUsage),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/usage")]
+pub async fn get_usage(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
+    caller.require_admin()?;
+    let list = all_sites(&state, Scope::Provider, None).await?;
+    let owners: HashMap<String, String> = list
+        .iter()
+        .map(|f| (f.site.slug.clone(), f.tenant_slug.clone()))
+        .collect();
+    let rows = usage_of(&state, list, None, None).await?;
+    let mut by_tenant: std::collections::BTreeMap<String, Vec<SiteUsage>> = Default::default();
+    let all_tenants = state
+        .db
+        .run(|c| tenants::list(c, &Scope::Provider, None, i64::MAX))
+        .await?;
+    for t in &all_tenants {
+        by_tenant.entry(t.slug.clone()).or_default();
+    }
+    for r in rows {
+        if let Some(t) = owners.get(&r.site) {
+            by_tenant.entry(t.clone()).or_default().push(r);
+        }
+    }
+    let tenants: Vec<TenantUsage> = by_tenant.into_iter().map(|(t, s)| totals(t, s)).collect();
+    let sum = |f: fn(&TenantUsage) -> i64| tenants.iter().map(f).sum::<i64>();
+    let session_limit = sum(|t| t.session_limit);
+    let counted = sum(|t| t.counted);
+    Ok(HttpResponse::Ok().json(ProviderUsage {
+        session_limit,
+        active: sum(|t| t.active),
+        live: sum(|t| t.live),
+        dangling: sum(|t| t.dangling),
+        counted,
+        utilization: ratio(counted, session_limit),
+        denied_last_24h: sum(|t| t.denied_last_24h),
+        tenants,
+    }))
+}

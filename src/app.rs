@@ -1,0 +1,205 @@
+//! Builds the HTTP server, its shared state and the background tasks.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpResponse, HttpServer, web};
+use base64::Engine;
+use rand::RngCore;
+use tokio::sync::{Notify, watch};
+
+use crate::auth::{Caller, Keys, Revocations, Role};
+use crate::clock::SharedClock;
+use crate::config::{Config, Secret};
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// What every handler and background task shares.
+pub struct AppState {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub keys: Keys,
+    pub revocations: Revocations,
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    /// Wakes the push sender when a change has queued a push.
+    pub outbox_wakeup: Arc<Notify>,
+    rate_limiter: Option<RateLimiter>,
+    pub http: reqwest::Client,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("db", &self.db)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn rate_limit(&self, caller: &Caller) -> Result<()> {
+        match &self.rate_limiter {
+            Some(r) => r.take(caller.jti()).map_err(|s| Error::RateLimited {
+                retry_after_seconds: s,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Mints a token with the shared key.
+    pub fn mint(
+        &self,
+        role: Role,
+        tenant: Option<String>,
+        site: Option<String>,
+        ttl_seconds: i64,
+    ) -> Result<(String, crate::auth::Claims)> {
+        let claims = crate::auth::claims(role, tenant, site, self.now(), ttl_seconds);
+        Ok((self.keys.mint(&claims)?, claims))
+    }
+}
+
+/// Opens the database, applies migrations and loads the JWT key, generating it on the
+/// very first start. Returns the state and whether this was the first start.
+pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, bool)> {
+    let db = Db::connect(&config.database_url, config.pool_size)?;
+    db.migrate()?;
+    let now = clock.now_ms();
+    let (key, first_start) = db
+        .run_sync(|c| {
+            let secret = match &config.jwt_secret {
+                Some(s) => s.expose().to_owned(),
+                None => {
+                    let generated = random_secret(48);
+                    crate::db::settings::get_or_insert(c, "jwt_secret", &generated)?.0
+                }
+            };
+            let (_, first) =
+                crate::db::settings::get_or_insert(c, "initialized_at", &now.to_string())?;
+            Ok((secret, first))
+        })
+        .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
+    let rate_limiter = config.rate_limit.map(RateLimiter::new);
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(15))
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("headcount/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    Ok((
+        AppState {
+            db,
+            clock,
+            keys: Keys::from_secret(&Secret::new(key)),
+            revocations: Revocations::default(),
+            config: Arc::new(config),
+            metrics: Metrics::default(),
+            outbox_wakeup: Arc::new(Notify::new()),
+            rate_limiter,
+            http,
+        },
+        first_start,
+    ))
+}
+
+pub fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A running server with its background tasks.
+pub struct Running {
+    pub server: Server,
+    pub port: u16,
+    pub state: web::Data<AppState>,
+    pub stop_jobs: watch::Sender<bool>,
+    pub jobs: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Binds the listener, builds the server and starts the background tasks. The
+/// caller awaits `server` (which ends on SIGINT/SIGTERM after in-flight requests).
+pub fn start(
+    state: AppState,
+    listener: TcpListener,
+    with_signals: bool,
+) -> anyhow::Result<Running> {
+    let port = listener.local_addr()?.port();
+    let workers = state.config.workers;
+    let state = web::Data::new(state);
+    let data = state.clone();
+    let mut server =
+        HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .app_data(
+                    web::QueryConfig::default()
+                        .error_handler(|e, _| Error::bad_field("query", e.to_string()).into()),
+                )
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    Error::NotFound(format!("no such resource ({e})")).into()
+                }))
+                .app_data(
+                    web::JsonConfig::default()
+                        .error_handler(|e, _| Error::bad_request(e.to_string()).into()),
+                )
+                .wrap_fn(|req, srv| {
+                    let started = Instant::now();
+                    let state = req.app_data::<web::Data<AppState>>().cloned();
+                    let method = req.method().to_string();
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        if let Some(state) = state {
+                            let route = res
+                                .request()
+                                .match_pattern()
+                                .unwrap_or_else(|| "unmatched".to_owned());
+                            state.metrics.observe(
+                                &method,
+                                &route,
+                                res.status().as_u16(),
+                                started.elapsed().as_secs_f64(),
+                            );
+                        }
+                        Ok(res)
+                    }
+                })
+                .configure(crate::api::routes)
+                .default_service(web::to(|| async {
+                    HttpResponse::from_error(Error::NotFound("no such endpoint".to_owned()))
+                }))
+        })
+        .workers(workers)
+        .client_request_timeout(std::time::Duration::from_secs(10))
+        .client_disconnect_timeout(std::time::Duration::from_secs(5))
+        .max_connections(25_000)
+        .shutdown_timeout(20)
+        .listen(listener)?;
+    if !with_signals {
+        server = server.disable_signals();
+    }
+    let server = server.run();
+    let (stop_jobs, stop_rx) = watch::channel(false);
+    let jobs = vec![
+        tokio::spawn(crate::push::sender::run(state.clone(), stop_rx.clone())),
+        tokio::spawn(crate::jobs::sampler::run(state.clone(), stop_rx.clone())),
+        tokio::spawn(crate::jobs::retention::run(state.clone(), stop_rx)),
+    ];
+    Ok(Running {
+        server,
+        port,
+        state,
+        stop_jobs,
+        jobs,
+    })
+}

@@ -1,0 +1,349 @@
+//! Bearer JWTs (HS256) and the extractor that says who is calling.
+//!
+//! Every request checks the signature, the algorithm, `iss`, `exp` (with 30 s of
+//! leeway), `nbf` when present, and revocation. Revocations are cached for at most
+//! one second, so a revoked token stops working on every process within a second
+//! without a database query per request.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::{FromRequest, HttpRequest, dev::Payload, web};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::clock::Millis;
+use crate::config::Secret;
+use crate::db::Db;
+use crate::error::{Error, Result};
+
+pub const ISSUER: &str = "headcount";
+pub const LEEWAY_SECONDS: u64 = 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Admin,
+    Tenant,
+    Site,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    pub iat: i64,
+    pub exp: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub jti: String,
+}
+
+/// The signing key; never printed.
+#[derive(Clone)]
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys(***)")
+    }
+}
+
+impl Keys {
+    pub fn from_secret(secret: &Secret) -> Self {
+        let bytes = secret.expose().as_bytes();
+        Self {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+        }
+    }
+
+    pub fn mint(&self, claims: &Claims) -> Result<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| Error::Internal(anyhow::anyhow!("cannot sign token: {e}")))
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Claims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_issuer(&[ISSUER]);
+        v.set_required_spec_claims(&["exp", "iss"]);
+        v.leeway = LEEWAY_SECONDS;
+        v.validate_exp = true;
+        v.validate_nbf = true;
+        v.validate_aud = false;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &v)
+            .map_err(|e| Error::Unauthorized(format!("invalid token: {}", describe(&e))))?;
+        let c = data.claims;
+        match c.role {
+            Role::Tenant if c.tenant.is_none() => {
+                return Err(Error::Unauthorized(
+                    "invalid token: tenant claim missing".into(),
+                ));
+            }
+            Role::Site if c.site.is_none() => {
+                return Err(Error::Unauthorized(
+                    "invalid token: site claim missing".into(),
+                ));
+            }
+            _ => {}
+        }
+        Ok(c)
+    }
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::ExpiredSignature => "expired",
+        K::ImmatureSignature => "not yet valid",
+        K::InvalidIssuer => "wrong issuer",
+        K::InvalidSignature => "bad signature",
+        K::InvalidAlgorithm | K::InvalidAlgorithmName => "algorithm not allowed",
+        K::MissingRequiredClaim(_) => "a required claim is missing",
+        _ => "malformed",
+    }
+}
+
+/// Who is calling, after the token has been checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin { jti: String },
+    Tenant { tenant: String, jti: String },
+    Site { site: String, jti: String },
+}
+
+/// Which tenants' data a query may see. Queries over tenant data take this as an
+/// argument, so a handler cannot forget to scope them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Provider,
+    Tenant(String),
+}
+
+impl Caller {
+    pub fn from_claims(c: Claims) -> Self {
+        match c.role {
+            Role::Admin => Self::Admin { jti: c.jti },
+            Role::Tenant => Self::Tenant {
+                tenant: c.tenant.unwrap_or_default(),
+                jti: c.jti,
+            },
+            Role::Site => Self::Site {
+                site: c.site.unwrap_or_default(),
+                jti: c.jti,
+            },
+        }
+    }
+
+    /// A short label for the audit trail.
+    pub fn actor(&self) -> String {
+        match self {
+            Self::Admin { jti } => format!("admin:{jti}"),
+            Self::Tenant { tenant, jti } => format!("tenant:{tenant}:{jti}"),
+            Self::Site { site, jti } => format!("site:{site}:{jti}"),
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<()> {
+        match self {
+            Self::Admin { .. } => Ok(()),
+            _ => Err(Error::Forbidden(
+                "this action is reserved to the provider's operators".to_owned(),
+            )),
+        }
+    }
+
+    /// The scope for reading tenant data: admins see every tenant, a tenant itself.
+    /// Site tokens only reach their own site's ingestion, admission and config.
+    pub fn scope(&self) -> Result<Scope> {
+        match self {
+            Self::Admin { .. } => Ok(Scope::Provider),
+            Self::Tenant { tenant, .. } => Ok(Scope::Tenant(tenant.clone())),
+            Self::Site { .. } => Err(Error::Forbidden(
+                "a site token reaches only its site's ingestion, admission and config".to_owned(),
+            )),
+        }
+    }
+
+    /// For the site agent's endpoints: only the site's own token.
+    pub fn require_site(&self, slug: &str) -> Result<()> {
+        match self {
+            Self::Site { site, .. } if site == slug => Ok(()),
+            Self::Site { .. } => Err(Error::not_found(format!("site {slug:?}"))),
+            _ => Err(Error::Forbidden(
+                "this endpoint takes the site's own token".to_owned(),
+            )),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Self::Admin { .. })
+    }
+
+    pub fn jti(&self) -> &str {
+        match self {
+            Self::Admin { jti } | Self::Tenant { jti, .. } | Self::Site { jti, .. } => jti,
+        }
+    }
+}
+
+/// Revoked token ids, reloaded at most once a second.
+#[derive(Debug)]
+pub struct Revocations {
+    inner: tokio::sync::Mutex<(Option<Instant>, Arc<HashSet<String>>)>,
+}
+
+impl Default for Revocations {
+    fn default() -> Self {
+        Self {
+            inner: tokio::sync::Mutex::new((None, Arc::new(HashSet::new()))),
+        }
+    }
+}
+
+impl Revocations {
+    pub async fn is_revoked(&self, db: &Db, now: Millis, jti: &str) -> Result<bool> {
+        let mut guard = self.inner.lock().await;
+        let fresh = guard
+            .0
+            .is_some_and(|at| at.elapsed() < Duration::from_millis(900));
+        if !fresh {
+            let set = db
+                .run(move |c| crate::db::tokens::revoked_since(c, now))
+                .await?;
+            *guard = (Some(Instant::now()), Arc::new(set.into_iter().collect()));
+        }
+        Ok(guard.1.contains(jti))
+    }
+
+    /// Forgets the cache so that a revocation made here applies at once.
+    pub async fn invalidate(&self) {
+        self.inner.lock().await.0 = None;
+    }
+}
+
+fn bearer(req: &HttpRequest) -> Result<String> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| Error::Unauthorized("missing Authorization: Bearer token".to_owned()))?;
+    let value = header
+        .to_str()
+        .map_err(|_| Error::Unauthorized("malformed Authorization header".to_owned()))?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .ok_or_else(|| Error::Unauthorized("expected Authorization: Bearer <token>".to_owned()))?;
+    Ok(token.trim().to_owned())
+}
+
+impl FromRequest for Caller {
+    type Error = Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let token = bearer(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| Error::Internal(anyhow::anyhow!("no state")))?;
+            let claims = state.keys.verify(&token?)?;
+            let now = state.clock.now_ms();
+            if state
+                .revocations
+                .is_revoked(&state.db, now, &claims.jti)
+                .await?
+            {
+                return Err(Error::Unauthorized("invalid token: revoked".to_owned()));
+            }
+            let caller = Caller::from_claims(claims);
+            state.rate_limit(&caller)?;
+            Ok(caller)
+        })
+    }
+}
+
+/// Makes a token's claims.
+pub fn claims(
+    role: Role,
+    tenant: Option<String>,
+    site: Option<String>,
+    now: Millis,
+    ttl_seconds: i64,
+) -> Claims {
+    let jti = uuid::Uuid::new_v4().simple().to_string();
+    let iat = now / 1000;
+    Claims {
+        iss: ISSUER.to_owned(),
+        sub: match (&role, &tenant, &site) {
+            (Role::Site, _, Some(s)) => format!("site:{s}"),
+            (Role::Tenant, Some(t), _) => format!("tenant:{t}"),
+            _ => "admin".to_owned(),
+        },
+        role,
+        tenant,
+        site,
+        iat,
+        exp: iat + ttl_seconds,
+        nbf: None,
+        jti,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys::from_secret(&Secret::new("0123456789abcdef0123456789abcdef"))
+    }
+
+    #[test]
+    fn a_minted_token_verifies() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let c = claims(Role::Tenant, Some("acme".into()), None, now, 600);
+        let t = keys().mint(&c).unwrap();
+        let back = keys().verify(&t).unwrap();
+        assert_eq!(back.tenant.as_deref(), Some("acme"));
+        assert_eq!(back.role, Role::Tenant);
+    }
+
+    #[test]
+    fn other_keys_and_expiry_are_refused() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let t = keys()
+            .mint(&claims(Role::Admin, None, None, now, 600))
+            .unwrap();
+        let other = Keys::from_secret(&Secret::new("another-key-another-key-another-key"));
+        assert!(matches!(other.verify(&t), Err(Error::Unauthorized(_))));
+        let old = keys()
+            .mint(&claims(Role::Admin, None, None, now - 3_600_000, 60))
+            .unwrap();
+        assert!(matches!(keys().verify(&old), Err(Error::Unauthorized(_))));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let now = chrono::Utc::now().timestamp();
+        let header = b64.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let body = b64.encode(format!(
+            r#"{{"iss":"headcount","sub":"admin","role":"admin","iat":{now},"exp":{},"jti":"x"}}"#,
+            now + 600
+        ));
+        assert!(keys().verify(&format!("{header}.{body}.")).is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! The command line: serve, migrate, token, billing, load, openapi.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::auth::Role;
+use crate::clock::SystemClock;
+use crate::config::{Config, DbArgs, LogFormat, ServeArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "headcount",
+    version,
+    about = "Control plane for hosting providers that sell web sites priced by a sessions limit",
+    long_about = "Control plane for hosting providers that sell web sites priced by a sessions limit.\n\n\
+It keeps tenants, plans and sites, learns which user sessions exist on each site from the \
+events the site's agent sends, counts active, live and dangling sessions, decides admissions \
+at the limit, pushes limit changes and kills to the sites as signed webhooks, and exports \
+what each tenant owes.\n\n\
+With no setup it keeps its data in an embedded SQLite file under ./headcount-data; set \
+DATABASE_URL=postgres://… to run several processes on one PostgreSQL database.\n\n\
+Settings: flags win over HEADCOUNT_* environment variables, which win over a TOML file (--config)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the background jobs (push sender, sampler, retention).
+    ///
+    /// On the very first start this creates the data directory and database,
+    /// generates the token signing key and prints one admin token.
+    Serve(ServeArgs),
+    /// Apply pending database migrations and exit (serve also does this at start).
+    Migrate(DbArgs),
+    /// Tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print the OpenAPI document (the committed openapi/openapi.json).
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint a token and print only the token.
+    Create(TokenArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Admin,
+    Tenant,
+    Site,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// admin, tenant or site.
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// The tenant's slug (tenant tokens).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// The site's slug (site tokens).
+    #[arg(long)]
+    pub site: Option<String>,
+    /// Lifetime in seconds [default: 30 days; a year for site tokens].
+    #[arg(long)]
+    pub ttl_seconds: Option<i64>,
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match config.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Runs a command; an `Err` is one line for the operator.
+pub fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Migrate(args) => {
+            let config = Config::for_db(&args)?;
+            let db = crate::db::Db::connect(&config.database_url, 2).map_err(|e| e.to_string())?;
+            let n = db.migrate().map_err(|e| e.to_string())?;
+            println!("applied {n} migration(s)");
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create(args)) => {
+            let config = Config::for_db(&args.db)?;
+            let (state, _) =
+                crate::app::prepare(config, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
+            let role = match args.role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Tenant => Role::Tenant,
+                RoleArg::Site => Role::Site,
+            };
+            match (role, &args.tenant, &args.site) {
+                (Role::Tenant, None, _) => {
+                    return Err("--tenant is required for a tenant token".into());
+                }
+                (Role::Site, _, None) => return Err("--site is required for a site token".into()),
+                _ => {}
+            }
+            let ttl = args.ttl_seconds.unwrap_or(if role == Role::Site {
+                365 * 86_400
+            } else {
+                30 * 86_400
+            });
+            let (token, _) = state
+                .mint(role, args.tenant, args.site, ttl)
+                .map_err(|e| e.to_string())?;
+            println!("{token}");
+            Ok(())
+        }
+        Command::Openapi => {
+            print!("{}", crate::openapi::json());
+            Ok(())
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), String> {
+    let config = Config::load(&args)?;
+    init_logging(&config);
+    let listener = TcpListener::bind(&config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let redacted = crate::config::redact_url(&config.database_url);
+    runtime.block_on(async move {
+        let (state, first_start) = tokio::task::spawn_blocking(move || {
+            crate::app::prepare(config, Arc::new(SystemClock))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e}"))?;
+        if first_start {
+            let (token, _) = state
+                .mint(Role::Admin, None, None, 30 * 86_400)
+                .map_err(|e| e.to_string())?;
+            println!(
+                "headcount: first start. This admin token is valid for 30 days; keep it safe, it is not shown again\n\
+                 (mint more with `headcount token create --role admin`):\n\n{token}\n"
+            );
+        }
+        tracing::info!(%addr, database = %redacted, "headcount listening on http://{addr}");
+        let running = crate::app::start(state, listener, true).map_err(|e| e.to_string())?;
+        let result = running.server.await;
+        let _ = running.stop_jobs.send(true);
+        for j in running.jobs {
+            let _ = j.await;
+        }
+        tracing::info!("headcount stopped");
+        result.map_err(|e| e.to_string())
+    })
+}

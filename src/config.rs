@@ -1,0 +1,436 @@
+//! Typed settings, layered flags > `HEADCOUNT_*` environment > optional TOML file >
+//! defaults, and checked once at start so that a bad value stops the process with
+//! one clear line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A secret value that never shows up in `Debug` output or logs.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Settings shared by every command that opens the database.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct DbArgs {
+    /// Database URL: `sqlite://PATH` (embedded, the default) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Directory for the embedded SQLite database [default: ./headcount-data].
+    #[arg(long, env = "HEADCOUNT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Optional TOML file with the same settings (snake_case keys, e.g. `listen`).
+    #[arg(long, env = "HEADCOUNT_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `headcount serve` settings.
+#[derive(Debug, Clone, clap::Args, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "HEADCOUNT_LISTEN")]
+    pub listen: Option<String>,
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<String>,
+    database_url: Option<String>,
+    data_dir: Option<PathBuf>,
+    jwt_secret: Option<String>,
+    rate_limit: Option<String>,
+    retry_schedule: Option<String>,
+    sample_interval: Option<String>,
+    webhook_deny_private: Option<bool>,
+    log: Option<String>,
+    log_format: Option<String>,
+    session_retention_days: Option<i64>,
+    sample_retention_days: Option<i64>,
+    metrics_public: Option<bool>,
+    provider_notify_url: Option<String>,
+    provider_notify_secret: Option<String>,
+    pool_size: Option<u32>,
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub jwt_secret: Option<Secret>,
+    pub rate_limit: Option<RateLimit>,
+    pub retry_schedule: Vec<Duration>,
+    pub sample_interval: Duration,
+    pub webhook_deny_private: bool,
+    pub log: String,
+    pub log_format: LogFormat,
+    pub session_retention_days: i64,
+    pub sample_retention_days: i64,
+    pub metrics_public: bool,
+    pub provider_notify_url: Option<String>,
+    pub provider_notify_secret: Option<Secret>,
+    pub pool_size: u32,
+    pub workers: usize,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Reads only the database part (for `migrate`, `token`, `billing`).
+    pub fn for_db(args: &DbArgs) -> Result<Self, String> {
+        Self::load(&ServeArgs {
+            db: args.clone(),
+            listen: None,
+        })
+    }
+
+    pub fn load(args: &ServeArgs) -> Result<Self, String> {
+        let file = match &args.db.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let pick = |flag: Option<String>, var: &str, file: Option<String>| {
+            flag.or_else(|| env(var)).or(file)
+        };
+
+        let data_dir = args
+            .db
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from("./headcount-data"));
+        let database_url = args
+            .db
+            .database_url
+            .clone()
+            .or(file.database_url.clone())
+            .unwrap_or_else(|| format!("sqlite://{}/headcount.db", data_dir.display()));
+        if crate::db::Backend::of_url(&database_url).is_none() {
+            return Err(format!(
+                "DATABASE_URL: unsupported URL {:?}; use sqlite://PATH or postgres://USER@HOST/DB",
+                redact_url(&database_url)
+            ));
+        }
+        if database_url.starts_with("postgres")
+            && url::Url::parse(&database_url).is_err_and(|_| true)
+        {
+            return Err("DATABASE_URL: not a valid URL".to_owned());
+        }
+
+        let listen = pick(args.listen.clone(), "HEADCOUNT_LISTEN", file.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+        if listen.parse::<SocketAddr>().is_err() {
+            return Err(format!(
+                "HEADCOUNT_LISTEN: {listen:?} is not an address like 127.0.0.1:8080"
+            ));
+        }
+
+        let jwt_secret = pick(None, "HEADCOUNT_JWT_SECRET", file.jwt_secret.clone());
+        if let Some(s) = &jwt_secret
+            && s.len() < 32
+        {
+            return Err(format!(
+                "HEADCOUNT_JWT_SECRET: must be at least 32 bytes, got {}",
+                s.len()
+            ));
+        }
+
+        let rate_limit = match pick(None, "HEADCOUNT_RATE_LIMIT", file.rate_limit.clone()) {
+            None => None,
+            Some(s) if s == "off" => None,
+            Some(s) => {
+                Some(parse_rate_limit(&s).map_err(|e| format!("HEADCOUNT_RATE_LIMIT: {e}"))?)
+            }
+        };
+        let retry_schedule = parse_schedule(
+            &pick(
+                None,
+                "HEADCOUNT_RETRY_SCHEDULE",
+                file.retry_schedule.clone(),
+            )
+            .unwrap_or_else(|| "0s,5s,5m,30m,2h,5h,10h,10h".to_owned()),
+        )
+        .map_err(|e| format!("HEADCOUNT_RETRY_SCHEDULE: {e}"))?;
+        let sample_interval = parse_duration(
+            &pick(
+                None,
+                "HEADCOUNT_SAMPLE_INTERVAL",
+                file.sample_interval.clone(),
+            )
+            .unwrap_or_else(|| "60s".to_owned()),
+        )
+        .map_err(|e| format!("HEADCOUNT_SAMPLE_INTERVAL: {e}"))?;
+        if sample_interval.is_zero() {
+            return Err("HEADCOUNT_SAMPLE_INTERVAL: must be more than 0s".to_owned());
+        }
+        let webhook_deny_private = parse_bool(
+            "HEADCOUNT_WEBHOOK_DENY_PRIVATE",
+            env("HEADCOUNT_WEBHOOK_DENY_PRIVATE"),
+            file.webhook_deny_private,
+            false,
+        )?;
+        let metrics_public = parse_bool(
+            "HEADCOUNT_METRICS_PUBLIC",
+            env("HEADCOUNT_METRICS_PUBLIC"),
+            file.metrics_public,
+            true,
+        )?;
+        let log = pick(None, "HEADCOUNT_LOG", file.log.clone()).unwrap_or_else(|| "info".into());
+        let log_format = match pick(None, "HEADCOUNT_LOG_FORMAT", file.log_format.clone())
+            .as_deref()
+            .unwrap_or("text")
+        {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(format!(
+                    "HEADCOUNT_LOG_FORMAT: {other:?} is neither \"text\" nor \"json\""
+                ));
+            }
+        };
+        let session_retention_days = parse_int(
+            "HEADCOUNT_SESSION_RETENTION_DAYS",
+            env("HEADCOUNT_SESSION_RETENTION_DAYS"),
+            file.session_retention_days,
+            400,
+        )?;
+        let sample_retention_days = parse_int(
+            "HEADCOUNT_SAMPLE_RETENTION_DAYS",
+            env("HEADCOUNT_SAMPLE_RETENTION_DAYS"),
+            file.sample_retention_days,
+            35,
+        )?;
+        let provider_notify_url = pick(
+            None,
+            "HEADCOUNT_PROVIDER_NOTIFY_URL",
+            file.provider_notify_url.clone(),
+        );
+        let provider_notify_secret = pick(
+            None,
+            "HEADCOUNT_PROVIDER_NOTIFY_SECRET",
+            file.provider_notify_secret.clone(),
+        )
+        .map(Secret::new);
+        if provider_notify_url.is_some() && provider_notify_secret.is_none() {
+            return Err(
+                "HEADCOUNT_PROVIDER_NOTIFY_SECRET: required when HEADCOUNT_PROVIDER_NOTIFY_URL is set"
+                    .to_owned(),
+            );
+        }
+        let pool_size = parse_int(
+            "HEADCOUNT_POOL_SIZE",
+            env("HEADCOUNT_POOL_SIZE"),
+            file.pool_size.map(i64::from),
+            16,
+        )?;
+        let workers = parse_int(
+            "HEADCOUNT_WORKERS",
+            env("HEADCOUNT_WORKERS"),
+            file.workers.map(|w| w as i64),
+            std::thread::available_parallelism().map_or(2, |n| n.get() as i64),
+        )?;
+        Ok(Self {
+            listen,
+            database_url,
+            data_dir,
+            jwt_secret: jwt_secret.map(Secret::new),
+            rate_limit,
+            retry_schedule,
+            sample_interval,
+            webhook_deny_private,
+            log,
+            log_format,
+            session_retention_days,
+            sample_retention_days,
+            metrics_public,
+            provider_notify_url,
+            provider_notify_secret,
+            pool_size: pool_size.clamp(1, 512) as u32,
+            workers: workers.clamp(1, 256) as usize,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
+}
+
+fn parse_bool(
+    name: &str,
+    env: Option<String>,
+    file: Option<bool>,
+    default: bool,
+) -> Result<bool, String> {
+    match env.as_deref() {
+        None => Ok(file.unwrap_or(default)),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(format!("{name}: {other:?} is not true or false")),
+    }
+}
+
+fn parse_int(
+    name: &str,
+    env: Option<String>,
+    file: Option<i64>,
+    default: i64,
+) -> Result<i64, String> {
+    match env {
+        None => Ok(file.unwrap_or(default)),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!("{name}: {v:?} is not a positive whole number")),
+        },
+    }
+}
+
+/// Parses `500ms`, `5s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{s:?} has no unit (use ms, s, m, h or d)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} does not start with a whole number"))?;
+    let secs = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
+    let v = s
+        .split(',')
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if v.is_empty() {
+        return Err("the schedule needs at least one attempt".to_owned());
+    }
+    Ok(v)
+}
+
+/// Parses `100/s,200` (requests per second, burst).
+pub fn parse_rate_limit(s: &str) -> Result<RateLimit, String> {
+    let (rate, burst) = s.split_once(',').unwrap_or((s, ""));
+    let per_second: u32 = rate
+        .trim()
+        .strip_suffix("/s")
+        .and_then(|r| r.parse().ok())
+        .filter(|r| *r > 0)
+        .ok_or_else(|| format!("{s:?} is not like 100/s,200"))?;
+    let burst = if burst.is_empty() {
+        per_second
+    } else {
+        burst
+            .trim()
+            .parse()
+            .ok()
+            .filter(|b| *b > 0)
+            .ok_or_else(|| format!("{s:?} has a bad burst (like 100/s,200)"))?
+    };
+    Ok(RateLimit { per_second, burst })
+}
+
+/// Hides the password of a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5y").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn default_schedule_has_eight_attempts() {
+        let s = parse_schedule("0s,5s,5m,30m,2h,5h,10h,10h").unwrap();
+        assert_eq!(s.len(), 8);
+        assert_eq!(s[7], Duration::from_secs(36000));
+    }
+
+    #[test]
+    fn rate_limits_parse() {
+        assert_eq!(
+            parse_rate_limit("100/s,200").unwrap(),
+            RateLimit {
+                per_second: 100,
+                burst: 200
+            }
+        );
+        assert_eq!(parse_rate_limit("5/s").unwrap().burst, 5);
+        assert!(parse_rate_limit("100,200").is_err());
+        assert!(parse_rate_limit("0/s").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let s = Secret::new("super-secret-value");
+        assert!(!format!("{s:?}").contains("super"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert!(!redact_url("postgres://u:pw@h/db").contains("pw"));
+    }
+}

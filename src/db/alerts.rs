@@ -1,0 +1,104 @@
+//! Threshold alerts for tenants and the provider, recorded in the outbox.
+
+use diesel::prelude::*;
+use serde_json::json;
+
+use super::DbConn;
+use super::outbox::{KIND_LIMIT_REACHED, KIND_UTILIZATION_HIGH, enqueue_alert};
+use super::schema::sites::dsl as s;
+use super::sites::SiteFull;
+use crate::clock::Millis;
+use crate::error::Result;
+
+/// `site.utilization_high` fires when counted sessions first reach this share of the
+/// limit, and re-arms when they fall below the lower one.
+const HIGH_PERCENT: i64 = 80;
+const REARM_PERCENT: i64 = 70;
+/// At most one `site.limit_reached` per site per hour.
+const LIMIT_ALERT_EVERY_MS: i64 = 3_600_000;
+
+fn tenant_has_url(c: &mut DbConn, tenant_id: i64) -> Result<bool> {
+    Ok(super::tenants::get_by_id(c, tenant_id)?
+        .notify_url
+        .is_some())
+}
+
+/// Called with a site's counted sessions after a change.
+pub fn on_count(
+    c: &mut DbConn,
+    full: &SiteFull,
+    counted: i64,
+    now: Millis,
+    provider: bool,
+) -> Result<()> {
+    let limit = full.config().session_limit;
+    if limit <= 0 {
+        return Ok(());
+    }
+    let armed = full.site.utilization_alert_armed;
+    if armed && counted * 100 >= limit * HIGH_PERCENT {
+        diesel::update(s::sites.find(full.site.id))
+            .set(s::utilization_alert_armed.eq(false))
+            .execute(c)?;
+        let to_tenant = tenant_has_url(c, full.site.tenant_id)?;
+        if to_tenant || provider {
+            let data = json!({
+                "site": full.site.slug,
+                "tenant": full.tenant_slug,
+                "counted": counted,
+                "session_limit": limit,
+                "utilization": counted as f64 / limit as f64,
+            });
+            enqueue_alert(
+                c,
+                full.site.id,
+                full.site.tenant_id,
+                KIND_UTILIZATION_HIGH,
+                data,
+                to_tenant,
+                provider,
+                now,
+            )?;
+        }
+    } else if !armed && counted * 100 < limit * REARM_PERCENT {
+        diesel::update(s::sites.find(full.site.id))
+            .set(s::utilization_alert_armed.eq(true))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Called on a refused admission.
+pub fn on_refusal(c: &mut DbConn, full: &SiteFull, now: Millis, provider: bool) -> Result<()> {
+    if full
+        .site
+        .last_limit_alert_at
+        .is_some_and(|at| at > now - LIMIT_ALERT_EVERY_MS)
+    {
+        return Ok(());
+    }
+    diesel::update(s::sites.find(full.site.id))
+        .set(s::last_limit_alert_at.eq(Some(now)))
+        .execute(c)?;
+    let to_tenant = tenant_has_url(c, full.site.tenant_id)?;
+    if to_tenant || provider {
+        let cfg = full.config();
+        let data = json!({
+            "site": full.site.slug,
+            "tenant": full.tenant_slug,
+            "session_limit": cfg.session_limit,
+            "message": crate::domain::config::limit_message(&cfg.limit_message, cfg.session_limit),
+        });
+        enqueue_alert(
+            c,
+            full.site.id,
+            full.site.tenant_id,
+            KIND_LIMIT_REACHED,
+            data,
+            to_tenant,
+            provider,
+            now,
+        )?;
+    }
+    Ok(())
+}

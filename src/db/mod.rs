@@ -1,0 +1,305 @@
+//! Storage: one pool over a connection enum of PostgreSQL and SQLite, one helper that
+//! runs every query on the blocking thread pool, and the queries by table.
+
+pub mod alerts;
+pub mod audit;
+pub mod outbox;
+pub mod plans;
+pub mod schema;
+pub mod sessions;
+pub mod settings;
+pub mod sites;
+pub mod tenants;
+pub mod tokens;
+pub mod usage;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::{PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::{Error, Result};
+
+const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+
+/// A connection to either backend. Portable diesel queries run on this enum; the
+/// statements the multi backend cannot express go through [`per_backend!`].
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Pg(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Runs one body per backend, type-checked against each inner connection. Used for
+/// upserts and row locks, which diesel does not implement for the multi backend.
+#[macro_export]
+macro_rules! per_backend {
+    ($conn:expr, |$c:ident, $pg:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg($c) => {
+                let $pg = true;
+                $body
+            }
+            $crate::db::DbConn::Sqlite($c) => {
+                let $pg = false;
+                $body
+            }
+        }
+    };
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $conn {
+            $crate::db::DbConn::Pg($c) => $body,
+            $crate::db::DbConn::Sqlite($c) => $body,
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else {
+            None
+        }
+    }
+}
+
+/// The file path inside a `sqlite://` or `sqlite:` URL.
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("cannot connect to the database: {0}")]
+    Connection(#[from] diesel::ConnectionError),
+    #[error("cannot prepare the database connection: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("unsupported database URL (use sqlite://PATH or postgres://...)")]
+    Scheme,
+}
+
+/// Picks the backend from the URL scheme, so that a PostgreSQL connect failure reports
+/// its real cause rather than the stock manager's "invalid connection url".
+#[derive(Debug, Clone)]
+pub struct Manager {
+    url: String,
+}
+
+impl Manager {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into() }
+    }
+
+    pub fn connect_now(&self) -> Result<DbConn, ConnectError> {
+        match Backend::of_url(&self.url) {
+            Some(Backend::Postgres) => Ok(DbConn::Pg(PgConnection::establish(&self.url)?)),
+            Some(Backend::Sqlite) => {
+                let mut c = SqliteConnection::establish(sqlite_path(&self.url))?;
+                // WAL lets readers run beside the one writer; the busy timeout makes
+                // concurrent writers wait instead of failing with "database is locked".
+                c.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                     PRAGMA wal_autocheckpoint = 4000;",
+                )?;
+                Ok(DbConn::Sqlite(c))
+            }
+            None => Err(ConnectError::Scheme),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = DbConn;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<DbConn, ConnectError> {
+        self.connect_now()
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), ConnectError> {
+        conn.batch_execute("SELECT 1")?;
+        Ok(())
+    }
+
+    fn has_broken(&self, _conn: &mut DbConn) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// The database handle shared by handlers and background jobs.
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool,
+    pub backend: Backend,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Opens the pool. Fails fast with the real cause when the first connection
+    /// cannot be made.
+    pub fn connect(url: &str, max_size: u32) -> anyhow::Result<Self> {
+        let backend = Backend::of_url(url).ok_or(ConnectError::Scheme)?;
+        if backend == Backend::Sqlite {
+            let path = std::path::Path::new(sqlite_path(url));
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    anyhow::anyhow!("cannot create the directory {}: {e}", dir.display())
+                })?;
+            }
+        }
+        let manager = Manager::new(url);
+        // Surface the real connection error before r2d2 hides it behind a timeout.
+        manager.connect_now()?;
+        let pool = r2d2::Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(5))
+            .build(manager)?;
+        Ok(Self { pool, backend })
+    }
+
+    /// Runs `f` with a pooled connection on the blocking thread pool, so that no
+    /// query ever holds up an async worker. SQLite lock contention is retried.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || run_blocking(&pool, f))
+            .await
+            .map_err(|e| Error::Internal(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// The same as [`Db::run`] for code that already runs on a blocking thread.
+    pub fn run_sync<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnMut(&mut DbConn) -> Result<T>,
+    {
+        run_blocking(&self.pool, f)
+    }
+
+    pub fn migrate(&self) -> anyhow::Result<usize> {
+        let mut conn = self.pool.get()?;
+        run_migrations(&mut conn)
+    }
+
+    pub fn pending_migrations(&self) -> Result<bool> {
+        let mut conn = self.pool.get()?;
+        let pending = per_backend!(
+            &mut *conn,
+            |c| match c.has_pending_migration(migrations_for(c)) {
+                Ok(p) => p,
+                Err(e) => return Err(Error::Unavailable(format!("cannot read migrations: {e}"))),
+            }
+        );
+        Ok(pending)
+    }
+
+    pub fn pool_state(&self) -> r2d2::State {
+        self.pool.state()
+    }
+}
+
+fn run_blocking<T, F>(pool: &Pool, mut f: F) -> Result<T>
+where
+    F: FnMut(&mut DbConn) -> Result<T>,
+{
+    let mut conn = pool.get()?;
+    let mut tries = 0;
+    loop {
+        match f(&mut conn) {
+            Err(Error::Unavailable(ref m)) if m.contains("busy") && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(5 * tries));
+            }
+            other => return other,
+        }
+    }
+}
+
+trait MigrationsFor {
+    fn migrations() -> EmbeddedMigrations;
+}
+impl MigrationsFor for PgConnection {
+    fn migrations() -> EmbeddedMigrations {
+        PG_MIGRATIONS
+    }
+}
+impl MigrationsFor for SqliteConnection {
+    fn migrations() -> EmbeddedMigrations {
+        SQLITE_MIGRATIONS
+    }
+}
+fn migrations_for<C: MigrationsFor>(_c: &C) -> EmbeddedMigrations {
+    C::migrations()
+}
+
+/// Applies pending migrations. On PostgreSQL an advisory lock keeps several processes
+/// starting at once from racing each other.
+pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
+    let applied = match conn {
+        DbConn::Pg(c) => {
+            c.batch_execute("SELECT pg_advisory_lock(727468)")?;
+            let r = c
+                .run_pending_migrations(PG_MIGRATIONS)
+                .map(|v| v.len())
+                .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
+            c.batch_execute("SELECT pg_advisory_unlock(727468)")?;
+            r?
+        }
+        DbConn::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?,
+    };
+    Ok(applied)
+}
+
+/// Starts a write transaction that holds the site's row until commit, so that
+/// admissions and other check-then-write work on one site are serialized, also across
+/// processes, while other sites proceed. PostgreSQL locks the row; SQLite has no row
+/// locks, so the first statement is a write, which takes the database's write lock
+/// at once instead of failing later when a read tries to upgrade.
+pub fn lock_site(conn: &mut DbConn, site_id: i64) -> Result<()> {
+    use schema::sites::dsl as s;
+    match conn {
+        DbConn::Pg(c) => {
+            s::sites
+                .filter(s::id.eq(site_id))
+                .select(s::id)
+                .for_update()
+                .first::<i64>(c)?;
+        }
+        DbConn::Sqlite(c) => {
+            diesel::update(s::sites.filter(s::id.eq(site_id)))
+                .set(s::config_version.eq(s::config_version))
+                .execute(c)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! The durable outbox: pushes are recorded in the transaction of the change that
+//! causes them; the sender in `push` claims and delivers them.
+
+use diesel::prelude::*;
+use serde::Serialize;
+use serde_json::json;
+
+use super::DbConn;
+use super::schema::{delivery_attempts::dsl as d, outbox::dsl as o};
+use super::sites::SiteFull;
+use crate::clock::{Millis, to_rfc3339};
+use crate::error::Result;
+
+pub const KIND_CONFIG: &str = "site.config_changed";
+pub const KIND_KILL: &str = "session.kill";
+pub const KIND_UTILIZATION_HIGH: &str = "site.utilization_high";
+pub const KIND_LIMIT_REACHED: &str = "site.limit_reached";
+
+pub const STATUS_PENDING: &str = "pending";
+pub const STATUS_DELIVERED: &str = "delivered";
+pub const STATUS_FAILED: &str = "failed";
+pub const STATUS_SUPERSEDED: &str = "superseded";
+
+/// Where a push goes.
+pub const TARGET_SITE: &str = "site";
+pub const TARGET_TENANT: &str = "tenant";
+pub const TARGET_PROVIDER: &str = "provider";
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::outbox)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub webhook_id: String,
+    pub site_id: Option<i64>,
+    pub tenant_id: Option<i64>,
+    pub target: String,
+    pub kind: String,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Millis,
+    pub locked_until: Option<Millis>,
+    pub created_at: Millis,
+    pub finished_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = super::schema::delivery_attempts)]
+pub struct AttemptRow {
+    pub id: i64,
+    pub outbox_id: i64,
+    pub attempted_at: Millis,
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+fn body(kind: &str, now: Millis, data: serde_json::Value) -> String {
+    json!({ "type": kind, "timestamp": to_rfc3339(now), "data": data }).to_string()
+}
+
+fn insert(
+    conn: &mut DbConn,
+    site_id: Option<i64>,
+    tenant_id: Option<i64>,
+    target: &str,
+    kind: &str,
+    payload: String,
+    now: Millis,
+) -> Result<()> {
+    diesel::insert_into(o::outbox)
+        .values((
+            o::webhook_id.eq(format!("msg_{}", uuid::Uuid::now_v7().simple())),
+            o::site_id.eq(site_id),
+            o::tenant_id.eq(tenant_id),
+            o::target.eq(target),
+            o::kind.eq(kind),
+            o::payload.eq(payload),
+            o::status.eq(STATUS_PENDING),
+            o::attempts.eq(0),
+            o::next_attempt_at.eq(now),
+            o::created_at.eq(now),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Queues the site's current effective config; older undelivered config pushes of the
+/// same site are superseded, since agents only want the newest.
+pub fn enqueue_config(conn: &mut DbConn, full: &SiteFull, now: Millis) -> Result<()> {
+    diesel::update(
+        o::outbox
+            .filter(o::site_id.eq(full.site.id))
+            .filter(o::kind.eq(KIND_CONFIG))
+            .filter(o::status.eq(STATUS_PENDING)),
+    )
+    .set((
+        o::status.eq(STATUS_SUPERSEDED),
+        o::finished_at.eq(Some(now)),
+    ))
+    .execute(conn)?;
+    let data = serde_json::to_value(full.config()).unwrap_or_default();
+    insert(
+        conn,
+        Some(full.site.id),
+        Some(full.site.tenant_id),
+        TARGET_SITE,
+        KIND_CONFIG,
+        body(KIND_CONFIG, now, data),
+        now,
+    )
+}
+
+/// Queues a `session.kill` push for the given sessions (in pushes of at most 1000).
+pub fn enqueue_kill(
+    conn: &mut DbConn,
+    site_id: i64,
+    tenant_id: i64,
+    site_slug: &str,
+    sessions: &[String],
+    reason: &str,
+    now: Millis,
+) -> Result<()> {
+    for chunk in sessions.chunks(1000) {
+        let data = json!({ "site": site_slug, "sessions": chunk, "reason": reason });
+        insert(
+            conn,
+            Some(site_id),
+            Some(tenant_id),
+            TARGET_SITE,
+            KIND_KILL,
+            body(KIND_KILL, now, data),
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+/// Queues a threshold alert for the tenant's `notify_url` and, when configured, the
+/// provider's.
+pub fn enqueue_alert(
+    conn: &mut DbConn,
+    site_id: i64,
+    tenant_id: i64,
+    kind: &str,
+    data: serde_json::Value,
+    to_tenant: bool,
+    to_provider: bool,
+    now: Millis,
+) -> Result<()> {
+    let payload = body(kind, now, data);
+    if to_tenant {
+        insert(
+            conn,
+            Some(site_id),
+            Some(tenant_id),
+            TARGET_TENANT,
+            kind,
+            payload.clone(),
+            now,
+        )?;
+    }
+    if to_provider {
+        insert(
+            conn,
+            Some(site_id),
+            Some(tenant_id),
+            TARGET_PROVIDER,
+            kind,
+            payload,
+            now,
+        )?;
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` due rows for `lease_ms`: a row claimed by a process that died
+/// becomes due again when its lease runs out. PostgreSQL skips rows other processes
+/// hold, so several senders share the work without sending a row twice at once.
+pub fn claim_due(
+    conn: &mut DbConn,
+    now: Millis,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<OutboxRow>> {
+    conn.transaction(|conn| {
+        let due = o::outbox
+            .filter(o::status.eq(STATUS_PENDING))
+            .filter(o::next_attempt_at.le(now))
+            .filter(o::locked_until.is_null().or(o::locked_until.le(now)))
+            .order(o::next_attempt_at)
+            .limit(limit)
+            .select(o::id);
+        let ids: Vec<i64> = match conn {
+            DbConn::Pg(c) => due.for_update().skip_locked().load(c)?,
+            DbConn::Sqlite(c) => due.load(c)?,
+        };
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        diesel::update(o::outbox.filter(o::id.eq_any(&ids)))
+            .set(o::locked_until.eq(Some(now + lease_ms)))
+            .execute(conn)?;
+        Ok(o::outbox
+            .filter(o::id.eq_any(&ids))
+            .order(o::id)
+            .select(OutboxRow::as_select())
+            .load(conn)?)
+    })
+}
+
+pub struct AttemptResult {
+    pub at: Millis,
+    pub status_code: Option<i64>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+}
+
+/// Records an attempt and the row's next state.
+pub fn finish_attempt(
+    conn: &mut DbConn,
+    row_id: i64,
+    attempt: &AttemptResult,
+    next: Next,
+) -> Result<()> {
+    conn.transaction(|conn| {
+        diesel::insert_into(d::delivery_attempts)
+            .values((
+                d::outbox_id.eq(row_id),
+                d::attempted_at.eq(attempt.at),
+                d::status_code.eq(attempt.status_code),
+                d::duration_ms.eq(attempt.duration_ms),
+                d::error.eq(attempt.error.as_deref()),
+            ))
+            .execute(conn)?;
+        let q = diesel::update(o::outbox.find(row_id));
+        match next {
+            Next::Delivered => q
+                .set((
+                    o::status.eq(STATUS_DELIVERED),
+                    o::attempts.eq(o::attempts + 1),
+                    o::locked_until.eq(None::<i64>),
+                    o::finished_at.eq(Some(attempt.at)),
+                ))
+                .execute(conn)?,
+            Next::RetryAt(at) => q
+                .set((
+                    o::attempts.eq(o::attempts + 1),
+                    o::next_attempt_at.eq(at),
+                    o::locked_until.eq(None::<i64>),
+                ))
+                .execute(conn)?,
+            Next::Failed => q
+                .set((
+                    o::status.eq(STATUS_FAILED),
+                    o::attempts.eq(o::attempts + 1),
+                    o::locked_until.eq(None::<i64>),
+                    o::finished_at.eq(Some(attempt.at)),
+                ))
+                .execute(conn)?,
+        };
+        Ok(())
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Next {
+    Delivered,
+    RetryAt(Millis),
+    Failed,
+}
+
+pub fn list_for_site(
+    conn: &mut DbConn,
+    site_id: i64,
+    status: Option<&str>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<(OutboxRow, Vec<AttemptRow>)>> {
+    let mut q = o::outbox
+        .filter(o::site_id.eq(site_id))
+        .filter(o::target.eq(TARGET_SITE))
+        .into_boxed();
+    if let Some(st) = status {
+        q = q.filter(o::status.eq(st.to_owned()));
+    }
+    if let Some(b) = before_id {
+        q = q.filter(o::id.lt(b));
+    }
+    let rows: Vec<OutboxRow> = q
+        .order(o::id.desc())
+        .limit(limit)
+        .select(OutboxRow::as_select())
+        .load(conn)?;
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let attempts: Vec<AttemptRow> = d::delivery_attempts
+        .filter(d::outbox_id.eq_any(&ids))
+        .order(d::id)
+        .select(AttemptRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let a = attempts
+                .iter()
+                .filter(|a| a.outbox_id == r.id)
+                .cloned()
+                .collect();
+            (r, a)
+        })
+        .collect())
+}
+
+pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<OutboxRow>> {
+    Ok(o::outbox
+        .find(id)
+        .select(OutboxRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn attempts(conn: &mut DbConn, id: i64) -> Result<Vec<AttemptRow>> {
+    Ok(d::delivery_attempts
+        .filter(d::outbox_id.eq(id))
+        .order(d::id)
+        .select(AttemptRow::as_select())
+        .load(conn)?)
+}
+
+/// Makes a failed (or pending) row due now again, with a fresh attempt budget.
+pub fn retry(conn: &mut DbConn, id: i64, now: Millis) -> Result<()> {
+    diesel::update(o::outbox.find(id))
+        .set((
+            o::status.eq(STATUS_PENDING),
+            o::attempts.eq(0),
+            o::next_attempt_at.eq(now),
+            o::locked_until.eq(None::<i64>),
+            o::finished_at.eq(None::<i64>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The earliest instant at which a pending row falls due (for the sender's sleep).
+pub fn next_due(conn: &mut DbConn) -> Result<Option<Millis>> {
+    Ok(o::outbox
+        .filter(o::status.eq(STATUS_PENDING))
+        .select(diesel::dsl::min(o::next_attempt_at))
+        .first::<Option<i64>>(conn)?)
+}

@@ -1,0 +1,143 @@
+//! Plans: what the provider sells.
+
+use diesel::prelude::*;
+
+use super::DbConn;
+use super::schema::{plans::dsl as p, sites::dsl as s};
+use crate::clock::Millis;
+use crate::domain::config::{CountMode, LimitValues, OverLimit};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::plans)]
+pub struct Plan {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub session_limit: i64,
+    pub count_mode: String,
+    pub over_limit: String,
+    pub overage_percent: i64,
+    pub idle_timeout_seconds: i64,
+    pub session_ttl_seconds: i64,
+    pub limit_message: String,
+    pub monthly_price_cents: i64,
+    pub overage_unit_price_cents: i64,
+    pub currency: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl Plan {
+    pub fn limit_values(&self) -> LimitValues {
+        LimitValues {
+            session_limit: self.session_limit,
+            count_mode: CountMode::parse(&self.count_mode).unwrap_or_default(),
+            over_limit: OverLimit::parse(&self.over_limit).unwrap_or_default(),
+            idle_timeout_seconds: self.idle_timeout_seconds,
+            session_ttl_seconds: self.session_ttl_seconds,
+            limit_message: self.limit_message.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::plans)]
+pub struct NewPlan {
+    pub code: String,
+    pub name: String,
+    pub session_limit: i64,
+    pub count_mode: String,
+    pub over_limit: String,
+    pub overage_percent: i64,
+    pub idle_timeout_seconds: i64,
+    pub session_ttl_seconds: i64,
+    pub limit_message: String,
+    pub monthly_price_cents: i64,
+    pub overage_unit_price_cents: i64,
+    pub currency: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = super::schema::plans)]
+pub struct PlanChanges {
+    pub name: Option<String>,
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<String>,
+    pub over_limit: Option<String>,
+    pub overage_percent: Option<i64>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+    pub monthly_price_cents: Option<i64>,
+    pub overage_unit_price_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub updated_at: Option<Millis>,
+}
+
+impl PlanChanges {
+    /// Whether the change alters what sites on the plan run with.
+    pub fn touches_config(&self) -> bool {
+        self.session_limit.is_some()
+            || self.count_mode.is_some()
+            || self.over_limit.is_some()
+            || self.overage_percent.is_some()
+            || self.idle_timeout_seconds.is_some()
+            || self.session_ttl_seconds.is_some()
+            || self.limit_message.is_some()
+    }
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewPlan) -> Result<Plan> {
+    diesel::insert_into(p::plans).values(new).execute(conn)?;
+    get(conn, &new.code)
+}
+
+pub fn get(conn: &mut DbConn, code: &str) -> Result<Plan> {
+    p::plans
+        .filter(p::code.eq(code))
+        .select(Plan::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("plan {code:?}")))
+}
+
+pub fn get_by_id(conn: &mut DbConn, id: i64) -> Result<Plan> {
+    Ok(p::plans.find(id).select(Plan::as_select()).first(conn)?)
+}
+
+pub fn list(conn: &mut DbConn, after_id: Option<i64>, limit: i64) -> Result<Vec<Plan>> {
+    Ok(p::plans
+        .filter(p::id.gt(after_id.unwrap_or(0)))
+        .order(p::id)
+        .limit(limit)
+        .select(Plan::as_select())
+        .load(conn)?)
+}
+
+pub fn update(conn: &mut DbConn, id: i64, changes: &PlanChanges) -> Result<()> {
+    diesel::update(p::plans.find(id))
+        .set(changes)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn sites_using(conn: &mut DbConn, plan_id: i64) -> Result<Vec<i64>> {
+    Ok(s::sites
+        .filter(s::plan_id.eq(plan_id))
+        .select(s::id)
+        .order(s::id)
+        .load(conn)?)
+}
+
+pub fn delete(conn: &mut DbConn, id: i64, code: &str) -> Result<()> {
+    if !sites_using(conn, id)?.is_empty() {
+        return Err(Error::Conflict(format!(
+            "plan {code:?} is used by sites; move them to another plan first"
+        )));
+    }
+    diesel::delete(p::plans.find(id)).execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! Sessions: merge observations from events and snapshots, count, list, end.
+
+use std::collections::{HashMap, HashSet};
+
+use diesel::dsl::case_when;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+
+use super::schema::sessions::dsl as x;
+use super::{DbConn, MultiBackend};
+use crate::clock::Millis;
+use crate::domain::session::{EndReason, Observation, SessionState, Times};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::sessions)]
+pub struct SessionRow {
+    pub id: i64,
+    pub site_id: i64,
+    pub session: String,
+    pub user_ref: Option<String>,
+    pub started_at: Millis,
+    pub last_activity_at: Millis,
+    pub expires_at: Millis,
+    pub ended_at: Option<Millis>,
+    pub end_reason: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub overage: bool,
+}
+
+impl SessionRow {
+    pub fn times(&self) -> Times {
+        Times {
+            started_at: self.started_at,
+            last_activity_at: self.last_activity_at,
+            expires_at: self.expires_at,
+            ended_at: self.ended_at,
+        }
+    }
+}
+
+// NULL rather than DEFAULT for absent values: SQLite's multi-row insert has no
+// DEFAULT keyword.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::sessions)]
+#[diesel(treat_none_as_default_value = false)]
+struct NewSession<'a> {
+    site_id: i64,
+    session: &'a str,
+    user_ref: Option<&'a str>,
+    started_at: Millis,
+    last_activity_at: Millis,
+    expires_at: Millis,
+    ended_at: Option<Millis>,
+    end_reason: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    ip: Option<&'a str>,
+    overage: bool,
+}
+
+/// Rows per upsert statement: well under both backends' bind-parameter limits.
+const UPSERT_CHUNK: usize = 500;
+
+/// Merges observations into the site's session rows with the monotone rule, in
+/// multi-row upserts. The caller coalesces observations per session first (one row
+/// per session per statement) and owns the transaction.
+pub fn merge(
+    conn: &mut DbConn,
+    site_id: i64,
+    observations: &[(String, Observation)],
+    overage: bool,
+) -> Result<usize> {
+    let mut n = 0;
+    for chunk in observations.chunks(UPSERT_CHUNK) {
+        let rows: Vec<NewSession<'_>> = chunk
+            .iter()
+            .map(|(session, o)| NewSession {
+                site_id,
+                session,
+                user_ref: o.user.as_deref(),
+                started_at: o.started_at,
+                last_activity_at: o.last_activity_at,
+                expires_at: o.expires_at,
+                ended_at: o.ended.map(|e| e.0),
+                end_reason: o.ended.map(|e| e.1.as_str()),
+                user_agent: o.user_agent.as_deref(),
+                ip: o.ip.as_deref(),
+                overage,
+            })
+            .collect();
+        n += crate::per_backend!(&mut *conn, |c| {
+            diesel::insert_into(x::sessions)
+                .values(&rows)
+                .on_conflict((x::site_id, x::session))
+                .do_update()
+                .set((
+                    x::started_at.eq(case_when(
+                        excluded(x::started_at).lt(x::started_at),
+                        excluded(x::started_at),
+                    )
+                    .otherwise(x::started_at)),
+                    x::last_activity_at.eq(case_when(
+                        excluded(x::last_activity_at).gt(x::last_activity_at),
+                        excluded(x::last_activity_at),
+                    )
+                    .otherwise(x::last_activity_at)),
+                    x::expires_at.eq(case_when(
+                        excluded(x::expires_at).gt(x::expires_at),
+                        excluded(x::expires_at),
+                    )
+                    .otherwise(x::expires_at)),
+                    // The earliest end wins; ties go to the smaller reason so that the
+                    // result does not depend on arrival order.
+                    x::end_reason.eq(case_when(
+                        x::ended_at.is_null().or(excluded(x::ended_at)
+                            .lt(x::ended_at)
+                            .or(excluded(x::ended_at)
+                                .eq(x::ended_at)
+                                .and(excluded(x::end_reason).lt(x::end_reason)))
+                            .assume_not_null()),
+                        excluded(x::end_reason),
+                    )
+                    .otherwise(x::end_reason)),
+                    x::ended_at.eq(case_when(
+                        x::ended_at
+                            .is_null()
+                            .or(excluded(x::ended_at).lt(x::ended_at).assume_not_null()),
+                        excluded(x::ended_at),
+                    )
+                    .otherwise(x::ended_at)),
+                    x::user_ref.eq(case_when(x::user_ref.is_null(), excluded(x::user_ref))
+                        .otherwise(x::user_ref)),
+                    x::user_agent.eq(case_when(x::user_agent.is_null(), excluded(x::user_agent))
+                        .otherwise(x::user_agent)),
+                    x::ip.eq(case_when(x::ip.is_null(), excluded(x::ip)).otherwise(x::ip)),
+                ))
+                .execute(c)?
+        });
+    }
+    Ok(n)
+}
+
+pub fn get(conn: &mut DbConn, site_id: i64, session: &str) -> Result<Option<SessionRow>> {
+    Ok(x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::session.eq(session))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Which of these sessions the site already has.
+pub fn existing(conn: &mut DbConn, site_id: i64, sessions: &[&str]) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for chunk in sessions.chunks(UPSERT_CHUNK) {
+        let found: Vec<String> = x::sessions
+            .filter(x::site_id.eq(site_id))
+            .filter(x::session.eq_any(chunk))
+            .select(x::session)
+            .load(conn)?;
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+/// Active (not ended, not expired) session ids of a site with their last activity.
+pub fn open_sessions(
+    conn: &mut DbConn,
+    site_id: i64,
+    now: Millis,
+) -> Result<Vec<(String, Millis)>> {
+    Ok(x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::ended_at.is_null())
+        .filter(x::expires_at.gt(now))
+        .select((x::session, x::last_activity_at))
+        .load(conn)?)
+}
+
+/// Ends the given open sessions of a site; returns how many it ended.
+pub fn end_sessions(
+    conn: &mut DbConn,
+    site_id: i64,
+    sessions: &[String],
+    at: Millis,
+    reason: EndReason,
+) -> Result<usize> {
+    let mut n = 0;
+    for chunk in sessions.chunks(UPSERT_CHUNK) {
+        n += diesel::update(
+            x::sessions
+                .filter(x::site_id.eq(site_id))
+                .filter(x::session.eq_any(chunk))
+                .filter(x::ended_at.is_null()),
+        )
+        .set((
+            x::ended_at.eq(Some(at)),
+            x::end_reason.eq(Some(reason.as_str())),
+        ))
+        .execute(conn)?;
+    }
+    Ok(n)
+}
+
+/// Counts of a site's active and dangling sessions at `now`, over the partial index of
+/// sessions that have not ended.
+pub fn count(
+    conn: &mut DbConn,
+    site_id: i64,
+    now: Millis,
+    idle_timeout_seconds: i64,
+) -> Result<(i64, i64)> {
+    let active: i64 = x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::ended_at.is_null())
+        .filter(x::expires_at.gt(now))
+        .count()
+        .get_result(conn)?;
+    let dangling: i64 = x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::ended_at.is_null())
+        .filter(x::last_activity_at.le(now - idle_timeout_seconds * 1000))
+        .filter(x::expires_at.gt(now))
+        .count()
+        .get_result(conn)?;
+    Ok((active, dangling))
+}
+
+/// The most idle dangling session of a site, if any.
+pub fn most_idle_dangling(
+    conn: &mut DbConn,
+    site_id: i64,
+    now: Millis,
+    idle_timeout_seconds: i64,
+) -> Result<Option<String>> {
+    Ok(x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::ended_at.is_null())
+        .filter(x::last_activity_at.le(now - idle_timeout_seconds * 1000))
+        .filter(x::expires_at.gt(now))
+        .order((x::last_activity_at, x::id))
+        .select(x::session)
+        .first(conn)
+        .optional()?)
+}
+
+/// Filters for the Sessions table.
+#[derive(Debug, Clone)]
+pub struct ListFilter {
+    pub states: HashSet<SessionState>,
+    pub user: Option<String>,
+    /// Older than this (last activity, id), for the next page.
+    pub before: Option<(Millis, i64)>,
+    pub limit: i64,
+    pub idle_longer_than_ms: Option<i64>,
+}
+
+type Cond =
+    Box<dyn BoxableExpression<x::sessions, MultiBackend, SqlType = diesel::sql_types::Bool>>;
+
+fn state_cond(state: SessionState, now: Millis, cutoff: Millis) -> Cond {
+    match state {
+        SessionState::Ended => Box::new(x::ended_at.is_not_null()),
+        SessionState::Expired => Box::new(x::ended_at.is_null().and(x::expires_at.le(now))),
+        SessionState::Live => Box::new(
+            x::ended_at
+                .is_null()
+                .and(x::expires_at.gt(now))
+                .and(x::last_activity_at.gt(cutoff)),
+        ),
+        SessionState::Dangling => Box::new(
+            x::ended_at
+                .is_null()
+                .and(x::expires_at.gt(now))
+                .and(x::last_activity_at.le(cutoff)),
+        ),
+    }
+}
+
+pub fn list(
+    conn: &mut DbConn,
+    site_id: i64,
+    now: Millis,
+    idle_timeout_seconds: i64,
+    f: &ListFilter,
+) -> Result<Vec<SessionRow>> {
+    let cutoff = now - idle_timeout_seconds * 1000;
+    let mut q = x::sessions.filter(x::site_id.eq(site_id)).into_boxed();
+    let mut states: Vec<SessionState> = f.states.iter().copied().collect();
+    states.sort_by_key(|s| s.as_str());
+    if states.len() < 4 {
+        let mut cond: Option<Cond> = None;
+        for s in states {
+            let c = state_cond(s, now, cutoff);
+            cond = Some(match cond {
+                None => c,
+                Some(prev) => Box::new(prev.or(c)),
+            });
+        }
+        if let Some(c) = cond {
+            q = q.filter(c);
+        }
+    }
+    if let Some(u) = &f.user {
+        q = q.filter(x::user_ref.eq(u.clone()));
+    }
+    if let Some(ms) = f.idle_longer_than_ms {
+        q = q.filter(x::last_activity_at.lt(now - ms));
+    }
+    if let Some((at, id)) = f.before {
+        q = q.filter(
+            x::last_activity_at
+                .lt(at)
+                .or(x::last_activity_at.eq(at).and(x::id.lt(id))),
+        );
+    }
+    Ok(q.order((x::last_activity_at.desc(), x::id.desc()))
+        .limit(f.limit)
+        .select(SessionRow::as_select())
+        .load(conn)?)
+}
+
+/// Per user of a site: active, live and dangling counts.
+pub fn per_user(
+    conn: &mut DbConn,
+    site_id: i64,
+    now: Millis,
+    idle_timeout_seconds: i64,
+) -> Result<Vec<(Option<String>, i64, i64)>> {
+    let cutoff = now - idle_timeout_seconds * 1000;
+    let rows: Vec<(Option<String>, Millis)> = x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::ended_at.is_null())
+        .filter(x::expires_at.gt(now))
+        .select((x::user_ref, x::last_activity_at))
+        .load(conn)?;
+    let mut by_user: HashMap<Option<String>, (i64, i64)> = HashMap::new();
+    for (user, last) in rows {
+        let e = by_user.entry(user).or_default();
+        e.0 += 1;
+        if last <= cutoff {
+            e.1 += 1;
+        }
+    }
+    Ok(by_user.into_iter().map(|(u, (a, d))| (u, a, d)).collect())
+}
+
+/// Ends sessions that expired more than `grace_ms` ago with reason `expired`, in small
+/// batches, so that the index of open sessions holds only what can still be active.
+pub fn end_expired(conn: &mut DbConn, now: Millis, grace_ms: i64, batch: i64) -> Result<usize> {
+    let ids: Vec<i64> = x::sessions
+        .filter(x::ended_at.is_null())
+        .filter(x::expires_at.le(now - grace_ms))
+        .select(x::id)
+        .limit(batch)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::update(x::sessions.filter(x::id.eq_any(&ids)))
+        .set((
+            x::ended_at.eq(x::expires_at.nullable()),
+            x::end_reason.eq(Some(EndReason::Expired.as_str())),
+        ))
+        .execute(conn)?)
+}
+
+/// Deletes sessions that ended before `before`, at most `batch` at a time.
+pub fn delete_ended_before(conn: &mut DbConn, before: Millis, batch: i64) -> Result<usize> {
+    let ids: Vec<i64> = x::sessions
+        .filter(x::ended_at.lt(before))
+        .select(x::id)
+        .limit(batch)
+        .load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(x::sessions.filter(x::id.eq_any(&ids))).execute(conn)?)
+}
+
+/// Session intervals of a site overlapping `[from, to)`, for billing:
+/// `(started_at, min(ended_at, expires_at), user)`.
+pub fn intervals(
+    conn: &mut DbConn,
+    site_id: i64,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<(Millis, Millis, Option<String>)>> {
+    let rows: Vec<(Millis, Millis, Option<Millis>, Option<String>)> = x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::started_at.lt(to))
+        .filter(x::expires_at.gt(from))
+        .filter(x::ended_at.is_null().or(x::ended_at.gt(from)))
+        .select((x::started_at, x::expires_at, x::ended_at, x::user_ref))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(s, e, end, u)| (s, end.map_or(e, |x| x.min(e)), u))
+        .collect())
+}

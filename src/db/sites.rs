@@ -1,0 +1,357 @@
+//! Sites, their effective configuration and its version.
+
+use diesel::prelude::*;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::DbConn;
+use super::plans::Plan;
+use super::schema::{plans, site_plan_history::dsl as h, sites::dsl as s, tenants};
+use crate::auth::Scope;
+use crate::clock::Millis;
+use crate::domain::config::{self, CountMode, Effective, OverLimit, Overrides};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::sites)]
+pub struct Site {
+    pub id: i64,
+    pub slug: String,
+    pub tenant_id: i64,
+    pub plan_id: i64,
+    pub name: String,
+    pub webhook_url: Option<String>,
+    pub webhook_disabled_at: Option<Millis>,
+    pub webhook_secret: String,
+    pub previous_webhook_secret: Option<String>,
+    pub previous_secret_expires_at: Option<Millis>,
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<String>,
+    pub over_limit: Option<String>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+    pub config_version: i64,
+    pub utilization_alert_armed: bool,
+    pub last_limit_alert_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl Site {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            session_limit: self.session_limit,
+            count_mode: self
+                .count_mode
+                .as_deref()
+                .and_then(|m| CountMode::parse(m).ok()),
+            over_limit: self
+                .over_limit
+                .as_deref()
+                .and_then(|m| OverLimit::parse(m).ok()),
+            idle_timeout_seconds: self.idle_timeout_seconds,
+            session_ttl_seconds: self.session_ttl_seconds,
+            limit_message: self.limit_message.clone(),
+        }
+    }
+}
+
+/// A site with its tenant's slug and its plan: everything its views need.
+#[derive(Debug, Clone)]
+pub struct SiteFull {
+    pub site: Site,
+    pub tenant_slug: String,
+    pub plan: Plan,
+}
+
+impl SiteFull {
+    pub fn effective(&self) -> Effective {
+        config::effective(
+            &self.plan.limit_values(),
+            self.plan.overage_percent,
+            &self.site.overrides(),
+        )
+    }
+
+    pub fn config(&self) -> SiteConfig {
+        let e = self.effective();
+        SiteConfig {
+            site: self.site.slug.clone(),
+            plan: self.plan.code.clone(),
+            config_version: self.site.config_version,
+            session_limit: e.values.session_limit,
+            count_mode: e.values.count_mode,
+            over_limit: e.values.over_limit,
+            overage_percent: e.overage_percent,
+            idle_timeout_seconds: e.values.idle_timeout_seconds,
+            session_ttl_seconds: e.values.session_ttl_seconds,
+            limit_message: e.values.limit_message,
+        }
+    }
+}
+
+/// A site's effective configuration: plan values merged with the site's overrides.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct SiteConfig {
+    pub site: String,
+    pub plan: String,
+    /// Grows with every change of the effective configuration.
+    pub config_version: i64,
+    pub session_limit: i64,
+    pub count_mode: CountMode,
+    pub over_limit: OverLimit,
+    pub overage_percent: i64,
+    pub idle_timeout_seconds: i64,
+    pub session_ttl_seconds: i64,
+    pub limit_message: String,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::sites)]
+pub struct NewSite {
+    pub slug: String,
+    pub tenant_id: i64,
+    pub plan_id: i64,
+    pub name: String,
+    pub webhook_url: Option<String>,
+    pub webhook_secret: String,
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<String>,
+    pub over_limit: Option<String>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+    pub config_version: i64,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+/// A partial update; `Some(None)` clears an override.
+#[derive(Debug, Default, Clone, AsChangeset)]
+#[diesel(table_name = super::schema::sites)]
+pub struct SiteChanges {
+    pub name: Option<String>,
+    pub plan_id: Option<i64>,
+    pub webhook_url: Option<Option<String>>,
+    pub webhook_disabled_at: Option<Option<Millis>>,
+    pub session_limit: Option<Option<i64>>,
+    pub count_mode: Option<Option<String>>,
+    pub over_limit: Option<Option<String>>,
+    pub idle_timeout_seconds: Option<Option<i64>>,
+    pub session_ttl_seconds: Option<Option<i64>>,
+    pub limit_message: Option<Option<String>>,
+    pub updated_at: Option<Millis>,
+}
+
+type FullRow = (Site, String, Plan);
+
+fn load_full(conn: &mut DbConn, filter: SiteFilter<'_>) -> Result<Vec<SiteFull>> {
+    let mut q = s::sites
+        .inner_join(tenants::table)
+        .inner_join(plans::table)
+        .select((Site::as_select(), tenants::slug, Plan::as_select()))
+        .into_boxed();
+    match filter {
+        SiteFilter::Slug(slug) => q = q.filter(s::slug.eq(slug.to_owned())),
+        SiteFilter::Id(id) => q = q.filter(s::id.eq(id)),
+        SiteFilter::Ids(ids) => q = q.filter(s::id.eq_any(ids.to_vec())),
+        SiteFilter::Page {
+            tenant,
+            after_id,
+            limit,
+        } => {
+            q = q.filter(s::id.gt(after_id.unwrap_or(0)));
+            if let Some(t) = tenant {
+                q = q.filter(tenants::slug.eq(t.to_owned()));
+            }
+            q = q.order(s::id).limit(limit);
+        }
+    }
+    let rows: Vec<FullRow> = q.load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(site, tenant_slug, plan)| SiteFull {
+            site,
+            tenant_slug,
+            plan,
+        })
+        .collect())
+}
+
+enum SiteFilter<'a> {
+    Slug(&'a str),
+    Id(i64),
+    Ids(&'a [i64]),
+    Page {
+        tenant: Option<&'a str>,
+        after_id: Option<i64>,
+        limit: i64,
+    },
+}
+
+/// A site as the scope sees it: another tenant's site is "not found".
+pub fn get(conn: &mut DbConn, scope: &Scope, slug: &str) -> Result<SiteFull> {
+    let found = load_full(conn, SiteFilter::Slug(slug))?.pop();
+    match found {
+        Some(f) if visible(scope, &f) => Ok(f),
+        _ => Err(Error::not_found(format!("site {slug:?}"))),
+    }
+}
+
+/// A site for its own agent (the caller has been checked to be this site).
+pub fn get_for_agent(conn: &mut DbConn, slug: &str) -> Result<SiteFull> {
+    get(conn, &Scope::Provider, slug)
+}
+
+pub fn get_by_id(conn: &mut DbConn, id: i64) -> Result<SiteFull> {
+    load_full(conn, SiteFilter::Id(id))?
+        .pop()
+        .ok_or_else(|| Error::not_found("site"))
+}
+
+fn visible(scope: &Scope, f: &SiteFull) -> bool {
+    match scope {
+        Scope::Provider => true,
+        Scope::Tenant(t) => *t == f.tenant_slug,
+    }
+}
+
+pub fn list(
+    conn: &mut DbConn,
+    scope: &Scope,
+    tenant: Option<&str>,
+    after_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<SiteFull>> {
+    let tenant = match (scope, tenant) {
+        (Scope::Tenant(own), Some(t)) if own != t => return Ok(Vec::new()),
+        (Scope::Tenant(own), _) => Some(own.as_str()),
+        (Scope::Provider, t) => t,
+    };
+    load_full(
+        conn,
+        SiteFilter::Page {
+            tenant,
+            after_id,
+            limit,
+        },
+    )
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewSite, now: Millis) -> Result<SiteFull> {
+    diesel::insert_into(s::sites).values(new).execute(conn)?;
+    let full = get(conn, &Scope::Provider, &new.slug)?;
+    record_plan_history(conn, &full, now)?;
+    Ok(full)
+}
+
+pub fn update(conn: &mut DbConn, id: i64, changes: &SiteChanges) -> Result<()> {
+    diesel::update(s::sites.find(id))
+        .set(changes)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete(conn: &mut DbConn, id: i64) -> Result<()> {
+    diesel::delete(s::sites.find(id)).execute(conn)?;
+    Ok(())
+}
+
+/// Bumps `config_version` of the given sites, keeps the plan history and queues a
+/// `site.config_changed` push for each, all in the caller's transaction.
+pub fn bump_config(conn: &mut DbConn, site_ids: &[i64], now: Millis) -> Result<Vec<SiteFull>> {
+    if site_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    for chunk in site_ids.chunks(500) {
+        diesel::update(s::sites.filter(s::id.eq_any(chunk.to_vec())))
+            .set((
+                s::config_version.eq(s::config_version + 1),
+                s::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    let mut out = Vec::with_capacity(site_ids.len());
+    for chunk in site_ids.chunks(500) {
+        for full in load_full(conn, SiteFilter::Ids(chunk))? {
+            record_plan_history(conn, &full, now)?;
+            super::outbox::enqueue_config(conn, &full, now)?;
+            out.push(full);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends a plan-history row when the plan or effective limit differs from the last.
+fn record_plan_history(conn: &mut DbConn, full: &SiteFull, now: Millis) -> Result<()> {
+    let e = full.effective();
+    let last: Option<(i64, i64, String)> = h::site_plan_history
+        .filter(h::site_id.eq(full.site.id))
+        .order((h::effective_from.desc(), h::id.desc()))
+        .select((h::plan_id, h::session_limit, h::over_limit))
+        .first(conn)
+        .optional()?;
+    let current = (
+        full.plan.id,
+        e.values.session_limit,
+        e.values.over_limit.as_str().to_owned(),
+    );
+    if last.as_ref() != Some(&current) {
+        diesel::insert_into(h::site_plan_history)
+            .values((
+                h::site_id.eq(full.site.id),
+                h::plan_id.eq(current.0),
+                h::session_limit.eq(current.1),
+                h::over_limit.eq(current.2),
+                h::effective_from.eq(now),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Queryable)]
+pub struct PlanHistoryRow {
+    pub plan_id: i64,
+    pub session_limit: i64,
+    pub over_limit: String,
+    pub effective_from: Millis,
+}
+
+pub fn plan_history(conn: &mut DbConn, site_id: i64) -> Result<Vec<PlanHistoryRow>> {
+    Ok(h::site_plan_history
+        .filter(h::site_id.eq(site_id))
+        .order((h::effective_from, h::id))
+        .select((
+            h::plan_id,
+            h::session_limit,
+            h::over_limit,
+            h::effective_from,
+        ))
+        .load(conn)?)
+}
+
+pub fn set_webhook_secret(
+    conn: &mut DbConn,
+    id: i64,
+    secret: &str,
+    previous: &str,
+    previous_until: Millis,
+) -> Result<()> {
+    diesel::update(s::sites.find(id))
+        .set((
+            s::webhook_secret.eq(secret),
+            s::previous_webhook_secret.eq(Some(previous)),
+            s::previous_secret_expires_at.eq(Some(previous_until)),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn disable_webhook(conn: &mut DbConn, id: i64, now: Millis) -> Result<()> {
+    diesel::update(s::sites.find(id))
+        .set(s::webhook_disabled_at.eq(Some(now)))
+        .execute(conn)?;
+    Ok(())
+}

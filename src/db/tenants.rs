@@ -1,0 +1,110 @@
+//! Tenants: the provider's customers.
+
+use diesel::prelude::*;
+
+use super::DbConn;
+use super::schema::{sites::dsl as s, tenants::dsl as t};
+use crate::auth::Scope;
+use crate::clock::Millis;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::tenants)]
+pub struct Tenant {
+    pub id: i64,
+    pub slug: String,
+    pub name: String,
+    pub billing_email: Option<String>,
+    pub notify_url: Option<String>,
+    pub notify_secret: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = super::schema::tenants)]
+pub struct NewTenant {
+    pub slug: String,
+    pub name: String,
+    pub billing_email: Option<String>,
+    pub notify_url: Option<String>,
+    pub notify_secret: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = super::schema::tenants)]
+pub struct TenantChanges {
+    pub name: Option<String>,
+    pub billing_email: Option<Option<String>>,
+    pub notify_url: Option<Option<String>>,
+    pub updated_at: Option<Millis>,
+}
+
+pub fn insert(conn: &mut DbConn, new: &NewTenant) -> Result<Tenant> {
+    diesel::insert_into(t::tenants).values(new).execute(conn)?;
+    get(conn, &Scope::Provider, &new.slug)
+}
+
+/// A tenant as the scope sees it: another tenant is "not found".
+pub fn get(conn: &mut DbConn, scope: &Scope, slug: &str) -> Result<Tenant> {
+    if let Scope::Tenant(own) = scope
+        && own != slug
+    {
+        return Err(Error::not_found(format!("tenant {slug:?}")));
+    }
+    t::tenants
+        .filter(t::slug.eq(slug))
+        .select(Tenant::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or_else(|| Error::not_found(format!("tenant {slug:?}")))
+}
+
+pub fn get_by_id(conn: &mut DbConn, id: i64) -> Result<Tenant> {
+    Ok(t::tenants
+        .find(id)
+        .select(Tenant::as_select())
+        .first(conn)?)
+}
+
+pub fn list(
+    conn: &mut DbConn,
+    scope: &Scope,
+    after_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<Tenant>> {
+    let mut q = t::tenants
+        .filter(t::id.gt(after_id.unwrap_or(0)))
+        .into_boxed();
+    if let Scope::Tenant(own) = scope {
+        q = q.filter(t::slug.eq(own.clone()));
+    }
+    Ok(q.order(t::id)
+        .limit(limit)
+        .select(Tenant::as_select())
+        .load(conn)?)
+}
+
+pub fn update(conn: &mut DbConn, id: i64, changes: &TenantChanges) -> Result<()> {
+    diesel::update(t::tenants.find(id))
+        .set(changes)
+        .execute(conn)?;
+    Ok(())
+}
+
+pub fn delete(conn: &mut DbConn, tenant: &Tenant) -> Result<()> {
+    let n: i64 = s::sites
+        .filter(s::tenant_id.eq(tenant.id))
+        .count()
+        .get_result(conn)?;
+    if n > 0 {
+        return Err(Error::Conflict(format!(
+            "tenant {:?} still has {n} site(s); delete them first",
+            tenant.slug
+        )));
+    }
+    diesel::delete(t::tenants.find(tenant.id)).execute(conn)?;
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Billing arithmetic (see issue on billing export).

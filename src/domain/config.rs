@@ -1,0 +1,157 @@
+//! A site's effective configuration: its plan's values, overridden by the site's
+//! non-null overrides.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub const DEFAULT_IDLE_TIMEOUT_SECONDS: i64 = 86_400;
+pub const DEFAULT_SESSION_TTL_SECONDS: i64 = 1_209_600;
+pub const DEFAULT_LIMIT_MESSAGE: &str =
+    "There are more than {limit} active user sessions. Please try again later.";
+
+/// Which sessions count against the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CountMode {
+    /// Every active session counts (what Lino does).
+    #[default]
+    Active,
+    /// Dangling sessions do not count.
+    Live,
+}
+
+/// What happens when a new session would pass the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLimit {
+    #[default]
+    Reject,
+    EvictDangling,
+    AllowOverage,
+}
+
+impl CountMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Live => "live",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "active" => Ok(Self::Active),
+            "live" => Ok(Self::Live),
+            _ => Err("must be \"active\" or \"live\"".to_owned()),
+        }
+    }
+}
+
+impl OverLimit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::EvictDangling => "evict_dangling",
+            Self::AllowOverage => "allow_overage",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "reject" => Ok(Self::Reject),
+            "evict_dangling" => Ok(Self::EvictDangling),
+            "allow_overage" => Ok(Self::AllowOverage),
+            _ => Err("must be \"reject\", \"evict_dangling\" or \"allow_overage\"".to_owned()),
+        }
+    }
+}
+
+/// Values a plan sets and a site may override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitValues {
+    pub session_limit: i64,
+    pub count_mode: CountMode,
+    pub over_limit: OverLimit,
+    pub idle_timeout_seconds: i64,
+    pub session_ttl_seconds: i64,
+    pub limit_message: String,
+}
+
+/// A site's overrides; `None` means "use the plan's value".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<CountMode>,
+    pub over_limit: Option<OverLimit>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+}
+
+/// What a site runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Effective {
+    pub values: LimitValues,
+    pub overage_percent: i64,
+}
+
+pub fn effective(plan: &LimitValues, overage_percent: i64, o: &Overrides) -> Effective {
+    Effective {
+        values: LimitValues {
+            session_limit: o.session_limit.unwrap_or(plan.session_limit),
+            count_mode: o.count_mode.unwrap_or(plan.count_mode),
+            over_limit: o.over_limit.unwrap_or(plan.over_limit),
+            idle_timeout_seconds: o.idle_timeout_seconds.unwrap_or(plan.idle_timeout_seconds),
+            session_ttl_seconds: o.session_ttl_seconds.unwrap_or(plan.session_ttl_seconds),
+            limit_message: o
+                .limit_message
+                .clone()
+                .unwrap_or_else(|| plan.limit_message.clone()),
+        },
+        overage_percent,
+    }
+}
+
+/// The refusal text with `{limit}` filled in.
+pub fn limit_message(template: &str, limit: i64) -> String {
+    template.replace("{limit}", &limit.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> LimitValues {
+        LimitValues {
+            session_limit: 10,
+            count_mode: CountMode::Active,
+            over_limit: OverLimit::Reject,
+            idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT_SECONDS,
+            session_ttl_seconds: DEFAULT_SESSION_TTL_SECONDS,
+            limit_message: DEFAULT_LIMIT_MESSAGE.to_owned(),
+        }
+    }
+
+    #[test]
+    fn overrides_win_where_set() {
+        let e = effective(
+            &plan(),
+            0,
+            &Overrides {
+                session_limit: Some(3),
+                count_mode: Some(CountMode::Live),
+                ..Overrides::default()
+            },
+        );
+        assert_eq!(e.values.session_limit, 3);
+        assert_eq!(e.values.count_mode, CountMode::Live);
+        assert_eq!(e.values.over_limit, OverLimit::Reject);
+        assert_eq!(e.values.idle_timeout_seconds, DEFAULT_IDLE_TIMEOUT_SECONDS);
+    }
+
+    #[test]
+    fn message_fills_the_limit() {
+        assert_eq!(
+            limit_message(DEFAULT_LIMIT_MESSAGE, 5),
+            "There are more than 5 active user sessions. Please try again later."
+        );
+    }
+}

@@ -1,0 +1,209 @@
+//! Session states and the monotone merge rule.
+//!
+//! A session's state is computed at read time from its stored instants and `now`.
+//! Merging is monotone (`started_at = min`, `last_activity_at = max`,
+//! `expires_at = max`, `ended_at = min`, ending is terminal), so any order and any
+//! duplication of the same events gives the same row.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::clock::Millis;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    Live,
+    Dangling,
+    Expired,
+    Ended,
+}
+
+impl SessionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Dangling => "dangling",
+            Self::Expired => "expired",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+/// The instants that decide a session's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    pub started_at: Millis,
+    pub last_activity_at: Millis,
+    pub expires_at: Millis,
+    pub ended_at: Option<Millis>,
+}
+
+/// The state of a session at `now`. `active` is `live` or `dangling`.
+pub fn state(t: &Times, now: Millis, idle_timeout_seconds: i64) -> SessionState {
+    if t.ended_at.is_some() {
+        SessionState::Ended
+    } else if t.expires_at <= now {
+        SessionState::Expired
+    } else if t.last_activity_at <= now - idle_timeout_seconds * 1000 {
+        SessionState::Dangling
+    } else {
+        SessionState::Live
+    }
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Logout,
+    Expired,
+    Killed,
+    Evicted,
+    Reconciled,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Expired => "expired",
+            Self::Killed => "killed",
+            Self::Evicted => "evicted",
+            Self::Reconciled => "reconciled",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "logout" => Ok(Self::Logout),
+            "expired" => Ok(Self::Expired),
+            "killed" => Ok(Self::Killed),
+            "evicted" => Ok(Self::Evicted),
+            "reconciled" => Ok(Self::Reconciled),
+            _ => Err("must be one of logout, expired, killed, evicted, reconciled".to_owned()),
+        }
+    }
+}
+
+/// What one or more events say about one session; merged into the stored row with
+/// the same rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub started_at: Millis,
+    pub last_activity_at: Millis,
+    pub expires_at: Millis,
+    pub ended: Option<(Millis, EndReason)>,
+    pub user: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+impl Observation {
+    /// Folds another observation of the same session into this one. Commutative and
+    /// idempotent for the instants; for the descriptive fields the first non-empty
+    /// value wins, matching the stored-row merge.
+    pub fn merge(&mut self, other: &Observation) {
+        self.started_at = self.started_at.min(other.started_at);
+        self.last_activity_at = self.last_activity_at.max(other.last_activity_at);
+        self.expires_at = self.expires_at.max(other.expires_at);
+        self.ended = match (self.ended, other.ended) {
+            (None, x) | (x, None) => x,
+            (Some(a), Some(b)) => Some(a.min(b)),
+        };
+        if self.user.is_none() {
+            self.user.clone_from(&other.user);
+        }
+        if self.user_agent.is_none() {
+            self.user_agent.clone_from(&other.user_agent);
+        }
+        if self.ip.is_none() {
+            self.ip.clone_from(&other.ip);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+
+    fn obs(start: i64, act: i64, exp: i64, ended: Option<(i64, EndReason)>) -> Observation {
+        Observation {
+            started_at: start,
+            last_activity_at: act,
+            expires_at: exp,
+            ended,
+            user: None,
+            user_agent: None,
+            ip: None,
+        }
+    }
+
+    #[test]
+    fn states_follow_the_rules() {
+        let t = Times {
+            started_at: 0,
+            last_activity_at: 10 * H,
+            expires_at: 100 * H,
+            ended_at: None,
+        };
+        assert_eq!(state(&t, 11 * H, 86_400), SessionState::Live);
+        // Exactly idle_timeout without activity is dangling.
+        assert_eq!(state(&t, 34 * H, 86_400), SessionState::Dangling);
+        assert_eq!(state(&t, 100 * H, 86_400), SessionState::Expired);
+        let ended = Times {
+            ended_at: Some(5 * H),
+            ..t
+        };
+        assert_eq!(state(&ended, 11 * H, 86_400), SessionState::Ended);
+    }
+
+    #[test]
+    fn merge_is_order_independent_and_idempotent() {
+        let events = [
+            obs(5, 5, 50, None),
+            obs(7, 9, 60, None),
+            obs(8, 8, 40, Some((20, EndReason::Logout))),
+            obs(3, 4, 30, Some((15, EndReason::Killed))),
+        ];
+        // Every permutation, each event possibly duplicated, gives one result.
+        let mut results = std::collections::HashSet::new();
+        let perms = permutations(&[0, 1, 2, 3]);
+        for p in &perms {
+            for dup in 0..4 {
+                let mut acc = events[p[0]].clone();
+                for &i in &p[1..] {
+                    acc.merge(&events[i]);
+                }
+                acc.merge(&events[p[dup]]);
+                results.insert(format!("{acc:?}"));
+            }
+        }
+        assert_eq!(results.len(), 1, "{results:?}");
+        let mut acc = events[0].clone();
+        for e in &events[1..] {
+            acc.merge(e);
+        }
+        assert_eq!(acc.started_at, 3);
+        assert_eq!(acc.last_activity_at, 9);
+        assert_eq!(acc.expires_at, 60);
+        assert_eq!(acc.ended, Some((15, EndReason::Killed)));
+    }
+
+    fn permutations(v: &[usize]) -> Vec<Vec<usize>> {
+        if v.len() <= 1 {
+            return vec![v.to_vec()];
+        }
+        let mut out = Vec::new();
+        for i in 0..v.len() {
+            let mut rest = v.to_vec();
+            let x = rest.remove(i);
+            for mut p in permutations(&rest) {
+                p.insert(0, x);
+                out.push(p);
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,241 @@
+//! One error type for the whole service, rendered as RFC 9457 problem details.
+//!
+//! Database errors are mapped here and nowhere else: a missing row is 404, a
+//! unique violation 409, a pool or connection failure 503; anything unexpected is a
+//! 500 that logs its cause chain and shows the caller nothing internal.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FieldError {
+    /// The field, as a JSON path (`events[3].at`, `session_limit`).
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The body of every error response (`application/problem+json`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A stable, machine-readable error kind.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{detail}")]
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{detail}")]
+    Unprocessable {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("rate limit exceeded")]
+    RateLimited { retry_after_seconds: u64 },
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::BadRequest {
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
+    }
+
+    pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let e = FieldError::new(field, message);
+        Self::BadRequest {
+            detail: format!("{}: {}", e.field, e.message),
+            errors: vec![e],
+        }
+    }
+
+    pub fn invalid(errors: Vec<FieldError>) -> Self {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Self::Unprocessable { detail, errors }
+    }
+
+    pub fn invalid_field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::invalid(vec![FieldError::new(field, message)])
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::NotFound(format!("{what} not found"))
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "bad-request",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not-found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload-too-large",
+            Self::Unprocessable { .. } => "validation-failed",
+            Self::UnsupportedMediaType(_) => "unsupported-media-type",
+            Self::RateLimited { .. } => "rate-limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn title(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "The request is malformed",
+            Self::Unauthorized(_) => "Authentication required",
+            Self::Forbidden(_) => "Not allowed",
+            Self::NotFound(_) => "Not found",
+            Self::Conflict(_) => "Conflict",
+            Self::PayloadTooLarge(_) => "Request body too large",
+            Self::Unprocessable { .. } => "Validation failed",
+            Self::UnsupportedMediaType(_) => "Unsupported media type",
+            Self::RateLimited { .. } => "Too many requests",
+            Self::Unavailable(_) => "Service unavailable",
+            Self::Internal(_) => "Internal error",
+        }
+    }
+
+    pub fn problem(&self) -> Problem {
+        let status = self.status_code();
+        let (detail, errors) = match self {
+            Self::BadRequest { detail, errors } | Self::Unprocessable { detail, errors } => {
+                (detail.clone(), errors.clone())
+            }
+            // A 500 says nothing about its cause: the log has the chain.
+            Self::Internal(_) => (
+                "An unexpected error occurred; it has been logged.".to_owned(),
+                Vec::new(),
+            ),
+            other => (other.to_string(), Vec::new()),
+        };
+        Problem {
+            kind: format!("https://headcount.invalid/problems/{}", self.kind()),
+            title: self.title().to_owned(),
+            status: status.as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let Self::Internal(e) = self {
+            tracing::error!(error = ?e, "request failed");
+        }
+        let mut res = HttpResponse::build(self.status_code());
+        res.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
+        match self {
+            Self::Unavailable(_) => {
+                res.insert_header((header::RETRY_AFTER, "5"));
+            }
+            Self::RateLimited {
+                retry_after_seconds,
+            } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+            }
+            Self::Unauthorized(_) => {
+                res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            _ => {}
+        }
+        res.body(serde_json::to_string(&self.problem()).unwrap_or_default())
+    }
+}
+
+impl From<diesel::result::Error> for Error {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind as K, Error as D};
+        match e {
+            D::NotFound => Self::NotFound("not found".to_owned()),
+            D::DatabaseError(K::UniqueViolation, info) => {
+                Self::Conflict(format!("already exists ({})", info.message()))
+            }
+            D::DatabaseError(K::ForeignKeyViolation, _) => {
+                Self::Conflict("still referenced by other records".to_owned())
+            }
+            D::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, info) => {
+                Self::Unavailable(format!("database unavailable: {}", info.message()))
+            }
+            D::DatabaseError(_, ref info) if is_busy(info.message()) => {
+                Self::Unavailable("database is busy, try again".to_owned())
+            }
+            other => Self::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(e: r2d2::Error) -> Self {
+        tracing::warn!(error = %e, "database pool checkout failed");
+        Self::Unavailable("database unavailable".to_owned())
+    }
+}
+
+/// SQLite reports lock contention as an error the caller can retry.
+pub fn is_busy(message: &str) -> bool {
+    message.contains("database is locked") || message.contains("database is busy")
+}

@@ -1,0 +1,78 @@
+//! The usage sampler: one row per site and minute with active, live, dangling and
+//! denied counts. Writes are idempotent per (site, minute), so several processes may
+//! sample the same minute.
+
+use std::collections::HashMap;
+
+use actix_web::web;
+use diesel::Connection as _;
+use tokio::sync::watch;
+
+use crate::app::AppState;
+use crate::auth::Scope;
+use crate::db::{sites, usage};
+use crate::error::Result;
+
+pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
+    let every = state.config.sample_interval;
+    loop {
+        if let Err(e) = sample(&state).await {
+            tracing::warn!(error = %e, "usage sampler failed; trying again next interval");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Takes one sample of every site at the clock's current minute.
+pub async fn sample(state: &AppState) -> Result<usize> {
+    let now = state.now();
+    let minute = now - now.rem_euclid(60_000);
+    state
+        .db
+        .run(move |c| {
+            let mut all = Vec::new();
+            let mut after = None;
+            loop {
+                let page = sites::list(c, &Scope::Provider, None, after, 500)?;
+                let done = page.len() < 500;
+                after = page.last().map(|f| f.site.id);
+                all.extend(page);
+                if done {
+                    break;
+                }
+            }
+            if all.is_empty() {
+                return Ok(0);
+            }
+            let counts: HashMap<i64, (i64, i64)> = usage::counts(c, now, None, None)?
+                .into_iter()
+                .map(|r| (r.site_id, (r.active, r.dangling.unwrap_or(0))))
+                .collect();
+            let ids: Vec<i64> = all.iter().map(|f| f.site.id).collect();
+            let mut denied = HashMap::new();
+            for chunk in ids.chunks(500) {
+                denied.extend(usage::denials_between(c, chunk, minute, minute + 60_000)?);
+            }
+            let samples: Vec<usage::Sample> = all
+                .iter()
+                .map(|f| {
+                    let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or((0, 0));
+                    usage::Sample {
+                        site_id: f.site.id,
+                        minute,
+                        active,
+                        live: active - dangling,
+                        dangling,
+                        denied: denied.get(&f.site.id).copied().unwrap_or(0),
+                        session_limit: f.config().session_limit,
+                    }
+                })
+                .collect();
+            c.transaction(|c| usage::write_samples(c, &samples))?;
+            Ok(samples.len())
+        })
+        .await
+}

@@ -1,0 +1,17 @@
+//! headcount: the control plane that hosting providers run to sell web sites priced by
+//! a sessions limit. See README.md and DESIGN.md for the contract.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod jobs;
+pub mod metrics;
+pub mod openapi;
+pub mod push;
+pub mod ratelimit;

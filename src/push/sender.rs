@@ -1,0 +1,296 @@
+//! The outbox sender: claims due rows, POSTs them signed, records every attempt and
+//! schedules retries. Several processes may run it on one PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use futures_util::future::join_all;
+use rand::Rng;
+use reqwest::StatusCode;
+use tokio::sync::watch;
+
+use super::signing;
+use crate::app::AppState;
+use crate::clock::Millis;
+use crate::db::outbox::{self, AttemptResult, Next, OutboxRow};
+use crate::db::{sites, tenants};
+
+/// A claimed row is someone else's for this long; if its process dies, another
+/// picks it up afterwards.
+const LEASE_MS: i64 = 60_000;
+const BATCH: i64 = 64;
+/// How often an idle sender looks for due rows (wakeups come sooner on new pushes).
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let sent = match tick(&state).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "push sender: cannot claim due pushes");
+                0
+            }
+        };
+        if sent == 0 {
+            tokio::select! {
+                _ = state.outbox_wakeup.notified() => {}
+                _ = tokio::time::sleep(IDLE_POLL) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// Sends one batch of due pushes; returns how many it attempted.
+pub async fn tick(state: &web::Data<AppState>) -> crate::error::Result<usize> {
+    let now = state.now();
+    let rows = state
+        .db
+        .run(move |c| outbox::claim_due(c, now, LEASE_MS, BATCH))
+        .await?;
+    let n = rows.len();
+    join_all(rows.into_iter().map(|row| deliver(state, row))).await;
+    Ok(n)
+}
+
+/// Where a row goes and which secrets sign it.
+struct Target {
+    url: String,
+    secrets: Vec<String>,
+}
+
+enum Resolve {
+    Send(Target),
+    /// Cannot be sent (no URL, webhook disabled); the reason is recorded.
+    Skip(String, bool),
+}
+
+fn resolve(
+    c: &mut crate::db::DbConn,
+    state: &AppState,
+    row: &OutboxRow,
+    now: Millis,
+) -> crate::error::Result<Resolve> {
+    match row.target.as_str() {
+        outbox::TARGET_SITE => {
+            let Some(site_id) = row.site_id else {
+                return Ok(Resolve::Skip("site is gone".into(), true));
+            };
+            let f = sites::get_by_id(c, site_id)?;
+            if f.site.webhook_disabled_at.is_some() {
+                return Ok(Resolve::Skip(
+                    "webhook disabled after a 410 Gone; set webhook_url again to re-enable".into(),
+                    true,
+                ));
+            }
+            let Some(url) = f.site.webhook_url.clone() else {
+                return Ok(Resolve::Skip("the site has no webhook_url".into(), false));
+            };
+            let mut secrets = vec![f.site.webhook_secret.clone()];
+            if let (Some(prev), Some(until)) = (
+                &f.site.previous_webhook_secret,
+                f.site.previous_secret_expires_at,
+            ) && until > now
+            {
+                secrets.push(prev.clone());
+            }
+            Ok(Resolve::Send(Target { url, secrets }))
+        }
+        outbox::TARGET_TENANT => {
+            let Some(tid) = row.tenant_id else {
+                return Ok(Resolve::Skip("tenant is gone".into(), true));
+            };
+            let t = tenants::get_by_id(c, tid)?;
+            match t.notify_url {
+                Some(url) => Ok(Resolve::Send(Target {
+                    url,
+                    secrets: vec![t.notify_secret],
+                })),
+                None => Ok(Resolve::Skip("the tenant has no notify_url".into(), true)),
+            }
+        }
+        _ => match (
+            &state.config.provider_notify_url,
+            &state.config.provider_notify_secret,
+        ) {
+            (Some(url), Some(secret)) => Ok(Resolve::Send(Target {
+                url: url.clone(),
+                secrets: vec![secret.expose().to_owned()],
+            })),
+            _ => Ok(Resolve::Skip(
+                "no provider notify URL is configured".into(),
+                true,
+            )),
+        },
+    }
+}
+
+fn is_private(url: &str) -> bool {
+    let Ok(u) = url::Url::parse(url) else {
+        return true;
+    };
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
+        }
+        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
+        None => true,
+    }
+}
+
+async fn deliver(state: &web::Data<AppState>, row: OutboxRow) {
+    let now = state.now();
+    let row2 = row.clone();
+    let st = state.clone();
+    let resolved = state.db.run(move |c| resolve(c, &st, &row2, now)).await;
+    let started = Instant::now();
+    let (status, error, retry_after) = match resolved {
+        Err(e) => (None, Some(format!("cannot resolve the target: {e}")), None),
+        Ok(Resolve::Skip(reason, final_)) => {
+            let attempt = AttemptResult {
+                at: now,
+                status_code: None,
+                duration_ms: 0,
+                error: Some(reason),
+            };
+            let next = if final_ {
+                Next::Failed
+            } else {
+                next_after_failure(state, &row, now, None)
+            };
+            record(state, row.id, attempt, next).await;
+            return;
+        }
+        Ok(Resolve::Send(target)) => {
+            if state.config.webhook_deny_private && is_private(&target.url) {
+                (
+                    None,
+                    Some(
+                        "private or loopback targets are refused (HEADCOUNT_WEBHOOK_DENY_PRIVATE)"
+                            .to_owned(),
+                    ),
+                    None,
+                )
+            } else {
+                send(state, &row, &target, now).await
+            }
+        }
+    };
+    let duration_ms = started.elapsed().as_millis() as i64;
+    let attempt = AttemptResult {
+        at: now,
+        status_code: status.map(|s| i64::from(s.as_u16())),
+        duration_ms,
+        error,
+    };
+    let next = match status {
+        Some(s) if s.is_success() => Next::Delivered,
+        Some(StatusCode::GONE) => {
+            if let Some(site_id) = row.site_id.filter(|_| row.target == outbox::TARGET_SITE) {
+                let _ = state
+                    .db
+                    .run(move |c| sites::disable_webhook(c, site_id, now))
+                    .await;
+                tracing::info!(site_id, "webhook answered 410 Gone: disabled");
+            }
+            Next::Failed
+        }
+        _ => next_after_failure(state, &row, now, retry_after),
+    };
+    record(state, row.id, attempt, next).await;
+}
+
+async fn record(state: &web::Data<AppState>, id: i64, attempt: AttemptResult, next: Next) {
+    if let Err(e) = state
+        .db
+        .run(move |c| outbox::finish_attempt(c, id, &attempt, next))
+        .await
+    {
+        // The lease runs out and the row is tried again: at least once, never lost.
+        tracing::warn!(error = %e, id, "cannot record a push attempt");
+    }
+}
+
+/// The next attempt per the retry schedule (with up to 10 % jitter), or `Failed`
+/// when the schedule is used up. A `Retry-After` from the receiver wins when later.
+fn next_after_failure(
+    state: &AppState,
+    row: &OutboxRow,
+    now: Millis,
+    retry_after: Option<Duration>,
+) -> Next {
+    let schedule = &state.config.retry_schedule;
+    let done = usize::try_from(row.attempts)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1);
+    let Some(delay) = schedule.get(done) else {
+        return Next::Failed;
+    };
+    let base = delay.as_millis() as i64;
+    let jitter = if base > 0 {
+        rand::rng().random_range(0..=base / 10)
+    } else {
+        0
+    };
+    let mut at = now + base + jitter;
+    if let Some(ra) = retry_after {
+        at = at.max(now + ra.as_millis() as i64);
+    }
+    Next::RetryAt(at)
+}
+
+async fn send(
+    state: &AppState,
+    row: &OutboxRow,
+    target: &Target,
+    now: Millis,
+) -> (Option<StatusCode>, Option<String>, Option<Duration>) {
+    let ts = now / 1000;
+    let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
+    let signature =
+        signing::signature_header(&secrets, &row.webhook_id, ts, row.payload.as_bytes());
+    let res = state
+        .http
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .header("webhook-id", &row.webhook_id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", signature)
+        .body(row.payload.clone())
+        .send()
+        .await;
+    match res {
+        Ok(r) => {
+            let status = r.status();
+            let retry_after = if status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::SERVICE_UNAVAILABLE
+            {
+                r.headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|s| Duration::from_secs(s.min(86_400)))
+            } else {
+                None
+            };
+            let error = (!status.is_success()).then(|| format!("receiver answered {status}"));
+            (Some(status), error, retry_after)
+        }
+        Err(e) => {
+            let kind = if e.is_timeout() {
+                "timed out after 15 s"
+            } else if e.is_connect() {
+                "cannot connect"
+            } else {
+                "request failed"
+            };
+            (None, Some(format!("{kind}: {e}")), None)
+        }
+    }
+}
