@@ -17,7 +17,7 @@ from django.test import Client
 from django.utils import timezone
 
 from conftest import session_ref, sign_webhook, wait_until
-from headcount_django import config, sender
+from headcount_django import client as hc_client, config, sender
 
 PASSWORD = "correct horse"
 
@@ -205,9 +205,14 @@ def test_pushed_limit_then_refused_login(site, headcount):
 def test_config_pull_with_etag(site, headcount):
     s = site(session_limit=7)
     s.configure(MODE="local")
-    assert config.pull() is True
+    first = hc_client.get_config(None)
+    assert first.status == 200 and first.body["session_limit"] == 7
+    etag = first.headers.get("etag")
+    assert etag
+    # unchanged: If-None-Match gets a 304
+    assert hc_client.get_config(etag).status == 304
+    config.pull()  # applies it unless the push at site creation was quicker
     assert config.current().session_limit == 7
-    # unchanged: If-None-Match gets a 304 and nothing changes
     assert config.pull() is False
     headcount.api("PATCH", f"/v1/sites/{s.slug}", {"session_limit": 5})
     wait_until(lambda: config.current().session_limit == 5 or config.pull(), timeout=10, message="a newer config")

@@ -26,6 +26,7 @@ import sys
 from typing import Any
 
 from django.conf import settings as django_settings
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_backends
 from django.core.exceptions import PermissionDenied
 
@@ -97,7 +98,11 @@ def local_admission(config: SiteConfig, exclude_key: str | None) -> bool:
 
 
 class SessionLimitBackend:
-    """Put first in AUTHENTICATION_BACKENDS; never returns a user itself."""
+    """Put first in AUTHENTICATION_BACKENDS; never returns a user itself.
+
+    Deliberately not a subclass of django.contrib.auth's BaseBackend: importing that
+    needs django.contrib.auth in INSTALLED_APPS, which Lino sites do not have.
+    """
 
     def authenticate(self, request: Any = None, **credentials: Any) -> None:
         if request is None or getattr(request, "_headcount_checking", False):
@@ -111,7 +116,13 @@ class SessionLimitBackend:
             self._central(request, credentials, settings)
         return None
 
+    async def aauthenticate(self, request: Any = None, **credentials: Any) -> None:
+        return await sync_to_async(self.authenticate)(request, **credentials)
+
     def get_user(self, user_id: Any) -> None:
+        return None
+
+    async def aget_user(self, user_id: Any) -> None:
         return None
 
     def _local(self, request: Any, credentials: dict[str, Any]) -> None:

@@ -1,0 +1,364 @@
+//! The test harness: each test spawns headcount in-process on port 0 with a fresh
+//! database (a new SQLite file, or a new PostgreSQL database copied from a migrated
+//! template when `HEADCOUNT_TEST_DATABASE_URL` is set) and an injected clock.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use actix_web::web;
+use chrono::{DateTime, Utc};
+use diesel::{Connection, RunQueryDsl};
+use diesel::connection::SimpleConnection;
+use headcount::app::AppState;
+use headcount::auth::Role;
+use headcount::clock::ManualClock;
+use headcount::config::{Config, DbArgs, ServeArgs};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub admin: String,
+    pub clock: ManualClock,
+    pub state: web::Data<AppState>,
+    pub database_url: String,
+    server: actix_web::dev::ServerHandle,
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+/// A PostgreSQL database made for one test and dropped after it.
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut c) = diesel::PgConnection::establish(&self.admin_url) {
+            let _ = c.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.server.stop(false);
+        // Stopping is asynchronous; give the pool back before the database is dropped.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+pub fn pg_url() -> Option<String> {
+    std::env::var("HEADCOUNT_TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+fn with_db(url: &str, db: &str) -> String {
+    let mut u = url::Url::parse(url).expect("HEADCOUNT_TEST_DATABASE_URL is a URL");
+    u.set_path(&format!("/{db}"));
+    u.to_string()
+}
+
+/// The migrated template: made once per migration set, shared by later runs.
+fn template(admin_url: &str) -> String {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let mut hash: u64 = 1469598103934665603;
+            for dir in ["migrations/postgres"] {
+                let mut entries: Vec<_> = std::fs::read_dir(dir)
+                    .expect("migrations")
+                    .flatten()
+                    .map(|e| e.path())
+                    .collect();
+                entries.sort();
+                for e in entries {
+                    let text = std::fs::read(e.join("up.sql")).unwrap_or_default();
+                    for b in text {
+                        hash = (hash ^ u64::from(b)).wrapping_mul(1099511628211);
+                    }
+                }
+            }
+            let name = format!("headcount_tpl_{hash:016x}");
+            let mut c = diesel::PgConnection::establish(admin_url).expect("connect to PostgreSQL");
+            c.batch_execute("SELECT pg_advisory_lock(4242)").unwrap();
+            let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+                "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"
+            )))
+            .get_result(&mut c)
+            .unwrap();
+            if !exists {
+                c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                    .unwrap();
+                let db = headcount::db::Db::connect(&with_db(admin_url, &name), 1).unwrap();
+                db.migrate().unwrap();
+            }
+            c.batch_execute("SELECT pg_advisory_unlock(4242)").unwrap();
+            name
+        })
+        .clone()
+}
+
+static CREATE_LOCK: Mutex<()> = Mutex::new(());
+
+fn fresh_pg(admin_url: &str) -> PgDatabase {
+    let tpl = template(admin_url);
+    let name = format!("headcount_t_{}", uuid::Uuid::new_v4().simple());
+    let _guard = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut c = diesel::PgConnection::establish(admin_url).expect("connect to PostgreSQL");
+    // Copying a template needs it free of other sessions; retry briefly if busy.
+    let mut tries = 0;
+    loop {
+        match c.batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tpl}\"")) {
+            Ok(()) => break,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("cannot create a test database: {e}"),
+        }
+    }
+    PgDatabase {
+        admin_url: admin_url.to_owned(),
+        name,
+    }
+}
+
+/// Settings a test may change before the app starts.
+pub struct Options {
+    pub retry_schedule: &'static str,
+    pub provider_notify: Option<(String, String)>,
+    pub rate_limit: Option<&'static str>,
+    pub database_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            retry_schedule: "0s,5s,5m",
+            provider_notify: None,
+            rate_limit: None,
+            database_url: None,
+        }
+    }
+}
+
+pub async fn spawn() -> TestApp {
+    spawn_with(Options::default()).await
+}
+
+pub async fn spawn_with(opts: Options) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, pg) = match (&opts.database_url, pg_url()) {
+        (Some(u), _) => (u.clone(), None),
+        (None, Some(admin)) => {
+            let admin2 = admin.clone();
+            let db = tokio::task::spawn_blocking(move || fresh_pg(&admin2))
+                .await
+                .unwrap();
+            (with_db(&admin, &db.name), Some(db))
+        }
+        (None, None) => (
+            format!("sqlite://{}/headcount.db", dir.path().display()),
+            None,
+        ),
+    };
+    let mut config = Config::load(&ServeArgs {
+        db: DbArgs {
+            database_url: Some(database_url.clone()),
+            data_dir: Some(dir.path().to_path_buf()),
+            config: None,
+        },
+        listen: Some("127.0.0.1:0".into()),
+    })
+    .unwrap();
+    config.retry_schedule = headcount::config::parse_schedule(opts.retry_schedule).unwrap();
+    config.sample_interval = std::time::Duration::from_secs(3600);
+    config.workers = 2;
+    config.pool_size = 8;
+    config.rate_limit = opts
+        .rate_limit
+        .map(|r| headcount::config::parse_rate_limit(r).unwrap());
+    if let Some((url, secret)) = opts.provider_notify {
+        config.provider_notify_url = Some(url);
+        config.provider_notify_secret = Some(headcount::config::Secret::new(secret));
+    }
+    let clock = ManualClock::at(Utc::now());
+    let clock2 = clock.clone();
+    let (state, _) = tokio::task::spawn_blocking(move || {
+        headcount::app::prepare(config, Arc::new(clock2))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let running = headcount::app::start(state, listener, false).unwrap();
+    let server = running.server.handle();
+    let state = running.state.clone();
+    tokio::spawn(running.server);
+    let (admin, _) = state.mint(Role::Admin, None, None, 3600).unwrap();
+    TestApp {
+        url: format!("http://127.0.0.1:{}", running.port),
+        client: reqwest::Client::new(),
+        admin,
+        clock,
+        state,
+        database_url,
+        server,
+        _dir: dir,
+        _pg: pg,
+    }
+}
+
+/// A reply: status, headers and the JSON body (or `Value::Null`).
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl TestApp {
+    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self.client.request(m, format!("{}{path}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let text = res.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.call("GET", path, Some(token), None).await
+    }
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(token), Some(body)).await
+    }
+    pub async fn put(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call("PUT", path, Some(token), Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.call("PATCH", path, Some(token), Some(body)).await
+    }
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.call("DELETE", path, Some(token), None).await
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        headcount::clock::to_datetime(headcount::clock::Clock::now_ms(&self.clock))
+    }
+
+    /// RFC 3339 of now plus `seconds`.
+    pub fn at(&self, seconds: i64) -> String {
+        (self.now() + chrono::Duration::seconds(seconds)).to_rfc3339()
+    }
+
+    pub fn advance(&self, seconds: i64) {
+        self.clock.advance(chrono::Duration::seconds(seconds));
+    }
+
+    pub async fn create_plan(&self, code: &str, body: Value) -> Reply {
+        let mut b = json!({"code": code, "name": format!("Plan {code}")});
+        merge(&mut b, body);
+        let r = self.post("/v1/plans", &self.admin, b).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r
+    }
+
+    pub async fn create_tenant(&self, slug: &str) -> Reply {
+        let r = self
+            .post("/v1/tenants", &self.admin, json!({"slug": slug, "name": slug}))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r
+    }
+
+    pub async fn create_site(&self, slug: &str, tenant: &str, plan: &str, extra: Value) -> Reply {
+        let mut b = json!({"slug": slug, "tenant": tenant, "name": slug, "plan": plan});
+        merge(&mut b, extra);
+        let r = self.post("/v1/sites", &self.admin, b).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r
+    }
+
+    pub async fn token(&self, role: &str, tenant: Option<&str>, site: Option<&str>) -> String {
+        let mut b = json!({"role": role});
+        if let Some(t) = tenant {
+            b["tenant"] = json!(t);
+        }
+        if let Some(s) = site {
+            b["site"] = json!(s);
+        }
+        let r = self.post("/v1/tokens", &self.admin, b).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        r.body["token"].as_str().unwrap().to_owned()
+    }
+
+    /// A plan, tenant and site with the given plan values; returns the site token.
+    pub async fn site_with(&self, site: &str, plan_body: Value) -> String {
+        let plan = format!("{site}-plan");
+        let tenant = format!("{site}-tenant");
+        self.create_plan(&plan, plan_body).await;
+        self.create_tenant(&tenant).await;
+        self.create_site(site, &tenant, &plan, json!({})).await;
+        self.token("site", None, Some(site)).await
+    }
+
+    pub async fn events(&self, site: &str, token: &str, events: Value) -> Reply {
+        self.post(&format!("/v1/sites/{site}/events"), token, json!({"events": events}))
+            .await
+    }
+
+    pub async fn admit(&self, site: &str, token: &str, session: &str) -> Reply {
+        let r = self
+            .post(
+                &format!("/v1/sites/{site}/admissions"),
+                token,
+                json!({"session": session}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r
+    }
+
+    pub async fn usage(&self, site: &str) -> Value {
+        let r = self.get(&format!("/v1/sites/{site}/usage"), &self.admin).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body
+    }
+}
+
+pub fn merge(a: &mut Value, b: Value) {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        for (k, v) in b {
+            a.insert(k, v);
+        }
+    }
+}
+
+pub fn is_problem(r: &Reply) -> bool {
+    r.headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"))
+        && r.body["status"].as_u64() == Some(u64::from(r.status.as_u16()))
+}

@@ -1,0 +1,11 @@
+//! Integration tests: HTTP against a running headcount, on SQLite by default and on
+//! PostgreSQL when `HEADCOUNT_TEST_DATABASE_URL` is set.
+
+mod helpers;
+mod receiver;
+
+mod admission;
+mod control;
+mod foundation;
+mod push;
+mod sessions;

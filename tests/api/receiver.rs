@@ -1,0 +1,136 @@
+//! A real local HTTP receiver for pushes that verifies every Standard Webhooks
+//! signature, records what arrived and answers as the test scripts it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub webhook_id: String,
+    pub body: Value,
+    pub signature_ok: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    secrets: Vec<String>,
+    received: Vec<Received>,
+    /// Scripted answers (status, Retry-After); 200 once used up.
+    script: VecDeque<(u16, Option<u64>)>,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {}
+}
+
+async fn hook(req: HttpRequest, body: web::Bytes, inner: web::Data<Arc<Mutex<Inner>>>) -> HttpResponse {
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let id = header("webhook-id");
+    let ts: i64 = header("webhook-timestamp").parse().unwrap_or(0);
+    let sig = header("webhook-signature");
+    let mut g = inner.lock().unwrap();
+    let signature_ok = !g.secrets.is_empty()
+        && g
+            .secrets
+            .iter()
+            .any(|s| headcount::push::signing::verify(s, &id, ts, &body, &sig));
+    let answer = g.script.pop_front().unwrap_or((200, None));
+    if signature_ok && (200..300).contains(&answer.0) {
+        g.received.push(Received {
+            webhook_id: id,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            signature_ok,
+        });
+    } else if !signature_ok {
+        g.received.push(Received {
+            webhook_id: id,
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+            signature_ok,
+        });
+        return HttpResponse::Unauthorized().finish();
+    }
+    let mut res = HttpResponse::build(actix_web::http::StatusCode::from_u16(answer.0).unwrap());
+    if let Some(s) = answer.1 {
+        res.insert_header(("retry-after", s.to_string()));
+    }
+    res.finish()
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let data = web::Data::new(inner.clone());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .default_service(web::to(hook))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            inner,
+            handle,
+        }
+    }
+
+    pub fn trust(&self, secret: &str) {
+        self.inner.lock().unwrap().secrets.push(secret.to_owned());
+    }
+
+    /// The next answers, in order (then 200).
+    pub fn script(&self, answers: &[(u16, Option<u64>)]) {
+        self.inner.lock().unwrap().script.extend(answers.iter().copied());
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    /// Accepted pushes (signature verified, answered 2xx) of one type.
+    pub fn of_type(&self, kind: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.signature_ok && r.body["type"] == kind)
+            .collect()
+    }
+
+    /// Waits (bounded) until `pred` holds over what arrived.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        for _ in 0..200 {
+            let r = self.received();
+            if pred(&r) {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting for {what}; received {:?}", self.received());
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
