@@ -40,6 +40,11 @@ pub enum Command {
     /// Tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Billing: export what each tenant owes for a month.
+    #[command(subcommand)]
+    Billing(crate::billing::BillingCommand),
+    /// Load generator and site simulator: drives a running headcount over HTTP.
+    Load(crate::load::LoadArgs),
     /// Print the OpenAPI document (the committed openapi/openapi.json).
     Openapi,
 }
@@ -125,6 +130,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
+        Command::Billing(cmd) => crate::billing::run(cmd),
+        Command::Load(args) => crate::load::run(args),
         Command::Openapi => {
             print!("{}", crate::openapi::json());
             Ok(())

@@ -326,3 +326,31 @@ def test_check_and_dry_run_commands(site, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert [row["user"] for row in printed["sessions"]] == ["alice"]
     assert s.slug
+
+
+@pytest.mark.django_db
+def test_local_rule_count_mode_live_and_eviction(settings):
+    settings.HEADCOUNT = {**settings.HEADCOUNT, "MODE": "local", "SITE": "local-rule"}
+    for name in ("alice", "bob", "carol"):
+        make_user(name)
+    config.apply({"config_version": 1, "session_limit": 1, "count_mode": "live", "idle_timeout_seconds": 3600})
+    alice = Client()
+    assert login(alice, "alice")[0] == 200
+    # alice's last save was two hours ago: dangling, so she does not count in live mode
+    age = dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)
+    alice_key = alice.cookies["sessionid"].value
+    Session.objects.filter(session_key=alice_key).update(expire_date=timezone.now() + age - dt.timedelta(hours=2))
+    assert login(Client(), "bob")[0] == 200
+
+    # counting every active session, the site is full; evict_dangling makes room
+    config.apply({"config_version": 2, "session_limit": 2, "count_mode": "active", "over_limit": "evict_dangling",
+                  "idle_timeout_seconds": 3600})
+    assert login(Client(), "carol")[0] == 200
+    assert not Session.objects.filter(session_key=alice_key).exists()
+    queued = [e for e in sender.get_sender().queue if e["type"] == "session.ended"]
+    assert [e["reason"] for e in queued] == ["evicted"]
+
+    # nothing dangling left: the next one is refused
+    status, body = login(Client(), "alice")
+    assert status == 403 and body["refusal"].startswith("There are more than 2 active user sessions")
+    sender.reset()
