@@ -129,11 +129,29 @@ pub fn merge(
                         excluded(x::ended_at),
                     )
                     .otherwise(x::ended_at)),
-                    x::user_ref.eq(case_when(x::user_ref.is_null(), excluded(x::user_ref))
-                        .otherwise(x::user_ref)),
-                    x::user_agent.eq(case_when(x::user_agent.is_null(), excluded(x::user_agent))
-                        .otherwise(x::user_agent)),
-                    x::ip.eq(case_when(x::ip.is_null(), excluded(x::ip)).otherwise(x::ip)),
+                    // Descriptive fields: the greatest non-null value wins, so the
+                    // result does not depend on arrival order either.
+                    x::user_ref.eq(case_when(
+                        x::user_ref.is_null().or(excluded(x::user_ref)
+                            .gt(x::user_ref)
+                            .assume_not_null()),
+                        excluded(x::user_ref),
+                    )
+                    .otherwise(x::user_ref)),
+                    x::user_agent.eq(case_when(
+                        x::user_agent.is_null().or(excluded(x::user_agent)
+                            .gt(x::user_agent)
+                            .assume_not_null()),
+                        excluded(x::user_agent),
+                    )
+                    .otherwise(x::user_agent)),
+                    x::ip.eq(case_when(
+                        x::ip
+                            .is_null()
+                            .or(excluded(x::ip).gt(x::ip).assume_not_null()),
+                        excluded(x::ip),
+                    )
+                    .otherwise(x::ip)),
                 ))
                 .execute(c)?
         });

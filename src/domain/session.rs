@@ -99,9 +99,10 @@ pub struct Observation {
 }
 
 impl Observation {
-    /// Folds another observation of the same session into this one. Commutative and
-    /// idempotent for the instants; for the descriptive fields the first non-empty
-    /// value wins, matching the stored-row merge.
+    /// Folds another observation of the same session into this one. Commutative,
+    /// associative and idempotent: for the instants by the monotone rule, and for the
+    /// descriptive fields (user, user agent, ip) the greatest non-empty value wins when
+    /// events disagree, matching the stored-row merge.
     pub fn merge(&mut self, other: &Observation) {
         self.started_at = self.started_at.min(other.started_at);
         self.last_activity_at = self.last_activity_at.max(other.last_activity_at);
@@ -110,14 +111,14 @@ impl Observation {
             (None, x) | (x, None) => x,
             (Some(a), Some(b)) => Some(a.min(b)),
         };
-        if self.user.is_none() {
-            self.user.clone_from(&other.user);
-        }
-        if self.user_agent.is_none() {
-            self.user_agent.clone_from(&other.user_agent);
-        }
-        if self.ip.is_none() {
-            self.ip.clone_from(&other.ip);
+        for (mine, theirs) in [
+            (&mut self.user, &other.user),
+            (&mut self.user_agent, &other.user_agent),
+            (&mut self.ip, &other.ip),
+        ] {
+            if theirs > mine {
+                mine.clone_from(theirs);
+            }
         }
     }
 }

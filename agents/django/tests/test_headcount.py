@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 import time
+import types
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -17,7 +22,7 @@ from django.test import Client
 from django.utils import timezone
 
 from conftest import session_ref, sign_webhook, wait_until
-from headcount_django import client as hc_client, config, sender
+from headcount_django import client as hc_client, conf, config, sender
 
 PASSWORD = "correct horse"
 
@@ -133,7 +138,7 @@ def test_clearsessions_reports_expired(site):
 
 def test_snapshot_after_headcount_was_down(site, headcount):
     s = site()
-    s.configure(TIMEOUT=0.5)
+    s.configure(TIMEOUT=0.5, SNAPSHOT_GRACE=0)
     for name in ("alice", "bob", "carol"):
         make_user(name)
     alice, bob, carol = Client(), Client(), Client()
@@ -347,10 +352,101 @@ def test_local_rule_count_mode_live_and_eviction(settings):
                   "idle_timeout_seconds": 3600})
     assert login(Client(), "carol")[0] == 200
     assert not Session.objects.filter(session_key=alice_key).exists()
-    queued = [e for e in sender.get_sender().queue if e["type"] == "session.ended"]
+    outbox = sender.get_sender()
+    with outbox.cond:
+        queued = [e for e in [*outbox.inflight, *outbox.queue] if e["type"] == "session.ended"]
     assert [e["reason"] for e in queued] == ["evicted"]
 
     # nothing dangling left: the next one is refused
     status, body = login(Client(), "alice")
     assert status == 403 and body["refusal"].startswith("There are more than 2 active user sessions")
     sender.reset()
+
+
+def test_events_are_flushed_when_a_command_exits(site, settings):
+    """clearsessions in its own process: the sender delivers at exit, not after FLUSH_INTERVAL."""
+    s = site()
+    make_user("alice")
+    alice = Client()
+    login(alice, "alice")
+    ref = session_ref(alice)
+    assert ref in s.sessions("active")
+    Session.objects.filter(session_key=alice.cookies["sessionid"].value).update(
+        expire_date=timezone.now() - dt.timedelta(minutes=1)
+    )
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="testproject.settings",
+        HEADCOUNT_TEST_SITE_DB=connection.settings_dict["NAME"],
+        HEADCOUNT_TEST_SETTINGS=json.dumps({**settings.HEADCOUNT, "FLUSH_INTERVAL": 60}),
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    )
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "clearsessions"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 30
+    row = s.sessions()[ref]
+    assert row["state"] == "ended"
+    assert row["end_reason"] == "expired"
+
+
+def test_central_admission_evicts_a_dangling_session(site):
+    s = site(session_limit=1, over_limit="evict_dangling", idle_timeout_seconds=60)
+    for name in ("alice", "bob"):
+        make_user(name)
+    alice, bob = Client(), Client()
+    # alice signed in two minutes ago and did nothing since: dangling for headcount
+    s.configure(ENABLED=False)
+    assert login(alice, "alice")[0] == 200
+    alice_key = alice.cookies["sessionid"].value
+    s.configure(MODE="central")
+    two_minutes_ago = (timezone.now() - dt.timedelta(minutes=2)).isoformat()
+    hc_client.post_events([{"type": "session.started", "session": session_ref(alice), "at": two_minutes_ago, "user": "alice"}])
+    assert s.sessions("dangling")
+
+    assert login(bob, "bob")[0] == 200
+    # the agent deleted the evicted session at once, without waiting for the push
+    assert not Session.objects.filter(session_key=alice_key).exists()
+    assert alice.get("/whoami/").json() == {"user": None}
+    rows = s.sessions()
+    assert rows[conf.get().session_ref(alice_key)]["end_reason"] == "evicted"
+    assert rows[session_ref(bob)]["state"] in ("active", "live")
+
+
+@pytest.mark.django_db
+def test_lino_limit_follows_the_pushed_config(settings, monkeypatch):
+    users = types.SimpleNamespace(active_sessions_limit=-1)
+    settings.SITE = types.SimpleNamespace(plugins=types.SimpleNamespace(users=users))
+    settings.HEADCOUNT = {**settings.HEADCOUNT, "MODE": "local", "SITE": "lino-like"}
+    config.apply({"config_version": 1, "session_limit": 3})
+    assert users.active_sessions_limit == 3
+    config.apply({"config_version": 2, "session_limit": 10, "over_limit": "allow_overage", "overage_percent": 20})
+    assert users.active_sessions_limit == 12
+    config.apply({"config_version": 3, "session_limit": 3, "over_limit": "evict_dangling"})
+    assert users.active_sessions_limit == -1  # only the agent can evict, so it decides
+
+    # in a Lino site a refusal is a Warning, which Lino shows to the user
+    monkeypatch.setitem(sys.modules, "lino", types.ModuleType("lino"))
+    config.apply({"config_version": 4, "session_limit": 0})
+    make_user("alice")
+    with pytest.raises(Warning, match="There are more than 0 active user sessions"):
+        Client().post("/login/", {"username": "alice", "password": PASSWORD})
+    sender.reset()
+
+
+def test_activity_middleware_reports_reading_users(site, settings):
+    settings.MIDDLEWARE = [*settings.MIDDLEWARE, "headcount_django.middleware.ActivityMiddleware"]
+    s = site()
+    make_user("alice")
+    alice = Client()
+    login(alice, "alice")
+    ref = session_ref(alice)
+    before = s.sessions()[ref]
+    time.sleep(1.1)
+    # a page that does not touch the session
+    assert alice.get("/whoami/").json() == {"user": "alice"}
+    after = s.sessions()[ref]
+    assert parse(after["last_activity_at"]) > parse(before["last_activity_at"])
+    assert parse(after["expires_at"]) > parse(before["expires_at"])

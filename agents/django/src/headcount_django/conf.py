@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "SESSION_HASH_KEY": None,
     "ACTIVITY_INTERVAL": 60,
     "SNAPSHOT_INTERVAL": 600,
+    "SNAPSHOT_GRACE": 10,
     "CONFIG_INTERVAL": 300,
     "FLUSH_INTERVAL": 1.0,
     "BATCH_SIZE": 500,
@@ -71,6 +72,7 @@ class AgentSettings:
     session_hash_key: bytes = field(repr=False)
     activity_interval: float
     snapshot_interval: float
+    snapshot_grace: float
     config_interval: float
     flush_interval: float
     batch_size: int
@@ -283,6 +285,7 @@ def load(raw: Any) -> AgentSettings:
         session_hash_key=_hash_key(merged),
         activity_interval=_number(merged, "ACTIVITY_INTERVAL", minimum=0),
         snapshot_interval=_number(merged, "SNAPSHOT_INTERVAL", minimum=0),
+        snapshot_grace=_number(merged, "SNAPSHOT_GRACE", minimum=0),
         config_interval=_number(merged, "CONFIG_INTERVAL", minimum=0),
         flush_interval=_number(merged, "FLUSH_INTERVAL", minimum=0),
         batch_size=_batch_size(merged),

@@ -27,7 +27,7 @@ from django.core.signals import request_finished, request_started
 from django.db.models.signals import post_delete, post_save
 
 from . import conf, sender
-from .sessions import STARTED_KEY, decode, now, rfc3339, user_id_of, user_reference
+from .sessions import STARTED_KEY, decode, now, rfc3339, session_model, user_id_of, user_reference, user_refs
 
 log = logging.getLogger("headcount_django")
 
@@ -211,8 +211,6 @@ def on_session_saved(settings: conf.AgentSettings, instance: Any = None, created
         state["created"][ref] = time.monotonic()
         state["rotating_user"] = (user_id, time.monotonic())
         throttle.mark(ref)
-        from .sessions import user_refs
-
         sender.enqueue(
             sender.make_event(
                 STARTED, ref, user=user_refs([user_id]).get(user_id), expires_at=rfc3339(instance.expire_date)
@@ -275,8 +273,6 @@ def _on_request_finished(**kwargs: Any) -> None:
 
 
 def connect() -> None:
-    from .sessions import session_model
-
     model = session_model()
     user_logged_in.connect(on_logged_in, dispatch_uid="headcount_django.logged_in")
     user_logged_out.connect(on_logged_out, dispatch_uid="headcount_django.logged_out")

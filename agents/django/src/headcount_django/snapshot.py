@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -32,7 +33,10 @@ def build() -> dict[str, Any]:
         if user is not None:
             row["user"] = user
         sessions.append(row)
-    return {"as_of": rfc3339(current), "sessions": sessions}
+    # A login in progress has told headcount about its session before its row holds the
+    # user; as_of a little in the past keeps such a session from being reconciled away.
+    as_of = current - dt.timedelta(seconds=settings.snapshot_grace)
+    return {"as_of": rfc3339(as_of), "sessions": sessions}
 
 
 def send(periodic: bool = False) -> dict[str, Any] | None:

@@ -1,6 +1,9 @@
 """A tiny Django site for the agent's tests."""
 
+import atexit
+import json
 import os
+import shutil
 import tempfile
 
 BASE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -27,10 +30,12 @@ ROOT_URLCONF = "testproject.urls"
 STATIC_URL = "/static/"
 
 _db_dir = tempfile.mkdtemp(prefix="headcount-django-tests-")
+atexit.register(shutil.rmtree, _db_dir, True)
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.path.join(_db_dir, "site.sqlite3"),
+        # a subprocess of a test (a management command) is pointed at the test database
+        "NAME": os.environ.get("HEADCOUNT_TEST_SITE_DB") or os.path.join(_db_dir, "site.sqlite3"),
         # a file, not memory: the live server and the agent's sender thread use the database too
         "TEST": {"NAME": os.path.join(_db_dir, "test.sqlite3")},
     }
@@ -55,8 +60,8 @@ TEMPLATES = [
     }
 ]
 
-# Replaced per test with the real site created in headcount.
-HEADCOUNT = {
+# Replaced per test with the real site created in headcount (or, in a subprocess, by JSON).
+HEADCOUNT = json.loads(os.environ["HEADCOUNT_TEST_SETTINGS"]) if os.environ.get("HEADCOUNT_TEST_SETTINGS") else {
     "URL": "http://127.0.0.1:9",
     "SITE": "placeholder",
     "TOKEN": "placeholder",

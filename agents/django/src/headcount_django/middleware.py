@@ -1,0 +1,49 @@
+"""Optional: make plain Django sites record activity the way Lino does.
+
+Django saves a session only when it changed (or on every request with
+``SESSION_SAVE_EVERY_REQUEST``), so a signed-in user who only reads pages never
+causes a save, and headcount would see the session go idle. This middleware marks
+the session of a signed-in user at most once per ``ACTIVITY_INTERVAL``; Django then
+saves it, which slides its expiry and is reported as ``session.activity``. Lino
+sites do not need it: Lino records activity in the session by itself.
+
+Place it after ``AuthenticationMiddleware``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable
+
+from . import conf
+
+log = logging.getLogger("headcount_django")
+
+SEEN_KEY = "_headcount_seen"
+
+
+class ActivityMiddleware:
+    def __init__(self, get_response: Callable[[Any], Any]):
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        response = self.get_response(request)
+        try:
+            self.mark(request)
+        except Exception:
+            log.exception("headcount: could not record activity")
+        return response
+
+    def mark(self, request: Any) -> None:
+        settings = conf.get()
+        session = getattr(request, "session", None)
+        user = getattr(request, "user", None)
+        if not settings.enabled or session is None or user is None or not user.is_authenticated:
+            return
+        if not session.session_key:
+            return  # signed out during this request
+        current = int(time.time())
+        last = session.get(SEEN_KEY)
+        if not isinstance(last, int) or current - last >= settings.activity_interval:
+            session[SEEN_KEY] = current
