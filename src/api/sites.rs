@@ -417,7 +417,10 @@ pub async fn update_site(
                     after = sites::bump_config(conn, &[after.site.id], now)?
                         .pop()
                         .ok_or_else(|| Error::not_found("site"))?;
-                } else if url_set && changes.webhook_url != Some(before.site.webhook_url.clone()) {
+                } else if url_set
+                    && (changes.webhook_url != Some(before.site.webhook_url.clone())
+                        || before.site.webhook_disabled_at.is_some())
+                {
                     outbox::enqueue_config(conn, &after, now)?;
                 }
                 let (b4, af) = (before.config(), after.config());

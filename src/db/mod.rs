@@ -3,6 +3,8 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod billing;
+pub mod history;
 pub mod outbox;
 pub mod plans;
 pub mod schema;
@@ -112,8 +114,8 @@ impl Manager {
                 // WAL lets readers run beside the one writer; the busy timeout makes
                 // concurrent writers wait instead of failing with "database is locked".
                 c.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
                      PRAGMA wal_autocheckpoint = 4000;",
                 )?;
                 Ok(DbConn::Sqlite(c))

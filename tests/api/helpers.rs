@@ -23,7 +23,9 @@ pub struct TestApp {
     pub state: web::Data<AppState>,
     pub database_url: String,
     server: actix_web::dev::ServerHandle,
-    _dir: tempfile::TempDir,
+    /// Dropping it stops the background jobs, so it lives as long as the app.
+    _stop_jobs: tokio::sync::watch::Sender<bool>,
+    _dir: Option<tempfile::TempDir>,
     _pg: Option<PgDatabase>,
 }
 
@@ -169,6 +171,16 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             None,
         ),
     };
+    start_app(opts, database_url, dir, pg, ManualClock::at(Utc::now())).await
+}
+
+async fn start_app(
+    opts: Options,
+    database_url: String,
+    dir: tempfile::TempDir,
+    pg: Option<PgDatabase>,
+    clock: ManualClock,
+) -> TestApp {
     let mut config = Config::load(&ServeArgs {
         db: DbArgs {
             database_url: Some(database_url.clone()),
@@ -189,7 +201,6 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         config.provider_notify_url = Some(url);
         config.provider_notify_secret = Some(headcount::config::Secret::new(secret));
     }
-    let clock = ManualClock::at(Utc::now());
     let clock2 = clock.clone();
     let (state, _) = tokio::task::spawn_blocking(move || {
         headcount::app::prepare(config, Arc::new(clock2))
@@ -211,8 +222,24 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         state,
         database_url,
         server,
-        _dir: dir,
+        _stop_jobs: running.stop_jobs,
+        _dir: Some(dir),
         _pg: pg,
+    }
+}
+
+impl TestApp {
+    /// Stops this process (server and jobs) and starts a new one on the same database
+    /// and clock, as a restart would.
+    pub async fn restart(mut self, opts: Options) -> TestApp {
+        self.server.stop(false).await;
+        let _ = self._stop_jobs.send(true);
+        let dir = self._dir.take().unwrap();
+        let pg = self._pg.take();
+        let url = self.database_url.clone();
+        let clock = self.clock.clone();
+        drop(self);
+        start_app(opts, url, dir, pg, clock).await
     }
 }
 

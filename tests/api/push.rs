@@ -1,1 +1,343 @@
-use crate::helpers::spawn;
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{Options, TestApp, spawn, spawn_with};
+use crate::receiver::Receiver;
+
+/// A site whose webhook goes to a fresh receiver that trusts its secret.
+async fn site_with_receiver(app: &TestApp, slug: &str, plan: &str) -> (Receiver, String) {
+    let rx = Receiver::start().await;
+    let r = app
+        .create_site(slug, "t", plan, json!({"webhook_url": rx.url}))
+        .await;
+    rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    let token = app.token("site", None, Some(slug)).await;
+    (rx, token)
+}
+
+#[tokio::test]
+async fn a_plan_edit_reaches_every_site_on_it_with_the_new_version() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_plan("q", json!({"session_limit": 9})).await;
+    app.create_tenant("t").await;
+    let (rx1, _) = site_with_receiver(&app, "s1", "p").await;
+    let (rx2, _) = site_with_receiver(&app, "s2", "p").await;
+    let (rx3, _) = site_with_receiver(&app, "s3", "q").await;
+    for rx in [&rx1, &rx2, &rx3] {
+        rx.wait_for("the initial config", |r| {
+            r.iter().any(|m| m.body["data"]["config_version"] == 1)
+        })
+        .await;
+    }
+    app.patch("/v1/plans/p", &app.admin, json!({"session_limit": 6}))
+        .await;
+    for rx in [&rx1, &rx2] {
+        let got = rx
+            .wait_for("config version 2", |r| {
+                r.iter().any(|m| m.body["data"]["config_version"] == 2)
+            })
+            .await;
+        let m = got
+            .iter()
+            .find(|m| m.body["data"]["config_version"] == 2)
+            .unwrap();
+        assert!(m.signature_ok);
+        assert_eq!(m.body["type"], "site.config_changed");
+        assert_eq!(m.body["data"]["session_limit"], 6);
+        assert_eq!(m.body["data"]["count_mode"], "active");
+        assert!(m.webhook_id.starts_with("msg_"));
+    }
+    // The site on the other plan got nothing new.
+    assert_eq!(rx3.of_type("site.config_changed").len(), 1);
+    assert!(rx1.received().iter().all(|m| m.signature_ok));
+}
+
+#[tokio::test]
+async fn a_kill_reaches_the_site() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let (rx, token) = site_with_receiver(&app, "s", "p").await;
+    app.admit("s", &token, "abc").await;
+    assert_eq!(
+        app.delete("/v1/sites/s/sessions/abc", &app.admin)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let got = rx
+        .wait_for("the kill", |r| {
+            r.iter().any(|m| m.body["type"] == "session.kill")
+        })
+        .await;
+    let kill = got
+        .iter()
+        .find(|m| m.body["type"] == "session.kill")
+        .unwrap();
+    assert_eq!(
+        kill.body["data"],
+        json!({"site": "s", "sessions": ["abc"], "reason": "killed"})
+    );
+    let d = app
+        .get("/v1/sites/s/deliveries?status=delivered", &app.admin)
+        .await;
+    let k = d.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["type"] == "session.kill")
+        .unwrap();
+    assert_eq!(k["attempts"][0]["status_code"], 200);
+}
+
+async fn wait_status(app: &TestApp, site: &str, kind: &str, status: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let d = app
+            .get(&format!("/v1/sites/{site}/deliveries"), &app.admin)
+            .await;
+        if let Some(x) = d.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["type"] == kind && x["status"] == status)
+        {
+            return x.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("no {kind} delivery became {status}");
+}
+
+async fn attempts(app: &TestApp, site: &str, kind: &str, n: usize) -> serde_json::Value {
+    for _ in 0..200 {
+        let d = app
+            .get(&format!("/v1/sites/{site}/deliveries"), &app.admin)
+            .await;
+        if let Some(x) = d.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["type"] == kind)
+            && x["attempts"].as_array().unwrap().len() >= n
+        {
+            return x.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{kind} never reached {n} attempts");
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_push_on_a_later_attempt() {
+    let app = spawn_with(Options {
+        retry_schedule: "0s,5s,5m",
+        ..Default::default()
+    })
+    .await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rx = Receiver::start().await;
+    rx.script(&[(500, None), (502, None)]);
+    let r = app
+        .create_site("s", "t", "p", json!({"webhook_url": rx.url}))
+        .await;
+    rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    let d = attempts(&app, "s", "site.config_changed", 1).await;
+    assert_eq!(d["status"], "pending");
+    assert_eq!(d["attempts"][0]["status_code"], 500);
+    // The next attempt is due 5 s later (plus jitter) on the injected clock.
+    app.advance(6);
+    attempts(&app, "s", "site.config_changed", 2).await;
+    app.advance(330);
+    let d = wait_status(&app, "s", "site.config_changed", "delivered").await;
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 3);
+    assert_eq!(rx.of_type("site.config_changed").len(), 1);
+}
+
+#[tokio::test]
+async fn an_exhausted_push_fails_and_can_be_retried_by_hand() {
+    let app = spawn_with(Options {
+        retry_schedule: "0s",
+        ..Default::default()
+    })
+    .await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rx = Receiver::start().await;
+    rx.script(&[(500, None)]);
+    let r = app
+        .create_site("s", "t", "p", json!({"webhook_url": rx.url}))
+        .await;
+    rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    let d = wait_status(&app, "s", "site.config_changed", "failed").await;
+    let id = d["id"].as_i64().unwrap();
+    let r = app
+        .post(&format!("/v1/deliveries/{id}/retry"), &app.admin, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_status(&app, "s", "site.config_changed", "delivered").await;
+    let r = app
+        .post(&format!("/v1/deliveries/{id}/retry"), &app.admin, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn gone_disables_the_webhook_until_the_url_is_set_again() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rx = Receiver::start().await;
+    rx.script(&[(410, None)]);
+    let r = app
+        .create_site("s", "t", "p", json!({"webhook_url": rx.url}))
+        .await;
+    rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    wait_status(&app, "s", "site.config_changed", "failed").await;
+    let s = app.get("/v1/sites/s", &app.admin).await;
+    assert!(s.body["webhook_disabled_at"].is_string(), "{}", s.text);
+    let s = app
+        .patch("/v1/sites/s", &app.admin, json!({"webhook_url": rx.url}))
+        .await;
+    assert!(s.body["webhook_disabled_at"].is_null());
+    wait_status(&app, "s", "site.config_changed", "delivered").await;
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let app = spawn_with(Options {
+        retry_schedule: "0s,1s,1s",
+        ..Default::default()
+    })
+    .await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rx = Receiver::start().await;
+    rx.script(&[(429, Some(120))]);
+    let r = app
+        .create_site("s", "t", "p", json!({"webhook_url": rx.url}))
+        .await;
+    rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    let d = attempts(&app, "s", "site.config_changed", 1).await;
+    let next =
+        chrono::DateTime::parse_from_rfc3339(d["next_attempt_at"].as_str().unwrap()).unwrap();
+    let wait = next.timestamp() - app.now().timestamp();
+    assert!((119..=121).contains(&wait), "next attempt in {wait} s");
+    // Not sent before the receiver's time, sent after it.
+    app.advance(60);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(rx.of_type("site.config_changed").is_empty());
+    app.advance(61);
+    wait_status(&app, "s", "site.config_changed", "delivered").await;
+}
+
+#[tokio::test]
+async fn superseded_configs_are_not_sent() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    // No URL yet: config pushes queue up without being sent.
+    app.create_site("s", "t", "p", json!({})).await;
+    for limit in [1, 2, 3] {
+        app.patch("/v1/sites/s", &app.admin, json!({"session_limit": limit}))
+            .await;
+    }
+    let d = app
+        .get("/v1/sites/s/deliveries?status=superseded", &app.admin)
+        .await;
+    assert_eq!(d.body["items"].as_array().unwrap().len(), 2, "{}", d.text);
+    let rx = Receiver::start().await;
+    let r = app
+        .post("/v1/sites/s/webhook-secret", &app.admin, json!({}))
+        .await;
+    rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    app.patch("/v1/sites/s", &app.admin, json!({"webhook_url": rx.url}))
+        .await;
+    let got = rx.wait_for("the newest config", |r| !r.is_empty()).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let versions: Vec<i64> = rx
+        .of_type("site.config_changed")
+        .iter()
+        .map(|m| m.body["data"]["config_version"].as_i64().unwrap())
+        .collect();
+    assert_eq!(versions, vec![4], "{got:?}");
+}
+
+#[tokio::test]
+async fn pending_pushes_survive_a_restart() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rx = Receiver::start().await;
+    // The receiver is down: the push stays pending.
+    rx.script(&[(503, None)]);
+    let r = app.create_site("s", "t", "p", json!({"webhook_url": rx.url})).await;
+    rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    attempts(&app, "s", "site.config_changed", 1).await;
+    // A new process on the same database picks the push up and delivers it.
+    let again = app.restart(Options::default()).await;
+    again.advance(10);
+    rx.wait_for("the push after the restart", |r| {
+        r.iter().any(|m| m.signature_ok && m.body["type"] == "site.config_changed")
+    })
+    .await;
+    wait_status(&again, "s", "site.config_changed", "delivered").await;
+}
+
+#[tokio::test]
+async fn rotation_signs_with_both_secrets() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rx = Receiver::start().await;
+    let r = app
+        .create_site("s", "t", "p", json!({"webhook_url": rx.url}))
+        .await;
+    let old = r.body["webhook_secret"].as_str().unwrap().to_owned();
+    rx.wait_for("first push", |r| !r.is_empty()).await;
+    app.post("/v1/sites/s/webhook-secret", &app.admin, json!({}))
+        .await;
+    // A receiver that still only knows the old secret accepts the next push.
+    rx.trust(&old);
+    app.patch("/v1/sites/s", &app.admin, json!({"session_limit": 2}))
+        .await;
+    rx.wait_for("a push after rotation, verified with the old secret", |r| {
+        r.iter()
+            .any(|m| m.signature_ok && m.body["data"]["session_limit"] == 2)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tenants_get_threshold_alerts() {
+    let app = spawn().await;
+    let rx = Receiver::start().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    let t = app
+        .post(
+            "/v1/tenants",
+            &app.admin,
+            json!({"slug": "t", "name": "T", "notify_url": rx.url}),
+        )
+        .await;
+    rx.trust(t.body["notify_secret"].as_str().unwrap());
+    app.create_site("s", "t", "p", json!({})).await;
+    let token = app.token("site", None, Some("s")).await;
+    for i in 0..6 {
+        app.admit("s", &token, &format!("x{i}")).await;
+    }
+    let got = rx
+        .wait_for("both alerts", |r| {
+            r.iter().any(|m| m.body["type"] == "site.utilization_high")
+                && r.iter().any(|m| m.body["type"] == "site.limit_reached")
+        })
+        .await;
+    let high = got
+        .iter()
+        .find(|m| m.body["type"] == "site.utilization_high")
+        .unwrap();
+    assert_eq!(high.body["data"]["counted"], 4);
+    assert_eq!(rx.of_type("site.utilization_high").len(), 1);
+}
+
