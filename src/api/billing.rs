@@ -1,5 +1,161 @@
-//! Billing export (not yet built).
+//! The billing export: what each tenant owes for a month, per site and plan segment.
 
-use actix_web::web;
+use actix_web::http::header;
+use actix_web::{HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-pub fn routes(_cfg: &mut web::ServiceConfig) {}
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::domain::billing::{BillingRow, Period, to_csv};
+use crate::domain::ids::Slug;
+use crate::error::{Error, FieldError, Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(export_billing);
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// The UTC month, `YYYY-MM`.
+    #[param(required = true, example = "2026-10")]
+    pub period: Option<String>,
+    /// `csv` (the default) or `json`.
+    #[param(example = "csv")]
+    pub format: Option<String>,
+    /// Only this tenant's sites. A tenant token gets its own rows with or without it;
+    /// naming another tenant is "not found".
+    pub tenant: Option<String>,
+}
+
+/// The export as JSON: the same columns as the CSV.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BillingExport {
+    /// The month, `YYYY-MM`.
+    pub period: String,
+    pub rows: Vec<BillingRow>,
+}
+
+/// How the export is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Json,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "csv" => Ok(Self::Csv),
+            "json" => Ok(Self::Json),
+            other => Err(format!("{other:?} is neither \"csv\" nor \"json\"")),
+        }
+    }
+}
+
+/// Renders the export in a format; shared with `headcount billing export`.
+pub fn render(period: &Period, rows: Vec<BillingRow>, format: Format) -> String {
+    match format {
+        Format::Csv => to_csv(&rows),
+        Format::Json => {
+            let body = BillingExport {
+                period: period.to_string(),
+                rows,
+            };
+            let mut s = serde_json::to_string(&body).unwrap_or_else(|_| "{}".to_owned());
+            s.push('\n');
+            s
+        }
+    }
+}
+
+/// Export a month's billing lines: one per site and plan segment (admin; a tenant
+/// for itself).
+///
+/// `peak_active` is the exact maximum of overlapping session intervals
+/// `[started_at, min(ended_at, expires_at))` (ends before starts at one instant),
+/// including sessions started before the month. `p95_active` is the nearest-rank 95th
+/// percentile of the per-minute samples. `session_hours` is the overlap of session
+/// intervals with the segment, rounded half up to two decimals. A site's first segment
+/// starts at the period start; `base_cents` is the plan's monthly price prorated by
+/// the time the site existed on that plan within the segment, rounded half up to a
+/// whole cent. `overage_sessions` = max(0, peak − limit) on `allow_overage` plans,
+/// priced at `overage_unit_price_cents` each. Prices are the plan's current prices.
+#[utoipa::path(get, path = "/v1/billing/export", tag = "billing", operation_id = "export_billing",
+    params(ExportQuery), security(("bearer" = [])),
+    responses(
+        (status = 200, description = "CSV (RFC 4180, header row) or JSON", content(
+            (String = "text/csv"),
+            (BillingExport = "application/json"))),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/billing/export")]
+pub async fn export_billing(
+    state: web::Data<AppState>,
+    caller: Caller,
+    query: web::Query<ExportQuery>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let q = query.into_inner();
+    let mut errors = Vec::new();
+    let period = match q.period.as_deref().map(Period::parse) {
+        Some(Ok(p)) => Some(p),
+        Some(Err(m)) => {
+            errors.push(FieldError::new("period", m));
+            None
+        }
+        None => {
+            errors.push(FieldError::new("period", "required, a month like 2026-10"));
+            None
+        }
+    };
+    let format = match q.format.as_deref().map_or(Ok(Format::Csv), Format::parse) {
+        Ok(f) => Some(f),
+        Err(m) => {
+            errors.push(FieldError::new("format", m));
+            None
+        }
+    };
+    let (Some(period), Some(format)) = (period, format) else {
+        let detail = errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(Error::BadRequest { detail, errors });
+    };
+    // A malformed slug cannot name a tenant.
+    let tenant = match q.tenant {
+        Some(t) => Some(
+            Slug::parse(&t)
+                .map(|s| s.as_str().to_owned())
+                .map_err(|_| Error::not_found(format!("tenant {t:?}")))?,
+        ),
+        None => None,
+    };
+    let rows = state
+        .db
+        .run(move |c| {
+            crate::db::billing::export(c, &scope, tenant.as_deref(), &period, &mut |_, _| {})
+        })
+        .await?;
+    let body = render(&period, rows, format);
+    let mut res = HttpResponse::Ok();
+    match format {
+        Format::Csv => {
+            res.insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"));
+            res.insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"headcount-billing-{period}.csv\""),
+            ));
+        }
+        Format::Json => {
+            res.insert_header((header::CONTENT_TYPE, "application/json"));
+        }
+    }
+    Ok(res.body(body))
+}

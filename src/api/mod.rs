@@ -5,6 +5,7 @@ pub mod audit;
 pub mod billing;
 pub mod deliveries;
 pub mod events;
+pub mod history;
 pub mod ops;
 pub mod plans;
 pub mod sessions;
@@ -255,6 +256,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     events::routes(cfg);
     sessions::routes(cfg);
     usage::routes(cfg);
+    history::routes(cfg);
     deliveries::routes(cfg);
     billing::routes(cfg);
     audit::routes(cfg);

@@ -1,9 +1,284 @@
-//! The load generator and site simulator (`headcount load`). It speaks HTTP only.
+//! The load generator and site simulator (`headcount load`).
+//!
+//! It is an outside client that speaks HTTP only: it creates its own plan, tenant,
+//! sites and site tokens through the API under a unique prefix, drives one scenario
+//! with a fixed number of concurrent clients (a closed loop: each client sends its
+//! next request when the previous one is answered), and reports throughput and
+//! latency. Every run is bounded in time and in requests, and only talks to `--url`
+//! (plus its own webhook receiver on loopback in `simulate`).
+
+mod fleet;
+mod report;
+mod simulate;
+mod workload;
+
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+pub use report::{SimulateReport, Summary};
+
+/// What the clients do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// `GET /healthz`: the HTTP stack alone, the ceiling the other scenarios are compared to.
+    Healthz,
+    /// `POST /v1/sites/{slug}/events` with `--batch` events per request.
+    IngestBatch,
+    /// `POST /v1/sites/{slug}/events` with one event per request.
+    IngestSingle,
+    /// `POST /v1/sites/{slug}/admissions` over a pool of `--sessions` sessions per site.
+    Admission,
+    /// `GET /v1/sites/{slug}/usage` after seeding `--sessions` sessions into every site.
+    Usage,
+    /// Single events, small batches, admissions and usage reads, interleaved.
+    Mixed,
+    /// Sites whose users log in, stay active, log out or abandon their sessions, with a
+    /// local webhook receiver that verifies the pushes.
+    Simulate,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Healthz => "healthz",
+            Self::IngestBatch => "ingest-batch",
+            Self::IngestSingle => "ingest-single",
+            Self::Admission => "admission",
+            Self::Usage => "usage",
+            Self::Mixed => "mixed",
+            Self::Simulate => "simulate",
+        }
+    }
+}
 
 /// `headcount load` options.
 #[derive(Debug, clap::Args)]
-pub struct LoadArgs {}
+pub struct LoadArgs {
+    /// Base URL of the headcount to drive.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// An admin token (creates the plan, tenant, sites and site tokens it uses; not
+    /// needed for `healthz`).
+    #[arg(long, env = "HEADCOUNT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long, value_enum, default_value = "ingest-batch")]
+    pub scenario: Scenario,
+    /// How long to measure, like `10s` or `2m` [default: 10s unless --requests is given].
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Stop after this many requests (whichever of --duration and --requests comes first).
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Sites to create.
+    #[arg(long, default_value_t = 10)]
+    pub sites: usize,
+    /// Sessions per site (the pool the events and admissions use; seeded for `usage`).
+    #[arg(long, default_value_t = 100)]
+    pub sessions: usize,
+    /// Events per request in `ingest-batch`.
+    #[arg(long, default_value_t = 500)]
+    pub batch: usize,
+    /// Measure this many windows one after the other on the same sites (after one
+    /// setup) and report the median of each figure.
+    #[arg(long, default_value_t = 1)]
+    pub repeat: usize,
+    /// Seed of the request mix, so that two runs send the same sequence.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print one JSON object with the results as the last line.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: LoadArgs) -> Result<(), String> {
-    Err("the load generator is not built yet".to_owned())
+/// Upper bounds that keep a mistyped flag from running away.
+const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// With only `--requests`, a run still ends after this long.
+const REQUESTS_ONLY_CAP: Duration = Duration::from_secs(600);
+const MAX_CONCURRENCY: usize = 1024;
+const MAX_SITES: usize = 10_000;
+const MAX_SESSIONS_PER_SITE: usize = 1_000_000;
+const MAX_SEEDED_SESSIONS: usize = 10_000_000;
+const MAX_REPEAT: usize = 10;
+/// The server's own limit on events per request.
+const MAX_BATCH: usize = 1000;
+
+/// One run's settings, for callers in the same process (the tests).
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub url: String,
+    pub token: Option<String>,
+    pub scenario: Scenario,
+    pub duration: Option<Duration>,
+    pub requests: Option<u64>,
+    pub concurrency: usize,
+    pub sites: usize,
+    pub sessions: usize,
+    pub batch: usize,
+    /// Measured windows after one setup; the summary holds the median of each figure.
+    pub repeat: usize,
+    pub seed: u64,
+    /// Print a progress line on stderr once a second.
+    pub progress: bool,
+}
+
+impl Options {
+    /// Defaults for a scenario against `url`.
+    pub fn new(url: impl Into<String>, token: Option<String>, scenario: Scenario) -> Self {
+        Self {
+            url: url.into().trim_end_matches('/').to_owned(),
+            token,
+            scenario,
+            duration: None,
+            requests: None,
+            concurrency: 16,
+            sites: 10,
+            sessions: 100,
+            batch: 500,
+            repeat: 1,
+            seed: 1,
+            progress: false,
+        }
+    }
+
+    fn from_args(a: LoadArgs) -> Result<Self, String> {
+        let duration = a
+            .duration
+            .as_deref()
+            .map(crate::config::parse_duration)
+            .transpose()
+            .map_err(|e| format!("--duration: {e}"))?;
+        Ok(Self {
+            duration,
+            requests: a.requests,
+            concurrency: a.concurrency,
+            sites: a.sites,
+            sessions: a.sessions,
+            batch: a.batch,
+            repeat: a.repeat,
+            seed: a.seed,
+            progress: std::io::stderr().is_terminal(),
+            ..Self::new(a.url, a.token, a.scenario)
+        })
+    }
+
+    /// Checks the bounds and returns how long the run may last.
+    fn check(&self) -> Result<Duration, String> {
+        let url = url::Url::parse(&self.url).map_err(|e| format!("--url: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+            return Err("--url: expected http://host:port".into());
+        }
+        if self.scenario != Scenario::Healthz && self.token.is_none() {
+            return Err("--token: an admin token is needed to create the sites".into());
+        }
+        if !(1..=MAX_CONCURRENCY).contains(&self.concurrency) {
+            return Err(format!("--concurrency: between 1 and {MAX_CONCURRENCY}"));
+        }
+        if !(1..=MAX_SITES).contains(&self.sites) {
+            return Err(format!("--sites: between 1 and {MAX_SITES}"));
+        }
+        if !(1..=MAX_SESSIONS_PER_SITE).contains(&self.sessions) {
+            return Err(format!("--sessions: between 1 and {MAX_SESSIONS_PER_SITE}"));
+        }
+        if self.scenario == Scenario::Usage && self.sites * self.sessions > MAX_SEEDED_SESSIONS {
+            return Err(format!(
+                "--sites × --sessions: at most {MAX_SEEDED_SESSIONS} seeded sessions"
+            ));
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch) {
+            return Err(format!("--batch: between 1 and {MAX_BATCH}"));
+        }
+        if !(1..=MAX_REPEAT).contains(&self.repeat) {
+            return Err(format!("--repeat: between 1 and {MAX_REPEAT}"));
+        }
+        if self.requests == Some(0) {
+            return Err("--requests: at least 1".into());
+        }
+        match (self.duration, self.requests) {
+            (Some(d), _) if d.is_zero() || d > MAX_DURATION => {
+                Err("--duration: between 1ms and 1h".into())
+            }
+            (Some(d), _) => Ok(d),
+            (None, Some(_)) => Ok(REQUESTS_ONLY_CAP),
+            (None, None) => Ok(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Runs one scenario: creates what it needs through the API, measures, and returns
+/// the summary. Setup and seeding are not part of the measured window.
+pub async fn run_scenario(opts: Options) -> Result<Summary, String> {
+    let window = opts.check()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(opts.concurrency + 8)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(30))
+        .connect_timeout(Duration::from_secs(5))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("headcount-load/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    match opts.scenario {
+        Scenario::Simulate => {
+            let mut runs = Vec::with_capacity(opts.repeat);
+            for _ in 0..opts.repeat {
+                runs.push(simulate::run(&client, &opts, window).await?);
+            }
+            Ok(Summary::median_of(runs))
+        }
+        _ => workload::run(&client, &opts, window).await,
+    }
+}
+
+/// `headcount load`: runs the scenario and prints the table (and the JSON line).
+pub fn run(args: LoadArgs) -> Result<(), String> {
+    let json = args.json;
+    let opts = Options::from_args(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let summary = runtime.block_on(run_scenario(opts))?;
+    print!("{}", summary.table());
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(&summary).map_err(|e| e.to_string())?
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_is_always_bounded() {
+        let mut o = Options::new("http://127.0.0.1:1", Some("t".into()), Scenario::Usage);
+        assert_eq!(o.check().unwrap(), Duration::from_secs(10));
+        o.requests = Some(5);
+        assert_eq!(o.check().unwrap(), REQUESTS_ONLY_CAP);
+        o.duration = Some(Duration::from_secs(7200));
+        assert!(o.check().is_err());
+        o.duration = Some(Duration::from_secs(2));
+        o.sites = 10_000;
+        o.sessions = 10_000;
+        assert!(o.check().is_err(), "seeding 100M sessions is refused");
+    }
+
+    #[test]
+    fn sites_need_an_admin_token_and_a_web_url() {
+        let o = Options::new("http://127.0.0.1:1", None, Scenario::IngestBatch);
+        assert!(o.check().is_err());
+        let o = Options::new("http://127.0.0.1:1", None, Scenario::Healthz);
+        assert!(o.check().is_ok());
+        let o = Options::new("file:///etc", None, Scenario::Healthz);
+        assert!(o.check().is_err());
+    }
 }

@@ -4,12 +4,22 @@ use serde_json::json;
 
 use crate::helpers::spawn;
 
-async fn admitted(app: &crate::helpers::TestApp, site: &str, token: &str, prefix: &str, n: usize) -> usize {
+async fn admitted(
+    app: &crate::helpers::TestApp,
+    site: &str,
+    token: &str,
+    prefix: &str,
+    n: usize,
+) -> usize {
     let calls = (0..n).map(|i| {
         let session = format!("{prefix}{i}");
         async move {
             let r = app
-                .post(&format!("/v1/sites/{site}/admissions"), token, json!({"session": session}))
+                .post(
+                    &format!("/v1/sites/{site}/admissions"),
+                    token,
+                    json!({"session": session}),
+                )
                 .await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text);
             r.body["admitted"].as_bool().unwrap()
@@ -32,7 +42,10 @@ async fn a_limit_of_n_admits_exactly_n_of_5n_concurrent() {
 async fn refusals_carry_the_message_and_zero_refuses_everything() {
     let app = spawn().await;
     let t = app
-        .site_with("www", json!({"session_limit": 1, "limit_message": "Only {limit} at a time."}))
+        .site_with(
+            "www",
+            json!({"session_limit": 1, "limit_message": "Only {limit} at a time."}),
+        )
         .await;
     let r = app.admit("www", &t, "a").await;
     assert_eq!(r.body["outcome"], "within_limit");
@@ -41,7 +54,12 @@ async fn refusals_carry_the_message_and_zero_refuses_everything() {
     assert_eq!(r.body["outcome"], "limit_reached");
     assert_eq!(r.body["message"], "Only 1 at a time.");
     assert_eq!(r.body["session_limit"], 1);
-    let z = app.site_with("zero", json!({"session_limit": 0, "over_limit": "allow_overage", "overage_percent": 50})).await;
+    let z = app
+        .site_with(
+            "zero",
+            json!({"session_limit": 0, "over_limit": "allow_overage", "overage_percent": 50}),
+        )
+        .await;
     let r = app.admit("zero", &z, "a").await;
     assert_eq!(r.body["admitted"], false);
 }
@@ -57,7 +75,12 @@ async fn admitting_the_same_session_twice_counts_it_once() {
     }
     assert_eq!(app.usage("www").await["active"], 1);
     // An ended session is not admitted again.
-    app.events("www", &t, json!([{"type": "session.ended", "session": "same", "at": app.at(0)}])).await;
+    app.events(
+        "www",
+        &t,
+        json!([{"type": "session.ended", "session": "same", "at": app.at(0)}]),
+    )
+    .await;
     let r = app.admit("www", &t, "same").await;
     assert_eq!(r.body["admitted"], false);
     assert_eq!(r.body["outcome"], "session_ended");
@@ -67,7 +90,10 @@ async fn admitting_the_same_session_twice_counts_it_once() {
 async fn live_mode_admits_past_dangling_sessions() {
     let app = spawn().await;
     let t = app
-        .site_with("www", json!({"session_limit": 2, "count_mode": "live", "idle_timeout_seconds": 600}))
+        .site_with(
+            "www",
+            json!({"session_limit": 2, "count_mode": "live", "idle_timeout_seconds": 600}),
+        )
         .await;
     app.admit("www", &t, "a").await;
     app.admit("www", &t, "b").await;
@@ -96,7 +122,9 @@ async fn evict_dangling_ends_exactly_the_most_idle_one_and_records_its_kill() {
     let r = app.admit("www", &t, "new").await;
     assert_eq!(r.body["outcome"], "evicted_dangling", "{}", r.text);
     assert_eq!(r.body["evicted"], json!(["oldest"]));
-    let r = app.get("/v1/sites/www/sessions?state=ended", &app.admin).await;
+    let r = app
+        .get("/v1/sites/www/sessions?state=ended", &app.admin)
+        .await;
     assert_eq!(r.body["items"][0]["session"], "oldest");
     assert_eq!(r.body["items"][0]["end_reason"], "evicted");
     let d = app.get("/v1/sites/www/deliveries", &app.admin).await;
@@ -109,7 +137,10 @@ async fn evict_dangling_ends_exactly_the_most_idle_one_and_records_its_kill() {
     assert_eq!(kill["payload"]["data"]["sessions"], json!(["oldest"]));
     assert_eq!(kill["payload"]["data"]["reason"], "evicted");
     // Next: "older" goes; then nothing is dangling and the site refuses.
-    assert_eq!(app.admit("www", &t, "new2").await.body["evicted"], json!(["older"]));
+    assert_eq!(
+        app.admit("www", &t, "new2").await.body["evicted"],
+        json!(["older"])
+    );
     let r = app.admit("www", &t, "new3").await;
     assert_eq!(r.body["outcome"], "limit_reached");
 }
@@ -118,18 +149,34 @@ async fn evict_dangling_ends_exactly_the_most_idle_one_and_records_its_kill() {
 async fn allow_overage_stops_at_the_ceiling_and_marks_overage() {
     let app = spawn().await;
     let t = app
-        .site_with("www", json!({"session_limit": 4, "over_limit": "allow_overage", "overage_percent": 25}))
+        .site_with(
+            "www",
+            json!({"session_limit": 4, "over_limit": "allow_overage", "overage_percent": 25}),
+        )
         .await;
     let outcomes: Vec<String> = {
         let mut v = Vec::new();
         for i in 0..7 {
-            v.push(app.admit("www", &t, &format!("s{i}")).await.body["outcome"].as_str().unwrap().to_owned());
+            v.push(
+                app.admit("www", &t, &format!("s{i}")).await.body["outcome"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            );
         }
         v
     };
     assert_eq!(
         outcomes,
-        vec!["within_limit", "within_limit", "within_limit", "within_limit", "overage", "limit_reached", "limit_reached"]
+        vec![
+            "within_limit",
+            "within_limit",
+            "within_limit",
+            "within_limit",
+            "overage",
+            "limit_reached",
+            "limit_reached"
+        ]
     );
 }
 
@@ -137,7 +184,10 @@ async fn allow_overage_stops_at_the_ceiling_and_marks_overage() {
 async fn concurrent_overage_never_passes_the_ceiling() {
     let app = spawn().await;
     let t = app
-        .site_with("www", json!({"session_limit": 10, "over_limit": "allow_overage", "overage_percent": 20}))
+        .site_with(
+            "www",
+            json!({"session_limit": 10, "over_limit": "allow_overage", "overage_percent": 20}),
+        )
         .await;
     assert_eq!(admitted(&app, "www", &t, "c", 50).await, 12);
 }
@@ -168,7 +218,11 @@ async fn three_processes_on_one_postgres_admit_exactly_n() {
         let t = t.clone();
         async move {
             let r = app
-                .post("/v1/sites/www/admissions", &t, json!({"session": format!("m{i}")}))
+                .post(
+                    "/v1/sites/www/admissions",
+                    &t,
+                    json!({"session": format!("m{i}")}),
+                )
                 .await;
             assert_eq!(r.status, StatusCode::OK, "{}", r.text);
             r.body["admitted"].as_bool().unwrap()

@@ -7,16 +7,27 @@ use crate::helpers::{is_problem, spawn};
 #[tokio::test]
 async fn plans_crud_and_conflicts() {
     let app = spawn().await;
-    let r = app.create_plan("basic", json!({"session_limit": 5, "monthly_price_cents": 1900})).await;
+    let r = app
+        .create_plan(
+            "basic",
+            json!({"session_limit": 5, "monthly_price_cents": 1900}),
+        )
+        .await;
     assert_eq!(r.body["count_mode"], "active");
     assert_eq!(r.body["over_limit"], "reject");
     assert_eq!(r.body["currency"], "EUR");
     assert_eq!(r.body["idle_timeout_seconds"], 86400);
     let dup = app
-        .post("/v1/plans", &app.admin, json!({"code": "basic", "name": "x", "session_limit": 1}))
+        .post(
+            "/v1/plans",
+            &app.admin,
+            json!({"code": "basic", "name": "x", "session_limit": 1}),
+        )
         .await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
-    let r = app.patch("/v1/plans/basic", &app.admin, json!({"name": "Basic+"})).await;
+    let r = app
+        .patch("/v1/plans/basic", &app.admin, json!({"name": "Basic+"}))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["name"], "Basic+");
     app.create_tenant("acme").await;
@@ -26,29 +37,52 @@ async fn plans_crud_and_conflicts() {
     assert!(is_problem(&r));
     let r = app.delete("/v1/tenants/acme", &app.admin).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    assert_eq!(app.delete("/v1/sites/www", &app.admin).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete("/v1/plans/basic", &app.admin).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.delete("/v1/tenants/acme", &app.admin).await.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.get("/v1/plans/basic", &app.admin).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete("/v1/sites/www", &app.admin).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete("/v1/plans/basic", &app.admin).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.delete("/v1/tenants/acme", &app.admin).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/v1/plans/basic", &app.admin).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn lists_paginate_with_a_cursor() {
     let app = spawn().await;
     for i in 0..5 {
-        app.create_plan(&format!("p{i}"), json!({"session_limit": i})).await;
+        app.create_plan(&format!("p{i}"), json!({"session_limit": i}))
+            .await;
     }
     let r = app.get("/v1/plans?limit=2", &app.admin).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
     let c = r.body["next_cursor"].as_str().unwrap().to_owned();
-    let r2 = app.get(&format!("/v1/plans?limit=2&cursor={c}"), &app.admin).await;
+    let r2 = app
+        .get(&format!("/v1/plans?limit=2&cursor={c}"), &app.admin)
+        .await;
     assert_eq!(r2.body["items"][0]["code"], "p2");
     let c = r2.body["next_cursor"].as_str().unwrap().to_owned();
-    let r3 = app.get(&format!("/v1/plans?limit=2&cursor={c}"), &app.admin).await;
+    let r3 = app
+        .get(&format!("/v1/plans?limit=2&cursor={c}"), &app.admin)
+        .await;
     assert_eq!(r3.body["items"].as_array().unwrap().len(), 1);
     assert!(r3.body["next_cursor"].is_null());
-    assert_eq!(app.get("/v1/plans?limit=501", &app.admin).await.status, StatusCode::BAD_REQUEST);
-    assert_eq!(app.get("/v1/plans?cursor=zz!", &app.admin).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        app.get("/v1/plans?limit=501", &app.admin).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.get("/v1/plans?cursor=zz!", &app.admin).await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -60,7 +94,9 @@ async fn a_plan_edit_bumps_the_config_of_its_sites_and_no_others() {
     app.create_site("s1", "t", "a", json!({})).await;
     app.create_site("s2", "t", "a", json!({})).await;
     app.create_site("s3", "t", "b", json!({})).await;
-    let r = app.patch("/v1/plans/a", &app.admin, json!({"session_limit": 9})).await;
+    let r = app
+        .patch("/v1/plans/a", &app.admin, json!({"session_limit": 9}))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     for (s, v, limit) in [("s1", 2, 9), ("s2", 2, 9), ("s3", 1, 7)] {
         let r = app.get(&format!("/v1/sites/{s}/config"), &app.admin).await;
@@ -68,20 +104,25 @@ async fn a_plan_edit_bumps_the_config_of_its_sites_and_no_others() {
         assert_eq!(r.body["session_limit"], limit, "{s}");
     }
     // A change that alters nothing effective bumps nothing.
-    app.patch("/v1/plans/a", &app.admin, json!({"name": "A"})).await;
+    app.patch("/v1/plans/a", &app.admin, json!({"name": "A"}))
+        .await;
     let r = app.get("/v1/sites/s1/config", &app.admin).await;
     assert_eq!(r.body["config_version"], 2);
     // Moving a site to another plan and changing an override bump it.
-    app.patch("/v1/sites/s1", &app.admin, json!({"plan": "b"})).await;
+    app.patch("/v1/sites/s1", &app.admin, json!({"plan": "b"}))
+        .await;
     let r = app.get("/v1/sites/s1/config", &app.admin).await;
     assert_eq!(r.body["config_version"], 3);
     assert_eq!(r.body["session_limit"], 7);
-    app.patch("/v1/sites/s1", &app.admin, json!({"session_limit": 3})).await;
+    app.patch("/v1/sites/s1", &app.admin, json!({"session_limit": 3}))
+        .await;
     let r = app.get("/v1/sites/s1/config", &app.admin).await;
     assert_eq!(r.body["config_version"], 4);
     assert_eq!(r.body["session_limit"], 3);
     // null clears the override.
-    let r = app.patch("/v1/sites/s1", &app.admin, json!({"session_limit": null})).await;
+    let r = app
+        .patch("/v1/sites/s1", &app.admin, json!({"session_limit": null}))
+        .await;
     assert_eq!(r.body["effective"]["session_limit"], 7);
     assert_eq!(r.body["config_version"], 5);
 }
@@ -102,7 +143,12 @@ async fn config_honours_if_none_match() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
-    app.patch("/v1/plans/www-plan", &app.admin, json!({"session_limit": 4})).await;
+    app.patch(
+        "/v1/plans/www-plan",
+        &app.admin,
+        json!({"session_limit": 4}),
+    )
+    .await;
     let r = app
         .client
         .get(format!("{}/v1/sites/www/config", app.url))
@@ -119,21 +165,33 @@ async fn tenants_may_lower_but_not_raise_the_limit() {
     let app = spawn().await;
     app.site_with("www", json!({"session_limit": 10})).await;
     let tenant = app.token("tenant", Some("www-tenant"), None).await;
-    let r = app.patch("/v1/sites/www", &tenant, json!({"session_limit": 4})).await;
+    let r = app
+        .patch("/v1/sites/www", &tenant, json!({"session_limit": 4}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["effective"]["session_limit"], 4);
-    let r = app.patch("/v1/sites/www", &tenant, json!({"session_limit": 11})).await;
+    let r = app
+        .patch("/v1/sites/www", &tenant, json!({"session_limit": 11}))
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["errors"][0]["field"], "session_limit");
-    let r = app.patch("/v1/sites/www", &tenant, json!({"plan": "www-plan"})).await;
+    let r = app
+        .patch("/v1/sites/www", &tenant, json!({"plan": "www-plan"}))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // A tenant may change its own billing e-mail and notify URL, not its name.
     let r = app
-        .patch("/v1/tenants/www-tenant", &tenant, json!({"billing_email": "b@acme.example"}))
+        .patch(
+            "/v1/tenants/www-tenant",
+            &tenant,
+            json!({"billing_email": "b@acme.example"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["billing_email"], "b@acme.example");
-    let r = app.patch("/v1/tenants/www-tenant", &tenant, json!({"name": "x"})).await;
+    let r = app
+        .patch("/v1/tenants/www-tenant", &tenant, json!({"name": "x"}))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // A tenant posting a plan gets 403 whatever the body.
     let r = app.post("/v1/plans", &tenant, json!({"bogus": true})).await;
@@ -145,14 +203,23 @@ async fn site_creation_returns_the_secret_once_and_rotation_replaces_it() {
     let app = spawn().await;
     app.create_plan("p", json!({"session_limit": 1})).await;
     app.create_tenant("t").await;
-    let r = app.create_site("s", "t", "p", json!({"webhook_url": "http://127.0.0.1:9/hook"})).await;
+    let r = app
+        .create_site(
+            "s",
+            "t",
+            "p",
+            json!({"webhook_url": "http://127.0.0.1:9/hook"}),
+        )
+        .await;
     let secret = r.body["webhook_secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"));
     let r = app.get("/v1/sites/s", &app.admin).await;
     assert!(!r.text.contains(&secret), "a GET must not show the secret");
     let r = app.get("/v1/sites", &app.admin).await;
     assert!(!r.text.contains("whsec_"));
-    let r = app.post("/v1/sites/s/webhook-secret", &app.admin, json!({})).await;
+    let r = app
+        .post("/v1/sites/s/webhook-secret", &app.admin, json!({}))
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     let new = r.body["webhook_secret"].as_str().unwrap();
     assert!(new.starts_with("whsec_") && new != secret);
@@ -178,18 +245,35 @@ async fn validation_names_each_field() {
         .iter()
         .map(|e| e["field"].as_str().unwrap())
         .collect();
-    assert!(fields.contains(&"slug") && fields.contains(&"webhook_url") && fields.contains(&"idle_timeout_seconds"), "{fields:?}");
+    assert!(
+        fields.contains(&"slug")
+            && fields.contains(&"webhook_url")
+            && fields.contains(&"idle_timeout_seconds"),
+        "{fields:?}"
+    );
     let r = app
-        .post("/v1/sites", &app.admin, json!({"slug": "s", "tenant": "nobody", "name": "x", "plan": "p"}))
+        .post(
+            "/v1/sites",
+            &app.admin,
+            json!({"slug": "s", "tenant": "nobody", "name": "x", "plan": "p"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["errors"][0]["field"], "tenant");
     let r = app
-        .post("/v1/tenants", &app.admin, json!({"slug": "t2", "name": "x", "billing_email": "nope"}))
+        .post(
+            "/v1/tenants",
+            &app.admin,
+            json!({"slug": "t2", "name": "x", "billing_email": "nope"}),
+        )
         .await;
     assert_eq!(r.body["errors"][0]["field"], "billing_email");
     let r = app
-        .post("/v1/plans", &app.admin, json!({"code": "c", "name": "x", "session_limit": 1, "currency": "euro"}))
+        .post(
+            "/v1/plans",
+            &app.admin,
+            json!({"code": "c", "name": "x", "session_limit": 1, "currency": "euro"}),
+        )
         .await;
     assert_eq!(r.body["errors"][0]["field"], "currency");
 }
@@ -226,41 +310,159 @@ async fn authorization_matrix() {
         b64.encode(json!({"iss": "headcount", "sub": "admin", "role": "admin", "iat": now, "exp": now + 600, "jti": "n"}).to_string())
     );
     let expired = {
-        let c = headcount::auth::claims(headcount::auth::Role::Admin, None, None, (now - 7200) * 1000, 60);
+        let c = headcount::auth::claims(
+            headcount::auth::Role::Admin,
+            None,
+            None,
+            (now - 7200) * 1000,
+            60,
+        );
         app.state.keys.mint(&c).unwrap()
     };
     let revoked = {
-        let r = app.post("/v1/tokens", &app.admin, json!({"role": "admin"})).await;
+        let r = app
+            .post("/v1/tokens", &app.admin, json!({"role": "admin"}))
+            .await;
         let jti = r.body["jti"].as_str().unwrap().to_owned();
-        assert_eq!(app.delete(&format!("/v1/tokens/{jti}"), &app.admin).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            app.delete(&format!("/v1/tokens/{jti}"), &app.admin)
+                .await
+                .status,
+            StatusCode::NO_CONTENT
+        );
         r.body["token"].as_str().unwrap().to_owned()
     };
     let ts = chrono::Utc::now().to_rfc3339();
     let event = json!({"events": [{"type": "session.started", "session": "x1", "at": ts}]});
     // (method, path, body) and the expected status per caller:
     // admin, own tenant, own site, other site, wrong key, alg none, expired, revoked.
-    type Case = (&'static str, &'static str, Option<serde_json::Value>, [u16; 8]);
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<serde_json::Value>,
+        [u16; 8],
+    );
     let cases: Vec<Case> = vec![
-        ("GET", "/v1/plans", None, [200, 200, 403, 403, 401, 401, 401, 401]),
-        ("POST", "/v1/plans", Some(json!({"code": "zz", "name": "z", "session_limit": 1})), [201, 403, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/tenants/own-tenant", None, [200, 200, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/tenants/other-tenant", None, [200, 404, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/sites/own", None, [200, 200, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/sites/other", None, [200, 404, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/sites/own/config", None, [200, 200, 200, 404, 401, 401, 401, 401]),
-        ("GET", "/v1/sites/other/config", None, [200, 404, 404, 200, 401, 401, 401, 401]),
-        ("POST", "/v1/sites/own/events", Some(event.clone()), [403, 403, 200, 404, 401, 401, 401, 401]),
-        ("GET", "/v1/sites/own/sessions", None, [200, 200, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/sites/other/sessions", None, [200, 404, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/sites/other/usage", None, [200, 404, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/sites/other/deliveries", None, [200, 404, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/tenants/other-tenant/usage", None, [200, 404, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/usage", None, [200, 403, 403, 403, 401, 401, 401, 401]),
-        ("DELETE", "/v1/sites/other/sessions/x1", None, [404, 404, 403, 403, 401, 401, 401, 401]),
-        ("POST", "/v1/tokens", Some(json!({"role": "site", "site": "other"})), [201, 404, 403, 403, 401, 401, 401, 401]),
-        ("POST", "/v1/tokens", Some(json!({"role": "admin"})), [201, 403, 403, 403, 401, 401, 401, 401]),
-        ("DELETE", "/v1/tokens/some-jti", None, [204, 403, 403, 403, 401, 401, 401, 401]),
-        ("GET", "/v1/audit", None, [200, 403, 403, 403, 401, 401, 401, 401]),
+        (
+            "GET",
+            "/v1/plans",
+            None,
+            [200, 200, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "POST",
+            "/v1/plans",
+            Some(json!({"code": "zz", "name": "z", "session_limit": 1})),
+            [201, 403, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/tenants/own-tenant",
+            None,
+            [200, 200, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/tenants/other-tenant",
+            None,
+            [200, 404, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/sites/own",
+            None,
+            [200, 200, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/sites/other",
+            None,
+            [200, 404, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/sites/own/config",
+            None,
+            [200, 200, 200, 404, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/sites/other/config",
+            None,
+            [200, 404, 404, 200, 401, 401, 401, 401],
+        ),
+        (
+            "POST",
+            "/v1/sites/own/events",
+            Some(event.clone()),
+            [403, 403, 200, 404, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/sites/own/sessions",
+            None,
+            [200, 200, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/sites/other/sessions",
+            None,
+            [200, 404, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/sites/other/usage",
+            None,
+            [200, 404, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/sites/other/deliveries",
+            None,
+            [200, 404, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/tenants/other-tenant/usage",
+            None,
+            [200, 404, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/usage",
+            None,
+            [200, 403, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "DELETE",
+            "/v1/sites/other/sessions/x1",
+            None,
+            [404, 404, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "POST",
+            "/v1/tokens",
+            Some(json!({"role": "site", "site": "other"})),
+            [201, 404, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "POST",
+            "/v1/tokens",
+            Some(json!({"role": "admin"})),
+            [201, 403, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "DELETE",
+            "/v1/tokens/some-jti",
+            None,
+            [204, 403, 403, 403, 401, 401, 401, 401],
+        ),
+        (
+            "GET",
+            "/v1/audit",
+            None,
+            [200, 403, 403, 403, 401, 401, 401, 401],
+        ),
     ];
     let callers = [
         app.admin.clone(),
@@ -272,7 +474,16 @@ async fn authorization_matrix() {
         expired,
         revoked,
     ];
-    let names = ["admin", "own tenant", "own site", "other site", "wrong key", "alg none", "expired", "revoked"];
+    let names = [
+        "admin",
+        "own tenant",
+        "own site",
+        "other site",
+        "wrong key",
+        "alg none",
+        "expired",
+        "revoked",
+    ];
     for (method, path, body, expected) in cases {
         for (i, token) in callers.iter().enumerate() {
             let r = app.call(method, path, Some(token), body.clone()).await;
@@ -289,5 +500,8 @@ async fn authorization_matrix() {
         }
     }
     // No token at all.
-    assert_eq!(app.call("GET", "/v1/plans", None, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.call("GET", "/v1/plans", None, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 }

@@ -5,7 +5,9 @@ mod helpers;
 mod receiver;
 
 mod admission;
+mod billing;
 mod control;
 mod foundation;
+mod load;
 mod push;
 mod sessions;

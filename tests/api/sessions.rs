@@ -27,21 +27,41 @@ async fn login_activity_logout_flow() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["accepted"], 1);
     let u = app.usage("www").await;
-    assert_eq!((u["active"].as_i64(), u["live"].as_i64()), (Some(1), Some(1)));
-    app.events("www", &t, json!([{"type": "session.activity", "session": "s1", "at": app.at(-10)}])).await;
+    assert_eq!(
+        (u["active"].as_i64(), u["live"].as_i64()),
+        (Some(1), Some(1))
+    );
+    app.events(
+        "www",
+        &t,
+        json!([{"type": "session.activity", "session": "s1", "at": app.at(-10)}]),
+    )
+    .await;
     let r = app.get("/v1/sites/www/sessions", &app.admin).await;
     let row = &r.body["items"][0];
     assert_eq!(row["user"], "ann");
     assert_eq!(row["ip"], "10.0.0.1");
     assert_eq!(row["state"], "live");
     assert_eq!(row["idle_seconds"], 10);
-    app.events("www", &t, json!([{"type": "session.ended", "session": "s1", "at": app.at(0)}])).await;
+    app.events(
+        "www",
+        &t,
+        json!([{"type": "session.ended", "session": "s1", "at": app.at(0)}]),
+    )
+    .await;
     let u = app.usage("www").await;
     assert_eq!(u["active"], 0);
-    let r = app.get("/v1/sites/www/sessions?state=ended", &app.admin).await;
+    let r = app
+        .get("/v1/sites/www/sessions?state=ended", &app.admin)
+        .await;
     assert_eq!(r.body["items"][0]["end_reason"], "logout");
     // An ended session never reopens.
-    app.events("www", &t, json!([{"type": "session.activity", "session": "s1", "at": app.at(1)}])).await;
+    app.events(
+        "www",
+        &t,
+        json!([{"type": "session.activity", "session": "s1", "at": app.at(1)}]),
+    )
+    .await;
     assert_eq!(app.usage("www").await["active"], 0);
 }
 
@@ -49,7 +69,10 @@ async fn login_activity_logout_flow() {
 async fn idle_sessions_turn_dangling_and_expired_ones_stop_counting() {
     let app = spawn().await;
     let t = app
-        .site_with("www", json!({"session_limit": 10, "idle_timeout_seconds": 3600}))
+        .site_with(
+            "www",
+            json!({"session_limit": 10, "idle_timeout_seconds": 3600}),
+        )
         .await;
     app.events(
         "www",
@@ -62,15 +85,35 @@ async fn idle_sessions_turn_dangling_and_expired_ones_stop_counting() {
     )
     .await;
     app.advance(3000);
-    app.events("www", &t, json!([{"type": "session.activity", "session": "c", "at": app.at(0)}])).await;
+    app.events(
+        "www",
+        &t,
+        json!([{"type": "session.activity", "session": "c", "at": app.at(0)}]),
+    )
+    .await;
     app.advance(600);
     let u = app.usage("www").await;
-    assert_eq!((u["active"].as_i64(), u["live"].as_i64(), u["dangling"].as_i64()), (Some(3), Some(1), Some(2)));
+    assert_eq!(
+        (
+            u["active"].as_i64(),
+            u["live"].as_i64(),
+            u["dangling"].as_i64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
     assert_eq!(u["counted"], 3);
-    let r = app.get("/v1/sites/www/sessions?state=dangling", &app.admin).await;
+    let r = app
+        .get("/v1/sites/www/sessions?state=dangling", &app.admin)
+        .await;
     let mut s = states(&r.body);
     s.sort();
-    assert_eq!(s, vec![("a".into(), "dangling".into()), ("b".into(), "dangling".into())]);
+    assert_eq!(
+        s,
+        vec![
+            ("a".into(), "dangling".into()),
+            ("b".into(), "dangling".into())
+        ]
+    );
     let r = app.get("/v1/sites/www/users", &app.admin).await;
     assert_eq!(r.body["items"][0]["user"], "u1");
     assert_eq!(r.body["items"][0]["dangling"], 2);
@@ -79,14 +122,20 @@ async fn idle_sessions_turn_dangling_and_expired_ones_stop_counting() {
     app.advance(3500);
     let u = app.usage("www").await;
     assert_eq!(u["active"], 2);
-    let r = app.get("/v1/sites/www/sessions?state=expired", &app.admin).await;
+    let r = app
+        .get("/v1/sites/www/sessions?state=expired", &app.admin)
+        .await;
     assert_eq!(states(&r.body), vec![("b".into(), "expired".into())]);
-    let r = app.get("/v1/sites/www/sessions?state=bogus", &app.admin).await;
+    let r = app
+        .get("/v1/sites/www/sessions?state=bogus", &app.admin)
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
 async fn dump(app: &crate::helpers::TestApp) -> Value {
-    let r = app.get("/v1/sites/www/sessions?state=all&limit=500", &app.admin).await;
+    let r = app
+        .get("/v1/sites/www/sessions?state=all&limit=500", &app.admin)
+        .await;
     let mut items = r.body["items"].as_array().unwrap().clone();
     for i in &mut items {
         i.as_object_mut().unwrap().remove("idle_seconds");
@@ -120,7 +169,9 @@ async fn duplicated_and_shuffled_batches_give_identical_state() {
     assert_eq!(dump(&a).await, first);
 
     let b = spawn().await;
-    b.clock.set(headcount::clock::to_datetime(headcount::clock::Clock::now_ms(&a.clock)));
+    b.clock.set(headcount::clock::to_datetime(
+        headcount::clock::Clock::now_ms(&a.clock),
+    ));
     let tb = b.site_with("www", json!({"session_limit": 100})).await;
     let mut shuffled = ev.clone();
     shuffled.reverse();
@@ -156,18 +207,37 @@ async fn mixed_batches_apply_the_good_events_and_name_the_bad() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["accepted"], 2);
-    let idx: Vec<i64> = r.body["rejected"].as_array().unwrap().iter().map(|x| x["index"].as_i64().unwrap()).collect();
+    let idx: Vec<i64> = r.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["index"].as_i64().unwrap())
+        .collect();
     assert_eq!(idx, vec![1, 2, 3, 4, 5, 6]);
-    assert!(r.body["rejected"][5]["error"].as_str().unwrap().contains("reason"));
-    assert!(r.body["rejected"][4]["error"].as_str().unwrap().contains("colour"));
+    assert!(
+        r.body["rejected"][5]["error"]
+            .as_str()
+            .unwrap()
+            .contains("reason")
+    );
+    assert!(
+        r.body["rejected"][4]["error"]
+            .as_str()
+            .unwrap()
+            .contains("colour")
+    );
     assert_eq!(app.usage("www").await["active"], 2);
     // Not a batch at all: 400 and nothing applied.
-    let r = app.post("/v1/sites/www/events", &t, json!({"events": "nope"})).await;
+    let r = app
+        .post("/v1/sites/www/events", &t, json!({"events": "nope"}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = app.post("/v1/sites/www/events", &t, json!([1, 2])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     // Too many events: 413.
-    let many: Vec<Value> = (0..1001).map(|i| json!({"type": "session.started", "session": format!("m{i}"), "at": app.at(0)})).collect();
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({"type": "session.started", "session": format!("m{i}"), "at": app.at(0)}))
+        .collect();
     let r = app.events("www", &t, Value::Array(many)).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(app.usage("www").await["active"], 2);
@@ -199,12 +269,23 @@ async fn a_snapshot_ends_what_it_does_not_list() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body, json!({"created": 1, "updated": 1, "ended": 2}));
-    let r = app.get("/v1/sites/www/sessions?state=ended", &app.admin).await;
-    let ended: Vec<&str> = r.body["items"].as_array().unwrap().iter().map(|x| x["end_reason"].as_str().unwrap()).collect();
+    let r = app
+        .get("/v1/sites/www/sessions?state=ended", &app.admin)
+        .await;
+    let ended: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["end_reason"].as_str().unwrap())
+        .collect();
     assert_eq!(ended, vec!["reconciled", "reconciled"]);
     assert_eq!(app.usage("www").await["active"], 2);
     let r = app
-        .put("/v1/sites/www/sessions", &t, json!({"sessions": [{"session": "", "last_activity_at": app.at(0)}]}))
+        .put(
+            "/v1/sites/www/sessions",
+            &t,
+            json!({"sessions": [{"session": "", "last_activity_at": app.at(0)}]}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["errors"][0]["field"], "sessions[0].session");
@@ -214,7 +295,10 @@ async fn a_snapshot_ends_what_it_does_not_list() {
 async fn kills_end_sessions_and_record_their_push() {
     let app = spawn().await;
     let t = app
-        .site_with("www", json!({"session_limit": 10, "idle_timeout_seconds": 600}))
+        .site_with(
+            "www",
+            json!({"session_limit": 10, "idle_timeout_seconds": 600}),
+        )
         .await;
     app.events(
         "www",
@@ -230,34 +314,68 @@ async fn kills_end_sessions_and_record_their_push() {
     let r = app.delete("/v1/sites/www/sessions/c", &app.admin).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["killed"], 1);
-    assert_eq!(app.delete("/v1/sites/www/sessions/nope", &app.admin).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.delete("/v1/sites/www/sessions/nope", &app.admin)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
     let tenant = app.token("tenant", Some("www-tenant"), None).await;
     let r = app
-        .post("/v1/sites/www/sessions/kill", &tenant, json!({"state": "dangling", "user": "bob"}))
+        .post(
+            "/v1/sites/www/sessions/kill",
+            &tenant,
+            json!({"state": "dangling", "user": "bob"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["killed"], 2);
     let u = app.usage("www").await;
     assert_eq!(u["active"], 1);
     let r = app.get("/v1/sites/www/deliveries", &app.admin).await;
-    let kills: Vec<&Value> = r.body["items"].as_array().unwrap().iter().filter(|d| d["type"] == "session.kill").collect();
+    let kills: Vec<&Value> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["type"] == "session.kill")
+        .collect();
     assert_eq!(kills.len(), 2, "{}", r.text);
     let mut all: Vec<String> = kills
         .iter()
-        .flat_map(|k| k["payload"]["data"]["sessions"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()))
+        .flat_map(|k| {
+            k["payload"]["data"]["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_owned())
+        })
         .collect();
     all.sort();
     assert_eq!(all, vec!["a", "b", "c"]);
     assert_eq!(kills[0]["payload"]["data"]["reason"], "killed");
-    let r = app.post("/v1/sites/www/sessions/kill", &app.admin, json!({"state": "ended"})).await;
+    let r = app
+        .post(
+            "/v1/sites/www/sessions/kill",
+            &app.admin,
+            json!({"state": "ended"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 #[tokio::test]
 async fn tenant_usage_is_the_sum_of_its_sites() {
     let app = spawn().await;
-    app.create_plan("p", json!({"session_limit": 10, "idle_timeout_seconds": 600})).await;
-    app.create_plan("q", json!({"session_limit": 4, "count_mode": "live", "idle_timeout_seconds": 600})).await;
+    app.create_plan(
+        "p",
+        json!({"session_limit": 10, "idle_timeout_seconds": 600}),
+    )
+    .await;
+    app.create_plan(
+        "q",
+        json!({"session_limit": 4, "count_mode": "live", "idle_timeout_seconds": 600}),
+    )
+    .await;
     app.create_tenant("t").await;
     app.create_tenant("u").await;
     app.create_site("s1", "t", "p", json!({})).await;

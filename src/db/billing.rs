@@ -1,0 +1,204 @@
+//! The billing export: the rows it needs, read with portable queries, and the lines
+//! computed from them by `domain::billing`. Shared by the HTTP endpoint and
+//! `headcount billing export`.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+
+use super::DbConn;
+use super::plans::Plan;
+use super::schema::{
+    denials::dsl as dn, plans::dsl as p, sessions::dsl as x, site_plan_history::dsl as h,
+    sites::dsl as s, tenants::dsl as t, usage_samples::dsl as us,
+};
+use crate::auth::Scope;
+use crate::clock::{Millis, to_rfc3339};
+use crate::domain::billing::{self as bill, BillingRow, Period, PlanSpan, Prices, SessionSpan};
+use crate::domain::config::OverLimit;
+use crate::error::{Error, Result};
+
+/// A site to bill, with its tenant's slug.
+#[derive(Debug, Clone, Queryable)]
+pub struct BilledSite {
+    pub id: i64,
+    pub slug: String,
+    pub tenant: String,
+}
+
+/// Which tenants the export covers: the caller's scope narrowed by an optional
+/// tenant. A tenant asking for another tenant gets "not found", as does an unknown
+/// tenant.
+pub fn tenant_filter(
+    conn: &mut DbConn,
+    scope: &Scope,
+    tenant: Option<&str>,
+) -> Result<Option<String>> {
+    let wanted = match (scope, tenant) {
+        (Scope::Tenant(own), None) => own.clone(),
+        (_, Some(t)) => t.to_owned(),
+        (Scope::Provider, None) => return Ok(None),
+    };
+    super::tenants::get(conn, scope, &wanted)?;
+    Ok(Some(wanted))
+}
+
+/// Sites of one tenant, or of all, ordered by tenant and site slug.
+pub fn sites(conn: &mut DbConn, tenant: Option<&str>) -> Result<Vec<BilledSite>> {
+    let mut q = s::sites
+        .inner_join(t::tenants)
+        .select((s::id, s::slug, t::slug))
+        .order((t::slug, s::slug))
+        .into_boxed();
+    if let Some(slug) = tenant {
+        q = q.filter(t::slug.eq(slug.to_owned()));
+    }
+    Ok(q.load(conn)?)
+}
+
+pub fn plans(conn: &mut DbConn) -> Result<HashMap<i64, Plan>> {
+    let all: Vec<Plan> = p::plans.select(Plan::as_select()).load(conn)?;
+    Ok(all.into_iter().map(|plan| (plan.id, plan)).collect())
+}
+
+/// Plan history of the given sites, in order, keyed by site.
+pub fn history(conn: &mut DbConn, site_ids: &[i64]) -> Result<HashMap<i64, Vec<PlanSpan>>> {
+    let mut out: HashMap<i64, Vec<PlanSpan>> = HashMap::new();
+    for chunk in site_ids.chunks(500) {
+        let rows: Vec<(i64, i64, i64, String, Millis)> = h::site_plan_history
+            .filter(h::site_id.eq_any(chunk))
+            .order((h::site_id, h::effective_from, h::id))
+            .select((
+                h::site_id,
+                h::plan_id,
+                h::session_limit,
+                h::over_limit,
+                h::effective_from,
+            ))
+            .load(conn)?;
+        for (site_id, plan_id, session_limit, over_limit, effective_from) in rows {
+            out.entry(site_id).or_default().push(PlanSpan {
+                plan_id,
+                session_limit,
+                over_limit: OverLimit::parse(&over_limit).unwrap_or_default(),
+                effective_from,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A site's sessions whose interval may touch `[from, to)`: started before `to` and
+/// neither ended nor expired before `from`. Sessions of zero length at `from` are
+/// kept so that they count as started.
+pub fn session_spans(
+    conn: &mut DbConn,
+    site_id: i64,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<SessionSpan>> {
+    let rows: Vec<(Millis, Millis, Option<Millis>, Option<String>)> = x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::started_at.lt(to))
+        .filter(x::expires_at.ge(from))
+        .filter(x::ended_at.is_null().or(x::ended_at.ge(from)))
+        .select((x::started_at, x::expires_at, x::ended_at, x::user_ref))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(start, expires, ended, user)| SessionSpan {
+            start,
+            end: ended.map_or(expires, |e| e.min(expires)),
+            user,
+        })
+        .collect())
+}
+
+/// Refused admissions of a site in `[from, to)`.
+pub fn denials(conn: &mut DbConn, site_id: i64, from: Millis, to: Millis) -> Result<i64> {
+    Ok(dn::denials
+        .filter(dn::site_id.eq(site_id))
+        .filter(dn::at.ge(from))
+        .filter(dn::at.lt(to))
+        .count()
+        .get_result(conn)?)
+}
+
+/// How many per-minute samples in `[from, to)` saw each active count: enough for a
+/// percentile without reading every minute.
+pub fn active_histogram(
+    conn: &mut DbConn,
+    site_id: i64,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<(i64, i64)>> {
+    Ok(us::usage_samples
+        .filter(us::site_id.eq(site_id))
+        .filter(us::minute.ge(from))
+        .filter(us::minute.lt(to))
+        .group_by(us::active)
+        .select((us::active, diesel::dsl::count_star()))
+        .load(conn)?)
+}
+
+/// The export lines of a period, one per site and plan segment, ordered by tenant,
+/// site and time. `progress(done, total)` is called after each site.
+pub fn export(
+    conn: &mut DbConn,
+    scope: &Scope,
+    tenant: Option<&str>,
+    period: &Period,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<BillingRow>> {
+    let tenant = tenant_filter(conn, scope, tenant)?;
+    let sites = sites(conn, tenant.as_deref())?;
+    let plans = plans(conn)?;
+    let ids: Vec<i64> = sites.iter().map(|s| s.id).collect();
+    let mut history = history(conn, &ids)?;
+    let mut rows = Vec::new();
+    for (done, site) in sites.iter().enumerate() {
+        let segments = bill::segments(&history.remove(&site.id).unwrap_or_default(), period);
+        if !segments.is_empty() {
+            let sessions = session_spans(conn, site.id, period.start, period.end)?;
+            for seg in segments {
+                let plan = plans.get(&seg.plan_id).ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!(
+                        "site {} has history on plan {} which does not exist",
+                        site.slug,
+                        seg.plan_id
+                    ))
+                })?;
+                let usage = bill::segment_usage(&sessions, seg.from, seg.to);
+                let p95 = bill::p95(&active_histogram(conn, site.id, seg.from, seg.to)?);
+                let denied = denials(conn, site.id, seg.from, seg.to)?;
+                let prices = Prices {
+                    monthly_price_cents: plan.monthly_price_cents,
+                    overage_unit_price_cents: plan.overage_unit_price_cents,
+                    currency: plan.currency.clone(),
+                };
+                let money = bill::charges(&seg, usage.peak_active, &prices, period);
+                rows.push(BillingRow {
+                    tenant: site.tenant.clone(),
+                    site: site.slug.clone(),
+                    plan: plan.code.clone(),
+                    session_limit: seg.session_limit,
+                    from: to_rfc3339(seg.from),
+                    to: to_rfc3339(seg.to),
+                    peak_active: usage.peak_active,
+                    p95_active: p95,
+                    sessions_started: usage.sessions_started,
+                    distinct_users: usage.distinct_users,
+                    session_hours: bill::hours(usage.session_ms),
+                    denied_admissions: denied,
+                    overage_sessions: money.overage_sessions,
+                    base_cents: money.base_cents,
+                    overage_cents: money.overage_cents,
+                    total_cents: money.total_cents,
+                    currency: prices.currency,
+                });
+            }
+        }
+        progress(done + 1, sites.len());
+    }
+    Ok(rows)
+}

@@ -1,0 +1,269 @@
+//! The sites a run drives: one plan, one tenant and N sites with their tokens, all
+//! created through the API under a prefix unique to the run; and the session ids and
+//! event bodies the clients send.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use rand::Rng as _;
+use serde_json::{Value, json};
+
+/// One site of the fleet.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub slug: String,
+    /// The site's own token (events, admissions).
+    pub token: String,
+    /// Signs the pushes to this site (`whsec_…`).
+    pub webhook_secret: String,
+}
+
+#[derive(Debug)]
+pub struct Fleet {
+    pub prefix: String,
+    pub sites: Vec<Site>,
+}
+
+/// How many setup calls run at once.
+const SETUP_CONCURRENCY: usize = 8;
+
+/// A prefix no earlier run used, so that runs against one server do not collide.
+pub fn unique_prefix() -> String {
+    format!("load-{:08x}", rand::rng().random::<u32>())
+}
+
+/// Calls the API once; a non-2xx reply is an error with its body.
+pub async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
+    let mut req = client.request(method.clone(), url).bearer_auth(token);
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let res = req
+        .send()
+        .await
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    let status = res.status();
+    let text = res.text().await.unwrap_or_default();
+    if !status.is_success() {
+        return Err(format!("{method} {url}: {status}: {text}"));
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Creates the plan, the tenant and the sites with their tokens. `plan` holds the plan
+/// values (`session_limit`, `over_limit`, …); `webhook_base`, when given, becomes each
+/// site's `webhook_url` followed by the site's slug.
+pub async fn create(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    prefix: &str,
+    sites: usize,
+    mut plan: Value,
+    webhook_base: Option<&str>,
+) -> Result<Fleet, String> {
+    let plan_code = format!("{prefix}-plan");
+    plan["code"] = json!(plan_code);
+    plan["name"] = json!(format!("load test plan {prefix}"));
+    call(
+        client,
+        reqwest::Method::POST,
+        &format!("{base}/v1/plans"),
+        admin,
+        Some(&plan),
+    )
+    .await?;
+    let tenant = format!("{prefix}-t");
+    call(
+        client,
+        reqwest::Method::POST,
+        &format!("{base}/v1/tenants"),
+        admin,
+        Some(&json!({"slug": tenant, "name": format!("load test tenant {prefix}")})),
+    )
+    .await?;
+    let made: Vec<Result<Site, String>> = futures_util::stream::iter(0..sites)
+        .map(|i| {
+            let slug = format!("{prefix}-s{i}");
+            let tenant = tenant.clone();
+            let plan_code = plan_code.clone();
+            let webhook = webhook_base.map(|b| format!("{b}{slug}"));
+            async move {
+                let mut body =
+                    json!({"slug": slug, "tenant": tenant, "name": slug, "plan": plan_code});
+                if let Some(w) = webhook {
+                    body["webhook_url"] = json!(w);
+                }
+                let created = call(
+                    client,
+                    reqwest::Method::POST,
+                    &format!("{base}/v1/sites"),
+                    admin,
+                    Some(&body),
+                )
+                .await?;
+                let minted = call(
+                    client,
+                    reqwest::Method::POST,
+                    &format!("{base}/v1/tokens"),
+                    admin,
+                    Some(&json!({"role": "site", "site": slug, "ttl_seconds": 86_400})),
+                )
+                .await?;
+                Ok(Site {
+                    webhook_secret: created["webhook_secret"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    token: minted["token"]
+                        .as_str()
+                        .ok_or("the token reply has no token")?
+                        .to_owned(),
+                    slug,
+                })
+            }
+        })
+        .buffered(SETUP_CONCURRENCY)
+        .collect()
+        .await;
+    Ok(Fleet {
+        prefix: prefix.to_owned(),
+        sites: made.into_iter().collect::<Result<_, _>>()?,
+    })
+}
+
+/// Fills every site with `sessions` sessions in 500-event batches, their last activity
+/// spread over the last `spread_seconds`, so that reads see a realistic mix of live and
+/// dangling sessions. Not measured.
+pub async fn seed(
+    client: &reqwest::Client,
+    base: &str,
+    fleet: &Fleet,
+    sessions: usize,
+    spread_seconds: i64,
+    seed: u64,
+    deadline: Duration,
+) -> Result<(), String> {
+    const SEED_BATCH: usize = 500;
+    let now = chrono::Utc::now();
+    let jobs: Vec<(usize, usize)> = (0..fleet.sites.len())
+        .flat_map(|s| (0..sessions).step_by(SEED_BATCH).map(move |from| (s, from)))
+        .collect();
+    let work = futures_util::stream::iter(jobs)
+        .map(|(s, from)| {
+            let site = &fleet.sites[s];
+            let to = (from + SEED_BATCH).min(sessions);
+            let mut body = String::with_capacity((to - from) * 120);
+            body.push_str("{\"events\":[");
+            for n in from..to {
+                let back = (mix(seed ^ 0x5eed, s as u64, n as u64) % (spread_seconds.max(1) as u64))
+                    as i64;
+                let at = rfc3339(now - chrono::Duration::seconds(back));
+                if n > from {
+                    body.push(',');
+                }
+                push_event(
+                    &mut body,
+                    "session.started",
+                    &session_id(seed, s, n),
+                    &at,
+                    n,
+                );
+            }
+            body.push_str("]}");
+            let url = format!("{base}/v1/sites/{}/events", site.slug);
+            async move {
+                let res = client
+                    .post(url)
+                    .bearer_auth(&site.token)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| format!("seeding: {e}"))?;
+                if !res.status().is_success() {
+                    return Err(format!("seeding: {}", res.status()));
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect::<Vec<Result<(), String>>>();
+    tokio::time::timeout(deadline, work)
+        .await
+        .map_err(|_| format!("seeding did not finish within {deadline:?}"))?
+        .into_iter()
+        .collect()
+}
+
+/// splitmix64 of three inputs: cheap, and the same session ids in every run with the
+/// same seed.
+pub fn mix(a: u64, b: u64, c: u64) -> u64 {
+    let mut z = a
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(b.wrapping_mul(0xbf58_476d_1ce4_e5b9))
+        .wrapping_add(c.wrapping_mul(0x94d0_49bb_1331_11eb))
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Session `n` of site `site`: 32 hex digits, like the hash of a session key an agent
+/// sends.
+pub fn session_id(seed: u64, site: usize, n: usize) -> String {
+    let a = mix(seed, site as u64, n as u64);
+    let b = mix(a, seed, 0x5e55);
+    format!("{a:016x}{b:016x}")
+}
+
+pub fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Appends one event object. The values are hex ids, fixed words and RFC 3339 times,
+/// none of which needs JSON escaping, so the body is written without a serializer.
+pub fn push_event(out: &mut String, kind: &str, session: &str, at: &str, user: usize) {
+    let _ = write!(
+        out,
+        "{{\"type\":\"{kind}\",\"session\":\"{session}\",\"at\":\"{at}\",\"user\":\"user-{user}\"}}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_ids_are_stable_printable_and_distinct() {
+        let a = session_id(1, 0, 0);
+        assert_eq!(a, session_id(1, 0, 0));
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, session_id(1, 0, 1));
+        assert_ne!(a, session_id(1, 1, 0));
+        assert_ne!(a, session_id(2, 0, 0));
+    }
+
+    #[test]
+    fn an_event_body_is_json() {
+        let mut s = String::from("{\"events\":[");
+        push_event(
+            &mut s,
+            "session.activity",
+            "abc",
+            "2026-01-01T00:00:00.000Z",
+            7,
+        );
+        s.push_str("]}");
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["events"][0]["user"], "user-7");
+    }
+}
