@@ -4,7 +4,9 @@ use diesel::prelude::*;
 use serde_json::json;
 
 use super::DbConn;
-use super::outbox::{KIND_LIMIT_REACHED, KIND_UTILIZATION_HIGH, enqueue_alert};
+use super::outbox::{
+    KIND_LIMIT_REACHED, KIND_UTILIZATION_HIGH, TARGET_PROVIDER, TARGET_TENANT, enqueue_alert,
+};
 use super::schema::sites::dsl as s;
 use super::sites::SiteFull;
 use crate::clock::Millis;
@@ -17,10 +19,20 @@ const REARM_PERCENT: i64 = 70;
 /// At most one `site.limit_reached` per site per hour.
 const LIMIT_ALERT_EVERY_MS: i64 = 3_600_000;
 
-fn tenant_has_url(c: &mut DbConn, tenant_id: i64) -> Result<bool> {
-    Ok(super::tenants::get_by_id(c, tenant_id)?
+/// Who receives an alert about this site: its tenant if it set a `notify_url`, and
+/// the provider if it configured one.
+fn recipients(c: &mut DbConn, tenant_id: i64, provider: bool) -> Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    if super::tenants::get_by_id(c, tenant_id)?
         .notify_url
-        .is_some())
+        .is_some()
+    {
+        out.push(TARGET_TENANT);
+    }
+    if provider {
+        out.push(TARGET_PROVIDER);
+    }
+    Ok(out)
 }
 
 /// Called with a site's counted sessions after a change.
@@ -40,8 +52,8 @@ pub fn on_count(
         diesel::update(s::sites.find(full.site.id))
             .set(s::utilization_alert_armed.eq(false))
             .execute(c)?;
-        let to_tenant = tenant_has_url(c, full.site.tenant_id)?;
-        if to_tenant || provider {
+        let to = recipients(c, full.site.tenant_id, provider)?;
+        if !to.is_empty() {
             let data = json!({
                 "site": full.site.slug,
                 "tenant": full.tenant_slug,
@@ -55,8 +67,7 @@ pub fn on_count(
                 full.site.tenant_id,
                 KIND_UTILIZATION_HIGH,
                 data,
-                to_tenant,
-                provider,
+                &to,
                 now,
             )?;
         }
@@ -80,8 +91,8 @@ pub fn on_refusal(c: &mut DbConn, full: &SiteFull, now: Millis, provider: bool) 
     diesel::update(s::sites.find(full.site.id))
         .set(s::last_limit_alert_at.eq(Some(now)))
         .execute(c)?;
-    let to_tenant = tenant_has_url(c, full.site.tenant_id)?;
-    if to_tenant || provider {
+    let to = recipients(c, full.site.tenant_id, provider)?;
+    if !to.is_empty() {
         let cfg = full.config();
         let data = json!({
             "site": full.site.slug,
@@ -95,8 +106,7 @@ pub fn on_refusal(c: &mut DbConn, full: &SiteFull, now: Millis, provider: bool) 
             full.site.tenant_id,
             KIND_LIMIT_REACHED,
             data,
-            to_tenant,
-            provider,
+            &to,
             now,
         )?;
     }

@@ -136,38 +136,26 @@ pub fn enqueue_kill(
     Ok(())
 }
 
-/// Queues a threshold alert for the tenant's `notify_url` and, when configured, the
-/// provider's.
+/// Queues a threshold alert for each recipient: `TARGET_TENANT` (the tenant's
+/// `notify_url`) and/or `TARGET_PROVIDER` (the provider-wide URL).
 pub fn enqueue_alert(
     conn: &mut DbConn,
     site_id: i64,
     tenant_id: i64,
     kind: &str,
     data: serde_json::Value,
-    to_tenant: bool,
-    to_provider: bool,
+    recipients: &[&str],
     now: Millis,
 ) -> Result<()> {
     let payload = body(kind, now, data);
-    if to_tenant {
+    for target in recipients {
         insert(
             conn,
             Some(site_id),
             Some(tenant_id),
-            TARGET_TENANT,
+            target,
             kind,
             payload.clone(),
-            now,
-        )?;
-    }
-    if to_provider {
-        insert(
-            conn,
-            Some(site_id),
-            Some(tenant_id),
-            TARGET_PROVIDER,
-            kind,
-            payload,
             now,
         )?;
     }

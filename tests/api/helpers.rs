@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use actix_web::web;
 use chrono::{DateTime, Utc};
-use diesel::{Connection, RunQueryDsl};
 use diesel::connection::SimpleConnection;
+use diesel::{Connection, RunQueryDsl};
 use headcount::app::AppState;
 use headcount::auth::Role;
 use headcount::clock::ManualClock;
@@ -48,7 +48,8 @@ impl Drop for PgDatabase {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let _ = self.server.stop(false);
+        // The stop command is sent on the call; its completion is not awaited here.
+        drop(self.server.stop(false));
         // Stopping is asynchronous; give the pool back before the database is dropped.
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -89,9 +90,9 @@ fn template(admin_url: &str) -> String {
             let name = format!("headcount_tpl_{hash:016x}");
             let mut c = diesel::PgConnection::establish(admin_url).expect("connect to PostgreSQL");
             c.batch_execute("SELECT pg_advisory_lock(4242)").unwrap();
-            let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
-                "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"
-            )))
+            let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                &format!("EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"),
+            ))
             .get_result(&mut c)
             .unwrap();
             if !exists {
@@ -202,12 +203,11 @@ async fn start_app(
         config.provider_notify_secret = Some(headcount::config::Secret::new(secret));
     }
     let clock2 = clock.clone();
-    let (state, _) = tokio::task::spawn_blocking(move || {
-        headcount::app::prepare(config, Arc::new(clock2))
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    let (state, _) =
+        tokio::task::spawn_blocking(move || headcount::app::prepare(config, Arc::new(clock2)))
+            .await
+            .unwrap()
+            .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let running = headcount::app::start(state, listener, false).unwrap();
     let server = running.server.handle();
@@ -252,7 +252,13 @@ pub struct Reply {
 }
 
 impl TestApp {
-    pub async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.client.request(m, format!("{}{path}", self.url));
         if let Some(t) = token {
@@ -313,7 +319,11 @@ impl TestApp {
 
     pub async fn create_tenant(&self, slug: &str) -> Reply {
         let r = self
-            .post("/v1/tenants", &self.admin, json!({"slug": slug, "name": slug}))
+            .post(
+                "/v1/tenants",
+                &self.admin,
+                json!({"slug": slug, "name": slug}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
         r
@@ -351,8 +361,12 @@ impl TestApp {
     }
 
     pub async fn events(&self, site: &str, token: &str, events: Value) -> Reply {
-        self.post(&format!("/v1/sites/{site}/events"), token, json!({"events": events}))
-            .await
+        self.post(
+            &format!("/v1/sites/{site}/events"),
+            token,
+            json!({"events": events}),
+        )
+        .await
     }
 
     pub async fn admit(&self, site: &str, token: &str, session: &str) -> Reply {
@@ -368,7 +382,9 @@ impl TestApp {
     }
 
     pub async fn usage(&self, site: &str) -> Value {
-        let r = self.get(&format!("/v1/sites/{site}/usage"), &self.admin).await;
+        let r = self
+            .get(&format!("/v1/sites/{site}/usage"), &self.admin)
+            .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         r.body
     }

@@ -36,11 +36,13 @@ struct Inner {
 pub struct Receiver {
     pub url: String,
     inner: Arc<Mutex<Inner>>,
-    handle: actix_web::dev::ServerHandle,
 }
 
-
-async fn hook(req: HttpRequest, body: web::Bytes, inner: web::Data<Arc<Mutex<Inner>>>) -> HttpResponse {
+async fn hook(
+    req: HttpRequest,
+    body: web::Bytes,
+    inner: web::Data<Arc<Mutex<Inner>>>,
+) -> HttpResponse {
     let header = |n: &str| {
         req.headers()
             .get(n)
@@ -84,12 +86,10 @@ impl Receiver {
         .listen(listener)
         .unwrap()
         .run();
-        let handle = server.handle();
         tokio::spawn(server);
         Self {
             url: format!("http://127.0.0.1:{port}/hook"),
             inner,
-            handle,
         }
     }
 
@@ -99,7 +99,11 @@ impl Receiver {
 
     /// The next answers, in order (then 200).
     pub fn script(&self, answers: &[(u16, Option<u64>)]) {
-        self.inner.lock().unwrap().script.extend(answers.iter().copied());
+        self.inner
+            .lock()
+            .unwrap()
+            .script
+            .extend(answers.iter().copied());
     }
 
     /// What was accepted (answered 2xx), each judged against the trusted secrets.
@@ -110,9 +114,10 @@ impl Receiver {
             .map(|r| Received {
                 webhook_id: r.id.clone(),
                 body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-                signature_ok: g.secrets.iter().any(|s| {
-                    headcount::push::signing::verify(s, &r.id, r.ts, &r.body, &r.sig)
-                }),
+                signature_ok: g
+                    .secrets
+                    .iter()
+                    .any(|s| headcount::push::signing::verify(s, &r.id, r.ts, &r.body, &r.sig)),
             })
             .collect()
     }
@@ -134,10 +139,9 @@ impl Receiver {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("timed out waiting for {what}; received {:?}", self.received());
-    }
-
-    pub async fn stop(&self) {
-        self.handle.stop(false).await;
+        panic!(
+            "timed out waiting for {what}; received {:?}",
+            self.received()
+        );
     }
 }
