@@ -10,7 +10,7 @@ use base64::Engine;
 use rand::RngCore;
 use tokio::sync::{Notify, watch};
 
-use crate::auth::{Caller, Keys, Revocations, Role};
+use crate::auth::{Caller, Keys, Revocations, Role, VerifiedTokens};
 use crate::clock::SharedClock;
 use crate::config::{Config, Secret};
 use crate::db::Db;
@@ -24,6 +24,8 @@ pub struct AppState {
     pub clock: SharedClock,
     pub keys: Keys,
     pub revocations: Revocations,
+    /// Tokens already verified, so that each request does not redo the HMAC.
+    pub verified_tokens: VerifiedTokens,
     pub config: Arc<Config>,
     pub metrics: Metrics,
     /// Wakes the push sender when a change has queued a push.
@@ -50,6 +52,7 @@ impl AppState {
         match &self.rate_limiter {
             Some(r) => r.take(caller.jti()).map_err(|s| Error::RateLimited {
                 retry_after_seconds: s,
+                limit: r.per_second(),
             }),
             None => Ok(()),
         }
@@ -101,6 +104,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             clock,
             keys: Keys::from_secret(&Secret::new(key)),
             revocations: Revocations::default(),
+            verified_tokens: VerifiedTokens::default(),
             config: Arc::new(config),
             metrics: Metrics::default(),
             outbox_wakeup: Arc::new(Notify::new()),

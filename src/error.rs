@@ -64,8 +64,12 @@ pub enum Error {
     },
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("rate limit exceeded")]
-    RateLimited { retry_after_seconds: u64 },
+    #[error("rate limit exceeded for this token; retry after {retry_after_seconds} s")]
+    RateLimited {
+        retry_after_seconds: u64,
+        /// Requests per second allowed to the token.
+        limit: u32,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -194,8 +198,12 @@ impl ResponseError for Error {
             }
             Self::RateLimited {
                 retry_after_seconds,
+                limit,
             } => {
                 res.insert_header((header::RETRY_AFTER, retry_after_seconds.to_string()));
+                res.insert_header(("RateLimit-Limit", limit.to_string()));
+                res.insert_header(("RateLimit-Remaining", "0"));
+                res.insert_header(("RateLimit-Reset", retry_after_seconds.to_string()));
             }
             Self::Unauthorized(_) => {
                 res.insert_header((header::WWW_AUTHENTICATE, "Bearer"));

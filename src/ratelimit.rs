@@ -20,6 +20,10 @@ impl RateLimiter {
         }
     }
 
+    pub fn per_second(&self) -> u32 {
+        self.limit.per_second
+    }
+
     /// Takes one token for `key`; on refusal says how many seconds until the next.
     pub fn take(&self, key: &str) -> Result<(), u64> {
         let now = Instant::now();

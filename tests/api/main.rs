@@ -10,4 +10,5 @@ mod control;
 mod foundation;
 mod load;
 mod push;
+mod security;
 mod sessions;
