@@ -152,6 +152,42 @@ impl Default for Options {
     }
 }
 
+/// A fresh, empty database for a test that runs headcount as a separate process;
+/// the guard removes it.
+pub struct DbGuard {
+    _dir: tempfile::TempDir,
+    _pg: Option<PgDatabase>,
+}
+
+pub async fn fresh_database() -> (String, std::path::PathBuf, DbGuard) {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_path_buf();
+    match pg_url() {
+        Some(admin) => {
+            let admin2 = admin.clone();
+            let db = tokio::task::spawn_blocking(move || fresh_pg(&admin2))
+                .await
+                .unwrap();
+            (
+                with_db(&admin, &db.name),
+                data_dir,
+                DbGuard {
+                    _dir: dir,
+                    _pg: Some(db),
+                },
+            )
+        }
+        None => (
+            format!("sqlite://{}/headcount.db", dir.path().display()),
+            data_dir,
+            DbGuard {
+                _dir: dir,
+                _pg: None,
+            },
+        ),
+    }
+}
+
 pub async fn spawn() -> TestApp {
     spawn_with(Options::default()).await
 }

@@ -7,6 +7,7 @@ mod receiver;
 mod admission;
 mod billing;
 mod control;
+mod crash;
 mod foundation;
 mod load;
 mod push;
