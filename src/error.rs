@@ -228,6 +228,9 @@ impl From<diesel::result::Error> for Error {
             D::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, info) => {
                 Self::Unavailable(format!("database unavailable: {}", info.message()))
             }
+            D::DatabaseError(K::SerializationFailure, _) => {
+                Self::Unavailable("database is busy, try again".to_owned())
+            }
             D::DatabaseError(_, ref info) if is_busy(info.message()) => {
                 Self::Unavailable("database is busy, try again".to_owned())
             }
@@ -243,7 +246,10 @@ impl From<r2d2::Error> for Error {
     }
 }
 
-/// SQLite reports lock contention as an error the caller can retry.
+/// Lock contention the caller can retry: SQLite's busy database, PostgreSQL's
+/// deadlock victim. The whole transaction is run again.
 pub fn is_busy(message: &str) -> bool {
-    message.contains("database is locked") || message.contains("database is busy")
+    message.contains("database is locked")
+        || message.contains("database is busy")
+        || message.contains("deadlock detected")
 }

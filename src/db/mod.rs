@@ -294,7 +294,10 @@ pub fn lock_site(conn: &mut DbConn, site_id: i64) -> Result<()> {
             s::sites
                 .filter(s::id.eq(site_id))
                 .select(s::id)
-                .for_update()
+                // NO KEY UPDATE: inserting sessions takes KEY SHARE on the site row
+                // for the foreign key, which a plain FOR UPDATE would block (and
+                // deadlock with); admissions still serialize against each other.
+                .for_no_key_update()
                 .first::<i64>(c)?;
         }
         DbConn::Sqlite(c) => {

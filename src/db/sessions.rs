@@ -71,8 +71,12 @@ pub fn merge(
     observations: &[(String, Observation)],
     overage: bool,
 ) -> Result<usize> {
+    // Rows in one order for every writer, so that concurrent batches touching the same
+    // sessions lock them in the same order and cannot deadlock each other.
+    let mut sorted: Vec<&(String, Observation)> = observations.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let mut n = 0;
-    for chunk in observations.chunks(UPSERT_CHUNK) {
+    for chunk in sorted.chunks(UPSERT_CHUNK) {
         let rows: Vec<NewSession<'_>> = chunk
             .iter()
             .map(|(session, o)| NewSession {
@@ -132,16 +136,16 @@ pub fn merge(
                     // Descriptive fields: the greatest non-null value wins, so the
                     // result does not depend on arrival order either.
                     x::user_ref.eq(case_when(
-                        x::user_ref.is_null().or(excluded(x::user_ref)
-                            .gt(x::user_ref)
-                            .assume_not_null()),
+                        x::user_ref
+                            .is_null()
+                            .or(excluded(x::user_ref).gt(x::user_ref).assume_not_null()),
                         excluded(x::user_ref),
                     )
                     .otherwise(x::user_ref)),
                     x::user_agent.eq(case_when(
-                        x::user_agent.is_null().or(excluded(x::user_agent)
-                            .gt(x::user_agent)
-                            .assume_not_null()),
+                        x::user_agent
+                            .is_null()
+                            .or(excluded(x::user_agent).gt(x::user_agent).assume_not_null()),
                         excluded(x::user_agent),
                     )
                     .otherwise(x::user_agent)),

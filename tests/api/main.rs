@@ -10,6 +10,7 @@ mod control;
 mod crash;
 mod foundation;
 mod load;
+mod multiprocess;
 mod outage;
 mod push;
 mod security;
