@@ -69,7 +69,13 @@ fn admin_token() -> String {
 }
 
 async fn post(client: &reqwest::Client, url: &str, token: &str, body: Value) -> Option<Value> {
-    let r = client.post(url).bearer_auth(token).json(&body).send().await.ok()?;
+    let r = client
+        .post(url)
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .ok()?;
     if !r.status().is_success() {
         return None;
     }
@@ -100,15 +106,28 @@ async fn acknowledged_work_survives_sigkill() {
     ready(&client, &server.url).await;
     let u = &server.url;
     for (path, body) in [
-        ("/v1/plans", json!({"code": "p", "name": "P", "session_limit": 1000000})),
+        (
+            "/v1/plans",
+            json!({"code": "p", "name": "P", "session_limit": 1000000}),
+        ),
         ("/v1/tenants", json!({"slug": "t", "name": "T"})),
-        ("/v1/sites", json!({"slug": "s", "tenant": "t", "name": "S", "plan": "p", "webhook_url": "http://127.0.0.1:9/unreachable"})),
+        (
+            "/v1/sites",
+            json!({"slug": "s", "tenant": "t", "name": "S", "plan": "p", "webhook_url": "http://127.0.0.1:9/unreachable"}),
+        ),
     ] {
-        post(&client, &format!("{u}{path}"), &admin, body).await.expect(path);
+        post(&client, &format!("{u}{path}"), &admin, body)
+            .await
+            .expect(path);
     }
-    let site = post(&client, &format!("{u}/v1/tokens"), &admin, json!({"role": "site", "site": "s"}))
-        .await
-        .unwrap()["token"]
+    let site = post(
+        &client,
+        &format!("{u}/v1/tokens"),
+        &admin,
+        json!({"role": "site", "site": "s"}),
+    )
+    .await
+    .unwrap()["token"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -118,7 +137,13 @@ async fn acknowledged_work_survives_sigkill() {
         let url = server.url.clone();
         let mut workers = Vec::new();
         for w in 0..4 {
-            let (client, url, site, admin, acked) = (client.clone(), url.clone(), site.clone(), admin.clone(), acked.clone());
+            let (client, url, site, admin, acked) = (
+                client.clone(),
+                url.clone(),
+                site.clone(),
+                admin.clone(),
+                acked.clone(),
+            );
             workers.push(tokio::spawn(async move {
                 for i in 0.. {
                     let id = format!("r{round}w{w}i{i}");
@@ -176,7 +201,15 @@ async fn acknowledged_work_survives_sigkill() {
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = client.get(&path).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+        let page: Value = client
+            .get(&path)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for row in page["items"].as_array().unwrap() {
             let s = row["session"].as_str().unwrap().to_owned();
             if row["end_reason"] == "killed" {
@@ -196,7 +229,15 @@ async fn acknowledged_work_survives_sigkill() {
         if let Some(c) = &cursor {
             path.push_str(&format!("&cursor={c}"));
         }
-        let page: Value = client.get(&path).bearer_auth(&admin).send().await.unwrap().json().await.unwrap();
+        let page: Value = client
+            .get(&path)
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         for d in page["items"].as_array().unwrap() {
             if d["type"] == "session.kill" {
                 for s in d["payload"]["data"]["sessions"].as_array().unwrap() {
@@ -210,13 +251,19 @@ async fn acknowledged_work_survives_sigkill() {
         }
     }
     let g = acked.lock().unwrap();
-    assert!(!g.events.is_empty() && !g.admitted.is_empty(), "the load made no progress");
+    assert!(
+        !g.events.is_empty() && !g.admitted.is_empty(),
+        "the load made no progress"
+    );
     let lost_events: Vec<_> = g.events.difference(&seen).collect();
     let lost_admissions: Vec<_> = g.admitted.difference(&seen).collect();
     let lost_kills: Vec<_> = g.killed.difference(&ended).collect();
     let lost_pushes: Vec<_> = g.killed.difference(&pushed).collect();
     assert!(lost_events.is_empty(), "lost events: {lost_events:?}");
-    assert!(lost_admissions.is_empty(), "lost admissions: {lost_admissions:?}");
+    assert!(
+        lost_admissions.is_empty(),
+        "lost admissions: {lost_admissions:?}"
+    );
     assert!(lost_kills.is_empty(), "lost kills: {lost_kills:?}");
     assert!(lost_pushes.is_empty(), "lost pushes: {lost_pushes:?}");
     eprintln!(

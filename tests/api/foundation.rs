@@ -28,7 +28,10 @@ async fn metrics_count_requests_by_route_and_status() {
         r.text
     );
     assert!(r.text.contains("route=\"/v1/plans\",status=\"401\""));
-    assert!(r.text.contains("headcount_http_request_duration_seconds_bucket"));
+    assert!(
+        r.text
+            .contains("headcount_http_request_duration_seconds_bucket")
+    );
 }
 
 #[tokio::test]
@@ -36,8 +39,8 @@ async fn the_served_spec_is_the_committed_one() {
     let app = spawn().await;
     let r = app.call("GET", "/openapi.json", None, None).await;
     assert_eq!(r.status, StatusCode::OK);
-    let committed = std::fs::read_to_string("openapi/openapi.json")
-        .expect("openapi/openapi.json is committed");
+    let committed =
+        std::fs::read_to_string("openapi/openapi.json").expect("openapi/openapi.json is committed");
     assert!(
         committed == r.text,
         "openapi/openapi.json differs from what the code generates; \
@@ -93,7 +96,11 @@ async fn bad_input_is_problem_json_naming_the_field() {
     // Too large.
     let big = "x".repeat(70 * 1024);
     let r = app
-        .post("/v1/plans", &app.admin, json!({"code": "a", "name": big, "session_limit": 1}))
+        .post(
+            "/v1/plans",
+            &app.admin,
+            json!({"code": "a", "name": big, "session_limit": 1}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(is_problem(&r));

@@ -36,13 +36,20 @@ async fn postgres_outage_gives_503_then_recovers() {
     let app = spawn().await;
     let t = app.site_with("www", json!({"session_limit": 100000})).await;
     for i in 0..20 {
-        assert_eq!(app.admit("www", &t, &format!("before{i}")).await.body["admitted"], true);
+        assert_eq!(
+            app.admit("www", &t, &format!("before{i}")).await.body["admitted"],
+            true
+        );
     }
     cluster("stop");
     let mut unavailable = 0;
     for i in 0..5 {
         let r = app
-            .post("/v1/sites/www/admissions", &t, json!({"session": format!("during{i}")}))
+            .post(
+                "/v1/sites/www/admissions",
+                &t,
+                json!({"session": format!("during{i}")}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
         assert!(is_problem(&r));
@@ -65,10 +72,21 @@ async fn postgres_outage_gives_503_then_recovers() {
     // No dead connections: every request after recovery succeeds.
     for i in 0..50 {
         let r = app
-            .post("/v1/sites/www/admissions", &t, json!({"session": format!("after{i}")}))
+            .post(
+                "/v1/sites/www/admissions",
+                &t,
+                json!({"session": format!("after{i}")}),
+            )
             .await;
-        assert_eq!(r.status, StatusCode::OK, "request {i} after recovery: {}", r.text);
+        assert_eq!(
+            r.status,
+            StatusCode::OK,
+            "request {i} after recovery: {}",
+            r.text
+        );
     }
     assert_eq!(app.usage("www").await["active"], 70);
-    eprintln!("outage: {unavailable} requests answered 503 during the outage; 50 of 50 succeeded after");
+    eprintln!(
+        "outage: {unavailable} requests answered 503 during the outage; 50 of 50 succeeded after"
+    );
 }

@@ -272,14 +272,17 @@ async fn pending_pushes_survive_a_restart() {
     let rx = Receiver::start().await;
     // The receiver is down: the push stays pending.
     rx.script(&[(503, None)]);
-    let r = app.create_site("s", "t", "p", json!({"webhook_url": rx.url})).await;
+    let r = app
+        .create_site("s", "t", "p", json!({"webhook_url": rx.url}))
+        .await;
     rx.trust(r.body["webhook_secret"].as_str().unwrap());
     attempts(&app, "s", "site.config_changed", 1).await;
     // A new process on the same database picks the push up and delivers it.
     let again = app.restart(Options::default()).await;
     again.advance(10);
     rx.wait_for("the push after the restart", |r| {
-        r.iter().any(|m| m.signature_ok && m.body["type"] == "site.config_changed")
+        r.iter()
+            .any(|m| m.signature_ok && m.body["type"] == "site.config_changed")
     })
     .await;
     wait_status(&again, "s", "site.config_changed", "delivered").await;
@@ -340,4 +343,3 @@ async fn tenants_get_threshold_alerts() {
     assert_eq!(high.body["data"]["counted"], 4);
     assert_eq!(rx.of_type("site.utilization_high").len(), 1);
 }
-

@@ -52,12 +52,25 @@ async fn forged_and_malformed_tokens_are_refused() {
     let k = key(&app).await;
     let hs = json!({"alg": "HS256", "typ": "JWT"});
     // The real key signs a well-formed token: accepted (the control case).
-    assert_eq!(status_with(&app, &sign(&hs, &admin_claims(), &k), "/v1/plans").await, StatusCode::OK);
+    assert_eq!(
+        status_with(&app, &sign(&hs, &admin_claims(), &k), "/v1/plans").await,
+        StatusCode::OK
+    );
     let mut refused = Vec::new();
     let mut cases: Vec<(&str, String)> = Vec::new();
-    cases.push(("alg none", format!("{}.{}.", B64.encode(r#"{"alg":"none","typ":"JWT"}"#), B64.encode(admin_claims().to_string()))));
+    cases.push((
+        "alg none",
+        format!(
+            "{}.{}.",
+            B64.encode(r#"{"alg":"none","typ":"JWT"}"#),
+            B64.encode(admin_claims().to_string())
+        ),
+    ));
     // HS/RS confusion: an RS256 header signed with the HMAC key.
-    cases.push(("RS256 header", sign(&json!({"alg": "RS256", "typ": "JWT"}), &admin_claims(), &k)));
+    cases.push((
+        "RS256 header",
+        sign(&json!({"alg": "RS256", "typ": "JWT"}), &admin_claims(), &k),
+    ));
     cases.push(("HS512", {
         let h = B64.encode(json!({"alg": "HS512"}).to_string());
         let p = B64.encode(admin_claims().to_string());
@@ -65,7 +78,10 @@ async fn forged_and_malformed_tokens_are_refused() {
         mac.update(format!("{h}.{p}").as_bytes());
         format!("{h}.{p}.{}", B64.encode(mac.finalize().into_bytes()))
     }));
-    cases.push(("wrong key", sign(&hs, &admin_claims(), b"0123456789abcdef0123456789abcdef")));
+    cases.push((
+        "wrong key",
+        sign(&hs, &admin_claims(), b"0123456789abcdef0123456789abcdef"),
+    ));
     let mut c = admin_claims();
     c["exp"] = json!(now() - 120);
     cases.push(("expired", sign(&hs, &c, &k)));
@@ -84,10 +100,26 @@ async fn forged_and_malformed_tokens_are_refused() {
     let parts: Vec<&str> = tenant_token.split('.').collect();
     let mut claims: Value = serde_json::from_slice(&B64.decode(parts[1]).unwrap()).unwrap();
     claims["role"] = json!("admin");
-    cases.push(("role tampered", format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2])));
+    cases.push((
+        "role tampered",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(claims.to_string()),
+            parts[2]
+        ),
+    ));
     claims["role"] = json!("tenant");
     claims["tenant"] = json!("other");
-    cases.push(("tenant tampered", format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2])));
+    cases.push((
+        "tenant tampered",
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            B64.encode(claims.to_string()),
+            parts[2]
+        ),
+    ));
     cases.push(("garbage", "not.a.jwt".to_owned()));
     cases.push(("empty", String::new()));
     for (name, token) in &cases {
@@ -101,12 +133,21 @@ async fn forged_and_malformed_tokens_are_refused() {
 #[tokio::test]
 async fn revocation_applies_at_once() {
     let app = spawn().await;
-    let r = app.post("/v1/tokens", &app.admin, json!({"role": "admin", "ttl_seconds": 600})).await;
+    let r = app
+        .post(
+            "/v1/tokens",
+            &app.admin,
+            json!({"role": "admin", "ttl_seconds": 600}),
+        )
+        .await;
     let token = r.body["token"].as_str().unwrap().to_owned();
     let jti = r.body["jti"].as_str().unwrap().to_owned();
     assert_eq!(status_with(&app, &token, "/v1/plans").await, StatusCode::OK);
     app.delete(&format!("/v1/tokens/{jti}"), &app.admin).await;
-    assert_eq!(status_with(&app, &token, "/v1/plans").await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        status_with(&app, &token, "/v1/plans").await,
+        StatusCode::UNAUTHORIZED
+    );
 }
 
 #[tokio::test]
@@ -118,7 +159,11 @@ async fn site_and_tenant_tokens_stay_in_their_lane() {
     // A site token on another site's agent endpoints: 404 (no existence leak).
     for (m, path, body) in [
         ("POST", "/v1/sites/b/events", Some(json!({"events": []}))),
-        ("POST", "/v1/sites/b/admissions", Some(json!({"session": "x"}))),
+        (
+            "POST",
+            "/v1/sites/b/admissions",
+            Some(json!({"session": "x"})),
+        ),
         ("PUT", "/v1/sites/b/sessions", Some(json!({"sessions": []}))),
         ("GET", "/v1/sites/b/config", None),
     ] {
@@ -126,8 +171,17 @@ async fn site_and_tenant_tokens_stay_in_their_lane() {
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{m} {path}: {}", r.text);
     }
     // A site token on maintainers' endpoints, even its own: 403.
-    for path in ["/v1/sites/a/sessions", "/v1/sites/a/usage", "/v1/sites/a/deliveries", "/v1/billing/export?period=2026-01&format=json"] {
-        assert_eq!(status_with(&app, &a, path).await, StatusCode::FORBIDDEN, "{path}");
+    for path in [
+        "/v1/sites/a/sessions",
+        "/v1/sites/a/usage",
+        "/v1/sites/a/deliveries",
+        "/v1/billing/export?period=2026-01&format=json",
+    ] {
+        assert_eq!(
+            status_with(&app, &a, path).await,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
     }
     // A tenant token on another tenant's sites, sessions, usage, deliveries, billing: 404.
     for path in [
@@ -140,13 +194,28 @@ async fn site_and_tenant_tokens_stay_in_their_lane() {
         "/v1/tenants/b-tenant/usage",
         "/v1/billing/export?period=2026-01&format=json&tenant=b-tenant",
     ] {
-        assert_eq!(status_with(&app, &ta, path).await, StatusCode::NOT_FOUND, "{path}");
+        assert_eq!(
+            status_with(&app, &ta, path).await,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
     }
-    let r = app.post("/v1/sites/b/sessions/kill", &ta, json!({"state": "dangling"})).await;
+    let r = app
+        .post(
+            "/v1/sites/b/sessions/kill",
+            &ta,
+            json!({"state": "dangling"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // And the tenant's own site list holds only its own.
     let r = app.get("/v1/sites", &ta).await;
-    let slugs: Vec<&str> = r.body["items"].as_array().unwrap().iter().map(|s| s["slug"].as_str().unwrap()).collect();
+    let slugs: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["slug"].as_str().unwrap())
+        .collect();
     assert_eq!(slugs, vec!["a"]);
 }
 
@@ -171,7 +240,10 @@ async fn rate_limits_answer_429_with_retry_after() {
     assert!(r.headers.contains_key("retry-after"));
     assert!(r.headers.contains_key("ratelimit-limit"), "{:?}", r.headers);
     // Another token has its own bucket.
-    let (other, _) = app.state.mint(headcount::auth::Role::Admin, None, None, 600).unwrap();
+    let (other, _) = app
+        .state
+        .mint(headcount::auth::Role::Admin, None, None, 600)
+        .unwrap();
     assert_eq!(app.get("/v1/plans", &other).await.status, StatusCode::OK);
 }
 
@@ -180,19 +252,31 @@ async fn secrets_never_show_in_debug_output_or_lists() {
     let app = spawn().await;
     let key = String::from_utf8(key(&app).await).unwrap();
     let debug = format!("{:?} {:?}", app.state, app.state.config);
-    assert!(!debug.contains(&key), "the JWT key leaked into Debug output");
+    assert!(
+        !debug.contains(&key),
+        "the JWT key leaked into Debug output"
+    );
     app.create_plan("p", json!({"session_limit": 1})).await;
     let t = app.create_tenant("t").await;
     let notify = t.body["notify_secret"].as_str().unwrap().to_owned();
     let s = app.create_site("s", "t", "p", json!({})).await;
     let hook = s.body["webhook_secret"].as_str().unwrap().to_owned();
-    for path in ["/v1/tenants", "/v1/tenants/t", "/v1/sites", "/v1/sites/s", "/v1/sites/s/deliveries", "/v1/audit"] {
+    for path in [
+        "/v1/tenants",
+        "/v1/tenants/t",
+        "/v1/sites",
+        "/v1/sites/s",
+        "/v1/sites/s/deliveries",
+        "/v1/audit",
+    ] {
         let r = app.get(path, &app.admin).await;
         for secret in [&notify, &hook, &key] {
             assert!(!r.text.contains(secret.as_str()), "{path} shows a secret");
         }
     }
     // Error bodies do not echo the token either.
-    let r = app.get("/v1/plans", "eyJhbGciOiJIUzI1NiJ9.e30.c2VjcmV0").await;
+    let r = app
+        .get("/v1/plans", "eyJhbGciOiJIUzI1NiJ9.e30.c2VjcmV0")
+        .await;
     assert!(!r.text.contains("c2VjcmV0"));
 }
