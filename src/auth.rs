@@ -201,37 +201,111 @@ impl Caller {
 }
 
 /// Revoked token ids, reloaded at most once a second.
+///
+/// Requests read the current set under a short synchronous read lock; only one of
+/// them reloads a stale set while the others go on with the previous one, so the
+/// reload (a database round trip) never queues every request of the process behind
+/// it, and no request holds a lock across an await.
 #[derive(Debug)]
 pub struct Revocations {
-    inner: tokio::sync::Mutex<(Option<Instant>, Arc<HashSet<String>>)>,
+    current: std::sync::RwLock<(Option<Instant>, Arc<HashSet<String>>)>,
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl Default for Revocations {
     fn default() -> Self {
         Self {
-            inner: tokio::sync::Mutex::new((None, Arc::new(HashSet::new()))),
+            current: std::sync::RwLock::new((None, Arc::new(HashSet::new()))),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 }
 
+/// How old the revocation set may get before a request reloads it.
+const REVOCATIONS_FRESH: Duration = Duration::from_millis(900);
+
 impl Revocations {
     pub async fn is_revoked(&self, db: &Db, now: Millis, jti: &str) -> Result<bool> {
-        let mut guard = self.inner.lock().await;
-        let fresh = guard
-            .0
-            .is_some_and(|at| at.elapsed() < Duration::from_millis(900));
-        if !fresh {
-            let set = db
-                .run(move |c| crate::db::tokens::revoked_since(c, now))
-                .await?;
-            *guard = (Some(Instant::now()), Arc::new(set.into_iter().collect()));
+        let (loaded_at, set) = self.snapshot();
+        if loaded_at.is_some_and(|at| at.elapsed() < REVOCATIONS_FRESH) {
+            return Ok(set.contains(jti));
         }
-        Ok(guard.1.contains(jti))
+        // Stale: one request reloads. While it does, others use the previous set,
+        // unless there has never been one (then they wait for the first load).
+        let guard = match self.reloading.try_lock() {
+            Ok(g) => g,
+            Err(_) if loaded_at.is_some() => return Ok(set.contains(jti)),
+            Err(_) => self.reloading.lock().await,
+        };
+        let (loaded_at, set) = self.snapshot();
+        if loaded_at.is_some_and(|at| at.elapsed() < REVOCATIONS_FRESH) {
+            return Ok(set.contains(jti));
+        }
+        let fresh: HashSet<String> = db
+            .run(move |c| crate::db::tokens::revoked_since(c, now))
+            .await?
+            .into_iter()
+            .collect();
+        let revoked = fresh.contains(jti);
+        if let Ok(mut w) = self.current.write() {
+            *w = (Some(Instant::now()), Arc::new(fresh));
+        }
+        drop(guard);
+        drop(set);
+        Ok(revoked)
+    }
+
+    fn snapshot(&self) -> (Option<Instant>, Arc<HashSet<String>>) {
+        match self.current.read() {
+            Ok(r) => (r.0, r.1.clone()),
+            Err(_) => (None, Arc::new(HashSet::new())),
+        }
     }
 
     /// Forgets the cache so that a revocation made here applies at once.
     pub async fn invalidate(&self) {
-        self.inner.lock().await.0 = None;
+        if let Ok(mut w) = self.current.write() {
+            w.0 = None;
+        }
+    }
+}
+
+/// Tokens whose signature and claims have been checked, so that an agent sending
+/// thousands of requests with one token pays for the HMAC and the JSON parse once.
+/// Expiry and `nbf` are checked again on every use; revocation is checked separately.
+#[derive(Debug, Default)]
+pub struct VerifiedTokens {
+    map: std::sync::RwLock<std::collections::HashMap<String, Arc<Claims>>>,
+}
+
+/// Distinct tokens kept; beyond this the cache starts over (tokens are few in
+/// practice: one per site agent, a few per operator).
+const VERIFIED_TOKENS_MAX: usize = 10_000;
+
+impl VerifiedTokens {
+    pub fn verify(&self, keys: &Keys, token: &str) -> Result<Arc<Claims>> {
+        let hit = self.map.read().ok().and_then(|m| m.get(token).cloned());
+        if let Some(c) = hit {
+            let now = jsonwebtoken::get_current_timestamp() as i64;
+            let leeway = LEEWAY_SECONDS as i64;
+            if c.exp + leeway < now {
+                return Err(Error::Unauthorized("invalid token: expired".to_owned()));
+            }
+            if c.nbf.is_some_and(|nbf| nbf - leeway > now) {
+                return Err(Error::Unauthorized(
+                    "invalid token: not yet valid".to_owned(),
+                ));
+            }
+            return Ok(c);
+        }
+        let claims = Arc::new(keys.verify(token)?);
+        if let Ok(mut m) = self.map.write() {
+            if m.len() >= VERIFIED_TOKENS_MAX {
+                m.clear();
+            }
+            m.insert(token.to_owned(), claims.clone());
+        }
+        Ok(claims)
     }
 }
 
@@ -259,7 +333,7 @@ impl FromRequest for Caller {
         let token = bearer(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| Error::Internal(anyhow::anyhow!("no state")))?;
-            let claims = state.keys.verify(&token?)?;
+            let claims = state.verified_tokens.verify(&state.keys, &token?)?;
             let now = state.clock.now_ms();
             if state
                 .revocations
@@ -268,7 +342,7 @@ impl FromRequest for Caller {
             {
                 return Err(Error::Unauthorized("invalid token: revoked".to_owned()));
             }
-            let caller = Caller::from_claims(claims);
+            let caller = Caller::from_claims(Claims::clone(&claims));
             state.rate_limit(&caller)?;
             Ok(caller)
         })
@@ -332,6 +406,32 @@ mod tests {
             .mint(&claims(Role::Admin, None, None, now - 3_600_000, 60))
             .unwrap();
         assert!(matches!(keys().verify(&old), Err(Error::Unauthorized(_))));
+    }
+
+    #[test]
+    fn the_verified_token_cache_still_checks_signatures_and_expiry() {
+        let cache = VerifiedTokens::default();
+        let now = chrono::Utc::now().timestamp_millis();
+        let t = keys()
+            .mint(&claims(Role::Site, None, Some("s".into()), now, 600))
+            .unwrap();
+        let a = cache.verify(&keys(), &t).unwrap();
+        let b = cache.verify(&keys(), &t).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "the second use is a cache hit");
+        let forged = format!("{}x", &t[..t.len() - 1]);
+        assert!(cache.verify(&keys(), &forged).is_err());
+        // An entry whose expiry has passed is refused although it is cached.
+        let old = claims(Role::Admin, None, None, now - 3_600_000, 60);
+        let old_token = keys().mint(&old).unwrap();
+        cache
+            .map
+            .write()
+            .unwrap()
+            .insert(old_token.clone(), Arc::new(old));
+        assert!(matches!(
+            cache.verify(&keys(), &old_token),
+            Err(Error::Unauthorized(_))
+        ));
     }
 
     #[test]

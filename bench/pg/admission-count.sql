@@ -3,4 +3,4 @@
 \set site random(1, :sites)
 SELECT count(*) FROM sessions
 WHERE site_id = :site AND ended_at IS NULL
-  AND expires_at > (extract(epoch FROM clock_timestamp()) * 1000)::bigint;
+  AND expires_at > (extract(epoch FROM now()) * 1000)::bigint;

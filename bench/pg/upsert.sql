@@ -2,8 +2,10 @@
 -- site: a multi-row insert that merges into existing rows with the monotone rule
 -- (earliest start, latest activity and expiry, earliest end). Rows come from
 -- generate_series rather than 5,500 bind parameters, which flatters the database a
--- little: the ratio to it is conservative.
-\set site random(1, :sites)
+-- little: the ratio to it is conservative. Each client writes into its own site, as
+-- one site's agent sends its batches one after the other (headcount load does the same
+-- in ingest-batch with --sites equal to --concurrency).
+\set site :client_id + 1
 \set first random(0, :sessions - 1)
 INSERT INTO sessions (site_id, session, user_ref, started_at, last_activity_at, expires_at,
                       ended_at, end_reason, user_agent, ip, overage)

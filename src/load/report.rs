@@ -169,6 +169,8 @@ pub struct SimulateReport {
     /// Distinct `webhook-id`s with a valid signature.
     pub pushes_verified: u64,
     pub pushes_bad_signature: u64,
+    /// Pushes that arrived before the site's creation reply (answered 503, retried).
+    pub pushes_early: u64,
     pub pushes_by_type: BTreeMap<String, u64>,
 }
 
@@ -260,6 +262,7 @@ impl Summary {
                 t.pushes_received += x.pushes_received;
                 t.pushes_verified += x.pushes_verified;
                 t.pushes_bad_signature += x.pushes_bad_signature;
+                t.pushes_early += x.pushes_early;
                 for (k, v) in x.pushes_by_type {
                     *t.pushes_by_type.entry(k).or_default() += v;
                 }
@@ -347,11 +350,12 @@ impl Summary {
                 .collect();
             let _ = writeln!(
                 t,
-                "pushes       {} expected, {} received, {} verified, {} bad signature  ({})",
+                "pushes       {} expected, {} received, {} verified, {} bad signature, {} early  ({})",
                 s.pushes_expected,
                 s.pushes_received,
                 s.pushes_verified,
                 s.pushes_bad_signature,
+                s.pushes_early,
                 types.join(", ")
             );
         }

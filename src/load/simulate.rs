@@ -38,6 +38,8 @@ struct Receiver {
     secrets: RwLock<HashMap<String, String>>,
     received: AtomicU64,
     bad: AtomicU64,
+    /// Pushes that came before the site's secret was known (answered 503).
+    early: AtomicU64,
     /// Verified `webhook-id`s: pushes are sent at least once, so count each once.
     seen: Mutex<HashSet<String>>,
     by_type: Mutex<BTreeMap<String, u64>>,
@@ -73,10 +75,17 @@ async fn receive(
         .read()
         .ok()
         .and_then(|m| m.get(site.as_str()).cloned());
-    let ok = match (secret, ts.parse::<i64>()) {
-        (Some(secret), Ok(ts)) => crate::push::signing::verify(&secret, &id, ts, &body, &sig),
-        _ => false,
+    let Some(secret) = secret else {
+        // A push for a site whose creation reply has not come back yet: its secret
+        // is not known here yet. Ask for a retry rather than call it forged.
+        rx.early.fetch_add(1, Ordering::Relaxed);
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("retry-after", "1"))
+            .finish();
     };
+    let ok = ts
+        .parse::<i64>()
+        .is_ok_and(|ts| crate::push::signing::verify(&secret, &id, ts, &body, &sig));
     if !ok {
         rx.bad.fetch_add(1, Ordering::Relaxed);
         return HttpResponse::Unauthorized().finish();
@@ -251,6 +260,7 @@ async fn drive(
         pushes_received: rx.received.load(Ordering::Relaxed),
         pushes_verified: rx.verified(),
         pushes_bad_signature: rx.bad.load(Ordering::Relaxed),
+        pushes_early: rx.early.load(Ordering::Relaxed),
         pushes_by_type: rx.by_type.lock().map(|m| m.clone()).unwrap_or_default(),
     });
     Ok(summary)

@@ -86,6 +86,7 @@ struct Ctx {
     scenario: Scenario,
     sessions: usize,
     batch: usize,
+    concurrency: usize,
     seed: u64,
     live: Arc<Live>,
 }
@@ -132,6 +133,7 @@ pub async fn run(
         scenario: opts.scenario,
         sessions: opts.sessions,
         batch: opts.batch,
+        concurrency: opts.concurrency,
         seed: opts.seed,
         live: Arc::new(Live::default()),
     });
@@ -190,7 +192,7 @@ async fn client_loop(ctx: Arc<Ctx>, gate: Arc<Gate>, index: u64, capacity: usize
     let mut rng = StdRng::seed_from_u64(fleet::mix(ctx.seed, index, 0xc11e));
     let mut rec = Recorder::with_capacity(capacity);
     while gate.take() {
-        let op = next_op(&ctx, &mut rng);
+        let op = next_op(&ctx, &mut rng, index);
         let started = Instant::now();
         let outcome = send(&ctx, op).await;
         rec.record(started, outcome, &ctx.live);
@@ -198,9 +200,19 @@ async fn client_loop(ctx: Arc<Ctx>, gate: Arc<Gate>, index: u64, capacity: usize
     rec
 }
 
-fn next_op(ctx: &Ctx, rng: &mut StdRng) -> Op {
+fn next_op(ctx: &Ctx, rng: &mut StdRng, client: u64) -> Op {
     let sites = ctx.fleet.sites.len().max(1);
-    let site = rng.random_range(0..sites);
+    let site = if ctx.scenario == Scenario::IngestBatch {
+        // A site's agent sends its batches one after the other: each client plays
+        // the agent of its own sites (one each when --sites ≥ --concurrency), rather
+        // than several clients writing overlapping batches into one site at once.
+        let own = (client as usize) % sites;
+        let stride = ctx.concurrency.min(sites).max(1);
+        let mine = (sites - own).div_ceil(stride).max(1);
+        own + stride * rng.random_range(0..mine)
+    } else {
+        rng.random_range(0..sites)
+    };
     let scenario = match ctx.scenario {
         // One admission and one usage read for every twenty events sent one by one
         // or in small batches: what a fleet of agents and a dashboard look like.

@@ -24,6 +24,9 @@ async fn three_processes_share_admissions_pushes_and_samples() {
     };
     let b = spawn_with(same_db()).await;
     let c = spawn_with(same_db()).await;
+    // One clock reading for all three, so that they sample the same minute.
+    b.clock.set(a.now());
+    c.clock.set(a.now());
     let apps = [&a, &b, &c];
     a.create_plan("p", json!({"session_limit": 10})).await;
     a.create_tenant("t").await;

@@ -132,7 +132,7 @@ impl Receiver {
 
     /// Waits (bounded) until `pred` holds over what arrived.
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        for _ in 0..200 {
+        for _ in 0..600 {
             let r = self.received();
             if pred(&r) {
                 return r;
