@@ -32,6 +32,10 @@ pub struct AppState {
     pub outbox_wakeup: Arc<Notify>,
     rate_limiter: Option<RateLimiter>,
     pub http: reqwest::Client,
+    /// Started with the server, on its runtime.
+    group_commit: std::sync::OnceLock<crate::db::group_commit::GroupCommit>,
+    /// Sites looked up by their agents' requests, kept for a second.
+    agent_sites: crate::db::sites::SiteCache,
 }
 
 impl std::fmt::Debug for AppState {
@@ -46,6 +50,16 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// The group committer; started on first use when the server did not start it.
+    pub fn group_commit(&self) -> &crate::db::group_commit::GroupCommit {
+        self.group_commit
+            .get_or_init(|| crate::db::group_commit::GroupCommit::start(self.db.clone()))
+    }
+
+    pub fn agent_sites(&self) -> &crate::db::sites::SiteCache {
+        &self.agent_sites
     }
 
     pub fn rate_limit(&self, caller: &Caller) -> Result<()> {
@@ -110,6 +124,8 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             outbox_wakeup: Arc::new(Notify::new()),
             rate_limiter,
             http,
+            group_commit: std::sync::OnceLock::new(),
+            agent_sites: crate::db::sites::SiteCache::default(),
         },
         first_start,
     ))

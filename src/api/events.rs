@@ -1,7 +1,5 @@
 //! What a site's agent sends: event batches, full snapshots and admissions.
 
-use std::collections::HashMap;
-
 use actix_web::{HttpResponse, post, put, web};
 use chrono::{DateTime, Utc};
 use diesel::Connection as _;
@@ -164,21 +162,11 @@ fn observe(
     ))
 }
 
-/// Coalesces observations of the same session (one upsert row per session).
-fn coalesce(items: Vec<(String, Observation)>) -> Vec<(String, Observation)> {
-    let mut index: HashMap<String, usize> = HashMap::with_capacity(items.len());
-    let mut out: Vec<(String, Observation)> = Vec::with_capacity(items.len());
-    for (s, o) in items {
-        match index.get(&s) {
-            Some(&i) => out[i].1.merge(&o),
-            None => {
-                index.insert(s.clone(), out.len());
-                out.push((s, o));
-            }
-        }
-    }
-    out
-}
+use crate::db::group_commit::coalesce;
+
+/// Batches up to this many events go through group commit; larger ones fill a
+/// transaction of their own.
+const GROUP_COMMIT_MAX_EVENTS: usize = 20;
 
 /// Ingest a batch of session events (site token). Well-formed events are applied
 /// even when others are rejected; the reply comes after the commit.
@@ -229,7 +217,11 @@ pub async fn ingest_events(
     let accepted = good.len();
     let rows = coalesce(good);
     let site_id = site.site.id;
-    if !rows.is_empty() {
+    if rows.is_empty() {
+        // Nothing to write.
+    } else if rows.len() <= GROUP_COMMIT_MAX_EVENTS {
+        state.group_commit().merge(site_id, rows).await?;
+    } else {
         state
             .db
             .run(move |c| c.transaction(|c| sessions::merge(c, site_id, &rows, false)))
@@ -485,27 +477,27 @@ fn admit(
         evicted,
         config_version: cfg.config_version,
     };
-    let (active, dangling) = sessions::count(c, site_id, now, cfg.idle_timeout_seconds)?;
-    let counted = match cfg.count_mode {
-        CountMode::Active => active,
-        CountMode::Live => active - dangling,
+    let counted_now = |c: &mut db::DbConn| -> Result<i64> {
+        let (active, dangling) = sessions::count(c, site_id, now, cfg.idle_timeout_seconds)?;
+        Ok(match cfg.count_mode {
+            CountMode::Active => active,
+            CountMode::Live => active - dangling,
+        })
     };
+    // A session the site already has is decided before counting: an ended one is
+    // refused, an active one is admitted again and counted once.
     if let Some(row) = sessions::get(c, site_id, session)? {
         if row.ended_at.is_some() {
+            let counted = counted_now(c)?;
             return Ok(reply(false, Outcome::SessionEnded, counted, Vec::new()));
         }
         if row.expires_at > now {
-            // Already admitted and active: admit again, count once.
             sessions::merge(c, site_id, &[(session.to_owned(), obs.clone())], false)?;
-            let (a, d) = sessions::count(c, site_id, now, cfg.idle_timeout_seconds)?;
-            let counted = if cfg.count_mode == CountMode::Active {
-                a
-            } else {
-                a - d
-            };
+            let counted = counted_now(c)?;
             return Ok(reply(true, Outcome::WithinLimit, counted, Vec::new()));
         }
     }
+    let counted = counted_now(c)?;
     // With count_mode live, dangling sessions hold no counted place, so evicting one
     // frees nothing: evict_dangling then acts as reject.
     let victim = if cfg.over_limit == OverLimit::EvictDangling

@@ -566,5 +566,13 @@ pub async fn visible_site(state: &AppState, caller: &Caller, slug: &str) -> Resu
 pub async fn agent_site(state: &AppState, caller: &Caller, slug: &str) -> Result<SiteFull> {
     let slug = path_slug("site", slug)?;
     caller.require_site(&slug)?;
-    state.db.run(move |c| sites::get_for_agent(c, &slug)).await
+    if let Some(f) = state.agent_sites().get(&slug) {
+        return Ok(f);
+    }
+    let f = state
+        .db
+        .run(move |c| sites::get_for_agent(c, &slug))
+        .await?;
+    state.agent_sites().put(&f);
+    Ok(f)
 }

@@ -4,6 +4,7 @@
 pub mod alerts;
 pub mod audit;
 pub mod billing;
+pub mod group_commit;
 pub mod history;
 pub mod outbox;
 pub mod plans;

@@ -225,28 +225,28 @@ pub fn end_sessions(
     Ok(n)
 }
 
-/// Counts of a site's active and dangling sessions at `now`, over the partial index of
-/// sessions that have not ended.
+/// Counts of a site's active and dangling sessions at `now`, in one query over the
+/// partial index of sessions that have not ended.
 pub fn count(
     conn: &mut DbConn,
     site_id: i64,
     now: Millis,
     idle_timeout_seconds: i64,
 ) -> Result<(i64, i64)> {
-    let active: i64 = x::sessions
+    use diesel::dsl::{count_star, sql};
+    use diesel::sql_types::{BigInt, Nullable};
+    let cutoff = now - idle_timeout_seconds * 1000;
+    // The cutoff is an integer computed here, so inlining it is safe.
+    let dangling = sql::<Nullable<BigInt>>(&format!(
+        "SUM(CASE WHEN last_activity_at <= {cutoff} THEN 1 ELSE 0 END)"
+    ));
+    let (active, dangling): (i64, Option<i64>) = x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
         .filter(x::expires_at.gt(now))
-        .count()
-        .get_result(conn)?;
-    let dangling: i64 = x::sessions
-        .filter(x::site_id.eq(site_id))
-        .filter(x::ended_at.is_null())
-        .filter(x::last_activity_at.le(now - idle_timeout_seconds * 1000))
-        .filter(x::expires_at.gt(now))
-        .count()
-        .get_result(conn)?;
-    Ok((active, dangling))
+        .select((count_star(), dangling))
+        .first(conn)?;
+    Ok((active, dangling.unwrap_or(0)))
 }
 
 /// The most idle dangling session of a site, if any.

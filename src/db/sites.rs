@@ -355,3 +355,30 @@ pub fn disable_webhook(conn: &mut DbConn, id: i64, now: Millis) -> Result<()> {
         .execute(conn)?;
     Ok(())
 }
+
+/// Sites by slug for the agent endpoints, kept for a second: an agent's every request
+/// needs its site, and a second-old copy is good enough for ingestion (admissions
+/// read the site again under its lock).
+#[derive(Debug, Default)]
+pub struct SiteCache {
+    map: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, SiteFull)>>,
+}
+
+const SITE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl SiteCache {
+    pub fn get(&self, slug: &str) -> Option<SiteFull> {
+        let map = self.map.read().ok()?;
+        let (at, f) = map.get(slug)?;
+        (at.elapsed() < SITE_CACHE_TTL).then(|| f.clone())
+    }
+
+    pub fn put(&self, f: &SiteFull) {
+        if let Ok(mut map) = self.map.write() {
+            if map.len() > 100_000 {
+                map.clear();
+            }
+            map.insert(f.site.slug.clone(), (std::time::Instant::now(), f.clone()));
+        }
+    }
+}
