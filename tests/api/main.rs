@@ -12,6 +12,7 @@ mod foundation;
 mod load;
 mod multiprocess;
 mod outage;
+mod process;
 mod push;
 mod security;
 mod sessions;

@@ -1,0 +1,120 @@
+//! The process itself: first start, bad settings, graceful shutdown, token command.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::fresh_database;
+
+fn headcount() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_headcount"));
+    c.env_remove("DATABASE_URL")
+        .env_remove("HEADCOUNT_JWT_SECRET")
+        .env_remove("HEADCOUNT_LISTEN")
+        .env("HEADCOUNT_LOG", "warn");
+    c
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a start that must fail; returns its stderr.
+fn failing_start(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = headcount();
+    c.arg("serve").args(args).arg("--data-dir").arg(dir.path());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    assert!(!out.status.success(), "it started: {out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_settings_stop_the_start_with_one_clear_line() {
+    let e = failing_start(&["--database-url", "mysql://x/y"], &[]);
+    assert!(e.contains("DATABASE_URL") && e.lines().count() == 1, "{e}");
+    let e = failing_start(&[], &[("HEADCOUNT_JWT_SECRET", "too-short")]);
+    assert!(
+        e.contains("HEADCOUNT_JWT_SECRET") && e.contains("32"),
+        "{e}"
+    );
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let e = failing_start(&["--listen", &addr], &[]);
+    assert!(e.contains("cannot listen") && e.lines().count() == 1, "{e}");
+    let e = failing_start(&["--listen", "nowhere"], &[]);
+    assert!(e.contains("HEADCOUNT_LISTEN"), "{e}");
+    let e = failing_start(&[], &[("HEADCOUNT_RETRY_SCHEDULE", "0s,5 parsecs")]);
+    assert!(e.contains("HEADCOUNT_RETRY_SCHEDULE"), "{e}");
+}
+
+#[tokio::test]
+async fn first_start_prints_one_admin_token_and_sigterm_exits_cleanly() {
+    let (database_url, data_dir, _guard) = fresh_database().await;
+    let client = reqwest::Client::new();
+    let mut tokens = Vec::new();
+    for round in 0..2 {
+        let port = free_port();
+        let mut child = headcount()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .arg("--database-url")
+            .arg(&database_url)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut ready = false;
+        for _ in 0..400 {
+            if let Ok(r) = client
+                .get(format!("http://127.0.0.1:{port}/readyz"))
+                .send()
+                .await
+                && r.status().is_success()
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(ready, "round {round}: not ready");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let out = tokio::task::spawn_blocking(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut s).unwrap();
+            (child.wait().unwrap(), s)
+        })
+        .await
+        .unwrap();
+        assert!(out.0.success(), "round {round}: exit {:?}", out.0);
+        tokens.push(out.1.lines().filter(|l| l.starts_with("ey")).count());
+    }
+    assert_eq!(tokens, vec![1, 0], "an admin token on the first start only");
+    // `token create` prints only a token, and it works against the same database.
+    let out = headcount()
+        .args([
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--database-url",
+            &database_url,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.trim().split('.').count(), 3, "{text}");
+    assert_eq!(text.lines().count(), 1);
+}
