@@ -224,7 +224,7 @@ pub async fn ingest_events(
     } else {
         state
             .db
-            .run(move |c| c.transaction(|c| sessions::merge(c, site_id, &rows, false)))
+            .write(move |c| c.transaction(|c| sessions::merge(c, site_id, &rows, false)))
             .await?;
     }
     Ok(HttpResponse::Ok().json(BatchResult { accepted, rejected }))
@@ -338,7 +338,7 @@ pub async fn put_snapshot(
     let site_id = site.site.id;
     let result = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             c.transaction(|c| {
                 let refs: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
                 let known = sessions::existing(c, site_id, &refs)?;
@@ -441,7 +441,7 @@ pub async fn create_admission(
     let provider_alerts = state.config.provider_notify_url.is_some();
     let result = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             c.transaction(|c| {
                 db::lock_site(c, site_id)?;
                 // Read the config under the lock: a concurrent change cannot slip in.

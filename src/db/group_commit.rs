@@ -97,7 +97,7 @@ async fn committer(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
             .map(|(site, rows)| (site, coalesce(rows)))
             .collect();
         let result = db
-            .run(move |c| {
+            .write(move |c| {
                 c.transaction(|c| {
                     for (site_id, rows) in &groups {
                         sessions::merge(c, *site_id, rows, false)?;

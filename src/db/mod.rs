@@ -151,6 +151,9 @@ pub type Pool = r2d2::Pool<Manager>;
 pub struct Db {
     pool: Pool,
     pub backend: Backend,
+    /// SQLite allows one writer at a time; writers of this process queue here, in
+    /// order, instead of spinning on the busy timeout (which gives seconds-long tails).
+    sqlite_writer: std::sync::Arc<std::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for Db {
@@ -182,7 +185,11 @@ impl Db {
             .min_idle(Some(1))
             .connection_timeout(Duration::from_secs(3))
             .build(manager)?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            sqlite_writer: Default::default(),
+        })
     }
 
     /// Runs `f` with a pooled connection on the blocking thread pool, so that no
@@ -196,6 +203,24 @@ impl Db {
         tokio::task::spawn_blocking(move || run_blocking(&pool, f))
             .await
             .map_err(|e| Error::Internal(anyhow::anyhow!("database task failed: {e}")))?
+    }
+
+    /// [`Db::run`] for a write transaction: on SQLite the process's writers take turns
+    /// instead of contending for the database lock. PostgreSQL needs no such queue.
+    pub async fn write<T, F>(&self, mut f: F) -> Result<T>
+    where
+        F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.backend == Backend::Postgres {
+            return self.run(f).await;
+        }
+        let turn = self.sqlite_writer.clone();
+        self.run(move |c| {
+            let _guard = turn.lock().unwrap_or_else(|e| e.into_inner());
+            f(c)
+        })
+        .await
     }
 
     /// The same as [`Db::run`] for code that already runs on a blocking thread.

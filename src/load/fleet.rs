@@ -139,6 +139,66 @@ pub async fn create(
     })
 }
 
+/// Places `active` live sessions and `ended` ended ones in every site, outside the
+/// pool the workload uses, so that a measurement sees a site that already holds them.
+/// Not measured.
+pub async fn background(
+    client: &reqwest::Client,
+    base: &str,
+    fleet: &Fleet,
+    active: usize,
+    ended: usize,
+    deadline: Duration,
+) -> Result<(), String> {
+    const BATCH: usize = 500;
+    let at = rfc3339(chrono::Utc::now() - chrono::Duration::seconds(60));
+    let end = rfc3339(chrono::Utc::now() - chrono::Duration::seconds(30));
+    let mut bodies = Vec::new();
+    for (s, site) in fleet.sites.iter().enumerate() {
+        let mut events: Vec<String> = Vec::with_capacity(active + 2 * ended);
+        for n in 0..active {
+            let mut e = String::new();
+            push_event(&mut e, "session.started", &format!("bga{s}x{n}"), &at, n);
+            events.push(e);
+        }
+        for n in 0..ended {
+            for (kind, when) in [("session.started", &at), ("session.ended", &end)] {
+                let mut e = String::new();
+                push_event(&mut e, kind, &format!("bge{s}x{n}"), when, n);
+                events.push(e);
+            }
+        }
+        for chunk in events.chunks(BATCH) {
+            bodies.push((site, format!("{{\"events\":[{}]}}", chunk.join(","))));
+        }
+    }
+    let work = futures_util::stream::iter(bodies)
+        .map(|(site, body)| {
+            let url = format!("{base}/v1/sites/{}/events", site.slug);
+            async move {
+                let res = client
+                    .post(url)
+                    .bearer_auth(&site.token)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| format!("placing background sessions: {e}"))?;
+                if !res.status().is_success() {
+                    return Err(format!("placing background sessions: {}", res.status()));
+                }
+                Ok(())
+            }
+        })
+        .buffer_unordered(SETUP_CONCURRENCY)
+        .collect::<Vec<Result<(), String>>>();
+    tokio::time::timeout(deadline, work)
+        .await
+        .map_err(|_| "placing background sessions took too long".to_owned())?
+        .into_iter()
+        .collect()
+}
+
 /// Fills every site with `sessions` sessions in 500-event batches, their last activity
 /// spread over the last `spread_seconds`, so that reads see a realistic mix of live and
 /// dangling sessions. Not measured.

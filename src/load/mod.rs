@@ -81,6 +81,14 @@ pub struct LoadArgs {
     /// Sessions per site (the pool the events and admissions use; seeded for `usage`).
     #[arg(long, default_value_t = 100)]
     pub sessions: usize,
+    /// Extra active sessions placed in each site before measuring (not in the pool;
+    /// they count against the limit, which is raised to make room for them).
+    #[arg(long, default_value_t = 0)]
+    pub background_active: usize,
+    /// Extra ended sessions placed in each site before measuring, as a site keeps them
+    /// for billing (they must not slow the admission path).
+    #[arg(long, default_value_t = 0)]
+    pub background_ended: usize,
     /// Events per request in `ingest-batch`.
     #[arg(long, default_value_t = 500)]
     pub batch: usize,
@@ -120,6 +128,9 @@ pub struct Options {
     pub sites: usize,
     pub sessions: usize,
     pub batch: usize,
+    /// Extra active and ended sessions per site, placed before measuring.
+    pub background_active: usize,
+    pub background_ended: usize,
     /// Measured windows after one setup; the summary holds the median of each figure.
     pub repeat: usize,
     pub seed: u64,
@@ -140,6 +151,8 @@ impl Options {
             sites: 10,
             sessions: 100,
             batch: 500,
+            background_active: 0,
+            background_ended: 0,
             repeat: 1,
             seed: 1,
             progress: false,
@@ -160,6 +173,8 @@ impl Options {
             sites: a.sites,
             sessions: a.sessions,
             batch: a.batch,
+            background_active: a.background_active,
+            background_ended: a.background_ended,
             repeat: a.repeat,
             seed: a.seed,
             progress: std::io::stderr().is_terminal(),

@@ -106,12 +106,23 @@ pub async fn run(
         let plan = json!({
             // The pool of sessions per site fits under the limit, so that admissions
             // measure the admit path, not refusals.
-            "session_limit": opts.sessions,
+            "session_limit": opts.sessions + opts.background_active,
             "over_limit": "reject",
         });
         let prefix = fleet::unique_prefix();
         fleet::create(client, &opts.url, &admin, &prefix, opts.sites, plan, None).await?
     };
+    if opts.background_active + opts.background_ended > 0 {
+        fleet::background(
+            client,
+            &opts.url,
+            &fleet,
+            opts.background_active,
+            opts.background_ended,
+            Duration::from_secs(1800),
+        )
+        .await?;
+    }
     if opts.scenario == Scenario::Usage {
         // Last activity spread over two default idle timeouts: about half dangling.
         fleet::seed(

@@ -49,7 +49,7 @@ pub async fn tick(state: &web::Data<AppState>) -> crate::error::Result<usize> {
     let now = state.now();
     let rows = state
         .db
-        .run(move |c| outbox::claim_due(c, now, LEASE_MS, BATCH))
+        .write(move |c| outbox::claim_due(c, now, LEASE_MS, BATCH))
         .await?;
     let n = rows.len();
     join_all(rows.into_iter().map(|row| deliver(state, row))).await;
@@ -209,7 +209,7 @@ async fn deliver(state: &web::Data<AppState>, row: OutboxRow) {
 async fn record(state: &web::Data<AppState>, id: i64, attempt: AttemptResult, next: Next) {
     if let Err(e) = state
         .db
-        .run(move |c| outbox::finish_attempt(c, id, &attempt, next))
+        .write(move |c| outbox::finish_attempt(c, id, &attempt, next))
         .await
     {
         // The lease runs out and the row is tried again: at least once, never lost.
