@@ -335,3 +335,31 @@ async fn tenants_get_threshold_alerts() {
     assert_eq!(high.body["data"]["counted"], 4);
     assert_eq!(rx.of_type("site.utilization_high").len(), 1);
 }
+
+/// Pushes per second to a local receiver: a plan edit fans out to every site on it.
+/// A measurement, not a check of speed: `cargo test --release --test api push_rate -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement; run by hand"]
+async fn push_rate() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rx = Receiver::start().await;
+    let n = 500;
+    for i in 0..n {
+        let r = app
+            .create_site(&format!("s{i}"), "t", "p", json!({"webhook_url": format!("{}/s{i}", rx.url)}))
+            .await;
+        rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    }
+    rx.wait_for("the initial configs", |r| r.len() >= n).await;
+    let started = std::time::Instant::now();
+    app.patch("/v1/plans/p", &app.admin, json!({"session_limit": 6})).await;
+    rx.wait_for("every site's new config", |r| {
+        r.iter().filter(|m| m.body["data"]["config_version"] == 2).count() >= n
+    })
+    .await;
+    let secs = started.elapsed().as_secs_f64();
+    assert!(rx.received().iter().all(|m| m.signature_ok));
+    eprintln!("pushes: {n} signed config pushes delivered in {secs:.2} s = {:.0} pushes/s", n as f64 / secs);
+}
