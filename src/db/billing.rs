@@ -88,30 +88,67 @@ pub fn history(conn: &mut DbConn, site_ids: &[i64]) -> Result<HashMap<i64, Vec<P
     Ok(out)
 }
 
-/// A site's sessions whose interval may touch `[from, to)`: started before `to` and
-/// neither ended nor expired before `from`. Sessions of zero length at `from` are
-/// kept so that they count as started.
-pub fn session_spans(
+/// Sessions whose interval may touch `[from, to)`: started before `to` and neither
+/// ended nor expired before `from`. Sessions of zero length at `from` are kept so
+/// that they count as started.
+macro_rules! touching {
+    ($q:expr, $from:expr, $to:expr) => {
+        $q.filter(x::started_at.lt($to))
+            .filter(x::expires_at.ge($from))
+            .filter(x::ended_at.is_null().or(x::ended_at.ge($from)))
+    };
+}
+
+/// How many sessions of each of these sites touch `[from, to)`: sizes the batches.
+pub fn session_counts(
     conn: &mut DbConn,
-    site_id: i64,
+    site_ids: &[i64],
     from: Millis,
     to: Millis,
-) -> Result<Vec<SessionSpan>> {
-    let rows: Vec<(Millis, Millis, Option<Millis>, Option<String>)> = x::sessions
-        .filter(x::site_id.eq(site_id))
-        .filter(x::started_at.lt(to))
-        .filter(x::expires_at.ge(from))
-        .filter(x::ended_at.is_null().or(x::ended_at.ge(from)))
-        .select((x::started_at, x::expires_at, x::ended_at, x::user_ref))
+) -> Result<HashMap<i64, i64>> {
+    let mut out = HashMap::new();
+    for chunk in site_ids.chunks(500) {
+        let rows: Vec<(i64, i64)> =
+            touching!(x::sessions.filter(x::site_id.eq_any(chunk)), from, to)
+                .group_by(x::site_id)
+                .select((x::site_id, diesel::dsl::count_star()))
+                .load(conn)?;
+        out.extend(rows);
+    }
+    Ok(out)
+}
+
+/// `(site_id, started_at, expires_at, ended_at, user_ref)`
+type SpanRow = (i64, Millis, Millis, Option<Millis>, Option<String>);
+
+/// The sessions of these sites that touch `[from, to)`, by site. One query for many
+/// sites: sessions are stored in arrival order, so each site's rows are spread over
+/// the whole table and reading a batch of sites at once visits each page once
+/// instead of once per site.
+pub fn session_spans(
+    conn: &mut DbConn,
+    site_ids: &[i64],
+    from: Millis,
+    to: Millis,
+) -> Result<HashMap<i64, Vec<SessionSpan>>> {
+    let rows: Vec<SpanRow> = touching!(x::sessions.filter(x::site_id.eq_any(site_ids)), from, to)
+        .select((
+            x::site_id,
+            x::started_at,
+            x::expires_at,
+            x::ended_at,
+            x::user_ref,
+        ))
         .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(start, expires, ended, user)| SessionSpan {
+    let mut out: HashMap<i64, Vec<SessionSpan>> = HashMap::new();
+    for (site_id, start, expires, ended, user) in rows {
+        out.entry(site_id).or_default().push(SessionSpan {
             start,
             end: ended.map_or(expires, |e| e.min(expires)),
             user,
-        })
-        .collect())
+        });
+    }
+    Ok(out)
 }
 
 /// Refused admissions of a site in `[from, to)`.
@@ -141,6 +178,74 @@ pub fn active_histogram(
         .load(conn)?)
 }
 
+/// At most this many sessions, or [`BATCH_SITES`] sites, are held in memory at once
+/// (a single larger site is read alone).
+const BATCH_SESSIONS: i64 = 500_000;
+const BATCH_SITES: usize = 200;
+
+fn batches<'a>(sites: &'a [BilledSite], counts: &HashMap<i64, i64>) -> Vec<&'a [BilledSite]> {
+    let mut out = Vec::new();
+    let (mut start, mut held) = (0, 0);
+    for (i, site) in sites.iter().enumerate() {
+        let n = counts.get(&site.id).copied().unwrap_or(0);
+        if i > start && (held + n > BATCH_SESSIONS || i - start >= BATCH_SITES) {
+            out.push(&sites[start..i]);
+            (start, held) = (i, 0);
+        }
+        held += n;
+    }
+    if start < sites.len() {
+        out.push(&sites[start..]);
+    }
+    out
+}
+
+/// One export line: a site's usage and money in one plan segment.
+fn line(
+    conn: &mut DbConn,
+    site: &BilledSite,
+    seg: &bill::Segment,
+    sessions: &[SessionSpan],
+    plans: &HashMap<i64, Plan>,
+    period: &Period,
+) -> Result<BillingRow> {
+    let plan = plans.get(&seg.plan_id).ok_or_else(|| {
+        Error::Internal(anyhow::anyhow!(
+            "site {} has history on plan {} which does not exist",
+            site.slug,
+            seg.plan_id
+        ))
+    })?;
+    let usage = bill::segment_usage(sessions, seg.from, seg.to);
+    let p95 = bill::p95(&active_histogram(conn, site.id, seg.from, seg.to)?);
+    let denied = denials(conn, site.id, seg.from, seg.to)?;
+    let prices = Prices {
+        monthly_price_cents: plan.monthly_price_cents,
+        overage_unit_price_cents: plan.overage_unit_price_cents,
+        currency: plan.currency.clone(),
+    };
+    let money = bill::charges(seg, usage.peak_active, &prices, period);
+    Ok(BillingRow {
+        tenant: site.tenant.clone(),
+        site: site.slug.clone(),
+        plan: plan.code.clone(),
+        session_limit: seg.session_limit,
+        from: to_rfc3339(seg.from),
+        to: to_rfc3339(seg.to),
+        peak_active: usage.peak_active,
+        p95_active: p95,
+        sessions_started: usage.sessions_started,
+        distinct_users: usage.distinct_users,
+        session_hours: bill::hours(usage.session_ms),
+        denied_admissions: denied,
+        overage_sessions: money.overage_sessions,
+        base_cents: money.base_cents,
+        overage_cents: money.overage_cents,
+        total_cents: money.total_cents,
+        currency: prices.currency,
+    })
+}
+
 /// The export lines of a period, one per site and plan segment, ordered by tenant,
 /// site and time. `progress(done, total)` is called after each site.
 pub fn export(
@@ -155,50 +260,53 @@ pub fn export(
     let plans = plans(conn)?;
     let ids: Vec<i64> = sites.iter().map(|s| s.id).collect();
     let mut history = history(conn, &ids)?;
+    let counts = session_counts(conn, &ids, period.start, period.end)?;
     let mut rows = Vec::new();
-    for (done, site) in sites.iter().enumerate() {
-        let segments = bill::segments(&history.remove(&site.id).unwrap_or_default(), period);
-        if !segments.is_empty() {
-            let sessions = session_spans(conn, site.id, period.start, period.end)?;
-            for seg in segments {
-                let plan = plans.get(&seg.plan_id).ok_or_else(|| {
-                    Error::Internal(anyhow::anyhow!(
-                        "site {} has history on plan {} which does not exist",
-                        site.slug,
-                        seg.plan_id
-                    ))
-                })?;
-                let usage = bill::segment_usage(&sessions, seg.from, seg.to);
-                let p95 = bill::p95(&active_histogram(conn, site.id, seg.from, seg.to)?);
-                let denied = denials(conn, site.id, seg.from, seg.to)?;
-                let prices = Prices {
-                    monthly_price_cents: plan.monthly_price_cents,
-                    overage_unit_price_cents: plan.overage_unit_price_cents,
-                    currency: plan.currency.clone(),
-                };
-                let money = bill::charges(&seg, usage.peak_active, &prices, period);
-                rows.push(BillingRow {
-                    tenant: site.tenant.clone(),
-                    site: site.slug.clone(),
-                    plan: plan.code.clone(),
-                    session_limit: seg.session_limit,
-                    from: to_rfc3339(seg.from),
-                    to: to_rfc3339(seg.to),
-                    peak_active: usage.peak_active,
-                    p95_active: p95,
-                    sessions_started: usage.sessions_started,
-                    distinct_users: usage.distinct_users,
-                    session_hours: bill::hours(usage.session_ms),
-                    denied_admissions: denied,
-                    overage_sessions: money.overage_sessions,
-                    base_cents: money.base_cents,
-                    overage_cents: money.overage_cents,
-                    total_cents: money.total_cents,
-                    currency: prices.currency,
-                });
+    let mut done = 0;
+    for batch in batches(&sites, &counts) {
+        let batch_ids: Vec<i64> = batch.iter().map(|s| s.id).collect();
+        let mut spans = session_spans(conn, &batch_ids, period.start, period.end)?;
+        for site in batch {
+            let history = history.remove(&site.id).unwrap_or_default();
+            let sessions = spans.remove(&site.id).unwrap_or_default();
+            for seg in bill::segments(&history, period) {
+                rows.push(line(conn, site, &seg, &sessions, &plans, period)?);
             }
+            done += 1;
+            progress(done, sites.len());
         }
-        progress(done + 1, sites.len());
     }
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(id: i64) -> BilledSite {
+        BilledSite {
+            id,
+            slug: format!("s{id}"),
+            tenant: "t".into(),
+        }
+    }
+
+    #[test]
+    fn batches_bound_sessions_and_sites() {
+        let sites: Vec<BilledSite> = (1..=5).map(site).collect();
+        let counts: HashMap<i64, i64> = [(1, 300_000), (2, 300_000), (3, 900_000), (4, 1)]
+            .into_iter()
+            .collect();
+        let ids = |b: &[BilledSite]| b.iter().map(|s| s.id).collect::<Vec<_>>();
+        let got: Vec<Vec<i64>> = batches(&sites, &counts).into_iter().map(ids).collect();
+        // A site larger than the bound is read alone; empty sites ride along.
+        assert_eq!(got, vec![vec![1], vec![2], vec![3], vec![4, 5]]);
+        let many: Vec<BilledSite> = (1..=450).map(site).collect();
+        let sizes: Vec<usize> = batches(&many, &HashMap::new())
+            .iter()
+            .map(|b| b.len())
+            .collect();
+        assert_eq!(sizes, vec![200, 200, 50]);
+        assert!(batches(&[], &counts).is_empty());
+    }
 }

@@ -317,7 +317,10 @@ async fn a_plan_change_splits_the_line_and_overage_is_billed() {
         ("04", "d", None, "limit_reached"),
     ] {
         set(&app, &format!("2031-03-10T00:{minute}:00Z"));
-        let mut body = json!({"session": session});
+        // An explicit expiry: the agent endpoints may see the site's config up to a
+        // second old, and this test is about billing, not about that cache.
+        let mut body = json!({"session": session,
+            "expires_at": format!("2031-03-10T01:{minute}:00Z")});
         if let Some(u) = user {
             body["user"] = json!(u);
         }
