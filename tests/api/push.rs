@@ -348,18 +348,30 @@ async fn push_rate() {
     let n = 500;
     for i in 0..n {
         let r = app
-            .create_site(&format!("s{i}"), "t", "p", json!({"webhook_url": format!("{}/s{i}", rx.url)}))
+            .create_site(
+                &format!("s{i}"),
+                "t",
+                "p",
+                json!({"webhook_url": format!("{}/s{i}", rx.url)}),
+            )
             .await;
         rx.trust(r.body["webhook_secret"].as_str().unwrap());
     }
     rx.wait_for("the initial configs", |r| r.len() >= n).await;
     let started = std::time::Instant::now();
-    app.patch("/v1/plans/p", &app.admin, json!({"session_limit": 6})).await;
+    app.patch("/v1/plans/p", &app.admin, json!({"session_limit": 6}))
+        .await;
     rx.wait_for("every site's new config", |r| {
-        r.iter().filter(|m| m.body["data"]["config_version"] == 2).count() >= n
+        r.iter()
+            .filter(|m| m.body["data"]["config_version"] == 2)
+            .count()
+            >= n
     })
     .await;
     let secs = started.elapsed().as_secs_f64();
     assert!(rx.received().iter().all(|m| m.signature_ok));
-    eprintln!("pushes: {n} signed config pushes delivered in {secs:.2} s = {:.0} pushes/s", n as f64 / secs);
+    eprintln!(
+        "pushes: {n} signed config pushes delivered in {secs:.2} s = {:.0} pushes/s",
+        n as f64 / secs
+    );
 }
