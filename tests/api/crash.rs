@@ -89,6 +89,33 @@ struct Acked {
     killed: HashSet<String>,
 }
 
+/// Every item of a paginated list.
+async fn all_items(client: &reqwest::Client, token: &str, url: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let mut page_url = format!("{url}{sep}limit=500");
+        if let Some(c) = &cursor {
+            page_url.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = client
+            .get(&page_url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        out.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return out,
+        }
+    }
+}
+
 /// Kill rounds: 10 in the test suite; `HEADCOUNT_CRASH_ROUNDS` runs a longer version.
 #[tokio::test]
 async fn acknowledged_work_survives_sigkill() {
@@ -195,59 +222,25 @@ async fn acknowledged_work_survives_sigkill() {
     let u = &server.url;
     let mut seen: HashSet<String> = HashSet::new();
     let mut ended: HashSet<String> = HashSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("{u}/v1/sites/s/sessions?state=all&limit=500");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
+    for row in all_items(
+        &client,
+        &admin,
+        &format!("{u}/v1/sites/s/sessions?state=all"),
+    )
+    .await
+    {
+        let s = row["session"].as_str().unwrap().to_owned();
+        if row["end_reason"] == "killed" {
+            ended.insert(s.clone());
         }
-        let page: Value = client
-            .get(&path)
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for row in page["items"].as_array().unwrap() {
-            let s = row["session"].as_str().unwrap().to_owned();
-            if row["end_reason"] == "killed" {
-                ended.insert(s.clone());
-            }
-            seen.insert(s);
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
+        seen.insert(s);
     }
     let mut pushed: HashSet<String> = HashSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("{u}/v1/sites/s/deliveries?limit=500");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let page: Value = client
-            .get(&path)
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for d in page["items"].as_array().unwrap() {
-            if d["type"] == "session.kill" {
-                for s in d["payload"]["data"]["sessions"].as_array().unwrap() {
-                    pushed.insert(s.as_str().unwrap().to_owned());
-                }
+    for d in all_items(&client, &admin, &format!("{u}/v1/sites/s/deliveries")).await {
+        if d["type"] == "session.kill" {
+            for s in d["payload"]["data"]["sessions"].as_array().unwrap() {
+                pushed.insert(s.as_str().unwrap().to_owned());
             }
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
         }
     }
     let g = acked.lock().unwrap();
