@@ -413,7 +413,6 @@ pub async fn create_admission(
     let site = agent_site(&state, &caller, &slug).await?;
     let req: AdmissionRequest = body.json()?;
     let now = state.now();
-    let ttl = site.effective().values.session_ttl_seconds;
     let at = req.at.map_or(now, |t| t.timestamp_millis());
     let mut c = super::Checks::default();
     let session = c.check("session", SessionRef::parse(&req.session));
@@ -426,12 +425,12 @@ pub async fn create_admission(
     c.check("ip", check_ip(&req.ip));
     c.finish()?;
     let session = session.map(SessionRef::into_string).unwrap_or_default();
-    let obs = Observation {
+    let given_expiry = req.expires_at.map(|t| t.timestamp_millis());
+    let mut obs = Observation {
         started_at: at,
         last_activity_at: at,
-        expires_at: req
-            .expires_at
-            .map_or(at + ttl * 1000, |t| t.timestamp_millis()),
+        // Set under the lock from the site's current session lifetime.
+        expires_at: at,
         ended: None,
         user: req.user,
         user_agent: req.user_agent,
@@ -446,6 +445,8 @@ pub async fn create_admission(
                 db::lock_site(c, site_id)?;
                 // Read the config under the lock: a concurrent change cannot slip in.
                 let full = db::sites::get_by_id(c, site_id)?;
+                let ttl = full.effective().values.session_ttl_seconds;
+                obs.expires_at = given_expiry.unwrap_or(at + ttl * 1000);
                 admit(c, &full, &session, &obs, now, provider_alerts)
             })
         })

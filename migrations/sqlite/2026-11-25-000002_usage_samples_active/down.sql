@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS usage_samples_site_minute_active;
