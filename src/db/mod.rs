@@ -180,9 +180,13 @@ impl Db {
         let manager = Manager::new(url);
         // Surface the real connection error before r2d2 hides it behind a timeout.
         manager.connect_now()?;
+        // No idle minimum: r2d2 would otherwise open replacement connections on its
+        // worker thread at any moment, also while the process exits, and a PostgreSQL
+        // connect racing the C library's exit handlers crashes the process.
+        // Connections are opened on demand and kept while in use.
         let pool = r2d2::Pool::builder()
             .max_size(max_size)
-            .min_idle(Some(1))
+            .min_idle(Some(0))
             .connection_timeout(Duration::from_secs(3))
             .build(manager)?;
         Ok(Self {
