@@ -172,31 +172,14 @@ pub async fn background(
             bodies.push((site, format!("{{\"events\":[{}]}}", chunk.join(","))));
         }
     }
-    let work = futures_util::stream::iter(bodies)
-        .map(|(site, body)| {
-            let url = format!("{base}/v1/sites/{}/events", site.slug);
-            async move {
-                let res = client
-                    .post(url)
-                    .bearer_auth(&site.token)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("placing background sessions: {e}"))?;
-                if !res.status().is_success() {
-                    return Err(format!("placing background sessions: {}", res.status()));
-                }
-                Ok(())
-            }
-        })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect::<Vec<Result<(), String>>>();
-    tokio::time::timeout(deadline, work)
-        .await
-        .map_err(|_| "placing background sessions took too long".to_owned())?
-        .into_iter()
-        .collect()
+    post_batches(
+        client,
+        base,
+        bodies,
+        "placing background sessions",
+        deadline,
+    )
+    .await
 }
 
 /// Fills every site with `sessions` sessions in 500-event batches, their last activity
@@ -216,7 +199,8 @@ pub async fn seed(
     let jobs: Vec<(usize, usize)> = (0..fleet.sites.len())
         .flat_map(|s| (0..sessions).step_by(SEED_BATCH).map(move |from| (s, from)))
         .collect();
-    let work = futures_util::stream::iter(jobs)
+    let bodies: Vec<(&Site, String)> = jobs
+        .into_iter()
         .map(|(s, from)| {
             let site = &fleet.sites[s];
             let to = (from + SEED_BATCH).min(sessions);
@@ -238,6 +222,23 @@ pub async fn seed(
                 );
             }
             body.push_str("]}");
+            (site, body)
+        })
+        .collect();
+    post_batches(client, base, bodies, "seeding", deadline).await
+}
+
+/// Posts event batches to their sites, a few at a time, within `deadline`. Setup
+/// work, not measured.
+async fn post_batches(
+    client: &reqwest::Client,
+    base: &str,
+    bodies: Vec<(&Site, String)>,
+    what: &str,
+    deadline: Duration,
+) -> Result<(), String> {
+    let work = futures_util::stream::iter(bodies)
+        .map(|(site, body)| {
             let url = format!("{base}/v1/sites/{}/events", site.slug);
             async move {
                 let res = client
@@ -247,9 +248,9 @@ pub async fn seed(
                     .body(body)
                     .send()
                     .await
-                    .map_err(|e| format!("seeding: {e}"))?;
+                    .map_err(|e| format!("{what}: {e}"))?;
                 if !res.status().is_success() {
-                    return Err(format!("seeding: {}", res.status()));
+                    return Err(format!("{what}: {}", res.status()));
                 }
                 Ok(())
             }
@@ -258,7 +259,7 @@ pub async fn seed(
         .collect::<Vec<Result<(), String>>>();
     tokio::time::timeout(deadline, work)
         .await
-        .map_err(|_| format!("seeding did not finish within {deadline:?}"))?
+        .map_err(|_| format!("{what} did not finish within {deadline:?}"))?
         .into_iter()
         .collect()
 }
