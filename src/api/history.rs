@@ -1,5 +1,5 @@
-//! Usage history of a site: the per-minute samples rolled up into minute, hour or day
-//! points, as JSON or as a small SVG chart against the limit.
+//! Usage history of a site in minute, hour or day points (minute samples and their
+//! hour and day roll-ups), as JSON or as a small SVG chart against the limit.
 
 use std::fmt::Write as _;
 
@@ -26,12 +26,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
-    /// Start (RFC 3339, inclusive) [default: `to` minus 6 hours for `minute`, 7 days
-    /// for `hour`, 35 days for `day`].
+    /// Start (RFC 3339, inclusive, rounded down to the start of its minute, hour or
+    /// day) [default: `to` minus 6 hours for `minute`, 7 days for `hour`, 35 days for
+    /// `day`].
     pub from: Option<String>,
     /// End (RFC 3339, exclusive) [default: now].
     pub to: Option<String>,
     /// `minute`, `hour` (the default) or `day`; at most 10,000 points per request.
+    /// Minute points are kept `HEADCOUNT_SAMPLE_RETENTION_DAYS` (35 by default), hour
+    /// and day points as long as ended sessions (`HEADCOUNT_SESSION_RETENTION_DAYS`).
     pub step: Option<String>,
 }
 
@@ -153,6 +156,9 @@ fn parse_range(q: &HistoryQuery, now: Millis) -> Result<Range> {
         }
     }
     if errors.is_empty() {
+        // Whole buckets: hour and day points come from roll-ups of whole UTC hours
+        // and days, so the range starts where the bucket holding `from` starts.
+        let from = from - from.rem_euclid(step.ms());
         Ok(Range { from, to, step })
     } else {
         let detail = errors
@@ -421,10 +427,13 @@ mod tests {
     fn ranges_are_checked_and_bounded() {
         let now = 1_900_000_000_000;
         let r = parse_range(&q(None, None, None), now).unwrap();
+        // The default start, 7 days back, is rounded down to its hour.
+        let start = now - 7 * 86_400_000;
         assert_eq!(
             (r.from, r.to, r.step),
-            (now - 7 * 86_400_000, now, Step::Hour)
+            (start - start % 3_600_000, now, Step::Hour)
         );
+        assert_ne!(start % 3_600_000, 0, "the rounding is exercised");
         let r = parse_range(
             &q(
                 Some("2030-01-01T00:00:00Z"),

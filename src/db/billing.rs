@@ -10,8 +10,9 @@ use super::DbConn;
 use super::plans::Plan;
 use super::schema::{
     denials::dsl as dn, plans::dsl as p, sessions::dsl as x, site_plan_history::dsl as h,
-    sites::dsl as s, tenants::dsl as t, usage_samples::dsl as us,
+    sites::dsl as s, tenants::dsl as t, usage_rollups::dsl as ur, usage_samples::dsl as us,
 };
+use super::usage::HOUR_MS;
 use crate::auth::Scope;
 use crate::clock::{Millis, to_rfc3339};
 use crate::domain::billing::{self as bill, BillingRow, Period, PlanSpan, Prices, SessionSpan};
@@ -162,19 +163,32 @@ pub fn denials(conn: &mut DbConn, site_id: i64, from: Millis, to: Millis) -> Res
 }
 
 /// How many per-minute samples in `[from, to)` saw each active count: enough for a
-/// percentile without reading every minute.
+/// percentile without reading every minute. When the minutes are gone (kept 35 days
+/// by default), the hour roll-ups stand in: each hour counts once with its highest
+/// active count, which can only raise the percentile.
 pub fn active_histogram(
     conn: &mut DbConn,
     site_id: i64,
     from: Millis,
     to: Millis,
 ) -> Result<Vec<(i64, i64)>> {
-    Ok(us::usage_samples
+    let minutes: Vec<(i64, i64)> = us::usage_samples
         .filter(us::site_id.eq(site_id))
         .filter(us::minute.ge(from))
         .filter(us::minute.lt(to))
         .group_by(us::active)
         .select((us::active, diesel::dsl::count_star()))
+        .load(conn)?;
+    if !minutes.is_empty() {
+        return Ok(minutes);
+    }
+    Ok(ur::usage_rollups
+        .filter(ur::site_id.eq(site_id))
+        .filter(ur::bucket_ms.eq(HOUR_MS))
+        .filter(ur::at.ge(from - from.rem_euclid(HOUR_MS)))
+        .filter(ur::at.lt(to))
+        .group_by(ur::max_active)
+        .select((ur::max_active, diesel::dsl::count_star()))
         .load(conn)?)
 }
 
@@ -248,7 +262,28 @@ fn line(
 
 /// The export lines of a period, one per site and plan segment, ordered by tenant,
 /// site and time. `progress(done, total)` is called after each site.
+///
+/// Everything is read in one read-only transaction, so the lines agree with each
+/// other even while sessions keep arriving: on PostgreSQL at `REPEATABLE READ` (one
+/// snapshot for all statements), on SQLite by the WAL read snapshot a transaction
+/// keeps from its first read.
 pub fn export(
+    conn: &mut DbConn,
+    scope: &Scope,
+    tenant: Option<&str>,
+    period: &Period,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<BillingRow>> {
+    conn.transaction(|c| {
+        if matches!(c, DbConn::Pg(_)) {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(c)?;
+        }
+        export_in(c, scope, tenant, period, progress)
+    })
+}
+
+fn export_in(
     conn: &mut DbConn,
     scope: &Scope,
     tenant: Option<&str>,

@@ -1,10 +1,11 @@
-//! Usage history: per-minute samples rolled up into minute, hour or day buckets.
+//! Usage history: minute buckets from the per-minute samples, hour and day buckets
+//! from the roll-ups, which outlive the minutes.
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use super::DbConn;
-use super::usage::numbered;
+use super::usage::{DAY_MS, HOUR_MS, numbered, rollups_between};
 use crate::clock::Millis;
 use crate::error::Result;
 
@@ -26,9 +27,9 @@ pub struct Bucket {
     pub session_limit: i64,
 }
 
-/// Buckets of `step_ms` (aligned to the epoch, so hours and days are UTC hours and
-/// days) over the samples of `[from, to)`, in order. Buckets without samples are
-/// absent. Grouped in the database, which holds up to a minute per bucket row.
+/// Buckets of `step_ms` (a minute, an hour or a day, aligned to the epoch, so hours
+/// and days are UTC hours and days) starting in `[from, to)`, in order. Buckets
+/// without samples are absent.
 pub fn buckets(
     conn: &mut DbConn,
     site_id: i64,
@@ -36,6 +37,20 @@ pub fn buckets(
     to: Millis,
     step_ms: i64,
 ) -> Result<Vec<Bucket>> {
+    if step_ms == HOUR_MS || step_ms == DAY_MS {
+        let rows = rollups_between(conn, site_id, step_ms, from, to)?;
+        return Ok(rows
+            .into_iter()
+            .map(|r| Bucket {
+                at: r.at,
+                max_active: r.max_active,
+                max_live: r.max_live,
+                max_dangling: r.max_dangling,
+                denied: r.denied,
+                session_limit: r.session_limit,
+            })
+            .collect());
+    }
     // Denials are counted per minute, so their sum is the bucket's count; the
     // limit is the highest one in force during the bucket. SUM is cast because
     // PostgreSQL widens a sum of BIGINT to NUMERIC; grouping by the output position

@@ -155,6 +155,19 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_rollups (site_id, bucket_ms, at) {
+        site_id -> BigInt,
+        bucket_ms -> BigInt,
+        at -> BigInt,
+        max_active -> BigInt,
+        max_live -> BigInt,
+        max_dangling -> BigInt,
+        denied -> BigInt,
+        session_limit -> BigInt,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> BigInt,
         at -> BigInt,
@@ -184,5 +197,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbox,
     delivery_attempts,
     usage_samples,
+    usage_rollups,
     audit_log,
 );

@@ -1,6 +1,7 @@
 //! The usage sampler: one row per site and minute with active, live, dangling and
-//! denied counts. Writes are idempotent per (site, minute), so several processes may
-//! sample the same minute.
+//! denied counts, rolled up into hours and days as it goes. Writes are idempotent per
+//! (site, minute) and per roll-up bucket, so several processes may sample the same
+//! minute.
 
 use std::collections::HashMap;
 
@@ -71,7 +72,12 @@ pub async fn sample(state: &AppState) -> Result<usize> {
                     }
                 })
                 .collect();
-            c.transaction(|c| usage::write_samples(c, &samples))?;
+            // The hour before is rolled up again too: another process may have
+            // written its last minutes after this one last rolled it up.
+            c.transaction(|c| {
+                usage::write_samples(c, &samples)?;
+                usage::roll_up(c, minute - usage::HOUR_MS, minute + 60_000)
+            })?;
             Ok(samples.len())
         })
         .await

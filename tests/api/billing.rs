@@ -503,3 +503,67 @@ async fn usage_history_rolls_samples_up() {
     let r = app.get("/v1/sites/hist/usage/history", &token).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 }
+
+/// Hour and day points outlive the minute samples they were rolled up from, and the
+/// billing percentile of a month whose minutes are gone comes from the hours; the
+/// roll-ups themselves go when ended sessions do.
+#[tokio::test]
+async fn rollups_outlive_the_minutes() {
+    let app = spawn().await;
+    set(&app, "2031-03-01T10:00:00Z");
+    let token = app.site_with("old", json!({"session_limit": 5})).await;
+    app.admit("old", &token, "s1").await;
+    sample(&app).await;
+    set(&app, "2031-03-01T10:01:00Z");
+    app.admit("old", &token, "s2").await;
+    sample(&app).await;
+    set(&app, "2031-03-01T10:02:00Z");
+    app.admit("old", &token, "s3").await;
+    sample(&app).await;
+
+    let get = |q: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .get(&format!("/v1/sites/old/usage/history?{q}"), &app.admin)
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            r.body["points"].clone()
+        }
+    };
+    const MINUTES: &str = "from=2031-03-01T10:00:00Z&to=2031-03-01T11:00:00Z&step=minute";
+    const HOURS: &str = "from=2031-03-01T10:30:00Z&to=2031-03-02T00:00:00Z&step=hour";
+    const DAYS: &str = "from=2031-03-01T00:00:00Z&to=2031-03-08T00:00:00Z&step=day";
+    assert_eq!(get(MINUTES).await.as_array().unwrap().len(), 3);
+    let hours = get(HOURS).await;
+    let days = get(DAYS).await;
+    // `from` inside an hour still gives that whole hour.
+    assert_eq!(
+        hours,
+        json!([{"at": "2031-03-01T10:00:00.000Z", "max_active": 3, "max_live": 3,
+                "max_dangling": 0, "denied": 0, "session_limit": 5}])
+    );
+    assert_eq!(days[0]["at"], "2031-03-01T00:00:00.000Z");
+    assert_eq!(days[0]["max_active"], 3);
+    assert_eq!(days.as_array().unwrap().len(), 1);
+    let p95 = |rows: &[Value]| rows[0]["p95_active"].clone();
+    let before = export_both(&app, &app.admin, "period=2031-03").await;
+    assert_eq!(p95(&before), 3);
+
+    // 40 days on, past the 35 days minutes are kept: the minutes are gone, the
+    // hours, the days and the percentile stay.
+    set(&app, "2031-04-10T10:00:00Z");
+    headcount::jobs::retention::sweep(&app.state).await.unwrap();
+    assert_eq!(get(MINUTES).await, json!([]));
+    assert_eq!(get(HOURS).await, hours);
+    assert_eq!(get(DAYS).await, days);
+    let after = export_both(&app, &app.admin, "period=2031-03").await;
+    assert_eq!(p95(&after), 3);
+    assert_eq!(after[0]["peak_active"], before[0]["peak_active"]);
+
+    // Past the 400 days ended sessions are kept, the roll-ups go too.
+    set(&app, "2032-04-10T10:00:00Z");
+    headcount::jobs::retention::sweep(&app.state).await.unwrap();
+    assert_eq!(get(HOURS).await, json!([]));
+    assert_eq!(get(DAYS).await, json!([]));
+}
