@@ -262,11 +262,8 @@ fn line(
 
 /// The export lines of a period, one per site and plan segment, ordered by tenant,
 /// site and time. `progress(done, total)` is called after each site.
-///
-/// Everything is read in one read-only transaction, so the lines agree with each
-/// other even while sessions keep arriving: on PostgreSQL at `REPEATABLE READ` (one
-/// snapshot for all statements), on SQLite by the WAL read snapshot a transaction
-/// keeps from its first read.
+/// Everything is read from one snapshot, so the lines agree with each other even
+/// while sessions keep arriving.
 pub fn export(
     conn: &mut DbConn,
     scope: &Scope,
@@ -274,13 +271,7 @@ pub fn export(
     period: &Period,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<BillingRow>> {
-    conn.transaction(|c| {
-        if matches!(c, DbConn::Pg(_)) {
-            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(c)?;
-        }
-        export_in(c, scope, tenant, period, progress)
-    })
+    super::read_snapshot(conn, |c| export_in(c, scope, tenant, period, progress))
 }
 
 fn export_in(

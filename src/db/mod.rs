@@ -11,6 +11,7 @@ pub mod plans;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
+pub mod site_batch;
 pub mod sites;
 pub mod tenants;
 pub mod tokens;
@@ -310,6 +311,20 @@ pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
             .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?,
     };
     Ok(applied)
+}
+
+/// Runs `f` in a read-only transaction whose statements all see one snapshot: at
+/// `REPEATABLE READ` on PostgreSQL (where each statement of a `READ COMMITTED`
+/// transaction would see its own), and by the WAL read snapshot a SQLite transaction
+/// keeps from its first read. For reads whose parts must agree with each other.
+pub fn read_snapshot<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
+    conn.transaction(|c| {
+        if matches!(c, DbConn::Pg(_)) {
+            diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(c)?;
+        }
+        f(c)
+    })
 }
 
 /// Starts a write transaction that holds the site's row until commit, so that

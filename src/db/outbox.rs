@@ -258,7 +258,19 @@ pub enum Next {
     Failed,
 }
 
+/// A site's pushes, newest first, with their attempts, read from one snapshot so
+/// that a row's state agrees with its attempts.
 pub fn list_for_site(
+    conn: &mut DbConn,
+    site_id: i64,
+    status: Option<&str>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<(OutboxRow, Vec<AttemptRow>)>> {
+    super::read_snapshot(conn, |c| list_in(c, site_id, status, before_id, limit))
+}
+
+fn list_in(
     conn: &mut DbConn,
     site_id: i64,
     status: Option<&str>,
