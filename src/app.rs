@@ -10,10 +10,12 @@ use base64::Engine;
 use rand::RngCore;
 use tokio::sync::{Notify, watch};
 
+use crate::api::events::AdmissionResult;
 use crate::auth::{Caller, Keys, Revocations, Role, VerifiedTokens};
 use crate::clock::SharedClock;
 use crate::config::{Config, Secret};
 use crate::db::Db;
+use crate::db::site_batch::SiteBatch;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -34,6 +36,8 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Started with the server, on its runtime.
     group_commit: std::sync::OnceLock<crate::db::group_commit::GroupCommit>,
+    /// Admissions share transactions; started on first use, on the server's runtime.
+    admissions: std::sync::OnceLock<SiteBatch<AdmissionResult>>,
     /// Sites looked up by their agents' requests, kept for a second.
     agent_sites: crate::db::sites::SiteCache,
 }
@@ -56,6 +60,12 @@ impl AppState {
     pub fn group_commit(&self) -> &crate::db::group_commit::GroupCommit {
         self.group_commit
             .get_or_init(|| crate::db::group_commit::GroupCommit::start(self.db.clone()))
+    }
+
+    /// The admission committer; started on first use.
+    pub fn admissions(&self) -> &SiteBatch<AdmissionResult> {
+        self.admissions
+            .get_or_init(|| SiteBatch::start(self.db.clone()))
     }
 
     pub fn agent_sites(&self) -> &crate::db::sites::SiteCache {
@@ -125,6 +135,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             rate_limiter,
             http,
             group_commit: std::sync::OnceLock::new(),
+            admissions: std::sync::OnceLock::new(),
             agent_sites: crate::db::sites::SiteCache::default(),
         },
         first_start,

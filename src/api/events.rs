@@ -438,17 +438,16 @@ pub async fn create_admission(
     };
     let site_id = site.site.id;
     let provider_alerts = state.config.provider_notify_url.is_some();
+    // Runs in a transaction that holds the site's lock, shared with other
+    // admissions waiting at the same moment.
     let result = state
-        .db
-        .write(move |c| {
-            c.transaction(|c| {
-                db::lock_site(c, site_id)?;
-                // Read the config under the lock: a concurrent change cannot slip in.
-                let full = db::sites::get_by_id(c, site_id)?;
-                let ttl = full.effective().values.session_ttl_seconds;
-                obs.expires_at = given_expiry.unwrap_or(at + ttl * 1000);
-                admit(c, &full, &session, &obs, now, provider_alerts)
-            })
+        .admissions()
+        .run(site_id, move |c| {
+            // Read the config under the lock: a concurrent change cannot slip in.
+            let full = db::sites::get_by_id(c, site_id)?;
+            let ttl = full.effective().values.session_ttl_seconds;
+            obs.expires_at = given_expiry.unwrap_or(at + ttl * 1000);
+            admit(c, &full, &session, &obs, now, provider_alerts)
         })
         .await?;
     if !result.evicted.is_empty() || !result.admitted {

@@ -1,26 +1,29 @@
-//! Group commit for small event batches: requests that arrive within a couple of
-//! milliseconds share one transaction (and one fsync). Each request is answered only
-//! after the transaction that holds its rows has committed, so an acknowledged event
-//! is never lost; when that transaction fails, every request in it gets the error.
+//! Group commit for small event batches: requests waiting when a committer becomes
+//! free share one transaction (and one fsync). Each request is answered only after
+//! the transaction that holds its rows has committed, so an acknowledged event is
+//! never lost; when that transaction fails, every request in it gets the error.
+//!
+//! There is no gathering delay: a request that finds its committer idle is written
+//! at once, and requests arriving while a transaction runs wait for the next one, so
+//! batches grow with the load. Each site belongs to one committer, so that the
+//! committers of one process never wait for each other's row locks.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use diesel::Connection as _;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::Db;
 use super::sessions;
+use super::site_batch::next_batch;
 use crate::domain::session::Observation;
 use crate::error::{Error, Result};
 
-/// How long the first request of a group waits for company.
-const GATHER: Duration = Duration::from_millis(2);
 /// Most requests in one transaction.
 const MAX_REQUESTS: usize = 256;
-/// Transactions in flight at once (each committer takes one pool connection).
-const COMMITTERS: usize = 3;
+/// Committers, each with its own queue and share of the sites (and, while it
+/// commits, one pool connection).
+const COMMITTERS: usize = 2;
 
 struct Job {
     site_id: i64,
@@ -30,7 +33,7 @@ struct Job {
 
 #[derive(Clone)]
 pub struct GroupCommit {
-    tx: mpsc::Sender<Job>,
+    queues: Vec<mpsc::Sender<Job>>,
 }
 
 impl std::fmt::Debug for GroupCommit {
@@ -42,18 +45,21 @@ impl std::fmt::Debug for GroupCommit {
 impl GroupCommit {
     /// Starts the committers on the current runtime.
     pub fn start(db: Db) -> Self {
-        let (tx, rx) = mpsc::channel::<Job>(4096);
-        let rx = Arc::new(Mutex::new(rx));
-        for _ in 0..COMMITTERS {
-            tokio::spawn(committer(db.clone(), rx.clone()));
-        }
-        Self { tx }
+        let queues = (0..COMMITTERS)
+            .map(|_| {
+                let (tx, rx) = mpsc::channel::<Job>(4096);
+                tokio::spawn(committer(db.clone(), rx));
+                tx
+            })
+            .collect();
+        Self { queues }
     }
 
     /// Merges `rows` into the site's sessions; returns after they are committed.
     pub async fn merge(&self, site_id: i64, rows: Vec<(String, Observation)>) -> Result<()> {
         let (done, wait) = oneshot::channel();
-        self.tx
+        let queue = &self.queues[site_id.rem_euclid(self.queues.len() as i64) as usize];
+        queue
             .send(Job {
                 site_id,
                 rows,
@@ -69,22 +75,11 @@ impl GroupCommit {
     }
 }
 
-async fn committer(db: Db, rx: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn committer(db: Db, mut rx: mpsc::Receiver<Job>) {
     loop {
-        let mut jobs = Vec::new();
-        {
-            // One committer gathers at a time; the others commit meanwhile.
-            let mut rx = rx.lock().await;
-            let Some(first) = rx.recv().await else { return };
-            jobs.push(first);
-            let deadline = tokio::time::Instant::now() + GATHER;
-            while jobs.len() < MAX_REQUESTS {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(job)) => jobs.push(job),
-                    _ => break,
-                }
-            }
-        }
+        let Some(mut jobs) = next_batch(&mut rx, MAX_REQUESTS).await else {
+            return;
+        };
         let mut by_site: HashMap<i64, Vec<(String, Observation)>> = HashMap::new();
         for job in &mut jobs {
             by_site

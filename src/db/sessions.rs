@@ -59,6 +59,76 @@ struct NewSession<'a> {
     overage: bool,
 }
 
+/// The monotone merge as one upsert of `$values` (one row or a slice of rows).
+macro_rules! merge_upsert {
+    ($c:expr, $values:expr) => {
+        diesel::insert_into(x::sessions)
+            .values($values)
+            .on_conflict((x::site_id, x::session))
+            .do_update()
+            .set((
+                x::started_at.eq(case_when(
+                    excluded(x::started_at).lt(x::started_at),
+                    excluded(x::started_at),
+                )
+                .otherwise(x::started_at)),
+                x::last_activity_at.eq(case_when(
+                    excluded(x::last_activity_at).gt(x::last_activity_at),
+                    excluded(x::last_activity_at),
+                )
+                .otherwise(x::last_activity_at)),
+                x::expires_at.eq(case_when(
+                    excluded(x::expires_at).gt(x::expires_at),
+                    excluded(x::expires_at),
+                )
+                .otherwise(x::expires_at)),
+                // The earliest end wins; ties go to the smaller reason so that the
+                // result does not depend on arrival order.
+                x::end_reason.eq(case_when(
+                    x::ended_at.is_null().or(excluded(x::ended_at)
+                        .lt(x::ended_at)
+                        .or(excluded(x::ended_at)
+                            .eq(x::ended_at)
+                            .and(excluded(x::end_reason).lt(x::end_reason)))
+                        .assume_not_null()),
+                    excluded(x::end_reason),
+                )
+                .otherwise(x::end_reason)),
+                x::ended_at.eq(case_when(
+                    x::ended_at
+                        .is_null()
+                        .or(excluded(x::ended_at).lt(x::ended_at).assume_not_null()),
+                    excluded(x::ended_at),
+                )
+                .otherwise(x::ended_at)),
+                // Descriptive fields: the greatest non-null value wins, so the
+                // result does not depend on arrival order either.
+                x::user_ref.eq(case_when(
+                    x::user_ref
+                        .is_null()
+                        .or(excluded(x::user_ref).gt(x::user_ref).assume_not_null()),
+                    excluded(x::user_ref),
+                )
+                .otherwise(x::user_ref)),
+                x::user_agent.eq(case_when(
+                    x::user_agent
+                        .is_null()
+                        .or(excluded(x::user_agent).gt(x::user_agent).assume_not_null()),
+                    excluded(x::user_agent),
+                )
+                .otherwise(x::user_agent)),
+                x::ip.eq(case_when(
+                    x::ip
+                        .is_null()
+                        .or(excluded(x::ip).gt(x::ip).assume_not_null()),
+                    excluded(x::ip),
+                )
+                .otherwise(x::ip)),
+            ))
+            .execute($c)?
+    };
+}
+
 /// Rows per upsert statement: well under both backends' bind-parameter limits.
 const UPSERT_CHUNK: usize = 500;
 
@@ -93,72 +163,13 @@ pub fn merge(
                 overage,
             })
             .collect();
-        n += crate::per_backend!(&mut *conn, |c| {
-            diesel::insert_into(x::sessions)
-                .values(&rows)
-                .on_conflict((x::site_id, x::session))
-                .do_update()
-                .set((
-                    x::started_at.eq(case_when(
-                        excluded(x::started_at).lt(x::started_at),
-                        excluded(x::started_at),
-                    )
-                    .otherwise(x::started_at)),
-                    x::last_activity_at.eq(case_when(
-                        excluded(x::last_activity_at).gt(x::last_activity_at),
-                        excluded(x::last_activity_at),
-                    )
-                    .otherwise(x::last_activity_at)),
-                    x::expires_at.eq(case_when(
-                        excluded(x::expires_at).gt(x::expires_at),
-                        excluded(x::expires_at),
-                    )
-                    .otherwise(x::expires_at)),
-                    // The earliest end wins; ties go to the smaller reason so that the
-                    // result does not depend on arrival order.
-                    x::end_reason.eq(case_when(
-                        x::ended_at.is_null().or(excluded(x::ended_at)
-                            .lt(x::ended_at)
-                            .or(excluded(x::ended_at)
-                                .eq(x::ended_at)
-                                .and(excluded(x::end_reason).lt(x::end_reason)))
-                            .assume_not_null()),
-                        excluded(x::end_reason),
-                    )
-                    .otherwise(x::end_reason)),
-                    x::ended_at.eq(case_when(
-                        x::ended_at
-                            .is_null()
-                            .or(excluded(x::ended_at).lt(x::ended_at).assume_not_null()),
-                        excluded(x::ended_at),
-                    )
-                    .otherwise(x::ended_at)),
-                    // Descriptive fields: the greatest non-null value wins, so the
-                    // result does not depend on arrival order either.
-                    x::user_ref.eq(case_when(
-                        x::user_ref
-                            .is_null()
-                            .or(excluded(x::user_ref).gt(x::user_ref).assume_not_null()),
-                        excluded(x::user_ref),
-                    )
-                    .otherwise(x::user_ref)),
-                    x::user_agent.eq(case_when(
-                        x::user_agent
-                            .is_null()
-                            .or(excluded(x::user_agent).gt(x::user_agent).assume_not_null()),
-                        excluded(x::user_agent),
-                    )
-                    .otherwise(x::user_agent)),
-                    x::ip.eq(case_when(
-                        x::ip
-                            .is_null()
-                            .or(excluded(x::ip).gt(x::ip).assume_not_null()),
-                        excluded(x::ip),
-                    )
-                    .otherwise(x::ip)),
-                ))
-                .execute(c)?
-        });
+        // A single row goes through a statement of fixed shape, which each
+        // connection prepares once and reuses; a multi-row statement varies with its
+        // row count and is parsed each time.
+        n += match rows.as_slice() {
+            [one] => crate::per_backend!(&mut *conn, |c| merge_upsert!(c, one)),
+            many => crate::per_backend!(&mut *conn, |c| merge_upsert!(c, many)),
+        };
     }
     Ok(n)
 }
@@ -233,20 +244,21 @@ pub fn count(
     now: Millis,
     idle_timeout_seconds: i64,
 ) -> Result<(i64, i64)> {
-    use diesel::dsl::{count_star, sql};
-    use diesel::sql_types::{BigInt, Nullable};
+    use diesel::dsl::{count, count_star};
     let cutoff = now - idle_timeout_seconds * 1000;
-    // The cutoff is an integer computed here, so inlining it is safe.
-    let dangling = sql::<Nullable<BigInt>>(&format!(
-        "SUM(CASE WHEN last_activity_at <= {cutoff} THEN 1 ELSE 0 END)"
-    ));
-    let (active, dangling): (i64, Option<i64>) = x::sessions
+    // COUNT of a CASE without ELSE counts the dangling rows; unlike a SUM it is a
+    // BIGINT on both backends, and the statement, with every value bound, is prepared
+    // once per connection and reused (admissions run it each time).
+    let (active, dangling): (i64, i64) = x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
         .filter(x::expires_at.gt(now))
-        .select((count_star(), dangling))
+        .select((
+            count_star(),
+            count(case_when(x::last_activity_at.le(cutoff), x::id)),
+        ))
         .first(conn)?;
-    Ok((active, dangling.unwrap_or(0)))
+    Ok((active, dangling))
 }
 
 /// The most idle dangling session of a site, if any.
