@@ -59,7 +59,8 @@ struct NewSession<'a> {
     overage: bool,
 }
 
-/// The monotone merge as one upsert of `$values` (one row or a slice of rows).
+/// The monotone merge as one upsert of `$values`. Diesel never caches an upsert with
+/// `DO UPDATE` as a prepared statement, so it is parsed on each call.
 macro_rules! merge_upsert {
     ($c:expr, $values:expr) => {
         diesel::insert_into(x::sessions)
@@ -163,13 +164,7 @@ pub fn merge(
                 overage,
             })
             .collect();
-        // A single row goes through a statement of fixed shape, which each
-        // connection prepares once and reuses; a multi-row statement varies with its
-        // row count and is parsed each time.
-        n += match rows.as_slice() {
-            [one] => crate::per_backend!(&mut *conn, |c| merge_upsert!(c, one)),
-            many => crate::per_backend!(&mut *conn, |c| merge_upsert!(c, many)),
-        };
+        n += crate::per_backend!(&mut *conn, |c| merge_upsert!(c, &rows));
     }
     Ok(n)
 }
