@@ -77,12 +77,14 @@ pub fn render(period: &Period, rows: Vec<BillingRow>, format: Format) -> String 
 /// `peak_active` is the exact maximum of overlapping session intervals
 /// `[started_at, min(ended_at, expires_at))` (ends before starts at one instant),
 /// including sessions started before the month. `p95_active` is the nearest-rank 95th
-/// percentile of the per-minute samples. `session_hours` is the overlap of session
-/// intervals with the segment, rounded half up to two decimals. A site's first segment
-/// starts at the period start; `base_cents` is the plan's monthly price prorated by
-/// the time the site existed on that plan within the segment, rounded half up to a
-/// whole cent. `overage_sessions` = max(0, peak − limit) on `allow_overage` plans,
-/// priced at `overage_unit_price_cents` each. Prices are the plan's current prices.
+/// percentile of the per-minute samples (of the hourly maxima once the minutes are
+/// past their retention). `session_hours` is the overlap of session intervals with
+/// the segment, rounded half up to two decimals. A site's first segment starts at the
+/// period start; a change of the site's plan or limit, or of its plan's prices, starts
+/// a new one. `base_cents` is the monthly price in force prorated by the time the site
+/// existed on that plan within the segment, rounded half up to a whole cent.
+/// `overage_sessions` = max(0, peak − limit) on `allow_overage` plans, priced at
+/// `overage_unit_price_cents` each.
 #[utoipa::path(get, path = "/v1/billing/export", tag = "billing", operation_id = "export_billing",
     params(ExportQuery), security(("bearer" = [])),
     responses(

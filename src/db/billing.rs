@@ -9,13 +9,16 @@ use diesel::prelude::*;
 use super::DbConn;
 use super::plans::Plan;
 use super::schema::{
-    denials::dsl as dn, plans::dsl as p, sessions::dsl as x, site_plan_history::dsl as h,
-    sites::dsl as s, tenants::dsl as t, usage_rollups::dsl as ur, usage_samples::dsl as us,
+    denials::dsl as dn, plan_prices::dsl as pp, plans::dsl as p, sessions::dsl as x,
+    site_plan_history::dsl as h, sites::dsl as s, tenants::dsl as t, usage_rollups::dsl as ur,
+    usage_samples::dsl as us,
 };
 use super::usage::HOUR_MS;
 use crate::auth::Scope;
 use crate::clock::{Millis, to_rfc3339};
-use crate::domain::billing::{self as bill, BillingRow, Period, PlanSpan, Prices, SessionSpan};
+use crate::domain::billing::{
+    self as bill, BillingRow, Period, PlanSpan, PriceSpan, Prices, SessionSpan,
+};
 use crate::domain::config::OverLimit;
 use crate::error::{Error, Result};
 
@@ -60,6 +63,32 @@ pub fn sites(conn: &mut DbConn, tenant: Option<&str>) -> Result<Vec<BilledSite>>
 pub fn plans(conn: &mut DbConn) -> Result<HashMap<i64, Plan>> {
     let all: Vec<Plan> = p::plans.select(Plan::as_select()).load(conn)?;
     Ok(all.into_iter().map(|plan| (plan.id, plan)).collect())
+}
+
+/// Every plan's price changes, in order, keyed by plan.
+pub fn prices(conn: &mut DbConn) -> Result<HashMap<i64, Vec<PriceSpan>>> {
+    let rows: Vec<(i64, i64, i64, String, Millis)> = pp::plan_prices
+        .order((pp::plan_id, pp::effective_from, pp::id))
+        .select((
+            pp::plan_id,
+            pp::monthly_price_cents,
+            pp::overage_unit_price_cents,
+            pp::currency,
+            pp::effective_from,
+        ))
+        .load(conn)?;
+    let mut out: HashMap<i64, Vec<PriceSpan>> = HashMap::new();
+    for (plan_id, monthly, overage, currency, effective_from) in rows {
+        out.entry(plan_id).or_default().push(PriceSpan {
+            prices: Prices {
+                monthly_price_cents: monthly,
+                overage_unit_price_cents: overage,
+                currency,
+            },
+            effective_from,
+        });
+    }
+    Ok(out)
 }
 
 /// Plan history of the given sites, in order, keyed by site.
@@ -220,24 +249,13 @@ fn line(
     site: &BilledSite,
     seg: &bill::Segment,
     sessions: &[SessionSpan],
-    plans: &HashMap<i64, Plan>,
+    plan: &Plan,
+    prices: Prices,
     period: &Period,
 ) -> Result<BillingRow> {
-    let plan = plans.get(&seg.plan_id).ok_or_else(|| {
-        Error::Internal(anyhow::anyhow!(
-            "site {} has history on plan {} which does not exist",
-            site.slug,
-            seg.plan_id
-        ))
-    })?;
     let usage = bill::segment_usage(sessions, seg.from, seg.to);
     let p95 = bill::p95(&active_histogram(conn, site.id, seg.from, seg.to)?);
     let denied = denials(conn, site.id, seg.from, seg.to)?;
-    let prices = Prices {
-        monthly_price_cents: plan.monthly_price_cents,
-        overage_unit_price_cents: plan.overage_unit_price_cents,
-        currency: plan.currency.clone(),
-    };
     let money = bill::charges(seg, usage.peak_active, &prices, period);
     Ok(BillingRow {
         tenant: site.tenant.clone(),
@@ -284,6 +302,7 @@ fn export_in(
     let tenant = tenant_filter(conn, scope, tenant)?;
     let sites = sites(conn, tenant.as_deref())?;
     let plans = plans(conn)?;
+    let prices = prices(conn)?;
     let ids: Vec<i64> = sites.iter().map(|s| s.id).collect();
     let mut history = history(conn, &ids)?;
     let counts = session_counts(conn, &ids, period.start, period.end)?;
@@ -296,7 +315,22 @@ fn export_in(
             let history = history.remove(&site.id).unwrap_or_default();
             let sessions = spans.remove(&site.id).unwrap_or_default();
             for seg in bill::segments(&history, period) {
-                rows.push(line(conn, site, &seg, &sessions, &plans, period)?);
+                let plan = plans.get(&seg.plan_id).ok_or_else(|| {
+                    Error::Internal(anyhow::anyhow!(
+                        "site {} has history on plan {} which does not exist",
+                        site.slug,
+                        seg.plan_id
+                    ))
+                })?;
+                let current = Prices {
+                    monthly_price_cents: plan.monthly_price_cents,
+                    overage_unit_price_cents: plan.overage_unit_price_cents,
+                    currency: plan.currency.clone(),
+                };
+                let changes = prices.get(&plan.id).map_or(&[][..], Vec::as_slice);
+                for (part, at) in bill::split_by_prices(seg, changes, &current) {
+                    rows.push(line(conn, site, &part, &sessions, plan, at, period)?);
+                }
             }
             done += 1;
             progress(done, sites.len());

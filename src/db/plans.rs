@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::DbConn;
-use super::schema::{plans::dsl as p, sites::dsl as s};
+use super::schema::{plan_prices::dsl as pp, plans::dsl as p, sites::dsl as s};
 use crate::clock::Millis;
 use crate::domain::config::{CountMode, LimitValues, OverLimit};
 use crate::error::{Error, Result};
@@ -92,7 +92,23 @@ impl PlanChanges {
 
 pub fn insert(conn: &mut DbConn, new: &NewPlan) -> Result<Plan> {
     diesel::insert_into(p::plans).values(new).execute(conn)?;
-    get(conn, &new.code)
+    let plan = get(conn, &new.code)?;
+    record_prices(conn, &plan, plan.created_at)?;
+    Ok(plan)
+}
+
+/// Keeps the plan's prices from `at` on, for the billing of later months.
+fn record_prices(conn: &mut DbConn, plan: &Plan, at: Millis) -> Result<()> {
+    diesel::insert_into(pp::plan_prices)
+        .values((
+            pp::plan_id.eq(plan.id),
+            pp::monthly_price_cents.eq(plan.monthly_price_cents),
+            pp::overage_unit_price_cents.eq(plan.overage_unit_price_cents),
+            pp::currency.eq(&plan.currency),
+            pp::effective_from.eq(at),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 pub fn get(conn: &mut DbConn, code: &str) -> Result<Plan> {
@@ -117,10 +133,24 @@ pub fn list(conn: &mut DbConn, after_id: Option<i64>, limit: i64) -> Result<Vec<
         .load(conn)?)
 }
 
+/// Applies the changes; a change of price is kept with its time (`updated_at`).
 pub fn update(conn: &mut DbConn, id: i64, changes: &PlanChanges) -> Result<()> {
+    let before = get_by_id(conn, id)?;
     diesel::update(p::plans.find(id))
         .set(changes)
         .execute(conn)?;
+    let after = get_by_id(conn, id)?;
+    if (
+        after.monthly_price_cents,
+        after.overage_unit_price_cents,
+        &after.currency,
+    ) != (
+        before.monthly_price_cents,
+        before.overage_unit_price_cents,
+        &before.currency,
+    ) {
+        record_prices(conn, &after, after.updated_at)?;
+    }
     Ok(())
 }
 

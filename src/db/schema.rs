@@ -30,6 +30,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    plan_prices (id) {
+        id -> BigInt,
+        plan_id -> BigInt,
+        monthly_price_cents -> BigInt,
+        overage_unit_price_cents -> BigInt,
+        currency -> Text,
+        effective_from -> BigInt,
+    }
+}
+
+diesel::table! {
     tenants (id) {
         id -> BigInt,
         slug -> Text,
@@ -188,6 +199,7 @@ diesel::joinable!(delivery_attempts -> outbox (outbox_id));
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
     plans,
+    plan_prices,
     tenants,
     sites,
     site_plan_history,

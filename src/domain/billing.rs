@@ -265,6 +265,60 @@ pub struct Prices {
     pub currency: String,
 }
 
+/// A plan's prices from an instant on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PriceSpan {
+    pub prices: Prices,
+    pub effective_from: Millis,
+}
+
+/// Splits a segment where its plan's prices changed, pairing each part with the
+/// prices in force: those of the last change at or before the part's billing start
+/// (the first known prices when the part starts before any). The first part keeps
+/// the segment's `from` and `billed_from`; later parts start, and are billed, at the
+/// change. `history` is in `effective_from` order; an empty one yields `fallback`.
+pub fn split_by_prices(
+    seg: Segment,
+    history: &[PriceSpan],
+    fallback: &Prices,
+) -> Vec<(Segment, Prices)> {
+    let at = |t: Millis| {
+        history
+            .iter()
+            .take_while(|p| p.effective_from <= t)
+            .last()
+            .or(history.first())
+            .map_or_else(|| fallback.clone(), |p| p.prices.clone())
+    };
+    let mut out = Vec::new();
+    let mut part = seg.clone();
+    for change in history {
+        let t = change.effective_from;
+        if t <= part.billed_from || t >= seg.to {
+            continue;
+        }
+        let prices = at(part.billed_from);
+        if prices == change.prices {
+            continue;
+        }
+        out.push((
+            Segment {
+                to: t,
+                ..part.clone()
+            },
+            prices,
+        ));
+        part = Segment {
+            from: t,
+            billed_from: t,
+            ..part
+        };
+    }
+    let prices = at(part.billed_from);
+    out.push((part, prices));
+    out
+}
+
 /// The money of one line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Charges {
@@ -403,6 +457,80 @@ mod tests {
 
     fn march() -> Period {
         Period::parse("2031-03").unwrap()
+    }
+
+    fn price(cents: i64) -> Prices {
+        Prices {
+            monthly_price_cents: cents,
+            overage_unit_price_cents: cents / 10,
+            currency: "EUR".into(),
+        }
+    }
+
+    /// A site created on day 3 of a plan whose price changes on day 1 (before the
+    /// site), on day 10, again on day 10 to the same price, and on day 20.
+    #[test]
+    fn price_changes_split_a_segment() {
+        let p = march();
+        let seg = Segment {
+            plan_id: 1,
+            session_limit: 5,
+            over_limit: OverLimit::Reject,
+            from: p.start,
+            to: p.end,
+            billed_from: p.start + 3 * D,
+        };
+        let span = |day: i64, cents: i64| PriceSpan {
+            prices: price(cents),
+            effective_from: p.start + day * D,
+        };
+        let history = [
+            span(-40, 100),
+            span(1, 200),
+            span(10, 300),
+            span(10, 300),
+            span(20, 400),
+        ];
+        let parts = split_by_prices(seg.clone(), &history, &price(0));
+        let got: Vec<(Millis, Millis, Millis, i64)> = parts
+            .iter()
+            .map(|(s, pr)| (s.from, s.billed_from, s.to, pr.monthly_price_cents))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (p.start, p.start + 3 * D, p.start + 10 * D, 200),
+                (p.start + 10 * D, p.start + 10 * D, p.start + 20 * D, 300),
+                (p.start + 20 * D, p.start + 20 * D, p.end, 400),
+            ]
+        );
+        // Prorated parts add up to the month at the right prices.
+        let base: i64 = parts
+            .iter()
+            .map(|(s, pr)| charges(s, 0, pr, &p).base_cents)
+            .sum();
+        assert_eq!(
+            base,
+            prorate(200, 7 * D, p.len_ms())
+                + prorate(300, 10 * D, p.len_ms())
+                + prorate(400, 11 * D, p.len_ms())
+        );
+
+        // No history: the plan's current prices, one part.
+        assert_eq!(
+            split_by_prices(seg.clone(), &[], &price(7)),
+            [(seg.clone(), price(7))]
+        );
+        // A history that starts after the segment: its first prices.
+        assert_eq!(
+            split_by_prices(seg.clone(), &[span(40, 900)], &price(7)),
+            [(seg.clone(), price(900))]
+        );
+        // A change exactly at the segment's end does not split it.
+        assert_eq!(
+            split_by_prices(seg.clone(), &[span(0, 1), span(31, 2)], &price(7)),
+            [(seg, price(1))]
+        );
     }
 
     #[test]

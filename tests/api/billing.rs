@@ -567,3 +567,89 @@ async fn rollups_outlive_the_minutes() {
     assert_eq!(get(HOURS).await, json!([]));
     assert_eq!(get(DAYS).await, json!([]));
 }
+
+/// A plan's price change applies from its time on: the month is split there and each
+/// part is billed at the price then in force, and a later change leaves the month's
+/// lines as they were.
+#[tokio::test]
+async fn price_changes_apply_from_their_time() {
+    let app = spawn().await;
+    set(&app, "2031-03-01T00:00:00Z");
+    let token = app
+        .site_with(
+            "priced",
+            json!({"session_limit": 5, "monthly_price_cents": 3100, "currency": "EUR",
+                   "session_ttl_seconds": 86400}),
+        )
+        .await;
+    set(&app, "2031-03-05T10:00:00Z");
+    app.admit("priced", &token, "s1").await;
+    set(&app, "2031-03-11T00:00:00Z");
+    let r = app
+        .patch(
+            "/v1/plans/priced-plan",
+            &app.admin,
+            json!({"monthly_price_cents": 6200}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A change that leaves the prices as they are does not split anything.
+    let r = app
+        .patch(
+            "/v1/plans/priced-plan",
+            &app.admin,
+            json!({"name": "Priced"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    set(&app, "2031-03-20T10:00:00Z");
+    app.admit("priced", &token, "s2").await;
+    app.admit("priced", &token, "s3").await;
+
+    let lines = |rows: &[Value]| -> Vec<(String, String, i64, i64, i64)> {
+        rows.iter()
+            .map(|r| {
+                (
+                    r["from"].as_str().unwrap().to_owned(),
+                    r["to"].as_str().unwrap().to_owned(),
+                    r["base_cents"].as_i64().unwrap(),
+                    r["total_cents"].as_i64().unwrap(),
+                    r["peak_active"].as_i64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let want = vec![
+        // 10 of 31 days at 31.00 and 21 of 31 days at 62.00.
+        (
+            "2031-03-01T00:00:00.000Z".to_owned(),
+            "2031-03-11T00:00:00.000Z".to_owned(),
+            1000,
+            1000,
+            1,
+        ),
+        (
+            "2031-03-11T00:00:00.000Z".to_owned(),
+            "2031-04-01T00:00:00.000Z".to_owned(),
+            4200,
+            4200,
+            2,
+        ),
+    ];
+    let rows = export_both(&app, &app.admin, "period=2031-03").await;
+    assert_eq!(lines(&rows), want);
+    assert!(rows.iter().all(|r| r["plan"] == "priced-plan"));
+
+    // Raising the price in April does not touch March.
+    set(&app, "2031-04-05T00:00:00Z");
+    let r = app
+        .patch(
+            "/v1/plans/priced-plan",
+            &app.admin,
+            json!({"monthly_price_cents": 9300}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rows = export_both(&app, &app.admin, "period=2031-03").await;
+    assert_eq!(lines(&rows), want);
+}
