@@ -16,6 +16,13 @@ CREATE TABLE usage_rollups (
     PRIMARY KEY (site_id, bucket_ms, at)
 );
 
+-- The sampler rolls up the last hours of every site, and retention deletes what is
+-- older than its window, every minute: both select by time across all sites, which
+-- the keys (site first) cannot serve, and would otherwise scan whole tables.
+CREATE INDEX usage_samples_minute ON usage_samples (minute);
+CREATE INDEX usage_rollups_at ON usage_rollups (at);
+CREATE INDEX denials_at ON denials (at);
+
 -- Roll up what the minute samples already hold.
 INSERT INTO usage_rollups
     (site_id, bucket_ms, at, max_active, max_live, max_dangling, denied, session_limit)
