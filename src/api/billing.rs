@@ -80,11 +80,12 @@ pub fn render(period: &Period, rows: Vec<BillingRow>, format: Format) -> String 
 /// percentile of the per-minute samples (of the hourly maxima once the minutes are
 /// past their retention). `session_hours` is the overlap of session intervals with
 /// the segment, rounded half up to two decimals. A site's first segment starts at the
-/// period start; a change of the site's plan or limit, or of its plan's prices, starts
-/// a new one. `base_cents` is the monthly price in force prorated by the time the site
-/// existed on that plan within the segment, rounded half up to a whole cent.
-/// `overage_sessions` = max(0, peak − limit) on `allow_overage` plans, priced at
-/// `overage_unit_price_cents` each.
+/// period start; a change of the site's plan or limit starts a new one, as does a
+/// change of its plan's currency. `base_cents` is the plan's monthly price prorated by
+/// the time the site existed on that plan within the segment, each price for the time
+/// it was in force, rounded half up to a whole cent. `overage_sessions` = max(0,
+/// peak − limit) on `allow_overage` plans, priced at the `overage_unit_price_cents` in
+/// force at the segment's end.
 #[utoipa::path(get, path = "/v1/billing/export", tag = "billing", operation_id = "export_billing",
     params(ExportQuery), security(("bearer" = [])),
     responses(

@@ -143,6 +143,7 @@ fn parse_range(q: &HistoryQuery, now: Millis) -> Result<Range> {
         if from >= to {
             errors.push(FieldError::new("from", "must be before to"));
         } else {
+            let from = from - from.rem_euclid(step.ms());
             let points = (to - from + step.ms() - 1) / step.ms();
             if points > MAX_POINTS {
                 errors.push(FieldError::new(

@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sessions::{ListFilter, SessionRow};
-use crate::db::{outbox, sessions};
+use crate::db::{self, outbox, sessions};
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{EndReason, SessionState, state};
 use crate::error::{Error, Problem, Result};
@@ -321,6 +321,7 @@ pub async fn kill_sessions(
         .db
         .run(move |c| {
             c.transaction(|c| {
+                db::lock_site(c, site_id)?;
                 let victims: Vec<String> = sessions::list(c, site_id, now, idle, &filter)?
                     .into_iter()
                     .map(|r| r.session)

@@ -192,33 +192,38 @@ pub fn denials(conn: &mut DbConn, site_id: i64, from: Millis, to: Millis) -> Res
 }
 
 /// How many per-minute samples in `[from, to)` saw each active count: enough for a
-/// percentile without reading every minute. When the minutes are gone (kept 35 days
-/// by default), the hour roll-ups stand in: each hour counts once with its highest
-/// active count, which can only raise the percentile.
+/// percentile without reading every minute. Retention deletes the oldest minutes
+/// first (after 35 days by default); for the hours before the first minute left, the
+/// hour roll-ups stand in: each such hour counts as 60 minutes at its highest active
+/// count, which can only raise the percentile.
 pub fn active_histogram(
     conn: &mut DbConn,
     site_id: i64,
     from: Millis,
     to: Millis,
 ) -> Result<Vec<(i64, i64)>> {
-    let minutes: Vec<(i64, i64)> = us::usage_samples
+    let in_segment = us::usage_samples
         .filter(us::site_id.eq(site_id))
         .filter(us::minute.ge(from))
-        .filter(us::minute.lt(to))
+        .filter(us::minute.lt(to));
+    let mut histogram: Vec<(i64, i64)> = in_segment
         .group_by(us::active)
         .select((us::active, diesel::dsl::count_star()))
         .load(conn)?;
-    if !minutes.is_empty() {
-        return Ok(minutes);
-    }
-    Ok(ur::usage_rollups
+    let first_minute: Option<Millis> = in_segment
+        .select(diesel::dsl::min(us::minute))
+        .first(conn)?;
+    let gap_end = first_minute.map_or(to, |m| m - m.rem_euclid(HOUR_MS));
+    let hours: Vec<(i64, i64)> = ur::usage_rollups
         .filter(ur::site_id.eq(site_id))
         .filter(ur::bucket_ms.eq(HOUR_MS))
         .filter(ur::at.ge(from - from.rem_euclid(HOUR_MS)))
-        .filter(ur::at.lt(to))
+        .filter(ur::at.lt(gap_end.min(to)))
         .group_by(ur::max_active)
         .select((ur::max_active, diesel::dsl::count_star()))
-        .load(conn)?)
+        .load(conn)?;
+    histogram.extend(hours.into_iter().map(|(v, n)| (v, n * 60)));
+    Ok(histogram)
 }
 
 /// At most this many sessions, or [`BATCH_SITES`] sites, are held in memory at once
@@ -247,16 +252,20 @@ fn batches<'a>(sites: &'a [BilledSite], counts: &HashMap<i64, i64>) -> Vec<&'a [
 fn line(
     conn: &mut DbConn,
     site: &BilledSite,
-    seg: &bill::Segment,
+    priced: bill::PricedSegment,
     sessions: &[SessionSpan],
     plan: &Plan,
-    prices: Prices,
-    period: &Period,
 ) -> Result<BillingRow> {
+    let bill::PricedSegment {
+        seg,
+        base_cents,
+        prices,
+    } = priced;
+    let seg = &seg;
     let usage = bill::segment_usage(sessions, seg.from, seg.to);
     let p95 = bill::p95(&active_histogram(conn, site.id, seg.from, seg.to)?);
     let denied = denials(conn, site.id, seg.from, seg.to)?;
-    let money = bill::charges(seg, usage.peak_active, &prices, period);
+    let money = bill::charges_with_base(seg, usage.peak_active, base_cents, &prices);
     Ok(BillingRow {
         tenant: site.tenant.clone(),
         site: site.slug.clone(),
@@ -328,8 +337,8 @@ fn export_in(
                     currency: plan.currency.clone(),
                 };
                 let changes = prices.get(&plan.id).map_or(&[][..], Vec::as_slice);
-                for (part, at) in bill::split_by_prices(seg, changes, &current) {
-                    rows.push(line(conn, site, &part, &sessions, plan, at, period)?);
+                for priced in bill::price_segment(seg, changes, &current, period) {
+                    rows.push(line(conn, site, priced, &sessions, plan)?);
                 }
             }
             done += 1;

@@ -13,6 +13,7 @@
 //! other's site locks.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel::Connection as _;
 use tokio::sync::{mpsc, oneshot};
@@ -134,17 +135,25 @@ async fn committer<T: Send + 'static>(db: Db, mut rx: mpsc::Receiver<Job<T>>) {
         // Shared so that the work can be taken back when the batch fails.
         let works = Arc::new(std::sync::Mutex::new(works));
         let batch = works.clone();
+        // Set once every request's work has run: a failure after that is the
+        // commit's, and the batch may have committed after all (a lost reply), so
+        // running the requests again could apply them twice.
+        let worked = Arc::new(AtomicBool::new(false));
+        let flag = worked.clone();
         let outcome = db
             .write(move |c| {
                 let mut works = batch.lock().unwrap_or_else(|e| e.into_inner());
+                flag.store(false, Ordering::SeqCst);
                 c.transaction(|c| {
                     for &site in &sites {
                         lock_site(c, site)?;
                     }
-                    works
+                    let results = works
                         .iter_mut()
                         .map(|work| work(c))
-                        .collect::<Result<Vec<T>>>()
+                        .collect::<Result<Vec<T>>>()?;
+                    flag.store(true, Ordering::SeqCst);
+                    Ok(results)
                 })
             })
             .await;
@@ -152,6 +161,13 @@ async fn committer<T: Send + 'static>(db: Db, mut rx: mpsc::Receiver<Job<T>>) {
             Ok(results) => {
                 for (tx, result) in done.into_iter().zip(results) {
                     let _ = tx.send(Ok(result));
+                }
+            }
+            Err(e) if worked.load(Ordering::SeqCst) => {
+                let msg = e.to_string();
+                tracing::warn!(error = %msg, requests = ids.len(), "committing a batch failed");
+                for tx in done {
+                    let _ = tx.send(Err(Error::Unavailable(format!("could not commit: {msg}"))));
                 }
             }
             Err(e) => {

@@ -274,7 +274,18 @@ pub struct Rollup {
     pub session_limit: i64,
 }
 
+/// Deletes the hours and days that ended at or before `before`; a day still partly
+/// inside the window stays.
 pub fn delete_rollups_before(conn: &mut DbConn, before: Millis) -> Result<usize> {
     use super::schema::usage_rollups::dsl as ur;
-    Ok(diesel::delete(ur::usage_rollups.filter(ur::at.lt(before))).execute(conn)?)
+    let mut n = 0;
+    for bucket in [HOUR_MS, DAY_MS] {
+        n += diesel::delete(
+            ur::usage_rollups
+                .filter(ur::bucket_ms.eq(bucket))
+                .filter(ur::at.le(before - bucket)),
+        )
+        .execute(conn)?;
+    }
+    Ok(n)
 }

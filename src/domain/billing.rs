@@ -212,11 +212,20 @@ pub fn p95(histogram: &[(i64, i64)]) -> i64 {
 
 /// `monthly_price_cents × billed_ms ÷ period_ms`, rounded half up to a whole cent.
 pub fn prorate(monthly_price_cents: i64, billed_ms: i64, period_ms: i64) -> i64 {
+    prorate_parts(&[(monthly_price_cents, billed_ms)], period_ms)
+}
+
+/// `Σ monthly_price_cents × billed_ms ÷ period_ms` over parts of a period billed at
+/// different prices, rounded half up to a whole cent once, at the end.
+pub fn prorate_parts(parts: &[(i64, i64)], period_ms: i64) -> i64 {
     if period_ms <= 0 {
         return 0;
     }
-    let num = 2 * i128::from(monthly_price_cents) * i128::from(billed_ms.clamp(0, period_ms))
-        + i128::from(period_ms);
+    let total: i128 = parts
+        .iter()
+        .map(|&(price, ms)| i128::from(price) * i128::from(ms.clamp(0, period_ms)))
+        .sum();
+    let num = 2 * total + i128::from(period_ms);
     let cents = num.div_euclid(2 * i128::from(period_ms));
     i64::try_from(cents).unwrap_or(i64::MAX)
 }
@@ -272,50 +281,71 @@ pub struct PriceSpan {
     pub effective_from: Millis,
 }
 
-/// Splits a segment where its plan's prices changed, pairing each part with the
-/// prices in force: those of the last change at or before the part's billing start
-/// (the first known prices when the part starts before any). The first part keeps
-/// the segment's `from` and `billed_from`; later parts start, and are billed, at the
-/// change. `history` is in `effective_from` order; an empty one yields `fallback`.
-pub fn split_by_prices(
+/// A segment with the prices it is billed at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricedSegment {
+    pub seg: Segment,
+    /// The base price over `[billed_from, to)`: each monthly price prorated by the
+    /// time it was in force, summed, then rounded half up to a cent once.
+    pub base_cents: i64,
+    /// The prices in force at the segment's end: overage is priced at these, and the
+    /// line is in their currency.
+    pub prices: Prices,
+}
+
+/// Prices a segment along its plan's price history (in `effective_from` order; an
+/// empty one means `fallback` throughout). Before the first known change the first
+/// known prices apply. A change of monthly or overage price stays within the line;
+/// a change of currency starts a new line, since amounts of two currencies cannot
+/// be added, and that new line starts, and is billed, at the change.
+pub fn price_segment(
     seg: Segment,
     history: &[PriceSpan],
     fallback: &Prices,
-) -> Vec<(Segment, Prices)> {
-    let at = |t: Millis| {
-        history
-            .iter()
-            .take_while(|p| p.effective_from <= t)
-            .last()
-            .or(history.first())
-            .map_or_else(|| fallback.clone(), |p| p.prices.clone())
-    };
+    period: &Period,
+) -> Vec<PricedSegment> {
+    let mut current = history
+        .iter()
+        .take_while(|p| p.effective_from <= seg.billed_from)
+        .last()
+        .or(history.first())
+        .map_or_else(|| fallback.clone(), |p| p.prices.clone());
+    // (monthly price, milliseconds at it) of the line being built.
+    let mut parts: Vec<(i64, i64)> = Vec::new();
+    let mut line = seg.clone();
+    let mut since = seg.billed_from;
     let mut out = Vec::new();
-    let mut part = seg.clone();
     for change in history {
         let t = change.effective_from;
-        if t <= part.billed_from || t >= seg.to {
+        if t <= seg.billed_from || t >= seg.to {
             continue;
         }
-        let prices = at(part.billed_from);
-        if prices == change.prices {
-            continue;
+        parts.push((current.monthly_price_cents, t - since));
+        since = t;
+        if change.prices.currency != current.currency {
+            out.push(PricedSegment {
+                seg: Segment {
+                    to: t,
+                    ..line.clone()
+                },
+                base_cents: prorate_parts(&parts, period.len_ms()),
+                prices: current,
+            });
+            parts.clear();
+            line = Segment {
+                from: t,
+                billed_from: t,
+                ..line
+            };
         }
-        out.push((
-            Segment {
-                to: t,
-                ..part.clone()
-            },
-            prices,
-        ));
-        part = Segment {
-            from: t,
-            billed_from: t,
-            ..part
-        };
+        current = change.prices.clone();
     }
-    let prices = at(part.billed_from);
-    out.push((part, prices));
+    parts.push((current.monthly_price_cents, seg.to - since));
+    out.push(PricedSegment {
+        seg: line,
+        base_cents: prorate_parts(&parts, period.len_ms()),
+        prices: current,
+    });
     out
 }
 
@@ -329,12 +359,22 @@ pub struct Charges {
 }
 
 pub fn charges(seg: &Segment, peak_active: i64, prices: &Prices, period: &Period) -> Charges {
-    let overage_sessions = overage_sessions(peak_active, seg.session_limit, seg.over_limit);
     let base_cents = prorate(
         prices.monthly_price_cents,
         seg.to - seg.billed_from,
         period.len_ms(),
     );
+    charges_with_base(seg, peak_active, base_cents, prices)
+}
+
+/// The money of a line whose base price is already known.
+pub fn charges_with_base(
+    seg: &Segment,
+    peak_active: i64,
+    base_cents: i64,
+    prices: &Prices,
+) -> Charges {
+    let overage_sessions = overage_sessions(peak_active, seg.session_limit, seg.over_limit);
     let overage_cents = overage_sessions.saturating_mul(prices.overage_unit_price_cents);
     Charges {
         overage_sessions,
@@ -468,68 +508,100 @@ mod tests {
     }
 
     /// A site created on day 3 of a plan whose price changes on day 1 (before the
-    /// site), on day 10, again on day 10 to the same price, and on day 20.
+    /// site), on day 10, twice on day 20 (the second undoing the first), on day 25 to
+    /// another currency, and on the segment's last instant.
     #[test]
-    fn price_changes_split_a_segment() {
+    fn a_segment_is_billed_at_the_prices_in_force() {
         let p = march();
         let seg = Segment {
             plan_id: 1,
             session_limit: 5,
-            over_limit: OverLimit::Reject,
+            over_limit: OverLimit::AllowOverage,
             from: p.start,
             to: p.end,
             billed_from: p.start + 3 * D,
         };
-        let span = |day: i64, cents: i64| PriceSpan {
-            prices: price(cents),
+        let span = |day: i64, cents: i64, currency: &str| PriceSpan {
+            prices: Prices {
+                monthly_price_cents: cents,
+                overage_unit_price_cents: cents / 10,
+                currency: currency.into(),
+            },
             effective_from: p.start + day * D,
         };
         let history = [
-            span(-40, 100),
-            span(1, 200),
-            span(10, 300),
-            span(10, 300),
-            span(20, 400),
+            span(-40, 100, "EUR"),
+            span(1, 3100, "EUR"),
+            span(10, 6200, "EUR"),
+            span(20, 9999, "EUR"),
+            span(20, 6200, "EUR"),
+            span(25, 3100, "USD"),
+            span(31, 1, "USD"),
         ];
-        let parts = split_by_prices(seg.clone(), &history, &price(0));
-        let got: Vec<(Millis, Millis, Millis, i64)> = parts
-            .iter()
-            .map(|(s, pr)| (s.from, s.billed_from, s.to, pr.monthly_price_cents))
-            .collect();
+        let lines = price_segment(seg.clone(), &history, &price(0), &p);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        // Days 3–10 at 31.00 and 10–25 at 62.00 (the undone change leaves no trace),
+        // added before rounding: 700 + 3000 cents.
         assert_eq!(
-            got,
-            [
-                (p.start, p.start + 3 * D, p.start + 10 * D, 200),
-                (p.start + 10 * D, p.start + 10 * D, p.start + 20 * D, 300),
-                (p.start + 20 * D, p.start + 20 * D, p.end, 400),
-            ]
+            lines[0].seg,
+            Segment {
+                to: p.start + 25 * D,
+                ..seg.clone()
+            }
         );
-        // Prorated parts add up to the month at the right prices.
-        let base: i64 = parts
-            .iter()
-            .map(|(s, pr)| charges(s, 0, pr, &p).base_cents)
-            .sum();
+        assert_eq!(lines[0].base_cents, 3700);
+        assert_eq!(lines[0].prices, history[4].prices);
+        // The new currency starts a line of its own, billed from the change.
+        let usd = p.start + 25 * D;
         assert_eq!(
-            base,
-            prorate(200, 7 * D, p.len_ms())
-                + prorate(300, 10 * D, p.len_ms())
-                + prorate(400, 11 * D, p.len_ms())
+            lines[1].seg,
+            Segment {
+                from: usd,
+                billed_from: usd,
+                ..seg.clone()
+            }
+        );
+        assert_eq!(lines[1].base_cents, 600);
+        assert_eq!(lines[1].prices.currency, "USD");
+        // Overage once per line, at the prices in force at its end.
+        let money = charges_with_base(&lines[0].seg, 7, lines[0].base_cents, &lines[0].prices);
+        assert_eq!(
+            (
+                money.overage_sessions,
+                money.overage_cents,
+                money.total_cents
+            ),
+            (2, 1240, 4940)
         );
 
-        // No history: the plan's current prices, one part.
+        // No history: the plan's current prices over the whole segment.
+        let plain = price_segment(seg.clone(), &[], &price(3100), &p);
         assert_eq!(
-            split_by_prices(seg.clone(), &[], &price(7)),
-            [(seg.clone(), price(7))]
+            plain,
+            [PricedSegment {
+                seg: seg.clone(),
+                base_cents: 2800,
+                prices: price(3100)
+            }]
         );
         // A history that starts after the segment: its first prices.
+        let later = price_segment(seg.clone(), &[span(40, 3100, "EUR")], &price(7), &p);
+        assert_eq!(later[0].base_cents, 2800);
+        assert_eq!(later.len(), 1);
+        // Rounded once: three thirds of a cent each are one cent, not zero.
+        let thirds = [span(0, 1, "EUR"), span(10, 1, "EUR"), span(20, 1, "EUR")];
+        let third = Segment {
+            billed_from: p.start,
+            to: p.start + 30 * D,
+            ..seg
+        };
         assert_eq!(
-            split_by_prices(seg.clone(), &[span(40, 900)], &price(7)),
-            [(seg.clone(), price(900))]
+            prorate_parts(&[(1, 10 * D), (1, 10 * D), (1, 10 * D)], p.len_ms()),
+            1
         );
-        // A change exactly at the segment's end does not split it.
         assert_eq!(
-            split_by_prices(seg.clone(), &[span(0, 1), span(31, 2)], &price(7)),
-            [(seg, price(1))]
+            price_segment(third, &thirds, &price(0), &p)[0].base_cents,
+            1
         );
     }
 
