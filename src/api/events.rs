@@ -224,7 +224,13 @@ pub async fn ingest_events(
     } else {
         state
             .db
-            .write(move |c| c.transaction(|c| sessions::merge(c, site_id, &rows, false)))
+            .write(move |c| {
+                c.transaction(|c| {
+                    // Several sessions at once: the site first, as admissions do.
+                    db::lock_site(c, site_id)?;
+                    sessions::merge(c, site_id, &rows, false)
+                })
+            })
             .await?;
     }
     Ok(HttpResponse::Ok().json(BatchResult { accepted, rejected }))
@@ -340,8 +346,6 @@ pub async fn put_snapshot(
         .db
         .write(move |c| {
             c.transaction(|c| {
-                // Ends and writes many sessions: serialized with the site's
-                // admissions, which may end one session and start another.
                 db::lock_site(c, site_id)?;
                 let refs: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
                 let known = sessions::existing(c, site_id, &refs)?;

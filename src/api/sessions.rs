@@ -321,8 +321,6 @@ pub async fn kill_sessions(
         .db
         .run(move |c| {
             c.transaction(|c| {
-                // Ends many sessions: serialized with the site's admissions, which
-                // may end one session and start another.
                 db::lock_site(c, site_id)?;
                 let victims: Vec<String> = sessions::list(c, site_id, now, idle, &filter)?
                     .into_iter()

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use diesel::Connection as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::Db;
 use super::sessions;
 use super::site_batch::next_batch;
+use super::{Db, lock_site};
 use crate::domain::session::Observation;
 use crate::error::{Error, Result};
 
@@ -95,10 +95,12 @@ async fn committer(db: Db, mut rx: mpsc::Receiver<Job>) {
         let result = db
             .write(move |c| {
                 c.transaction(|c| {
-                    // Rows in (site, session) order, as admission batches take them
-                    // (one session per site, sites in id order), so that the two
-                    // never lock rows in opposite orders.
                     for (site_id, rows) in &groups {
+                        // Sites in id order, each locked before its rows, as
+                        // admission batches do: they write several sessions of a
+                        // site in arrival order, and without the site lock the two
+                        // could lock the same rows in opposite orders.
+                        lock_site(c, *site_id)?;
                         sessions::merge(c, *site_id, rows, false)?;
                     }
                     Ok(())

@@ -1,15 +1,10 @@
 //! Group commit for work that must hold its site's lock, such as admissions: the
 //! requests waiting when a committer becomes free share one transaction (and one
-//! fsync), at most one request per site. The transaction locks its sites and runs
-//! their requests in site id order; the other requests of a site wait for the next
-//! transaction, in arrival order, so each site's requests are decided one after the
-//! other exactly as if each had its own transaction. Every request is answered only
-//! after the transaction holding its writes has committed.
-//!
-//! One request per site keeps a transaction's row locks in (site, session) order, the
-//! order event transactions take them in: two admissions of one site in arrival order
-//! could otherwise lock two sessions in the opposite order to an event batch writing
-//! both, and deadlock with it.
+//! fsync). The transaction locks every site it touches, in id order so that
+//! committers and other processes never wait on each other in a cycle, and then runs
+//! each request's work in arrival order, so requests for one site are decided one
+//! after the other exactly as if each had its own transaction. Every request is
+//! answered only after the transaction holding its writes has committed.
 //!
 //! There is no gathering delay: a request that finds its committer idle runs at once,
 //! and requests that arrive while a transaction runs queue up for the next one, so
@@ -17,7 +12,6 @@
 //! to one committer, so that the committers of one process never wait for each
 //! other's site locks.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -118,43 +112,18 @@ impl<T> SiteBatch<T> {
     }
 }
 
-/// The first waiting request of each site, in site id order; the others stay
-/// waiting, in their order.
-fn one_per_site<J>(waiting: &mut VecDeque<J>, site: impl Fn(&J) -> i64) -> Vec<J> {
-    let mut seen = HashSet::new();
-    let mut batch = Vec::new();
-    let mut rest = VecDeque::new();
-    for job in waiting.drain(..) {
-        if seen.insert(site(&job)) {
-            batch.push(job);
-        } else {
-            rest.push_back(job);
-        }
-    }
-    *waiting = rest;
-    batch.sort_by_key(|job| site(job));
-    batch
-}
-
 async fn committer<T: Send + 'static>(db: Db, mut rx: mpsc::Receiver<Job<T>>) {
-    let mut waiting = VecDeque::new();
     loop {
-        if waiting.is_empty() {
-            let Some(job) = rx.recv().await else { return };
-            waiting.push_back(job);
-        }
-        while waiting.len() < MAX_REQUESTS {
-            match rx.try_recv() {
-                Ok(job) => waiting.push_back(job),
-                Err(_) => break,
-            }
-        }
-        let mut jobs = one_per_site(&mut waiting, |j: &Job<T>| j.site_id);
+        let Some(mut jobs) = next_batch(&mut rx, MAX_REQUESTS).await else {
+            return;
+        };
         if jobs.len() == 1 {
             run_alone(&db, jobs.pop().unwrap_or_else(|| unreachable!())).await;
             continue;
         }
-        let sites: Vec<i64> = jobs.iter().map(|j| j.site_id).collect();
+        let mut sites: Vec<i64> = jobs.iter().map(|j| j.site_id).collect();
+        sites.sort_unstable();
+        sites.dedup();
         let mut ids = Vec::with_capacity(jobs.len());
         let mut works = Vec::with_capacity(jobs.len());
         let mut done = Vec::with_capacity(jobs.len());
@@ -264,23 +233,8 @@ mod tests {
         .collect()
     }
 
-    #[test]
-    fn a_batch_takes_one_request_per_site_in_site_order() {
-        let mut waiting: VecDeque<(i64, &str)> =
-            [(7, "a"), (3, "b"), (7, "c"), (5, "d"), (3, "e"), (7, "f")].into();
-        let site = |j: &(i64, &str)| j.0;
-        assert_eq!(
-            one_per_site(&mut waiting, site),
-            [(3, "b"), (5, "d"), (7, "a")]
-        );
-        assert_eq!(one_per_site(&mut waiting, site), [(3, "e"), (7, "c")]);
-        assert_eq!(one_per_site(&mut waiting, site), [(7, "f")]);
-        assert!(waiting.is_empty());
-    }
-
-    /// Requests of different sites queued behind a running one share the next
-    /// transaction; when one of them fails, the others still commit and each gets its
-    /// own answer.
+    /// Requests queued behind a running one share the next transaction; when one of
+    /// them fails, the others still commit and each gets its own answer.
     #[tokio::test]
     async fn a_failing_request_does_not_fail_its_batch() {
         let dir = tempfile::tempdir().unwrap();
@@ -300,7 +254,7 @@ mod tests {
                  VALUES ('t', 't', 's', 0, 0)",
             )
             .execute(c)?;
-            for id in [1, 3, 5] {
+            for id in [1, 3] {
                 diesel::sql_query(format!(
                     "INSERT INTO sites (id, slug, tenant_id, plan_id, name, webhook_secret, \
                      config_version, created_at, updated_at) \
@@ -338,7 +292,7 @@ mod tests {
         let ok_b = spawn(1, "batch-b");
         let ok_c = spawn(3, "batch-c");
         // Same key as the first request: the insert fails on the primary key.
-        let dup = spawn(5, "batch-a");
+        let dup = spawn(1, "batch-a");
         while batch.queued() < 3 {
             tokio::task::yield_now().await;
         }
