@@ -342,8 +342,7 @@ pub async fn update_plan(
         .run(move |c| {
             c.transaction(|c| {
                 let before = plans::get(c, &code)?;
-                plans::update(c, before.id, &changes)?;
-                let after = plans::get_by_id(c, before.id)?;
+                let after = plans::update(c, &before, &changes)?;
                 if after.limit_values() != before.limit_values()
                     || after.overage_percent != before.overage_percent
                 {

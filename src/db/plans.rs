@@ -133,13 +133,13 @@ pub fn list(conn: &mut DbConn, after_id: Option<i64>, limit: i64) -> Result<Vec<
         .load(conn)?)
 }
 
-/// Applies the changes; a change of price is kept with its time (`updated_at`).
-pub fn update(conn: &mut DbConn, id: i64, changes: &PlanChanges) -> Result<()> {
-    let before = get_by_id(conn, id)?;
-    diesel::update(p::plans.find(id))
+/// Applies the changes to the plan read as `before` and returns it as it is now; a
+/// change of price is kept with its time (`updated_at`).
+pub fn update(conn: &mut DbConn, before: &Plan, changes: &PlanChanges) -> Result<Plan> {
+    diesel::update(p::plans.find(before.id))
         .set(changes)
         .execute(conn)?;
-    let after = get_by_id(conn, id)?;
+    let after = get_by_id(conn, before.id)?;
     if (
         after.monthly_price_cents,
         after.overage_unit_price_cents,
@@ -151,7 +151,7 @@ pub fn update(conn: &mut DbConn, id: i64, changes: &PlanChanges) -> Result<()> {
     ) {
         record_prices(conn, &after, after.updated_at)?;
     }
-    Ok(())
+    Ok(after)
 }
 
 pub fn sites_using(conn: &mut DbConn, plan_id: i64) -> Result<Vec<i64>> {
