@@ -10,7 +10,7 @@ use base64::Engine;
 use rand::RngCore;
 use tokio::sync::{Notify, watch};
 
-use crate::api::events::AdmissionResult;
+use crate::api::events::{AdmissionJob, AdmissionResult};
 use crate::auth::{Caller, Keys, Revocations, Role, VerifiedTokens};
 use crate::clock::SharedClock;
 use crate::config::{Config, Secret};
@@ -37,7 +37,7 @@ pub struct AppState {
     /// Started with the server, on its runtime.
     group_commit: std::sync::OnceLock<crate::db::group_commit::GroupCommit>,
     /// Admissions share transactions; started on first use, on the server's runtime.
-    admissions: std::sync::OnceLock<SiteBatch<AdmissionResult>>,
+    admissions: std::sync::OnceLock<SiteBatch<AdmissionJob, AdmissionResult>>,
     /// Sites looked up by their agents' requests, kept for a second.
     agent_sites: crate::db::sites::SiteCache,
 }
@@ -63,9 +63,13 @@ impl AppState {
     }
 
     /// The admission committer; started on first use.
-    pub fn admissions(&self) -> &SiteBatch<AdmissionResult> {
-        self.admissions
-            .get_or_init(|| SiteBatch::start(self.db.clone()))
+    pub fn admissions(&self) -> &SiteBatch<AdmissionJob, AdmissionResult> {
+        let provider_alerts = self.config.provider_notify_url.is_some();
+        self.admissions.get_or_init(|| {
+            SiteBatch::start(self.db.clone(), move |c, jobs| {
+                crate::api::events::admit_batch(c, jobs, provider_alerts)
+            })
+        })
     }
 
     pub fn agent_sites(&self) -> &crate::db::sites::SiteCache {

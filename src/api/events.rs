@@ -432,85 +432,248 @@ pub async fn create_admission(
     c.check("ip", check_ip(&req.ip));
     c.finish()?;
     let session = session.map(SessionRef::into_string).unwrap_or_default();
-    let given_expiry = req.expires_at.map(|t| t.timestamp_millis());
-    let mut obs = Observation {
-        started_at: at,
-        last_activity_at: at,
-        // Set under the lock from the site's current session lifetime.
-        expires_at: at,
-        ended: None,
-        user: req.user,
-        user_agent: req.user_agent,
-        ip: req.ip,
+    let job = AdmissionJob {
+        site_id: site.site.id,
+        session,
+        // The expiry is set under the lock from the site's current session lifetime.
+        obs: Observation {
+            started_at: at,
+            last_activity_at: at,
+            expires_at: at,
+            ended: None,
+            user: req.user,
+            user_agent: req.user_agent,
+            ip: req.ip,
+        },
+        given_expiry: req.expires_at.map(|t| t.timestamp_millis()),
+        now,
     };
-    let site_id = site.site.id;
-    let provider_alerts = state.config.provider_notify_url.is_some();
-    // Runs in a transaction that holds the site's lock, shared with other
+    // Decided in a transaction that holds the site's lock, together with the other
     // admissions waiting at the same moment.
-    let result = state
-        .admissions()
-        .run(site_id, move |c| {
-            // Read the config under the lock: a concurrent change cannot slip in.
-            let full = db::sites::get_by_id(c, site_id)?;
-            let ttl = full.effective().values.session_ttl_seconds;
-            obs.expires_at = given_expiry.unwrap_or(at + ttl * 1000);
-            admit(c, &full, &session, &obs, now, provider_alerts)
-        })
-        .await?;
+    let result = state.admissions().run(job).await?;
     if !result.evicted.is_empty() || !result.admitted {
         state.outbox_wakeup.notify_one();
     }
     Ok(HttpResponse::Ok().json(result))
 }
 
-/// The admission decision and its records, inside the caller's transaction.
-fn admit(
+/// One admission request, waiting for its batch.
+#[derive(Debug, Clone)]
+pub struct AdmissionJob {
+    site_id: i64,
+    session: String,
+    obs: Observation,
+    given_expiry: Option<Millis>,
+    /// When the request arrived.
+    now: Millis,
+}
+
+impl db::site_batch::SiteJob for AdmissionJob {
+    fn site_id(&self) -> i64 {
+        self.site_id
+    }
+}
+
+/// What the batch knows of a site while deciding its admissions.
+struct SiteTally {
+    full: db::sites::SiteFull,
+    cfg: std::sync::Arc<db::sites::SiteConfig>,
+    /// Sessions counted against the limit by the site's count mode, kept up to date
+    /// with every decision of the batch.
+    counted: i64,
+}
+
+impl SiteTally {
+    /// Whether a session in this standing counts against the limit at `now`.
+    fn counts(&self, s: &sessions::Standing, now: Millis) -> bool {
+        s.ended_at.is_none()
+            && s.expires_at > now
+            && (self.cfg.count_mode == CountMode::Active
+                || s.last_activity_at > now - self.cfg.idle_timeout_seconds * 1000)
+    }
+}
+
+/// Decides a batch of admissions, in arrival order, exactly as if each had its own
+/// transaction, inside the caller's transaction that holds every site of the batch.
+/// Each site's config and count are read once, and each decision carries the count
+/// forward from the standing of its session before and after; the sessions are
+/// written in one upsert at the end (or before a query that must see them). All
+/// requests are decided at the batch's instant, the latest of their arrivals.
+pub fn admit_batch(
     c: &mut db::DbConn,
-    full: &db::sites::SiteFull,
+    jobs: &[AdmissionJob],
+    provider_alerts: bool,
+) -> Result<Vec<AdmissionResult>> {
+    let now = jobs.iter().map(|j| j.now).max().unwrap_or_default();
+    let mut site_ids: Vec<i64> = jobs.iter().map(|j| j.site_id).collect();
+    site_ids.sort_unstable();
+    site_ids.dedup();
+    let mut tallies = std::collections::HashMap::with_capacity(site_ids.len());
+    for full in db::sites::get_many(c, &site_ids)? {
+        let cfg = std::sync::Arc::new(full.config());
+        let (active, dangling) = sessions::count(c, full.site.id, now, cfg.idle_timeout_seconds)?;
+        let counted = match cfg.count_mode {
+            CountMode::Active => active,
+            CountMode::Live => active - dangling,
+        };
+        tallies.insert(full.site.id, SiteTally { full, cfg, counted });
+    }
+    let mut standings = std::collections::HashMap::with_capacity(jobs.len());
+    for &site_id in &site_ids {
+        let names: Vec<&str> = jobs
+            .iter()
+            .filter(|j| j.site_id == site_id)
+            .map(|j| j.session.as_str())
+            .collect();
+        for (session, s) in sessions::standings(c, site_id, &names)? {
+            standings.insert((site_id, session), s);
+        }
+    }
+    let mut batch = BatchState {
+        tallies,
+        standings,
+        pending: Vec::new(),
+        pending_index: std::collections::HashMap::new(),
+    };
+    let mut out = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let ttl = batch
+            .tallies
+            .get(&job.site_id)
+            .ok_or_else(|| Error::not_found("site"))?
+            .cfg
+            .session_ttl_seconds;
+        let mut obs = job.obs.clone();
+        obs.expires_at = job.given_expiry.unwrap_or(obs.started_at + ttl * 1000);
+        out.push(decide_one(
+            c,
+            &mut batch,
+            job.site_id,
+            &job.session,
+            obs,
+            now,
+            provider_alerts,
+        )?);
+    }
+    batch.flush(c)?;
+    Ok(out)
+}
+
+type SessionKey = (i64, String);
+
+/// A batch's sites and sessions as its decisions so far leave them.
+struct BatchState {
+    tallies: std::collections::HashMap<i64, SiteTally>,
+    /// The batch's sessions as stored, then as decided.
+    standings: std::collections::HashMap<SessionKey, sessions::Standing>,
+    /// Session writes decided but not yet sent: one statement at the end.
+    pending: Vec<(i64, String, Observation, bool)>,
+    pending_index: std::collections::HashMap<SessionKey, usize>,
+}
+
+impl BatchState {
+    /// Records a session's admission and carries its site's count forward from the
+    /// session's standing before to its standing after.
+    fn write(&mut self, site_id: i64, session: &str, obs: Observation, overage: bool, now: Millis) {
+        let key = (site_id, session.to_owned());
+        let before = self.standings.get(&key);
+        let after = sessions::Standing::after(before, &obs);
+        if let Some(t) = self.tallies.get_mut(&site_id) {
+            t.counted += i64::from(t.counts(&after, now))
+                - i64::from(before.is_some_and(|b| t.counts(b, now)));
+        }
+        self.standings.insert(key.clone(), after);
+        match self.pending_index.get(&key) {
+            // A later write of the same session updates the row the first one
+            // inserted, and an update keeps the row's overage flag.
+            Some(&i) => self.pending[i].2.merge(&obs),
+            None => {
+                self.pending_index.insert(key, self.pending.len());
+                self.pending
+                    .push((site_id, session.to_owned(), obs, overage));
+            }
+        }
+    }
+
+    /// Records an evicted session: it counted (evictions happen only in count mode
+    /// active, and only to active sessions), and it is ended now.
+    fn ended(&mut self, site_id: i64, session: &str, now: Millis) {
+        if let Some(t) = self.tallies.get_mut(&site_id) {
+            t.counted -= 1;
+        }
+        self.standings
+            .entry((site_id, session.to_owned()))
+            .or_insert(sessions::Standing {
+                last_activity_at: now,
+                expires_at: now,
+                ended_at: None,
+            })
+            .ended_at = Some(now);
+    }
+
+    fn flush(&mut self, c: &mut db::DbConn) -> Result<()> {
+        if !self.pending.is_empty() {
+            sessions::merge_rows(
+                c,
+                self.pending
+                    .iter()
+                    .map(|(site, session, obs, overage)| (*site, session.as_str(), obs, *overage)),
+            )?;
+            self.pending.clear();
+            self.pending_index.clear();
+        }
+        Ok(())
+    }
+}
+
+/// One admission decision and its records; updates the tally and the standings.
+fn decide_one(
+    c: &mut db::DbConn,
+    batch: &mut BatchState,
+    site_id: i64,
     session: &str,
-    obs: &Observation,
+    obs: Observation,
     now: Millis,
     provider_alerts: bool,
 ) -> Result<AdmissionResult> {
-    let cfg = full.config();
-    let site_id = full.site.id;
+    let key = (site_id, session.to_owned());
+    let before = batch.standings.get(&key).cloned();
+    let t = batch
+        .tallies
+        .get(&site_id)
+        .ok_or_else(|| Error::not_found("site"))?;
+    let cfg = t.cfg.clone();
     let limit = cfg.session_limit;
-    let reply = |admitted, outcome, counted, evicted: Vec<String>| AdmissionResult {
-        admitted,
+    let reply = |outcome: Outcome, counted, evicted| AdmissionResult {
+        admitted: outcome.admitted(),
         outcome,
-        message: (!admitted).then(|| limit_message(&cfg.limit_message, limit)),
+        message: (!outcome.admitted()).then(|| limit_message(&cfg.limit_message, limit)),
         session_limit: limit,
         counted,
         evicted,
         config_version: cfg.config_version,
     };
-    let counted_now = |c: &mut db::DbConn| -> Result<i64> {
-        let (active, dangling) = sessions::count(c, site_id, now, cfg.idle_timeout_seconds)?;
-        Ok(match cfg.count_mode {
-            CountMode::Active => active,
-            CountMode::Live => active - dangling,
-        })
-    };
     // A session the site already has is decided before counting: an ended one is
     // refused, an active one is admitted again and counted once.
-    if let Some(row) = sessions::get(c, site_id, session)? {
+    if let Some(row) = &before {
         if row.ended_at.is_some() {
-            let counted = counted_now(c)?;
-            return Ok(reply(false, Outcome::SessionEnded, counted, Vec::new()));
+            return Ok(reply(Outcome::SessionEnded, t.counted, Vec::new()));
         }
         if row.expires_at > now {
-            sessions::merge(c, site_id, &[(session.to_owned(), obs.clone())], false)?;
-            let counted = counted_now(c)?;
-            return Ok(reply(true, Outcome::WithinLimit, counted, Vec::new()));
+            batch.write(site_id, session, obs, false, now);
+            let counted = batch.tallies[&site_id].counted;
+            return Ok(reply(Outcome::WithinLimit, counted, Vec::new()));
         }
     }
-    let counted = counted_now(c)?;
+    let counted = t.counted;
     // With count_mode live, dangling sessions hold no counted place, so evicting one
     // frees nothing: evict_dangling then acts as reject.
     let victim = if cfg.over_limit == OverLimit::EvictDangling
         && cfg.count_mode == CountMode::Active
         && counted >= limit
     {
+        // The query must see this batch's writes.
+        batch.flush(c)?;
         sessions::most_idle_dangling(c, site_id, now, cfg.idle_timeout_seconds)?
     } else {
         None
@@ -534,34 +697,36 @@ fn admit(
                 now,
                 EndReason::Evicted,
             )?;
+            let t = &batch.tallies[&site_id];
             outbox::enqueue_kill(
                 c,
                 site_id,
-                full.site.tenant_id,
-                &full.site.slug,
+                t.full.site.tenant_id,
+                &t.full.site.slug,
                 std::slice::from_ref(&v),
                 EndReason::Evicted.as_str(),
                 now,
             )?;
+            batch.ended(site_id, &v, now);
             evicted.push(v);
-            sessions::merge(c, site_id, &[(session.to_owned(), obs.clone())], false)?;
+            batch.write(site_id, session, obs, false, now);
         }
         Outcome::WithinLimit | Outcome::Overage => {
-            sessions::merge(
-                c,
-                site_id,
-                &[(session.to_owned(), obs.clone())],
-                outcome == Outcome::Overage,
-            )?;
+            batch.write(site_id, session, obs, outcome == Outcome::Overage, now);
             counted_after += 1;
         }
         Outcome::LimitReached | Outcome::SessionEnded => {
             usage::record_denial(c, site_id, now, outcome.as_str())?;
-            crate::db::alerts::on_refusal(c, full, now, provider_alerts)?;
         }
     }
+    let t = batch
+        .tallies
+        .get_mut(&site_id)
+        .ok_or_else(|| Error::not_found("site"))?;
     if outcome.admitted() {
-        crate::db::alerts::on_count(c, full, counted_after, now, provider_alerts)?;
+        crate::db::alerts::on_count(c, &mut t.full, counted_after, now, provider_alerts)?;
+    } else {
+        crate::db::alerts::on_refusal(c, &mut t.full, now, provider_alerts)?;
     }
-    Ok(reply(outcome.admitted(), outcome, counted_after, evicted))
+    Ok(reply(outcome, counted_after, evicted))
 }

@@ -38,7 +38,7 @@ fn recipients(c: &mut DbConn, tenant_id: i64, provider: bool) -> Result<Vec<&'st
 /// Called with a site's counted sessions after a change.
 pub fn on_count(
     c: &mut DbConn,
-    full: &SiteFull,
+    full: &mut SiteFull,
     counted: i64,
     now: Millis,
     provider: bool,
@@ -52,6 +52,7 @@ pub fn on_count(
         diesel::update(s::sites.find(full.site.id))
             .set(s::utilization_alert_armed.eq(false))
             .execute(c)?;
+        full.site.utilization_alert_armed = false;
         let to = recipients(c, full.site.tenant_id, provider)?;
         if !to.is_empty() {
             let data = json!({
@@ -75,12 +76,13 @@ pub fn on_count(
         diesel::update(s::sites.find(full.site.id))
             .set(s::utilization_alert_armed.eq(true))
             .execute(c)?;
+        full.site.utilization_alert_armed = true;
     }
     Ok(())
 }
 
 /// Called on a refused admission.
-pub fn on_refusal(c: &mut DbConn, full: &SiteFull, now: Millis, provider: bool) -> Result<()> {
+pub fn on_refusal(c: &mut DbConn, full: &mut SiteFull, now: Millis, provider: bool) -> Result<()> {
     if full
         .site
         .last_limit_alert_at
@@ -91,6 +93,7 @@ pub fn on_refusal(c: &mut DbConn, full: &SiteFull, now: Millis, provider: bool) 
     diesel::update(s::sites.find(full.site.id))
         .set(s::last_limit_alert_at.eq(Some(now)))
         .execute(c)?;
+    full.site.last_limit_alert_at = Some(now);
     let to = recipients(c, full.site.tenant_id, provider)?;
     if !to.is_empty() {
         let cfg = full.config();

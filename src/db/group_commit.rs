@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::sessions;
 use super::site_batch::next_batch;
-use super::{Db, lock_site};
+use super::{Db, lock_sites};
 use crate::domain::session::Observation;
 use crate::error::{Error, Result};
 
@@ -87,22 +87,22 @@ async fn committer(db: Db, mut rx: mpsc::Receiver<Job>) {
                 .or_default()
                 .append(&mut job.rows);
         }
-        let mut groups: Vec<(i64, Vec<(String, Observation)>)> = by_site
+        let groups: Vec<(i64, Vec<(String, Observation)>)> = by_site
             .into_iter()
             .map(|(site, rows)| (site, coalesce(rows)))
             .collect();
-        groups.sort_unstable_by_key(|(site, _)| *site);
+        let mut sites: Vec<i64> = groups.iter().map(|(site, _)| *site).collect();
+        sites.sort_unstable();
         let result = db
             .write(move |c| {
                 c.transaction(|c| {
-                    for (site_id, rows) in &groups {
-                        // Sites in id order, each locked before its rows, as
-                        // admission batches do: they write several sessions of a
-                        // site in arrival order, and without the site lock the two
-                        // could lock the same rows in opposite orders.
-                        lock_site(c, *site_id)?;
-                        sessions::merge(c, *site_id, rows, false)?;
-                    }
+                    // The sites are locked before their rows, as admission batches
+                    // do: they write several sessions of a site in arrival order,
+                    // and without the site lock the two could lock the same rows in
+                    // opposite orders. One statement for the locks and one for the
+                    // rows: each round trip costs more than the rows it carries.
+                    lock_sites(c, &sites)?;
+                    sessions::merge_sites(c, &groups)?;
                     Ok(())
                 })
             })

@@ -333,23 +333,38 @@ pub fn read_snapshot<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> Result
 /// locks, so the first statement is a write, which takes the database's write lock
 /// at once instead of failing later when a read tries to upgrade.
 pub fn lock_site(conn: &mut DbConn, site_id: i64) -> Result<()> {
+    lock_sites(conn, &[site_id])
+}
+
+/// [`lock_site`] for several sites in one statement, in id order (the order every
+/// transaction that holds several sites takes them in, so that none waits in a cycle).
+/// `site_ids` has no repeats.
+pub fn lock_sites(conn: &mut DbConn, site_ids: &[i64]) -> Result<()> {
     use schema::sites::dsl as s;
-    match conn {
+    if site_ids.is_empty() {
+        return Ok(());
+    }
+    let locked = match conn {
         DbConn::Pg(c) => {
+            // The sort runs below the row locking, so rows are locked in id order.
+            // NO KEY UPDATE: inserting sessions takes KEY SHARE on the site row for
+            // the foreign key, which a plain FOR UPDATE would block (and deadlock
+            // with); admissions still serialize against each other.
             s::sites
-                .filter(s::id.eq(site_id))
+                .filter(s::id.eq_any(site_ids))
+                .order(s::id)
                 .select(s::id)
-                // NO KEY UPDATE: inserting sessions takes KEY SHARE on the site row
-                // for the foreign key, which a plain FOR UPDATE would block (and
-                // deadlock with); admissions still serialize against each other.
                 .for_no_key_update()
-                .first::<i64>(c)?;
+                .load::<i64>(c)?
+                .len()
         }
-        DbConn::Sqlite(c) => {
-            diesel::update(s::sites.filter(s::id.eq(site_id)))
-                .set(s::config_version.eq(s::config_version))
-                .execute(c)?;
-        }
+        DbConn::Sqlite(c) => diesel::update(s::sites.filter(s::id.eq_any(site_ids)))
+            .set(s::config_version.eq(s::config_version))
+            .execute(c)?,
+    };
+    // As a single-row lookup would: a site that is gone is not found.
+    if locked < site_ids.len() {
+        return Err(diesel::result::Error::NotFound.into());
     }
     Ok(())
 }

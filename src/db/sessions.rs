@@ -142,31 +142,125 @@ pub fn merge(
     observations: &[(String, Observation)],
     overage: bool,
 ) -> Result<usize> {
+    let rows = observations
+        .iter()
+        .map(|(session, o)| new_row(site_id, session, o, overage))
+        .collect();
+    upsert_rows(conn, rows)
+}
+
+/// [`merge`] for several sites at once, in as few statements as the rows allow (the
+/// event group commit writes every site of its batch this way).
+pub fn merge_sites(
+    conn: &mut DbConn,
+    groups: &[(i64, Vec<(String, Observation)>)],
+) -> Result<usize> {
+    let rows = groups
+        .iter()
+        .flat_map(|(site_id, obs)| {
+            obs.iter()
+                .map(move |(session, o)| new_row(*site_id, session, o, false))
+        })
+        .collect();
+    upsert_rows(conn, rows)
+}
+
+/// [`merge`] of rows of several sites, each with its own `overage` flag (kept only
+/// when the row is inserted).
+pub fn merge_rows<'a>(
+    conn: &mut DbConn,
+    rows: impl Iterator<Item = (i64, &'a str, &'a Observation, bool)>,
+) -> Result<usize> {
+    let rows = rows
+        .map(|(site_id, session, o, overage)| new_row(site_id, session, o, overage))
+        .collect();
+    upsert_rows(conn, rows)
+}
+
+fn new_row<'a>(
+    site_id: i64,
+    session: &'a str,
+    o: &'a Observation,
+    overage: bool,
+) -> NewSession<'a> {
+    NewSession {
+        site_id,
+        session,
+        user_ref: o.user.as_deref(),
+        started_at: o.started_at,
+        last_activity_at: o.last_activity_at,
+        expires_at: o.expires_at,
+        ended_at: o.ended.map(|e| e.0),
+        end_reason: o.ended.map(|e| e.1.as_str()),
+        user_agent: o.user_agent.as_deref(),
+        ip: o.ip.as_deref(),
+        overage,
+    }
+}
+
+fn upsert_rows(conn: &mut DbConn, mut rows: Vec<NewSession<'_>>) -> Result<usize> {
     // Rows in one order for every writer, so that concurrent batches touching the same
     // sessions lock them in the same order and cannot deadlock each other.
-    let mut sorted: Vec<&(String, Observation)> = observations.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_unstable_by(|a, b| (a.site_id, a.session).cmp(&(b.site_id, b.session)));
     let mut n = 0;
-    for chunk in sorted.chunks(UPSERT_CHUNK) {
-        let rows: Vec<NewSession<'_>> = chunk
-            .iter()
-            .map(|(session, o)| NewSession {
-                site_id,
-                session,
-                user_ref: o.user.as_deref(),
-                started_at: o.started_at,
-                last_activity_at: o.last_activity_at,
-                expires_at: o.expires_at,
-                ended_at: o.ended.map(|e| e.0),
-                end_reason: o.ended.map(|e| e.1.as_str()),
-                user_agent: o.user_agent.as_deref(),
-                ip: o.ip.as_deref(),
-                overage,
-            })
-            .collect();
-        n += crate::per_backend!(&mut *conn, |c| merge_upsert!(c, &rows));
+    for chunk in rows.chunks(UPSERT_CHUNK) {
+        n += crate::per_backend!(&mut *conn, |c| merge_upsert!(c, chunk));
     }
     Ok(n)
+}
+
+/// What deciding an admission needs to know of a stored session.
+#[derive(Debug, Clone, Queryable)]
+pub struct Standing {
+    pub last_activity_at: Millis,
+    pub expires_at: Millis,
+    pub ended_at: Option<Millis>,
+}
+
+impl Standing {
+    /// The standing after merging `obs` into a session with the standing `before`
+    /// (none: a new session), by the same monotone rule as [`merge`].
+    pub fn after(before: Option<&Standing>, obs: &Observation) -> Standing {
+        let ended = obs.ended.map(|e| e.0);
+        match before {
+            None => Standing {
+                last_activity_at: obs.last_activity_at,
+                expires_at: obs.expires_at,
+                ended_at: ended,
+            },
+            Some(b) => Standing {
+                last_activity_at: b.last_activity_at.max(obs.last_activity_at),
+                expires_at: b.expires_at.max(obs.expires_at),
+                ended_at: match (b.ended_at, ended) {
+                    (None, x) | (x, None) => x,
+                    (Some(a), Some(e)) => Some(a.min(e)),
+                },
+            },
+        }
+    }
+}
+
+/// The standings of those of the named sessions that the site has. One site per
+/// query: a prepared statement with both the sites and the sessions as arrays gets a
+/// generic plan that scans the sites' rows instead of the unique index.
+pub fn standings(
+    conn: &mut DbConn,
+    site_id: i64,
+    sessions: &[&str],
+) -> Result<Vec<(String, Standing)>> {
+    let mut out = Vec::with_capacity(sessions.len());
+    for chunk in sessions.chunks(UPSERT_CHUNK) {
+        let rows: Vec<(String, Standing)> = x::sessions
+            .filter(x::site_id.eq(site_id))
+            .filter(x::session.eq_any(chunk))
+            .select((
+                x::session,
+                (x::last_activity_at, x::expires_at, x::ended_at),
+            ))
+            .load(conn)?;
+        out.extend(rows);
+    }
+    Ok(out)
 }
 
 pub fn get(conn: &mut DbConn, site_id: i64, session: &str) -> Result<Option<SessionRow>> {

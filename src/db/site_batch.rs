@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use diesel::Connection as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, DbConn, lock_site};
+use super::{Db, DbConn, lock_site, lock_sites};
 use crate::error::{Error, Result};
 
 /// Most requests in one transaction.
@@ -27,19 +27,27 @@ const MAX_REQUESTS: usize = 64;
 /// commits, one pool connection).
 const COMMITTERS: usize = 2;
 
-type Work<T> = Box<dyn FnMut(&mut DbConn) -> Result<T> + Send>;
+/// A request's work, as data: the batch function decides several at once.
+pub trait SiteJob: Clone + Send + Sync + 'static {
+    fn site_id(&self) -> i64;
+}
 
-struct Job<T> {
-    site_id: i64,
-    work: Work<T>,
+/// Decides the jobs of one batch, in order, inside a transaction that holds their
+/// sites; returns one answer per job. It may run more than once for the same jobs
+/// (a failed batch is retried job by job), so it must not have effects outside the
+/// database.
+type Process<J, T> = dyn Fn(&mut DbConn, &[J]) -> Result<Vec<T>> + Send + Sync;
+
+struct Job<J, T> {
+    job: J,
     done: oneshot::Sender<Result<T>>,
 }
 
-pub struct SiteBatch<T> {
-    queues: Vec<mpsc::Sender<Job<T>>>,
+pub struct SiteBatch<J, T> {
+    queues: Vec<mpsc::Sender<Job<J, T>>>,
 }
 
-impl<T> Clone for SiteBatch<T> {
+impl<J, T> Clone for SiteBatch<J, T> {
     fn clone(&self) -> Self {
         Self {
             queues: self.queues.clone(),
@@ -47,41 +55,36 @@ impl<T> Clone for SiteBatch<T> {
     }
 }
 
-impl<T> std::fmt::Debug for SiteBatch<T> {
+impl<J, T> std::fmt::Debug for SiteBatch<J, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SiteBatch")
     }
 }
 
-impl<T: Send + 'static> SiteBatch<T> {
-    /// Starts the committers on the current runtime.
-    pub fn start(db: Db) -> Self {
+impl<J: SiteJob, T: Send + 'static> SiteBatch<J, T> {
+    /// Starts the committers on the current runtime; `process` decides each batch.
+    pub fn start<F>(db: Db, process: F) -> Self
+    where
+        F: Fn(&mut DbConn, &[J]) -> Result<Vec<T>> + Send + Sync + 'static,
+    {
+        let process: Arc<Process<J, T>> = Arc::new(process);
         let queues = (0..COMMITTERS)
             .map(|_| {
-                let (tx, rx) = mpsc::channel::<Job<T>>(4096);
-                tokio::spawn(committer(db.clone(), rx));
+                let (tx, rx) = mpsc::channel::<Job<J, T>>(4096);
+                tokio::spawn(committer(db.clone(), process.clone(), rx));
                 tx
             })
             .collect();
         Self { queues }
     }
 
-    /// Runs `work` in a transaction that holds the site's lock; returns its result
-    /// once that transaction has committed. `work` may run more than once (a
-    /// transaction that fails is retried, and a failed batch is retried request by
-    /// request), so it must not have effects outside the database.
-    pub async fn run<F>(&self, site_id: i64, work: F) -> Result<T>
-    where
-        F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
-    {
+    /// Decides `job` in a transaction that holds its site's lock; returns the answer
+    /// once that transaction has committed.
+    pub async fn run(&self, job: J) -> Result<T> {
         let (done, wait) = oneshot::channel();
-        let queue = &self.queues[site_id.rem_euclid(self.queues.len() as i64) as usize];
+        let queue = &self.queues[job.site_id().rem_euclid(self.queues.len() as i64) as usize];
         queue
-            .send(Job {
-                site_id,
-                work: Box::new(work),
-                done,
-            })
+            .send(Job { job, done })
             .await
             .map_err(|_| Error::Unavailable("shutting down".to_owned()))?;
         wait.await
@@ -102,7 +105,7 @@ pub(super) async fn next_batch<J>(rx: &mut mpsc::Receiver<J>, max: usize) -> Opt
     Some(jobs)
 }
 
-impl<T> SiteBatch<T> {
+impl<J, T> SiteBatch<J, T> {
     /// Requests waiting for a committer.
     pub fn queued(&self) -> usize {
         self.queues
@@ -112,60 +115,53 @@ impl<T> SiteBatch<T> {
     }
 }
 
-async fn committer<T: Send + 'static>(db: Db, mut rx: mpsc::Receiver<Job<T>>) {
+async fn committer<J: SiteJob, T: Send + 'static>(
+    db: Db,
+    process: Arc<Process<J, T>>,
+    mut rx: mpsc::Receiver<Job<J, T>>,
+) {
     loop {
-        let Some(mut jobs) = next_batch(&mut rx, MAX_REQUESTS).await else {
+        let Some(batch) = next_batch(&mut rx, MAX_REQUESTS).await else {
             return;
         };
+        let (jobs, done): (Vec<J>, Vec<_>) = batch.into_iter().map(|j| (j.job, j.done)).unzip();
         if jobs.len() == 1 {
-            run_alone(&db, jobs.pop().unwrap_or_else(|| unreachable!())).await;
+            for (job, done) in jobs.into_iter().zip(done) {
+                run_alone(&db, &process, job, done).await;
+            }
             continue;
         }
-        let mut sites: Vec<i64> = jobs.iter().map(|j| j.site_id).collect();
+        let mut sites: Vec<i64> = jobs.iter().map(SiteJob::site_id).collect();
         sites.sort_unstable();
         sites.dedup();
-        let mut ids = Vec::with_capacity(jobs.len());
-        let mut works = Vec::with_capacity(jobs.len());
-        let mut done = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            ids.push(j.site_id);
-            works.push(j.work);
-            done.push(j.done);
-        }
-        // Shared so that the work can be taken back when the batch fails.
-        let works = Arc::new(std::sync::Mutex::new(works));
-        let batch = works.clone();
-        // Set once every request's work has run: a failure after that is the
-        // commit's, and the batch may have committed after all (a lost reply), so
-        // running the requests again could apply them twice.
+        let jobs = Arc::new(jobs);
+        let (batch, work) = (jobs.clone(), process.clone());
+        // Set once the batch has been decided: a failure after that is the commit's,
+        // and the batch may have committed after all (a lost reply), so deciding the
+        // requests again could apply them twice.
         let worked = Arc::new(AtomicBool::new(false));
         let flag = worked.clone();
         let outcome = db
             .write(move |c| {
-                let mut works = batch.lock().unwrap_or_else(|e| e.into_inner());
                 flag.store(false, Ordering::SeqCst);
                 c.transaction(|c| {
-                    for &site in &sites {
-                        lock_site(c, site)?;
-                    }
-                    let results = works
-                        .iter_mut()
-                        .map(|work| work(c))
-                        .collect::<Result<Vec<T>>>()?;
+                    lock_sites(c, &sites)?;
+                    let answers = work(c, &batch)?;
                     flag.store(true, Ordering::SeqCst);
-                    Ok(results)
+                    Ok(answers)
                 })
             })
             .await;
         match outcome {
-            Ok(results) => {
-                for (tx, result) in done.into_iter().zip(results) {
-                    let _ = tx.send(Ok(result));
+            Ok(answers) => {
+                debug_assert_eq!(answers.len(), done.len());
+                for (tx, answer) in done.into_iter().zip(answers) {
+                    let _ = tx.send(Ok(answer));
                 }
             }
             Err(e) if worked.load(Ordering::SeqCst) => {
                 let msg = e.to_string();
-                tracing::warn!(error = %msg, requests = ids.len(), "committing a batch failed");
+                tracing::warn!(error = %msg, requests = done.len(), "committing a batch failed");
                 for tx in done {
                     let _ = tx.send(Err(Error::Unavailable(format!("could not commit: {msg}"))));
                 }
@@ -173,35 +169,31 @@ async fn committer<T: Send + 'static>(db: Db, mut rx: mpsc::Receiver<Job<T>>) {
             Err(e) => {
                 // One request's failure must not fail the others: each runs again
                 // in its own transaction and gets its own answer.
-                tracing::debug!(error = %e, requests = ids.len(), "batch failed; running its requests one by one");
-                let works = std::mem::take(&mut *works.lock().unwrap_or_else(|e| e.into_inner()));
-                for ((site_id, work), done) in ids.into_iter().zip(works).zip(done) {
-                    run_alone(
-                        &db,
-                        Job {
-                            site_id,
-                            work,
-                            done,
-                        },
-                    )
-                    .await;
+                tracing::debug!(error = %e, requests = done.len(), "batch failed; running its requests one by one");
+                for (job, done) in jobs.iter().cloned().zip(done) {
+                    run_alone(&db, &process, job, done).await;
                 }
             }
         }
     }
 }
 
-async fn run_alone<T: Send + 'static>(db: &Db, job: Job<T>) {
-    let Job {
-        site_id,
-        mut work,
-        done,
-    } = job;
+async fn run_alone<J: SiteJob, T: Send + 'static>(
+    db: &Db,
+    process: &Arc<Process<J, T>>,
+    job: J,
+    done: oneshot::Sender<Result<T>>,
+) {
+    let work = process.clone();
+    let job = Arc::new(job);
     let result = db
         .write(move |c| {
             c.transaction(|c| {
-                lock_site(c, site_id)?;
-                work(c)
+                lock_site(c, job.site_id())?;
+                let mut answers = work(c, std::slice::from_ref(&*job))?;
+                answers
+                    .pop()
+                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("a batch gave no answer")))
             })
         })
         .await;
@@ -213,6 +205,15 @@ mod tests {
     use super::*;
     use crate::db::schema::settings::dsl as st;
     use diesel::prelude::*;
+
+    #[derive(Clone)]
+    struct Put(i64, &'static str);
+
+    impl SiteJob for Put {
+        fn site_id(&self) -> i64 {
+            self.0
+        }
+    }
 
     fn put(c: &mut DbConn, key: &str) -> Result<usize> {
         Ok(diesel::insert_into(st::settings)
@@ -265,30 +266,30 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let batch: SiteBatch<usize> = SiteBatch::start(db.clone());
-
         // The first request holds its committer until three more are queued behind it.
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let (started, running) = std::sync::mpsc::channel::<()>();
-        let gate = Arc::new(std::sync::Mutex::new(gate));
-        let first = {
+        let hold = std::sync::Mutex::new(Some((started, gate)));
+        let batch: SiteBatch<Put, usize> =
+            SiteBatch::start(db.clone(), move |c: &mut DbConn, jobs: &[Put]| {
+                jobs.iter()
+                    .map(|job| {
+                        if let Some((started, gate)) = hold.lock().unwrap().take() {
+                            let _ = started.send(());
+                            let _ = gate.recv();
+                        }
+                        put(c, job.1)
+                    })
+                    .collect()
+            });
+        let spawn = |site: i64, key: &'static str| {
             let b = batch.clone();
-            tokio::spawn(async move {
-                b.run(1, move |c| {
-                    let _ = started.send(());
-                    let _ = gate.lock().unwrap().recv();
-                    put(c, "batch-a")
-                })
-                .await
-            })
+            tokio::spawn(async move { b.run(Put(site, key)).await })
         };
+        let first = spawn(1, "batch-a");
         while running.try_recv().is_err() {
             tokio::task::yield_now().await;
         }
-        let spawn = |site: i64, key: &'static str| {
-            let b = batch.clone();
-            tokio::spawn(async move { b.run(site, move |c| put(c, key)).await })
-        };
         let ok_b = spawn(1, "batch-b");
         let ok_c = spawn(3, "batch-c");
         // Same key as the first request: the insert fails on the primary key.

@@ -210,6 +210,11 @@ pub fn get_by_id(conn: &mut DbConn, id: i64) -> Result<SiteFull> {
         .ok_or_else(|| Error::not_found("site"))
 }
 
+/// Several sites by id, in one query; ids that do not exist are left out.
+pub fn get_many(conn: &mut DbConn, ids: &[i64]) -> Result<Vec<SiteFull>> {
+    load_full(conn, SiteFilter::Ids(ids))
+}
+
 fn visible(scope: &Scope, f: &SiteFull) -> bool {
     match scope {
         Scope::Provider => true,

@@ -145,6 +145,55 @@ async fn evict_dangling_ends_exactly_the_most_idle_one_and_records_its_kill() {
     assert_eq!(r.body["outcome"], "limit_reached");
 }
 
+/// Admissions that arrive together are decided together: evictions, repeated
+/// sessions and refusals in one burst still add up as if decided one by one.
+#[tokio::test]
+async fn a_burst_of_evictions_and_repeats_adds_up() {
+    let app = spawn().await;
+    let t = app
+        .site_with(
+            "www",
+            json!({"session_limit": 5, "over_limit": "evict_dangling", "idle_timeout_seconds": 60}),
+        )
+        .await;
+    for i in 0..5 {
+        app.admit("www", &t, &format!("idle{i}")).await;
+    }
+    app.advance(61);
+    // Ten new sessions, each asked for twice, all at once.
+    let calls = (0..20).map(|i| {
+        let (app, t) = (&app, &t);
+        async move {
+            let session = format!("new{}", i % 10);
+            let r = app.admit("www", t, &session).await;
+            assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+            (session, r.body)
+        }
+    });
+    let replies = join_all(calls).await;
+    let mut admitted = std::collections::BTreeMap::new();
+    let mut evicted = Vec::new();
+    for (session, body) in &replies {
+        let yes = body["admitted"].as_bool().unwrap();
+        // Both requests of a session get the same answer.
+        assert_eq!(
+            *admitted.entry(session.clone()).or_insert(yes),
+            yes,
+            "{session}: {body}"
+        );
+        assert!(body["counted"].as_i64().unwrap() <= 5, "{body}");
+        for v in body["evicted"].as_array().unwrap() {
+            evicted.push(v.as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(admitted.values().filter(|a| **a).count(), 5, "{replies:?}");
+    evicted.sort();
+    assert_eq!(evicted, ["idle0", "idle1", "idle2", "idle3", "idle4"]);
+    let u = app.usage("www").await;
+    assert_eq!(u["active"], 5, "{u}");
+    assert_eq!(u["dangling"], 0, "{u}");
+}
+
 #[tokio::test]
 async fn allow_overage_stops_at_the_ceiling_and_marks_overage() {
     let app = spawn().await;
