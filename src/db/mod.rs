@@ -7,6 +7,7 @@ pub mod billing;
 pub mod group_commit;
 pub mod history;
 pub mod outbox;
+mod pg_merge;
 pub mod plans;
 pub mod schema;
 pub mod sessions;

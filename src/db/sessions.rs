@@ -45,22 +45,22 @@ impl SessionRow {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = super::schema::sessions)]
 #[diesel(treat_none_as_default_value = false)]
-struct NewSession<'a> {
-    site_id: i64,
-    session: &'a str,
-    user_ref: Option<&'a str>,
-    started_at: Millis,
-    last_activity_at: Millis,
-    expires_at: Millis,
-    ended_at: Option<Millis>,
-    end_reason: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    ip: Option<&'a str>,
-    overage: bool,
+pub(super) struct NewSession<'a> {
+    pub(super) site_id: i64,
+    pub(super) session: &'a str,
+    pub(super) user_ref: Option<&'a str>,
+    pub(super) started_at: Millis,
+    pub(super) last_activity_at: Millis,
+    pub(super) expires_at: Millis,
+    pub(super) ended_at: Option<Millis>,
+    pub(super) end_reason: Option<&'a str>,
+    pub(super) user_agent: Option<&'a str>,
+    pub(super) ip: Option<&'a str>,
+    pub(super) overage: bool,
 }
 
-/// The monotone merge as one upsert of `$values`. Diesel never caches an upsert with
-/// `DO UPDATE` as a prepared statement, so it is parsed on each call.
+/// The monotone merge as one upsert of `$values`, for SQLite (PostgreSQL runs the same
+/// rule as a prepared statement, [`super::pg_merge`]).
 macro_rules! merge_upsert {
     ($c:expr, $values:expr) => {
         diesel::insert_into(x::sessions)
@@ -204,7 +204,10 @@ fn upsert_rows(conn: &mut DbConn, mut rows: Vec<NewSession<'_>>) -> Result<usize
     rows.sort_unstable_by(|a, b| (a.site_id, a.session).cmp(&(b.site_id, b.session)));
     let mut n = 0;
     for chunk in rows.chunks(UPSERT_CHUNK) {
-        n += crate::per_backend!(&mut *conn, |c| merge_upsert!(c, chunk));
+        n += match &mut *conn {
+            DbConn::Pg(c) => super::pg_merge::PgMerge::new(chunk).run(c)?,
+            DbConn::Sqlite(c) => merge_upsert!(c, chunk),
+        };
     }
     Ok(n)
 }
@@ -337,14 +340,19 @@ pub fn count(
     let cutoff = now - idle_timeout_seconds * 1000;
     // COUNT of a CASE without ELSE counts the dangling rows; unlike a SUM it is a
     // BIGINT on both backends, and the statement, with every value bound, is prepared
-    // once per connection and reused (admissions run it each time).
+    // once per connection and reused (admissions run it each time). The CASE yields
+    // an indexed column, so that PostgreSQL can answer from the partial index of open
+    // sessions alone (an index-only scan) instead of reading every row.
     let (active, dangling): (i64, i64) = x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
         .filter(x::expires_at.gt(now))
         .select((
             count_star(),
-            count(case_when(x::last_activity_at.le(cutoff), x::id)),
+            count(case_when(
+                x::last_activity_at.le(cutoff),
+                x::last_activity_at,
+            )),
         ))
         .first(conn)?;
     Ok((active, dangling))
