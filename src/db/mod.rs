@@ -6,8 +6,8 @@ pub mod audit;
 pub mod billing;
 pub mod group_commit;
 pub mod history;
+mod merge_stmt;
 pub mod outbox;
-mod pg_merge;
 pub mod plans;
 pub mod schema;
 pub mod sessions;
@@ -368,4 +368,40 @@ pub fn lock_sites(conn: &mut DbConn, site_ids: &[i64]) -> Result<()> {
         return Err(diesel::result::Error::NotFound.into());
     }
     Ok(())
+}
+
+/// A fresh SQLite database for unit tests, with one plan, one tenant and sites of
+/// the given ids.
+#[cfg(test)]
+pub(crate) fn test_db_with_sites(ids: &[i64]) -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let db = Db::connect(&url, 4).unwrap();
+    db.migrate().unwrap();
+    let ids = ids.to_vec();
+    db.run_sync(|c| {
+        diesel::sql_query(
+            "INSERT INTO plans (code, name, session_limit, count_mode, over_limit, \
+             overage_percent, idle_timeout_seconds, session_ttl_seconds, limit_message, \
+             monthly_price_cents, overage_unit_price_cents, currency, created_at, updated_at) \
+             VALUES ('p', 'p', 1, 'active', 'reject', 0, 60, 60, '', 0, 0, 'EUR', 0, 0)",
+        )
+        .execute(c)?;
+        diesel::sql_query(
+            "INSERT INTO tenants (slug, name, notify_secret, created_at, updated_at) \
+             VALUES ('t', 't', 's', 0, 0)",
+        )
+        .execute(c)?;
+        for id in &ids {
+            diesel::sql_query(format!(
+                "INSERT INTO sites (id, slug, tenant_id, plan_id, name, webhook_secret, \
+                 config_version, created_at, updated_at) \
+                 VALUES ({id}, 's{id}', 1, 1, 's', 's', 1, 0, 0)"
+            ))
+            .execute(c)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    (dir, db)
 }

@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 
 use diesel::dsl::case_when;
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 
 use super::schema::sessions::dsl as x;
 use super::{DbConn, MultiBackend};
@@ -40,11 +39,8 @@ impl SessionRow {
     }
 }
 
-// NULL rather than DEFAULT for absent values: SQLite's multi-row insert has no
-// DEFAULT keyword.
-#[derive(Debug, Insertable)]
-#[diesel(table_name = super::schema::sessions)]
-#[diesel(treat_none_as_default_value = false)]
+/// A session row to merge (see [`super::merge_stmt`]).
+#[derive(Debug)]
 pub(super) struct NewSession<'a> {
     pub(super) site_id: i64,
     pub(super) session: &'a str,
@@ -59,78 +55,8 @@ pub(super) struct NewSession<'a> {
     pub(super) overage: bool,
 }
 
-/// The monotone merge as one upsert of `$values`, for SQLite (PostgreSQL runs the same
-/// rule as a prepared statement, [`super::pg_merge`]).
-macro_rules! merge_upsert {
-    ($c:expr, $values:expr) => {
-        diesel::insert_into(x::sessions)
-            .values($values)
-            .on_conflict((x::site_id, x::session))
-            .do_update()
-            .set((
-                x::started_at.eq(case_when(
-                    excluded(x::started_at).lt(x::started_at),
-                    excluded(x::started_at),
-                )
-                .otherwise(x::started_at)),
-                x::last_activity_at.eq(case_when(
-                    excluded(x::last_activity_at).gt(x::last_activity_at),
-                    excluded(x::last_activity_at),
-                )
-                .otherwise(x::last_activity_at)),
-                x::expires_at.eq(case_when(
-                    excluded(x::expires_at).gt(x::expires_at),
-                    excluded(x::expires_at),
-                )
-                .otherwise(x::expires_at)),
-                // The earliest end wins; ties go to the smaller reason so that the
-                // result does not depend on arrival order.
-                x::end_reason.eq(case_when(
-                    x::ended_at.is_null().or(excluded(x::ended_at)
-                        .lt(x::ended_at)
-                        .or(excluded(x::ended_at)
-                            .eq(x::ended_at)
-                            .and(excluded(x::end_reason).lt(x::end_reason)))
-                        .assume_not_null()),
-                    excluded(x::end_reason),
-                )
-                .otherwise(x::end_reason)),
-                x::ended_at.eq(case_when(
-                    x::ended_at
-                        .is_null()
-                        .or(excluded(x::ended_at).lt(x::ended_at).assume_not_null()),
-                    excluded(x::ended_at),
-                )
-                .otherwise(x::ended_at)),
-                // Descriptive fields: the greatest non-null value wins, so the
-                // result does not depend on arrival order either.
-                x::user_ref.eq(case_when(
-                    x::user_ref
-                        .is_null()
-                        .or(excluded(x::user_ref).gt(x::user_ref).assume_not_null()),
-                    excluded(x::user_ref),
-                )
-                .otherwise(x::user_ref)),
-                x::user_agent.eq(case_when(
-                    x::user_agent
-                        .is_null()
-                        .or(excluded(x::user_agent).gt(x::user_agent).assume_not_null()),
-                    excluded(x::user_agent),
-                )
-                .otherwise(x::user_agent)),
-                x::ip.eq(case_when(
-                    x::ip
-                        .is_null()
-                        .or(excluded(x::ip).gt(x::ip).assume_not_null()),
-                    excluded(x::ip),
-                )
-                .otherwise(x::ip)),
-            ))
-            .execute($c)?
-    };
-}
-
-/// Rows per upsert statement: well under both backends' bind-parameter limits.
+/// Rows per statement: well under both backends' bind-parameter limits where a
+/// statement binds each value, and a bound on the arrays where it binds columns.
 const UPSERT_CHUNK: usize = 500;
 
 /// Merges observations into the site's session rows with the monotone rule, in
@@ -205,8 +131,8 @@ fn upsert_rows(conn: &mut DbConn, mut rows: Vec<NewSession<'_>>) -> Result<usize
     let mut n = 0;
     for chunk in rows.chunks(UPSERT_CHUNK) {
         n += match &mut *conn {
-            DbConn::Pg(c) => super::pg_merge::PgMerge::new(chunk).run(c)?,
-            DbConn::Sqlite(c) => merge_upsert!(c, chunk),
+            DbConn::Pg(c) => super::merge_stmt::PgMerge::new(chunk).run(c)?,
+            DbConn::Sqlite(c) => super::merge_stmt::sqlite_merge(c, chunk)?,
         };
     }
     Ok(n)

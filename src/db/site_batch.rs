@@ -238,34 +238,7 @@ mod tests {
     /// them fails, the others still commit and each gets its own answer.
     #[tokio::test]
     async fn a_failing_request_does_not_fail_its_batch() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite://{}", dir.path().join("b.db").display());
-        let db = Db::connect(&url, 4).unwrap();
-        db.migrate().unwrap();
-        db.run_sync(|c| {
-            diesel::sql_query(
-                "INSERT INTO plans (code, name, session_limit, count_mode, over_limit, \
-                 overage_percent, idle_timeout_seconds, session_ttl_seconds, limit_message, \
-                 monthly_price_cents, overage_unit_price_cents, currency, created_at, updated_at) \
-                 VALUES ('p', 'p', 1, 'active', 'reject', 0, 60, 60, '', 0, 0, 'EUR', 0, 0)",
-            )
-            .execute(c)?;
-            diesel::sql_query(
-                "INSERT INTO tenants (slug, name, notify_secret, created_at, updated_at) \
-                 VALUES ('t', 't', 's', 0, 0)",
-            )
-            .execute(c)?;
-            for id in [1, 3] {
-                diesel::sql_query(format!(
-                    "INSERT INTO sites (id, slug, tenant_id, plan_id, name, webhook_secret, \
-                     config_version, created_at, updated_at) \
-                     VALUES ({id}, 's{id}', 1, 1, 's', 's', 1, 0, 0)"
-                ))
-                .execute(c)?;
-            }
-            Ok(())
-        })
-        .unwrap();
+        let (_dir, db) = crate::db::test_db_with_sites(&[1, 3]);
         // The first request holds its committer until three more are queued behind it.
         let (release, gate) = std::sync::mpsc::channel::<()>();
         let (started, running) = std::sync::mpsc::channel::<()>();

@@ -109,7 +109,13 @@ impl Observation {
         self.expires_at = self.expires_at.max(other.expires_at);
         self.ended = match (self.ended, other.ended) {
             (None, x) | (x, None) => x,
-            (Some(a), Some(b)) => Some(a.min(b)),
+            // The earliest end; at the same instant the smaller reason by name, as
+            // the stored merge compares them.
+            (Some(a), Some(b)) => Some(if (b.0, b.1.as_str()) < (a.0, a.1.as_str()) {
+                b
+            } else {
+                a
+            }),
         };
         for (mine, theirs) in [
             (&mut self.user, &other.user),
