@@ -508,27 +508,32 @@ pub fn admit_batch(
     let mut site_ids: Vec<i64> = jobs.iter().map(|j| j.site_id).collect();
     site_ids.sort_unstable();
     site_ids.dedup();
-    let mut tallies = std::collections::HashMap::with_capacity(site_ids.len());
-    for full in db::sites::get_many(c, &site_ids)? {
-        let cfg = std::sync::Arc::new(full.config());
-        let (active, dangling) = sessions::count(c, full.site.id, now, cfg.idle_timeout_seconds)?;
+    let sites: Vec<_> = db::sites::get_many(c, &site_ids)?
+        .into_iter()
+        .map(|full| {
+            let cfg = std::sync::Arc::new(full.config());
+            (full, cfg)
+        })
+        .collect();
+    let idle: Vec<(i64, i64)> = sites
+        .iter()
+        .map(|(full, cfg)| (full.site.id, cfg.idle_timeout_seconds))
+        .collect();
+    let mut counts = db::batch_reads::counts(c, &idle, now)?;
+    let mut tallies = std::collections::HashMap::with_capacity(sites.len());
+    for (full, cfg) in sites {
+        let (active, dangling) = counts.remove(&full.site.id).unwrap_or_default();
         let counted = match cfg.count_mode {
             CountMode::Active => active,
             CountMode::Live => active - dangling,
         };
         tallies.insert(full.site.id, SiteTally { full, cfg, counted });
     }
-    let mut standings = std::collections::HashMap::with_capacity(jobs.len());
-    for &site_id in &site_ids {
-        let names: Vec<&str> = jobs
-            .iter()
-            .filter(|j| j.site_id == site_id)
-            .map(|j| j.session.as_str())
-            .collect();
-        for (session, s) in sessions::standings(c, site_id, &names)? {
-            standings.insert((site_id, session), s);
-        }
-    }
+    let wanted: Vec<(i64, &str)> = jobs
+        .iter()
+        .map(|j| (j.site_id, j.session.as_str()))
+        .collect();
+    let standings = db::batch_reads::standings(c, &wanted)?;
     let mut batch = BatchState {
         tallies,
         standings,

@@ -3,6 +3,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod batch_reads;
 pub mod billing;
 pub mod group_commit;
 pub mod history;
