@@ -239,8 +239,12 @@ pub async fn kill_session(
     let (site_id, tenant_id, slug) = (site.site.id, site.site.tenant_id, site.site.slug.clone());
     let killed = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             c.transaction(|c| {
+                // Held like every other writer that ends sessions, so that a batch of
+                // admissions deciding on this site sees the kill before or after, never
+                // in the middle.
+                crate::db::lock_site(c, site_id)?;
                 if sessions::get(c, site_id, &session)?.is_none() {
                     return Err(Error::not_found(format!("session {session:?}")));
                 }

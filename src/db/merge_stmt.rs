@@ -8,10 +8,12 @@
 //! - SQLite: one single-row statement, run once per row inside the caller's
 //!   transaction; SQLite runs in the process, so a row costs no round trip.
 //!
-//! Both share [`ON_CONFLICT`], the monotone merge of [`super::sessions`] in SQL: the
+//! Both share [`ON_CONFLICT_RULE`], the monotone merge of [`super::sessions`] in SQL: the
 //! earliest start and end (ties go to the smaller reason, so that the result does not
 //! depend on arrival order), the latest activity and expiry, and for the descriptive
 //! fields the greatest non-null value.
+
+use std::sync::LazyLock;
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
@@ -24,8 +26,11 @@ use super::sessions::NewSession;
 const COLUMNS: &str = "INSERT INTO sessions (site_id, session, user_ref, started_at, \
      last_activity_at, expires_at, ended_at, end_reason, user_agent, ip, overage) ";
 
-/// The merge rule, shared by both backends.
-const ON_CONFLICT: &str = " ON CONFLICT (site_id, session) DO UPDATE SET \
+/// The merge rule, shared by both backends. `@C` marks the text comparisons: bytewise
+/// on both backends (SQLite compares bytes, PostgreSQL is told to), as the in-memory
+/// merge of observations that share a batch compares them, so that the result does
+/// not depend on which events arrived together, whatever the database's collation.
+const ON_CONFLICT_RULE: &str = " ON CONFLICT (site_id, session) DO UPDATE SET \
      started_at = CASE WHEN excluded.started_at < sessions.started_at \
          THEN excluded.started_at ELSE sessions.started_at END, \
      last_activity_at = CASE WHEN excluded.last_activity_at > sessions.last_activity_at \
@@ -35,19 +40,23 @@ const ON_CONFLICT: &str = " ON CONFLICT (site_id, session) DO UPDATE SET \
      end_reason = CASE WHEN sessions.ended_at IS NULL \
          OR excluded.ended_at < sessions.ended_at \
          OR (excluded.ended_at = sessions.ended_at \
-             AND excluded.end_reason < sessions.end_reason) \
+             AND excluded.end_reason@C < sessions.end_reason) \
          THEN excluded.end_reason ELSE sessions.end_reason END, \
      ended_at = CASE WHEN sessions.ended_at IS NULL \
          OR excluded.ended_at < sessions.ended_at \
          THEN excluded.ended_at ELSE sessions.ended_at END, \
      user_ref = CASE WHEN sessions.user_ref IS NULL \
-         OR excluded.user_ref > sessions.user_ref \
+         OR excluded.user_ref@C > sessions.user_ref \
          THEN excluded.user_ref ELSE sessions.user_ref END, \
      user_agent = CASE WHEN sessions.user_agent IS NULL \
-         OR excluded.user_agent > sessions.user_agent \
+         OR excluded.user_agent@C > sessions.user_agent \
          THEN excluded.user_agent ELSE sessions.user_agent END, \
-     ip = CASE WHEN sessions.ip IS NULL OR excluded.ip > sessions.ip \
+     ip = CASE WHEN sessions.ip IS NULL OR excluded.ip@C > sessions.ip \
          THEN excluded.ip ELSE sessions.ip END";
+
+static ON_CONFLICT_PG: LazyLock<String> =
+    LazyLock::new(|| ON_CONFLICT_RULE.replace("@C", " COLLATE \"C\""));
+static ON_CONFLICT_SQLITE: LazyLock<String> = LazyLock::new(|| ON_CONFLICT_RULE.replace("@C", ""));
 
 /// Merges the rows on SQLite, one prepared statement run per row.
 pub(super) fn sqlite_merge(
@@ -93,7 +102,7 @@ impl QueryFragment<Sqlite> for SqliteMerge<'_, '_> {
         out.push_sql(", ");
         out.push_bind_param::<Bool, _>(&r.overage)?;
         out.push_sql(")");
-        out.push_sql(ON_CONFLICT);
+        out.push_sql(&ON_CONFLICT_SQLITE);
         Ok(())
     }
 }
@@ -168,7 +177,7 @@ impl QueryFragment<Pg> for PgMerge<'_> {
         out.push_sql(", ");
         out.push_bind_param::<Array<Bool>, _>(&self.overage)?;
         out.push_sql(")");
-        out.push_sql(ON_CONFLICT);
+        out.push_sql(&ON_CONFLICT_PG);
         Ok(())
     }
 }

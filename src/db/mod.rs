@@ -364,9 +364,9 @@ pub fn lock_sites(conn: &mut DbConn, site_ids: &[i64]) -> Result<()> {
             .set(s::config_version.eq(s::config_version))
             .execute(c)?,
     };
-    // As a single-row lookup would: a site that is gone is not found.
+    // A site deleted meanwhile.
     if locked < site_ids.len() {
-        return Err(diesel::result::Error::NotFound.into());
+        return Err(Error::not_found("site"));
     }
     Ok(())
 }
