@@ -62,8 +62,10 @@ pub struct Event {
 #[serde(deny_unknown_fields)]
 pub struct EventBatch {
     /// At most 1000 events; each is judged on its own.
+    // Kept as raw text until each event is parsed on its own, straight into `Event`
+    // (a `Value` tree first would allocate every key and string twice).
     #[schema(value_type = Vec<Event>, max_items = 1000)]
-    pub events: Vec<serde_json::Value>,
+    pub events: Vec<Box<serde_json::value::RawValue>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -106,6 +108,28 @@ fn check_ip(v: &Option<String>) -> std::result::Result<(), String> {
         }
         _ => Ok(()),
     }
+}
+
+/// One event of a batch, or what is wrong with it, naming the field.
+fn parse_event(raw: &str) -> std::result::Result<Event, String> {
+    // The plain parse is the fast path; only a bad event is parsed again with the
+    // path tracking that names its field.
+    serde_json::from_str(raw).map_err(|_| {
+        match serde_path_to_error::deserialize::<_, Event>(&mut serde_json::Deserializer::from_str(
+            raw,
+        )) {
+            Ok(_) => "invalid event".to_owned(),
+            Err(e) => {
+                let path = e.path().to_string();
+                let msg = super::without_position(e.inner());
+                if path == "." {
+                    msg
+                } else {
+                    format!("{path}: {msg}")
+                }
+            }
+        }
+    })
 }
 
 /// Turns one event into an observation of its session, or says what is wrong.
@@ -198,17 +222,7 @@ pub async fn ingest_events(
     let mut rejected = Vec::new();
     let mut good = Vec::with_capacity(batch.events.len());
     for (index, raw) in batch.events.into_iter().enumerate() {
-        let parsed = serde_path_to_error::deserialize::<_, Event>(raw)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let msg = e.into_inner().to_string();
-                if path == "." {
-                    msg
-                } else {
-                    format!("{path}: {msg}")
-                }
-            })
-            .and_then(|e| observe(e, now, ttl));
+        let parsed = parse_event(raw.get()).and_then(|e| observe(e, now, ttl));
         match parsed {
             Ok(o) => good.push(o),
             Err(error) => rejected.push(RejectedEvent { index, error }),

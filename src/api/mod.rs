@@ -104,6 +104,11 @@ fn too_large(limit: usize) -> Error {
 
 /// Parses JSON and names the offending field on failure.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
+    // The plain parse is the fast path; a body that fails is parsed again with the
+    // path tracking that names the field.
+    if let Ok(v) = serde_json::from_slice(body) {
+        return Ok(v);
+    }
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -119,6 +124,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
             errors: vec![FieldError::new(field, msg)],
         }
     })
+}
+
+/// A parse error's message without serde_json's " at line L column C": the field path
+/// says where, and within one event of a batch the position would mislead.
+pub fn without_position(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    match msg.rfind(" at line ") {
+        Some(i) if e.line() > 0 => msg[..i].to_owned(),
+        _ => msg,
+    }
 }
 
 fn unknown_field_name(msg: &str) -> Option<String> {
