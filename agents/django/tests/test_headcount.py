@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.conf import settings as django_settings
+from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.management import call_command
 from django.db import connection
@@ -23,6 +25,7 @@ from django.utils import timezone
 
 from conftest import session_ref, sign_webhook, wait_until
 from headcount_django import client as hc_client, conf, config, sender
+from headcount_django.sessions import STARTED_KEY, rfc3339
 
 PASSWORD = "correct horse"
 
@@ -34,6 +37,15 @@ def make_user(username: str):
 def login(client: Client, username: str):
     response = client.post("/login/", {"username": username, "password": PASSWORD})
     return response.status_code, response.json()
+
+
+def make_idle(key: str, idle: dt.timedelta) -> None:
+    """Make a session look as if it had started and was last saved ``idle`` ago."""
+    store = SessionStore(session_key=key)
+    store[STARTED_KEY] = rfc3339(timezone.now() - idle)
+    store.save()
+    age = dt.timedelta(seconds=django_settings.SESSION_COOKIE_AGE)
+    Session.objects.filter(session_key=key).update(expire_date=timezone.now() + age - idle)
 
 
 def parse(value: str) -> dt.datetime:
@@ -344,7 +356,7 @@ def test_local_rule_count_mode_live_and_eviction(settings):
     # alice's last save was two hours ago: dangling, so she does not count in live mode
     age = dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)
     alice_key = alice.cookies["sessionid"].value
-    Session.objects.filter(session_key=alice_key).update(expire_date=timezone.now() + age - dt.timedelta(hours=2))
+    make_idle(alice_key, dt.timedelta(hours=2))
     assert login(Client(), "bob")[0] == 200
 
     # counting every active session, the site is full; evict_dangling makes room
@@ -416,22 +428,35 @@ def test_central_admission_evicts_a_dangling_session(site):
 
 
 @pytest.mark.django_db
-def test_lino_limit_follows_the_pushed_config(settings, monkeypatch):
-    users = types.SimpleNamespace(active_sessions_limit=-1)
+def test_lino_limit_is_switched_off_in_local_mode(settings, monkeypatch):
+    """Lino's own check counts anonymous and dangling rows: in local mode the agent decides instead."""
+    users = types.SimpleNamespace(active_sessions_limit=5)
     settings.SITE = types.SimpleNamespace(plugins=types.SimpleNamespace(users=users))
-    settings.HEADCOUNT = {**settings.HEADCOUNT, "MODE": "local", "SITE": "lino-like"}
+    settings.HEADCOUNT = {**settings.HEADCOUNT, "MODE": "off", "SITE": "lino-like"}
     config.apply({"config_version": 1, "session_limit": 3})
-    assert users.active_sessions_limit == 3
-    config.apply({"config_version": 2, "session_limit": 10, "over_limit": "allow_overage", "overage_percent": 20})
-    assert users.active_sessions_limit == 12
-    config.apply({"config_version": 3, "session_limit": 3, "over_limit": "evict_dangling"})
-    assert users.active_sessions_limit == -1  # only the agent can evict, so it decides
+    assert users.active_sessions_limit == 5  # report-only: the site's own setting stays
+    settings.HEADCOUNT = {**settings.HEADCOUNT, "MODE": "local"}
+    for version, extra in enumerate(
+        [{}, {"over_limit": "allow_overage", "overage_percent": 20}, {"count_mode": "live"}], start=2
+    ):
+        users.active_sessions_limit = 5
+        config.apply({"config_version": version, "session_limit": 3, **extra})
+        assert users.active_sessions_limit == -1
 
-    # in a Lino site a refusal is a Warning, which Lino shows to the user
+    # in a Lino site a refusal is a Warning with Lino's words, which Lino shows to the user
     monkeypatch.setitem(sys.modules, "lino", types.ModuleType("lino"))
-    config.apply({"config_version": 4, "session_limit": 0})
+    config.apply({"config_version": 10, "session_limit": 0})
     make_user("alice")
-    with pytest.raises(Warning, match="There are more than 0 active user sessions"):
+    with pytest.raises(Warning, match=r"^There are more than 0 active user sessions\. Please try again later\.$"):
+        Client().post("/login/", {"username": "alice", "password": PASSWORD})
+    # the refusal is queued for headcount, with the user and without a session id
+    outbox = sender.get_sender()
+    with outbox.cond:
+        refused = [e for e in [*outbox.inflight, *outbox.queue] if e["type"] == "session.refused"]
+    assert len(refused) == 1 and refused[0]["user"] == "alice" and "session" not in refused[0]
+    # the site's own limit_message wins over Lino's wording
+    config.apply({"config_version": 11, "session_limit": 0, "limit_message": "Full ({limit})."})
+    with pytest.raises(Warning, match=r"^Full \(0\)\.$"):
         Client().post("/login/", {"username": "alice", "password": PASSWORD})
     sender.reset()
 

@@ -151,7 +151,17 @@ def lino_users_plugin():
 
 
 def sync_lino(config: SiteConfig | None = None, *, throttle: float = 0.0) -> None:
-    """In local mode, give Lino the pushed limit so that its own sign-in check and message apply."""
+    """In local mode, switch Lino's own sign-in check off: the agent's backend decides.
+
+    Lino's check (``users.active_sessions_limit``) runs before ``authenticate()`` and
+    counts every unexpired ``django_session`` row, anonymous ones too, in every count
+    mode; headcount counts signed-in sessions only, and leaves dangling ones out with
+    ``count_mode: live``. Lino's count therefore never matches headcount's rule for
+    sure, and a refusal Lino makes is one the agent could not report. So in local mode
+    Lino's limit is ``-1`` (off) in every worker, and ``SessionLimitBackend`` refuses
+    with Lino's own words (see ``enforcement.limit_message``). ``config`` is unused; it
+    is accepted so that callers may pass the config they just applied.
+    """
     global _lino_synced_at
     if throttle and time.monotonic() - _lino_synced_at < throttle:
         return
@@ -162,9 +172,6 @@ def sync_lino(config: SiteConfig | None = None, *, throttle: float = 0.0) -> Non
     if users is None:
         return
     _lino_synced_at = time.monotonic()
-    config = config or current()
-    if config is None:
-        return
-    # With evict_dangling a full site may still admit (after evicting), which only the
-    # agent's backend can do, so Lino's own check stays off then.
-    users.active_sessions_limit = -1 if config.over_limit == "evict_dangling" else config.admission_ceiling
+    if users.active_sessions_limit != -1:
+        log.info("headcount: Lino's own sessions limit (%s) switched off; the agent enforces the limit", users.active_sessions_limit)
+        users.active_sessions_limit = -1

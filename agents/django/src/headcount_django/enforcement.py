@@ -30,13 +30,14 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_backends
 from django.core.exceptions import PermissionDenied
 
-from . import client, conf
-from .config import SiteConfig, current, pull_if_missing
+from . import client, conf, sender
+from .config import DEFAULT_MESSAGE, SiteConfig, current, pull_if_missing
 from .reporting import client_info, end_reason, suppress_created
 from .sessions import authenticated_sessions, delete_keys, now, rfc3339, store_class, user_reference
 
 log = logging.getLogger("headcount_django")
 
+REFUSED = "session.refused"
 REFUSAL_ATTR = "headcount_refusal"
 PENDING_ATTR = "_headcount_admitted_key"
 
@@ -94,6 +95,30 @@ def local_admission(config: SiteConfig, exclude_key: str | None) -> bool:
     return False
 
 
+def limit_message(config: SiteConfig) -> str:
+    """The text a refused user sees: the site's ``limit_message``, or Lino's own words.
+
+    With headcount's default message in a Lino site this is exactly what Lino's own
+    check says, in the language of the request.
+    """
+    if config.limit_message == DEFAULT_MESSAGE and _is_lino():
+        try:
+            from django.utils.translation import gettext
+
+            text = gettext("There are more than {} active user sessions.") + " " + gettext("Please try again later.")
+            return text.format(config.session_limit)
+        except Exception:
+            pass
+    return config.message()
+
+
+def report_refusal(user: Any) -> None:
+    """Tell headcount about a refusal the site made itself (local mode), so it counts as a denial."""
+    settings = conf.get()
+    reference = user_reference(user, settings) if user is not None else None
+    sender.enqueue(sender.make_event(REFUSED, None, user=reference))
+
+
 # -- the backend ---------------------------------------------------------------------------
 
 
@@ -131,9 +156,11 @@ class SessionLimitBackend:
             return
         if local_admission(config, request.session.session_key):
             return
-        if _check_credentials(request, credentials) is None:
+        user = _check_credentials(request, credentials)
+        if user is None:
             return
-        refuse(request, config.message())
+        report_refusal(user)
+        refuse(request, limit_message(config))
 
     def _central(self, request: Any, credentials: dict[str, Any], settings: conf.AgentSettings) -> None:
         user = _check_credentials(request, credentials)

@@ -27,7 +27,7 @@ from django.core.signals import request_finished, request_started
 from django.db.models.signals import post_delete, post_save
 
 from . import conf, sender
-from .sessions import STARTED_KEY, decode, now, rfc3339, session_model, user_id_of, user_reference, user_refs
+from .sessions import STARTED_KEY, decode, is_expired, now, rfc3339, session_model, user_id_of, user_reference, user_refs
 
 log = logging.getLogger("headcount_django")
 
@@ -236,9 +236,7 @@ def on_session_deleted(settings: conf.AgentSettings, instance: Any = None, **kwa
     user_id = user_id_of(data)
     if user_id is None:
         return
-    current = now()
-    expire_date = instance.expire_date
-    if expire_date is not None and expire_date <= current:
+    if is_expired(instance.expire_date):
         reason = "expired"
     elif state["reason"]:
         reason = state["reason"]

@@ -26,6 +26,8 @@ from . import client, conf
 log = logging.getLogger("headcount_django")
 
 ACTIVITY = "session.activity"
+# seconds between a process's first request and its start-up snapshot
+STARTUP_SNAPSHOT_DELAY = 5.0
 
 
 class Sender:
@@ -90,9 +92,18 @@ class Sender:
                 if not self.periodic:
                     self.periodic = True
                     now = time.monotonic()
-                    # first snapshot soon after start, so headcount converges after a restart
                     settings = conf.get()
-                    self.next_snapshot = now + 5.0 if settings.snapshot_interval else float("inf")
+                    # A start-up snapshot soon after the process serves its first request, so
+                    # headcount converges after a restart (the old processes' queues are gone).
+                    # It is "wanted", not periodic: it skips the round lock, which processes
+                    # that ran before this one may have left in the shared cache, and it is
+                    # retried until headcount takes it.
+                    if settings.snapshot_interval:
+                        self.snapshot_wanted = True
+                        self.snapshot_not_before = max(self.snapshot_not_before, now + STARTUP_SNAPSHOT_DELAY)
+                        self.next_snapshot = now + settings.snapshot_interval
+                    else:
+                        self.next_snapshot = float("inf")
                     self.next_config = now if settings.config_interval else float("inf")
                     self.cond.notify()
         self._ensure_thread()
@@ -284,16 +295,15 @@ def get_sender() -> Sender:
     return current
 
 
-def make_event(event_type: str, ref: str, **fields: Any) -> dict[str, Any]:
+def make_event(event_type: str, ref: str | None, **fields: Any) -> dict[str, Any]:
+    """One event; ``ref`` (the hashed session id) may be None for ``session.refused``."""
     from .sessions import now, rfc3339
 
-    event: dict[str, Any] = {
-        "id": uuid.uuid4().hex,
-        "type": event_type,
-        "session": ref,
-        "at": rfc3339(fields.pop("at", None) or now()),
-        "_queued": time.monotonic(),
-    }
+    event: dict[str, Any] = {"id": uuid.uuid4().hex, "type": event_type}
+    if ref is not None:
+        event["session"] = ref
+    event["at"] = rfc3339(fields.pop("at", None) or now())
+    event["_queued"] = time.monotonic()
     for key, value in fields.items():
         if value is not None:
             event[key] = value

@@ -42,27 +42,54 @@ def session_model():
 
 
 def now() -> dt.datetime:
-    """The current time in the form the session table uses (aware or naive, per USE_TZ)."""
+    """The current time, aware, in UTC (whatever USE_TZ says)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def db_now() -> dt.datetime:
+    """The current time in the form the session table compares with (naive local time under USE_TZ = False)."""
     return timezone.now()
 
 
-def aware(value: dt.datetime) -> dt.datetime:
+def to_utc(value: dt.datetime) -> dt.datetime:
+    """An aware UTC datetime.
+
+    Naive values are local time in ``settings.TIME_ZONE``: that is what Django stores
+    under ``USE_TZ = False`` (``expire_date``) and what Lino writes into
+    ``session["last_activity"]`` (``datetime.now()``, in the process time zone that
+    Django sets from ``TIME_ZONE``) under either setting.
+    """
     if timezone.is_naive(value):
-        return timezone.make_aware(value, timezone.get_default_timezone())
-    return value
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    return value.astimezone(dt.timezone.utc)
 
 
 def rfc3339(value: dt.datetime) -> str:
-    value = aware(value).astimezone(dt.timezone.utc)
+    value = to_utc(value)
     return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def parse_rfc3339(value: str) -> dt.datetime | None:
+    """An RFC 3339 text as an aware UTC datetime; a text without offset is UTC."""
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except (TypeError, ValueError, AttributeError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+
+def parse_local(value: Any) -> dt.datetime | None:
+    """An ISO text that may be naive local time (Lino's ``last_activity``), as aware UTC."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    try:
+        return to_utc(parsed)
+    except (ValueError, OverflowError):
+        return None
 
 
 def decode(session_data: str) -> dict[str, Any]:
@@ -77,28 +104,46 @@ def user_id_of(data: dict[str, Any]) -> str | None:
     return str(value) if value is not None else None
 
 
+# Lino records the time of the last request of a signed-in session here (naive local time).
+LINO_ACTIVITY_KEY = "last_activity"
+
+
 @dataclass
 class LocalSession:
     key: str
     user_id: str
-    expire_date: dt.datetime
+    expire_date: dt.datetime  # aware, UTC
     data: dict[str, Any]
 
     def last_activity(self, current: dt.datetime) -> dt.datetime:
-        """Every save moves expire_date to save time + SESSION_COOKIE_AGE, so that is the last save."""
-        estimate = self.expire_date - dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)
-        return min(estimate, current)
+        """When the session was last used, as far as the site knows (aware UTC, never after ``current``).
+
+        Every save moves ``expire_date`` to save time + ``SESSION_COOKIE_AGE``, so that
+        estimates the last save, which is also the last activity the agent reported.
+        Lino's own ``last_activity`` and the start of the session are lower bounds that
+        still hold when the site gave the session another expiry (``set_expiry``).
+        """
+        candidates = [self.expire_date - dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)]
+        for value in (parse_local(self.data.get(LINO_ACTIVITY_KEY)), self.started_at()):
+            if value is not None:
+                candidates.append(value)
+        return min(max(candidates), current)
 
     def started_at(self) -> dt.datetime | None:
         value = self.data.get(STARTED_KEY)
         return parse_rfc3339(value) if isinstance(value, str) else None
 
 
+def is_expired(expire_date: dt.datetime | None, current: dt.datetime | None = None) -> bool:
+    """Whether a row's ``expire_date`` (naive or aware, as the table holds it) has passed."""
+    return expire_date is not None and to_utc(expire_date) <= (current or now())
+
+
 def authenticated_sessions(exclude_key: str | None = None) -> Iterator[LocalSession]:
-    """Sessions that are not expired and belong to a signed-in user."""
+    """Sessions that are not expired and belong to a signed-in user (anonymous rows are left out)."""
     rows = (
         session_model()
-        .objects.filter(expire_date__gt=now())
+        .objects.filter(expire_date__gt=db_now())
         .values_list("session_key", "session_data", "expire_date")
         .order_by()
     )
@@ -108,7 +153,7 @@ def authenticated_sessions(exclude_key: str | None = None) -> Iterator[LocalSess
         data = decode(session_data)
         user_id = user_id_of(data)
         if user_id is not None:
-            yield LocalSession(key, user_id, expire_date, data)
+            yield LocalSession(key, user_id, to_utc(expire_date), data)
 
 
 def user_refs(user_ids: Iterable[str]) -> dict[str, str | None]:

@@ -1,0 +1,50 @@
+"""A bare Lino site with lino.modlib.users and the headcount agent.
+
+Configured from environment variables set by the test fixture (tests/lino_fixtures.py):
+HEADCOUNT_LINO_SETTINGS (the HEADCOUNT dict as JSON), HEADCOUNT_LINO_USE_TZ ("1"/"0"),
+HEADCOUNT_LINO_TIME_ZONE. Lino puts its database, log and caches next to this file.
+"""
+
+import json
+import os
+
+from lino.projects.std.settings import *  # noqa: F401,F403
+
+
+class Site(Site):  # noqa: F405
+    title = "headcount agent test site"
+    default_ui = "lino_react.react"
+    with_users = True
+    # the agent's INFO lines appear in a Lino site only when its logger is named here
+    auto_configure_logger_names = "atelier lino headcount_django"
+
+    def get_installed_plugins(self):
+        yield from super().get_installed_plugins()
+        yield "headcount_django"
+
+
+SITE = Site(globals())
+
+SECRET_KEY = os.environ.get("HEADCOUNT_LINO_SECRET_KEY", "lino-test-secret-key-for-headcount-agent-tests")
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = os.environ.get("HEADCOUNT_LINO_USE_TZ", "0") == "1"
+TIME_ZONE = os.environ.get("HEADCOUNT_LINO_TIME_ZONE", "UTC")
+
+DATABASES["default"]["OPTIONS"] = {  # noqa: F405
+    # the gunicorn workers, management commands and the tests share the file
+    "timeout": 30,
+    "init_command": "PRAGMA journal_mode=WAL;",
+}
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "headcount": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "headcount_cache"},
+}
+
+AUTHENTICATION_BACKENDS = ["headcount_django.enforcement.SessionLimitBackend", *AUTHENTICATION_BACKENDS]  # noqa: F405
+ROOT_URLCONF = "lino_site.urls"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+HEADCOUNT = json.loads(os.environ.get("HEADCOUNT_LINO_SETTINGS") or "{}") or {"ENABLED": False}
+HEADCOUNT.setdefault("CACHE", "headcount")
