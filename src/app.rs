@@ -28,6 +28,8 @@ pub struct AppState {
     pub revocations: Revocations,
     /// Tokens already verified, so that each request does not redo the HMAC.
     pub verified_tokens: VerifiedTokens,
+    /// Tenants' subject keys, so that a tenant token dies with its tenant.
+    pub tenant_keys: crate::auth::TenantKeys,
     pub config: Arc<Config>,
     pub metrics: Metrics,
     /// Wakes the push sender when a change has queued a push.
@@ -92,9 +94,10 @@ impl AppState {
         role: Role,
         tenant: Option<String>,
         site: Option<String>,
+        subject_key: Option<&str>,
         ttl_seconds: i64,
     ) -> Result<(String, crate::auth::Claims)> {
-        let claims = crate::auth::claims(role, tenant, site, self.now(), ttl_seconds);
+        let claims = crate::auth::claims(role, tenant, site, subject_key, self.now(), ttl_seconds);
         Ok((self.keys.mint(&claims)?, claims))
     }
 }
@@ -133,6 +136,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             keys: Keys::from_secret(&Secret::new(key)),
             revocations: Revocations::default(),
             verified_tokens: VerifiedTokens::default(),
+            tenant_keys: Default::default(),
             config: Arc::new(config),
             metrics: Metrics::default(),
             outbox_wakeup: Arc::new(Notify::new()),

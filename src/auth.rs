@@ -343,27 +343,154 @@ impl FromRequest for Caller {
                 return Err(Error::Unauthorized("invalid token: revoked".to_owned()));
             }
             let caller = Caller::from_claims(Claims::clone(&claims));
+            check_subject(&state, &caller, &claims).await?;
             state.rate_limit(&caller)?;
             Ok(caller)
         })
     }
 }
 
-/// Makes a token's claims.
+/// What a tenant or site row says about the tokens that name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubjectKey {
+    pub created_at: Millis,
+    /// Random per row; `None` on rows from before keys were kept.
+    pub token_key: Option<String>,
+}
+
+/// A new random subject key for a tenant or site row.
+pub fn new_subject_key() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// Whether a token still names the row that now holds its slug, and not a later one
+/// created with the same slug. Tokens minted here carry the row's key in `sub`
+/// (`site:<slug>:<key>`); a token without one (minted elsewhere with the signing
+/// key, or before keys were kept) fits only rows created no later than its `iat`.
+pub fn token_fits(claims: &Claims, subject: &SubjectKey) -> bool {
+    let key = claims.sub.splitn(3, ':').nth(2);
+    match key {
+        Some(k) => subject.token_key.as_deref().is_none_or(|own| own == k),
+        None => subject.created_at.div_euclid(1000) <= claims.iat,
+    }
+}
+
+/// A tenant or site token dies with its subject: 401 once the row is gone or
+/// replaced by a new one of the same slug. A cached row that does not fit is read
+/// again before the token is refused, so a slug created again is seen at once.
+async fn check_subject(state: &AppState, caller: &Caller, claims: &Claims) -> Result<()> {
+    let fits = |s: &Option<SubjectKey>| s.as_ref().is_some_and(|s| token_fits(claims, s));
+    let fresh = match caller {
+        Caller::Admin { .. } => return Ok(()),
+        Caller::Site { site, .. } => {
+            let cached = state.agent_sites().get(site).map(|f| site_key(&f));
+            if fits(&cached) {
+                return Ok(());
+            }
+            let slug = site.clone();
+            match state
+                .db
+                .run(move |c| crate::db::sites::get_for_agent(c, &slug))
+                .await
+            {
+                Ok(f) => {
+                    state.agent_sites().put(&f);
+                    Some(site_key(&f))
+                }
+                Err(Error::NotFound(_)) => {
+                    state.agent_sites().forget(site);
+                    None
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Caller::Tenant { tenant, .. } => {
+            if fits(&state.tenant_keys.cached(tenant)) {
+                return Ok(());
+            }
+            state.tenant_keys.load(&state.db, tenant).await?
+        }
+    };
+    if fits(&fresh) {
+        Ok(())
+    } else {
+        Err(Error::Unauthorized(
+            "invalid token: the tenant or site it names no longer exists".to_owned(),
+        ))
+    }
+}
+
+fn site_key(f: &crate::db::sites::SiteFull) -> SubjectKey {
+    SubjectKey {
+        created_at: f.site.created_at,
+        token_key: f.site.token_key.clone(),
+    }
+}
+
+/// Tenants' subject keys by slug, kept for a second like revocations, so that a
+/// tenant token's every request does not cost a query. Only tenants that exist
+/// are kept, and a token that does not fit the kept one reads it again.
+#[derive(Debug, Default)]
+pub struct TenantKeys {
+    map: std::sync::RwLock<std::collections::HashMap<String, (Instant, SubjectKey)>>,
+}
+
+impl TenantKeys {
+    fn cached(&self, slug: &str) -> Option<SubjectKey> {
+        let m = self.map.read().ok()?;
+        let (at, key) = m.get(slug)?;
+        (at.elapsed() < REVOCATIONS_FRESH).then(|| key.clone())
+    }
+
+    async fn load(&self, db: &Db, slug: &str) -> Result<Option<SubjectKey>> {
+        let s = slug.to_owned();
+        let key = db
+            .run(move |c| crate::db::tenants::subject_key(c, &s))
+            .await?;
+        if let Ok(mut m) = self.map.write() {
+            match &key {
+                Some(k) => {
+                    if m.len() >= VERIFIED_TOKENS_MAX {
+                        m.clear();
+                    }
+                    m.insert(slug.to_owned(), (Instant::now(), k.clone()));
+                }
+                None => {
+                    m.remove(slug);
+                }
+            }
+        }
+        Ok(key)
+    }
+
+    /// Forgets a tenant this process deleted, so that its tokens stop here at once.
+    pub fn forget(&self, slug: &str) {
+        if let Ok(mut m) = self.map.write() {
+            m.remove(slug);
+        }
+    }
+}
+
+/// Makes a token's claims; `subject_key` is the named tenant's or site's key.
 pub fn claims(
     role: Role,
     tenant: Option<String>,
     site: Option<String>,
+    subject_key: Option<&str>,
     now: Millis,
     ttl_seconds: i64,
 ) -> Claims {
     let jti = uuid::Uuid::new_v4().simple().to_string();
     let iat = now / 1000;
+    let keyed = |base: String| match subject_key {
+        Some(k) => format!("{base}:{k}"),
+        None => base,
+    };
     Claims {
         iss: ISSUER.to_owned(),
         sub: match (&role, &tenant, &site) {
-            (Role::Site, _, Some(s)) => format!("site:{s}"),
-            (Role::Tenant, Some(t), _) => format!("tenant:{t}"),
+            (Role::Site, _, Some(s)) => keyed(format!("site:{s}")),
+            (Role::Tenant, Some(t), _) => keyed(format!("tenant:{t}")),
             _ => "admin".to_owned(),
         },
         role,
@@ -387,7 +514,7 @@ mod tests {
     #[test]
     fn a_minted_token_verifies() {
         let now = chrono::Utc::now().timestamp_millis();
-        let c = claims(Role::Tenant, Some("acme".into()), None, now, 600);
+        let c = claims(Role::Tenant, Some("acme".into()), None, None, now, 600);
         let t = keys().mint(&c).unwrap();
         let back = keys().verify(&t).unwrap();
         assert_eq!(back.tenant.as_deref(), Some("acme"));
@@ -398,12 +525,12 @@ mod tests {
     fn other_keys_and_expiry_are_refused() {
         let now = chrono::Utc::now().timestamp_millis();
         let t = keys()
-            .mint(&claims(Role::Admin, None, None, now, 600))
+            .mint(&claims(Role::Admin, None, None, None, now, 600))
             .unwrap();
         let other = Keys::from_secret(&Secret::new("another-key-another-key-another-key"));
         assert!(matches!(other.verify(&t), Err(Error::Unauthorized(_))));
         let old = keys()
-            .mint(&claims(Role::Admin, None, None, now - 3_600_000, 60))
+            .mint(&claims(Role::Admin, None, None, None, now - 3_600_000, 60))
             .unwrap();
         assert!(matches!(keys().verify(&old), Err(Error::Unauthorized(_))));
     }
@@ -413,7 +540,7 @@ mod tests {
         let cache = VerifiedTokens::default();
         let now = chrono::Utc::now().timestamp_millis();
         let t = keys()
-            .mint(&claims(Role::Site, None, Some("s".into()), now, 600))
+            .mint(&claims(Role::Site, None, Some("s".into()), None, now, 600))
             .unwrap();
         let a = cache.verify(&keys(), &t).unwrap();
         let b = cache.verify(&keys(), &t).unwrap();
@@ -421,7 +548,7 @@ mod tests {
         let forged = format!("{}x", &t[..t.len() - 1]);
         assert!(cache.verify(&keys(), &forged).is_err());
         // An entry whose expiry has passed is refused although it is cached.
-        let old = claims(Role::Admin, None, None, now - 3_600_000, 60);
+        let old = claims(Role::Admin, None, None, None, now - 3_600_000, 60);
         let old_token = keys().mint(&old).unwrap();
         cache
             .map
@@ -432,6 +559,36 @@ mod tests {
             cache.verify(&keys(), &old_token),
             Err(Error::Unauthorized(_))
         ));
+    }
+
+    #[test]
+    fn a_token_fits_only_the_row_it_was_minted_for() {
+        let now = 1_800_000_000_123;
+        let row = SubjectKey {
+            created_at: now - 5_000,
+            token_key: Some("k1".into()),
+        };
+        let keyed = claims(Role::Site, None, Some("s".into()), Some("k1"), now, 600);
+        assert!(token_fits(&keyed, &row));
+        let recreated = SubjectKey {
+            created_at: now,
+            token_key: Some("k2".into()),
+        };
+        assert!(!token_fits(&keyed, &recreated), "same slug, new row");
+        // Without a key in `sub`: judged by time, to the second.
+        let plain = claims(Role::Tenant, Some("t".into()), None, None, now, 600);
+        assert!(token_fits(&plain, &row));
+        let later = SubjectKey {
+            created_at: now + 1_000,
+            token_key: Some("k3".into()),
+        };
+        assert!(!token_fits(&plain, &later));
+        // Rows from before keys were kept accept keyed tokens of their slug.
+        let legacy = SubjectKey {
+            created_at: now - 5_000,
+            token_key: None,
+        };
+        assert!(token_fits(&keyed, &legacy));
     }
 
     #[test]

@@ -124,8 +124,30 @@ pub fn run(cli: Cli) -> Result<(), String> {
             } else {
                 30 * 86_400
             });
+            // The token names the row that holds the slug now, and dies with it.
+            let subject_key = match (role, &args.tenant, &args.site) {
+                (Role::Tenant, Some(t), _) => {
+                    let slug = t.clone();
+                    state
+                        .db
+                        .run_sync(move |c| crate::db::tenants::subject_key(c, &slug))
+                        .map_err(|e| e.to_string())?
+                        .ok_or_else(|| format!("no tenant {t:?}"))?
+                        .token_key
+                }
+                (Role::Site, _, Some(s)) => {
+                    let slug = s.clone();
+                    state
+                        .db
+                        .run_sync(move |c| crate::db::sites::get_for_agent(c, &slug))
+                        .map_err(|_| format!("no site {s:?}"))?
+                        .site
+                        .token_key
+                }
+                _ => None,
+            };
             let (token, _) = state
-                .mint(role, args.tenant, args.site, ttl)
+                .mint(role, args.tenant, args.site, subject_key.as_deref(), ttl)
                 .map_err(|e| e.to_string())?;
             println!("{token}");
             Ok(())
@@ -159,7 +181,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("{e}"))?;
         if first_start {
             let (token, _) = state
-                .mint(Role::Admin, None, None, 30 * 86_400)
+                .mint(Role::Admin, None, None, None, 30 * 86_400)
                 .map_err(|e| e.to_string())?;
             println!(
                 "headcount: first start. This admin token is valid for 30 days; keep it safe, it is not shown again\n\

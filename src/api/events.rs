@@ -36,13 +36,16 @@ pub struct Event {
     /// The agent's own id for the event (for its logs; merging is idempotent anyway).
     #[schema(max_length = 128)]
     pub id: Option<String>,
-    /// `session.started`, `session.activity` or `session.ended`.
+    /// `session.started`, `session.activity`, `session.ended` or `session.refused`
+    /// (a sign-in the site refused itself, in local mode: recorded as a denial,
+    /// creating no session; send it with an `id` so that a resent one counts once).
     #[serde(rename = "type")]
-    #[schema(pattern = "^session\\.(started|activity|ended)$")]
+    #[schema(pattern = "^session\\.(started|activity|ended|refused)$")]
     pub kind: String,
     /// The site's opaque session id (a hash of the session key): 1–128 printable ASCII.
+    /// Required except on `session.refused`.
     #[schema(min_length = 1, max_length = 128, pattern = "^[\\x21-\\x7e]{1,128}$")]
-    pub session: String,
+    pub session: Option<String>,
     /// When it happened: within the last 35 days and at most 5 minutes ahead.
     pub at: DateTime<Utc>,
     /// Opaque user reference.
@@ -132,19 +135,40 @@ fn parse_event(raw: &str) -> std::result::Result<Event, String> {
     })
 }
 
-/// Turns one event into an observation of its session, or says what is wrong.
-fn observe(
-    e: Event,
-    now: Millis,
-    ttl_seconds: i64,
-) -> std::result::Result<(String, Observation), String> {
-    let session = SessionRef::parse(&e.session).map_err(|m| format!("session: {m}"))?;
+/// What one well-formed event says.
+enum Observed {
+    Session(String, Observation),
+    Refusal(usage::Refusal),
+}
+
+/// Turns one event into an observation of its session (or a site's own refusal),
+/// or says what is wrong.
+fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Observed, String> {
+    let session = match &e.session {
+        Some(s) => Some(SessionRef::parse(s).map_err(|m| format!("session: {m}"))?),
+        None => None,
+    };
     let at = e.at.timestamp_millis();
     check_instant("at", at, now)?;
     check_text("user", &e.user, 256)?;
     check_text("user_agent", &e.user_agent, 1024)?;
     check_text("id", &e.id, 128)?;
     check_ip(&e.ip)?;
+    if e.kind == "session.refused" {
+        if e.reason.is_some() {
+            return Err("reason: only session.ended takes a reason".to_owned());
+        }
+        if e.expires_at.is_some() {
+            return Err("expires_at: a refused sign-in has no session to expire".to_owned());
+        }
+        return Ok(Observed::Refusal(usage::Refusal {
+            at,
+            event_id: e.id,
+            session: session.map(SessionRef::into_string),
+            user: e.user,
+        }));
+    }
+    let session = session.ok_or_else(|| "session: required".to_owned())?;
     let expires = e.expires_at.map(|t| t.timestamp_millis());
     let ended = match e.kind.as_str() {
         "session.started" | "session.activity" => {
@@ -162,7 +186,7 @@ fn observe(
         }
         other => {
             return Err(format!(
-                "type: unknown event type {other:?} (use session.started, session.activity or session.ended)"
+                "type: unknown event type {other:?} (use session.started, session.activity, session.ended or session.refused)"
             ));
         }
     };
@@ -172,7 +196,7 @@ fn observe(
         (None, Some(_)) => at,
         (None, None) => at + ttl_seconds * 1000,
     };
-    Ok((
+    Ok(Observed::Session(
         session.into_string(),
         Observation {
             started_at: at,
@@ -221,14 +245,19 @@ pub async fn ingest_events(
     let ttl = site.effective().values.session_ttl_seconds;
     let mut rejected = Vec::new();
     let mut good = Vec::with_capacity(batch.events.len());
+    let mut refusals = Vec::new();
     for (index, raw) in batch.events.into_iter().enumerate() {
         let parsed = parse_event(raw.get()).and_then(|e| observe(e, now, ttl));
         match parsed {
-            Ok(o) => good.push(o),
+            Ok(Observed::Session(s, o)) => good.push((s, o)),
+            Ok(Observed::Refusal(r)) => refusals.push(r),
             Err(error) => rejected.push(RejectedEvent { index, error }),
         }
     }
-    let accepted = good.len();
+    let accepted = good.len() + refusals.len();
+    if !refusals.is_empty() {
+        record_site_refusals(&state, site.site.id, refusals).await?;
+    }
     let rows = coalesce(good);
     let site_id = site.site.id;
     if rows.is_empty() {
@@ -248,6 +277,41 @@ pub async fn ingest_events(
             .await?;
     }
     Ok(HttpResponse::Ok().json(BatchResult { accepted, rejected }))
+}
+
+/// Records the refusals a site made itself as denials, each once, and raises the
+/// `site.limit_reached` alert as a refused admission would.
+async fn record_site_refusals(
+    state: &web::Data<AppState>,
+    site_id: i64,
+    refusals: Vec<usage::Refusal>,
+) -> Result<()> {
+    let provider_alerts = state.config.provider_notify_url.is_some();
+    let queued = state
+        .db
+        .write(move |c| {
+            c.transaction(|c| {
+                db::lock_site(c, site_id)?;
+                let mut new = 0;
+                let mut latest = None;
+                for r in &refusals {
+                    if usage::record_site_refusal(c, site_id, r)? {
+                        new += 1;
+                        latest = latest.max(Some(r.at));
+                    }
+                }
+                if let Some(at) = latest {
+                    let mut full = db::sites::get_by_id(c, site_id)?;
+                    crate::db::alerts::on_refusal(c, &mut full, at, provider_alerts)?;
+                }
+                Ok(new)
+            })
+        })
+        .await?;
+    if queued > 0 {
+        state.outbox_wakeup.notify_one();
+    }
+    Ok(())
 }
 
 /// One session in a snapshot.

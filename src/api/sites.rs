@@ -239,6 +239,7 @@ pub async fn create_site(
                     config_version: 1,
                     created_at: now,
                     updated_at: now,
+                    token_key: Some(crate::auth::new_subject_key()),
                 };
                 let full = sites::insert(c, &new, now)?;
                 if full.site.webhook_url.is_some() {
@@ -461,6 +462,7 @@ pub async fn delete_site(
     let slug = path_slug("site", &slug)?;
     let now = state.now();
     let actor = caller.actor();
+    let gone = slug.clone();
     state
         .db
         .run(move |c| {
@@ -471,6 +473,8 @@ pub async fn delete_site(
             })
         })
         .await?;
+    // Its tokens stop working here at once (other processes within a second).
+    state.agent_sites().forget(gone.as_str());
     Ok(HttpResponse::NoContent().finish())
 }
 

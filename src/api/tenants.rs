@@ -128,6 +128,7 @@ pub async fn create_tenant(
         notify_secret: secret.clone(),
         created_at: now,
         updated_at: now,
+        token_key: Some(crate::auth::new_subject_key()),
     };
     let actor = caller.actor();
     let t = state
@@ -277,6 +278,7 @@ pub async fn delete_tenant(
     let slug = path_slug("tenant", &slug)?;
     let now = state.now();
     let actor = caller.actor();
+    let gone = slug.clone();
     state
         .db
         .run(move |c| {
@@ -287,5 +289,7 @@ pub async fn delete_tenant(
             })
         })
         .await?;
+    // Its tokens stop working here at once (other processes within a second).
+    state.tenant_keys.forget(gone.as_str());
     Ok(HttpResponse::NoContent().finish())
 }

@@ -73,7 +73,7 @@ pub async fn create_token(
             format!("must be between 60 and {MAX_TTL}"),
         ));
     }
-    let (tenant, site) = match b.role {
+    let (tenant, site, subject_key) = match b.role {
         Role::Admin => {
             if b.tenant.is_some() || b.site.is_some() {
                 return Err(Error::invalid_field(
@@ -81,7 +81,7 @@ pub async fn create_token(
                     "admin tokens take neither tenant nor site",
                 ));
             }
-            (None, None)
+            (None, None, None)
         }
         Role::Tenant => {
             let t = b
@@ -95,12 +95,12 @@ pub async fn create_token(
             }
             let t2 = t.clone();
             let scope2 = scope.clone();
-            state
+            let found = state
                 .db
-                .run(move |c| tenants::get(c, &scope2, &t2).map(|_| ()))
+                .run(move |c| tenants::get(c, &scope2, &t2))
                 .await
                 .map_err(|_| Error::invalid_field("tenant", format!("no tenant {t:?}")))?;
-            (Some(t), None)
+            (Some(t), None, found.token_key)
         }
         Role::Site => {
             let s = b
@@ -115,15 +115,15 @@ pub async fn create_token(
             let s2 = s.clone();
             let scope2 = scope.clone();
             let found = state.db.run(move |c| sites::get(c, &scope2, &s2)).await;
-            match found {
-                Ok(_) => {}
+            let key = match found {
+                Ok(f) => f.site.token_key,
                 Err(Error::NotFound(_)) => return Err(Error::not_found(format!("site {s:?}"))),
                 Err(e) => return Err(e),
-            }
-            (None, Some(s))
+            };
+            (None, Some(s), key)
         }
     };
-    let (token, claims) = state.mint(b.role, tenant, site, ttl)?;
+    let (token, claims) = state.mint(b.role, tenant, site, subject_key.as_deref(), ttl)?;
     let now = state.now();
     let actor = caller.actor();
     let jti = claims.jti.clone();

@@ -50,6 +50,7 @@ diesel::table! {
         notify_secret -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        token_key -> Nullable<Text>,
     }
 }
 
@@ -76,6 +77,7 @@ diesel::table! {
         last_limit_alert_at -> Nullable<BigInt>,
         created_at -> BigInt,
         updated_at -> BigInt,
+        token_key -> Nullable<Text>,
     }
 }
 
@@ -113,6 +115,9 @@ diesel::table! {
         site_id -> BigInt,
         at -> BigInt,
         outcome -> Text,
+        event_id -> Nullable<Text>,
+        session -> Nullable<Text>,
+        user_ref -> Nullable<Text>,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct Site {
     pub last_limit_alert_at: Option<Millis>,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Named in the site's tokens: a token for a deleted site never fits a new one.
+    pub token_key: Option<String>,
 }
 
 impl Site {
@@ -125,6 +127,7 @@ pub struct NewSite {
     pub config_version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    pub token_key: Option<String>,
 }
 
 /// A partial update; `Some(None)` clears an override.
@@ -376,6 +379,13 @@ impl SiteCache {
         let map = self.map.read().ok()?;
         let (at, f) = map.get(slug)?;
         (at.elapsed() < SITE_CACHE_TTL).then(|| f.clone())
+    }
+
+    /// Drops a deleted site at once, so that its tokens stop working here.
+    pub fn forget(&self, slug: &str) {
+        if let Ok(mut map) = self.map.write() {
+            map.remove(slug);
+        }
     }
 
     pub fn put(&self, f: &SiteFull) {

@@ -19,6 +19,8 @@ pub struct Tenant {
     pub notify_secret: String,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Named in the tenant's tokens: a token for a deleted tenant never fits a new one.
+    pub token_key: Option<String>,
 }
 
 #[derive(Debug, Insertable)]
@@ -31,6 +33,8 @@ pub struct NewTenant {
     pub notify_secret: String,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Named in the tenant's tokens: a token for a deleted tenant never fits a new one.
+    pub token_key: Option<String>,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -45,6 +49,19 @@ pub struct TenantChanges {
 pub fn insert(conn: &mut DbConn, new: &NewTenant) -> Result<Tenant> {
     diesel::insert_into(t::tenants).values(new).execute(conn)?;
     get(conn, &Scope::Provider, &new.slug)
+}
+
+/// What the tenant now holding `slug` says about its tokens; `None` when there is none.
+pub fn subject_key(conn: &mut DbConn, slug: &str) -> Result<Option<crate::auth::SubjectKey>> {
+    let row: Option<(Millis, Option<String>)> = t::tenants
+        .filter(t::slug.eq(slug))
+        .select((t::created_at, t::token_key))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(|(created_at, token_key)| crate::auth::SubjectKey {
+        created_at,
+        token_key,
+    }))
 }
 
 /// A tenant as the scope sees it: another tenant is "not found".

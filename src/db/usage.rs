@@ -87,6 +87,35 @@ pub fn record_denial(conn: &mut DbConn, site_id: i64, at: Millis, outcome: &str)
     Ok(())
 }
 
+/// A sign-in refused by the site itself (a `session.refused` event).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub at: Millis,
+    /// The agent's event id: a refusal sent again with the same id counts once.
+    pub event_id: Option<String>,
+    pub session: Option<String>,
+    pub user: Option<String>,
+}
+
+/// Outcome recorded for refusals the site made itself.
+pub const SITE_REFUSED: &str = "site_refused";
+
+/// Records a site's own refusal as a denial; false when its event id was seen before.
+pub fn record_site_refusal(conn: &mut DbConn, site_id: i64, r: &Refusal) -> Result<bool> {
+    let n = crate::per_backend!(conn, |c| diesel::insert_into(dn::denials)
+        .values((
+            dn::site_id.eq(site_id),
+            dn::at.eq(r.at),
+            dn::outcome.eq(SITE_REFUSED),
+            dn::event_id.eq(&r.event_id),
+            dn::session.eq(&r.session),
+            dn::user_ref.eq(&r.user),
+        ))
+        .on_conflict_do_nothing()
+        .execute(c)?);
+    Ok(n > 0)
+}
+
 /// Denials per site in `[from, to)`.
 pub fn denials_between(
     conn: &mut DbConn,

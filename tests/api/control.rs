@@ -314,6 +314,7 @@ async fn authorization_matrix() {
             headcount::auth::Role::Admin,
             None,
             None,
+            None,
             (now - 7200) * 1000,
             60,
         );

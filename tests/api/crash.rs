@@ -62,6 +62,7 @@ fn admin_token() -> String {
         headcount::auth::Role::Admin,
         None,
         None,
+        None,
         chrono::Utc::now().timestamp_millis(),
         3600,
     );

@@ -258,7 +258,7 @@ async fn start_app(
     let server = running.server.handle();
     let state = running.state.clone();
     tokio::spawn(running.server);
-    let (admin, _) = state.mint(Role::Admin, None, None, 3600).unwrap();
+    let (admin, _) = state.mint(Role::Admin, None, None, None, 3600).unwrap();
     TestApp {
         url: format!("http://127.0.0.1:{}", running.port),
         client: reqwest::Client::new(),

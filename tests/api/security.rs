@@ -242,7 +242,7 @@ async fn rate_limits_answer_429_with_retry_after() {
     // Another token has its own bucket.
     let (other, _) = app
         .state
-        .mint(headcount::auth::Role::Admin, None, None, 600)
+        .mint(headcount::auth::Role::Admin, None, None, None, 600)
         .unwrap();
     assert_eq!(app.get("/v1/plans", &other).await.status, StatusCode::OK);
 }
@@ -279,4 +279,97 @@ async fn secrets_never_show_in_debug_output_or_lists() {
         .get("/v1/plans", "eyJhbGciOiJIUzI1NiJ9.e30.c2VjcmV0")
         .await;
     assert!(!r.text.contains("c2VjcmV0"));
+}
+
+#[tokio::test]
+async fn tokens_die_with_the_site_or_tenant_they_name() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t1").await;
+    app.create_tenant("t2").await;
+    app.create_site("s", "t1", "p", json!({})).await;
+    let site_token = app.token("site", None, Some("s")).await;
+    let tenant_token = app.token("tenant", Some("t1"), None).await;
+    assert_eq!(
+        app.get("/v1/sites/s/config", &site_token).await.status,
+        StatusCode::OK
+    );
+    // Deleted: the site token is refused at once, with 401.
+    assert_eq!(
+        app.delete("/v1/sites/s", &app.admin).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = app.get("/v1/sites/s/config", &site_token).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(is_problem(&r));
+    // Another tenant creates a site with the same slug, in the same instant: the old
+    // token still does not reach it, neither for events nor config.
+    app.create_site("s", "t2", "p", json!({})).await;
+    let ev = json!([{"type": "session.started", "session": "x", "at": app.at(0)}]);
+    assert_eq!(
+        app.events("s", &site_token, ev.clone()).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/v1/sites/s/config", &site_token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let fresh = app.token("site", None, Some("s")).await;
+    assert_eq!(app.events("s", &fresh, ev).await.status, StatusCode::OK);
+
+    // A tenant token dies with its tenant, also when the slug comes back.
+    assert_eq!(
+        app.get("/v1/tenants/t1", &tenant_token).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.delete("/v1/tenants/t1", &app.admin).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        app.get("/v1/tenants/t1", &tenant_token).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = app
+        .post(
+            "/v1/tenants",
+            &app.admin,
+            json!({"slug": "t1", "name": "new owner", "billing_email": "new@example.org"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let r = app.get("/v1/tenants/t1", &tenant_token).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(!r.text.contains("new@example.org"));
+    let fresh = app.token("tenant", Some("t1"), None).await;
+    assert_eq!(
+        app.get("/v1/tenants/t1", &fresh).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_token_signed_elsewhere_for_a_later_site_of_its_slug_is_refused() {
+    let app = spawn().await;
+    let k = key(&app).await;
+    let hs = json!({"alg": "HS256", "typ": "JWT"});
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    // Signed with the real key an hour before the site existed, without a subject key.
+    let iat = app.now().timestamp() - 3600;
+    let claims = json!({"iss": "headcount", "sub": "site:s", "role": "site", "site": "s",
+        "iat": iat, "exp": now() + 600, "jti": "old"});
+    let old = sign(&hs, &claims, &k);
+    app.create_site("s", "t", "p", json!({})).await;
+    assert_eq!(
+        status_with(&app, &old, "/v1/sites/s/config").await,
+        StatusCode::UNAUTHORIZED
+    );
+    // The same without a key but issued after the site was created works.
+    let claims = json!({"iss": "headcount", "sub": "site:s", "role": "site", "site": "s",
+        "iat": app.now().timestamp(), "exp": now() + 600, "jti": "new"});
+    assert_eq!(
+        status_with(&app, &sign(&hs, &claims, &k), "/v1/sites/s/config").await,
+        StatusCode::OK
+    );
 }

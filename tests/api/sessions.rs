@@ -407,3 +407,64 @@ async fn tenant_usage_is_the_sum_of_its_sites() {
     assert_eq!(r.body["active"], 10);
     assert_eq!(r.body["tenants"].as_array().unwrap().len(), 2);
 }
+
+/// `session.refused`: a refusal the site made itself counts as a denial (usage,
+/// history, billing, alerts), once per event id, and creates no session.
+#[tokio::test]
+async fn site_refusals_are_recorded_as_denials_once() {
+    let app = crate::helpers::spawn().await;
+    let token = app
+        .site_with("r", serde_json::json!({"session_limit": 1}))
+        .await;
+    let r = app
+        .events(
+            "r",
+            &token,
+            serde_json::json!([
+                {"type": "session.started", "session": "a", "at": app.at(0), "user": "u1"},
+                {"id": "ref-1", "type": "session.refused", "at": app.at(0), "user": "u2"},
+                {"id": "ref-2", "type": "session.refused", "at": app.at(0), "session": "b"},
+                {"type": "session.refused", "at": app.at(0), "reason": "logout"},
+                {"type": "session.activity", "at": app.at(0)},
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, reqwest::StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["accepted"], 3, "{}", r.text);
+    let errors: Vec<_> = r.body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["error"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].1.starts_with("reason:"), "{errors:?}");
+    assert!(errors[1].1.starts_with("session:"), "{errors:?}");
+    // The same refusal sent again (a retry) does not count twice.
+    let again = serde_json::json!([{"id": "ref-1", "type": "session.refused", "at": app.at(0), "user": "u2"}]);
+    assert_eq!(
+        app.events("r", &token, again).await.status,
+        reqwest::StatusCode::OK
+    );
+    let u = app.usage("r").await;
+    assert_eq!(u["denied_last_24h"], 2, "{u}");
+    assert_eq!(u["active"], 1, "a refusal creates no session: {u}");
+    let period = app.now().format("%Y-%m").to_string();
+    let b = app
+        .get(
+            &format!("/v1/billing/export?period={period}&format=json"),
+            &app.admin,
+        )
+        .await;
+    assert_eq!(b.status, reqwest::StatusCode::OK, "{}", b.text);
+    let line = b.body["rows"]
+        .as_array()
+        .and_then(|a| a.iter().find(|l| l["site"] == "r"))
+        .unwrap_or_else(|| panic!("no billing line for r: {}", b.text));
+    assert_eq!(line["denied_admissions"], 2, "{line}");
+}
