@@ -2,7 +2,11 @@
 //! `openapi/openapi.json` must equal it (a test checks; `headcount openapi > openapi/openapi.json`
 //! regenerates it).
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::schema::ArrayItems;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::server::ServerBuilder;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::api;
@@ -14,7 +18,7 @@ use crate::api;
         description = "Control plane for hosting providers that sell web sites priced by a sessions limit. \
 Errors are RFC 9457 `application/problem+json`. Tokens are HS256 JWTs sent as `Authorization: Bearer`. \
 Another tenant's resources answer 404, provider-only actions 403.",
-        license(name = "AGPL-3.0-or-later")
+        license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
     ),
     paths(
         api::ops::get_healthz, api::ops::get_readyz, api::ops::get_metrics, api::ops::get_openapi,
@@ -35,7 +39,7 @@ Another tenant's resources answer 404, provider-only actions 403.",
         api::billing::export_billing,
         api::audit::list_audit,
     ),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &Describe),
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "tokens", description = "Minting and revoking tokens"),
@@ -67,6 +71,233 @@ impl Modify for Bearer {
             ),
         );
     }
+}
+
+/// What the handlers' attributes leave out and the tools want: a description for every
+/// response (OpenAPI requires one), explicit security on every operation, a server, and
+/// list items that name their schema. Runs after the derive, so a description written on
+/// a handler's response wins over the one made here.
+struct Describe;
+
+impl Modify for Describe {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        // Relative: the API is served from the root of whichever host served this document.
+        openapi.servers = Some(vec![
+            ServerBuilder::new()
+                .url("/")
+                .description(Some("The headcount that serves this document"))
+                .build(),
+        ]);
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations(item) {
+                describe_operation(op);
+            }
+        }
+        // `Page<T>` inlines `T`; point the items at the named schema instead, so that
+        // generated clients share one model per resource.
+        if let Some(components) = openapi.components.as_mut() {
+            let names: Vec<String> = components.schemas.keys().cloned().collect();
+            for name in &names {
+                let Some(item) = name.strip_prefix("Page_") else {
+                    continue;
+                };
+                if !components.schemas.contains_key(item) {
+                    continue;
+                }
+                if let Some(RefOr::T(Schema::Object(page))) = components.schemas.get_mut(name)
+                    && let Some(RefOr::T(Schema::Array(items))) = page.properties.get_mut("items")
+                {
+                    items.items =
+                        ArrayItems::RefOrSchema(Box::new(RefOr::Ref(Ref::from_schema_name(item))));
+                }
+            }
+        }
+    }
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+}
+
+fn problem_response(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn describe_operation(op: &mut Operation) {
+    let id = op.operation_id.clone().unwrap_or_default();
+    let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    if id == "get_metrics" {
+        // Public by default; with `HEADCOUNT_METRICS_PUBLIC=false` it wants an admin token.
+        op.security = Some(vec![
+            SecurityRequirement::default(),
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+        ]);
+        for status in ["401", "403"] {
+            op.responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| problem_response(""));
+        }
+    } else if secured {
+        // Every operation that takes a token refuses a bad one, and every one but the
+        // site's config (which takes all three roles) refuses some role.
+        op.responses
+            .responses
+            .entry("401".to_owned())
+            .or_insert_with(|| problem_response(""));
+        if id != "get_site_config" {
+            op.responses
+                .responses
+                .entry("403".to_owned())
+                .or_insert_with(|| problem_response(""));
+        }
+    } else {
+        // Anonymous, said explicitly.
+        op.security = Some(Vec::new());
+    }
+    for (status, response) in op.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if !response.description.is_empty() {
+            continue;
+        }
+        let mut text = response_description(&id, status, response);
+        if response.content.contains_key("application/problem+json") {
+            text.push_str(" (problem+json)");
+        }
+        response.description = text;
+    }
+}
+
+/// What a response means, from the operation and the status.
+fn response_description(op: &str, status: &str, response: &Response) -> String {
+    let success = match (op, status) {
+        ("list_audit", "200") => Some("OK: a page of the audit trail, newest first"),
+        ("retry_delivery", "200") => {
+            Some("OK: the push, pending again with a fresh retry schedule")
+        }
+        ("list_plans", "200") => Some("OK: a page of plans"),
+        ("create_plan", "201") => Some("Created: the plan"),
+        ("get_plan", "200") => Some("OK: the plan"),
+        ("update_plan", "200") => Some("OK: the plan as changed"),
+        ("list_sites", "200") => Some("OK: a page of sites (a tenant's own only)"),
+        ("create_site", "201") => {
+            Some("Created: the site, with its webhook secret (shown only here)")
+        }
+        ("get_site", "200") => Some("OK: the site"),
+        ("update_site", "200") => Some("OK: the site as changed"),
+        ("get_site_config", "200") => {
+            Some("OK: the site's effective configuration; the `ETag` names its version")
+        }
+        ("list_deliveries", "200") => Some("OK: a page of the site's pushes, newest first"),
+        ("ingest_events", "200") => {
+            Some("OK: committed; how many events were accepted, and each rejected one with why")
+        }
+        ("list_sessions", "200") => Some("OK: a page of sessions, newest activity first"),
+        ("put_snapshot", "200") => {
+            Some("OK: committed; sessions created, updated, and ended as `reconciled`")
+        }
+        ("kill_sessions", "200") => Some("OK: how many sessions were killed"),
+        ("kill_session", "200") => Some("OK: how many sessions were killed (0 if it had ended)"),
+        ("get_site_usage", "200") => {
+            Some("OK: the site's active, live and dangling sessions against its limit")
+        }
+        ("get_tenant_usage", "200") => Some("OK: the tenant's totals and every site's"),
+        ("get_usage", "200") => Some("OK: provider-wide totals and every tenant's"),
+        ("get_usage_history", "200") => Some("OK: the series, one point per bucket"),
+        ("get_usage_chart", "200") => Some("OK: an SVG chart of the series against the limit"),
+        ("list_users", "200") => Some("OK: a page of users with their counts, most dangling first"),
+        ("rotate_webhook_secret", "200") => {
+            Some("OK: the new secret (shown only here) and until when the previous one signs too")
+        }
+        ("list_tenants", "200") => Some("OK: a page of tenants (a tenant sees itself)"),
+        ("create_tenant", "201") => {
+            Some("Created: the tenant, with its notify secret (shown only here)")
+        }
+        ("get_tenant", "200") => Some("OK: the tenant"),
+        ("update_tenant", "200") => Some("OK: the tenant as changed"),
+        ("create_token", "201") => Some("Created: the token, its `jti` and when it expires"),
+        ("get_metrics", "401") => Some(
+            "`HEADCOUNT_METRICS_PUBLIC` is off and the token is missing, invalid, expired or revoked",
+        ),
+        ("get_metrics", "403") => {
+            Some("`HEADCOUNT_METRICS_PUBLIC` is off and the token is not an admin's")
+        }
+        _ => None,
+    };
+    if let Some(text) = success {
+        return text.to_owned();
+    }
+    let text = match status {
+        "200" | "201" => {
+            let schema = response.content.values().find_map(|c| match c {
+                RefOr::T(c) => match &c.schema {
+                    Some(RefOr::Ref(r)) => r.ref_location.rsplit('/').next().map(str::to_owned),
+                    _ => None,
+                },
+                RefOr::Ref(_) => None,
+            });
+            let head = if status == "201" { "Created" } else { "OK" };
+            return match schema {
+                Some(name) => format!("{head}: `{name}`"),
+                None => head.to_owned(),
+            };
+        }
+        "204" => "Done; no body",
+        "304" => "Not modified: `If-None-Match` names the current `ETag`",
+        "400" => "The body or a parameter is malformed",
+        "401" => "Missing, invalid, expired or revoked token, or one whose site or tenant is gone",
+        "403" => match op {
+            "ingest_events" | "put_snapshot" | "create_admission" => {
+                "Only the site's own token may call this"
+            }
+            _ => "The token's role may not do this",
+        },
+        "404" => "Not found, or another tenant's",
+        "408" => "The body was not received in time",
+        "409" => match op {
+            "delete_plan" => "A site is on this plan",
+            "delete_tenant" => "The tenant still has sites",
+            "retry_delivery" => {
+                "The push was delivered or superseded: only failed or pending ones retry"
+            }
+            _ if op.starts_with("create_") => "Already exists: the code or slug is taken",
+            _ => "Conflicts with the current state",
+        },
+        "413" => match op {
+            "ingest_events" => "The body or the number of events is over the limit",
+            "put_snapshot" => "The body or the number of sessions is over the limit",
+            _ => "The body is over the size limit",
+        },
+        "415" => "The body is not `application/json`",
+        "422" => "Validation failed; `errors` names each field",
+        "429" => "Over this token's rate limit; `Retry-After` says when to try again",
+        "503" => "Unavailable: the database does not answer or migrations are pending",
+        _ => "See the problem's `detail`",
+    };
+    text.to_owned()
 }
 
 /// The document as pretty JSON with a trailing newline (the committed file's form).
