@@ -35,7 +35,10 @@ pub struct AppState {
     /// Wakes the push sender when a change has queued a push.
     pub outbox_wakeup: Arc<Notify>,
     rate_limiter: Option<RateLimiter>,
+    /// Pushes to URLs the provider chose.
     pub http: reqwest::Client,
+    /// Pushes to URLs a tenant chose: never loopback or link-local.
+    pub http_tenant: reqwest::Client,
     /// Started with the server, on its runtime.
     group_commit: std::sync::OnceLock<crate::db::group_commit::GroupCommit>,
     /// Admissions share transactions; started on first use, on the server's runtime.
@@ -123,12 +126,9 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
         })
         .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
     let rate_limiter = config.rate_limit.map(RateLimiter::new);
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(15))
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("headcount/", env!("CARGO_PKG_VERSION")))
-        .build()?;
+    use crate::domain::targets::Origin;
+    let http = crate::push::resolver::client(Origin::Provider, config.webhook_deny_private)?;
+    let http_tenant = crate::push::resolver::client(Origin::Tenant, config.webhook_deny_private)?;
     Ok((
         AppState {
             db,
@@ -142,6 +142,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             outbox_wakeup: Arc::new(Notify::new()),
             rate_limiter,
             http,
+            http_tenant,
             group_commit: std::sync::OnceLock::new(),
             admissions: std::sync::OnceLock::new(),
             agent_sites: crate::db::sites::SiteCache::default(),

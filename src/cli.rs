@@ -81,14 +81,37 @@ pub struct TokenArgs {
 }
 
 fn init_logging(config: &Config) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    // actix-http logs a client's protocol faults (oversized headers, a malformed
+    // request line, a peer that hung up) at ERROR, though nothing is wrong with the
+    // server: they show only when the operator asks for actix-http's debug output.
+    let client_faults_wanted = config.log.contains("debug") || config.log.contains("trace");
+    let client_faults = tracing_subscriber::filter::filter_fn(move |meta| {
+        client_faults_wanted
+            || !(meta.target().starts_with("actix_http::h1")
+                && *meta.level() == tracing::Level::ERROR)
+    });
+    let registry = tracing_subscriber::registry().with(filter);
     let _ = match config.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_filter(client_faults),
+            )
+            .try_init(),
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(client_faults),
+            )
+            .try_init(),
     };
 }
 

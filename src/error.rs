@@ -57,6 +57,8 @@ pub enum Error {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{detail}")]
     Unprocessable {
         detail: String,
@@ -119,6 +121,7 @@ impl Error {
             Self::NotFound(_) => "not-found",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge(_) => "payload-too-large",
+            Self::RequestTimeout(_) => "request-timeout",
             Self::Unprocessable { .. } => "validation-failed",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::RateLimited { .. } => "rate-limited",
@@ -135,6 +138,7 @@ impl Error {
             Self::NotFound(_) => "Not found",
             Self::Conflict(_) => "Conflict",
             Self::PayloadTooLarge(_) => "Request body too large",
+            Self::RequestTimeout(_) => "Request body not received in time",
             Self::Unprocessable { .. } => "Validation failed",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::RateLimited { .. } => "Too many requests",
@@ -175,6 +179,7 @@ impl ResponseError for Error {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -31,6 +31,9 @@ use crate::error::{Error, FieldError, Result};
 pub const SMALL_BODY: usize = 64 * 1024;
 /// Event batches: at most 1 MiB.
 pub const EVENTS_BODY: usize = 1024 * 1024;
+/// How long a client may take to send its whole body: a slow or stalled sender
+/// must not hold a worker's connection (and the data behind it) for long.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Snapshots of up to 100,000 sessions.
 pub const SNAPSHOT_BODY: usize = 32 * 1024 * 1024;
 
@@ -44,6 +47,24 @@ pub struct Body<const LIMIT: usize = SMALL_BODY>(Result<web::Bytes>);
 impl<const LIMIT: usize> Body<LIMIT> {
     pub fn json<T: DeserializeOwned>(self) -> Result<T> {
         parse_json(&self.0?)
+    }
+
+    /// For a PATCH: the body, and a validation error for each top-level field sent as
+    /// `null` that cannot be cleared (`null` would otherwise read as "unchanged").
+    pub fn json_patch<T: DeserializeOwned>(self, nullable: &[&str]) -> Result<(T, Checks)> {
+        let bytes = self.0?;
+        let v = parse_json(&bytes)?;
+        let mut checks = Checks::default();
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(&bytes) {
+            for (k, val) in map {
+                if val.is_null() && !nullable.contains(&k.as_str()) {
+                    checks
+                        .0
+                        .push(FieldError::new(&k, "must not be null".to_owned()));
+                }
+            }
+        }
+        Ok((v, checks))
     }
 }
 
@@ -93,6 +114,16 @@ impl<const LIMIT: usize> FromRequest for Body<LIMIT> {
                 }
                 Ok(body.freeze())
             };
+            let read = async {
+                tokio::time::timeout(BODY_TIMEOUT, read)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Error::RequestTimeout(format!(
+                            "the body was not received within {} s",
+                            BODY_TIMEOUT.as_secs()
+                        )))
+                    })
+            };
             Ok(Body(read.await))
         })
     }
@@ -100,6 +131,15 @@ impl<const LIMIT: usize> FromRequest for Body<LIMIT> {
 
 fn too_large(limit: usize) -> Error {
     Error::PayloadTooLarge(format!("the body may be at most {limit} bytes"))
+}
+
+/// A push URL set through the API by `origin`, judged by the private-target rule.
+pub fn push_url(
+    state: &crate::app::AppState,
+    url: &str,
+    origin: crate::domain::targets::Origin,
+) -> std::result::Result<String, String> {
+    crate::domain::targets::parse_push_url(url, origin, state.config.webhook_deny_private)
 }
 
 /// Parses JSON and names the offending field on failure.
@@ -110,7 +150,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
         return Ok(v);
     }
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let v = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = if path == "." || path.is_empty() {
@@ -123,7 +163,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
             detail: format!("{field}: {msg}"),
             errors: vec![FieldError::new(field, msg)],
         }
-    })
+    })?;
+    // The fast path refused the body, yet it parsed: what follows the value is the fault.
+    de.end().map_err(|_| Error::BadRequest {
+        detail: "body: trailing characters after the JSON value".to_owned(),
+        errors: vec![FieldError::new(
+            "body",
+            "trailing characters after the JSON value".to_owned(),
+        )],
+    })?;
+    Ok(v)
 }
 
 /// A parse error's message without serde_json's " at line L column C": the field path

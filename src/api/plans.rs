@@ -296,8 +296,7 @@ pub async fn update_plan(
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let code = path_slug("plan", &code)?;
-    let b: UpdatePlan = body.json()?;
-    let mut c = Checks::default();
+    let (b, mut c): (UpdatePlan, _) = body.json_patch(&[])?;
     let now = state.now();
     let changes = plans::PlanChanges {
         name: b

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug};
+use super::{Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug, push_url};
 use crate::app::AppState;
 use crate::auth::{Caller, Scope};
 use crate::clock::to_rfc3339;
@@ -15,6 +15,7 @@ use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
 use crate::db::{audit, outbox, plans, sites, tenants};
 use crate::domain::config::{CountMode, OverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::domain::targets::Origin;
 use crate::error::{Error, Problem, Result};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -188,7 +189,7 @@ pub async fn create_site(
     let webhook_url = b
         .webhook_url
         .as_deref()
-        .and_then(|u| c.check("webhook_url", ids::parse_http_url(u)));
+        .and_then(|u| c.check("webhook_url", push_url(&state, u, Origin::Provider)));
     let session_limit = b
         .session_limit
         .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
@@ -317,8 +318,10 @@ pub async fn get_site(
     Ok(HttpResponse::Ok().json(SiteView::from(f)))
 }
 
-/// Change a site. Tenants may change the overrides and webhook URL of their own
-/// sites, and may lower `session_limit` but not raise it above the plan's.
+/// Change a site. A tenant may change `webhook_url`, `limit_message` and
+/// `session_limit` (at most the plan's) of its own sites; every other field is the
+/// provider's (403). The effective limit never exceeds the plan's, also after the
+/// plan or its limit changes.
 #[utoipa::path(patch, path = "/v1/sites/{slug}", tag = "sites", operation_id = "update_site",
     params(("slug" = String, Path)), request_body = UpdateSite, security(("bearer" = [])),
     responses((status = 200, body = SiteView),
@@ -335,9 +338,34 @@ pub async fn update_site(
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("site", &slug)?;
-    let b: UpdateSite = body.json()?;
+    let (b, mut c): (UpdateSite, _) = body.json_patch(&[
+        "webhook_url",
+        "session_limit",
+        "count_mode",
+        "over_limit",
+        "idle_timeout_seconds",
+        "session_ttl_seconds",
+        "limit_message",
+    ])?;
     let is_admin = caller.is_admin();
-    let mut c = Checks::default();
+    let origin = if is_admin {
+        Origin::Provider
+    } else {
+        Origin::Tenant
+    };
+    // What the provider sold is the provider's: a tenant may only lower its limit and
+    // word its message (and point its webhook).
+    let provider_only = [
+        ("count_mode", b.count_mode.is_some()),
+        ("over_limit", b.over_limit.is_some()),
+        ("idle_timeout_seconds", b.idle_timeout_seconds.is_some()),
+        ("session_ttl_seconds", b.session_ttl_seconds.is_some()),
+        ("plan", b.plan.is_some()),
+        ("name", b.name.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(f, sent)| sent.then_some(f))
+    .collect::<Vec<_>>();
     let plan_code = b
         .plan
         .as_deref()
@@ -349,7 +377,7 @@ pub async fn update_site(
             .and_then(|n| c.check("name", ids::parse_name(n))),
         webhook_url: b.webhook_url.as_ref().map(|u| {
             u.as_deref()
-                .and_then(|u| c.check("webhook_url", ids::parse_http_url(u)))
+                .and_then(|u| c.check("webhook_url", push_url(&state, u, origin)))
         }),
         session_limit: b.session_limit.map(|n| {
             n.and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
@@ -367,23 +395,23 @@ pub async fn update_site(
             m.as_deref()
                 .and_then(|m| c.check("limit_message", limit_message(m)))
         }),
+        webhook_url_by_tenant: matches!(b.webhook_url, Some(Some(_))).then_some(!is_admin),
         ..SiteChanges::default()
     };
     let now = state.now();
     changes.updated_at = Some(now);
     let actor = caller.actor();
-    let has_plan = b.plan.is_some();
-    let has_name = b.name.is_some();
     let full = state
         .db
         .run(move |conn| {
             conn.transaction(|conn| {
                 let before = sites::get(conn, &scope, &slug)?;
-                if !is_admin && (has_plan || has_name) {
-                    return Err(Error::Forbidden(
-                        "a tenant may change only the overrides and webhook_url of its sites"
-                            .to_owned(),
-                    ));
+                if !is_admin && !provider_only.is_empty() {
+                    return Err(Error::Forbidden(format!(
+                        "a tenant may change only webhook_url, session_limit (up to the plan's) \
+                         and limit_message of its sites, not {}",
+                        provider_only.join(", ")
+                    )));
                 }
                 // Validation comes after the right and the existence checks.
                 if !c.0.is_empty() {

@@ -7,12 +7,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug};
+use super::{Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug, push_url};
 use crate::app::AppState;
 use crate::auth::{Caller, Scope};
 use crate::clock::to_rfc3339;
 use crate::db::{audit, tenants, tenants::Tenant};
 use crate::domain::ids::{self, Slug};
+use crate::domain::targets::Origin;
 use crate::error::{Error, Problem, Result};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -116,7 +117,7 @@ pub async fn create_tenant(
     let notify = b
         .notify_url
         .as_deref()
-        .and_then(|u| c.check("notify_url", ids::parse_http_url(u)));
+        .and_then(|u| c.check("notify_url", push_url(&state, u, Origin::Provider)));
     c.finish()?;
     let now = state.now();
     let secret = new_whsec();
@@ -213,7 +214,8 @@ pub async fn update_tenant(
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("tenant", &slug)?;
-    let b: UpdateTenant = body.json()?;
+    let (b, mut c): (UpdateTenant, _) =
+        body.json_patch(&["billing_email", "notify_url", "pooled_session_limit"])?;
     if !caller.is_admin() && b.name.is_some() {
         // Visible tenants learn what they may not change; others get 404 below.
         if matches!(&scope, Scope::Tenant(own) if *own == slug) {
@@ -222,8 +224,12 @@ pub async fn update_tenant(
             ));
         }
     }
-    let mut c = Checks::default();
     let now = state.now();
+    let origin = if caller.is_admin() {
+        Origin::Provider
+    } else {
+        Origin::Tenant
+    };
     let changes = tenants::TenantChanges {
         name: b
             .name
@@ -232,9 +238,10 @@ pub async fn update_tenant(
         billing_email: b
             .billing_email
             .map(|e| e.and_then(|e| c.check("billing_email", ids::parse_email(&e)))),
+        notify_url_by_tenant: matches!(b.notify_url, Some(Some(_))).then_some(!caller.is_admin()),
         notify_url: b
             .notify_url
-            .map(|u| u.and_then(|u| c.check("notify_url", ids::parse_http_url(&u)))),
+            .map(|u| u.and_then(|u| c.check("notify_url", push_url(&state, &u, origin)))),
         updated_at: Some(now),
     };
     let actor = caller.actor();

@@ -51,6 +51,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         token_key -> Nullable<Text>,
+        notify_url_by_tenant -> Bool,
     }
 }
 
@@ -78,6 +79,7 @@ diesel::table! {
         created_at -> BigInt,
         updated_at -> BigInt,
         token_key -> Nullable<Text>,
+        webhook_url_by_tenant -> Bool,
     }
 }
 

@@ -38,6 +38,8 @@ pub struct Site {
     pub updated_at: Millis,
     /// Named in the site's tokens: a token for a deleted site never fits a new one.
     pub token_key: Option<String>,
+    /// A tenant chose `webhook_url` (not the provider): it is judged as a tenant's.
+    pub webhook_url_by_tenant: bool,
 }
 
 impl Site {
@@ -145,6 +147,7 @@ pub struct SiteChanges {
     pub session_ttl_seconds: Option<Option<i64>>,
     pub limit_message: Option<Option<String>>,
     pub updated_at: Option<Millis>,
+    pub webhook_url_by_tenant: Option<bool>,
 }
 
 type FullRow = (Site, String, Plan);

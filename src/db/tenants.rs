@@ -21,6 +21,8 @@ pub struct Tenant {
     pub updated_at: Millis,
     /// Named in the tenant's tokens: a token for a deleted tenant never fits a new one.
     pub token_key: Option<String>,
+    /// The tenant itself chose `notify_url` (not the provider).
+    pub notify_url_by_tenant: bool,
 }
 
 #[derive(Debug, Insertable)]
@@ -44,6 +46,7 @@ pub struct TenantChanges {
     pub billing_email: Option<Option<String>>,
     pub notify_url: Option<Option<String>>,
     pub updated_at: Option<Millis>,
+    pub notify_url_by_tenant: Option<bool>,
 }
 
 pub fn insert(conn: &mut DbConn, new: &NewTenant) -> Result<Tenant> {

@@ -96,7 +96,11 @@ pub struct Effective {
 pub fn effective(plan: &LimitValues, overage_percent: i64, o: &Overrides) -> Effective {
     Effective {
         values: LimitValues {
-            session_limit: o.session_limit.unwrap_or(plan.session_limit),
+            // A site never holds more than its plan sold: an override only lowers
+            // the limit, also after the plan or its limit changes.
+            session_limit: o
+                .session_limit
+                .map_or(plan.session_limit, |n| n.min(plan.session_limit)),
             count_mode: o.count_mode.unwrap_or(plan.count_mode),
             over_limit: o.over_limit.unwrap_or(plan.over_limit),
             idle_timeout_seconds: o.idle_timeout_seconds.unwrap_or(plan.idle_timeout_seconds),
@@ -128,6 +132,20 @@ mod tests {
             session_ttl_seconds: DEFAULT_SESSION_TTL_SECONDS,
             limit_message: DEFAULT_LIMIT_MESSAGE.to_owned(),
         }
+    }
+
+    #[test]
+    fn a_limit_override_never_lifts_the_plans_limit() {
+        let o = Overrides {
+            session_limit: Some(25),
+            ..Overrides::default()
+        };
+        assert_eq!(effective(&plan(), 0, &o).values.session_limit, 10);
+        let lower = Overrides {
+            session_limit: Some(4),
+            ..Overrides::default()
+        };
+        assert_eq!(effective(&plan(), 0, &lower).values.session_limit, 4);
     }
 
     #[test]

@@ -5,3 +5,4 @@ pub mod billing;
 pub mod config;
 pub mod ids;
 pub mod session;
+pub mod targets;

@@ -9,11 +9,12 @@ use rand::Rng;
 use reqwest::StatusCode;
 use tokio::sync::watch;
 
-use super::signing;
+use super::{resolver, signing};
 use crate::app::AppState;
 use crate::clock::Millis;
 use crate::db::outbox::{self, AttemptResult, Next, OutboxRow};
 use crate::db::{sites, tenants};
+use crate::domain::targets::{self, Origin};
 
 /// A claimed row is someone else's for this long; if its process dies, another
 /// picks it up afterwards.
@@ -56,9 +57,10 @@ pub async fn tick(state: &web::Data<AppState>) -> crate::error::Result<usize> {
     Ok(n)
 }
 
-/// Where a row goes and which secrets sign it.
+/// Where a row goes, who chose it, and which secrets sign it.
 struct Target {
     url: String,
+    origin: Origin,
     secrets: Vec<String>,
 }
 
@@ -97,7 +99,16 @@ fn resolve(
             {
                 secrets.push(prev.clone());
             }
-            Ok(Resolve::Send(Target { url, secrets }))
+            let origin = if f.site.webhook_url_by_tenant {
+                Origin::Tenant
+            } else {
+                Origin::Provider
+            };
+            Ok(Resolve::Send(Target {
+                url,
+                origin,
+                secrets,
+            }))
         }
         outbox::TARGET_TENANT => {
             let Some(tid) = row.tenant_id else {
@@ -107,6 +118,11 @@ fn resolve(
             match t.notify_url {
                 Some(url) => Ok(Resolve::Send(Target {
                     url,
+                    origin: if t.notify_url_by_tenant {
+                        Origin::Tenant
+                    } else {
+                        Origin::Provider
+                    },
                     secrets: vec![t.notify_secret],
                 })),
                 None => Ok(Resolve::Skip("the tenant has no notify_url".into(), true)),
@@ -118,6 +134,7 @@ fn resolve(
         ) {
             (Some(url), Some(secret)) => Ok(Resolve::Send(Target {
                 url: url.clone(),
+                origin: Origin::Provider,
                 secrets: vec![secret.expose().to_owned()],
             })),
             _ => Ok(Resolve::Skip(
@@ -125,22 +142,6 @@ fn resolve(
                 true,
             )),
         },
-    }
-}
-
-fn is_private(url: &str) -> bool {
-    let Ok(u) = url::Url::parse(url) else {
-        return true;
-    };
-    match u.host() {
-        Some(url::Host::Ipv4(ip)) => {
-            ip.is_private() || ip.is_loopback() || ip.is_link_local() || ip.is_unspecified()
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            ip.is_loopback() || ip.is_unspecified() || (ip.segments()[0] & 0xfe00) == 0xfc00
-        }
-        Some(url::Host::Domain(d)) => d == "localhost" || d.ends_with(".localhost"),
-        None => true,
     }
 }
 
@@ -168,17 +169,32 @@ async fn deliver(state: &web::Data<AppState>, row: OutboxRow) {
             return;
         }
         Ok(Resolve::Send(target)) => {
-            if state.config.webhook_deny_private && is_private(&target.url) {
-                (
-                    None,
-                    Some(
-                        "private or loopback targets are refused (HEADCOUNT_WEBHOOK_DENY_PRIVATE)"
-                            .to_owned(),
-                    ),
-                    None,
-                )
-            } else {
-                send(state, &row, &target, now).await
+            // IP literals and local names never reach the resolver: judged here.
+            match targets::judge_url_host(
+                &target.url,
+                target.origin,
+                state.config.webhook_deny_private,
+            ) {
+                Err(r) => {
+                    let host = url::Url::parse(&target.url)
+                        .ok()
+                        .and_then(|u| u.host_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    let msg = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+                        Ok(ip) => resolver::refusal(&host, ip, r, target.origin).0,
+                        Err(_) => {
+                            resolver::refusal(
+                                &host,
+                                std::net::Ipv4Addr::LOCALHOST.into(),
+                                r,
+                                target.origin,
+                            )
+                            .0
+                        }
+                    };
+                    (None, Some(msg), None)
+                }
+                Ok(()) => send(state, &row, &target, now).await,
             }
         }
     };
@@ -255,8 +271,11 @@ async fn send(
     let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
     let signature =
         signing::signature_header(&secrets, &row.webhook_id, ts, row.payload.as_bytes());
-    let res = state
-        .http
+    let client = match target.origin {
+        Origin::Provider => &state.http,
+        Origin::Tenant => &state.http_tenant,
+    };
+    let res = client
         .post(&target.url)
         .header("content-type", "application/json")
         .header("webhook-id", &row.webhook_id)
@@ -279,10 +298,17 @@ async fn send(
             } else {
                 None
             };
+            // The status only: what the target answered stays out of the log a
+            // tenant reads.
             let error = (!status.is_success()).then(|| format!("receiver answered {status}"));
             (Some(status), error, retry_after)
         }
         Err(e) => {
+            if let Some(refused) = resolver::refused_in(&e) {
+                return (None, Some(refused), None);
+            }
+            tracing::debug!(error = %e, url = %target.url, "push failed");
+            // The kind only: the underlying error can quote the peer.
             let kind = if e.is_timeout() {
                 "timed out after 15 s"
             } else if e.is_connect() {
@@ -290,7 +316,7 @@ async fn send(
             } else {
                 "request failed"
             };
-            (None, Some(format!("{kind}: {e}")), None)
+            (None, Some(kind.to_owned()), None)
         }
     }
 }

@@ -148,6 +148,8 @@ pub struct Options {
     pub provider_notify: Option<(String, String)>,
     pub rate_limit: Option<&'static str>,
     pub database_url: Option<String>,
+    /// `HEADCOUNT_WEBHOOK_DENY_PRIVATE`.
+    pub deny_private: bool,
 }
 
 impl Default for Options {
@@ -157,6 +159,7 @@ impl Default for Options {
             provider_notify: None,
             rate_limit: None,
             database_url: None,
+            deny_private: false,
         }
     }
 }
@@ -237,6 +240,7 @@ async fn start_app(
     })
     .unwrap();
     config.retry_schedule = headcount::config::parse_schedule(opts.retry_schedule).unwrap();
+    config.webhook_deny_private = opts.deny_private;
     config.sample_interval = std::time::Duration::from_secs(3600);
     config.workers = 2;
     config.pool_size = 8;

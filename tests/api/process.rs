@@ -118,3 +118,67 @@ async fn first_start_prints_one_admin_token_and_sigterm_exits_cleanly() {
     assert_eq!(text.trim().split('.').count(), 3, "{text}");
     assert_eq!(text.lines().count(), 1);
 }
+
+/// A client's protocol fault (an oversized header) is answered and logged below
+/// ERROR: an operator's error log holds the server's faults only.
+#[tokio::test]
+async fn client_protocol_errors_are_not_logged_as_errors() {
+    let (database_url, data_dir, _guard) = fresh_database().await;
+    let port = free_port();
+    let mut child = headcount()
+        .env("HEADCOUNT_LOG", "info")
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database-url")
+        .arg(&database_url)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..400 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(ready, "not ready");
+    let answer = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let big = "x".repeat(200_000);
+        let _ = write!(
+            s,
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n"
+        );
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let log = tokio::task::spawn_blocking(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut s).unwrap();
+        child.wait().unwrap();
+        s
+    })
+    .await
+    .unwrap();
+    assert!(log.contains("INFO"), "the log is on: {log}");
+    assert!(!log.contains("ERROR"), "{log}");
+}
