@@ -238,3 +238,19 @@ def sign_webhook(secret: str, body: bytes, msg_id: str | None = None, timestamp:
     timestamp = int(time.time()) if timestamp is None else timestamp
     signature = base64.b64encode(hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()).decode()
     return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The Lino steps: Lino's own count, the signed-in rows, and headcount's active."""
+    try:
+        from lino_harness import STEPS
+    except Exception:
+        return
+    if not STEPS:
+        return
+    terminalreporter.section("Lino steps: every unexpired row (Lino's count) / signed-in rows / headcount active")
+    for row in STEPS:
+        terminalreporter.write_line(
+            f"{row['tz']:<34} lino {row['lino']!s:>3}  signed-in {row['signed_in']!s:>3}  "
+            f"headcount {row['headcount']!s:>3}  ({row['seconds']:>4}s)  {row['step']}"
+        )

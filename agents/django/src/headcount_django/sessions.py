@@ -120,13 +120,20 @@ class LocalSession:
 
         Every save moves ``expire_date`` to save time + ``SESSION_COOKIE_AGE``, so that
         estimates the last save, which is also the last activity the agent reported.
-        Lino's own ``last_activity`` and the start of the session are lower bounds that
-        still hold when the site gave the session another expiry (``set_expiry``).
+        The estimate is wrong for a session given another expiry (``set_expiry``) or
+        saved under another ``SESSION_COOKIE_AGE``: one that lies in the future is
+        dropped, and Lino's own ``last_activity`` and the start of the session are lower
+        bounds that always hold.
         """
-        candidates = [self.expire_date - dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)]
+        candidates = []
+        estimate = self.expire_date - dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)
+        if estimate <= current + dt.timedelta(seconds=5):
+            candidates.append(estimate)
         for value in (parse_local(self.data.get(LINO_ACTIVITY_KEY)), self.started_at()):
             if value is not None:
                 candidates.append(value)
+        if not candidates:
+            return current
         return min(max(candidates), current)
 
     def started_at(self) -> dt.datetime | None:

@@ -39,17 +39,23 @@ def build() -> dict[str, Any]:
     return {"as_of": rfc3339(as_of), "sessions": sessions}
 
 
-def send(periodic: bool = False) -> dict[str, Any] | None:
-    """Send a snapshot; returns headcount's answer.
+def round_lock() -> bool:
+    """Take this round's periodic snapshot lock in the shared cache; False when another process has it.
 
-    Periodic snapshots take a short lock in the cache so that, with a shared cache,
-    only one worker process of the site sends each round.
+    Only periodic rounds take it, so that workers of one running site do not send the
+    same round twice. Start-up and recovery snapshots never look at it: a lock left by
+    processes that ran before this one must not keep a restarted site from converging.
     """
     settings = conf.get()
-    if periodic and settings.snapshot_interval:
-        lock_timeout = max(1, int(settings.snapshot_interval * 0.9))
-        if not caches[settings.cache_alias].add(f"headcount:{settings.site}:snapshot-lock", 1, lock_timeout):
-            return None
+    lock_timeout = max(1, int(settings.snapshot_interval * 0.9))
+    return bool(caches[settings.cache_alias].add(f"headcount:{settings.site}:snapshot-lock", 1, lock_timeout))
+
+
+def send(periodic: bool = False) -> dict[str, Any] | None:
+    """Send a snapshot; returns headcount's answer (None when another worker has this round)."""
+    settings = conf.get()
+    if periodic and settings.snapshot_interval and not round_lock():
+        return None
     body = build()
     response = client.put_sessions(body)
     log.info("headcount: snapshot of %d sessions sent", len(body["sessions"]))

@@ -44,6 +44,7 @@ CACHES = {
 
 AUTHENTICATION_BACKENDS = ["headcount_django.enforcement.SessionLimitBackend", *AUTHENTICATION_BACKENDS]  # noqa: F405
 ROOT_URLCONF = "lino_site.urls"
+SESSION_COOKIE_AGE = int(os.environ.get("HEADCOUNT_LINO_COOKIE_AGE") or 14 * 24 * 3600)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 HEADCOUNT = json.loads(os.environ.get("HEADCOUNT_LINO_SETTINGS") or "{}") or {"ENABLED": False}

@@ -44,3 +44,13 @@ urlpatterns = [
     path("anonymous/", anonymous),
     path("slow/<int:seconds>/", slow),
 ]
+
+
+def snapshot_lock(request):
+    """Take the periodic snapshot lock, as a periodic round of a running worker would."""
+    from headcount_django import snapshot
+
+    return JsonResponse({"taken": snapshot.round_lock()})
+
+
+urlpatterns.append(path("snapshot-lock/", snapshot_lock))

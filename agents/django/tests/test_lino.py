@@ -1,0 +1,325 @@
+"""The agent in a real Lino 26.10 site (gunicorn, 2 workers, database cache) against a real headcount.
+
+One Lino site per USE_TZ value, reused by the steps of this module in order. After
+every step headcount's ``active`` must equal the number of unexpired signed-in rows
+of the site's ``django_session`` table, read by the test itself, within CONVERGE
+seconds (what the README promises for the settings used here: FLUSH_INTERVAL 0.2 s,
+RETRY_MAX_DELAY 1 s, the start-up snapshot 5 s after a worker's first request).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("lino", reason="the Lino tests need the 'lino' extra (run-tests installs it)")
+
+from lino_harness import IDLE_TIMEOUT, Browser, LinoSite, wait_for  # noqa: E402
+
+CONVERGE = 15.0
+
+
+def parse(value: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+@pytest.fixture(
+    scope="module",
+    params=[(False, "Europe/Brussels"), (True, "America/New_York")],
+    ids=["use_tz_false", "use_tz_true"],
+)
+def lino(request, headcount):
+    use_tz, time_zone = request.param
+    site = LinoSite(headcount, use_tz, time_zone)
+    try:
+        site.prepare()
+        site.start()
+        # signed in first and never used again: dangling once IDLE_TIMEOUT has passed,
+        # in time for the steps near the end of the module
+        site.idle = Browser(site)
+        assert site.idle.sign_in(site.user()).get("success") is True
+        yield site
+    finally:
+        if site.process is not None and site.process.poll() is not None:
+            print(site.log_tail())
+        site.cleanup()
+
+
+def expiry_matches(lino: LinoSite, browser) -> None:
+    """headcount's expires_at for the session is the row's expire_date (time zones right)."""
+    row = next(r for r in lino.rows() if r["key"] == browser.key)
+    theirs = lino.sessions()[browser.ref]
+    assert abs(parse(theirs["expires_at"]) - row["expire_date"]) < dt.timedelta(seconds=2), (theirs, row)
+
+
+def test_sign_in_activity_sign_out(lino):
+    a, b = lino.signed_in(lino.user()), lino.signed_in(lino.user())
+    lino.converge("two sign-ins", CONVERGE)
+    rows = lino.sessions("active")
+    assert rows[a.ref]["user"] == a.user and rows[b.ref]["user"] == b.user
+    assert rows[a.ref]["user_agent"] == "lino-test-browser/1.0" and rows[a.ref]["ip"] == "127.0.0.1"
+    expiry_matches(lino, a)
+
+    before = parse(rows[a.ref]["last_activity_at"])
+    time.sleep(1.1)  # timestamps are in milliseconds; make the next one visibly later
+    a.json("/test/anonymous/")  # a request that saves the session: activity
+    wait_for(lambda: parse(lino.sessions()[a.ref]["last_activity_at"]) > before, CONVERGE, "the activity")
+    expiry_matches(lino, a)
+
+    b.sign_out()
+    lino.converge("a sign-out", CONVERGE)
+    assert lino.sessions()[b.ref]["end_reason"] == "logout"
+    a.sign_out()
+    lino.converge("another sign-out", CONVERGE)
+
+
+def test_kill_pushed_from_headcount(lino):
+    c = lino.signed_in(lino.user())
+    lino.converge("sign-in before a kill", CONVERGE)
+    key, ref = c.key, c.ref
+    lino.headcount.api("DELETE", f"/v1/sites/{lino.slug}/sessions/{ref}")
+    wait_for(lambda: all(r["key"] != key for r in lino.rows()), CONVERGE, "the pushed kill to delete the row")
+    assert c.whoami() is None
+    lino.converge("a kill pushed from headcount", CONVERGE)
+    assert lino.sessions()[ref]["end_reason"] == "killed"
+    c.user = None
+
+
+def test_expiry_and_clearsessions(lino):
+    lino.restart(cookie_age=8)  # sessions live 8 s unless used
+    try:
+        d = lino.signed_in(lino.user())
+        lino.converge("a session with 8 s to live", CONVERGE)
+        expiry_matches(lino, d)
+        key, ref = d.key, d.ref
+        # both sides let it expire at the same instant, without any event
+        wait_for(lambda: all(r["key"] != key for r in lino.rows()), 15, "the row to expire")
+        lino.converge("the session expired", CONVERGE)
+        assert ref in lino.sessions("expired")
+        # a shorter expiry set by the site is not something headcount can learn from an
+        # event (expires_at only grows): it learns when clearsessions deletes the row
+        e = lino.signed_in(lino.user())
+        assert e.json("/test/expire-in/1/") == {"expires_in": 1}
+        e_key = e.key
+        wait_for(lambda: all(r["key"] != e_key for r in lino.rows()), 10, "the shortened row to expire")
+        lino.converge("a shortened expiry passed (headcount still counts it)", CONVERGE, extra=1)
+        result = lino.manage("clearsessions")
+        assert result.returncode == 0
+        lino.converge("clearsessions", CONVERGE)
+        row = lino.sessions()[e.ref]
+        assert row["state"] == "ended" and row["end_reason"] == "expired"
+        d.user = e.user = None
+    finally:
+        lino.restart()
+
+
+def test_central_admission_at_the_limit(lino):
+    lino.sign_out_all()
+    lino.restart(MODE="central")
+    try:
+        _, signed_in = lino.counts()
+        lino.configure(session_limit=signed_in + 1)
+        denied = lino.usage()["denied_last_24h"]
+        a = lino.signed_in(lino.user())
+        # headcount admitted exactly the id the site's session has
+        assert lino.sessions("active")[a.ref]["user"] == a.user
+        lino.converge("central: admitted at limit - 1", CONVERGE)
+        b = lino.browser()
+        answer = b.sign_in(lino.user())
+        assert answer.get("success") is False and "active user sessions" in str(answer), answer
+        assert b.whoami() is None
+        lino.converge("central: refused at the limit", CONVERGE)
+        wait_for(lambda: lino.usage()["denied_last_24h"] == denied + 1, CONVERGE, "the central refusal")
+        time.sleep(1.0)  # a duplicate session.refused would arrive within a flush interval
+        assert lino.usage()["denied_last_24h"] == denied + 1, "a central refusal counted twice"
+        a.sign_out()
+        lino.converge("central: signed out", CONVERGE)
+    finally:
+        lino.configure(session_limit=None)
+        lino.restart()
+
+
+def test_headcount_down_and_back(lino):
+    a = lino.signed_in(lino.user())
+    lino.converge("sign-in before the outage", CONVERGE)
+    lino.headcount.stop()
+    try:
+        started = time.monotonic()
+        b, c = lino.signed_in(lino.user()), lino.signed_in(lino.user())
+        a.sign_out()
+        assert time.monotonic() - started < 10, "requests waited for headcount"
+        # a row deleted without any signal: only a snapshot can tell headcount
+        with __import__("sqlite3").connect(lino.db_path, timeout=30) as db:
+            db.execute("DELETE FROM django_session WHERE session_key = ?", [c.key])
+        c.user = None
+    finally:
+        lino.headcount.start()
+    lino.converge("headcount down and back", CONVERGE)
+    assert lino.sessions()[b.ref]["user"] == b.user
+    b.sign_out()
+    lino.converge("signed out after the outage", CONVERGE)
+
+
+def test_site_restart_while_headcount_is_down(lino):
+    a = lino.signed_in(lino.user())
+    lino.converge("sign-in before the restart", CONVERGE)
+    # a running worker's periodic round holds the snapshot lock for 540 s
+    lock = lino.browser()
+    lock.json("/test/snapshot-lock/")
+    assert lock.json("/test/snapshot-lock/") == {"taken": False}
+    lino.headcount.stop()
+    try:
+        b = lino.signed_in(lino.user())
+        a.sign_out()
+        # the workers stop while headcount is down: their queues are lost
+        lino.restart()
+        lino.browser().json("/test/state/")  # the new workers serve requests
+    finally:
+        lino.headcount.start()
+    assert lock.json("/test/snapshot-lock/") == {"taken": False}, "the old lock is gone; this test needs it"
+    lino.converge("site restarted while headcount was down", CONVERGE)
+    assert lino.sessions("active")[b.ref]["user"] == b.user
+    assert lino.sessions()[a.ref]["state"] == "ended"
+    b.sign_out()
+    lino.converge("signed out after the restart", CONVERGE)
+
+
+def test_headcount_snapshot_command(lino):
+    a, b = lino.signed_in(lino.user()), lino.signed_in(lino.user())
+    lino.converge("two sign-ins before the snapshot", CONVERGE)
+    with __import__("sqlite3").connect(lino.db_path, timeout=30) as db:
+        db.execute("DELETE FROM django_session WHERE session_key = ?", [b.key])
+    b.user = None
+    _, signed_in = lino.counts()
+    assert lino.usage()["active"] == signed_in + 1  # headcount cannot know yet
+    # a snapshot reconciles only sessions idle for longer than SNAPSHOT_GRACE (1 s here),
+    # so that a sign-in still in progress is not ended
+    time.sleep(1.2)
+    result = lino.manage("headcount_snapshot")
+    assert result.returncode == 0 and "snapshot sent" in result.stdout, result.stdout + result.stderr
+    # the command itself repairs headcount: no waiting for a periodic or start-up snapshot
+    lino.converge("manage.py headcount_snapshot", 1.0)
+    assert lino.sessions()[b.ref]["end_reason"] == "reconciled"
+    expiry_matches(lino, a)
+    a.sign_out()
+    lino.converge("signed out after the snapshot", CONVERGE)
+
+
+def test_dangling_session(lino):
+    lino.sign_out_all()
+    idle = lino.idle
+    wait_for(lambda: lino.sessions()[idle.ref]["state"] == "dangling", IDLE_TIMEOUT + CONVERGE, "the idle session to dangle")
+    usage = lino.converge("a dangling session (active counts it)", CONVERGE)
+    assert usage["dangling"] == 1 and usage["live"] == usage["active"] - 1, usage
+    # the agent's own view of the session (what its snapshot and local rule use) agrees
+    result = lino.manage("headcount_snapshot", "--dry-run")
+    printed = json.loads(result.stdout[result.stdout.index("{"):])  # Lino may print a locale warning first
+    mine = next(s for s in printed["sessions"] if s["session"] == idle.ref)
+    theirs = lino.sessions()[idle.ref]
+    assert abs(parse(mine["last_activity_at"]) - parse(theirs["last_activity_at"])) < dt.timedelta(seconds=2), (mine, theirs)
+    assert abs(parse(mine["expires_at"]) - parse(theirs["expires_at"])) < dt.timedelta(seconds=2), (mine, theirs)
+
+
+def rule_admits(count_mode: str, over_limit: str, limit: int, overage_percent: int, counted_active: int,
+                counted_live: int, dangling: int) -> tuple[bool, bool]:
+    """headcount's rule (DESIGN §3), written out independently: (admit, evict one dangling)."""
+    counted = counted_live if count_mode == "live" else counted_active
+    ceiling = math.ceil(limit * (1 + overage_percent / 100)) if over_limit == "allow_overage" else limit
+    if counted < ceiling:
+        return True, False
+    if over_limit == "evict_dangling" and count_mode == "active" and dangling:
+        return True, True
+    return False, False
+
+
+RULES = [
+    ("active", "reject"),
+    ("live", "reject"),
+    ("live", "evict_dangling"),
+    ("active", "allow_overage"),
+    ("live", "allow_overage"),
+    ("active", "evict_dangling"),  # last: it evicts the dangling session the others share
+]
+
+
+def test_local_refusal_in_each_count_mode_and_over_limit_rule(lino):
+    limit, overage = 2, 50
+    lino.sign_out_all()
+    lino.converge("clean slate before the refusals", CONVERGE)
+    # anonymous rows: Lino's own check would count them, headcount and the agent do not
+    for _ in range(3):
+        lino.browser().json("/test/anonymous/")
+    lino.configure(session_limit=limit, count_mode="active", over_limit="reject")
+    idle_one = lino.idle
+    wait_for(lambda: lino.usage()["dangling"] == 1, IDLE_TIMEOUT + CONVERGE, "one dangling session")
+    lino.converge("one dangling session, three anonymous rows", CONVERGE)
+    denied = lino.usage()["denied_last_24h"]
+
+    for count_mode, over_limit in RULES:
+        step = f"{count_mode}/{over_limit}"
+        lino.configure(count_mode=count_mode, over_limit=over_limit)
+        admitted = []
+        dangling = 1 if any(r["key"] == idle_one.key for r in lino.rows()) else 0
+        assert dangling == 1, "the shared dangling session is gone too early"
+        for attempt in range(6):
+            live = len(admitted)
+            admit, evict = rule_admits(count_mode, over_limit, limit, overage, live + dangling, live, dangling)
+            b = lino.browser()
+            name = lino.user()
+            answer = b.sign_in(name)
+            lino_rows, signed_in = lino.counts()
+            if admit:
+                assert answer.get("success") is True, (step, attempt, answer)
+                admitted.append(b)
+                if evict:
+                    wait_for(lambda: lino.sessions()[idle_one.ref]["state"] == "ended", CONVERGE, "the eviction")
+                    assert lino.sessions()[idle_one.ref]["end_reason"] == "evicted"
+                    assert all(r["key"] != idle_one.key for r in lino.rows())
+                    dangling = 0
+                    idle_one.user = None
+                lino.converge(f"{step}: sign-in {attempt + 1} admitted (Lino's own rule would see {lino_rows} rows)", CONVERGE)
+                continue
+            # refused: Lino's words, nobody signed in, and headcount learns of the refusal
+            assert answer.get("success") is False, (step, answer)
+            assert f"There are more than {limit} active user sessions. Please try again later." in str(answer), answer
+            assert b.whoami() is None
+            denied += 1
+            wait_for(lambda: lino.usage()["denied_last_24h"] == denied, CONVERGE, f"the refusal ({step}) in denied_last_24h")
+            usage = lino.converge(f"{step}: sign-in {attempt + 1} refused", CONVERGE)
+            assert usage["counted"] == (live if count_mode == "live" else live + dangling), usage
+            break
+        else:
+            raise AssertionError(f"{step}: never refused")
+        for b in admitted:
+            b.sign_out()
+        lino.converge(f"{step}: signed out again", CONVERGE)
+        # wait a moment longer than the round trip: no second denial (one event per refusal)
+        assert lino.usage()["denied_last_24h"] == denied
+    lino.sign_out_all()
+    lino.configure(session_limit=None, count_mode=None, over_limit=None)
+
+
+def test_sigterm_flushes_the_queue(lino):
+    """A stopping worker (Lino's SIGTERM handler raises SystemExit, also mid-request) sends its queue."""
+    # FLUSH_INTERVAL 60: events stay queued; no start-up snapshot could deliver them instead
+    lino.restart(FLUSH_INTERVAL=60, SNAPSHOT_INTERVAL=0)
+    try:
+        a = lino.signed_in(lino.user())
+        assert a.ref not in lino.sessions(), "delivered before the stop; the test proves nothing"
+        slow = threading.Thread(target=lambda: lino.browser().request("/test/slow/5/", timeout=30), daemon=True)
+        slow.start()
+        time.sleep(0.5)  # let the slow request reach a worker
+        lino.stop()
+        slow.join(10)
+        rows = lino.sessions()
+        assert rows[a.ref]["user"] == a.user, "the stopping worker did not flush its queue"
+        lino.converge("site stopped with SIGTERM (queue flushed at exit)", 1.0)
+    finally:
+        lino.start()
+    a.sign_out()
+    lino.converge("signed out after the SIGTERM", CONVERGE)
