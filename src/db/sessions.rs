@@ -201,9 +201,35 @@ pub fn get(conn: &mut DbConn, site_id: i64, session: &str) -> Result<Option<Sess
         .optional()?)
 }
 
+/// Rows of one text column, for the PostgreSQL statements below.
+#[derive(QueryableByName)]
+struct SessionName {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    session: String,
+}
+
 /// Which of these sessions the site already has.
+///
+/// On PostgreSQL the ids are joined as an array: `session = ANY($2)` on a prepared
+/// statement ends up on a generic plan (chosen while the site was small) that walks
+/// the site's rows for every chunk, which made a big snapshot quadratic; the join
+/// probes the unique index once per id whatever the plan.
 pub fn existing(conn: &mut DbConn, site_id: i64, sessions: &[&str]) -> Result<HashSet<String>> {
+    use diesel::sql_types::{Array, BigInt, Text};
     let mut out = HashSet::new();
+    if let DbConn::Pg(c) = conn {
+        for chunk in sessions.chunks(PG_ID_CHUNK) {
+            let found: Vec<SessionName> = diesel::sql_query(
+                "SELECT x.session FROM unnest($2::text[]) AS q(session) \
+                 JOIN sessions x ON x.site_id = $1 AND x.session = q.session",
+            )
+            .bind::<BigInt, _>(site_id)
+            .bind::<Array<Text>, _>(chunk)
+            .load(c)?;
+            out.extend(found.into_iter().map(|r| r.session));
+        }
+        return Ok(out);
+    }
     for chunk in sessions.chunks(UPSERT_CHUNK) {
         let found: Vec<String> = x::sessions
             .filter(x::site_id.eq(site_id))
@@ -229,6 +255,9 @@ pub fn open_sessions(
         .load(conn)?)
 }
 
+/// Ids per statement where PostgreSQL takes them as one array parameter.
+const PG_ID_CHUNK: usize = 10_000;
+
 /// Ends the given open sessions of a site; returns how many it ended.
 pub fn end_sessions(
     conn: &mut DbConn,
@@ -237,7 +266,24 @@ pub fn end_sessions(
     at: Millis,
     reason: EndReason,
 ) -> Result<usize> {
+    use diesel::sql_types::{Array, BigInt, Text};
     let mut n = 0;
+    if let DbConn::Pg(c) = conn {
+        // As in `existing`: joined, so that no cached plan walks the site's rows.
+        for chunk in sessions.chunks(PG_ID_CHUNK) {
+            n += diesel::sql_query(
+                "UPDATE sessions x SET ended_at = $3, end_reason = $4 \
+                 FROM unnest($2::text[]) AS q(session) \
+                 WHERE x.site_id = $1 AND x.session = q.session AND x.ended_at IS NULL",
+            )
+            .bind::<BigInt, _>(site_id)
+            .bind::<Array<Text>, _>(chunk)
+            .bind::<BigInt, _>(at)
+            .bind::<Text, _>(reason.as_str())
+            .execute(c)?;
+        }
+        return Ok(n);
+    }
     for chunk in sessions.chunks(UPSERT_CHUNK) {
         n += diesel::update(
             x::sessions
