@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 SECRET_KEY = "lino-test-secret-key-for-headcount-agent-tests"
 HASH_KEY = "lino-test-session-hash-key"
 PASSWORD = "lino-test-password"
-USERS = [f"user{n:02d}" for n in range(1, 25)]
+USERS = [f"user{n:02d}" for n in range(1, 61)]
 # the plan's idle timeout (headcount's minimum): a session untouched this long is dangling
 IDLE_TIMEOUT = 60
 
@@ -200,7 +200,7 @@ class LinoSite:
         self.process = subprocess.Popen(
             [
                 str(Path(sys.executable).parent / "gunicorn"), "--workers", "2", "--bind", f"127.0.0.1:{self.port}",
-                "--no-control-socket", "--graceful-timeout", "15", "--timeout", "60", "lino_site.wsgi",
+                "--no-control-socket", "--graceful-timeout", "5", "--timeout", "60", "lino_site.wsgi",
             ],
             cwd=self.root, env=self.env(), stdout=log, stderr=subprocess.STDOUT,
         )

@@ -135,3 +135,28 @@ def test_events_carry_rfc3339_times_and_no_private_fields():
     assert event["at"].endswith("Z")
     assert "user" not in event
     assert event["reason"] == "logout"
+
+
+@pytest.mark.parametrize("use_tz", [False, True])
+def test_naive_times_are_local_time_in_time_zone(settings, use_tz):
+    """expire_date under USE_TZ=False and Lino's last_activity are naive local times in TIME_ZONE."""
+    import datetime as dt
+
+    from headcount_django.sessions import STARTED_KEY, LocalSession, parse_local, rfc3339, to_utc
+
+    settings.USE_TZ = use_tz
+    settings.TIME_ZONE = "Europe/Brussels"  # UTC+1 in winter
+    naive = dt.datetime(2026, 12, 1, 13, 30)
+    assert rfc3339(naive) == "2026-12-01T12:30:00.000Z"
+    assert to_utc(dt.datetime(2026, 12, 1, 12, 30, tzinfo=dt.timezone.utc)) == to_utc(naive)
+    assert parse_local("2026-12-01T13:30:00.250000") == dt.datetime(2026, 12, 1, 12, 30, 0, 250000, tzinfo=dt.timezone.utc)
+    assert parse_local("garbage") is None
+
+    # a Lino session: started 12:00 UTC, Lino's last request 13:30 local, saved with the default age
+    current = dt.datetime(2026, 12, 1, 12, 45, tzinfo=dt.timezone.utc)
+    expire = to_utc(naive) + dt.timedelta(seconds=settings.SESSION_COOKIE_AGE) - dt.timedelta(minutes=5)
+    session = LocalSession("k", "1", expire, {STARTED_KEY: "2026-12-01T12:00:00Z", "last_activity": naive.isoformat()})
+    assert session.last_activity(current) == dt.datetime(2026, 12, 1, 12, 30, tzinfo=dt.timezone.utc)
+    # an expiry that does not fit SESSION_COOKIE_AGE (set_expiry) is no evidence of activity
+    odd = LocalSession("k", "1", current + dt.timedelta(days=365), {STARTED_KEY: "2026-12-01T12:00:00Z"})
+    assert odd.last_activity(current) == dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)

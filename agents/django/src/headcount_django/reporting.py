@@ -259,6 +259,7 @@ def _on_request_started(**kwargs: Any) -> None:
         if not settings.enabled:
             return
         sender.get_sender().start_periodic()
+        sender.hook_sigterm()
         from .config import sync_lino
 
         sync_lino(throttle=1.0)
@@ -268,6 +269,11 @@ def _on_request_started(**kwargs: Any) -> None:
 
 def _on_request_finished(**kwargs: Any) -> None:
     _local.state = None
+    try:
+        if conf.get().enabled:
+            sender.hook_sigterm()  # Lino installs its own handler while serving the first request
+    except Exception:
+        log.exception("headcount: could not hook SIGTERM")
 
 
 def connect() -> None:

@@ -14,6 +14,7 @@ import collections
 import logging
 import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -331,6 +332,41 @@ def reset() -> None:
         sender.retry_at = 0.0
         sender.snapshot_wanted = False
         sender.cond.notify_all()
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """Deliver the queue first (bounded by SHUTDOWN_TIMEOUT), then do what SIGTERM did before.
+
+    Lino's own handler raises SystemExit wherever the worker is; under gunicorn a worker
+    caught in a request then swallows it, lingers until the graceful timeout and is
+    killed, and atexit never runs. Flushing here, before that handler, keeps the queue.
+    """
+    previous = _previous_sigterm.get(os.getpid(), signal.SIG_DFL)
+    try:
+        sender = _sender
+        if sender is not None and sender.pid == os.getpid():
+            sender.flush(conf.get().shutdown_timeout)
+    except Exception:
+        pass
+    if callable(previous):
+        previous(signum, frame)
+    elif previous == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+_previous_sigterm: dict[int, Any] = {}
+
+
+def hook_sigterm() -> None:
+    """Put ``_on_sigterm`` in front of the process's SIGTERM handler (main thread only, idempotent)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is _on_sigterm or current == signal.SIG_IGN or current is None:
+        return
+    _previous_sigterm[os.getpid()] = current
+    signal.signal(signal.SIGTERM, _on_sigterm)
 
 
 @atexit.register
