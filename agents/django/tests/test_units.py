@@ -160,3 +160,198 @@ def test_naive_times_are_local_time_in_time_zone(settings, use_tz):
     # an expiry that does not fit SESSION_COOKIE_AGE (set_expiry) is no evidence of activity
     odd = LocalSession("k", "1", current + dt.timedelta(days=365), {STARTED_KEY: "2026-12-01T12:00:00Z"})
     assert odd.last_activity(current) == dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+
+
+# -- the admission rule, shared with headcount -----------------------------------------------
+
+CASES_PATH = __import__("pathlib").Path(__file__).with_name("admission_cases.json")
+
+
+def _cases():
+    import json
+
+    return json.loads(CASES_PATH.read_text())["cases"]
+
+
+def _ask_from_case(case: dict):
+    from headcount_django import rules
+
+    i = case["ask"]
+    user = None
+    if i.get("user_limit") is not None:
+        user = rules.UserCap(
+            counted=i.get("user_counted", 0),
+            limit=i["user_limit"],
+            over=i.get("per_user_over_limit", "reject"),
+            can_replace=i.get("user_counted", 0) > 0,
+        )
+    return rules.Ask(
+        counted=i.get("counted", 0),
+        limit=i.get("limit", 0),
+        reserve=0 if i.get("reserved_role") else i.get("reserved_slots", 0),
+        over_limit=i.get("over_limit", "reject"),
+        overage_percent=i.get("overage_percent", 0),
+        can_evict=bool(i.get("can_evict")),
+        replacing=i.get("replacing", 0),
+        replaces=i.get("replacing", 0) > 0 or bool(i.get("replaces")),
+        user=user,
+        pool=(i.get("pool_counted", 0), i["pool_limit"]) if i.get("pool_limit") is not None else None,
+    )
+
+
+def test_the_shared_table_covers_the_combinations():
+    cases = _cases()
+    assert len(cases) >= 20
+    outcomes = {c["outcome"] for c in cases}
+    assert {"within_limit", "evicted_dangling", "overage", "replaced", "limit_reached", "user_limit_reached"} <= outcomes
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c["name"])
+def test_rules_decide_as_headcount_does(case):
+    """The agent's pure rule gives the table's outcome for every case."""
+    from headcount_django import rules
+
+    assert rules.decide(_ask_from_case(case)).outcome == case["outcome"]
+
+
+def _local_sessions_for(case: dict, now):
+    """Sessions on a site (as the local rule reads them) that make up the case's counts.
+
+    Returns (sessions, requesting user's id, keys to replace, config fields), or None for
+    a case the local rule cannot see (the tenant pool is central only).
+    """
+    import datetime as dt
+
+    from headcount_django.sessions import STARTED_KEY, LocalSession, rfc3339
+
+    i = case["ask"]
+    if i.get("pool_limit") is not None:
+        return None
+    idle = 3600
+    sessions = []
+    n = 0
+
+    def add(user_id: str, dangling: bool):
+        nonlocal n
+        n += 1
+        last = now - dt.timedelta(seconds=idle * 2 if dangling else 10)
+        sessions.append(LocalSession(f"key{n:04d}", user_id, last + dt.timedelta(days=1), {STARTED_KEY: rfc3339(last)}))
+        return sessions[-1].key
+
+    me = "7"
+    user_counted = i.get("user_counted", 0)
+    replacing = i.get("replacing", 0)
+    own = [add(me, False) for _ in range(max(user_counted, replacing))]
+    replace = own[:replacing]
+    if i.get("replaces") and not replacing:
+        # a session named in `replace` that does not count: one of mine, dangling, under count mode live
+        replace = [add(me, True)]
+    can_evict = bool(i.get("can_evict"))
+    others = i.get("counted", 0) - len(own)
+    if others < 0:
+        return None  # more sessions of the user than on the site: no site has these counts
+    for k in range(others):
+        add(str(100 + k), dangling=can_evict and k == 0)
+    mode = "live" if i.get("replaces") and not replacing else "active"
+    if i.get("replaces") and not replacing:
+        can_evict = False
+    fields = {
+        "config_version": 1,
+        "session_limit": i.get("limit", 0),
+        "count_mode": mode,
+        "over_limit": i.get("over_limit", "reject"),
+        "overage_percent": i.get("overage_percent", 0),
+        "idle_timeout_seconds": idle,
+        "reserved_slots": i.get("reserved_slots", 0),
+        "per_user_limit": i.get("user_limit"),
+        "per_user_over_limit": i.get("per_user_over_limit", "reject"),
+    }
+    return sessions, me, replace, fields, can_evict
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c["name"])
+def test_local_enforcement_decides_as_headcount_does(case, monkeypatch):
+    """The local rule, fed with the site's own sessions, reaches the table's outcome and ends what it says."""
+    import datetime as dt
+
+    from headcount_django import enforcement
+    from headcount_django.config import SiteConfig
+
+    current = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+    built = _local_sessions_for(case, current)
+    if built is None:
+        pytest.skip("no site's sessions give these counts, or a tenant pool (enforced by headcount only)")
+    sessions, me, replace, fields, can_evict = built
+    deleted: list[str] = []
+    monkeypatch.setattr(enforcement, "now", lambda: current)
+    monkeypatch.setattr(enforcement, "authenticated_sessions", lambda exclude_key=None: iter(sessions))
+    monkeypatch.setattr(enforcement, "delete_keys", lambda keys: deleted.extend(keys) or len(list(keys)))
+    monkeypatch.setattr("django.conf.settings.SESSION_COOKIE_AGE", 24 * 3600)
+    config = SiteConfig.from_data(fields)
+    user = type("User", (), {"pk": me})()
+    roles = ["admin"] if case["ask"].get("reserved_role") else ["staff"]
+    decision, seen = enforcement.local_admission(config, None, user, roles, replace)
+    assert decision.outcome == case["outcome"], (case["name"], seen)
+    if not decision.admitted:
+        assert deleted == [], "a refusal ended sessions"
+        return
+    expected = set(replace)
+    if decision.replace_oldest:
+        expected.add(seen.own_counted[0][1])
+    if decision.evict:
+        assert can_evict
+        expected.add(seen.dangling[0][1])
+    assert set(deleted) == expected
+
+
+def test_default_roles_and_the_roles_setting():
+    from headcount_django import enforcement
+
+    class User:
+        pk = 1
+        is_superuser = False
+
+    class Admin(User):
+        is_superuser = True
+
+    loaded = conf.load(VALID)
+    assert loaded.roles(User()) == [] and loaded.roles(Admin()) == ["admin"]
+    custom = conf.load({**VALID, "ROLES": lambda user: ["admin", "x" * 65, "support", "admin"]})
+    assert enforcement.roles_of(User(), custom) == ["admin", "support"]
+    with pytest.raises(ImproperlyConfigured, match="ROLES"):
+        conf.load({**VALID, "ROLES": "not_a_path"})
+
+
+def test_lino_site_administrators_get_the_admin_role():
+    pytest.importorskip("lino")
+    from lino.core.roles import SiteAdmin, SiteUser
+
+    class UserType:
+        def __init__(self, role):
+            self.role = role()
+
+        def has_required_roles(self, required):
+            return self.role.satisfies_requirement(required)
+
+    class LinoUser:
+        is_superuser = None  # Lino's users have no such flag
+
+        def __init__(self, role):
+            self.user_type = UserType(role)
+
+    loaded = conf.load(VALID)
+    assert loaded.roles(LinoUser(SiteAdmin)) == ["admin"]
+    assert loaded.roles(LinoUser(SiteUser)) == []
+
+
+def test_config_carries_the_reserved_and_per_user_fields():
+    config = SiteConfig.from_data({
+        "config_version": 2, "session_limit": 5, "reserved_slots": 1, "reserved_roles": ["admin", "support"],
+        "per_user_limit": 2, "per_user_over_limit": "replace_oldest",
+    })
+    assert config.reserve_for(["support"]) == 0 and config.reserve_for([]) == 1
+    assert SiteConfig(**config.as_dict()) == config  # the cache keeps it as a dict
+    default = SiteConfig.from_data({"config_version": 1, "session_limit": 5})
+    assert default.reserved_roles == ("admin",) and default.per_user_limit is None and default.reserved_slots == 0
+    with pytest.raises(ValueError):
+        SiteConfig.from_data({"config_version": 1, "session_limit": 5, "reserved_slots": -1})

@@ -37,6 +37,9 @@ DEFAULTS: dict[str, Any] = {
     "UNREACHABLE_MESSAGE": "Sign-in is not possible right now. Please try again later.",
     "REFUSAL": "auto",
     "USER_REF": "username",
+    "ROLES": None,
+    "SELF_SERVICE": True,
+    "OFFER_TTL": 300,
     "SESSION_HASH_KEY": None,
     "ACTIVITY_INTERVAL": 60,
     "SNAPSHOT_INTERVAL": 600,
@@ -69,6 +72,9 @@ class AgentSettings:
     unreachable_message: str
     refusal: str
     user_ref: Callable[[Any], str | None] = field(repr=False)
+    roles: Callable[[Any], Any] = field(repr=False)
+    self_service: bool
+    offer_ttl: float
     session_hash_key: bytes = field(repr=False)
     activity_interval: float
     snapshot_interval: float
@@ -205,6 +211,38 @@ def _user_ref(raw: dict[str, Any]) -> Callable[[Any], str | None]:
     return lambda user: getattr(user, attribute, None)
 
 
+def default_roles(user: Any) -> list[str]:
+    """``["admin"]`` for a Django superuser or a Lino site administrator, else ``[]``."""
+    if getattr(user, "is_superuser", False) is True:
+        return ["admin"]
+    user_type = getattr(user, "user_type", None)
+    if user_type is not None and hasattr(user_type, "has_required_roles"):
+        try:
+            from lino.core.roles import SiteAdmin
+        except ImportError:
+            return []
+        if user_type.has_required_roles([SiteAdmin]):
+            return ["admin"]
+    return []
+
+
+def _roles(raw: dict[str, Any]) -> Callable[[Any], Any]:
+    value = raw["ROLES"]
+    if value is None:
+        return default_roles
+    if callable(value):
+        return value
+    if not isinstance(value, str) or "." not in value:
+        raise _fail("ROLES", "must be a dotted path to a callable, or a callable, taking the user and returning role names")
+    try:
+        func = import_string(value)
+    except ImportError as exc:
+        raise _fail("ROLES", f"cannot import {value!r}: {exc}") from None
+    if not callable(func):
+        raise _fail("ROLES", f"{value!r} is not callable")
+    return func
+
+
 def _hash_key(raw: dict[str, Any]) -> bytes:
     value = raw["SESSION_HASH_KEY"]
     if value is None:
@@ -268,7 +306,7 @@ def load(raw: Any) -> AgentSettings:
     cache_alias = merged["CACHE"]
     if cache_alias not in getattr(django_settings, "CACHES", {"default": None}):
         raise _fail("CACHE", f"{cache_alias!r} is not in settings.CACHES")
-    for key in ("REPORT_IP", "REPORT_USER_AGENT"):
+    for key in ("REPORT_IP", "REPORT_USER_AGENT", "SELF_SERVICE"):
         if not isinstance(merged[key], bool):
             raise _fail(key, "must be True or False")
     return AgentSettings(
@@ -282,6 +320,9 @@ def load(raw: Any) -> AgentSettings:
         unreachable_message=_text(merged, "UNREACHABLE_MESSAGE"),
         refusal=_choice(merged, "REFUSAL", REFUSAL_CHOICES),
         user_ref=_user_ref(merged),
+        roles=_roles(merged),
+        self_service=merged["SELF_SERVICE"],
+        offer_ttl=_number(merged, "OFFER_TTL", minimum=10),
         session_hash_key=_hash_key(merged),
         activity_interval=_number(merged, "ACTIVITY_INTERVAL", minimum=0),
         snapshot_interval=_number(merged, "SNAPSHOT_INTERVAL", minimum=0),

@@ -35,6 +35,10 @@ class SiteConfig:
     idle_timeout_seconds: int = 86400
     session_ttl_seconds: int = 1209600
     limit_message: str = DEFAULT_MESSAGE
+    reserved_slots: int = 0
+    reserved_roles: tuple[str, ...] = ("admin",)
+    per_user_limit: int | None = None
+    per_user_over_limit: str = "reject"
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "SiteConfig":
@@ -53,7 +57,19 @@ class SiteConfig:
             idle_timeout_seconds=int(data.get("idle_timeout_seconds") or 86400),
             session_ttl_seconds=int(data.get("session_ttl_seconds") or 1209600),
             limit_message=str(data.get("limit_message") or DEFAULT_MESSAGE),
+            reserved_slots=_whole(data.get("reserved_slots"), "reserved_slots") or 0,
+            reserved_roles=_roles(data.get("reserved_roles")),
+            per_user_limit=_whole(data.get("per_user_limit"), "per_user_limit"),
+            per_user_over_limit=str(data.get("per_user_over_limit") or "reject"),
         )
+
+    def __post_init__(self) -> None:
+        # the cache keeps the config as a dict of JSON-like values (a list for the roles)
+        object.__setattr__(self, "reserved_roles", tuple(self.reserved_roles))
+
+    def reserve_for(self, roles: list[str] | tuple[str, ...]) -> int:
+        """Places a sign-in with these roles may not use: ``reserved_slots`` unless a role is reserved."""
+        return 0 if set(roles) & set(self.reserved_roles) else self.reserved_slots
 
     @property
     def admission_ceiling(self) -> int:
@@ -66,7 +82,23 @@ class SiteConfig:
         return self.limit_message.replace("{limit}", str(self.session_limit))
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "reserved_roles": list(self.reserved_roles)}
+
+
+def _whole(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} is not a whole number >= 0")
+    return value
+
+
+def _roles(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ("admin",)
+    if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
+        raise ValueError("reserved_roles is not a list of strings")
+    return tuple(value)
 
 
 def _cache():

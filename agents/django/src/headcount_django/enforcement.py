@@ -23,6 +23,7 @@ import datetime as dt
 import inspect
 import logging
 import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -30,69 +31,167 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_backends
 from django.core.exceptions import PermissionDenied
 
-from . import client, conf, sender
+from . import client, conf, rules, sender
 from .config import DEFAULT_MESSAGE, SiteConfig, current, pull_if_missing
 from .reporting import client_info, end_reason, suppress_created
-from .sessions import authenticated_sessions, delete_keys, now, rfc3339, store_class, user_reference
+from .sessions import (
+    LocalSession, authenticated_sessions, delete_keys, keys_for_refs, now, rfc3339, store_class, user_reference,
+)
 
 log = logging.getLogger("headcount_django")
 
 REFUSED = "session.refused"
 REFUSAL_ATTR = "headcount_refusal"
 PENDING_ATTR = "_headcount_admitted_key"
+OFFER_ATTR = "headcount_offer"
 
 
 class SessionLimitRefused(PermissionDenied):
-    def __init__(self, message: str):
+    def __init__(self, message: str, offer: Any = None):
         super().__init__(message)
         self.message = message
+        self.offer = offer
+
+
+class SessionLimitWarning(Warning):
+    """A refusal in a Lino site; ``str()`` is the message (and, with an offer, its plain text and link)."""
+
+    def __init__(self, message: str, offer: Any = None):
+        text = message if offer is None else f"{message} {offer.text()} {offer.absolute_url}"
+        super().__init__(text)
+        self.message = message
+        self.offer = offer
 
 
 def _is_lino() -> bool:
     return "lino" in sys.modules and hasattr(django_settings, "SITE")
 
 
-def refuse(request: Any, message: str) -> None:
+def refuse(request: Any, message: str, offer: Any = None) -> None:
     if request is not None:
         setattr(request, REFUSAL_ATTR, message)
+        setattr(request, OFFER_ATTR, offer)
     settings = conf.get()
     if settings.refusal == "warning" or (settings.refusal == "auto" and _is_lino()):
-        raise Warning(message)
-    raise SessionLimitRefused(message)
+        raise SessionLimitWarning(message, offer)
+    raise SessionLimitRefused(message, offer)
 
 
 # -- local rule ----------------------------------------------------------------------------
 
 
-def count_sessions(config: SiteConfig, exclude_key: str | None) -> tuple[int, list[tuple[dt.datetime, str]]]:
-    """Counted signed-in sessions, and the dangling ones (last activity, key), most idle first."""
+@dataclass
+class LocalCount:
+    """What the local rule sees: counted sessions, the dangling ones, the user's counted ones."""
+
+    counted: int = 0
+    dangling: list[tuple[dt.datetime, str]] = field(default_factory=list)  # (last activity, key), most idle first
+    own: list[LocalSession] = field(default_factory=list)  # the user's sessions, counted or not
+    own_counted: list[tuple[dt.datetime, str]] = field(default_factory=list)  # most idle first
+    replacing: int = 0  # counted sessions among those to replace
+
+
+def count_sessions(
+    config: SiteConfig, exclude_key: str | None, user_id: str | None = None, replace_keys: frozenset[str] = frozenset()
+) -> LocalCount:
+    """Count the site's signed-in sessions by headcount's rule (see ``rules``)."""
     current = now()
     idle_limit = current - dt.timedelta(seconds=config.idle_timeout_seconds)
-    counted = 0
-    dangling = []
+    result = LocalCount()
     for session in authenticated_sessions(exclude_key=exclude_key):
-        is_dangling = session.last_activity(current) <= idle_limit
-        if is_dangling:
-            dangling.append((session.last_activity(current), session.key))
-        if config.count_mode == "live" and is_dangling:
-            continue
-        counted += 1
-    dangling.sort()
-    return counted, dangling
+        last = session.last_activity(current)
+        is_dangling = last <= idle_limit
+        counts = not (config.count_mode == "live" and is_dangling)
+        if is_dangling and counts and session.key not in replace_keys:
+            result.dangling.append((last, session.key))
+        if user_id is not None and session.user_id == user_id:
+            result.own.append(session)
+            if counts:
+                result.own_counted.append((last, session.key))
+        if counts:
+            result.counted += 1
+            if session.key in replace_keys:
+                result.replacing += 1
+    result.dangling.sort()
+    result.own_counted.sort()
+    return result
 
 
-def local_admission(config: SiteConfig, exclude_key: str | None) -> bool:
-    """True when one more session may start (evicting a dangling one if the plan says so)."""
-    counted, dangling = count_sessions(config, exclude_key)
-    if counted < config.admission_ceiling:
-        return True
-    if config.over_limit == "evict_dangling" and config.count_mode == "active" and dangling:
-        _, key = dangling[0]
-        with end_reason("evicted"):
-            delete_keys([key])
-        log.info("headcount: evicted the most idle dangling session to admit a login")
-        return True
-    return False
+def local_ask(config: SiteConfig, seen: LocalCount, roles: list[str], user_id: str | None, replaces: bool) -> rules.Ask:
+    user = None
+    if config.per_user_limit is not None and user_id is not None:
+        user = rules.UserCap(
+            counted=len(seen.own_counted),
+            limit=config.per_user_limit,
+            over=config.per_user_over_limit,
+            can_replace=bool(seen.own_counted),
+        )
+    return rules.Ask(
+        counted=seen.counted,
+        limit=config.session_limit,
+        reserve=config.reserve_for(roles),
+        over_limit=config.over_limit,
+        overage_percent=int(config.overage_percent),
+        # in count mode live a dangling session takes no counted place: evicting it frees none
+        can_evict=config.count_mode == "active" and bool(seen.dangling),
+        replacing=seen.replacing,
+        replaces=replaces,
+        user=user,
+        pool=None,  # the tenant's pool is known to headcount only (central mode)
+    )
+
+
+def local_admission(
+    config: SiteConfig,
+    exclude_key: str | None,
+    user: Any = None,
+    roles: list[str] | None = None,
+    replace_keys: list[str] | None = None,
+) -> tuple[rules.Decision, LocalCount]:
+    """Decide one more session by headcount's rule and end what the decision frees when it admits.
+
+    ``replace_keys`` are sessions of ``user`` the request asks to end (self-service);
+    they, the user's oldest session (``replace_oldest``) and an evicted dangling
+    session are deleted only when the session is admitted.
+    """
+    user_id = str(user.pk) if user is not None else None
+    wanted = frozenset(replace_keys or ())
+    seen = count_sessions(config, exclude_key, user_id, wanted)
+    decision = rules.decide(local_ask(config, seen, roles or [], user_id, bool(wanted)))
+    if not decision.admitted:
+        return decision, seen
+    victims = list(wanted)
+    if decision.replace_oldest:
+        victims.extend(key for _, key in seen.own_counted[:1] if key not in wanted)
+    if victims:
+        with end_reason("replaced"):
+            delete_keys(victims)
+        log.info("headcount: ended %d of the user's own sessions to admit a login", len(victims))
+    if decision.evict:
+        candidates = [key for _, key in seen.dangling if key not in victims]
+        if candidates:
+            with end_reason("evicted"):
+                delete_keys(candidates[:1])
+            log.info("headcount: evicted the most idle dangling session to admit a login")
+    return decision, seen
+
+
+def roles_of(user: Any, settings: conf.AgentSettings | None = None) -> list[str]:
+    """The role names ``HEADCOUNT["ROLES"]`` gives the user (at most 16, each at most 64 characters)."""
+    settings = settings or conf.get()
+    try:
+        value = settings.roles(user)
+    except Exception:
+        log.exception("headcount: ROLES failed for user %s", getattr(user, "pk", None))
+        return []
+    if value is None or isinstance(value, str):
+        value = [value] if value else []
+    names = []
+    for role in value:
+        role = str(role)
+        if role and len(role) <= 64 and role not in names:
+            names.append(role)
+    return names[:16]
 
 
 def limit_message(config: SiteConfig) -> str:
@@ -154,57 +253,132 @@ class SessionLimitBackend:
         config = pull_if_missing()
         if config is None:
             return
-        if local_admission(config, request.session.session_key):
+        user = backend_path = None
+        roles: list[str] = []
+        if config.reserved_slots or config.per_user_limit is not None:
+            # who signs in matters: check the password first (a wrong one is left to the backends)
+            user, backend_path = _check_credentials(request, credentials)
+            if user is None:
+                return
+            roles = roles_of(user)
+        decision, seen = local_admission(config, request.session.session_key, user, roles)
+        if decision.admitted:
             return
-        user = _check_credentials(request, credentials)
         if user is None:
-            return
+            user, backend_path = _check_credentials(request, credentials)
+            if user is None:
+                return
+            roles = roles_of(user)
+            seen = count_sessions(config, request.session.session_key, str(user.pk))
         report_refusal(user)
-        refuse(request, limit_message(config))
+        offer = None
+        if seen.own and _replacing_helps(config, seen, roles, str(user.pk)):
+            from .selfservice import OwnSession, make_offer
+
+            current_time = now()
+            settings = conf.get()
+            own = [OwnSession.from_local(session, current_time, settings) for session in seen.own]
+            offer = make_offer(request, user, backend_path, own, credentials)
+        refuse(request, limit_message(config), offer)
 
     def _central(self, request: Any, credentials: dict[str, Any], settings: conf.AgentSettings) -> None:
-        user = _check_credentials(request, credentials)
+        user, backend_path = _check_credentials(request, credentials)
         if user is None:
             return
-        # login() will rotate the key; choose the new key now so headcount records the right id
-        pending_key = store_class()()._get_new_session_key()
-        body: dict[str, Any] = {
-            "session": settings.session_ref(pending_key),
-            "at": rfc3339(now()),
-            "expires_at": rfc3339(now() + dt.timedelta(seconds=django_settings.SESSION_COOKIE_AGE)),
-            **client_info(settings, request),
-        }
-        reference = user_reference(user, settings)
-        if reference is not None:
-            body["user"] = reference
-        try:
-            answer = client.post_admission(body).body or {}
-        except (client.HeadcountUnavailable, client.HeadcountError) as exc:
-            if settings.central_unreachable == "admit":
-                log.warning("headcount: admission not possible (%s); admitting as configured", exc)
-                return
-            log.warning("headcount: admission not possible (%s); refusing as configured", exc)
-            refuse(request, settings.unreachable_message)
-            return
-        evicted = [ref for ref in answer.get("evicted") or [] if isinstance(ref, str)]
-        if evicted:
-            from .sessions import keys_for_refs
-
-            with end_reason("evicted"):
-                delete_keys(keys_for_refs(evicted))
+        answer = ask_headcount(request, user, settings)
+        if answer is None:
+            return  # admitted: headcount unreachable and CENTRAL_UNREACHABLE is admit
         if answer.get("admitted"):
-            setattr(request, PENDING_ATTR, pending_key)
             return
-        message = answer.get("message") or (current() or SiteConfig(0, 0)).message()
-        message = str(message).replace("{limit}", str(answer.get("session_limit", "")))
-        refuse(request, message)
+        offer = None
+        own = answer.get("own_sessions")
+        if isinstance(own, list) and own:
+            from .selfservice import OwnSession, make_offer
+
+            sessions = [s for s in (OwnSession.from_answer(item) for item in own) if s is not None]
+            offer = make_offer(request, user, backend_path, sessions, credentials)
+        refuse(request, central_message(answer), offer)
 
 
-def _check_credentials(request: Any, credentials: dict[str, Any]) -> Any:
-    """Ask the site's other backends whether the credentials are valid; the user or None."""
+def _replacing_helps(config: SiteConfig, seen: LocalCount, roles: list[str], user_id: str) -> bool:
+    """Whether ending all of the user's own sessions would admit the sign-in (else offering it is a lie)."""
+    everything = frozenset(session.key for session in seen.own)
+    counted = sum(1 for _, key in seen.own_counted)
+    trial = LocalCount(
+        counted=seen.counted, dangling=[d for d in seen.dangling if d[1] not in everything],
+        own=seen.own, own_counted=seen.own_counted, replacing=counted,
+    )
+    return rules.decide(local_ask(config, trial, roles, user_id, True)).admitted
+
+
+def ask_headcount(
+    request: Any, user: Any, settings: conf.AgentSettings, replace: list[str] | None = None
+) -> dict[str, Any] | None:
+    """``POST /admissions`` for a login of ``user``; the answer (after ending what it ended), or None.
+
+    None: headcount could not answer and ``CENTRAL_UNREACHABLE`` admits. When it
+    refuses, the refusal is raised here. An admitted answer leaves the chosen key on
+    the request for ``finish_central_admission``. A ``HeadcountError`` is raised when
+    ``replace`` was given and headcount found it invalid (422).
+    """
+    # login() will rotate the key; choose the new key now so headcount records the right id
+    pending_key = store_class()()._get_new_session_key()
+    body: dict[str, Any] = {
+        "session": settings.session_ref(pending_key),
+        "at": rfc3339(now()),
+        "expires_at": rfc3339(now() + dt.timedelta(seconds=django_settings.SESSION_COOKIE_AGE)),
+        **client_info(settings, request),
+    }
+    reference = user_reference(user, settings)
+    if reference is not None:
+        body["user"] = reference
+    roles = roles_of(user, settings)
+    if roles:
+        body["roles"] = roles
+    if replace:
+        body["replace"] = replace
+    try:
+        answer = client.post_admission(body).body or {}
+    except client.HeadcountError as exc:
+        if replace and exc.status == 422:
+            raise
+        return _unreachable(request, settings, exc)
+    except client.HeadcountUnavailable as exc:
+        return _unreachable(request, settings, exc)
+    evicted = [ref for ref in answer.get("evicted") or [] if isinstance(ref, str)]
+    if evicted:
+        with end_reason("evicted"):
+            delete_keys(keys_for_refs(evicted))
+    replaced = [ref for ref in answer.get("replaced") or [] if isinstance(ref, str)]
+    if replaced:
+        # ended by headcount already; its kill push would find the rows gone
+        with end_reason("replaced"):
+            delete_keys(keys_for_refs(replaced))
+    if answer.get("admitted"):
+        setattr(request, PENDING_ATTR, pending_key)
+    return answer
+
+
+def _unreachable(request: Any, settings: conf.AgentSettings, exc: Exception) -> None:
+    if settings.central_unreachable == "admit":
+        log.warning("headcount: admission not possible (%s); admitting as configured", exc)
+        return None
+    log.warning("headcount: admission not possible (%s); refusing as configured", exc)
+    refuse(request, settings.unreachable_message)
+    return None
+
+
+def central_message(answer: dict[str, Any]) -> str:
+    message = answer.get("message") or (current() or SiteConfig(0, 0)).message()
+    return str(message).replace("{limit}", str(answer.get("session_limit", "")))
+
+
+def _check_credentials(request: Any, credentials: dict[str, Any]) -> tuple[Any, str | None]:
+    """Ask the site's other backends whether the credentials are valid: (the user, its backend's path) or (None, None)."""
     request._headcount_checking = True
     try:
-        for backend in get_backends():
+        paths = list(getattr(django_settings, "AUTHENTICATION_BACKENDS", []))
+        for index, backend in enumerate(get_backends()):
             if isinstance(backend, SessionLimitBackend):
                 continue
             try:
@@ -214,10 +388,11 @@ def _check_credentials(request: Any, credentials: dict[str, Any]) -> Any:
             try:
                 user = backend.authenticate(request, **credentials)
             except PermissionDenied:
-                return None
+                return None, None
             if user is not None:
-                return user
-        return None
+                path = paths[index] if index < len(paths) else None
+                return user, path
+        return None, None
     finally:
         request._headcount_checking = False
 
@@ -247,3 +422,8 @@ def finish_central_admission(request: Any) -> bool:
 def message_for(request: Any) -> str | None:
     """The refusal message of this request's last login attempt, if the limit refused it."""
     return getattr(request, REFUSAL_ATTR, None)
+
+
+def offer_for(request: Any) -> Any:
+    """The self-service offer (``selfservice.Offer``) made to this request's refused login, if any."""
+    return getattr(request, OFFER_ATTR, None)

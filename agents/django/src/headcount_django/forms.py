@@ -2,13 +2,19 @@
 
 from django import forms
 from django.contrib.auth.forms import AuthenticationForm as DjangoAuthenticationForm
+from django.utils.html import format_html
 
-from .enforcement import message_for
+from .enforcement import message_for, offer_for
 
 
 class AuthenticationForm(DjangoAuthenticationForm):
+    """Django's form; a refusal at the limit reads as headcount's message, with the self-service link if offered."""
+
     def get_invalid_login_error(self) -> forms.ValidationError:
         message = message_for(self.request) if self.request is not None else None
         if message:
+            offer = offer_for(self.request)
+            if offer is not None:
+                message = format_html("{} {}", message, offer.html())
             return forms.ValidationError(message, code="session_limit")
         return super().get_invalid_login_error()

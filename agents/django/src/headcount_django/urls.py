@@ -2,10 +2,11 @@
 
 from django.urls import path
 
-from . import views
+from . import selfservice, views
 
 app_name = "headcount"
 
 urlpatterns = [
     path("webhook/", views.webhook, name="webhook"),
+    path("replace/", selfservice.replace_view, name="replace"),
 ]

@@ -80,7 +80,7 @@ def _apply(kind: str, data: dict[str, Any], settings: conf.AgentSettings) -> dic
         if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
             raise ValueError("data.sessions must be a list of session ids")
         reason = str(data.get("reason") or "killed")
-        if reason not in ("killed", "evicted"):
+        if reason not in ("killed", "evicted", "replaced"):
             reason = "killed"
         with end_reason(reason):
             killed = delete_keys(keys_for_refs(refs))

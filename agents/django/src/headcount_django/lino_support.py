@@ -1,0 +1,49 @@
+"""Lino's sign-in (``About.sign_in``) shows the self-service offer as a link and opens its page.
+
+Lino turns a ``Warning`` raised during ``authenticate()`` into an error message that
+it escapes, so a link cannot travel in the warning's text. ``install()`` wraps
+``SignIn.run_from_ui`` once: a refusal that carries an offer is answered with the
+message, the offer's link (HTML, which Lino's React front end shows as such) and
+``eval_js`` that opens the offer page. Any other refusal stays Lino's own handling.
+Without the wrapper (another Lino version) the warning's text still ends with the
+offer's sentence and its URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from html import escape
+
+log = logging.getLogger("headcount_django")
+
+_MARK = "_headcount_wrapped"
+
+
+def install() -> bool:
+    try:
+        from lino.modlib.users.actions import SignIn
+    except Exception as exc:  # not a Lino site, or a Lino without it
+        log.debug("headcount: Lino's SignIn not found (%s); offers are plain text", exc)
+        return False
+    original = SignIn.run_from_ui
+    if getattr(original, _MARK, False):
+        return True
+
+    def run_from_ui(self, ar, **kw):
+        from .enforcement import SessionLimitWarning
+
+        try:
+            return original(self, ar, **kw)
+        except SessionLimitWarning as refusal:
+            if refusal.offer is None:
+                raise
+            offer = refusal.offer
+            ar.error(None, message=f"{escape(refusal.message)} {offer.html()}", alert=True)
+            ar.set_response(eval_js=f"window.location.assign({json.dumps(offer.url)});")
+            return None
+
+    setattr(run_from_ui, _MARK, True)
+    run_from_ui.__wrapped__ = original
+    SignIn.run_from_ui = run_from_ui
+    return True
