@@ -14,6 +14,7 @@ import hmac
 import http.cookiejar
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -34,6 +35,8 @@ SECRET_KEY = "lino-test-secret-key-for-headcount-agent-tests"
 HASH_KEY = "lino-test-session-hash-key"
 PASSWORD = "lino-test-password"
 USERS = [f"user{n:02d}" for n in range(1, 61)]
+# a Lino site administrator (UserTypes.admin, role SiteAdmin): the agent sends roles ["admin"]
+ADMIN = "siteadmin"
 # the plan's idle timeout (headcount's minimum): a session untouched this long is dangling
 IDLE_TIMEOUT = 60
 
@@ -91,6 +94,26 @@ class Browser:
             self.user = user
             self.last_key = self.key
         return answer
+
+    def follow_offer(self, url: str) -> tuple[int, str]:
+        """Open the agent's self-service page, submit its form as a browser would; (status, final path)."""
+        status, raw = self.request(url)
+        assert status == 200, f"{url} answered {status}: {raw[:300]!r}"
+        page = raw.decode()
+        fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page))
+        assert set(fields) == {"csrfmiddlewaretoken", "t"}, page
+        no_redirect = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar), _NoRedirect())
+        body = urllib.parse.urlencode(fields).encode()
+        req = urllib.request.Request(
+            self.site.url + url.split("?")[0], data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "lino-test-browser/1.0",
+                     "Referer": self.site.url + url},
+        )
+        try:
+            with no_redirect.open(req, timeout=20) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("Location") or exc.read().decode()
 
     def sign_out(self) -> None:
         self.last_key = self.key or self.last_key
@@ -189,6 +212,9 @@ class LinoSite:
             "    u = rt.models.users.User(username=name, user_type=UserTypes.user)\n"
             f"    u.set_password({PASSWORD!r})\n"
             "    u.full_clean(); u.save()\n"
+            f"u = rt.models.users.User(username={ADMIN!r}, user_type=UserTypes.admin)\n"
+            f"u.set_password({PASSWORD!r})\n"
+            "u.full_clean(); u.save()\n"
         )
         self.manage("shell", "-c", script)
 
@@ -341,6 +367,11 @@ class LinoSite:
                 "seconds": round(time.monotonic() - started, 1),
             })
         return last["usage"]
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def wait_for(predicate, timeout: float, message: str, interval: float = 0.1):

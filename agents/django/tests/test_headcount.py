@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -475,3 +476,89 @@ def test_activity_middleware_reports_reading_users(site, settings):
     after = s.sessions()[ref]
     assert parse(after["last_activity_at"]) > parse(before["last_activity_at"])
     assert parse(after["expires_at"]) > parse(before["expires_at"])
+
+
+def _offer_form(client: Client, url: str) -> dict[str, str]:
+    page = client.get(url)
+    assert page.status_code == 200, page.content[:300]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', page.content.decode()))
+    assert set(fields) == {"csrfmiddlewaretoken", "t"}
+    return fields
+
+
+def test_self_service_replace_in_central_mode(site):
+    """A user at the limit ends their other session from the sign-in form and is signed in."""
+    s = site(session_limit=1)
+    s.configure(MODE="central")
+    make_user("alice")
+    make_user("bob")
+    laptop, phone = Client(HTTP_USER_AGENT="laptop/1.0"), Client(HTTP_USER_AGENT="phone/1.0")
+    assert login(laptop, "alice")[0] == 200
+    laptop_key, laptop_ref = laptop.cookies["sessionid"].value, session_ref(laptop)
+
+    # another user at the limit gets no offer: he has nothing of his own to end
+    status, body = login(Client(), "bob")
+    assert status == 403 and body["offer"] is None
+
+    status, body = login(phone, "alice")
+    assert status == 403 and body["offer"], body
+    # Django's form shows the message, the offer and its link
+    assert "You have 1 other session (last used just now)" in body["errors"][0]
+    assert f'<a href="{body["offer"]}">end it and sign in</a>' in body["errors"][0]
+    assert phone.get("/whoami/").json() == {"user": None}
+    # only the browser that typed the password may use the link
+    assert Client().get(body["offer"]).status_code == 400
+    # a wrong password gets no offer
+    wrong = phone.post("/login/", {"username": "alice", "password": "wrong"}).json()
+    assert wrong["offer"] is None and wrong["refusal"] is None
+
+    response = phone.post(body["offer"].split("?")[0], _offer_form(phone, body["offer"]))
+    assert response.status_code == 302, response.content[:300]
+    assert phone.get("/whoami/").json() == {"user": "alice"}
+    assert laptop.get("/whoami/").json() == {"user": None}
+    assert not Session.objects.filter(session_key=laptop_key).exists()
+    rows = s.sessions()
+    assert rows[laptop_ref]["state"] == "ended" and rows[laptop_ref]["end_reason"] == "replaced"
+    assert rows[session_ref(phone)]["state"] in ("active", "live") and rows[session_ref(phone)]["user"] == "alice"
+    # the offer was used: it cannot end anything again
+    assert phone.post(body["offer"].split("?")[0], {"t": body["offer"].split("t=")[1]}).status_code in (400, 403)
+
+
+@pytest.mark.django_db
+def test_reserved_place_and_self_service_in_local_mode(settings):
+    settings.HEADCOUNT = {**settings.HEADCOUNT, "MODE": "local", "SITE": "local-reserved"}
+    for name in ("alice", "bob"):
+        make_user(name)
+    get_user_model().objects.create_superuser("root", password=PASSWORD)
+    config.apply({"config_version": 1, "session_limit": 2, "reserved_slots": 1})
+    alice = Client()
+    assert login(alice, "alice")[0] == 200  # limit - 1: the open places are full
+    status, body = login(Client(), "bob")
+    assert status == 403 and body["refusal"].startswith("There are more than 2 active user sessions")
+    assert body["offer"] is None
+    root = Client()
+    assert login(root, "root")[0] == 200  # a superuser takes the reserved place
+    status, _ = login(Client(), "root")
+    assert status == 403  # the limit itself holds for the admin too
+
+    # alice's second sign-in while root holds the reserved place: ending her first
+    # session would not let her in (limit 2 - 1 reserved, root counts), so no offer
+    status, body = login(Client(), "alice")
+    assert status == 403 and body["offer"] is None
+    root.post("/logout/")
+    # now it would: refused, offered to end her first session
+    alice_key = alice.cookies["sessionid"].value
+    phone = Client()
+    status, body = login(phone, "alice")
+    assert status == 403 and body["offer"], body
+    response = phone.post("/headcount/replace/", _offer_form(phone, body["offer"]))
+    assert response.status_code == 302
+    assert phone.get("/whoami/").json() == {"user": "alice"}
+    assert not Session.objects.filter(session_key=alice_key).exists()
+    outbox = sender.get_sender()
+    with outbox.cond:
+        ended = [e for e in [*outbox.inflight, *outbox.queue] if e["type"] == "session.ended"]
+        refused = [e for e in [*outbox.inflight, *outbox.queue] if e["type"] == "session.refused"]
+    assert [e["reason"] for e in ended if e["session"] == conf.get().session_ref(alice_key)] == ["replaced"]
+    assert [e["user"] for e in refused] == ["bob", "root", "alice", "alice"]
+    sender.reset()

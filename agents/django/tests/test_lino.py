@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 import threading
 import time
 
@@ -19,7 +20,7 @@ import pytest
 
 pytest.importorskip("lino", reason="the Lino tests need the 'lino' extra (run-tests installs it)")
 
-from lino_harness import IDLE_TIMEOUT, Browser, LinoSite, wait_for  # noqa: E402
+from lino_harness import ADMIN, IDLE_TIMEOUT, Browser, LinoSite, wait_for  # noqa: E402
 
 CONVERGE = 15.0
 
@@ -141,6 +142,65 @@ def test_central_admission_at_the_limit(lino):
         lino.converge("central: signed out", CONVERGE)
     finally:
         lino.configure(session_limit=None)
+        lino.restart()
+
+
+def test_reserved_place_and_self_service_in_central_mode(lino):
+    """The site administrator's reserved place, and a user ending their other session from the sign-in."""
+    if lino.use_tz:
+        pytest.skip("once is enough: nothing here depends on the time zone")
+    lino.sign_out_all()
+    lino.restart(MODE="central")
+    try:
+        _, signed_in = lino.counts()  # the module's idle session
+        # a plan limit of signed_in + 2 with one place reserved for the admin role
+        lino.configure(session_limit=signed_in + 2, reserved_slots=1)
+        a = lino.signed_in(lino.user())  # ordinary users fill limit - 1
+        b = lino.browser()
+        refused = b.sign_in(lino.user())
+        assert refused.get("success") is False and "active user sessions" in str(refused), refused
+        assert b.whoami() is None
+        admin = lino.signed_in(ADMIN)
+        assert admin.whoami() == ADMIN
+        assert lino.sessions("active")[admin.ref]["user"] == ADMIN
+        lino.converge("central: the admin took the reserved place", CONVERGE)
+        assert lino.usage()["counted"] == signed_in + 2
+        a.sign_out()
+        admin.sign_out()
+        lino.converge("central: signed out after the reserved place", CONVERGE)
+
+        # self-service: the same user, already signed in elsewhere, at a limit that is full
+        lino.configure(session_limit=signed_in + 1, reserved_slots=None)
+        name = lino.user()
+        old = lino.signed_in(name)
+        old_key, old_ref = old.key, old.ref
+        lino.converge("central: a user signed in on one device", CONVERGE)
+        new = lino.browser()
+        answer = new.sign_in(name)
+        assert answer.get("success") is False, answer
+        message = answer.get("message", "")
+        assert "You have 1 other session (last used" in message and "end it and sign in" in message, answer
+        link = re.search(r'href="(/headcount/replace/\?t=[^"]+)"', message)
+        assert link, message
+        assert link.group(1) in answer.get("eval_js", ""), answer  # Lino's front end opens the page
+        assert new.whoami() is None
+        # the link works only in the browser that typed the password
+        stranger = lino.browser()
+        assert stranger.request(link.group(1))[0] == 400
+        status, location = new.follow_offer(link.group(1))
+        assert status == 302 and location == "/", (status, location)
+        assert new.whoami() == name
+        wait_for(lambda: all(r["key"] != old_key for r in lino.rows()), CONVERGE, "the replaced session's row to go")
+        assert old.whoami() is None
+        ended = lino.sessions()[old_ref]
+        assert ended["state"] == "ended" and ended["end_reason"] == "replaced", ended
+        assert lino.sessions("active")[new.ref]["user"] == name
+        old.user = None
+        lino.converge("central: self-service replaced the other session", CONVERGE)
+        new.sign_out()
+        lino.converge("central: signed out after self-service", CONVERGE)
+    finally:
+        lino.configure(session_limit=None, reserved_slots=None)
         lino.restart()
 
 

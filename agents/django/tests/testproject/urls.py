@@ -3,7 +3,7 @@ from django.http import HttpResponse, JsonResponse
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
-from headcount_django.enforcement import message_for
+from headcount_django.enforcement import message_for, offer_for
 from headcount_django.forms import AuthenticationForm
 
 
@@ -17,7 +17,11 @@ def login_view(request):
         login(request, form.get_user())
         return JsonResponse({"ok": True, "user": request.user.get_username()})
     errors = [str(e) for e in form.non_field_errors()]
-    return JsonResponse({"ok": False, "errors": errors, "refusal": message_for(request)}, status=403)
+    offer = offer_for(request)
+    return JsonResponse(
+        {"ok": False, "errors": errors, "refusal": message_for(request), "offer": offer.url if offer else None},
+        status=403,
+    )
 
 
 @csrf_exempt
