@@ -51,7 +51,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Mint a token and print only the token.
+    /// Mint a token and print only the token (with --ui, a dashboard link holding it).
     Create(TokenArgs),
 }
 
@@ -78,6 +78,10 @@ pub struct TokenArgs {
     /// Lifetime in seconds [default: 30 days; a year for site tokens].
     #[arg(long)]
     pub ttl_seconds: Option<i64>,
+    /// Print a dashboard link that signs in with the token
+    /// (`http://<listen address>/ui/#token=…`) instead of the bare token.
+    #[arg(long)]
+    pub ui: bool,
 }
 
 fn init_logging(config: &Config) {
@@ -128,6 +132,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Token(TokenCommand::Create(args)) => {
             let config = Config::for_db(&args.db)?;
+            let listen = config.listen.clone();
             let (state, _) =
                 crate::app::prepare(config, Arc::new(SystemClock)).map_err(|e| e.to_string())?;
             let role = match args.role {
@@ -172,7 +177,11 @@ pub fn run(cli: Cli) -> Result<(), String> {
             let (token, _) = state
                 .mint(role, args.tenant, args.site, subject_key.as_deref(), ttl)
                 .map_err(|e| e.to_string())?;
-            println!("{token}");
+            if args.ui {
+                println!("{}", dashboard_link(&listen, &token));
+            } else {
+                println!("{token}");
+            }
             Ok(())
         }
         Command::Billing(cmd) => crate::billing::run(cmd),
@@ -182,6 +191,17 @@ pub fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
     }
+}
+
+/// The dashboard address that signs in with `token`: the token rides in the fragment,
+/// which the browser never sends to the server, so no access log ever holds it.
+fn dashboard_link(listen: &str, token: &str) -> String {
+    // A wildcard listen address is not one a browser can open; the local host is.
+    let host = match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => format!("localhost:{}", a.port()),
+        _ => listen.to_owned(),
+    };
+    format!("http://{host}/ui/#token={token}")
 }
 
 fn serve(args: ServeArgs) -> Result<(), String> {

@@ -12,6 +12,7 @@ pub mod sessions;
 pub mod sites;
 pub mod tenants;
 pub mod tokens;
+pub mod ui;
 pub mod usage;
 
 use std::future::Future;
@@ -327,4 +328,5 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     deliveries::routes(cfg);
     billing::routes(cfg);
     audit::routes(cfg);
+    ui::routes(cfg);
 }

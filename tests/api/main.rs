@@ -18,3 +18,4 @@ mod push;
 mod security;
 mod sessions;
 mod targets;
+mod ui;
