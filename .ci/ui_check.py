@@ -192,7 +192,10 @@ class Check:
                                                      StaleElementReferenceException]
                                  ).until(lambda d: cond(d))
         except Exception:
-            self.shot("failure")
+            try:
+                self.shot("failure")
+            except Exception:
+                pass
             raise AssertionError(f"timed out waiting for: {what}") from None
 
     def text(self, css):
@@ -218,14 +221,13 @@ class Check:
         return path
 
     def console_errors(self, allow=()):
-        bad = []
+        bad, allowed = [], []
         for e in self.driver.get_log("browser"):
             if e["level"] != "SEVERE":
                 continue
-            if any(a in e["message"] for a in allow):
-                continue
-            bad.append(e["message"])
+            (allowed if any(a in e["message"] for a in allow) else bad).append(e["message"])
         assert not bad, f"console errors: {bad}"
+        return allowed
 
     def no_alert(self):
         try:
@@ -390,7 +392,8 @@ class Check:
         d.get(f"{self.url}/ui/#/sites/globex-web")
         self.wait(lambda d: d.find_element(By.ID, "not-found"), "globex-web is not found")
         assert "globex" not in self.text("main").replace("globex-web", ""), self.text("main")
-        self.console_errors(allow=("404 (Not Found)",))
+        # The browser logs the API's 404 itself: proof that the console is being read.
+        assert self.console_errors(allow=("404 (Not Found)",)), "the 404 was not logged"
 
         # A phone's width.
         d.set_window_size(390, 900)
@@ -399,6 +402,12 @@ class Check:
         self.shot("site-phone")
         self.console_errors()
         self.no_alert()
+
+        # The policy holds in the browser: an injected inline script does not run.
+        d.execute_script("const s = document.createElement('script');"
+                         "s.textContent = 'window.injected = 1'; document.body.append(s);")
+        assert d.execute_script("return window.injected") is None, "an inline script ran"
+        assert self.console_errors(allow=("Content Security Policy",)), "no CSP report"
 
     def stop(self):
         if self.driver:

@@ -665,7 +665,12 @@
       h('li', { class: 'limit' }, 'limit'),
       h('li', { class: 'refusal' }, `▼ refusals (${fmt(refusals)} in range)`),
     );
-    return h('div', {}, chart, legend);
+    const first = Date.parse(pts[0].at);
+    const gap =
+      first - from > 2 * stepMs
+        ? h('p', { class: 'hint' }, 'No samples before ', time(pts[0].at), ': the sampler was not recording this site earlier.')
+        : null;
+    return h('div', {}, h('div', { class: 'scroll' }, chart), legend, gap);
   }
 
   // ---- site page
@@ -1050,6 +1055,7 @@
   function route() {
     generation++;
     stopTimers();
+    $('status').textContent = '';
     takeTokenFromFragment();
     const t = token();
     if (!t) return renderSignIn();
