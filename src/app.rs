@@ -192,6 +192,9 @@ pub fn start(
                     web::JsonConfig::default()
                         .error_handler(|e, _| Error::bad_request(e.to_string()).into()),
                 )
+                .wrap(actix_web::middleware::from_fn(
+                    crate::idempotency::middleware,
+                ))
                 .wrap_fn(|req, srv| {
                     let started = Instant::now();
                     let state = req.app_data::<web::Data<AppState>>().cloned();
@@ -214,6 +217,9 @@ pub fn start(
                         Ok(res)
                     }
                 })
+                .wrap(actix_web::middleware::from_fn(
+                    crate::request_id::middleware,
+                ))
                 .configure(crate::api::routes)
                 .default_service(web::to(|| async {
                     HttpResponse::from_error(Error::NotFound("no such endpoint".to_owned()))

@@ -333,21 +333,33 @@ impl FromRequest for Caller {
         let token = bearer(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| Error::Internal(anyhow::anyhow!("no state")))?;
-            let claims = state.verified_tokens.verify(&state.keys, &token?)?;
-            let now = state.clock.now_ms();
-            if state
-                .revocations
-                .is_revoked(&state.db, now, &claims.jti)
-                .await?
-            {
-                return Err(Error::Unauthorized("invalid token: revoked".to_owned()));
-            }
-            let caller = Caller::from_claims(Claims::clone(&claims));
-            check_subject(&state, &caller, &claims).await?;
+            let (caller, _) = authenticate(&state, &token?).await?;
             state.rate_limit(&caller)?;
             Ok(caller)
         })
     }
+}
+
+/// The request's bearer token, checked as the [`Caller`] extractor checks it (but
+/// not counted against the rate limit): signature, claims, revocation, subject.
+pub async fn request_claims(state: &AppState, req: &HttpRequest) -> Result<Arc<Claims>> {
+    let token = bearer(req)?;
+    Ok(authenticate(state, &token).await?.1)
+}
+
+async fn authenticate(state: &AppState, token: &str) -> Result<(Caller, Arc<Claims>)> {
+    let claims = state.verified_tokens.verify(&state.keys, token)?;
+    let now = state.clock.now_ms();
+    if state
+        .revocations
+        .is_revoked(&state.db, now, &claims.jti)
+        .await?
+    {
+        return Err(Error::Unauthorized("invalid token: revoked".to_owned()));
+    }
+    let caller = Caller::from_claims(Claims::clone(&claims));
+    check_subject(state, &caller, &claims).await?;
+    Ok((caller, claims))
 }
 
 /// What a tenant or site row says about the tokens that name it.

@@ -105,6 +105,7 @@ fn init_logging(config: &Config) {
             .with(
                 tracing_subscriber::fmt::layer()
                     .json()
+                    .with_ansi(false)
                     .with_writer(std::io::stderr)
                     .with_filter(client_faults),
             )
@@ -112,6 +113,8 @@ fn init_logging(config: &Config) {
         LogFormat::Text => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    // Colours only for a person at a terminal, not in files or journals.
+                    .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
                     .with_writer(std::io::stderr)
                     .with_filter(client_faults),
             )

@@ -68,6 +68,7 @@ struct FileSettings {
     session_retention_days: Option<i64>,
     sample_retention_days: Option<i64>,
     metrics_public: Option<bool>,
+    metrics_per_tenant: Option<bool>,
     provider_notify_url: Option<String>,
     provider_notify_secret: Option<String>,
     pool_size: Option<u32>,
@@ -101,6 +102,8 @@ pub struct Config {
     pub session_retention_days: i64,
     pub sample_retention_days: i64,
     pub metrics_public: bool,
+    /// `headcount_sessions` by tenant as well (one series per tenant and state).
+    pub metrics_per_tenant: bool,
     pub provider_notify_url: Option<String>,
     pub provider_notify_secret: Option<Secret>,
     pub pool_size: u32,
@@ -211,6 +214,12 @@ impl Config {
             file.metrics_public,
             true,
         )?;
+        let metrics_per_tenant = parse_bool(
+            "HEADCOUNT_METRICS_PER_TENANT",
+            env("HEADCOUNT_METRICS_PER_TENANT"),
+            file.metrics_per_tenant,
+            false,
+        )?;
         let log = pick(None, "HEADCOUNT_LOG", file.log.clone()).unwrap_or_else(|| "info".into());
         let log_format = match pick(None, "HEADCOUNT_LOG_FORMAT", file.log_format.clone())
             .as_deref()
@@ -279,6 +288,7 @@ impl Config {
             session_retention_days,
             sample_retention_days,
             metrics_public,
+            metrics_per_tenant,
             provider_notify_url,
             provider_notify_secret,
             pool_size: pool_size.clamp(1, 512) as u32,

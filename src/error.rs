@@ -38,6 +38,9 @@ pub struct Problem {
     pub detail: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The request's `X-Request-Id`, to quote when reporting the error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -166,6 +169,7 @@ impl Error {
             status: status.as_u16(),
             detail,
             errors,
+            request_id: crate::request_id::current(),
         }
     }
 }

@@ -1,8 +1,13 @@
-//! Prometheus text metrics: request counts and latency histograms by route and status.
+//! Prometheus text metrics: request counts and latency histograms by route and status,
+//! and the business counters and gauges of DESIGN §15. Counters count what this
+//! process did; gauges read from the database (sessions, outbox) are provider-wide
+//! and say so in their help text, so that a dashboard takes their `max` across
+//! processes, not their sum.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
@@ -15,12 +20,267 @@ struct Histogram {
     sum: f64,
 }
 
+/// Admission outcomes, each with a series from the start (0 included).
+pub const OUTCOMES: [&str; 8] = [
+    "within_limit",
+    "evicted_dangling",
+    "overage",
+    "replaced",
+    "limit_reached",
+    "user_limit_reached",
+    "pool_limit_reached",
+    "session_ended",
+];
+/// Push kinds, each with a series from the start.
+pub const PUSH_TYPES: [&str; 4] = [
+    crate::db::outbox::KIND_CONFIG,
+    crate::db::outbox::KIND_KILL,
+    crate::db::outbox::KIND_UTILIZATION_HIGH,
+    crate::db::outbox::KIND_LIMIT_REACHED,
+];
+/// How a push attempt ended.
+pub const DELIVERY_RESULTS: [&str; 4] = ["delivered", "failed", "retried", "gone"];
+
+/// Fleet-wide session counts, as the sampler last read them from the database.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    pub active: i64,
+    pub live: i64,
+    pub dangling: i64,
+    pub sites_at_limit: i64,
+    /// By tenant slug: (active, live, dangling); kept only with
+    /// `HEADCOUNT_METRICS_PER_TENANT=true`.
+    pub by_tenant: BTreeMap<String, (i64, i64, i64)>,
+}
+
+/// The outbox as the scrape read it: pending rows by kind, and the oldest one's age.
+#[derive(Debug, Default, Clone)]
+pub struct Outbox {
+    pub pending: BTreeMap<String, i64>,
+    pub oldest_pending_seconds: f64,
+}
+
+/// Pool checkout waits; lock-free, observed on every query.
+#[derive(Debug, Default)]
+pub struct WaitHistogram {
+    counts: [AtomicU64; WAIT_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+/// The pool gives up after 3 s (a 503).
+const WAIT_BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0];
+
+impl WaitHistogram {
+    pub fn observe(&self, seconds: f64) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        for (i, b) in WAIT_BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn render(&self, out: &mut String) {
+        out.push_str(
+            "# HELP headcount_db_pool_wait_seconds Time a query waited for a pooled database connection.\n\
+             # TYPE headcount_db_pool_wait_seconds histogram\n",
+        );
+        let count = self.count.load(Ordering::Relaxed);
+        for (i, b) in WAIT_BUCKETS.iter().enumerate() {
+            let n = self.counts[i].load(Ordering::Relaxed).min(count);
+            let _ = writeln!(
+                out,
+                "headcount_db_pool_wait_seconds_bucket{{le=\"{b}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "headcount_db_pool_wait_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "headcount_db_pool_wait_seconds_sum {sum}");
+        let _ = writeln!(out, "headcount_db_pool_wait_seconds_count {count}");
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
+    admissions: Mutex<BTreeMap<String, u64>>,
+    events_accepted: AtomicU64,
+    events_rejected: AtomicU64,
+    snapshots: AtomicU64,
+    deliveries: Mutex<BTreeMap<(String, &'static str), u64>>,
+    fleet: Mutex<Fleet>,
+    /// Milliseconds; 0 until the sampler's first run.
+    sampler_last_run_ms: AtomicI64,
 }
 
 impl Metrics {
+    /// One admission decided, by its outcome (`within_limit`, `limit_reached`, ...).
+    pub fn admission(&self, outcome: &str) {
+        let mut m = self.admissions.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry(outcome.to_owned()).or_default() += 1;
+    }
+
+    /// One event batch: how many events were applied and how many rejected.
+    pub fn events(&self, accepted: usize, rejected: usize) {
+        self.events_accepted
+            .fetch_add(accepted as u64, Ordering::Relaxed);
+        self.events_rejected
+            .fetch_add(rejected as u64, Ordering::Relaxed);
+    }
+
+    /// One snapshot applied.
+    pub fn snapshot(&self) {
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// One push attempt of `kind` that ended in `result` (one of [`DELIVERY_RESULTS`]).
+    pub fn delivery(&self, kind: &str, result: &'static str) {
+        let mut m = self.deliveries.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((kind.to_owned(), result)).or_default() += 1;
+    }
+
+    /// The sampler's reading of the fleet, at `at_ms`.
+    pub fn sampled(&self, fleet: Fleet, at_ms: i64) {
+        *self.fleet.lock().unwrap_or_else(|e| e.into_inner()) = fleet;
+        self.sampler_last_run_ms.store(at_ms, Ordering::Relaxed);
+    }
+
+    /// The business series: counters of this process, gauges of the fleet.
+    pub fn render_business(
+        &self,
+        outbox: &Outbox,
+        pool_wait: &WaitHistogram,
+        per_tenant: bool,
+    ) -> String {
+        let mut out = String::new();
+        let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        out.push_str(
+            "# HELP headcount_sessions User sessions by state, provider-wide: read from the database by the sampler (every process reports the same value).\n\
+             # TYPE headcount_sessions gauge\n",
+        );
+        if per_tenant {
+            for (tenant, (a, l, d)) in &fleet.by_tenant {
+                for (state, n) in [("active", a), ("live", l), ("dangling", d)] {
+                    let _ = writeln!(
+                        out,
+                        "headcount_sessions{{state=\"{state}\",tenant=\"{tenant}\"}} {n}"
+                    );
+                }
+            }
+        } else {
+            for (state, n) in [
+                ("active", fleet.active),
+                ("live", fleet.live),
+                ("dangling", fleet.dangling),
+            ] {
+                let _ = writeln!(out, "headcount_sessions{{state=\"{state}\"}} {n}");
+            }
+        }
+        let _ = write!(
+            out,
+            "# HELP headcount_sites_at_limit Sites whose counted sessions reach their limit, provider-wide: read from the database by the sampler.\n\
+             # TYPE headcount_sites_at_limit gauge\n\
+             headcount_sites_at_limit {}\n",
+            fleet.sites_at_limit
+        );
+        let _ = write!(
+            out,
+            "# HELP headcount_sampler_last_run_timestamp_seconds When this process's usage sampler last finished a run (Unix time).\n\
+             # TYPE headcount_sampler_last_run_timestamp_seconds gauge\n\
+             headcount_sampler_last_run_timestamp_seconds {}\n",
+            self.sampler_last_run_ms.load(Ordering::Relaxed) as f64 / 1000.0
+        );
+
+        let admissions = self
+            .admissions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        out.push_str(
+            "# HELP headcount_admissions_total Admissions decided by this process, by outcome.\n\
+             # TYPE headcount_admissions_total counter\n",
+        );
+        let mut outcomes: BTreeMap<&str, u64> = OUTCOMES.iter().map(|o| (*o, 0)).collect();
+        for (o, n) in &admissions {
+            outcomes.insert(o.as_str(), *n);
+        }
+        for (o, n) in outcomes {
+            let _ = writeln!(out, "headcount_admissions_total{{outcome=\"{o}\"}} {n}");
+        }
+        let _ = write!(
+            out,
+            "# HELP headcount_events_total Session events received by this process, by result.\n\
+             # TYPE headcount_events_total counter\n\
+             headcount_events_total{{result=\"accepted\"}} {}\n\
+             headcount_events_total{{result=\"rejected\"}} {}\n\
+             # HELP headcount_snapshots_total Session snapshots applied by this process.\n\
+             # TYPE headcount_snapshots_total counter\n\
+             headcount_snapshots_total {}\n",
+            self.events_accepted.load(Ordering::Relaxed),
+            self.events_rejected.load(Ordering::Relaxed),
+            self.snapshots.load(Ordering::Relaxed),
+        );
+
+        let mut pending: BTreeMap<&str, i64> = PUSH_TYPES.iter().map(|t| (*t, 0)).collect();
+        for (t, n) in &outbox.pending {
+            pending.insert(t.as_str(), *n);
+        }
+        out.push_str(
+            "# HELP headcount_outbox_pending Pushes waiting to be sent, by type, provider-wide: read from the database at scrape.\n\
+             # TYPE headcount_outbox_pending gauge\n",
+        );
+        for (t, n) in &pending {
+            let _ = writeln!(out, "headcount_outbox_pending{{type=\"{t}\"}} {n}");
+        }
+        let _ = write!(
+            out,
+            "# HELP headcount_outbox_oldest_pending_seconds Age of the oldest push waiting to be sent (0 when none), provider-wide: read from the database at scrape.\n\
+             # TYPE headcount_outbox_oldest_pending_seconds gauge\n\
+             headcount_outbox_oldest_pending_seconds {}\n",
+            outbox.oldest_pending_seconds
+        );
+
+        let deliveries = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut all: BTreeMap<(String, &str), u64> = BTreeMap::new();
+        for t in pending.keys() {
+            for r in DELIVERY_RESULTS {
+                all.insert(((*t).to_owned(), r), 0);
+            }
+        }
+        for (k, n) in deliveries {
+            all.insert(k, n);
+        }
+        out.push_str(
+            "# HELP headcount_deliveries_total Push attempts made by this process, by type and result (delivered, failed: given up, retried: another attempt is scheduled, gone: the receiver answered 410).\n\
+             # TYPE headcount_deliveries_total counter\n",
+        );
+        for ((t, r), n) in &all {
+            let _ = writeln!(
+                out,
+                "headcount_deliveries_total{{type=\"{t}\",result=\"{r}\"}} {n}"
+            );
+        }
+        pool_wait.render(&mut out);
+        let _ = write!(
+            out,
+            "# HELP headcount_build_info The running version.\n\
+             # TYPE headcount_build_info gauge\n\
+             headcount_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        out
+    }
+
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         let h = map
@@ -101,5 +361,31 @@ mod tests {
         ));
         assert!(text.contains("le=\"0.005\"} 1"));
         assert!(text.contains("le=\"0.5\"} 2"));
+    }
+
+    #[test]
+    fn business_series_exist_before_anything_happens() {
+        let m = Metrics::default();
+        let text = m.render_business(&Outbox::default(), &WaitHistogram::default(), false);
+        for line in [
+            "headcount_sessions{state=\"dangling\"} 0",
+            "headcount_admissions_total{outcome=\"limit_reached\"} 0",
+            "headcount_outbox_pending{type=\"session.kill\"} 0",
+            "headcount_deliveries_total{type=\"site.config_changed\",result=\"gone\"} 0",
+            "headcount_db_pool_wait_seconds_bucket{le=\"+Inf\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        m.admission("within_limit");
+        m.delivery("session.kill", "retried");
+        let wait = WaitHistogram::default();
+        wait.observe(0.002);
+        let text = m.render_business(&Outbox::default(), &wait, false);
+        assert!(text.contains("headcount_admissions_total{outcome=\"within_limit\"} 1"));
+        assert!(
+            text.contains("headcount_deliveries_total{type=\"session.kill\",result=\"retried\"} 1")
+        );
+        assert!(text.contains("headcount_db_pool_wait_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("headcount_db_pool_wait_seconds_bucket{le=\"0.001\"} 0"));
     }
 }

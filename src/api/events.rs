@@ -276,6 +276,7 @@ pub async fn ingest_events(
             })
             .await?;
     }
+    state.metrics.events(accepted, rejected.len());
     Ok(HttpResponse::Ok().json(BatchResult { accepted, rejected }))
 }
 
@@ -445,6 +446,7 @@ pub async fn put_snapshot(
             })
         })
         .await?;
+    state.metrics.snapshot();
     Ok(HttpResponse::Ok().json(result))
 }
 
@@ -462,6 +464,24 @@ pub struct AdmissionRequest {
     pub user_agent: Option<String>,
     #[schema(max_length = 64)]
     pub ip: Option<String>,
+    /// The user's roles; one of the site's `reserved_roles` may use reserved places.
+    #[schema(max_items = 16)]
+    pub roles: Option<Vec<String>>,
+    /// Sessions of the same `user` on this site to end (reason `replaced`, pushed as
+    /// kills) in the same decision that admits this one.
+    #[schema(max_items = 100)]
+    pub replace: Option<Vec<String>>,
+}
+
+/// One of the refused user's active sessions, so that the site can offer to end it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OwnSession {
+    pub session: String,
+    /// `live` or `dangling`.
+    pub state: String,
+    pub last_activity_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -476,7 +496,17 @@ pub struct AdmissionResult {
     pub counted: i64,
     /// Sessions ended to make room (`evict_dangling`).
     pub evicted: Vec<String>,
+    /// The user's sessions ended for this one (`replace`, `replace_oldest`).
+    pub replaced: Vec<String>,
+    /// On a refusal that names a `user`: that user's active sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub own_sessions: Option<Vec<OwnSession>>,
     pub config_version: i64,
+    /// A request the batch found invalid (a `replace` naming a session that is not
+    /// the user's): answered as a 422, with nothing done.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub invalid: Option<FieldError>,
 }
 
 /// May this session start? Checks and records in one transaction that holds the site,
@@ -508,6 +538,30 @@ pub async fn create_admission(
         check_text("user_agent", &req.user_agent, 1024),
     );
     c.check("ip", check_ip(&req.ip));
+    let roles = req
+        .roles
+        .as_deref()
+        .and_then(|r| c.check("roles", crate::domain::config::parse_roles(r)))
+        .unwrap_or_default();
+    let replace = match &req.replace {
+        None => Vec::new(),
+        Some(list) if list.len() > 100 => {
+            c.0.push(FieldError::new("replace", "at most 100 sessions"));
+            Vec::new()
+        }
+        Some(_) if req.user.is_none() => {
+            c.0.push(FieldError::new(
+                "replace",
+                "needs `user`: only a user's own sessions can be replaced",
+            ));
+            Vec::new()
+        }
+        Some(list) => list
+            .iter()
+            .filter_map(|s| c.check("replace", SessionRef::parse(s)))
+            .map(SessionRef::into_string)
+            .collect(),
+    };
     c.finish()?;
     let session = session.map(SessionRef::into_string).unwrap_or_default();
     let job = AdmissionJob {
@@ -525,11 +579,17 @@ pub async fn create_admission(
         },
         given_expiry: req.expires_at.map(|t| t.timestamp_millis()),
         now,
+        roles,
+        replace,
     };
     // Decided in a transaction that holds the site's lock, together with the other
     // admissions waiting at the same moment.
     let result = state.admissions().run(job).await?;
-    if !result.evicted.is_empty() || !result.admitted {
+    state.metrics.admission(result.outcome.as_str());
+    if let Some(e) = result.invalid {
+        return Err(Error::invalid(vec![e]));
+    }
+    if !result.evicted.is_empty() || !result.replaced.is_empty() || !result.admitted {
         state.outbox_wakeup.notify_one();
     }
     Ok(HttpResponse::Ok().json(result))
@@ -544,6 +604,8 @@ pub struct AdmissionJob {
     given_expiry: Option<Millis>,
     /// When the request arrived.
     now: Millis,
+    roles: Vec<String>,
+    replace: Vec<String>,
 }
 
 impl db::site_batch::SiteJob for AdmissionJob {
@@ -628,15 +690,7 @@ pub fn admit_batch(
             .session_ttl_seconds;
         let mut obs = job.obs.clone();
         obs.expires_at = job.given_expiry.unwrap_or(obs.started_at + ttl * 1000);
-        out.push(decide_one(
-            c,
-            &mut batch,
-            job.site_id,
-            &job.session,
-            obs,
-            now,
-            provider_alerts,
-        )?);
+        out.push(decide_one(c, &mut batch, job, obs, now, provider_alerts)?);
     }
     batch.flush(c)?;
     Ok(out)
@@ -678,10 +732,10 @@ impl BatchState {
         }
     }
 
-    /// Records an evicted session: it counted (evictions happen only in count mode
-    /// active, and only to active sessions), and it is ended now.
-    fn ended(&mut self, site_id: i64, session: &str, now: Millis) {
-        if let Some(t) = self.tallies.get_mut(&site_id) {
+    /// Records a session ended by a decision (evicted or replaced); `counted` says
+    /// whether it held a counted place.
+    fn ended(&mut self, site_id: i64, session: &str, now: Millis, counted: bool) {
+        if counted && let Some(t) = self.tallies.get_mut(&site_id) {
             t.counted -= 1;
         }
         self.standings
@@ -713,12 +767,12 @@ impl BatchState {
 fn decide_one(
     c: &mut db::DbConn,
     batch: &mut BatchState,
-    site_id: i64,
-    session: &str,
+    job: &AdmissionJob,
     obs: Observation,
     now: Millis,
     provider_alerts: bool,
 ) -> Result<AdmissionResult> {
+    let (site_id, session) = (job.site_id, job.session.as_str());
     let key = (site_id, session.to_owned());
     let before = batch.standings.get(&key).cloned();
     let t = batch
@@ -726,90 +780,249 @@ fn decide_one(
         .get(&site_id)
         .ok_or_else(|| Error::not_found("site"))?;
     let cfg = t.cfg.clone();
+    let counted = t.counted;
+    let tenant_id = t.full.site.tenant_id;
+    let tenant_pool = t.full.tenant_pool;
+    let slug = t.full.site.slug.clone();
     let limit = cfg.session_limit;
-    let reply = |outcome: Outcome, counted, evicted| AdmissionResult {
+    let reply = |outcome: Outcome, counted| AdmissionResult {
         admitted: outcome.admitted(),
         outcome,
         message: (!outcome.admitted()).then(|| limit_message(&cfg.limit_message, limit)),
         session_limit: limit,
         counted,
-        evicted,
+        evicted: Vec::new(),
+        replaced: Vec::new(),
+        own_sessions: None,
         config_version: cfg.config_version,
+        invalid: None,
     };
     // A session the site already has is decided before counting: an ended one is
     // refused, an active one is admitted again and counted once.
     if let Some(row) = &before {
         if row.ended_at.is_some() {
-            return Ok(reply(Outcome::SessionEnded, t.counted, Vec::new()));
+            return Ok(reply(Outcome::SessionEnded, counted));
         }
-        if row.expires_at > now {
+        if row.expires_at > now && job.replace.is_empty() {
             batch.write(site_id, session, obs, false, now);
             let counted = batch.tallies[&site_id].counted;
-            return Ok(reply(Outcome::WithinLimit, counted, Vec::new()));
+            return Ok(reply(Outcome::WithinLimit, counted));
         }
     }
-    let counted = t.counted;
+    let live_after = now - cfg.idle_timeout_seconds * 1000;
+    let counts_now = |last: Millis| cfg.count_mode == CountMode::Active || last > live_after;
+    // The user's own sessions, when a rule needs them (the queries must see this
+    // batch's writes).
+    let user = obs.user.clone();
+    let needs_own = user.is_some() && (cfg.per_user_limit.is_some() || !job.replace.is_empty());
+    let own = match (&user, needs_own) {
+        (Some(u), true) => {
+            batch.flush(c)?;
+            sessions::open_of_user(c, site_id, u, now)?
+        }
+        _ => Vec::new(),
+    };
+    // Sessions named in `replace` must be the same user's active sessions here.
+    let mut replacing = 0;
+    for r in &job.replace {
+        match own.iter().find(|o| o.session == *r) {
+            Some(o) => replacing += i64::from(counts_now(o.last_activity_at)),
+            None if *r == session => {}
+            None => {
+                let mut invalid = reply(Outcome::LimitReached, counted);
+                invalid.invalid = Some(FieldError::new(
+                    "replace",
+                    format!("{r:?} is not an active session of this user on this site"),
+                ));
+                return Ok(invalid);
+            }
+        }
+    }
+    let oldest = own
+        .iter()
+        .filter(|o| counts_now(o.last_activity_at) && !job.replace.contains(&o.session))
+        .map(|o| o.session.clone())
+        .next();
+    let user_cap = match (&user, cfg.per_user_limit) {
+        (Some(_), Some(cap)) => Some(admission::UserCap {
+            counted: own
+                .iter()
+                .filter(|o| counts_now(o.last_activity_at))
+                .count() as i64,
+            limit: cap,
+            over: cfg.per_user_over_limit,
+            can_replace: oldest.is_some(),
+        }),
+        _ => None,
+    };
+    let may_reserve = job.roles.iter().any(|r| cfg.reserved_roles.contains(r));
+    let reserve = if may_reserve { 0 } else { cfg.reserved_slots };
     // With count_mode live, dangling sessions hold no counted place, so evicting one
     // frees nothing: evict_dangling then acts as reject.
     let victim = if cfg.over_limit == OverLimit::EvictDangling
         && cfg.count_mode == CountMode::Active
-        && counted >= limit
+        && counted - replacing >= limit - reserve
     {
-        // The query must see this batch's writes.
         batch.flush(c)?;
         sessions::most_idle_dangling(c, site_id, now, cfg.idle_timeout_seconds)?
+            .filter(|v| !job.replace.contains(v))
     } else {
         None
     };
-    let outcome = admission::decide(
+    let pool = match tenant_pool {
+        Some(pool_limit) => {
+            batch.flush(c)?;
+            Some((db::sites::lock_pool(c, tenant_id, now)?, pool_limit))
+        }
+        None => None,
+    };
+    let decision = admission::decide(&admission::Ask {
         counted,
         limit,
-        cfg.over_limit,
-        cfg.overage_percent,
-        victim.is_some(),
-    );
-    let mut evicted = Vec::new();
+        reserve,
+        over_limit: cfg.over_limit,
+        overage_percent: cfg.overage_percent,
+        can_evict: victim.is_some(),
+        replacing,
+        replaces: !job.replace.is_empty(),
+        user: user_cap,
+        pool,
+    });
+    let outcome = decision.outcome;
+    if !outcome.admitted() {
+        batch.flush(c)?;
+        let sample = sessions::counted_sample(
+            c,
+            site_id,
+            now,
+            (cfg.count_mode == CountMode::Live).then_some(live_after),
+            50,
+        )?;
+        let counted_sessions = serde_json::Value::Array(
+            sample
+                .iter()
+                .map(|(s, last)| {
+                    serde_json::json!({
+                        "session": s,
+                        "state": if *last > live_after { "live" } else { "dangling" },
+                        "idle_seconds": (now - last).max(0) / 1000,
+                    })
+                })
+                .collect(),
+        )
+        .to_string();
+        usage::record_denial(
+            c,
+            site_id,
+            &usage::DenialDetail {
+                at: now,
+                outcome: outcome.as_str(),
+                session,
+                user: user.as_deref(),
+                counted,
+                session_limit: limit,
+                count_mode: cfg.count_mode.as_str(),
+                counted_sessions,
+            },
+        )?;
+        let mut out = reply(outcome, counted);
+        if user.is_some() {
+            let own = if needs_own {
+                own
+            } else {
+                sessions::open_of_user(c, site_id, user.as_deref().unwrap_or_default(), now)?
+            };
+            out.own_sessions = Some(
+                own.into_iter()
+                    .map(|o| OwnSession {
+                        state: if o.last_activity_at > live_after {
+                            "live"
+                        } else {
+                            "dangling"
+                        }
+                        .to_owned(),
+                        session: o.session,
+                        last_activity_at: crate::clock::to_rfc3339(o.last_activity_at),
+                        user_agent: o.user_agent,
+                        ip: o.ip,
+                    })
+                    .collect(),
+            );
+        }
+        let t = batch
+            .tallies
+            .get_mut(&site_id)
+            .ok_or_else(|| Error::not_found("site"))?;
+        crate::db::alerts::on_refusal(c, &mut t.full, now, provider_alerts)?;
+        return Ok(out);
+    }
+    // Admitted: end what the decision frees, then record the session.
+    let mut replaced: Vec<String> = job
+        .replace
+        .iter()
+        .filter(|r| *r != session)
+        .cloned()
+        .collect();
+    if decision.replace_oldest
+        && let Some(o) = oldest
+    {
+        replaced.push(o);
+    }
     let mut counted_after = counted;
-    match outcome {
-        Outcome::EvictedDangling => {
-            let v = victim.unwrap_or_default();
-            sessions::end_sessions(
-                c,
-                site_id,
-                std::slice::from_ref(&v),
-                now,
-                EndReason::Evicted,
-            )?;
-            let t = &batch.tallies[&site_id];
-            outbox::enqueue_kill(
-                c,
-                site_id,
-                t.full.site.tenant_id,
-                &t.full.site.slug,
-                std::slice::from_ref(&v),
-                EndReason::Evicted.as_str(),
-                now,
-            )?;
-            batch.ended(site_id, &v, now);
-            evicted.push(v);
-            batch.write(site_id, session, obs, false, now);
-        }
-        Outcome::WithinLimit | Outcome::Overage => {
-            batch.write(site_id, session, obs, outcome == Outcome::Overage, now);
-            counted_after += 1;
-        }
-        Outcome::LimitReached | Outcome::SessionEnded => {
-            usage::record_denial(c, site_id, now, outcome.as_str())?;
+    if !replaced.is_empty() {
+        batch.flush(c)?;
+        sessions::end_sessions(c, site_id, &replaced, now, EndReason::Replaced)?;
+        outbox::enqueue_kill(
+            c,
+            site_id,
+            tenant_id,
+            &slug,
+            &replaced,
+            EndReason::Replaced.as_str(),
+            now,
+        )?;
+        for r in &replaced {
+            let counted_here = own
+                .iter()
+                .find(|o| o.session == *r)
+                .is_some_and(|o| counts_now(o.last_activity_at));
+            batch.ended(site_id, r, now, counted_here);
+            counted_after -= i64::from(counted_here);
         }
     }
+    let mut evicted = Vec::new();
+    if decision.evict
+        && let Some(v) = victim
+    {
+        sessions::end_sessions(
+            c,
+            site_id,
+            std::slice::from_ref(&v),
+            now,
+            EndReason::Evicted,
+        )?;
+        outbox::enqueue_kill(
+            c,
+            site_id,
+            tenant_id,
+            &slug,
+            std::slice::from_ref(&v),
+            EndReason::Evicted.as_str(),
+            now,
+        )?;
+        batch.ended(site_id, &v, now, true);
+        counted_after -= 1;
+        evicted.push(v);
+    }
+    batch.write(site_id, session, obs, outcome == Outcome::Overage, now);
+    counted_after += 1;
     let t = batch
         .tallies
         .get_mut(&site_id)
         .ok_or_else(|| Error::not_found("site"))?;
-    if outcome.admitted() {
-        crate::db::alerts::on_count(c, &mut t.full, counted_after, now, provider_alerts)?;
-    } else {
-        crate::db::alerts::on_refusal(c, &mut t.full, now, provider_alerts)?;
-    }
-    Ok(reply(outcome, counted_after, evicted))
+    crate::db::alerts::on_count(c, &mut t.full, counted_after, now, provider_alerts)?;
+    let mut out = reply(outcome, counted_after);
+    out.evicted = evicted;
+    out.replaced = replaced;
+    Ok(out)
 }

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod billing;
 pub mod deliveries;
+pub mod denials;
 pub mod events;
 pub mod history;
 pub mod ops;
@@ -324,6 +325,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     sites::routes(cfg);
     sessions::routes(cfg);
     usage::routes(cfg);
+    denials::routes(cfg);
     history::routes(cfg);
     deliveries::routes(cfg);
     billing::routes(cfg);

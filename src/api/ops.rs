@@ -53,7 +53,8 @@ pub async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
     }))
 }
 
-/// Prometheus metrics: requests by route and status, latency histograms, pool state.
+/// Prometheus metrics: requests by route and status, latency histograms, pool state,
+/// and the business series (sessions, admissions, events, outbox, deliveries).
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "get_metrics",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 #[get("/metrics")]
@@ -73,9 +74,24 @@ pub async fn get_metrics(state: web::Data<AppState>, req: HttpRequest) -> Result
          headcount_db_pool_idle_connections {}\n",
         pool.connections, pool.idle_connections
     );
+    let now = state.now();
+    let pending = state.db.run(crate::db::outbox::pending_by_kind).await?;
+    let mut outbox = crate::metrics::Outbox::default();
+    for (kind, n, oldest) in pending {
+        if let Some(at) = oldest {
+            let age = (now - at).max(0) as f64 / 1000.0;
+            outbox.oldest_pending_seconds = outbox.oldest_pending_seconds.max(age);
+        }
+        outbox.pending.insert(kind, n);
+    }
+    let business = state.metrics.render_business(
+        &outbox,
+        &state.db.pool_wait,
+        state.config.metrics_per_tenant,
+    );
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(&extra)))
+        .body(state.metrics.render(&(extra + &business))))
 }
 
 /// This document.

@@ -11,7 +11,7 @@ use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::db::{audit, plans, plans::Plan, sites};
-use crate::domain::config::{self, CountMode, OverLimit};
+use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::error::{Problem, Result};
 
@@ -46,6 +46,16 @@ pub struct CreatePlan {
     pub overage_unit_price_cents: Option<i64>,
     #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+    /// Places kept for admissions carrying one of `reserved_roles` (default 0).
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub reserved_slots: Option<i64>,
+    /// Roles that may use the reserved places (default `["admin"]`).
+    #[schema(max_items = 16)]
+    pub reserved_roles: Option<Vec<String>>,
+    /// Most counted sessions one user may hold (default: no cap).
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
 }
 
 /// Any subset of a plan's writable fields (`code` is immutable).
@@ -70,6 +80,15 @@ pub struct UpdatePlan {
     pub overage_unit_price_cents: Option<i64>,
     #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub reserved_slots: Option<i64>,
+    #[schema(max_items = 16)]
+    pub reserved_roles: Option<Vec<String>>,
+    /// `null` removes the cap.
+    #[serde(default, deserialize_with = "super::nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    pub per_user_limit: Option<Option<i64>>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -86,6 +105,10 @@ pub struct PlanView {
     pub monthly_price_cents: i64,
     pub overage_unit_price_cents: i64,
     pub currency: String,
+    pub reserved_slots: i64,
+    pub reserved_roles: Vec<String>,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: PerUserOverLimit,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -106,6 +129,10 @@ impl From<Plan> for PlanView {
             monthly_price_cents: p.monthly_price_cents,
             overage_unit_price_cents: p.overage_unit_price_cents,
             currency: p.currency,
+            reserved_slots: v.reserved_slots,
+            reserved_roles: v.reserved_roles,
+            per_user_limit: v.per_user_limit,
+            per_user_over_limit: v.per_user_over_limit,
             created_at: to_rfc3339(p.created_at),
             updated_at: to_rfc3339(p.updated_at),
         }
@@ -192,9 +219,32 @@ pub async fn create_plan(
         "currency",
         ids::parse_currency(b.currency.as_deref().unwrap_or("EUR")),
     );
+    let reserved_slots = c.check(
+        "reserved_slots",
+        config::parse_reserved_slots(b.reserved_slots.unwrap_or(0)),
+    );
+    let reserved_roles = c.check(
+        "reserved_roles",
+        config::parse_roles(
+            &b.reserved_roles
+                .clone()
+                .unwrap_or_else(config::default_reserved_roles),
+        ),
+    );
+    let per_user_limit = b
+        .per_user_limit
+        .and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)));
     c.finish()?;
     let now = state.now();
     let new = plans::NewPlan {
+        reserved_slots: reserved_slots.unwrap_or_default(),
+        reserved_roles: config::roles_to_text(&reserved_roles.unwrap_or_default()),
+        per_user_limit,
+        per_user_over_limit: b
+            .per_user_over_limit
+            .unwrap_or_default()
+            .as_str()
+            .to_owned(),
         code: code.map(|s| s.as_str().to_owned()).unwrap_or_default(),
         name: name.unwrap_or_default(),
         session_limit: limit.map(SessionLimit::get).unwrap_or_default(),
@@ -296,9 +346,20 @@ pub async fn update_plan(
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let code = path_slug("plan", &code)?;
-    let (b, mut c): (UpdatePlan, _) = body.json_patch(&[])?;
+    let (b, mut c): (UpdatePlan, _) = body.json_patch(&["per_user_limit"])?;
     let now = state.now();
     let changes = plans::PlanChanges {
+        reserved_slots: b
+            .reserved_slots
+            .and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n))),
+        reserved_roles: b.reserved_roles.as_deref().and_then(|r| {
+            c.check("reserved_roles", config::parse_roles(r))
+                .map(|r| config::roles_to_text(&r))
+        }),
+        per_user_limit: b
+            .per_user_limit
+            .map(|n| n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)))),
+        per_user_over_limit: b.per_user_over_limit.map(|m| m.as_str().to_owned()),
         name: b
             .name
             .as_deref()

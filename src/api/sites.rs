@@ -13,7 +13,7 @@ use crate::auth::{Caller, Scope};
 use crate::clock::to_rfc3339;
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
 use crate::db::{audit, outbox, plans, sites, tenants};
-use crate::domain::config::{CountMode, OverLimit};
+use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::targets::Origin;
 use crate::error::{Error, Problem, Result};
@@ -52,6 +52,13 @@ pub struct CreateSite {
     #[schema(minimum = 60, maximum = 31536000)]
     pub session_ttl_seconds: Option<i64>,
     pub limit_message: Option<String>,
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub reserved_slots: Option<i64>,
+    #[schema(max_items = 16)]
+    pub reserved_roles: Option<Vec<String>>,
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
 }
 
 /// Any subset of the writable fields; `null` clears an override (the plan's value
@@ -82,6 +89,18 @@ pub struct UpdateSite {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>)]
     pub limit_message: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000)]
+    pub reserved_slots: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<Vec<String>>, max_items = 16)]
+    pub reserved_roles: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    pub per_user_limit: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<PerUserOverLimit>)]
+    pub per_user_over_limit: Option<Option<PerUserOverLimit>>,
 }
 
 /// The site's own overrides (`null`: the plan's value applies).
@@ -93,6 +112,10 @@ pub struct OverridesView {
     pub idle_timeout_seconds: Option<i64>,
     pub session_ttl_seconds: Option<i64>,
     pub limit_message: Option<String>,
+    pub reserved_slots: Option<i64>,
+    pub reserved_roles: Option<Vec<String>>,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -131,6 +154,10 @@ impl From<SiteFull> for SiteView {
                 idle_timeout_seconds: o.idle_timeout_seconds,
                 session_ttl_seconds: o.session_ttl_seconds,
                 limit_message: o.limit_message,
+                reserved_slots: o.reserved_slots,
+                reserved_roles: o.reserved_roles,
+                per_user_limit: o.per_user_limit,
+                per_user_over_limit: o.per_user_over_limit,
             },
             config_version: f.site.config_version,
             effective,
@@ -204,6 +231,16 @@ pub async fn create_site(
         .limit_message
         .as_deref()
         .and_then(|m| c.check("limit_message", limit_message(m)));
+    let reserved_slots = b
+        .reserved_slots
+        .and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)));
+    let reserved_roles = b.reserved_roles.as_deref().and_then(|r| {
+        c.check("reserved_roles", config::parse_roles(r))
+            .map(|r| config::roles_to_text(&r))
+    });
+    let per_user_limit = b
+        .per_user_limit
+        .and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)));
     c.finish()?;
     let (Some(slug), Some(tenant), Some(plan)) = (slug, tenant, plan) else {
         return Err(Error::bad_request("incomplete site"));
@@ -241,6 +278,10 @@ pub async fn create_site(
                     created_at: now,
                     updated_at: now,
                     token_key: Some(crate::auth::new_subject_key()),
+                    reserved_slots,
+                    reserved_roles: reserved_roles.clone(),
+                    per_user_limit,
+                    per_user_over_limit: b.per_user_over_limit.map(|m| m.as_str().to_owned()),
                 };
                 let full = sites::insert(c, &new, now)?;
                 if full.site.webhook_url.is_some() {
@@ -346,6 +387,10 @@ pub async fn update_site(
         "idle_timeout_seconds",
         "session_ttl_seconds",
         "limit_message",
+        "reserved_slots",
+        "reserved_roles",
+        "per_user_limit",
+        "per_user_over_limit",
     ])?;
     let is_admin = caller.is_admin();
     let origin = if is_admin {
@@ -360,6 +405,10 @@ pub async fn update_site(
         ("over_limit", b.over_limit.is_some()),
         ("idle_timeout_seconds", b.idle_timeout_seconds.is_some()),
         ("session_ttl_seconds", b.session_ttl_seconds.is_some()),
+        ("reserved_slots", b.reserved_slots.is_some()),
+        ("reserved_roles", b.reserved_roles.is_some()),
+        ("per_user_limit", b.per_user_limit.is_some()),
+        ("per_user_over_limit", b.per_user_over_limit.is_some()),
         ("plan", b.plan.is_some()),
         ("name", b.name.is_some()),
     ]
@@ -396,6 +445,21 @@ pub async fn update_site(
                 .and_then(|m| c.check("limit_message", limit_message(m)))
         }),
         webhook_url_by_tenant: matches!(b.webhook_url, Some(Some(_))).then_some(!is_admin),
+        reserved_slots: b
+            .reserved_slots
+            .map(|n| n.and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)))),
+        reserved_roles: b.reserved_roles.as_ref().map(|r| {
+            r.as_deref().and_then(|r| {
+                c.check("reserved_roles", config::parse_roles(r))
+                    .map(|r| config::roles_to_text(&r))
+            })
+        }),
+        per_user_limit: b
+            .per_user_limit
+            .map(|n| n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)))),
+        per_user_over_limit: b
+            .per_user_over_limit
+            .map(|m| m.map(|m| m.as_str().to_owned())),
         ..SiteChanges::default()
     };
     let now = state.now();

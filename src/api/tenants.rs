@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::auth::{Caller, Scope};
 use crate::clock::to_rfc3339;
 use crate::db::{audit, tenants, tenants::Tenant};
-use crate::domain::ids::{self, Slug};
+use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::targets::Origin;
 use crate::error::{Error, Problem, Result};
 
@@ -34,6 +34,9 @@ pub struct CreateTenant {
     pub billing_email: Option<String>,
     #[schema(pattern = "^https?://")]
     pub notify_url: Option<String>,
+    /// Counted sessions summed over the tenant's sites may not exceed it (provider only).
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub pooled_session_limit: Option<i64>,
 }
 
 /// `null` clears `billing_email` or `notify_url`.
@@ -47,6 +50,10 @@ pub struct UpdateTenant {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<String>, pattern = "^https?://")]
     pub notify_url: Option<Option<String>>,
+    /// Provider only; `null` removes the pool.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000)]
+    pub pooled_session_limit: Option<Option<i64>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -55,6 +62,7 @@ pub struct TenantView {
     pub name: String,
     pub billing_email: Option<String>,
     pub notify_url: Option<String>,
+    pub pooled_session_limit: Option<i64>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -75,6 +83,7 @@ impl From<Tenant> for TenantView {
             name: t.name,
             billing_email: t.billing_email,
             notify_url: t.notify_url,
+            pooled_session_limit: t.pooled_session_limit,
             created_at: to_rfc3339(t.created_at),
             updated_at: to_rfc3339(t.updated_at),
         }
@@ -118,6 +127,10 @@ pub async fn create_tenant(
         .notify_url
         .as_deref()
         .and_then(|u| c.check("notify_url", push_url(&state, u, Origin::Provider)));
+    let pool = b.pooled_session_limit.and_then(|n| {
+        c.check("pooled_session_limit", SessionLimit::parse(n))
+            .map(SessionLimit::get)
+    });
     c.finish()?;
     let now = state.now();
     let secret = new_whsec();
@@ -130,6 +143,7 @@ pub async fn create_tenant(
         created_at: now,
         updated_at: now,
         token_key: Some(crate::auth::new_subject_key()),
+        pooled_session_limit: pool,
     };
     let actor = caller.actor();
     let t = state
@@ -216,7 +230,7 @@ pub async fn update_tenant(
     let slug = path_slug("tenant", &slug)?;
     let (b, mut c): (UpdateTenant, _) =
         body.json_patch(&["billing_email", "notify_url", "pooled_session_limit"])?;
-    if !caller.is_admin() && b.name.is_some() {
+    if !caller.is_admin() && (b.name.is_some() || b.pooled_session_limit.is_some()) {
         // Visible tenants learn what they may not change; others get 404 below.
         if matches!(&scope, Scope::Tenant(own) if *own == slug) {
             return Err(Error::Forbidden(
@@ -239,6 +253,12 @@ pub async fn update_tenant(
             .billing_email
             .map(|e| e.and_then(|e| c.check("billing_email", ids::parse_email(&e)))),
         notify_url_by_tenant: matches!(b.notify_url, Some(Some(_))).then_some(!caller.is_admin()),
+        pooled_session_limit: b.pooled_session_limit.map(|n| {
+            n.and_then(|n| {
+                c.check("pooled_session_limit", SessionLimit::parse(n))
+                    .map(SessionLimit::get)
+            })
+        }),
         notify_url: b
             .notify_url
             .map(|u| u.and_then(|u| c.check("notify_url", push_url(&state, &u, origin)))),

@@ -48,6 +48,11 @@ pub struct TenantUsage {
     pub counted: i64,
     pub utilization: f64,
     pub denied_last_24h: i64,
+    /// The tenant's pool (`null`: none): counted sessions summed over its sites may
+    /// not exceed it.
+    pub pooled_session_limit: Option<i64>,
+    /// Counted sessions summed over the tenant's sites, as the pool counts them.
+    pub pool_counted: i64,
     pub sites: Vec<SiteUsage>,
 }
 
@@ -134,6 +139,8 @@ fn totals(tenant: String, sites: Vec<SiteUsage>) -> TenantUsage {
         counted,
         utilization: ratio(counted, session_limit),
         denied_last_24h: sum(|s| s.denied_last_24h),
+        pooled_session_limit: None,
+        pool_counted: counted,
         sites,
     }
 }
@@ -197,7 +204,9 @@ pub async fn get_tenant_usage(
     let tenant = state.db.run(move |c| tenants::get(c, &sc, &s2)).await?;
     let list = all_sites(&state, scope, Some(slug.clone())).await?;
     let rows = usage_of(&state, list, None, Some(tenant.id)).await?;
-    Ok(HttpResponse::Ok().json(totals(slug, rows)))
+    let mut usage = totals(slug, rows);
+    usage.pooled_session_limit = tenant.pooled_session_limit;
+    Ok(HttpResponse::Ok().json(usage))
 }
 
 /// Provider-wide sessions now: totals and every tenant (admin).

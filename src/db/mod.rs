@@ -7,6 +7,7 @@ pub mod batch_reads;
 pub mod billing;
 pub mod group_commit;
 pub mod history;
+pub mod idempotency;
 mod merge_stmt;
 pub mod outbox;
 pub mod plans;
@@ -157,6 +158,8 @@ pub struct Db {
     /// SQLite allows one writer at a time; writers of this process queue here, in
     /// order, instead of spinning on the busy timeout (which gives seconds-long tails).
     sqlite_writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// How long pool checkouts waited, for `headcount_db_pool_wait_seconds`.
+    pub pool_wait: std::sync::Arc<crate::metrics::WaitHistogram>,
 }
 
 impl std::fmt::Debug for Db {
@@ -196,6 +199,7 @@ impl Db {
             pool,
             backend,
             sqlite_writer: Default::default(),
+            pool_wait: Default::default(),
         })
     }
 
@@ -207,7 +211,10 @@ impl Db {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || run_blocking(&pool, f))
+        let wait = self.pool_wait.clone();
+        // The request's span follows the query, so its log lines carry the request id.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| run_blocking(&pool, &wait, f)))
             .await
             .map_err(|e| Error::Internal(anyhow::anyhow!("database task failed: {e}")))?
     }
@@ -235,7 +242,7 @@ impl Db {
     where
         F: FnMut(&mut DbConn) -> Result<T>,
     {
-        run_blocking(&self.pool, f)
+        run_blocking(&self.pool, &self.pool_wait, f)
     }
 
     pub fn migrate(&self) -> anyhow::Result<usize> {
@@ -260,11 +267,14 @@ impl Db {
     }
 }
 
-fn run_blocking<T, F>(pool: &Pool, mut f: F) -> Result<T>
+fn run_blocking<T, F>(pool: &Pool, wait: &crate::metrics::WaitHistogram, mut f: F) -> Result<T>
 where
     F: FnMut(&mut DbConn) -> Result<T>,
 {
-    let mut conn = pool.get()?;
+    let started = std::time::Instant::now();
+    let conn = pool.get();
+    wait.observe(started.elapsed().as_secs_f64());
+    let mut conn = conn?;
     let mut tries = 0;
     loop {
         match f(&mut conn) {

@@ -55,6 +55,16 @@ pub struct AttemptRow {
     pub error: Option<String>,
 }
 
+/// Pending pushes by kind, each with its oldest row's creation time (for `/metrics`).
+pub fn pending_by_kind(c: &mut DbConn) -> Result<Vec<(String, i64, Option<Millis>)>> {
+    use diesel::dsl::{count_star, min};
+    Ok(o::outbox
+        .filter(o::status.eq(STATUS_PENDING))
+        .group_by(o::kind)
+        .select((o::kind, count_star(), min(o::created_at)))
+        .load(c)?)
+}
+
 fn body(kind: &str, now: Millis, data: serde_json::Value) -> String {
     json!({ "type": kind, "timestamp": to_rfc3339(now), "data": data }).to_string()
 }

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::DbConn;
 use super::schema::{plan_prices::dsl as pp, plans::dsl as p, sites::dsl as s};
 use crate::clock::Millis;
-use crate::domain::config::{CountMode, LimitValues, OverLimit};
+use crate::domain::config::{self, CountMode, LimitValues, OverLimit, PerUserOverLimit};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -26,6 +26,11 @@ pub struct Plan {
     pub currency: String,
     pub created_at: Millis,
     pub updated_at: Millis,
+    pub reserved_slots: i64,
+    /// A JSON array of role names.
+    pub reserved_roles: String,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: String,
 }
 
 impl Plan {
@@ -37,6 +42,11 @@ impl Plan {
             idle_timeout_seconds: self.idle_timeout_seconds,
             session_ttl_seconds: self.session_ttl_seconds,
             limit_message: self.limit_message.clone(),
+            reserved_slots: self.reserved_slots,
+            reserved_roles: config::roles_from_text(&self.reserved_roles),
+            per_user_limit: self.per_user_limit,
+            per_user_over_limit: PerUserOverLimit::parse(&self.per_user_over_limit)
+                .unwrap_or_default(),
         }
     }
 }
@@ -58,6 +68,10 @@ pub struct NewPlan {
     pub currency: String,
     pub created_at: Millis,
     pub updated_at: Millis,
+    pub reserved_slots: i64,
+    pub reserved_roles: String,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: String,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -75,6 +89,10 @@ pub struct PlanChanges {
     pub overage_unit_price_cents: Option<i64>,
     pub currency: Option<String>,
     pub updated_at: Option<Millis>,
+    pub reserved_slots: Option<i64>,
+    pub reserved_roles: Option<String>,
+    pub per_user_limit: Option<Option<i64>>,
+    pub per_user_over_limit: Option<String>,
 }
 
 impl PlanChanges {
@@ -87,6 +105,10 @@ impl PlanChanges {
             || self.idle_timeout_seconds.is_some()
             || self.session_ttl_seconds.is_some()
             || self.limit_message.is_some()
+            || self.reserved_slots.is_some()
+            || self.reserved_roles.is_some()
+            || self.per_user_limit.is_some()
+            || self.per_user_over_limit.is_some()
     }
 }
 

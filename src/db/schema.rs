@@ -26,6 +26,10 @@ diesel::table! {
         currency -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        reserved_slots -> BigInt,
+        reserved_roles -> Text,
+        per_user_limit -> Nullable<BigInt>,
+        per_user_over_limit -> Text,
     }
 }
 
@@ -52,6 +56,7 @@ diesel::table! {
         updated_at -> BigInt,
         token_key -> Nullable<Text>,
         notify_url_by_tenant -> Bool,
+        pooled_session_limit -> Nullable<BigInt>,
     }
 }
 
@@ -80,6 +85,10 @@ diesel::table! {
         updated_at -> BigInt,
         token_key -> Nullable<Text>,
         webhook_url_by_tenant -> Bool,
+        reserved_slots -> Nullable<BigInt>,
+        reserved_roles -> Nullable<Text>,
+        per_user_limit -> Nullable<BigInt>,
+        per_user_over_limit -> Nullable<Text>,
     }
 }
 
@@ -120,6 +129,10 @@ diesel::table! {
         event_id -> Nullable<Text>,
         session -> Nullable<Text>,
         user_ref -> Nullable<Text>,
+        counted -> Nullable<BigInt>,
+        session_limit -> Nullable<BigInt>,
+        count_mode -> Nullable<Text>,
+        counted_sessions -> Nullable<Text>,
     }
 }
 
@@ -194,6 +207,18 @@ diesel::table! {
         entity -> Text,
         entity_key -> Text,
         detail -> Text,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, idem_key) {
+        scope -> Text,
+        idem_key -> Text,
+        fingerprint -> Text,
+        status_code -> Nullable<BigInt>,
+        content_type -> Nullable<Text>,
+        body -> Nullable<Binary>,
+        created_at -> BigInt,
     }
 }
 

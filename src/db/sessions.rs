@@ -348,6 +348,56 @@ pub fn most_idle_dangling(
         .optional()?)
 }
 
+/// One of a user's active sessions, as a refused user is shown it.
+#[derive(Debug, Clone, Queryable)]
+pub struct OwnSession {
+    pub session: String,
+    pub last_activity_at: Millis,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A user's active (not ended, not expired) sessions on a site, most idle first.
+pub fn open_of_user(
+    conn: &mut DbConn,
+    site_id: i64,
+    user: &str,
+    now: Millis,
+) -> Result<Vec<OwnSession>> {
+    Ok(x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::user_ref.eq(user))
+        .filter(x::ended_at.is_null())
+        .filter(x::expires_at.gt(now))
+        .order((x::last_activity_at, x::id))
+        .select((x::session, x::last_activity_at, x::user_agent, x::ip))
+        .load(conn)?)
+}
+
+/// Up to `limit` of a site's sessions that count now, most idle first, with their
+/// last activity: what a refusal saw. `live_after` set: only sessions active after it
+/// count (count mode live).
+pub fn counted_sample(
+    conn: &mut DbConn,
+    site_id: i64,
+    now: Millis,
+    live_after: Option<Millis>,
+    limit: i64,
+) -> Result<Vec<(String, Millis)>> {
+    let mut q = x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::ended_at.is_null())
+        .filter(x::expires_at.gt(now))
+        .into_boxed();
+    if let Some(after) = live_after {
+        q = q.filter(x::last_activity_at.gt(after));
+    }
+    Ok(q.order((x::last_activity_at, x::id))
+        .select((x::session, x::last_activity_at))
+        .limit(limit)
+        .load(conn)?)
+}
+
 /// Filters for the Sessions table.
 #[derive(Debug, Clone)]
 pub struct ListFilter {

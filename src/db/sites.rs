@@ -40,6 +40,11 @@ pub struct Site {
     pub token_key: Option<String>,
     /// A tenant chose `webhook_url` (not the provider): it is judged as a tenant's.
     pub webhook_url_by_tenant: bool,
+    pub reserved_slots: Option<i64>,
+    /// A JSON array of role names.
+    pub reserved_roles: Option<String>,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<String>,
 }
 
 impl Site {
@@ -57,6 +62,13 @@ impl Site {
             idle_timeout_seconds: self.idle_timeout_seconds,
             session_ttl_seconds: self.session_ttl_seconds,
             limit_message: self.limit_message.clone(),
+            reserved_slots: self.reserved_slots,
+            reserved_roles: self.reserved_roles.as_deref().map(config::roles_from_text),
+            per_user_limit: self.per_user_limit,
+            per_user_over_limit: self
+                .per_user_over_limit
+                .as_deref()
+                .and_then(|m| config::PerUserOverLimit::parse(m).ok()),
         }
     }
 }
@@ -66,6 +78,8 @@ impl Site {
 pub struct SiteFull {
     pub site: Site,
     pub tenant_slug: String,
+    /// The tenant's `pooled_session_limit`.
+    pub tenant_pool: Option<i64>,
     pub plan: Plan,
 }
 
@@ -91,6 +105,10 @@ impl SiteFull {
             idle_timeout_seconds: e.values.idle_timeout_seconds,
             session_ttl_seconds: e.values.session_ttl_seconds,
             limit_message: e.values.limit_message,
+            reserved_slots: e.values.reserved_slots,
+            reserved_roles: e.values.reserved_roles,
+            per_user_limit: e.values.per_user_limit,
+            per_user_over_limit: e.values.per_user_over_limit,
         }
     }
 }
@@ -109,6 +127,12 @@ pub struct SiteConfig {
     pub idle_timeout_seconds: i64,
     pub session_ttl_seconds: i64,
     pub limit_message: String,
+    /// Places kept for admissions carrying one of `reserved_roles`.
+    pub reserved_slots: i64,
+    pub reserved_roles: Vec<String>,
+    /// Most counted sessions one user may hold (`null`: no cap).
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: config::PerUserOverLimit,
 }
 
 #[derive(Debug, Insertable)]
@@ -130,6 +154,10 @@ pub struct NewSite {
     pub created_at: Millis,
     pub updated_at: Millis,
     pub token_key: Option<String>,
+    pub reserved_slots: Option<i64>,
+    pub reserved_roles: Option<String>,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<String>,
 }
 
 /// A partial update; `Some(None)` clears an override.
@@ -148,15 +176,24 @@ pub struct SiteChanges {
     pub limit_message: Option<Option<String>>,
     pub updated_at: Option<Millis>,
     pub webhook_url_by_tenant: Option<bool>,
+    pub reserved_slots: Option<Option<i64>>,
+    pub reserved_roles: Option<Option<String>>,
+    pub per_user_limit: Option<Option<i64>>,
+    pub per_user_over_limit: Option<Option<String>>,
 }
 
-type FullRow = (Site, String, Plan);
+type FullRow = (Site, String, Option<i64>, Plan);
 
 fn load_full(conn: &mut DbConn, filter: SiteFilter<'_>) -> Result<Vec<SiteFull>> {
     let mut q = s::sites
         .inner_join(tenants::table)
         .inner_join(plans::table)
-        .select((Site::as_select(), tenants::slug, Plan::as_select()))
+        .select((
+            Site::as_select(),
+            tenants::slug,
+            tenants::pooled_session_limit,
+            Plan::as_select(),
+        ))
         .into_boxed();
     match filter {
         SiteFilter::Slug(slug) => q = q.filter(s::slug.eq(slug.to_owned())),
@@ -177,9 +214,10 @@ fn load_full(conn: &mut DbConn, filter: SiteFilter<'_>) -> Result<Vec<SiteFull>>
     let rows: Vec<FullRow> = q.load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(site, tenant_slug, plan)| SiteFull {
+        .map(|(site, tenant_slug, tenant_pool, plan)| SiteFull {
             site,
             tenant_slug,
+            tenant_pool,
             plan,
         })
         .collect())
@@ -214,6 +252,40 @@ pub fn get_by_id(conn: &mut DbConn, id: i64) -> Result<SiteFull> {
     load_full(conn, SiteFilter::Id(id))?
         .pop()
         .ok_or_else(|| Error::not_found("site"))
+}
+
+/// A tenant's pool: counted sessions summed over its sites (each by its own count
+/// mode), with the tenant's row held so that concurrent admissions on its sites
+/// decide one after the other (PostgreSQL; SQLite's writer holds everything).
+/// Callers hold their sites' locks first, so the tenant lock comes last.
+pub fn lock_pool(conn: &mut DbConn, tenant_id: i64, now: Millis) -> Result<i64> {
+    if let DbConn::Pg(c) = conn {
+        tenants::table
+            .filter(tenants::id.eq(tenant_id))
+            .select(tenants::id)
+            .for_no_key_update()
+            .load::<i64>(c)?;
+    }
+    let ids: Vec<i64> = s::sites
+        .filter(s::tenant_id.eq(tenant_id))
+        .select(s::id)
+        .load(conn)?;
+    let fulls = get_many(conn, &ids)?;
+    let idle: Vec<(i64, i64)> = fulls
+        .iter()
+        .map(|f| (f.site.id, f.effective().values.idle_timeout_seconds))
+        .collect();
+    let counts = super::batch_reads::counts(conn, &idle, now)?;
+    Ok(fulls
+        .iter()
+        .map(|f| {
+            let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or_default();
+            match f.effective().values.count_mode {
+                CountMode::Active => active,
+                CountMode::Live => active - dangling,
+            }
+        })
+        .sum())
 }
 
 /// Several sites by id, in one query; ids that do not exist are left out.

@@ -23,6 +23,8 @@ pub struct Tenant {
     pub token_key: Option<String>,
     /// The tenant itself chose `notify_url` (not the provider).
     pub notify_url_by_tenant: bool,
+    /// Counted sessions summed over the tenant's sites may not exceed it.
+    pub pooled_session_limit: Option<i64>,
 }
 
 #[derive(Debug, Insertable)]
@@ -37,6 +39,7 @@ pub struct NewTenant {
     pub updated_at: Millis,
     /// Named in the tenant's tokens: a token for a deleted tenant never fits a new one.
     pub token_key: Option<String>,
+    pub pooled_session_limit: Option<i64>,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -47,6 +50,7 @@ pub struct TenantChanges {
     pub notify_url: Option<Option<String>>,
     pub updated_at: Option<Millis>,
     pub notify_url_by_tenant: Option<bool>,
+    pub pooled_session_limit: Option<Option<i64>>,
 }
 
 pub fn insert(conn: &mut DbConn, new: &NewTenant) -> Result<Tenant> {

@@ -76,15 +76,82 @@ pub fn counts(
     Ok(rows)
 }
 
-pub fn record_denial(conn: &mut DbConn, site_id: i64, at: Millis, outcome: &str) -> Result<()> {
+/// What a refused admission saw, kept with its denial.
+#[derive(Debug, Clone)]
+pub struct DenialDetail<'a> {
+    pub at: Millis,
+    pub outcome: &'a str,
+    pub session: &'a str,
+    pub user: Option<&'a str>,
+    pub counted: i64,
+    pub session_limit: i64,
+    pub count_mode: &'a str,
+    /// `[{session, state, idle_seconds}]`, at most 50, as JSON.
+    pub counted_sessions: String,
+}
+
+pub fn record_denial(conn: &mut DbConn, site_id: i64, d: &DenialDetail<'_>) -> Result<()> {
     diesel::insert_into(dn::denials)
         .values((
             dn::site_id.eq(site_id),
-            dn::at.eq(at),
-            dn::outcome.eq(outcome),
+            dn::at.eq(d.at),
+            dn::outcome.eq(d.outcome),
+            dn::session.eq(Some(d.session)),
+            dn::user_ref.eq(d.user),
+            dn::counted.eq(Some(d.counted)),
+            dn::session_limit.eq(Some(d.session_limit)),
+            dn::count_mode.eq(Some(d.count_mode)),
+            dn::counted_sessions.eq(Some(&d.counted_sessions)),
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// A denial as `GET /v1/sites/{slug}/denials` lists it.
+#[derive(Debug, Clone, Queryable)]
+pub struct DenialRow {
+    pub id: i64,
+    pub at: Millis,
+    pub outcome: String,
+    pub session: Option<String>,
+    pub user_ref: Option<String>,
+    pub counted: Option<i64>,
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<String>,
+    pub counted_sessions: Option<String>,
+}
+
+/// A site's denials in `[from, to)`, newest first, before the cursor `(at, id)`.
+pub fn list_denials(
+    conn: &mut DbConn,
+    site_id: i64,
+    from: Millis,
+    to: Millis,
+    before: Option<(Millis, i64)>,
+    limit: i64,
+) -> Result<Vec<DenialRow>> {
+    let mut q = dn::denials
+        .filter(dn::site_id.eq(site_id))
+        .filter(dn::at.ge(from))
+        .filter(dn::at.lt(to))
+        .into_boxed();
+    if let Some((at, id)) = before {
+        q = q.filter(dn::at.lt(at).or(dn::at.eq(at).and(dn::id.lt(id))));
+    }
+    Ok(q.order((dn::at.desc(), dn::id.desc()))
+        .select((
+            dn::id,
+            dn::at,
+            dn::outcome,
+            dn::session,
+            dn::user_ref,
+            dn::counted,
+            dn::session_limit,
+            dn::count_mode,
+            dn::counted_sessions,
+        ))
+        .limit(limit)
+        .load(conn)?)
 }
 
 /// A sign-in refused by the site itself (a `session.refused` event).

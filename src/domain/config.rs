@@ -30,6 +30,79 @@ pub enum OverLimit {
     AllowOverage,
 }
 
+/// What happens when a user already holds `per_user_limit` counted sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PerUserOverLimit {
+    /// Refuse (outcome `user_limit_reached`).
+    #[default]
+    Reject,
+    /// End that user's most idle active session (reason `replaced`) and admit.
+    ReplaceOldest,
+}
+
+impl PerUserOverLimit {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::ReplaceOldest => "replace_oldest",
+        }
+    }
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "reject" => Ok(Self::Reject),
+            "replace_oldest" => Ok(Self::ReplaceOldest),
+            _ => Err("must be \"reject\" or \"replace_oldest\"".to_owned()),
+        }
+    }
+}
+
+/// The roles that may use reserved places unless a plan says otherwise.
+pub fn default_reserved_roles() -> Vec<String> {
+    vec!["admin".to_owned()]
+}
+
+/// A role list as admissions carry it and plans name it: at most 16 roles of 1–64
+/// printable characters.
+pub fn parse_roles(roles: &[String]) -> Result<Vec<String>, String> {
+    if roles.len() > 16 {
+        return Err("at most 16 roles".to_owned());
+    }
+    for r in roles {
+        if r.is_empty() || r.chars().count() > 64 || r.chars().any(char::is_control) {
+            return Err("each role is 1 to 64 characters without control characters".to_owned());
+        }
+    }
+    Ok(roles.to_vec())
+}
+
+/// `reserved_slots`: 0 to 1,000,000 places.
+pub fn parse_reserved_slots(n: i64) -> Result<i64, String> {
+    if (0..=1_000_000).contains(&n) {
+        Ok(n)
+    } else {
+        Err("must be between 0 and 1000000".to_owned())
+    }
+}
+
+/// `per_user_limit`: 1 to 1,000,000 sessions.
+pub fn parse_per_user_limit(n: i64) -> Result<i64, String> {
+    if (1..=1_000_000).contains(&n) {
+        Ok(n)
+    } else {
+        Err("must be between 1 and 1000000".to_owned())
+    }
+}
+
+/// Stored form of a role list (a JSON array); an unreadable one reads as the default.
+pub fn roles_from_text(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_else(|_| default_reserved_roles())
+}
+
+pub fn roles_to_text(roles: &[String]) -> String {
+    serde_json::to_string(roles).unwrap_or_else(|_| "[]".to_owned())
+}
+
 impl CountMode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,6 +146,12 @@ pub struct LimitValues {
     pub idle_timeout_seconds: i64,
     pub session_ttl_seconds: i64,
     pub limit_message: String,
+    /// Places kept for admissions carrying one of `reserved_roles`.
+    pub reserved_slots: i64,
+    pub reserved_roles: Vec<String>,
+    /// Most counted sessions one user may hold; `None`: no cap.
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: PerUserOverLimit,
 }
 
 /// A site's overrides; `None` means "use the plan's value".
@@ -84,6 +163,10 @@ pub struct Overrides {
     pub idle_timeout_seconds: Option<i64>,
     pub session_ttl_seconds: Option<i64>,
     pub limit_message: Option<String>,
+    pub reserved_slots: Option<i64>,
+    pub reserved_roles: Option<Vec<String>>,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
 }
 
 /// What a site runs with.
@@ -109,6 +192,13 @@ pub fn effective(plan: &LimitValues, overage_percent: i64, o: &Overrides) -> Eff
                 .limit_message
                 .clone()
                 .unwrap_or_else(|| plan.limit_message.clone()),
+            reserved_slots: o.reserved_slots.unwrap_or(plan.reserved_slots),
+            reserved_roles: o
+                .reserved_roles
+                .clone()
+                .unwrap_or_else(|| plan.reserved_roles.clone()),
+            per_user_limit: o.per_user_limit.or(plan.per_user_limit),
+            per_user_over_limit: o.per_user_over_limit.unwrap_or(plan.per_user_over_limit),
         },
         overage_percent,
     }
@@ -131,6 +221,10 @@ mod tests {
             idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT_SECONDS,
             session_ttl_seconds: DEFAULT_SESSION_TTL_SECONDS,
             limit_message: DEFAULT_LIMIT_MESSAGE.to_owned(),
+            reserved_slots: 0,
+            reserved_roles: default_reserved_roles(),
+            per_user_limit: None,
+            per_user_over_limit: PerUserOverLimit::Reject,
         }
     }
 

@@ -61,6 +61,8 @@ pub enum EndReason {
     Killed,
     Evicted,
     Reconciled,
+    /// Ended for a new session of the same user (`replace`, `replace_oldest`).
+    Replaced,
 }
 
 impl EndReason {
@@ -71,6 +73,7 @@ impl EndReason {
             Self::Killed => "killed",
             Self::Evicted => "evicted",
             Self::Reconciled => "reconciled",
+            Self::Replaced => "replaced",
         }
     }
     pub fn parse(s: &str) -> Result<Self, String> {
@@ -80,7 +83,10 @@ impl EndReason {
             "killed" => Ok(Self::Killed),
             "evicted" => Ok(Self::Evicted),
             "reconciled" => Ok(Self::Reconciled),
-            _ => Err("must be one of logout, expired, killed, evicted, reconciled".to_owned()),
+            "replaced" => Ok(Self::Replaced),
+            _ => Err(
+                "must be one of logout, expired, killed, evicted, reconciled, replaced".to_owned(),
+            ),
         }
     }
 }

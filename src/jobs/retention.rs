@@ -1,5 +1,6 @@
 //! Retention: ends sessions long past their expiry, and deletes ended sessions,
-//! samples, roll-ups and denials older than their windows, in small batches so that no
+//! samples, roll-ups and denials older than their windows (and idempotency answers
+//! older than 24 h), in small batches so that no
 //! statement holds locks for long.
 
 use actix_web::web;
@@ -52,7 +53,8 @@ pub async fn sweep(state: &AppState) -> Result<usize> {
         .run(move |c| {
             Ok(usage::delete_samples_before(c, sample_cutoff)?
                 + usage::delete_denials_before(c, session_cutoff)?
-                + usage::delete_rollups_before(c, session_cutoff)?)
+                + usage::delete_rollups_before(c, session_cutoff)?
+                + crate::db::idempotency::purge(c, now)?)
         })
         .await?;
     Ok(total)

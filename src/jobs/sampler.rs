@@ -12,7 +12,9 @@ use tokio::sync::watch;
 use crate::app::AppState;
 use crate::auth::Scope;
 use crate::db::{sites, usage};
+use crate::domain::config::CountMode;
 use crate::error::Result;
+use crate::metrics::Fleet;
 
 pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
     let every = state.config.sample_interval;
@@ -31,7 +33,7 @@ pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
 pub async fn sample(state: &AppState) -> Result<usize> {
     let now = state.now();
     let minute = now - now.rem_euclid(60_000);
-    state
+    let (n, fleet) = state
         .db
         .run(move |c| {
             let mut all = Vec::new();
@@ -46,7 +48,7 @@ pub async fn sample(state: &AppState) -> Result<usize> {
                 }
             }
             if all.is_empty() {
-                return Ok(0);
+                return Ok((0, Fleet::default()));
             }
             let counts: HashMap<i64, (i64, i64)> = usage::counts(c, now, None, None)?
                 .into_iter()
@@ -72,13 +74,38 @@ pub async fn sample(state: &AppState) -> Result<usize> {
                     }
                 })
                 .collect();
+            let fleet = fleet_of(&all, &samples);
             // The hour before is rolled up again too: another process may have
             // written its last minutes after this one last rolled it up.
             c.transaction(|c| {
                 usage::write_samples(c, &samples)?;
                 usage::roll_up(c, minute - usage::HOUR_MS, minute + 60_000)
             })?;
-            Ok(samples.len())
+            Ok((samples.len(), fleet))
         })
-        .await
+        .await?;
+    state.metrics.sampled(fleet, state.now());
+    Ok(n)
+}
+
+/// The fleet's totals for `/metrics`, from the samples just taken.
+fn fleet_of(sites: &[sites::SiteFull], samples: &[usage::Sample]) -> Fleet {
+    let mut fleet = Fleet::default();
+    for (f, s) in sites.iter().zip(samples) {
+        fleet.active += s.active;
+        fleet.live += s.live;
+        fleet.dangling += s.dangling;
+        let counted = match f.config().count_mode {
+            CountMode::Active => s.active,
+            CountMode::Live => s.live,
+        };
+        if counted >= s.session_limit {
+            fleet.sites_at_limit += 1;
+        }
+        let t = fleet.by_tenant.entry(f.tenant_slug.clone()).or_default();
+        t.0 += s.active;
+        t.1 += s.live;
+        t.2 += s.dangling;
+    }
+    fleet
 }

@@ -165,6 +165,7 @@ async fn deliver(state: &web::Data<AppState>, row: OutboxRow) {
             } else {
                 next_after_failure(state, &row, now, None)
             };
+            state.metrics.delivery(&row.kind, result_of(&next, false));
             record(state, row.id, attempt, next).await;
             return;
         }
@@ -219,7 +220,19 @@ async fn deliver(state: &web::Data<AppState>, row: OutboxRow) {
         }
         _ => next_after_failure(state, &row, now, retry_after),
     };
+    let gone = status == Some(StatusCode::GONE);
+    state.metrics.delivery(&row.kind, result_of(&next, gone));
     record(state, row.id, attempt, next).await;
+}
+
+/// The `result` label of `headcount_deliveries_total` for an attempt's outcome.
+fn result_of(next: &Next, gone: bool) -> &'static str {
+    match next {
+        _ if gone => "gone",
+        Next::Delivered => "delivered",
+        Next::RetryAt(_) => "retried",
+        Next::Failed => "failed",
+    }
 }
 
 async fn record(state: &web::Data<AppState>, id: i64, attempt: AttemptResult, next: Next) {

@@ -1,0 +1,13 @@
+ALTER TABLE denials DROP COLUMN counted_sessions;
+ALTER TABLE denials DROP COLUMN count_mode;
+ALTER TABLE denials DROP COLUMN session_limit;
+ALTER TABLE denials DROP COLUMN counted;
+ALTER TABLE tenants DROP COLUMN pooled_session_limit;
+ALTER TABLE sites DROP COLUMN per_user_over_limit;
+ALTER TABLE sites DROP COLUMN per_user_limit;
+ALTER TABLE sites DROP COLUMN reserved_roles;
+ALTER TABLE sites DROP COLUMN reserved_slots;
+ALTER TABLE plans DROP COLUMN per_user_over_limit;
+ALTER TABLE plans DROP COLUMN per_user_limit;
+ALTER TABLE plans DROP COLUMN reserved_roles;
+ALTER TABLE plans DROP COLUMN reserved_slots;

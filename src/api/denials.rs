@@ -1,0 +1,121 @@
+//! Why refused: every denial with what the decision saw.
+
+use actix_web::{HttpResponse, get, web};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::sites::visible_site;
+use super::{Page, decode_cursor, page, page_limit};
+use crate::app::AppState;
+use crate::auth::Caller;
+use crate::clock::to_rfc3339;
+use crate::db::usage;
+use crate::error::{Error, FieldError, Problem, Result};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(list_denials);
+}
+
+/// The default window: the last 30 days.
+const DEFAULT_WINDOW_MS: i64 = 30 * 86_400_000;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DenialsQuery {
+    /// RFC 3339; default 30 days before `to`.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive; default now.
+    pub to: Option<String>,
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+/// One of the sessions that counted when a refusal was decided.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CountedSession {
+    pub session: String,
+    /// `live` or `dangling`.
+    pub state: String,
+    pub idle_seconds: i64,
+}
+
+/// A refused admission, or a refusal the site reported (`outcome: site_refused`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DenialView {
+    pub at: String,
+    pub session: Option<String>,
+    pub user: Option<String>,
+    pub outcome: String,
+    /// Sessions that counted then (`null` for refusals the site reported).
+    pub counted: Option<i64>,
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<String>,
+    /// Up to 50 of the sessions that counted, most idle first.
+    pub counted_sessions: Vec<CountedSession>,
+}
+
+fn instant(field: &str, s: &Option<String>) -> std::result::Result<Option<i64>, FieldError> {
+    match s {
+        None => Ok(None),
+        Some(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| Some(d.timestamp_millis()))
+            .map_err(|_| FieldError::new(field, format!("{s:?} is not an RFC 3339 instant"))),
+    }
+}
+
+/// A site's denials, newest first: what each refusal saw.
+#[utoipa::path(get, path = "/v1/sites/{slug}/denials", tag = "usage", operation_id = "list_denials",
+    params(("slug" = String, Path), DenialsQuery), security(("bearer" = [])),
+    responses((status = 200, body = Page<DenialView>),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+#[get("/v1/sites/{slug}/denials")]
+pub async fn list_denials(
+    state: web::Data<AppState>,
+    caller: Caller,
+    slug: web::Path<String>,
+    q: web::Query<DenialsQuery>,
+) -> Result<HttpResponse> {
+    let site = visible_site(&state, &caller, &slug).await?;
+    let limit = page_limit(q.limit)?;
+    let before = decode_cursor(q.cursor.as_deref(), 2)?.map(|v| (v[0], v[1]));
+    let (from, to) = match (instant("from", &q.from), instant("to", &q.to)) {
+        (Ok(f), Ok(t)) => (f, t),
+        (f, t) => {
+            let errors = [f.err(), t.err()].into_iter().flatten().collect();
+            return Err(Error::BadRequest {
+                detail: "from/to must be RFC 3339 instants".to_owned(),
+                errors,
+            });
+        }
+    };
+    let to = to.unwrap_or_else(|| state.now() + 1);
+    let from = from.unwrap_or(to - DEFAULT_WINDOW_MS);
+    let site_id = site.site.id;
+    let rows = state
+        .db
+        .run(move |c| usage::list_denials(c, site_id, from, to, before, limit + 1))
+        .await?;
+    Ok(HttpResponse::Ok().json(page(
+        rows,
+        limit,
+        |r| vec![r.at, r.id],
+        |r| DenialView {
+            at: to_rfc3339(r.at),
+            session: r.session,
+            user: r.user_ref,
+            outcome: r.outcome,
+            counted: r.counted,
+            session_limit: r.session_limit,
+            count_mode: r.count_mode,
+            counted_sessions: r
+                .counted_sessions
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default(),
+        },
+    )))
+}
