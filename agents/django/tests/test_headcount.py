@@ -508,6 +508,9 @@ def test_self_service_replace_in_central_mode(site):
     assert phone.get("/whoami/").json() == {"user": None}
     # only the browser that typed the password may use the link
     assert Client().get(body["offer"]).status_code == 400
+    # a token changed by hand is refused, also in the right browser
+    url = body["offer"]
+    assert phone.get(url[:-1] + ("A" if url[-1] != "A" else "B")).status_code == 400
     # a wrong password gets no offer
     wrong = phone.post("/login/", {"username": "alice", "password": "wrong"}).json()
     assert wrong["offer"] is None and wrong["refusal"] is None
