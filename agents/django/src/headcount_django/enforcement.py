@@ -6,7 +6,8 @@ the site is full it checks the credentials with the other backends (so a wrong
 password still reads as a wrong password) and stops the login:
 
 - ``local``: counts the site's signed-in sessions in ``django_session`` under the
-  config headcount pushed (limit, count mode, what happens at the limit);
+  config headcount pushed and decides by headcount's rule (``rules.decide``: limit,
+  count mode, what happens at the limit, reserved places, the per-user cap);
 - ``central``: asks headcount (``POST /admissions``) with the id of the session the
   login is about to create; when headcount cannot be reached, ``CENTRAL_UNREACHABLE``
   decides between ``admit`` and ``refuse``.
@@ -14,7 +15,8 @@ password still reads as a wrong password) and stops the login:
 A refusal raises ``PermissionDenied`` (Django's ``authenticate()`` then returns
 ``None``; ``headcount_django.forms.AuthenticationForm`` shows the message) or, in a
 Lino site, ``Warning``, which Lino shows to the user as it shows its own limit
-message.
+message. A refused user with other sessions of their own also gets a self-service
+offer (``selfservice``) to end them and sign in.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from django.conf import settings as django_settings
 from django.contrib.auth import load_backend
 from django.core import signing
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.middleware.csrf import get_token
 from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -70,16 +71,12 @@ class OwnSession:
         )
 
     @classmethod
-    def from_local(cls, session: LocalSession, current: dt.datetime, settings: conf.AgentSettings) -> "OwnSession":
-        config = current_config()
-        last = session.last_activity(current)
+    def from_local(cls, session: LocalSession, at: dt.datetime, settings: conf.AgentSettings) -> "OwnSession":
+        config = current()
+        last = session.last_activity(at)
         idle = config.idle_timeout_seconds if config else 86400
-        state = "dangling" if (current - last).total_seconds() >= idle else "live"
+        state = "dangling" if (at - last).total_seconds() >= idle else "live"
         return cls(settings.session_ref(session.key), state, last)
-
-
-def current_config():
-    return current()
 
 
 def _ago(when: dt.datetime | None, at: dt.datetime) -> str:
@@ -309,8 +306,6 @@ def replace_view(request: HttpRequest) -> HttpResponse:
         for ref, when in zip(refs, used)
     ]
     offer = Offer(tuple(sessions), "", "")
-    from django.middleware.csrf import get_token
-
     body = format_html(
         "<p>{}</p>{}<form method=\"post\"><input type=\"hidden\" name=\"csrfmiddlewaretoken\" value=\"{}\">"
         "<input type=\"hidden\" name=\"t\" value=\"{}\"><button type=\"submit\">{}</button> <a href=\"/\">{}</a></form>",
