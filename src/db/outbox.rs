@@ -121,6 +121,48 @@ pub fn enqueue_config(conn: &mut DbConn, full: &SiteFull, now: Millis) -> Result
     )
 }
 
+/// [`enqueue_config`] for many sites at once (a plan edit touches every site on the
+/// plan): one statement supersedes their pending config pushes, one inserts the new
+/// ones, per chunk of sites, instead of two statements a site.
+pub fn enqueue_configs(conn: &mut DbConn, fulls: &[SiteFull], now: Millis) -> Result<()> {
+    for chunk in fulls.chunks(500) {
+        let ids: Vec<i64> = chunk.iter().map(|f| f.site.id).collect();
+        diesel::update(
+            o::outbox
+                .filter(o::site_id.eq_any(&ids))
+                .filter(o::kind.eq(KIND_CONFIG))
+                .filter(o::status.eq(STATUS_PENDING)),
+        )
+        .set((
+            o::status.eq(STATUS_SUPERSEDED),
+            o::finished_at.eq(Some(now)),
+        ))
+        .execute(conn)?;
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|f| {
+                let data = serde_json::to_value(f.config()).unwrap_or_default();
+                (
+                    o::webhook_id.eq(format!("msg_{}", uuid::Uuid::now_v7().simple())),
+                    o::site_id.eq(Some(f.site.id)),
+                    o::tenant_id.eq(Some(f.site.tenant_id)),
+                    o::target.eq(TARGET_SITE),
+                    o::kind.eq(KIND_CONFIG),
+                    o::payload.eq(body(KIND_CONFIG, now, data)),
+                    o::status.eq(STATUS_PENDING),
+                    o::attempts.eq(0),
+                    o::next_attempt_at.eq(now),
+                    o::created_at.eq(now),
+                )
+            })
+            .collect();
+        crate::per_backend!(conn, |c| diesel::insert_into(o::outbox)
+            .values(&rows)
+            .execute(c)?);
+    }
+    Ok(())
+}
+
 /// Queues a `session.kill` push for the given sessions (in pushes of at most 1000).
 pub fn enqueue_kill(
     conn: &mut DbConn,

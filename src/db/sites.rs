@@ -357,13 +357,54 @@ pub fn bump_config(conn: &mut DbConn, site_ids: &[i64], now: Millis) -> Result<V
     }
     let mut out = Vec::with_capacity(site_ids.len());
     for chunk in site_ids.chunks(500) {
-        for full in load_full(conn, SiteFilter::Ids(chunk))? {
-            record_plan_history(conn, &full, now)?;
-            super::outbox::enqueue_config(conn, &full, now)?;
-            out.push(full);
-        }
+        let fulls = load_full(conn, SiteFilter::Ids(chunk))?;
+        record_plan_histories(conn, &fulls, now)?;
+        super::outbox::enqueue_configs(conn, &fulls, now)?;
+        out.extend(fulls);
     }
     Ok(out)
+}
+
+/// [`record_plan_history`] for many sites: their latest rows in one query, the new
+/// rows in one statement.
+fn record_plan_histories(conn: &mut DbConn, fulls: &[SiteFull], now: Millis) -> Result<()> {
+    let ids: Vec<i64> = fulls.iter().map(|f| f.site.id).collect();
+    let rows: Vec<(i64, i64, i64, String)> = h::site_plan_history
+        .filter(h::site_id.eq_any(&ids))
+        .order((h::site_id, h::effective_from, h::id))
+        .select((h::site_id, h::plan_id, h::session_limit, h::over_limit))
+        .load(conn)?;
+    // Ordered by time within each site: the last one seen is the latest.
+    let mut last = std::collections::HashMap::with_capacity(ids.len());
+    for (site, plan, limit, over) in rows {
+        last.insert(site, (plan, limit, over));
+    }
+    let new: Vec<_> = fulls
+        .iter()
+        .filter_map(|full| {
+            let e = full.effective();
+            let current = (
+                full.plan.id,
+                e.values.session_limit,
+                e.values.over_limit.as_str().to_owned(),
+            );
+            (last.get(&full.site.id) != Some(&current)).then(|| {
+                (
+                    h::site_id.eq(full.site.id),
+                    h::plan_id.eq(current.0),
+                    h::session_limit.eq(current.1),
+                    h::over_limit.eq(current.2),
+                    h::effective_from.eq(now),
+                )
+            })
+        })
+        .collect();
+    if !new.is_empty() {
+        crate::per_backend!(conn, |c| diesel::insert_into(h::site_plan_history)
+            .values(&new)
+            .execute(c)?);
+    }
+    Ok(())
 }
 
 /// Appends a plan-history row when the plan or effective limit differs from the last.
