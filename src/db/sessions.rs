@@ -474,6 +474,51 @@ pub fn list(
         .load(conn)?)
 }
 
+/// The Sessions table at a past or present instant: the sessions active at `at`
+/// (`started_at <= at < min(ended_at, expires_at)`), with `f.states` judged then
+/// (live or dangling by `idle_timeout_seconds`; no session is expired or ended while
+/// active, so those states select nothing). Only the latest activity is stored, so a
+/// session last active after `at` reads as live at `at`.
+pub fn list_active_at(
+    conn: &mut DbConn,
+    site_id: i64,
+    at: Millis,
+    idle_timeout_seconds: i64,
+    f: &ListFilter,
+) -> Result<Vec<SessionRow>> {
+    let cutoff = at - idle_timeout_seconds * 1000;
+    let live = f.states.contains(&SessionState::Live);
+    let dangling = f.states.contains(&SessionState::Dangling);
+    if !live && !dangling {
+        return Ok(Vec::new());
+    }
+    let mut q = x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::started_at.le(at))
+        .filter(x::expires_at.gt(at))
+        .filter(x::ended_at.is_null().or(x::ended_at.gt(at)))
+        .into_boxed();
+    if !dangling {
+        q = q.filter(x::last_activity_at.gt(cutoff));
+    } else if !live {
+        q = q.filter(x::last_activity_at.le(cutoff));
+    }
+    if let Some(u) = &f.user {
+        q = q.filter(x::user_ref.eq(u.clone()));
+    }
+    if let Some((last, id)) = f.before {
+        q = q.filter(
+            x::last_activity_at
+                .lt(last)
+                .or(x::last_activity_at.eq(last).and(x::id.lt(id))),
+        );
+    }
+    Ok(q.order((x::last_activity_at.desc(), x::id.desc()))
+        .limit(f.limit)
+        .select(SessionRow::as_select())
+        .load(conn)?)
+}
+
 /// Per user of a site: active, live and dangling counts.
 pub fn per_user(
     conn: &mut DbConn,
