@@ -18,7 +18,7 @@ pub enum BillingCommand {
     ///
     /// Columns: tenant, site, plan, session_limit, from, to, peak_active, p95_active,
     /// sessions_started, distinct_users, session_hours, denied_admissions,
-    /// overage_sessions, base_cents, overage_cents, total_cents, currency.
+    /// overage_sessions, base_cents, overage_cents, total_cents, currency, peak_at.
     Export(ExportArgs),
 }
 

@@ -284,6 +284,7 @@ fn line(
         overage_cents: money.overage_cents,
         total_cents: money.total_cents,
         currency: prices.currency,
+        peak_at: to_rfc3339(usage.peak_at),
     })
 }
 

@@ -153,6 +153,15 @@ pub fn peak<I>(intervals: I, from: Millis, to: Millis) -> i64
 where
     I: IntoIterator<Item = (Millis, Millis)>,
 {
+    peak_and_when(intervals, from, to).0
+}
+
+/// [`peak`] and the first instant it was reached (`from` when nothing overlaps
+/// `[from, to)`): where to look for who was on at the peak.
+pub fn peak_and_when<I>(intervals: I, from: Millis, to: Millis) -> (i64, Millis)
+where
+    I: IntoIterator<Item = (Millis, Millis)>,
+{
     let mut edges: Vec<(Millis, i8)> = Vec::new();
     for (s, e) in intervals {
         let (s, e) = (s.max(from), e.min(to));
@@ -163,12 +172,15 @@ where
     }
     // -1 sorts before +1: at one instant, ends come first.
     edges.sort_unstable();
-    let (mut now, mut max) = (0i64, 0i64);
-    for (_, d) in edges {
+    let (mut now, mut max, mut when) = (0i64, 0i64, from);
+    for (at, d) in edges {
         now += i64::from(d);
-        max = max.max(now);
+        // Strictly above: the first instant at the peak, not a later equal one.
+        if now > max {
+            (max, when) = (now, at);
+        }
     }
-    max
+    (max, when)
 }
 
 /// Total time, in milliseconds, that the intervals overlap `[from, to)`.
@@ -242,6 +254,8 @@ pub fn overage_sessions(peak_active: i64, session_limit: i64, over_limit: OverLi
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SegmentUsage {
     pub peak_active: i64,
+    /// The first instant at `peak_active` (the segment's start when it had no sessions).
+    pub peak_at: Millis,
     pub sessions_started: i64,
     /// Users with at least one session overlapping the segment.
     pub distinct_users: i64,
@@ -255,8 +269,10 @@ pub fn segment_usage(sessions: &[SessionSpan], from: Millis, to: Millis) -> Segm
         .filter(|s| s.end.min(to) > s.start.max(from))
         .filter_map(|s| s.user.as_deref())
         .collect();
+    let (peak_active, peak_at) = peak_and_when(spans(), from, to);
     SegmentUsage {
-        peak_active: peak(spans(), from, to),
+        peak_active,
+        peak_at,
         sessions_started: sessions
             .iter()
             .filter(|s| (from..to).contains(&s.start))
@@ -385,7 +401,7 @@ pub fn charges_with_base(
 }
 
 /// The export's columns, in order (CSV header and JSON field names).
-pub const COLUMNS: [&str; 17] = [
+pub const COLUMNS: [&str; 18] = [
     "tenant",
     "site",
     "plan",
@@ -403,6 +419,7 @@ pub const COLUMNS: [&str; 17] = [
     "overage_cents",
     "total_cents",
     "currency",
+    "peak_at",
 ];
 
 /// One line of the billing export: a site on one plan for part of a month.
@@ -437,10 +454,13 @@ pub struct BillingRow {
     pub overage_cents: i64,
     pub total_cents: i64,
     pub currency: String,
+    /// The first instant the segment reached `peak_active` (RFC 3339; `from` when it
+    /// had no sessions): ask `GET /v1/sites/{slug}/sessions?at=` who was on then.
+    pub peak_at: String,
 }
 
 impl BillingRow {
-    fn fields(&self) -> [String; 17] {
+    fn fields(&self) -> [String; 18] {
         [
             self.tenant.clone(),
             self.site.clone(),
@@ -459,6 +479,7 @@ impl BillingRow {
             self.overage_cents.to_string(),
             self.total_cents.to_string(),
             self.currency.clone(),
+            self.peak_at.clone(),
         ]
     }
 }
@@ -646,6 +667,23 @@ mod tests {
     }
 
     #[test]
+    fn the_peak_is_dated_by_its_first_instant() {
+        // Reached at 15, lost at 20, reached again at 40: the first time counts.
+        assert_eq!(
+            peak_and_when([(0, 20), (15, 30), (40, 50), (35, 60)], 0, 100),
+            (2, 15)
+        );
+        // Several starts at one instant reach the peak at that instant.
+        assert_eq!(peak_and_when([(5, 9), (7, 9), (7, 8)], 0, 100), (3, 7));
+        // Back to back is never two: the peak of one is at the first start.
+        assert_eq!(peak_and_when([(10, 20), (20, 30)], 0, 100), (1, 10));
+        // Sessions open at the segment start peak at the start; none: the start.
+        assert_eq!(peak_and_when([(0, 60), (10, 55)], 50, 100), (2, 50));
+        assert_eq!(peak_and_when([(0, 50), (7, 7)], 50, 100), (0, 50));
+        assert_eq!(peak_and_when(Vec::new(), 50, 100), (0, 50));
+    }
+
+    #[test]
     fn peak_is_clipped_to_the_segment() {
         // Two sessions overlap only before the segment.
         assert_eq!(peak([(0, 60), (10, 55)], 50, 100), 2);
@@ -675,9 +713,13 @@ mod tests {
                 .map(|t| iv.iter().filter(|(s, e)| *s <= t && t < *e).count() as i64)
                 .max()
                 .unwrap_or(0);
+            let first = (from..to)
+                .find(|t| iv.iter().filter(|(s, e)| s <= t && t < e).count() as i64 == brute)
+                .filter(|_| brute > 0)
+                .unwrap_or(from);
             assert_eq!(
-                peak(iv.clone(), from, to),
-                brute,
+                peak_and_when(iv.clone(), from, to),
+                (brute, first),
                 "{iv:?} in [{from}, {to})"
             );
         }
@@ -808,6 +850,8 @@ mod tests {
             u,
             SegmentUsage {
                 peak_active: 1,
+                // Clipped to the segment, the first session is on from its start.
+                peak_at: 0,
                 sessions_started: 2,
                 distinct_users: 2,
                 session_ms: 3 * H,
@@ -866,13 +910,14 @@ mod tests {
             overage_cents: 0,
             total_cents: 100,
             currency: "EUR".into(),
+            peak_at: "2031-03-04T10:00:00.000Z".into(),
         };
         let csv = to_csv(&[row]);
         let lines: Vec<&str> = csv.split("\r\n").collect();
         assert_eq!(lines[0], COLUMNS.join(","));
         assert_eq!(
             lines[1],
-            "acme,www,pro,5,2031-03-01T00:00:00.000Z,2031-04-01T00:00:00.000Z,3,2,10,4,12.50,0,0,100,0,100,EUR"
+            "acme,www,pro,5,2031-03-01T00:00:00.000Z,2031-04-01T00:00:00.000Z,3,2,10,4,12.50,0,0,100,0,100,EUR,2031-03-04T10:00:00.000Z"
         );
         assert_eq!(lines[2], "");
     }

@@ -68,7 +68,7 @@ fn the_csv_reader_reads_quotes() {
     );
 }
 
-const COLUMNS: [&str; 17] = [
+const COLUMNS: [&str; 18] = [
     "tenant",
     "site",
     "plan",
@@ -86,6 +86,7 @@ const COLUMNS: [&str; 17] = [
     "overage_cents",
     "total_cents",
     "currency",
+    "peak_at",
 ];
 
 /// How a JSON value of a row is written in the CSV.
@@ -187,6 +188,8 @@ async fn export_counts_sessions_across_the_period_start_exactly() {
         "session_hours": 27.0, "denied_admissions": 0, "overage_sessions": 0,
         // Created on the 3rd: 29 of 31 days.
         "base_cents": 2900, "overage_cents": 0, "total_cents": 2900, "currency": "EUR",
+        // s1 and s2 are both on as the period starts.
+        "peak_at": "2031-03-01T00:00:00.000Z",
     });
     let gamma_march = json!({
         "tenant": "other", "site": "gamma", "plan": "alpha-plan", "session_limit": 2,
@@ -194,6 +197,8 @@ async fn export_counts_sessions_across_the_period_start_exactly() {
         "peak_active": 0, "p95_active": 0, "sessions_started": 0, "distinct_users": 0,
         "session_hours": 0.0, "denied_admissions": 0, "overage_sessions": 0,
         "base_cents": 2900, "overage_cents": 0, "total_cents": 2900, "currency": "EUR",
+        // No sessions: the segment's start.
+        "peak_at": "2031-03-01T00:00:00.000Z",
     });
     let rows = export_both(&app, &app.admin, "period=2031-03").await;
     assert_eq!(rows, vec![alpha_march.clone(), gamma_march.clone()]);
@@ -351,6 +356,8 @@ async fn a_plan_change_splits_the_line_and_overage_is_billed() {
                 "session_hours": 2.5, "denied_admissions": 0, "overage_sessions": 0,
                 // 1000 × 9/31 = 290.32
                 "base_cents": 290, "overage_cents": 0, "total_cents": 290, "currency": "EUR",
+                // x2 joins x1.
+                "peak_at": "2031-03-01T00:30:00.000Z",
             }),
             json!({
                 "tenant": "beta-co", "site": "beta", "plan": "over", "session_limit": 2,
@@ -358,6 +365,8 @@ async fn a_plan_change_splits_the_line_and_overage_is_billed() {
                 "peak_active": 4, "p95_active": 4, "sessions_started": 3, "distinct_users": 2,
                 "session_hours": 4.0, "denied_admissions": 1, "overage_sessions": 2,
                 "base_cents": 4400, "overage_cents": 300, "total_cents": 4700, "currency": "EUR",
+                // y, a and b are on when c is admitted.
+                "peak_at": "2031-03-10T00:03:00.000Z",
             }),
         ]
     );
