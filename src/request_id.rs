@@ -66,7 +66,7 @@ pub async fn middleware(
     span.in_scope(|| {
         tracing::debug!(
             status = res.status().as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            elapsed_ms = started.elapsed().as_micros() as f64 / 1000.0,
             "request finished"
         );
     });

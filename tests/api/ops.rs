@@ -140,7 +140,7 @@ async fn text_logs_have_no_colours_off_a_terminal_and_carry_the_request_id() {
     assert!(!logs.contains('\u{1b}'), "ANSI escapes in a pipe:\n{logs}");
     let line = logs
         .lines()
-        .find(|l| l.contains("request finished"))
+        .find(|l| l.contains("request finished") && l.contains("log-text-42"))
         .unwrap_or_else(|| panic!("no request line in\n{logs}"));
     assert!(line.contains("request_id=log-text-42"), "{line}");
     assert!(line.contains("status=401"), "{line}");
@@ -154,8 +154,9 @@ async fn json_logs_stay_one_object_a_line_with_the_request_id() {
     for line in logs.lines().filter(|l| !l.trim().is_empty()) {
         let v: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        if v["fields"]["message"] == "request finished" {
+        if v["fields"]["message"] == "request finished" && v["span"]["path"] == "/v1/plans" {
             assert_eq!(v["span"]["request_id"], "log-json-42", "{line}");
+            assert_eq!(v["fields"]["status"], 401, "{line}");
             found = true;
         }
     }
