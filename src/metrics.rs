@@ -364,6 +364,29 @@ mod tests {
     }
 
     #[test]
+    fn sessions_by_tenant_only_when_asked() {
+        let m = Metrics::default();
+        let mut fleet = Fleet {
+            active: 3,
+            live: 2,
+            dangling: 1,
+            ..Fleet::default()
+        };
+        fleet.by_tenant.insert("acme".into(), (3, 2, 1));
+        fleet.by_tenant.insert("idle".into(), (0, 0, 0));
+        m.sampled(fleet, 5_000);
+        let wait = WaitHistogram::default();
+        let plain = m.render_business(&Outbox::default(), &wait, false);
+        assert!(plain.contains("headcount_sessions{state=\"active\"} 3"));
+        assert!(!plain.contains("tenant="));
+        assert!(plain.contains("headcount_sampler_last_run_timestamp_seconds 5"));
+        let split = m.render_business(&Outbox::default(), &wait, true);
+        assert!(split.contains("headcount_sessions{state=\"dangling\",tenant=\"acme\"} 1"));
+        assert!(split.contains("headcount_sessions{state=\"active\",tenant=\"idle\"} 0"));
+        assert!(!split.contains("headcount_sessions{state=\"active\"} 3"));
+    }
+
+    #[test]
     fn business_series_exist_before_anything_happens() {
         let m = Metrics::default();
         let text = m.render_business(&Outbox::default(), &WaitHistogram::default(), false);
