@@ -22,6 +22,22 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Waits up to 10 s for `/readyz` on `port` to answer 200.
+async fn ready(client: &reqwest::Client, port: u16) -> bool {
+    for _ in 0..400 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
 /// Runs a start that must fail; returns its stderr.
 fn failing_start(args: &[&str], env: &[(&str, &str)]) -> String {
     let dir = tempfile::tempdir().unwrap();
@@ -71,20 +87,7 @@ async fn first_start_prints_one_admin_token_and_sigterm_exits_cleanly() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let mut ready = false;
-        for _ in 0..400 {
-            if let Ok(r) = client
-                .get(format!("http://127.0.0.1:{port}/readyz"))
-                .send()
-                .await
-                && r.status().is_success()
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        assert!(ready, "round {round}: not ready");
+        assert!(ready(&client, port).await, "round {round}: not ready");
         let status = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .status()
@@ -137,20 +140,7 @@ async fn client_protocol_errors_are_not_logged_as_errors() {
         .spawn()
         .unwrap();
     let client = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..400 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "not ready");
+    assert!(ready(&client, port).await, "not ready");
     let answer = tokio::task::spawn_blocking(move || {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
