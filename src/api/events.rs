@@ -26,6 +26,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 pub const MAX_EVENTS: usize = 1000;
 pub const MAX_SNAPSHOT: usize = 100_000;
+/// Sessions a snapshot writes per transaction.
+const SNAPSHOT_PART: usize = 5_000;
 const MAX_PAST_MS: i64 = 35 * 86_400_000;
 const MAX_FUTURE_MS: i64 = 5 * 60_000;
 
@@ -419,33 +421,65 @@ pub async fn put_snapshot(
     if !errors.is_empty() {
         return Err(Error::invalid(errors));
     }
-    let rows = coalesce(rows);
+    let rows = std::sync::Arc::new(coalesce(rows));
     let site_id = site.site.id;
-    let result = state
-        .db
-        .write(move |c| {
-            c.transaction(|c| {
-                db::lock_site(c, site_id)?;
-                let refs: Vec<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
-                let known = sessions::existing(c, site_id, &refs)?;
-                let created = rows.iter().filter(|(s, _)| !known.contains(s)).count();
-                sessions::merge(c, site_id, &rows, false)?;
-                let listed: std::collections::HashSet<&str> = refs.iter().copied().collect();
-                let to_end: Vec<String> = sessions::open_sessions(c, site_id, now)?
-                    .into_iter()
-                    .filter(|(s, last)| !listed.contains(s.as_str()) && *last <= as_of)
-                    .map(|(s, _)| s)
-                    .collect();
-                let ended =
-                    sessions::end_sessions(c, site_id, &to_end, as_of, EndReason::Reconciled)?;
-                Ok(SnapshotResult {
-                    created,
-                    updated: rows.len() - created,
-                    ended,
+    // Written in parts, each its own transaction holding the site for a moment, so
+    // that admissions on the site wait behind one part, not behind a 100,000-session
+    // snapshot. Merging is monotone and idempotent, so a snapshot cut short by a
+    // failure leaves only true observations, and the agent's retry completes it.
+    let mut created = 0;
+    for start in (0..rows.len()).step_by(SNAPSHOT_PART) {
+        let rows = rows.clone();
+        created += state
+            .db
+            .write(move |c| {
+                let part = &rows[start..(start + SNAPSHOT_PART).min(rows.len())];
+                c.transaction(|c| {
+                    db::lock_site(c, site_id)?;
+                    let refs: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
+                    let known = sessions::existing(c, site_id, &refs)?;
+                    sessions::merge(c, site_id, part, false)?;
+                    Ok(part.iter().filter(|(s, _)| !known.contains(s)).count())
                 })
             })
+            .await?;
+    }
+    // Then the site's other open sessions that the snapshot saw idle end, in parts
+    // too; one that was active after `as_of` meanwhile is left alone.
+    let listed = rows.clone();
+    let to_end: Vec<String> = state
+        .db
+        .run(move |c| sessions::open_sessions(c, site_id, now))
+        .await?
+        .into_iter()
+        .filter(|(_, last)| *last <= as_of)
+        .map(|(s, _)| s)
+        .filter({
+            let listed: std::collections::HashSet<&str> =
+                listed.iter().map(|(s, _)| s.as_str()).collect();
+            move |s| !listed.contains(s.as_str())
         })
-        .await?;
+        .collect();
+    let to_end = std::sync::Arc::new(to_end);
+    let mut ended = 0;
+    for start in (0..to_end.len()).step_by(SNAPSHOT_PART) {
+        let to_end = to_end.clone();
+        ended += state
+            .db
+            .write(move |c| {
+                let part = &to_end[start..(start + SNAPSHOT_PART).min(to_end.len())];
+                c.transaction(|c| {
+                    db::lock_site(c, site_id)?;
+                    sessions::end_idle_since(c, site_id, part, as_of, EndReason::Reconciled)
+                })
+            })
+            .await?;
+    }
+    let result = SnapshotResult {
+        created,
+        updated: rows.len() - created,
+        ended,
+    };
     state.metrics.snapshot();
     Ok(HttpResponse::Ok().json(result))
 }

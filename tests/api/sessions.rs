@@ -468,3 +468,43 @@ async fn site_refusals_are_recorded_as_denials_once() {
         .unwrap_or_else(|| panic!("no billing line for r: {}", b.text));
     assert_eq!(line["denied_admissions"], 2, "{line}");
 }
+
+/// A big snapshot is written in parts; the counts and the reconciliation are those of
+/// the whole, sent again it changes nothing, and a session active after `as_of`
+/// stays open.
+#[tokio::test]
+async fn a_big_snapshot_in_parts_counts_and_reconciles_as_a_whole() {
+    let app = spawn().await;
+    let t = app.site_with("big", json!({"session_limit": 100})).await;
+    let old: Vec<Value> = (0..7_000)
+        .map(|i| json!({"type": "session.started", "session": format!("old{i}"), "at": app.at(-600)}))
+        .collect();
+    for part in old.chunks(1000) {
+        let r = app.events("big", &t, Value::Array(part.to_vec())).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    // Active after the snapshot's as_of: not the snapshot's to end.
+    app.events(
+        "big",
+        &t,
+        json!([{"type": "session.started", "session": "fresh", "at": app.at(0)}]),
+    )
+    .await;
+    // Lists 3,000 of the old ones and 9,000 new ones: 12,000 in three parts.
+    let listed: Vec<Value> = (4_000..7_000)
+        .map(|i| format!("old{i}"))
+        .chain((0..9_000).map(|i| format!("new{i}")))
+        .map(|s| json!({"session": s, "last_activity_at": app.at(-60)}))
+        .collect();
+    let body = json!({"as_of": app.at(-30), "sessions": listed});
+    let r = app.put("/v1/sites/big/sessions", &t, body.clone()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body,
+        json!({"created": 9000, "updated": 3000, "ended": 4000})
+    );
+    assert_eq!(app.usage("big").await["active"], 12_001);
+    let r = app.put("/v1/sites/big/sessions", &t, body).await;
+    assert_eq!(r.body, json!({"created": 0, "updated": 12000, "ended": 0}));
+    assert_eq!(app.usage("big").await["active"], 12_001);
+}
