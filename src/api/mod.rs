@@ -1,6 +1,7 @@
 //! The REST API: one module per resource. Handlers extract, parse into domain types,
 //! run one transaction through `db`, and map the result to a response type.
 
+pub mod advice;
 pub mod audit;
 pub mod billing;
 pub mod deliveries;
@@ -329,6 +330,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     history::routes(cfg);
     deliveries::routes(cfg);
     billing::routes(cfg);
+    advice::routes(cfg);
     audit::routes(cfg);
     ui::routes(cfg);
 }

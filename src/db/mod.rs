@@ -1,6 +1,7 @@
 //! Storage: one pool over a connection enum of PostgreSQL and SQLite, one helper that
 //! runs every query on the blocking thread pool, and the queries by table.
 
+pub mod advice;
 pub mod alerts;
 pub mod audit;
 pub mod batch_reads;

@@ -1,6 +1,7 @@
 //! Pure rules: no I/O, no database, no HTTP. Everything here is tested on plain values.
 
 pub mod admission;
+pub mod advice;
 pub mod billing;
 pub mod config;
 pub mod ids;

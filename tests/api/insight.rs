@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::spawn;
+use crate::helpers::{TestApp, spawn};
 
 fn sessions_of(body: &Value) -> Vec<(String, String)> {
     body["items"]
@@ -119,4 +119,199 @@ async fn sessions_at_an_instant_with_their_state_then() {
 
 fn urlencode(s: &str) -> String {
     s.replace('+', "%2B").replace(':', "%3A")
+}
+
+fn set(app: &TestApp, s: &str) {
+    app.clock.set(
+        chrono::DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&chrono::Utc),
+    );
+}
+
+/// Two sessions left open on the first night hold both places of a limit of 2;
+/// three sign-ins on the next days are refused while nobody works; three short
+/// sessions later in the month make the median length an hour. The numbers are the
+/// ones worked out by hand in `domain::advice`'s first test.
+#[tokio::test]
+async fn advice_sees_that_dangling_sessions_caused_the_refusals() {
+    let app = spawn().await;
+    set(&app, "2031-02-25T00:00:00Z");
+    app.create_plan(
+        "small",
+        json!({"session_limit": 2, "idle_timeout_seconds": 3600,
+               "monthly_price_cents": 1000, "overage_unit_price_cents": 300}),
+    )
+    .await;
+    app.create_plan(
+        "big",
+        json!({"session_limit": 5, "idle_timeout_seconds": 3600, "monthly_price_cents": 2500}),
+    )
+    .await;
+    app.create_tenant("acme").await;
+    app.create_site("www", "acme", "small", json!({})).await;
+    let t = app.token("site", None, Some("www")).await;
+    set(&app, "2031-03-01T00:30:00Z");
+    let until = "2031-03-15T00:00:00Z";
+    let r = app
+        .events(
+            "www",
+            &t,
+            json!([
+                {"type": "session.started", "session": "d1", "at": "2031-03-01T00:00:00Z", "expires_at": until},
+                {"type": "session.activity", "session": "d1", "at": "2031-03-01T00:10:00Z", "expires_at": until},
+                {"type": "session.started", "session": "d2", "at": "2031-03-01T00:05:00Z", "expires_at": until},
+                {"type": "session.activity", "session": "d2", "at": "2031-03-01T00:20:00Z", "expires_at": until},
+            ]),
+        )
+        .await;
+    assert_eq!(r.body["accepted"], 4, "{}", r.text);
+    for (i, at) in [
+        "2031-03-02T09:00:00Z",
+        "2031-03-03T10:00:00Z",
+        "2031-03-04T11:00:00Z",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        set(&app, at);
+        let r = app.admit("www", &t, &format!("x{i}")).await;
+        assert_eq!(r.body["outcome"], "limit_reached", "{}", r.text);
+    }
+    set(&app, "2031-03-21T12:00:00Z");
+    let mut short = Vec::new();
+    for (i, h) in [0, 2, 4].into_iter().enumerate() {
+        let s = format!("s{i}");
+        short.push(json!({"type": "session.started", "session": s, "at": format!("2031-03-21T{h:02}:00:00Z")}));
+        short.push(json!({"type": "session.ended", "session": s, "at": format!("2031-03-21T{:02}:00:00Z", h + 1)}));
+    }
+    let r = app.events("www", &t, json!(short)).await;
+    assert_eq!(r.body["accepted"], 6, "{}", r.text);
+    set(&app, "2031-04-02T00:00:00Z");
+
+    let r = app
+        .get("/v1/sites/www/advice?period=2031-03", &app.admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let a = &r.body;
+    assert_eq!(a["period"], "2031-03");
+    assert_eq!(
+        a["current"],
+        json!({"plan": "small", "session_limit": 2, "count_mode": "active", "refusals": 3,
+               "peak_active": 2, "total_cents": 1000})
+    );
+    assert_eq!(
+        a["dangling"],
+        json!({"refusals_while_dangling": 3, "avoided_by_live": 3,
+               "avoided_by_idle_timeout": {"3600": 3, "14400": 3, "86400": 3, "259200": 1}})
+    );
+    assert_eq!(
+        a["options"],
+        json!([
+            {"plan": "small", "session_limit": 2, "count_mode": "active", "refusals": 3,
+             "peak_active": 2, "overage_sessions": 0, "total_cents": 1000},
+            {"plan": "small", "session_limit": 3, "count_mode": "active", "refusals": 0,
+             "peak_active": 3, "overage_sessions": 0, "total_cents": 1300},
+            {"plan": "small", "session_limit": 2, "count_mode": "live", "refusals": 0,
+             "peak_active": 3, "overage_sessions": 0, "total_cents": 1000},
+            {"plan": "big", "session_limit": 5, "count_mode": "active", "refusals": 0,
+             "peak_active": 3, "overage_sessions": 0, "total_cents": 2500},
+        ])
+    );
+    assert_eq!(
+        a["recommendation"],
+        json!({"plan": "small", "session_limit": 2, "count_mode": "live",
+               "text": "3 of 3 refusals were caused by dangling sessions; counting live sessions only would have avoided them at no extra cost."})
+    );
+
+    // The owning tenant may ask; another tenant cannot see the site; bad periods.
+    let own = app.token("tenant", Some("acme"), None).await;
+    let r = app.get("/v1/sites/www/advice?period=2031-03", &own).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    app.create_tenant("other").await;
+    let other = app.token("tenant", Some("other"), None).await;
+    let r = app.get("/v1/sites/www/advice?period=2031-03", &other).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    for q in ["", "?period=2031-3", "?period=2031-03&x=1"] {
+        let r = app
+            .get(&format!("/v1/sites/www/advice{q}"), &app.admin)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{q}: {}", r.text);
+    }
+    // A quiet month: nothing refused, the plan fits.
+    let r = app
+        .get("/v1/sites/www/advice?period=2031-02", &app.admin)
+        .await;
+    assert_eq!(r.body["current"]["refusals"], 0, "{}", r.text);
+    assert_eq!(r.body["recommendation"]["plan"], "small");
+}
+
+/// A month of 1,000 sessions and 100 refusals the site made itself: the answer's
+/// time is printed (run with `--nocapture`), not asserted.
+#[tokio::test]
+async fn advice_for_a_busy_month() {
+    let app = spawn().await;
+    set(&app, "2031-02-25T00:00:00Z");
+    app.create_plan(
+        "team",
+        json!({"session_limit": 5, "idle_timeout_seconds": 3600, "monthly_price_cents": 5000,
+               "overage_unit_price_cents": 400}),
+    )
+    .await;
+    app.create_plan(
+        "office",
+        json!({"session_limit": 25, "monthly_price_cents": 9000}),
+    )
+    .await;
+    app.create_tenant("busy").await;
+    app.create_site("busy", "busy", "team", json!({})).await;
+    let t = app.token("site", None, Some("busy")).await;
+    set(&app, "2031-03-30T12:00:00Z");
+    let start = chrono::DateTime::parse_from_rfc3339("2031-03-01T00:00:00Z").unwrap();
+    let at = |minutes: i64| (start + chrono::Duration::minutes(minutes)).to_rfc3339();
+    let mut events = Vec::new();
+    for i in 0..1000i64 {
+        // One every 40 minutes, lasting 1 to 8 hours, a third idle after 30 minutes.
+        let s = i * 40;
+        let len = 60 + (i * 37) % 420;
+        let id = format!("s{i}");
+        let user = format!("u{}", i % 50);
+        if i % 3 == 0 {
+            // Left open: it expires, and its last activity stays where it was.
+            let exp = at(s + len);
+            events.push(json!({"type": "session.started", "session": id, "at": at(s), "user": user, "expires_at": exp}));
+            events.push(json!({"type": "session.activity", "session": id, "at": at(s + 30), "expires_at": exp}));
+        } else {
+            events
+                .push(json!({"type": "session.started", "session": id, "at": at(s), "user": user}));
+            events.push(json!({"type": "session.ended", "session": id, "at": at(s + len)}));
+        }
+    }
+    for i in 0..100i64 {
+        events.push(
+            json!({"type": "session.refused", "at": at(i * 397 + 11), "user": format!("u{i}")}),
+        );
+    }
+    for chunk in events.chunks(1000) {
+        let r = app.events("busy", &t, json!(chunk)).await;
+        assert_eq!(r.body["rejected"], json!([]), "{}", r.text);
+    }
+    let timer = std::time::Instant::now();
+    let r = app
+        .get("/v1/sites/busy/advice?period=2031-03", &app.admin)
+        .await;
+    let took = timer.elapsed();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    println!(
+        "advice for 1000 sessions and 100 refusals: {} ms ({} options; {})",
+        took.as_millis(),
+        r.body["options"].as_array().unwrap().len(),
+        r.body["recommendation"]["text"]
+    );
+    assert_eq!(r.body["current"]["refusals"], 100);
+    let options = r.body["options"].as_array().unwrap();
+    assert!(
+        options.iter().any(|o| o["refusals"] == 0),
+        "a limit that refuses nothing is listed: {options:?}"
+    );
 }
