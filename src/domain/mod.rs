@@ -4,6 +4,7 @@ pub mod admission;
 pub mod advice;
 pub mod billing;
 pub mod config;
+pub mod forecast;
 pub mod ids;
 pub mod session;
 pub mod targets;

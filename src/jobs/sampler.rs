@@ -33,6 +33,7 @@ pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
 pub async fn sample(state: &AppState) -> Result<usize> {
     let now = state.now();
     let minute = now - now.rem_euclid(60_000);
+    let provider = state.config.provider_notify_url.is_some();
     let (n, fleet) = state
         .db
         .run(move |c| {
@@ -81,6 +82,7 @@ pub async fn sample(state: &AppState) -> Result<usize> {
                 usage::write_samples(c, &samples)?;
                 usage::roll_up(c, minute - usage::HOUR_MS, minute + 60_000)
             })?;
+            crate::db::forecast::check(c, &all, now, provider)?;
             Ok((samples.len(), fleet))
         })
         .await?;

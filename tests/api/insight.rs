@@ -315,3 +315,78 @@ async fn advice_for_a_busy_month() {
         "a limit that refuses nothing is listed: {options:?}"
     );
 }
+
+/// Fourteen days of samples: one site's daily peak grows by one a day towards its
+/// limit of 20, the other's stays at 10. The rising one is forecast once, to its
+/// tenant and to the provider, signed; the flat one never.
+#[tokio::test]
+async fn a_rising_trend_of_daily_peaks_is_forecast_once() {
+    let provider = crate::receiver::Receiver::start().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned();
+    provider.trust(&secret);
+    let app = crate::helpers::spawn_with(crate::helpers::Options {
+        provider_notify: Some((provider.url.clone(), secret)),
+        ..Default::default()
+    })
+    .await;
+    let rx = crate::receiver::Receiver::start().await;
+    app.create_plan("p", json!({"session_limit": 20})).await;
+    let r = app
+        .post(
+            "/v1/tenants",
+            &app.admin,
+            json!({"slug": "t", "name": "T", "notify_url": rx.url}),
+        )
+        .await;
+    rx.trust(r.body["notify_secret"].as_str().unwrap());
+    set(&app, "2031-05-01T12:00:00Z");
+    let mut tokens = Vec::new();
+    for site in ["rise", "flat"] {
+        app.create_site(site, "t", "p", json!({})).await;
+        tokens.push(app.token("site", None, Some(site)).await);
+    }
+    let sample = || headcount::jobs::sampler::sample(&app.state);
+    for day in 0..16i64 {
+        for (site, token, n) in [("rise", &tokens[0], day + 1), ("flat", &tokens[1], 10)] {
+            let events: Vec<Value> = (0..n.min(14))
+                .map(|k| {
+                    json!({"type": "session.started", "session": format!("d{day}-{k}"),
+                       "at": app.at(0), "expires_at": app.at(3600)})
+                })
+                .collect();
+            let r = app.events(site, token, json!(events)).await;
+            assert_eq!(r.body["rejected"], json!([]), "{}", r.text);
+        }
+        sample().await.unwrap();
+        app.advance(86_400);
+    }
+    let got = rx
+        .wait_for("the forecast", |r| {
+            r.iter().any(|m| m.body["type"] == "site.limit_forecast")
+        })
+        .await;
+    let m = got
+        .iter()
+        .find(|m| m.body["type"] == "site.limit_forecast")
+        .unwrap();
+    assert!(m.signature_ok);
+    let data = &m.body["data"];
+    assert_eq!(data["site"], "rise");
+    assert_eq!(data["session_limit"], 20);
+    let peaks = data["peaks"].as_array().unwrap();
+    assert_eq!(peaks[0], json!({"day": "2031-05-01", "peak_active": 1}));
+    // Peaks 1, 2, 3, … dated at noon reach 20 at noon of day 19 (May 20th).
+    assert_eq!(data["expected_at"], "2031-05-20T12:00:00.000Z", "{data}");
+    provider
+        .wait_for("the provider's copy", |r| {
+            r.iter().any(|m| m.body["type"] == "site.limit_forecast")
+        })
+        .await;
+    // A few more samples within the week send nothing again.
+    sample().await.unwrap();
+    app.advance(3600);
+    sample().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rx.of_type("site.limit_forecast").len(), 1);
+    assert_eq!(provider.of_type("site.limit_forecast").len(), 1);
+}
