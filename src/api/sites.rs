@@ -17,6 +17,7 @@ use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::targets::Origin;
 use crate::error::{Error, Problem, Result};
+use crate::push::signing;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(create_site)
@@ -59,6 +60,10 @@ pub struct CreateSite {
     #[schema(minimum = 1, maximum = 1000000)]
     pub per_user_limit: Option<i64>,
     pub per_user_over_limit: Option<PerUserOverLimit>,
+    /// `v1` (default): HMAC with a shared `whsec_` secret; `v1a`: ed25519, the site
+    /// keeps only the `whpk_` public key.
+    #[schema(pattern = "^v1a?$")]
+    pub signature_scheme: Option<String>,
 }
 
 /// Any subset of the writable fields; `null` clears an override (the plan's value
@@ -130,6 +135,10 @@ pub struct SiteView {
     pub webhook_disabled_at: Option<String>,
     pub overrides: OverridesView,
     pub config_version: i64,
+    /// How pushes are signed: `v1` (HMAC, shared secret) or `v1a` (ed25519).
+    pub signature_scheme: String,
+    /// For `v1a`: the public key that verifies the pushes.
+    pub webhook_public_key: Option<String>,
     /// What the site runs with: plan values merged with the overrides.
     pub effective: SiteConfig,
     pub created_at: String,
@@ -160,6 +169,8 @@ impl From<SiteFull> for SiteView {
                 per_user_over_limit: o.per_user_over_limit,
             },
             config_version: f.site.config_version,
+            signature_scheme: signing::scheme_of(&f.site.webhook_secret).to_owned(),
+            webhook_public_key: signing::public_key_of(&f.site.webhook_secret),
             effective,
             created_at: to_rfc3339(f.site.created_at),
             updated_at: to_rfc3339(f.site.updated_at),
@@ -167,19 +178,27 @@ impl From<SiteFull> for SiteView {
     }
 }
 
-/// A new site, with the secret that signs its pushes (shown only here).
+/// A new site, with what verifies its pushes (the secret is shown only here).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedSite {
     #[serde(flatten)]
     pub site: SiteView,
-    /// `whsec_…`: verifies the pushes sent to `webhook_url`. Shown once.
-    pub webhook_secret: String,
+    /// `whsec_…` (scheme `v1`): verifies the pushes sent to `webhook_url`. Shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// `whpk_…` (scheme `v1a`): the ed25519 public key that verifies the pushes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_public_key: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedSecret {
-    /// The new `whsec_…` secret. Shown once.
-    pub webhook_secret: String,
+    /// The new `whsec_…` secret (scheme `v1`). Shown once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
+    /// The new `whpk_…` public key (scheme `v1a`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_public_key: Option<String>,
     /// Until then pushes carry a signature by the previous secret as well.
     pub previous_valid_until: String,
 }
@@ -245,8 +264,18 @@ pub async fn create_site(
     let (Some(slug), Some(tenant), Some(plan)) = (slug, tenant, plan) else {
         return Err(Error::bad_request("incomplete site"));
     };
+    let scheme = match b.signature_scheme.as_deref() {
+        None | Some("v1") => "v1",
+        Some("v1a") => "v1a",
+        Some(_) => {
+            return Err(Error::invalid_field(
+                "signature_scheme",
+                "must be \"v1\" or \"v1a\"",
+            ));
+        }
+    };
     let now = state.now();
-    let secret = super::tenants::new_whsec();
+    let (secret, public_key) = new_signing_secret(scheme);
     let secret2 = secret.clone();
     let actor = caller.actor();
     let name = name.unwrap_or_default();
@@ -303,7 +332,8 @@ pub async fn create_site(
     state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Created().json(CreatedSite {
         site: full.into(),
-        webhook_secret: secret,
+        webhook_secret: public_key.is_none().then_some(secret),
+        webhook_public_key: public_key,
     }))
 }
 
@@ -570,6 +600,16 @@ pub async fn delete_site(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A new signing secret for `scheme`, and for `v1a` its public key.
+fn new_signing_secret(scheme: &str) -> (String, Option<String>) {
+    if scheme == "v1a" {
+        let (secret, public) = signing::new_v1a_keys();
+        (secret, Some(public))
+    } else {
+        (super::tenants::new_whsec(), None)
+    }
+}
+
 /// Rotate the webhook secret. The previous secret keeps signing alongside for 24 h.
 #[utoipa::path(post, path = "/v1/sites/{slug}/webhook-secret", tag = "sites",
     operation_id = "rotate_webhook_secret",
@@ -586,22 +626,24 @@ pub async fn rotate_webhook_secret(
     let scope = caller.scope()?;
     let slug = path_slug("site", &slug)?;
     let now = state.now();
-    let secret = super::tenants::new_whsec();
-    let secret2 = secret.clone();
     let actor = caller.actor();
     let until = now + ROTATION_OVERLAP_MS;
-    state
+    // The new secret keeps the site's scheme.
+    let (secret, public_key) = state
         .db
         .run(move |c| {
             c.transaction(|c| {
                 let f = sites::get(c, &scope, &slug)?;
-                sites::set_webhook_secret(c, f.site.id, &secret2, &f.site.webhook_secret, until)?;
-                audit::record(c, now, &actor, "rotate_secret", "site", &slug, &json!({}))
+                let fresh = new_signing_secret(signing::scheme_of(&f.site.webhook_secret));
+                sites::set_webhook_secret(c, f.site.id, &fresh.0, &f.site.webhook_secret, until)?;
+                audit::record(c, now, &actor, "rotate_secret", "site", &slug, &json!({}))?;
+                Ok(fresh)
             })
         })
         .await?;
     Ok(HttpResponse::Ok().json(RotatedSecret {
-        webhook_secret: secret,
+        webhook_secret: public_key.is_none().then_some(secret),
+        webhook_public_key: public_key,
         previous_valid_until: to_rfc3339(until),
     }))
 }

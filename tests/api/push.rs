@@ -375,3 +375,77 @@ async fn push_rate() {
         n as f64 / secs
     );
 }
+
+/// `signature_scheme: v1a`: pushes are signed with ed25519 and verify with the public
+/// key alone, checked by an independent implementation; rotation keeps the scheme.
+#[tokio::test]
+async fn v1a_pushes_verify_with_the_public_key_alone() {
+    let app = spawn().await;
+    let rx = Receiver::start().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let r = app
+        .create_site(
+            "s",
+            "t",
+            "p",
+            json!({"webhook_url": rx.url, "signature_scheme": "v1a"}),
+        )
+        .await;
+    assert!(r.body.get("webhook_secret").is_none(), "{}", r.text);
+    let pk = r.body["webhook_public_key"].as_str().unwrap().to_owned();
+    assert!(pk.starts_with("whpk_"), "{pk}");
+    assert_eq!(r.body["signature_scheme"], "v1a");
+    // Before the key is trusted nothing verifies; with it, the push does.
+    rx.wait_for("the first push", |m| !m.is_empty()).await;
+    assert!(!rx.received()[0].signature_ok);
+    rx.trust(&pk);
+    assert!(rx.received()[0].signature_ok);
+    assert_eq!(rx.of_type("site.config_changed").len(), 1);
+    // A v1 secret would not verify it either.
+    let view = app.get("/v1/sites/s", &app.admin).await;
+    assert_eq!(view.body["webhook_public_key"], pk.as_str());
+
+    let r = app
+        .post("/v1/sites/s/webhook-secret", &app.admin, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let new_pk = r.body["webhook_public_key"].as_str().unwrap().to_owned();
+    assert_ne!(new_pk, pk);
+    assert!(r.body.get("webhook_secret").is_none());
+    let fresh = Receiver::start().await;
+    fresh.trust(&new_pk);
+    let r = app
+        .patch(
+            "/v1/sites/s",
+            &app.admin,
+            json!({"webhook_url": fresh.url, "limit_message": "full"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let got = fresh
+        .wait_for("a push signed by the new key", |m| {
+            m.iter()
+                .any(|x| x.signature_ok && x.body["type"] == "site.config_changed")
+        })
+        .await;
+    assert!(got.iter().all(|x| x.signature_ok));
+    // A v1 site is unchanged: whsec_ secret, v1 signatures.
+    let r = app.create_site("v1site", "t", "p", json!({})).await;
+    assert!(
+        r.body["webhook_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("whsec_")
+    );
+    assert_eq!(r.body["signature_scheme"], "v1");
+    let r = app
+        .post(
+            "/v1/sites",
+            &app.admin,
+            json!({"slug": "bad", "tenant": "t", "name": "b", "plan": "p", "signature_scheme": "v2"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert_eq!(r.body["errors"][0]["field"], "signature_scheme");
+}

@@ -70,6 +70,34 @@ async fn hook(
     res.finish()
 }
 
+/// Checks a `v1a` (ed25519) signature with aws-lc-rs, an implementation independent
+/// of the one headcount signs with.
+fn verify_v1a(public_key_b64: &str, r: &Raw) -> bool {
+    use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Ok(pk) = b64.decode(public_key_b64) else {
+        return false;
+    };
+    let msg = [
+        r.id.as_bytes(),
+        b".",
+        r.ts.to_string().as_bytes(),
+        b".",
+        &r.body,
+    ]
+    .concat();
+    r.sig.split(' ').any(|s| {
+        s.strip_prefix("v1a,")
+            .and_then(|b| b64.decode(b).ok())
+            .is_some_and(|sig| {
+                UnparsedPublicKey::new(&ED25519, &pk)
+                    .verify(&msg, &sig)
+                    .is_ok()
+            })
+    })
+}
+
 impl Receiver {
     pub async fn start() -> Self {
         let inner = Arc::new(Mutex::new(Inner::default()));
@@ -114,10 +142,10 @@ impl Receiver {
             .map(|r| Received {
                 webhook_id: r.id.clone(),
                 body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-                signature_ok: g
-                    .secrets
-                    .iter()
-                    .any(|s| headcount::push::signing::verify(s, &r.id, r.ts, &r.body, &r.sig)),
+                signature_ok: g.secrets.iter().any(|s| match s.strip_prefix("whpk_") {
+                    Some(pk) => verify_v1a(pk, r),
+                    None => headcount::push::signing::verify(s, &r.id, r.ts, &r.body, &r.sig),
+                }),
             })
             .collect()
     }
