@@ -256,14 +256,25 @@ pub struct AttemptResult {
     pub error: Option<String>,
 }
 
-/// Records an attempt and the row's next state.
-pub fn finish_attempt(
+/// Records a batch of attempts and each row's next state in one transaction: one
+/// commit for the batch instead of one a push, which bounds how fast a fleet's
+/// pushes drain.
+pub fn finish_attempts(conn: &mut DbConn, done: &[(i64, AttemptResult, Next)]) -> Result<()> {
+    conn.transaction(|conn| {
+        for (id, attempt, next) in done {
+            record_attempt(conn, *id, attempt, *next)?;
+        }
+        Ok(())
+    })
+}
+
+fn record_attempt(
     conn: &mut DbConn,
     row_id: i64,
     attempt: &AttemptResult,
     next: Next,
 ) -> Result<()> {
-    conn.transaction(|conn| {
+    {
         diesel::insert_into(d::delivery_attempts)
             .values((
                 d::outbox_id.eq(row_id),
@@ -300,7 +311,7 @@ pub fn finish_attempt(
                 .execute(conn)?,
         };
         Ok(())
-    })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@ use crate::domain::targets::{self, Origin};
 /// A claimed row is someone else's for this long; if its process dies, another
 /// picks it up afterwards.
 const LEASE_MS: i64 = 60_000;
-const BATCH: i64 = 64;
+const BATCH: i64 = 256;
 /// How often an idle sender looks for due rows (wakeups come sooner on new pushes).
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
@@ -53,7 +53,8 @@ pub async fn tick(state: &web::Data<AppState>) -> crate::error::Result<usize> {
         .write(move |c| outbox::claim_due(c, now, LEASE_MS, BATCH))
         .await?;
     let n = rows.len();
-    join_all(rows.into_iter().map(|row| deliver(state, row))).await;
+    let done = join_all(rows.into_iter().map(|row| deliver(state, row))).await;
+    record(state, done).await;
     Ok(n)
 }
 
@@ -145,7 +146,8 @@ fn resolve(
     }
 }
 
-async fn deliver(state: &web::Data<AppState>, row: OutboxRow) {
+/// Attempts one push; returns what to record.
+async fn deliver(state: &web::Data<AppState>, row: OutboxRow) -> (i64, AttemptResult, Next) {
     let now = state.now();
     let row2 = row.clone();
     let st = state.clone();
@@ -166,8 +168,7 @@ async fn deliver(state: &web::Data<AppState>, row: OutboxRow) {
                 next_after_failure(state, &row, now, None)
             };
             state.metrics.delivery(&row.kind, result_of(&next, false));
-            record(state, row.id, attempt, next).await;
-            return;
+            return (row.id, attempt, next);
         }
         Ok(Resolve::Send(target)) => {
             // IP literals and local names never reach the resolver: judged here.
@@ -222,7 +223,7 @@ async fn deliver(state: &web::Data<AppState>, row: OutboxRow) {
     };
     let gone = status == Some(StatusCode::GONE);
     state.metrics.delivery(&row.kind, result_of(&next, gone));
-    record(state, row.id, attempt, next).await;
+    (row.id, attempt, next)
 }
 
 /// The `result` label of `headcount_deliveries_total` for an attempt's outcome.
@@ -235,14 +236,16 @@ fn result_of(next: &Next, gone: bool) -> &'static str {
     }
 }
 
-async fn record(state: &web::Data<AppState>, id: i64, attempt: AttemptResult, next: Next) {
+async fn record(state: &web::Data<AppState>, done: Vec<(i64, AttemptResult, Next)>) {
+    let n = done.len();
+    let done = std::sync::Arc::new(done);
     if let Err(e) = state
         .db
-        .write(move |c| outbox::finish_attempt(c, id, &attempt, next))
+        .write(move |c| outbox::finish_attempts(c, &done))
         .await
     {
-        // The lease runs out and the row is tried again: at least once, never lost.
-        tracing::warn!(error = %e, id, "cannot record a push attempt");
+        // The leases run out and the rows are tried again: at least once, never lost.
+        tracing::warn!(error = %e, pushes = n, "cannot record push attempts");
     }
 }
 
