@@ -291,6 +291,18 @@ class Check:
         assert d.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
         self.no_alert()
 
+        # Insight: the month's advice sentence as the API words it, and who was on at
+        # the month's peak, as many as the billing export's peak.
+        period = time.strftime("%Y-%m", time.gmtime())
+        advice = api.ok("GET", f"/v1/sites/acme-shop/advice?period={period}")
+        self.wait(lambda d: self.text("#advice-text") == advice["recommendation"]["text"],
+                  "the advice sentence")
+        self.click("#show-peak")
+        bill = api.ok("GET", f"/v1/billing/export?period={period}&format=json&tenant=acme")
+        peak = max((r for r in bill["rows"] if r["site"] == "acme-shop"), key=lambda r: r["peak_active"])
+        self.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#peak-sessions tbody tr"))
+                  == peak["peak_active"], "the sessions on at the peak")
+
         # History: the chart is drawn (the sampler runs every second here).
         self.wait(lambda d: d.find_element(By.CSS_SELECTOR, "#history-chart svg.history"),
                   "the history chart")

@@ -689,6 +689,8 @@
     const usersBox = h('div', { id: 'users-table' });
     const sessionsBox = h('div', { id: 'sessions-table' });
     const deliveriesBox = h('div', { id: 'deliveries-table' });
+    const adviceBox = h('div', { id: 'advice' }, h('p', { class: 'loading' }, 'Loading…'));
+    const peakBox = h('div', { id: 'peak-sessions' });
 
     const rangeButtons = Object.entries(RANGES).map(([key, r]) =>
       h(
@@ -777,6 +779,7 @@
         sessionsBox,
       ),
       section('users', 'Users by dangling sessions', usersBox),
+      section('insight', 'This month: advice and the peak', adviceBox, peakBox),
       section('deliveries', 'Pushes to the site', h('div', { class: 'toolbar' }, h('label', {}, failedOnly, ' failed only')), deliveriesBox),
     );
 
@@ -986,6 +989,70 @@
         );
       });
 
+    // The month's advice (which limit, count mode or plan would have admitted the
+    // refused users, at what cost) and who was on at the month's peak.
+    const loadAdvice = () =>
+      guard(async () => {
+        const now = new Date();
+        const period = `${now.getUTCFullYear()}-${String(now.getUTCMonth() + 1).padStart(2, '0')}`;
+        const a = await get(`${base}/advice?period=${period}`);
+        if (gen !== generation) return;
+        const money = (cents) => `${(cents / 100).toFixed(2)}`;
+        const peakButton = h('button', { type: 'button', id: 'show-peak', onclick: () => showPeak(period) }, `Who was on at the peak (${fmt(a.current.peak_active)})`);
+        fill(
+          adviceBox,
+          h('p', { id: 'advice-text' }, a.recommendation.text),
+          h(
+            'p',
+            { class: 'hint' },
+            `Now: plan ${a.current.plan}, limit ${fmt(a.current.session_limit)}, counting ${a.current.count_mode} sessions, ${plural(a.current.refusals, 'refusal', 'refusals')} so far this month. `,
+            `Refusals while a counted session was dangling: ${fmt(a.dangling.refusals_while_dangling)}; counting live sessions only would have avoided ${fmt(a.dangling.avoided_by_live)}.`,
+          ),
+          table(
+            'advice-options',
+            ['plan', 'limit', 'counts', 'refusals', 'peak', 'overage', 'cost'],
+            a.options.map((o) =>
+              h(
+                'tr',
+                {},
+                h('td', {}, o.plan),
+                h('td', { class: 'num' }, fmt(o.session_limit)),
+                h('td', {}, o.count_mode),
+                h('td', { class: 'num' }, fmt(o.refusals)),
+                h('td', { class: 'num' }, fmt(o.peak_active)),
+                h('td', { class: 'num' }, fmt(o.overage_sessions)),
+                h('td', { class: 'num' }, money(o.total_cents)),
+              ),
+            ),
+            'No options to compare.',
+          ),
+          peakButton,
+        );
+      });
+
+    const showPeak = (period) =>
+      guard(async () => {
+        const site = view.site;
+        const tenantQ = c.role === 'admin' ? `&tenant=${seg(site.tenant)}` : '';
+        const bill = await get(`/v1/billing/export?period=${period}&format=json${tenantQ}`);
+        if (gen !== generation) return;
+        const rows = (bill.rows || []).filter((r) => r.site === site.slug && r.peak_active > 0);
+        if (!rows.length) return fill(peakBox, h('p', { class: 'empty' }, 'No sessions this month yet.'));
+        const top = rows.reduce((a, b) => (b.peak_active > a.peak_active ? b : a));
+        const at = await get(`${base}/sessions?at=${encodeURIComponent(top.peak_at)}&limit=500`);
+        if (gen !== generation) return;
+        fill(
+          peakBox,
+          h('p', {}, `${plural(top.peak_active, 'session', 'sessions')} at once, first at `, time(top.peak_at), ':'),
+          table(
+            'peak-table',
+            ['session', 'user', 'state then', 'last activity'],
+            at.items.map((s) => h('tr', {}, h('td', { class: 'mono' }, s.session), h('td', {}, s.user || '–'), h('td', {}, s.state), h('td', {}, time(s.last_activity_at)))),
+            'Nobody was on then.',
+          ),
+        );
+      });
+
     const refresh = () => {
       loadUsage();
       loadSessions();
@@ -997,6 +1064,7 @@
       if (gen !== generation) return;
       refresh();
       loadHistory();
+      loadAdvice();
     });
     every(SITE_REFRESH_MS, refresh);
     every(HISTORY_REFRESH_MS, loadHistory);
