@@ -249,6 +249,18 @@ pub fn claim_due(
     })
 }
 
+/// Which of these rows are still pending: a row claimed for sending may have been
+/// superseded by a newer config push meanwhile, and must not be sent after all.
+pub fn still_pending(conn: &mut DbConn, ids: &[i64]) -> Result<std::collections::HashSet<i64>> {
+    Ok(o::outbox
+        .filter(o::id.eq_any(ids))
+        .filter(o::status.eq(STATUS_PENDING))
+        .select(o::id)
+        .load::<i64>(conn)?
+        .into_iter()
+        .collect())
+}
+
 pub struct AttemptResult {
     pub at: Millis,
     pub status_code: Option<i64>,

@@ -53,7 +53,33 @@ pub async fn tick(state: &web::Data<AppState>) -> crate::error::Result<usize> {
         .write(move |c| outbox::claim_due(c, now, LEASE_MS, BATCH))
         .await?;
     let n = rows.len();
-    let done = join_all(rows.into_iter().map(|row| deliver(state, row))).await;
+    if n == 0 {
+        return Ok(0);
+    }
+    let st = state.clone();
+    let claimed = std::sync::Arc::new(rows.clone());
+    let resolved = match state
+        .db
+        .run(move |c| resolve_all(c, &st, &claimed, now))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.to_string();
+            rows.iter()
+                .map(|_| Err(crate::error::Error::Unavailable(msg.clone())))
+                .collect()
+        }
+    };
+    let done = join_all(
+        rows.into_iter()
+            .zip(resolved)
+            .map(|(row, r)| deliver(state, row, r)),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
     record(state, done).await;
     Ok(n)
 }
@@ -67,8 +93,42 @@ struct Target {
 
 enum Resolve {
     Send(Target),
+    /// Superseded since it was claimed: neither sent nor recorded.
+    Superseded,
     /// Cannot be sent (no URL, webhook disabled); the reason is recorded.
     Skip(String, bool),
+}
+
+/// Where each claimed row goes, with the batch's sites read in one query.
+fn resolve_all(
+    c: &mut crate::db::DbConn,
+    state: &AppState,
+    rows: &[OutboxRow],
+    now: Millis,
+) -> crate::error::Result<Vec<crate::error::Result<Resolve>>> {
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.target == outbox::TARGET_SITE)
+        .filter_map(|r| r.site_id)
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let found: std::collections::HashMap<i64, sites::SiteFull> = sites::get_many(c, &ids)?
+        .into_iter()
+        .map(|f| (f.site.id, f))
+        .collect();
+    let claimed: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let pending = outbox::still_pending(c, &claimed)?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            if pending.contains(&row.id) {
+                resolve(c, state, row, now, &found)
+            } else {
+                Ok(Resolve::Superseded)
+            }
+        })
+        .collect())
 }
 
 fn resolve(
@@ -76,13 +136,16 @@ fn resolve(
     state: &AppState,
     row: &OutboxRow,
     now: Millis,
+    sites_of_batch: &std::collections::HashMap<i64, sites::SiteFull>,
 ) -> crate::error::Result<Resolve> {
     match row.target.as_str() {
         outbox::TARGET_SITE => {
             let Some(site_id) = row.site_id else {
                 return Ok(Resolve::Skip("site is gone".into(), true));
             };
-            let f = sites::get_by_id(c, site_id)?;
+            let Some(f) = sites_of_batch.get(&site_id) else {
+                return Ok(Resolve::Skip("site is gone".into(), true));
+            };
             if f.site.webhook_disabled_at.is_some() {
                 return Ok(Resolve::Skip(
                     "webhook disabled after a 410 Gone; set webhook_url again to re-enable".into(),
@@ -146,12 +209,13 @@ fn resolve(
     }
 }
 
-/// Attempts one push; returns what to record.
-async fn deliver(state: &web::Data<AppState>, row: OutboxRow) -> (i64, AttemptResult, Next) {
+/// Attempts one push; returns what to record (nothing for a superseded one).
+async fn deliver(
+    state: &web::Data<AppState>,
+    row: OutboxRow,
+    resolved: crate::error::Result<Resolve>,
+) -> Option<(i64, AttemptResult, Next)> {
     let now = state.now();
-    let row2 = row.clone();
-    let st = state.clone();
-    let resolved = state.db.run(move |c| resolve(c, &st, &row2, now)).await;
     let started = Instant::now();
     let (status, error, retry_after) = match resolved {
         Err(e) => (None, Some(format!("cannot resolve the target: {e}")), None),
@@ -168,8 +232,9 @@ async fn deliver(state: &web::Data<AppState>, row: OutboxRow) -> (i64, AttemptRe
                 next_after_failure(state, &row, now, None)
             };
             state.metrics.delivery(&row.kind, result_of(&next, false));
-            return (row.id, attempt, next);
+            return Some((row.id, attempt, next));
         }
+        Ok(Resolve::Superseded) => return None,
         Ok(Resolve::Send(target)) => {
             // IP literals and local names never reach the resolver: judged here.
             match targets::judge_url_host(
@@ -223,7 +288,7 @@ async fn deliver(state: &web::Data<AppState>, row: OutboxRow) -> (i64, AttemptRe
     };
     let gone = status == Some(StatusCode::GONE);
     state.metrics.delivery(&row.kind, result_of(&next, gone));
-    (row.id, attempt, next)
+    Some((row.id, attempt, next))
 }
 
 /// The `result` label of `headcount_deliveries_total` for an attempt's outcome.
@@ -238,6 +303,9 @@ fn result_of(next: &Next, gone: bool) -> &'static str {
 
 async fn record(state: &web::Data<AppState>, done: Vec<(i64, AttemptResult, Next)>) {
     let n = done.len();
+    if n == 0 {
+        return;
+    }
     let done = std::sync::Arc::new(done);
     if let Err(e) = state
         .db
