@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from selenium import webdriver
@@ -303,9 +304,20 @@ class Check:
         self.wait(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#peak-sessions tbody tr"))
                   == peak["peak_active"], "the sessions on at the peak")
 
-        # History: the chart is drawn (the sampler runs every second here).
+        # History: the chart is drawn (the sampler runs every second here). The chart
+        # reloads once a minute, so first wait until the sampler has the refusal's
+        # minute; the range clicks below then reload it with the refusal in.
         self.wait(lambda d: d.find_element(By.CSS_SELECTOR, "#history-chart svg.history"),
                   "the history chart")
+
+        def refusal_sampled(_):
+            to = dt.datetime.now(dt.timezone.utc)
+            q = urllib.parse.urlencode({"from": iso(to - dt.timedelta(days=1)),
+                                        "to": iso(to + dt.timedelta(minutes=1)), "step": "minute"})
+            h = api.ok("GET", f"/v1/sites/acme-shop/usage/history?{q}")
+            return any(p["denied"] > 0 for p in h["points"])
+
+        self.wait(refusal_sampled, "the sampler to record the refusal", timeout=60)
         for rng in ("week", "month", "day"):
             self.click(f'button[data-range="{rng}"]')
             self.wait(lambda d: d.find_element(By.CSS_SELECTOR, "#history-chart svg.history path.limit"),
