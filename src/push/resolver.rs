@@ -72,6 +72,9 @@ pub fn client(origin: Origin, deny_private: bool) -> reqwest::Result<reqwest::Cl
         .connect_timeout(std::time::Duration::from_secs(5))
         // A redirect could lead anywhere, past the judged address.
         .redirect(reqwest::redirect::Policy::none())
+        // A proxy from the environment (HTTP_PROXY…) would resolve the host itself,
+        // past the judging resolver: pushes always connect directly.
+        .no_proxy()
         .user_agent(concat!("headcount/", env!("CARGO_PKG_VERSION")))
         .dns_resolver(Arc::new(JudgingResolver {
             origin,

@@ -172,3 +172,67 @@ async fn client_protocol_errors_are_not_logged_as_errors() {
     assert!(log.contains("INFO"), "the log is on: {log}");
     assert!(!log.contains("ERROR"), "{log}");
 }
+
+/// A proxy in the environment (HTTP_PROXY) is not used for pushes: it would resolve
+/// the target's host itself, past the resolver that judges every address.
+#[tokio::test]
+async fn pushes_ignore_a_proxy_from_the_environment() {
+    let (database_url, data_dir, _guard) = fresh_database().await;
+    let port = free_port();
+    let dead_proxy = format!("http://127.0.0.1:{}", free_port());
+    let mut child = headcount()
+        .env("HTTP_PROXY", &dead_proxy)
+        .env("http_proxy", &dead_proxy)
+        .env("ALL_PROXY", &dead_proxy)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database-url")
+        .arg(&database_url)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert!(ready(&client, port).await, "not ready");
+    let out = headcount()
+        .args([
+            "token",
+            "create",
+            "--role",
+            "admin",
+            "--database-url",
+            &database_url,
+        ])
+        .output()
+        .unwrap();
+    let admin = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let rx = crate::receiver::Receiver::start().await;
+    let base = format!("http://127.0.0.1:{port}");
+    for (path, body) in [
+        (
+            "/v1/plans",
+            serde_json::json!({"code": "p", "name": "p", "session_limit": 3}),
+        ),
+        ("/v1/tenants", serde_json::json!({"slug": "t", "name": "t"})),
+        (
+            "/v1/sites",
+            serde_json::json!({"slug": "s", "tenant": "t", "name": "s", "plan": "p", "webhook_url": rx.url}),
+        ),
+    ] {
+        let r = client
+            .post(format!("{base}{path}"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::CREATED, "{path}");
+    }
+    rx.wait_for("the config push, sent directly", |m| {
+        m.iter().any(|x| x.body["type"] == "site.config_changed")
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
