@@ -374,7 +374,8 @@ pub async fn put_snapshot(
     }
     let now = state.now();
     let ttl = site.effective().values.session_ttl_seconds;
-    let as_of = snap.as_of.map_or(now, |t| t.timestamp_millis());
+    // Never later than now: a snapshot cannot have seen what happens after it.
+    let as_of = snap.as_of.map_or(now, |t| t.timestamp_millis()).min(now);
     let mut errors = Vec::new();
     if let Err(m) = check_instant("as_of", as_of, now) {
         errors.push(FieldError::new("as_of", m));
@@ -590,11 +591,15 @@ pub async fn create_admission(
             ));
             Vec::new()
         }
-        Some(list) => list
-            .iter()
-            .filter_map(|s| c.check("replace", SessionRef::parse(s)))
-            .map(SessionRef::into_string)
-            .collect(),
+        Some(list) => {
+            // Each session once: a repeated id must not free its place twice.
+            let unique: std::collections::BTreeSet<String> = list
+                .iter()
+                .filter_map(|s| c.check("replace", SessionRef::parse(s)))
+                .map(SessionRef::into_string)
+                .collect();
+            unique.into_iter().collect()
+        }
     };
     c.finish()?;
     let session = session.map(SessionRef::into_string).unwrap_or_default();
@@ -856,8 +861,13 @@ fn decide_one(
         }
         _ => Vec::new(),
     };
-    // Sessions named in `replace` must be the same user's active sessions here.
-    let mut replacing = 0;
+    // Sessions named in `replace` must be the same user's active sessions here. A
+    // session that is already active and counted is in `counted` already: asking
+    // again with `replace` must not count it twice.
+    let already_counted = before.as_ref().is_some_and(|b| {
+        b.ended_at.is_none() && b.expires_at > now && counts_now(b.last_activity_at)
+    });
+    let mut replacing = i64::from(already_counted);
     for r in &job.replace {
         match own.iter().find(|o| o.session == *r) {
             Some(o) => replacing += i64::from(counts_now(o.last_activity_at)),
@@ -874,7 +884,11 @@ fn decide_one(
     }
     let oldest = own
         .iter()
-        .filter(|o| counts_now(o.last_activity_at) && !job.replace.contains(&o.session))
+        .filter(|o| {
+            o.session != session
+                && counts_now(o.last_activity_at)
+                && !job.replace.contains(&o.session)
+        })
         .map(|o| o.session.clone())
         .next();
     let user_cap = match (&user, cfg.per_user_limit) {
@@ -899,7 +913,7 @@ fn decide_one(
     {
         batch.flush(c)?;
         sessions::most_idle_dangling(c, site_id, now, cfg.idle_timeout_seconds)?
-            .filter(|v| !job.replace.contains(v))
+            .filter(|v| v != session && !job.replace.contains(v) && oldest.as_ref() != Some(v))
     } else {
         None
     };
@@ -1049,7 +1063,7 @@ fn decide_one(
         evicted.push(v);
     }
     batch.write(site_id, session, obs, outcome == Outcome::Overage, now);
-    counted_after += 1;
+    counted_after += i64::from(!already_counted);
     let t = batch
         .tallies
         .get_mut(&site_id)

@@ -109,7 +109,11 @@ fn site_rule(counted: i64, a: &Ask) -> Outcome {
     }
     match a.over_limit {
         OverLimit::Reject => Outcome::LimitReached,
-        OverLimit::EvictDangling if a.can_evict && open > 0 => Outcome::EvictedDangling,
+        // An eviction frees one place: it admits only at exactly the open places, not
+        // on a site already over them (a lowered limit, a used reserved place).
+        OverLimit::EvictDangling if a.can_evict && open > 0 && counted == open => {
+            Outcome::EvictedDangling
+        }
         OverLimit::EvictDangling => Outcome::LimitReached,
         OverLimit::AllowOverage
             if counted < overage_ceiling(a.limit, a.overage_percent) - a.reserve =>

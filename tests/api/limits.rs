@@ -277,3 +277,36 @@ async fn denials_say_what_each_refusal_saw() {
     assert_eq!(l.status, StatusCode::OK, "{}", l.text);
     assert_eq!(l.body["items"].as_array().unwrap().len(), 0);
 }
+
+/// A `replace` naming one session twice frees one place, ends it once, and an active
+/// session asking again with `replace` is not counted twice.
+#[tokio::test]
+async fn a_repeated_replace_frees_one_place_once() {
+    let app = spawn().await;
+    let t = app.site_with("rr", json!({"session_limit": 2})).await;
+    ask(&app, "rr", &t, json!({"session": "old", "user": "ann"})).await;
+    ask(&app, "rr", &t, json!({"session": "bob1", "user": "bob"})).await;
+    let r = ask(
+        &app,
+        "rr",
+        &t,
+        json!({"session": "new", "user": "ann", "replace": ["old", "old"]}),
+    )
+    .await;
+    assert_eq!(r["outcome"], "replaced", "{r}");
+    assert_eq!(r["replaced"], json!(["old"]), "{r}");
+    assert_eq!(r["counted"], 2, "{r}");
+    // A third user is refused: the repeat did not make room twice.
+    let r = ask(&app, "rr", &t, json!({"session": "cid1", "user": "cid"})).await;
+    assert_eq!(r["outcome"], "limit_reached", "{r}");
+    // "new" asks again with a replace of a session that frees nothing: still admitted.
+    let r = ask(
+        &app,
+        "rr",
+        &t,
+        json!({"session": "new", "user": "ann", "replace": ["new"]}),
+    )
+    .await;
+    assert_eq!(r["admitted"], true, "{r}");
+    assert_eq!(app.usage("rr").await["active"], 2);
+}

@@ -508,3 +508,31 @@ async fn a_big_snapshot_in_parts_counts_and_reconciles_as_a_whole() {
     assert_eq!(r.body, json!({"created": 0, "updated": 12000, "ended": 0}));
     assert_eq!(app.usage("big").await["active"], 12_001);
 }
+
+/// A snapshot's `as_of` ahead of now reconciles as of now: a session whose activity
+/// lies after now (events may be up to 5 minutes ahead) is not ended by it.
+#[tokio::test]
+async fn a_future_as_of_does_not_end_sessions_active_after_now() {
+    let app = spawn().await;
+    let t = app.site_with("fut", json!({"session_limit": 10})).await;
+    let r = app
+        .events(
+            "fut",
+            &t,
+            json!([{"type": "session.started", "session": "soon", "at": app.at(60)}]),
+        )
+        .await;
+    assert_eq!(r.body["accepted"], 1, "{}", r.text);
+    let r = app
+        .put(
+            "/v1/sites/fut/sessions",
+            &t,
+            json!({"as_of": app.at(240), "sessions": [
+                {"session": "known", "last_activity_at": app.at(-10)},
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["ended"], 0, "{}", r.text);
+    assert_eq!(app.usage("fut").await["active"], 2);
+}

@@ -69,7 +69,8 @@ def _site_rule(counted: int, a: Ask) -> str:
     if counted < open_places:
         return WITHIN_LIMIT
     if a.over_limit == "evict_dangling":
-        return EVICTED_DANGLING if a.can_evict and open_places > 0 else LIMIT_REACHED
+        # an eviction frees one place: only at exactly the open places, not over them
+        return EVICTED_DANGLING if a.can_evict and open_places > 0 and counted == open_places else LIMIT_REACHED
     if a.over_limit == "allow_overage":
         return OVERAGE if counted < overage_ceiling(a.limit, a.overage_percent) - a.reserve else LIMIT_REACHED
     return LIMIT_REACHED
