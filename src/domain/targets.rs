@@ -58,6 +58,10 @@ fn canonical(ip: IpAddr) -> IpAddr {
             if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
                 return IpAddr::V4(embedded);
             }
+            // IPv4-translated (RFC 2765), `::ffff:0:a.b.c.d`.
+            if s[..6] == [0, 0, 0, 0, 0xffff, 0] {
+                return IpAddr::V4(embedded);
+            }
             IpAddr::V6(v6)
         }
         v4 => v4,
@@ -97,7 +101,8 @@ fn classify_v6(ip: Ipv6Addr) -> Option<Reserved> {
         Some(Reserved::Loopback)
     } else if (first & 0xffc0) == 0xfe80 {
         Some(Reserved::LinkLocal)
-    } else if (first & 0xfe00) == 0xfc00 {
+    } else if (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfec0 {
+        // Unique local, and the deprecated site-local fec0::/10.
         Some(Reserved::Private)
     } else if ip.is_multicast() {
         Some(Reserved::Multicast)
@@ -181,6 +186,7 @@ mod tests {
             "::ffff:7f00:1",
             "::127.0.0.1",
             "64:ff9b::7f00:1",
+            "::ffff:0:7f00:1",
         ] {
             assert_eq!(classify(ip(s)), Some(Reserved::Loopback), "{s}");
         }
@@ -201,6 +207,7 @@ mod tests {
             ("100.64.0.1", Reserved::Private),
             ("100.127.255.254", Reserved::Private),
             ("fd00:ec2::254", Reserved::Private),
+            ("fec0::1", Reserved::Private),
             ("::ffff:10.0.0.1", Reserved::Private),
             ("224.0.0.1", Reserved::Multicast),
             ("255.255.255.255", Reserved::Multicast),
