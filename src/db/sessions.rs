@@ -255,50 +255,6 @@ pub fn open_sessions(
         .load(conn)?)
 }
 
-/// Ends those of the given open sessions whose last activity is not after `at` (a
-/// snapshot's reconciliation: a session active since then stays open).
-pub fn end_idle_since(
-    conn: &mut DbConn,
-    site_id: i64,
-    sessions: &[String],
-    at: Millis,
-    reason: EndReason,
-) -> Result<usize> {
-    use diesel::sql_types::{Array, BigInt, Text};
-    let mut n = 0;
-    if let DbConn::Pg(c) = conn {
-        for chunk in sessions.chunks(PG_ID_CHUNK) {
-            n += diesel::sql_query(
-                "UPDATE sessions x SET ended_at = $3, end_reason = $4 \
-                 FROM unnest($2::text[]) AS q(session) \
-                 WHERE x.site_id = $1 AND x.session = q.session AND x.ended_at IS NULL \
-                 AND x.last_activity_at <= $3",
-            )
-            .bind::<BigInt, _>(site_id)
-            .bind::<Array<Text>, _>(chunk)
-            .bind::<BigInt, _>(at)
-            .bind::<Text, _>(reason.as_str())
-            .execute(c)?;
-        }
-        return Ok(n);
-    }
-    for chunk in sessions.chunks(UPSERT_CHUNK) {
-        n += diesel::update(
-            x::sessions
-                .filter(x::site_id.eq(site_id))
-                .filter(x::session.eq_any(chunk))
-                .filter(x::ended_at.is_null())
-                .filter(x::last_activity_at.le(at)),
-        )
-        .set((
-            x::ended_at.eq(Some(at)),
-            x::end_reason.eq(Some(reason.as_str())),
-        ))
-        .execute(conn)?;
-    }
-    Ok(n)
-}
-
 /// Ids per statement where PostgreSQL takes them as one array parameter.
 const PG_ID_CHUNK: usize = 10_000;
 
@@ -310,6 +266,30 @@ pub fn end_sessions(
     at: Millis,
     reason: EndReason,
 ) -> Result<usize> {
+    end_open(conn, site_id, sessions, at, reason, Millis::MAX)
+}
+
+/// Ends those of the given open sessions whose last activity is not after `at` (a
+/// snapshot's reconciliation: a session active since then stays open).
+pub fn end_idle_since(
+    conn: &mut DbConn,
+    site_id: i64,
+    sessions: &[String],
+    at: Millis,
+    reason: EndReason,
+) -> Result<usize> {
+    end_open(conn, site_id, sessions, at, reason, at)
+}
+
+/// Ends those of the given open sessions last active at or before `active_by`.
+fn end_open(
+    conn: &mut DbConn,
+    site_id: i64,
+    sessions: &[String],
+    at: Millis,
+    reason: EndReason,
+    active_by: Millis,
+) -> Result<usize> {
     use diesel::sql_types::{Array, BigInt, Text};
     let mut n = 0;
     if let DbConn::Pg(c) = conn {
@@ -318,12 +298,14 @@ pub fn end_sessions(
             n += diesel::sql_query(
                 "UPDATE sessions x SET ended_at = $3, end_reason = $4 \
                  FROM unnest($2::text[]) AS q(session) \
-                 WHERE x.site_id = $1 AND x.session = q.session AND x.ended_at IS NULL",
+                 WHERE x.site_id = $1 AND x.session = q.session AND x.ended_at IS NULL \
+                 AND x.last_activity_at <= $5",
             )
             .bind::<BigInt, _>(site_id)
             .bind::<Array<Text>, _>(chunk)
             .bind::<BigInt, _>(at)
             .bind::<Text, _>(reason.as_str())
+            .bind::<BigInt, _>(active_by)
             .execute(c)?;
         }
         return Ok(n);
@@ -333,7 +315,8 @@ pub fn end_sessions(
             x::sessions
                 .filter(x::site_id.eq(site_id))
                 .filter(x::session.eq_any(chunk))
-                .filter(x::ended_at.is_null()),
+                .filter(x::ended_at.is_null())
+                .filter(x::last_activity_at.le(active_by)),
         )
         .set((
             x::ended_at.eq(Some(at)),
