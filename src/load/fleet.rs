@@ -57,19 +57,38 @@ pub async fn call(
     Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-/// Creates the plan, the tenant and the sites with their tokens. `plan` holds the plan
-/// values (`session_limit`, `over_limit`, …); `webhook_base`, when given, becomes each
-/// site's `webhook_url` followed by the site's slug.
+/// What [`create`] makes.
+pub struct Spec<'a> {
+    pub sites: usize,
+    /// The plan values (`session_limit`, `over_limit`, …).
+    pub plan: Value,
+    /// When given, each site's `webhook_url` is this followed by the site's slug.
+    pub webhook_base: Option<&'a str>,
+    /// Mint a site token for each site: needed to send events and admissions, not
+    /// for a fleet that only receives pushes (which saves a call per site).
+    pub tokens: bool,
+}
+
+/// The code of the plan [`create`] makes for a run.
+pub fn plan_code(prefix: &str) -> String {
+    format!("{prefix}-plan")
+}
+
+/// Creates the plan, the tenant and the sites (with their tokens if asked).
 pub async fn create(
     client: &reqwest::Client,
     base: &str,
     admin: &str,
     prefix: &str,
-    sites: usize,
-    mut plan: Value,
-    webhook_base: Option<&str>,
+    spec: Spec<'_>,
 ) -> Result<Fleet, String> {
-    let plan_code = format!("{prefix}-plan");
+    let Spec {
+        sites,
+        mut plan,
+        webhook_base,
+        tokens,
+    } = spec;
+    let plan_code = plan_code(prefix);
     plan["code"] = json!(plan_code);
     plan["name"] = json!(format!("load test plan {prefix}"));
     call(
@@ -109,23 +128,28 @@ pub async fn create(
                     Some(&body),
                 )
                 .await?;
-                let minted = call(
-                    client,
-                    reqwest::Method::POST,
-                    &format!("{base}/v1/tokens"),
-                    admin,
-                    Some(&json!({"role": "site", "site": slug, "ttl_seconds": 86_400})),
-                )
-                .await?;
+                let token = if tokens {
+                    let minted = call(
+                        client,
+                        reqwest::Method::POST,
+                        &format!("{base}/v1/tokens"),
+                        admin,
+                        Some(&json!({"role": "site", "site": slug, "ttl_seconds": 86_400})),
+                    )
+                    .await?;
+                    minted["token"]
+                        .as_str()
+                        .ok_or("the token reply has no token")?
+                        .to_owned()
+                } else {
+                    String::new()
+                };
                 Ok(Site {
                     webhook_secret: created["webhook_secret"]
                         .as_str()
                         .unwrap_or_default()
                         .to_owned(),
-                    token: minted["token"]
-                        .as_str()
-                        .ok_or("the token reply has no token")?
-                        .to_owned(),
+                    token,
                     slug,
                 })
             }
@@ -141,7 +165,8 @@ pub async fn create(
 
 /// Places `active` live sessions and `ended` ended ones in every site, outside the
 /// pool the workload uses, so that a measurement sees a site that already holds them.
-/// Not measured.
+/// The active ones carry an expiry a day ahead, so that they stay active (and
+/// counted) through any run whatever the plan's session TTL. Not measured.
 pub async fn background(
     client: &reqwest::Client,
     base: &str,
@@ -150,15 +175,21 @@ pub async fn background(
     ended: usize,
     deadline: Duration,
 ) -> Result<(), String> {
-    const BATCH: usize = 500;
-    let at = rfc3339(chrono::Utc::now() - chrono::Duration::seconds(60));
-    let end = rfc3339(chrono::Utc::now() - chrono::Duration::seconds(30));
+    // The server's most events per request: 50,000 sessions are 50 requests.
+    const BATCH: usize = 1000;
+    let now = chrono::Utc::now();
+    let at = rfc3339(now - chrono::Duration::seconds(60));
+    let end = rfc3339(now - chrono::Duration::seconds(30));
+    let until = rfc3339(now + chrono::Duration::days(1));
     let mut bodies = Vec::new();
     for (s, site) in fleet.sites.iter().enumerate() {
         let mut events: Vec<String> = Vec::with_capacity(active + 2 * ended);
         for n in 0..active {
             let mut e = String::new();
             push_event(&mut e, "session.started", &format!("bga{s}x{n}"), &at, n);
+            // `{…}` → `{…,"expires_at":"…"}`
+            e.pop();
+            let _ = write!(e, ",\"expires_at\":\"{until}\"}}");
             events.push(e);
         }
         for n in 0..ended {

@@ -5,9 +5,10 @@
 //! with a fixed number of concurrent clients (a closed loop: each client sends its
 //! next request when the previous one is answered), and reports throughput and
 //! latency. Every run is bounded in time and in requests, and only talks to `--url`
-//! (plus its own webhook receiver on loopback in `simulate`).
+//! (plus its own webhook receiver on loopback in `simulate` and `plan-edit`).
 
 mod fleet;
+mod plan_edit;
 mod report;
 mod simulate;
 mod workload;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-pub use report::{SimulateReport, Summary};
+pub use report::{PlanEditReport, SimulateReport, Summary};
 
 /// What the clients do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
@@ -38,6 +39,12 @@ pub enum Scenario {
     /// Sites whose users log in, stay active, log out or abandon their sessions, with a
     /// local webhook receiver that verifies the pushes.
     Simulate,
+    /// One edit of a plan shared by `--sites` sites, each with a webhook to a receiver
+    /// inside the load tool: how long the `PATCH` takes to answer and how long until
+    /// every site's `site.config_changed` push has arrived, signature verified. The
+    /// server must allow webhooks to 127.0.0.1 (HEADCOUNT_WEBHOOK_DENY_PRIVATE off,
+    /// the default). Runs once; --duration, --concurrency and --repeat do not apply.
+    PlanEdit,
 }
 
 impl Scenario {
@@ -50,6 +57,7 @@ impl Scenario {
             Self::Usage => "usage",
             Self::Mixed => "mixed",
             Self::Simulate => "simulate",
+            Self::PlanEdit => "plan-edit",
         }
     }
 }
@@ -75,15 +83,23 @@ pub struct LoadArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
-    /// Sites to create.
+    /// Sites to create (in `plan-edit`, the sites on the edited plan).
     #[arg(long, default_value_t = 10)]
     pub sites: usize,
     /// Sessions per site (the pool the events and admissions use; seeded for `usage`).
     #[arg(long, default_value_t = 100)]
     pub sessions: usize,
-    /// Extra active sessions placed in each site before measuring (not in the pool;
-    /// they count against the limit, which is raised to make room for them).
-    #[arg(long, default_value_t = 0)]
+    /// Other active sessions placed in each site before measuring, in batches of 1000
+    /// events, expiring a day later so that they stay active through the run. They
+    /// are not in the pool the clients use, but they count against the limit, which
+    /// is raised by as many so that admissions still measure the admit path: with
+    /// `--scenario admission --sites 1` this shows how admissions fare on a site that
+    /// already holds that many sessions.
+    #[arg(
+        long = "other-sessions",
+        visible_alias = "background-active",
+        default_value_t = 0
+    )]
     pub background_active: usize,
     /// Extra ended sessions placed in each site before measuring, as a site keeps them
     /// for billing (they must not slow the admission path).
@@ -211,6 +227,10 @@ impl Options {
         if !(1..=MAX_REPEAT).contains(&self.repeat) {
             return Err(format!("--repeat: between 1 and {MAX_REPEAT}"));
         }
+        if self.scenario == Scenario::PlanEdit && self.repeat > 1 {
+            // Each run would create another fleet of up to 10,000 sites.
+            return Err("--repeat: plan-edit runs once".into());
+        }
         if self.requests == Some(0) {
             return Err("--requests: at least 1".into());
         }
@@ -246,6 +266,7 @@ pub async fn run_scenario(opts: Options) -> Result<Summary, String> {
             }
             Ok(Summary::median_of(runs))
         }
+        Scenario::PlanEdit => plan_edit::run(&client, &opts).await,
         _ => workload::run(&client, &opts, window).await,
     }
 }

@@ -126,6 +126,7 @@ impl Recorder {
             refused: self.refused,
             runs_requests_per_second: Vec::new(),
             simulate: None,
+            plan_edit: None,
         }
     }
 }
@@ -174,6 +175,29 @@ pub struct SimulateReport {
     pub pushes_by_type: BTreeMap<String, u64>,
 }
 
+/// What `plan-edit` adds: the edit's answer and the pushes it caused.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PlanEditReport {
+    /// Creating the sites and draining their creation pushes (not measured).
+    pub setup_seconds: f64,
+    /// Sites whose creation push arrived before the edit.
+    pub creation_pushes: u64,
+    /// From sending the `PATCH` of the plan to reading its reply.
+    pub patch_ms: f64,
+    /// One `site.config_changed` push per site on the plan.
+    pub pushes_expected: u64,
+    /// Sites whose push with the edited config arrived, signature verified.
+    pub pushes_delivered: u64,
+    /// From sending the `PATCH` to the last of those pushes.
+    pub delivered_ms: f64,
+    /// Every request the receiver got, retries and creation pushes included.
+    pub pushes_received: u64,
+    pub pushes_bad_signature: u64,
+    /// Creation pushes that came before the site's creation reply, so before its
+    /// secret was known (acknowledged unchecked; not measured).
+    pub pushes_early: u64,
+}
+
 /// The result of one run; `--json` prints it as one line.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -204,6 +228,8 @@ pub struct Summary {
     pub runs_requests_per_second: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simulate: Option<SimulateReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plan_edit: Option<PlanEditReport>,
 }
 
 impl Summary {
@@ -275,19 +301,27 @@ impl Summary {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut t = String::new();
-        let _ = writeln!(
-            t,
-            "scenario     {}  ({} sites x {} sessions, concurrency {}{})",
-            self.scenario,
-            self.sites,
-            self.sessions,
-            self.concurrency,
-            if self.scenario == "ingest-batch" {
-                format!(", batch {}", self.batch)
-            } else {
-                String::new()
-            }
-        );
+        if self.plan_edit.is_some() {
+            let _ = writeln!(
+                t,
+                "scenario     {}  ({} sites on one plan)",
+                self.scenario, self.sites
+            );
+        } else {
+            let _ = writeln!(
+                t,
+                "scenario     {}  ({} sites x {} sessions, concurrency {}{})",
+                self.scenario,
+                self.sites,
+                self.sessions,
+                self.concurrency,
+                if self.scenario == "ingest-batch" {
+                    format!(", batch {}", self.batch)
+                } else {
+                    String::new()
+                }
+            );
+        }
         if self.runs_requests_per_second.is_empty() {
             let _ = writeln!(t, "duration     {:.2} s", self.duration_seconds);
         } else {
@@ -357,6 +391,22 @@ impl Summary {
                 s.pushes_bad_signature,
                 s.pushes_early,
                 types.join(", ")
+            );
+        }
+        if let Some(p) = &self.plan_edit {
+            let _ = writeln!(
+                t,
+                "plan edit    PATCH answered in {:.1} ms; {} of {} sites' pushes delivered, verified, the last {:.1} ms after the PATCH was sent",
+                p.patch_ms, p.pushes_delivered, p.pushes_expected, p.delivered_ms
+            );
+            let _ = writeln!(
+                t,
+                "pushes       {} received, {} bad signature; setup {:.1} s, {} creation pushes ({} before the site's secret was known)",
+                p.pushes_received,
+                p.pushes_bad_signature,
+                p.setup_seconds,
+                p.creation_pushes,
+                p.pushes_early
             );
         }
         t

@@ -51,6 +51,29 @@ impl Receiver {
     }
 }
 
+fn header<'r>(req: &'r HttpRequest, name: &str) -> &'r str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+}
+
+/// Whether a push carries a valid Standard Webhooks signature by `secret`, checked
+/// with headcount's own verification, as a site's receiver would check it.
+pub(super) fn signed_by(secret: &str, req: &HttpRequest, body: &[u8]) -> bool {
+    header(req, "webhook-timestamp")
+        .parse::<i64>()
+        .is_ok_and(|ts| {
+            crate::push::signing::verify(
+                secret,
+                header(req, "webhook-id"),
+                ts,
+                body,
+                header(req, "webhook-signature"),
+            )
+        })
+}
+
 async fn receive(
     rx: web::Data<Receiver>,
     site: web::Path<String>,
@@ -58,18 +81,7 @@ async fn receive(
     body: web::Bytes,
 ) -> HttpResponse {
     rx.received.fetch_add(1, Ordering::Relaxed);
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (id, ts, sig) = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    );
+    let id = header(&req, "webhook-id").to_owned();
     let secret = rx
         .secrets
         .read()
@@ -83,10 +95,7 @@ async fn receive(
             .insert_header(("retry-after", "1"))
             .finish();
     };
-    let ok = ts
-        .parse::<i64>()
-        .is_ok_and(|ts| crate::push::signing::verify(&secret, &id, ts, &body, &sig));
-    if !ok {
+    if !signed_by(&secret, &req, &body) {
         rx.bad.fetch_add(1, Ordering::Relaxed);
         return HttpResponse::Unauthorized().finish();
     }
@@ -179,9 +188,12 @@ async fn drive(
         &opts.url,
         admin,
         &prefix,
-        opts.sites,
-        plan,
-        Some(&hooks),
+        fleet::Spec {
+            sites: opts.sites,
+            plan,
+            webhook_base: Some(&hooks),
+            tokens: true,
+        },
     )
     .await?;
     if let Ok(mut m) = rx.secrets.write() {

@@ -110,7 +110,13 @@ pub async fn run(
             "over_limit": "reject",
         });
         let prefix = fleet::unique_prefix();
-        fleet::create(client, &opts.url, &admin, &prefix, opts.sites, plan, None).await?
+        let spec = fleet::Spec {
+            sites: opts.sites,
+            plan,
+            webhook_base: None,
+            tokens: true,
+        };
+        fleet::create(client, &opts.url, &admin, &prefix, spec).await?
     };
     if opts.background_active + opts.background_ended > 0 {
         fleet::background(
@@ -247,7 +253,9 @@ fn next_op(ctx: &Ctx, rng: &mut StdRng, client: u64) -> Op {
             Op::Admission { site, body }
         }
         Scenario::Usage => Op::Usage { site },
-        Scenario::Healthz | Scenario::Mixed | Scenario::Simulate => Op::Healthz,
+        Scenario::Healthz | Scenario::Mixed | Scenario::Simulate | Scenario::PlanEdit => {
+            Op::Healthz
+        }
     }
 }
 
