@@ -1,7 +1,7 @@
-//! Usage history of a site in minute, hour or day points (minute samples and their
-//! hour and day roll-ups), as JSON or as a small SVG chart against the limit.
-
-use std::fmt::Write as _;
+//! Usage history of a site in minute, hour or day points, as JSON or as a small SVG
+//! chart against the limit: the most active sessions exact from the session rows,
+//! live and dangling from the minute samples and their roll-ups where the sampler saw
+//! the bucket (derived from the rows elsewhere), refusals from the recorded denials.
 
 use actix_web::http::header;
 use actix_web::{HttpResponse, get, web};
@@ -12,7 +12,9 @@ use super::sites::visible_site;
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
-use crate::db::history::{self, Bucket};
+use crate::db::usage;
+use crate::domain::chart::{self, Chart};
+use crate::domain::history::{self, Buckets, Point};
 use crate::error::{Error, FieldError, Problem, Result};
 
 /// The most points one request may ask for.
@@ -30,11 +32,13 @@ pub struct HistoryQuery {
     /// day) [default: `to` minus 6 hours for `minute`, 7 days for `hour`, 35 days for
     /// `day`].
     pub from: Option<String>,
-    /// End (RFC 3339, exclusive) [default: now].
+    /// End (RFC 3339, exclusive; the last bucket is cut here) [default: now].
     pub to: Option<String>,
     /// `minute`, `hour` (the default) or `day`; at most 10,000 points per request.
-    /// Minute points are kept `HEADCOUNT_SAMPLE_RETENTION_DAYS` (35 by default), hour
-    /// and day points as long as ended sessions (`HEADCOUNT_SESSION_RETENTION_DAYS`).
+    /// History reaches back as far as the session rows (ended sessions are kept
+    /// `HEADCOUNT_SESSION_RETENTION_DAYS`); the sampled live and dangling counts of
+    /// minutes are kept `HEADCOUNT_SAMPLE_RETENTION_DAYS` (35 by default), those of
+    /// hours and days as long as ended sessions.
     pub step: Option<String>,
 }
 
@@ -75,22 +79,32 @@ impl Step {
     }
 }
 
-/// One bucket of samples.
+/// One bucket `[at, at + step)`, cut at the request's `to`.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
 pub struct HistoryPoint {
     /// Start of the bucket (UTC minute, hour or day).
     pub at: String,
+    /// The most sessions active at one instant of the bucket, those already active at
+    /// its start included; exact from the session rows (active over `[started_at,
+    /// min(ended_at, expires_at))`, as billing's `peak_active`), so sessions reported
+    /// late, by a first snapshot say, show in the past too.
     pub max_active: i64,
+    /// The most live sessions, as the sampler saw them; in a bucket it did not see,
+    /// derived from the rows: a session is live from its start until its last
+    /// activity plus the idle timeout, since idle times before its last activity are
+    /// not stored.
     pub max_live: i64,
+    /// The most dangling sessions, from the sampler like `max_live`; elsewhere derived
+    /// from the rows: dangling from the last activity plus the idle timeout to the end.
     pub max_dangling: i64,
-    /// Refused admissions in the bucket.
+    /// Refused admissions in the bucket (site-side refusals included).
     pub denied: i64,
     /// The sessions limit in force (the highest during the bucket).
     pub session_limit: i64,
 }
 
-/// A site's usage over time. Buckets without samples (the sampler was not running)
-/// are left out.
+/// A site's usage over time. Buckets in which no session was active, nothing was
+/// refused and the sampler recorded nothing are left out.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UsageHistory {
     pub site: String,
@@ -171,40 +185,60 @@ fn parse_range(q: &HistoryQuery, now: Millis) -> Result<Range> {
     }
 }
 
-async fn load(
-    state: &AppState,
-    caller: &Caller,
-    slug: &str,
-    q: &HistoryQuery,
-) -> Result<UsageHistory> {
+/// A site's history, computed.
+struct Loaded {
+    site: String,
+    range: Range,
+    points: Vec<Point>,
+}
+
+async fn load(state: &AppState, caller: &Caller, slug: &str, q: &HistoryQuery) -> Result<Loaded> {
     let site = visible_site(state, caller, slug).await?;
-    let range = parse_range(q, state.now())?;
-    let site_id = site.site.id;
-    let buckets = state
+    let now = state.now();
+    let range = parse_range(q, now)?;
+    // The future has no history yet: buckets end at now, that instant included (as
+    // `GET …/usage` counts the sessions active now).
+    let until = range.to.min(now + 1);
+    let (site_id, step) = (site.site.id, range.step.ms());
+    let idle_ms = site
+        .effective()
+        .values
+        .idle_timeout_seconds
+        .saturating_mul(1000);
+    let input = state
         .db
-        .run(move |c| history::buckets(c, site_id, range.from, range.to, range.step.ms()))
+        .run(move |c| usage::history_inputs(c, site_id, range.from, until, step, idle_ms))
         .await?;
-    Ok(UsageHistory {
+    let points = history::points(&input, &Buckets::new(range.from, until, step));
+    Ok(Loaded {
         site: site.site.slug,
-        step: range.step,
-        from: to_rfc3339(range.from),
-        to: to_rfc3339(range.to),
-        points: buckets.into_iter().map(point).collect(),
+        range,
+        points,
     })
 }
 
-fn point(b: Bucket) -> HistoryPoint {
-    HistoryPoint {
-        at: to_rfc3339(b.at),
-        max_active: b.max_active,
-        max_live: b.max_live,
-        max_dangling: b.max_dangling,
-        denied: b.denied,
-        session_limit: b.session_limit,
+fn view(h: Loaded) -> UsageHistory {
+    UsageHistory {
+        site: h.site,
+        step: h.range.step,
+        from: to_rfc3339(h.range.from),
+        to: to_rfc3339(h.range.to),
+        points: h
+            .points
+            .into_iter()
+            .map(|p| HistoryPoint {
+                at: to_rfc3339(p.at),
+                max_active: p.max_active,
+                max_live: p.max_live,
+                max_dangling: p.max_dangling,
+                denied: p.denied,
+                session_limit: p.session_limit,
+            })
+            .collect(),
     }
 }
 
-/// A site's usage over time: the highest active, live and dangling counts, the
+/// A site's usage over time: the most active, live and dangling sessions, the
 /// refused admissions and the limit per minute, hour or day (admin, owning tenant).
 #[utoipa::path(get, path = "/v1/sites/{slug}/usage/history", tag = "usage",
     operation_id = "get_usage_history",
@@ -221,11 +255,11 @@ pub async fn get_usage_history(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse> {
     let h = load(&state, &caller, &slug, &query).await?;
-    Ok(HttpResponse::Ok().json(h))
+    Ok(HttpResponse::Ok().json(view(h)))
 }
 
-/// The same series as a self-contained SVG chart against the limit (admin, owning
-/// tenant).
+/// The same series as a self-contained SVG chart against the limit, refusals marked,
+/// times labelled in UTC (admin, owning tenant).
 #[utoipa::path(get, path = "/v1/sites/{slug}/usage/chart.svg", tag = "usage",
     operation_id = "get_usage_chart",
     params(("slug" = String, Path), HistoryQuery), security(("bearer" = [])),
@@ -241,168 +275,16 @@ pub async fn get_usage_chart(
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse> {
     let h = load(&state, &caller, &slug, &query).await?;
+    let svg = chart::svg(&Chart {
+        site: &h.site,
+        from: h.range.from,
+        to: h.range.to,
+        step_ms: h.range.step.ms(),
+        points: &h.points,
+    });
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"))
-        .body(chart(&h)))
-}
-
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 260.0;
-const LEFT: f64 = 48.0;
-const RIGHT: f64 = 12.0;
-const TOP: f64 = 28.0;
-const BOTTOM: f64 = 36.0;
-
-/// Draws active and live sessions as steps and the limit as a dashed red step line.
-/// A gap in the samples breaks the lines rather than bridging it.
-pub fn chart(h: &UsageHistory) -> String {
-    let from = chrono::DateTime::parse_from_rfc3339(&h.from).map_or(0, |d| d.timestamp_millis());
-    let to = chrono::DateTime::parse_from_rfc3339(&h.to).map_or(1, |d| d.timestamp_millis());
-    let step = h.step.ms();
-    let ats: Vec<Millis> = h
-        .points
-        .iter()
-        .map(|p| chrono::DateTime::parse_from_rfc3339(&p.at).map_or(0, |d| d.timestamp_millis()))
-        .collect();
-    let top_value = h
-        .points
-        .iter()
-        .map(|p| p.max_active.max(p.session_limit))
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    // Head room above the highest value so that the limit line is never on the frame.
-    let y_max = (top_value as f64 * 1.15).ceil().max(1.0);
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let span = (to - from).max(1) as f64;
-    let x = |t: Millis| LEFT + ((t - from).clamp(0, to - from) as f64 / span) * plot_w;
-    let y = |v: i64| TOP + plot_h - (v as f64 / y_max) * plot_h;
-
-    let series = |value: &dyn Fn(&HistoryPoint) -> i64| -> String {
-        let mut d = String::new();
-        let mut prev_end: Option<Millis> = None;
-        for (p, &at) in h.points.iter().zip(&ats) {
-            let end = (at + step).min(to);
-            let (x0, x1, yv) = (x(at.max(from)), x(end), y(value(p)));
-            if prev_end == Some(at) {
-                let _ = write!(d, " L{x0:.1},{yv:.1}");
-            } else {
-                let _ = write!(d, " M{x0:.1},{yv:.1}");
-            }
-            let _ = write!(d, " L{x1:.1},{yv:.1}");
-            prev_end = Some(end);
-        }
-        d
-    };
-    let active = series(&|p| p.max_active);
-    let live = series(&|p| p.max_live);
-    let limit = series(&|p| p.session_limit);
-
-    let mut svg = String::with_capacity(4096);
-    let _ = write!(
-        svg,
-        r##"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" font-family="sans-serif" font-size="11">"##
-    );
-    let _ = write!(
-        svg,
-        r##"<title>{} sessions per {}</title><rect width="100%" height="100%" fill="#ffffff"/>"##,
-        xml_escape(&h.site),
-        step_name(h.step)
-    );
-    let _ = write!(
-        svg,
-        r##"<text x="{LEFT}" y="16" font-size="13" fill="#222">{} — sessions per {}</text>"##,
-        xml_escape(&h.site),
-        step_name(h.step)
-    );
-    // Axes and three horizontal guides with their values.
-    for v in [0, (y_max / 2.0).round() as i64, y_max as i64] {
-        let yy = y(v);
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#e5e5e5"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{v}</text>"##,
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            yy + 4.0
-        );
-    }
-    let base = TOP + plot_h;
-    let _ = write!(
-        svg,
-        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" stroke="#888"/><line x1="{LEFT}" y1="{base}" x2="{:.1}" y2="{base}" stroke="#888"/>"##,
-        WIDTH - RIGHT
-    );
-    let _ = write!(
-        svg,
-        r##"<text x="{LEFT}" y="{:.1}" fill="#555">{}</text><text x="{:.1}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##,
-        base + 16.0,
-        xml_escape(&h.from),
-        WIDTH - RIGHT,
-        base + 16.0,
-        xml_escape(&h.to)
-    );
-    if h.points.is_empty() {
-        let _ = write!(
-            svg,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#888">no samples in this range</text>"##,
-            LEFT + plot_w / 2.0,
-            TOP + plot_h / 2.0
-        );
-    } else {
-        let _ = write!(
-            svg,
-            r##"<path d="{}" fill="none" stroke="#d62728" stroke-width="1.5" stroke-dasharray="6 4"><title>session limit</title></path>"##,
-            limit.trim()
-        );
-        let _ = write!(
-            svg,
-            r##"<path d="{}" fill="none" stroke="#2ca02c" stroke-width="1.2"><title>live</title></path>"##,
-            live.trim()
-        );
-        let _ = write!(
-            svg,
-            r##"<path d="{}" fill="none" stroke="#1f77b4" stroke-width="1.8"><title>active</title></path>"##,
-            active.trim()
-        );
-    }
-    // Legend.
-    let ly = HEIGHT - 8.0;
-    for (i, (name, color, dash)) in [
-        ("active", "#1f77b4", ""),
-        ("live", "#2ca02c", ""),
-        ("limit", "#d62728", r#" stroke-dasharray="6 4""#),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let lx = LEFT + 90.0 * i as f64;
-        let _ = write!(
-            svg,
-            r##"<line x1="{lx:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{color}" stroke-width="2"{dash}/><text x="{:.1}" y="{ly:.1}" fill="#333">{name}</text>"##,
-            ly - 4.0,
-            lx + 18.0,
-            ly - 4.0,
-            lx + 22.0
-        );
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
-fn step_name(s: Step) -> &'static str {
-    match s {
-        Step::Minute => "minute",
-        Step::Hour => "hour",
-        Step::Day => "day",
-    }
+        .body(svg))
 }
 
 #[cfg(test)]
@@ -494,47 +376,5 @@ mod tests {
             )
             .is_ok()
         );
-    }
-
-    #[test]
-    fn chart_draws_the_series_and_escapes_text() {
-        let h = UsageHistory {
-            site: "a<b".into(),
-            step: Step::Hour,
-            from: "2030-01-01T00:00:00.000Z".into(),
-            to: "2030-01-01T04:00:00.000Z".into(),
-            points: vec![
-                HistoryPoint {
-                    at: "2030-01-01T00:00:00.000Z".into(),
-                    max_active: 3,
-                    max_live: 2,
-                    max_dangling: 1,
-                    denied: 0,
-                    session_limit: 5,
-                },
-                HistoryPoint {
-                    at: "2030-01-01T02:00:00.000Z".into(),
-                    max_active: 5,
-                    max_live: 5,
-                    max_dangling: 0,
-                    denied: 2,
-                    session_limit: 5,
-                },
-            ],
-        };
-        let svg = chart(&h);
-        assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
-        assert!(svg.ends_with("</svg>\n"));
-        assert!(svg.contains("a&lt;b"));
-        assert!(!svg.contains("a<b"));
-        // The gap between the two points breaks the line: two moves per series.
-        let active = svg.split("<title>active</title>").next().unwrap();
-        let d = active.rsplit("d=\"").next().unwrap();
-        assert_eq!(d.matches('M').count(), 2);
-        let empty = chart(&UsageHistory {
-            points: vec![],
-            ..h
-        });
-        assert!(empty.contains("no samples in this range"));
     }
 }

@@ -397,7 +397,8 @@ async fn a_plan_change_splits_the_line_and_overage_is_billed() {
     assert_eq!(std::fs::read_to_string(&out).unwrap(), csv);
 }
 
-/// Samples at chosen instants roll up into minute, hour and day points.
+/// Samples at chosen instants roll up into minute, hour and day points; the minutes
+/// between them count the sessions exactly from their rows.
 #[tokio::test]
 async fn usage_history_rolls_samples_up() {
     let app = spawn().await;
@@ -428,14 +429,15 @@ async fn usage_history_rolls_samples_up() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["site"], "hist");
     assert_eq!(r.body["step"], "minute");
-    assert_eq!(
-        r.body["points"],
-        json!([
-            point("2031-05-01T10:00:00.000Z", 1, 0),
-            point("2031-05-01T10:01:00.000Z", 2, 0),
-            point("2031-05-01T11:00:00.000Z", 3, 1),
-        ])
-    );
+    // Sampled or not, every minute in which a session was active is there: two from
+    // 10:01, three from 11:00 to the range's end.
+    let minute = |h: i64, m: i64| format!("2031-05-01T{h}:{m:02}:00.000Z");
+    let want: Vec<Value> = std::iter::once(point(&minute(10, 0), 1, 0))
+        .chain((1..60).map(|m| point(&minute(10, m), 2, 0)))
+        .chain(std::iter::once(point(&minute(11, 0), 3, 1)))
+        .chain((1..5).map(|m| point(&minute(11, m), 3, 0)))
+        .collect();
+    assert_eq!(r.body["points"], Value::Array(want));
     let r = app
         .get(
             "/v1/sites/hist/usage/history?from=2031-05-01T00:00:00Z&to=2031-05-02T00:00:00Z&step=hour",
@@ -541,9 +543,11 @@ async fn rollups_outlive_the_minutes() {
         }
     };
     const MINUTES: &str = "from=2031-03-01T10:00:00Z&to=2031-03-01T11:00:00Z&step=minute";
-    const HOURS: &str = "from=2031-03-01T10:30:00Z&to=2031-03-02T00:00:00Z&step=hour";
-    const DAYS: &str = "from=2031-03-01T00:00:00Z&to=2031-03-08T00:00:00Z&step=day";
-    assert_eq!(get(MINUTES).await.as_array().unwrap().len(), 3);
+    const HOURS: &str = "from=2031-03-01T10:30:00Z&to=2031-03-01T11:00:00Z&step=hour";
+    const DAYS: &str = "from=2031-03-01T00:00:00Z&to=2031-03-02T00:00:00Z&step=day";
+    // Up to now: the three sampled minutes.
+    let minutes = get(MINUTES).await;
+    assert_eq!(minutes.as_array().unwrap().len(), 3);
     let hours = get(HOURS).await;
     let days = get(DAYS).await;
     // `from` inside an hour still gives that whole hour.
@@ -559,20 +563,28 @@ async fn rollups_outlive_the_minutes() {
     let before = export_both(&app, &app.admin, "period=2031-03").await;
     assert_eq!(p95(&before), 3);
 
-    // 40 days on, past the 35 days minutes are kept: the minutes are gone, the
-    // hours, the days and the percentile stay.
+    // 40 days on, past the 35 days minutes are kept: the minute samples are gone,
+    // the hours, the days and the percentile stay, and the minutes are counted from
+    // the session rows (kept as long as the roll-ups): the first three as sampled,
+    // the rest of the hour at three.
     set(&app, "2031-04-10T10:00:00Z");
     headcount::jobs::retention::sweep(&app.state).await.unwrap();
-    assert_eq!(get(MINUTES).await, json!([]));
+    let later = get(MINUTES).await;
+    let later = later.as_array().unwrap();
+    assert_eq!(later.len(), 60);
+    assert_eq!(later[..3], minutes.as_array().unwrap()[..]);
+    assert_eq!(later[59]["max_active"], 3);
     assert_eq!(get(HOURS).await, hours);
     assert_eq!(get(DAYS).await, days);
     let after = export_both(&app, &app.admin, "period=2031-03").await;
     assert_eq!(p95(&after), 3);
     assert_eq!(after[0]["peak_active"], before[0]["peak_active"]);
 
-    // Past the 400 days ended sessions are kept, the roll-ups go too.
-    set(&app, "2032-04-10T10:00:00Z");
+    // Past the 400 days ended sessions are kept (these expired on March 15th), the
+    // roll-ups go with them.
+    set(&app, "2032-04-20T10:00:00Z");
     headcount::jobs::retention::sweep(&app.state).await.unwrap();
+    assert_eq!(get(MINUTES).await, json!([]));
     assert_eq!(get(HOURS).await, json!([]));
     assert_eq!(get(DAYS).await, json!([]));
 }

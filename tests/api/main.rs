@@ -10,6 +10,7 @@ mod control;
 mod crash;
 mod edges;
 mod foundation;
+mod history;
 mod insight;
 mod limits;
 mod load;
