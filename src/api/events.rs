@@ -698,7 +698,7 @@ pub fn admit_batch(
         .iter()
         .map(|(full, cfg)| (full.site.id, cfg.idle_timeout_seconds))
         .collect();
-    let mut counts = db::batch_reads::counts(c, &idle, now)?;
+    let mut counts = db::counts::at(c, &idle, now)?;
     let mut tallies = std::collections::HashMap::with_capacity(sites.len());
     for (full, cfg) in sites {
         let (active, dangling) = counts.remove(&full.site.id).unwrap_or_default();

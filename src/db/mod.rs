@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod audit;
 pub mod batch_reads;
 pub mod billing;
+pub mod counts;
 pub mod forecast;
 pub mod group_commit;
 pub mod history;

@@ -222,6 +222,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    site_counts (site_id) {
+        site_id -> BigInt,
+        as_of -> BigInt,
+        idle_ms -> BigInt,
+        active -> BigInt,
+        dangling -> BigInt,
+    }
+}
+
 diesel::joinable!(sites -> tenants (tenant_id));
 diesel::joinable!(sites -> plans (plan_id));
 diesel::joinable!(sessions -> sites (site_id));
@@ -236,6 +246,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sites,
     site_plan_history,
     sessions,
+    site_counts,
     denials,
     revoked_tokens,
     outbox,

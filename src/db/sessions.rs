@@ -573,22 +573,37 @@ pub fn per_user(
 
 /// Ends sessions that expired more than `grace_ms` ago with reason `expired`, in small
 /// batches, so that the index of open sessions holds only what can still be active.
+/// Holds the sites' locks, in id order, like every other writer of their sessions:
+/// ending a session can move its site's counts (see [`super::counts`]).
 pub fn end_expired(conn: &mut DbConn, now: Millis, grace_ms: i64, batch: i64) -> Result<usize> {
-    let ids: Vec<i64> = x::sessions
+    let due: Vec<(i64, i64)> = x::sessions
         .filter(x::ended_at.is_null())
         .filter(x::expires_at.le(now - grace_ms))
-        .select(x::id)
+        .select((x::id, x::site_id))
         .limit(batch)
         .load(conn)?;
-    if ids.is_empty() {
+    if due.is_empty() {
         return Ok(0);
     }
-    Ok(diesel::update(x::sessions.filter(x::id.eq_any(&ids)))
+    let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
+    let mut sites: Vec<i64> = due.iter().map(|d| d.1).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    conn.transaction(|c| {
+        super::lock_sites(c, &sites)?;
+        // Checked again under the locks: an event may have renewed a session since.
+        Ok(diesel::update(
+            x::sessions
+                .filter(x::id.eq_any(&ids))
+                .filter(x::ended_at.is_null())
+                .filter(x::expires_at.le(now - grace_ms)),
+        )
         .set((
             x::ended_at.eq(x::expires_at.nullable()),
             x::end_reason.eq(Some(EndReason::Expired.as_str())),
         ))
-        .execute(conn)?)
+        .execute(c)?)
+    })
 }
 
 /// Deletes sessions that ended before `before`, at most `batch` at a time.

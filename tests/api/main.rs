@@ -7,6 +7,7 @@ mod receiver;
 mod admission;
 mod billing;
 mod control;
+mod counts;
 mod crash;
 mod edges;
 mod foundation;
