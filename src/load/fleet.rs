@@ -27,6 +27,8 @@ pub struct Fleet {
 
 /// How many setup calls run at once.
 const SETUP_CONCURRENCY: usize = 8;
+/// Tries of one seeding batch before the setup gives up.
+const SETUP_ATTEMPTS: u32 = 3;
 
 /// A prefix no earlier run used, so that runs against one server do not collide.
 pub fn unique_prefix() -> String {
@@ -272,18 +274,31 @@ async fn post_batches(
         .map(|(site, body)| {
             let url = format!("{base}/v1/sites/{}/events", site.slug);
             async move {
-                let res = client
-                    .post(url)
-                    .bearer_auth(&site.token)
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| format!("{what}: {e}"))?;
-                if !res.status().is_success() {
-                    return Err(format!("{what}: {}", res.status()));
+                // Merging is idempotent, so a batch that timed out or met a 5xx on a
+                // machine busy with the seeding itself is simply sent again.
+                let mut attempt = 1;
+                loop {
+                    let sent = client
+                        .post(&url)
+                        .bearer_auth(&site.token)
+                        .header(reqwest::header::CONTENT_TYPE, "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
+                    let retry = match sent {
+                        Ok(res) if res.status().is_success() => return Ok(()),
+                        Ok(res) if res.status().is_server_error() => {
+                            format!("{what}: {}", res.status())
+                        }
+                        Ok(res) => return Err(format!("{what}: {}", res.status())),
+                        Err(e) => format!("{what}: {e}"),
+                    };
+                    if attempt == SETUP_ATTEMPTS {
+                        return Err(retry);
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Ok(())
             }
         })
         .buffer_unordered(SETUP_CONCURRENCY)
