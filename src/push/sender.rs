@@ -1,14 +1,22 @@
 //! The outbox sender: claims due rows, POSTs them signed, records every attempt and
 //! schedules retries. Several processes may run it on one PostgreSQL.
+//!
+//! It never waits for a whole batch: claimed pushes start as soon as their receiver
+//! and the process have a free place ([`fanout`](super::fanout)), finished attempts
+//! are recorded in batches as they end, and the next claim is made while slow
+//! deliveries are still in flight. A receiver that answers only at the timeout thus
+//! holds up its own pushes and nobody else's.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix_web::web;
-use futures_util::future::join_all;
 use rand::Rng;
 use reqwest::StatusCode;
 use tokio::sync::watch;
+use tokio::task::{Id, JoinError, JoinSet};
 
+use super::fanout::{self, Fanout};
 use super::{resolver, signing};
 use crate::app::AppState;
 use crate::clock::Millis;
@@ -17,71 +25,268 @@ use crate::db::{sites, tenants};
 use crate::domain::targets::{self, Origin};
 
 /// A claimed row is someone else's for this long; if its process dies, another
-/// picks it up afterwards.
+/// picks it up afterwards. It must outlast waiting for a place ([`START_WITHIN`]),
+/// the longest attempt (the push clients' 15 s timeout) and recording the result,
+/// or another process could send the row a second time while this one still does.
 const LEASE_MS: i64 = 60_000;
+/// A claimed push that found no free place within this long is not sent by this
+/// process: it is left alone until its lease runs out and then claimed again, here
+/// or elsewhere. 30 s of waiting + 15 s of attempt leave 15 s of the lease to record.
+const START_WITHIN: Duration = Duration::from_secs(30);
+/// Rows claimed per statement.
 const BATCH: i64 = 256;
+/// Claimed rows this process holds at most (waiting, in flight or to be recorded):
+/// bounds memory and how many leases one process sits on.
+const MAX_HELD: usize = 1024;
+/// Finished attempts are recorded together, in one transaction, once this many have
+/// piled up or [`RECORD_LINGER`] after the first of them, whichever comes first.
+const RECORD_BATCH: usize = 128;
+const RECORD_LINGER: Duration = Duration::from_millis(20);
 /// How often an idle sender looks for due rows (wakeups come sooner on new pushes).
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
+/// An attempt's outcome, as [`outbox::finish_attempts`] records it.
+type Done = (i64, AttemptResult, Next);
+
 pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut s = Sender::new(state.clone());
+    let mut want_claim = true;
     loop {
         if *stop.borrow() {
-            return;
+            break;
         }
-        let sent = match tick(&state).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(error = %e, "push sender: cannot claim due pushes");
-                0
-            }
-        };
-        if sent == 0 {
-            tokio::select! {
-                _ = state.outbox_wakeup.notified() => {}
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = stop.changed() => return,
-            }
+        s.start_ready();
+        if s.should_record() {
+            s.record().await;
+            // A recorded retry may be due at once.
+            want_claim = true;
         }
+        if want_claim && s.room() > 0 {
+            want_claim = match s.claim().await {
+                Ok(more) => more,
+                Err(e) => {
+                    tracing::warn!(error = %e, "push sender: cannot claim due pushes");
+                    false
+                }
+            };
+            continue;
+        }
+        let flush_at = s.flush_at;
+        tokio::select! {
+            Some(joined) = s.tasks.join_next_with_id(), if !s.tasks.is_empty() => {
+                s.collect(joined);
+                while let Some(more) = s.tasks.try_join_next_with_id() {
+                    s.collect(more);
+                }
+            }
+            () = sleep_until(flush_at), if flush_at.is_some() => {}
+            () = state.outbox_wakeup.notified() => want_claim = true,
+            () = tokio::time::sleep(IDLE_POLL) => want_claim = true,
+            _ = stop.changed() => break,
+        }
+    }
+    s.shut_down().await;
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
-/// Sends one batch of due pushes; returns how many it attempted.
-pub async fn tick(state: &web::Data<AppState>) -> crate::error::Result<usize> {
-    let now = state.now();
-    let rows = state
-        .db
-        .write(move |c| outbox::claim_due(c, now, LEASE_MS, BATCH))
-        .await?;
-    let n = rows.len();
-    if n == 0 {
-        return Ok(0);
-    }
-    let st = state.clone();
-    let claimed = std::sync::Arc::new(rows.clone());
-    let resolved = match state
-        .db
-        .run(move |c| resolve_all(c, &st, &claimed, now))
-        .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let msg = e.to_string();
-            rows.iter()
-                .map(|_| Err(crate::error::Error::Unavailable(msg.clone())))
-                .collect()
+/// A claimed push waiting for a place, or in flight.
+struct Job {
+    row: OutboxRow,
+    target: Target,
+    /// When it was claimed, on the clock the lease is measured with.
+    claimed_at: Millis,
+}
+
+/// The sender's state between claims: pushes waiting per receiver, attempts in
+/// flight (each its own task, so that they progress while the loop claims or
+/// records), and finished attempts not yet recorded.
+struct Sender {
+    state: web::Data<AppState>,
+    fanout: Fanout<Job>,
+    tasks: JoinSet<Done>,
+    /// The receiver of each task, to free its place also if the task panicked.
+    receiver_of_task: HashMap<Id, String>,
+    done: Vec<Done>,
+    /// When `done` is to be recorded at the latest.
+    flush_at: Option<tokio::time::Instant>,
+}
+
+impl Sender {
+    fn new(state: web::Data<AppState>) -> Self {
+        Self {
+            state,
+            fanout: Fanout::default(),
+            tasks: JoinSet::new(),
+            receiver_of_task: HashMap::new(),
+            done: Vec::new(),
+            flush_at: None,
         }
-    };
-    let done = join_all(
-        rows.into_iter()
-            .zip(resolved)
-            .map(|(row, r)| deliver(state, row, r)),
-    )
-    .await
-    .into_iter()
-    .flatten()
-    .collect();
-    record(state, done).await;
-    Ok(n)
+    }
+
+    /// How many rows the next claim may take: none while every place is busy, so
+    /// that claimed rows do not sit out their lease waiting.
+    fn room(&self) -> i64 {
+        if self.fanout.in_flight() >= fanout::MAX_IN_FLIGHT {
+            return 0;
+        }
+        let held = self.fanout.in_flight() + self.fanout.waiting() + self.done.len();
+        BATCH.min(i64::try_from(MAX_HELD.saturating_sub(held)).unwrap_or(BATCH))
+    }
+
+    /// Claims due rows and queues them by receiver; rows that need no request
+    /// (no URL, refused target…) are finished at once. Returns whether more rows may
+    /// be due (the claim was full).
+    async fn claim(&mut self) -> crate::error::Result<bool> {
+        let limit = self.room();
+        let now = self.state.now();
+        let rows = self
+            .state
+            .db
+            .write(move |c| outbox::claim_due(c, now, LEASE_MS, limit))
+            .await?;
+        let more = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= limit;
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let resolved = self.resolve(&rows, now).await;
+        let start_by = Instant::now() + START_WITHIN;
+        for (row, r) in rows.into_iter().zip(resolved) {
+            match prepare(&self.state, row, r, now) {
+                Prepared::Done(d) => self.finish(d),
+                Prepared::Send(row, target) => {
+                    let receiver = fanout::receiver_of(&target.url);
+                    let job = Job {
+                        row,
+                        target,
+                        claimed_at: now,
+                    };
+                    self.fanout.push(receiver, job, start_by);
+                }
+            }
+        }
+        Ok(more)
+    }
+
+    /// Where each claimed row goes; a database failure fails each row's attempt.
+    async fn resolve(&self, rows: &[OutboxRow], now: Millis) -> Vec<crate::error::Result<Resolve>> {
+        let st = self.state.clone();
+        let claimed = std::sync::Arc::new(rows.to_vec());
+        match self
+            .state
+            .db
+            .run(move |c| resolve_all(c, &st, &claimed, now))
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = e.to_string();
+                rows.iter()
+                    .map(|_| Err(crate::error::Error::Unavailable(msg.clone())))
+                    .collect()
+            }
+        }
+    }
+
+    /// Starts what has a free place now; what waited too long is left to its lease.
+    fn start_ready(&mut self) {
+        let ready = self.fanout.ready(Instant::now());
+        let now = self.state.now();
+        let budget = START_WITHIN.as_millis() as i64;
+        for job in ready.expired {
+            left_to_lease(&job);
+        }
+        for (receiver, job) in ready.start {
+            // The lease runs on the injected clock, which may have moved faster.
+            if now - job.claimed_at >= budget {
+                self.fanout.finished(&receiver);
+                left_to_lease(&job);
+                continue;
+            }
+            let st = self.state.clone();
+            let handle = self
+                .tasks
+                .spawn(async move { attempt(&st, job.row, job.target).await });
+            self.receiver_of_task.insert(handle.id(), receiver);
+        }
+    }
+
+    /// Takes a finished task's outcome and frees its receiver's place.
+    fn collect(&mut self, joined: Result<(Id, Done), JoinError>) {
+        let id = match &joined {
+            Ok((id, _)) => *id,
+            Err(e) => e.id(),
+        };
+        if let Some(receiver) = self.receiver_of_task.remove(&id) {
+            self.fanout.finished(&receiver);
+        }
+        match joined {
+            Ok((_, d)) => self.finish(Some(d)),
+            // Unrecorded, the row is tried again when its lease runs out.
+            Err(e) => tracing::error!(error = %e, "push attempt task failed"),
+        }
+    }
+
+    fn finish(&mut self, done: Option<Done>) {
+        if let Some(d) = done {
+            self.done.push(d);
+            self.flush_at
+                .get_or_insert_with(|| tokio::time::Instant::now() + RECORD_LINGER);
+        }
+    }
+
+    fn should_record(&self) -> bool {
+        !self.done.is_empty()
+            && (self.done.len() >= RECORD_BATCH
+                || self.fanout.in_flight() == 0
+                || self
+                    .flush_at
+                    .is_some_and(|at| at <= tokio::time::Instant::now()))
+    }
+
+    /// Records the finished attempts in one transaction.
+    async fn record(&mut self) {
+        self.flush_at = None;
+        let done = std::mem::take(&mut self.done);
+        let n = done.len();
+        if n == 0 {
+            return;
+        }
+        let done = std::sync::Arc::new(done);
+        if let Err(e) = self
+            .state
+            .db
+            .write(move |c| outbox::finish_attempts(c, &done))
+            .await
+        {
+            // The leases run out and the rows are tried again: at least once, never lost.
+            tracing::warn!(error = %e, pushes = n, "cannot record push attempts");
+        }
+    }
+
+    /// On stop: what waits is left to its lease, what is in flight finishes (within
+    /// the clients' timeout) and is recorded, so that it is not sent again.
+    async fn shut_down(mut self) {
+        for job in self.fanout.drain_waiting() {
+            left_to_lease(&job);
+        }
+        while let Some(joined) = self.tasks.join_next_with_id().await {
+            self.collect(joined);
+        }
+        self.record().await;
+    }
+}
+
+fn left_to_lease(job: &Job) {
+    tracing::debug!(
+        outbox_id = job.row.id,
+        "push found no free place in time; it is retried when its lease runs out"
+    );
 }
 
 /// Where a row goes, who chose it, and which secrets sign it.
@@ -209,16 +414,27 @@ fn resolve(
     }
 }
 
-/// Attempts one push; returns what to record (nothing for a superseded one).
-async fn deliver(
-    state: &web::Data<AppState>,
+/// A claimed row, ready to be sent or already finished without a request.
+enum Prepared {
+    /// Nothing to send: what to record (nothing for a superseded row).
+    Done(Option<Done>),
+    Send(OutboxRow, Target),
+}
+
+/// Settles what needs no request (superseded, skipped, unresolvable, refused
+/// targets) and passes on what is to be sent.
+fn prepare(
+    state: &AppState,
     row: OutboxRow,
     resolved: crate::error::Result<Resolve>,
-) -> Option<(i64, AttemptResult, Next)> {
-    let now = state.now();
-    let started = Instant::now();
-    let (status, error, retry_after) = match resolved {
-        Err(e) => (None, Some(format!("cannot resolve the target: {e}")), None),
+    now: Millis,
+) -> Prepared {
+    let target = match resolved {
+        Err(e) => {
+            let error = format!("cannot resolve the target: {e}");
+            return Prepared::Done(Some(not_sent(state, &row, now, error)));
+        }
+        Ok(Resolve::Superseded) => return Prepared::Done(None),
         Ok(Resolve::Skip(reason, final_)) => {
             let attempt = AttemptResult {
                 at: now,
@@ -232,44 +448,54 @@ async fn deliver(
                 next_after_failure(state, &row, now, None)
             };
             state.metrics.delivery(&row.kind, result_of(&next, false));
-            return Some((row.id, attempt, next));
+            return Prepared::Done(Some((row.id, attempt, next)));
         }
-        Ok(Resolve::Superseded) => return None,
-        Ok(Resolve::Send(target)) => {
-            // IP literals and local names never reach the resolver: judged here.
-            match targets::judge_url_host(
-                &target.url,
-                target.origin,
-                state.config.webhook_deny_private,
-            ) {
-                Err(r) => {
-                    let host = url::Url::parse(&target.url)
-                        .ok()
-                        .and_then(|u| u.host_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    let msg = match host.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
-                        Ok(ip) => resolver::refusal(&host, ip, r, target.origin).0,
-                        Err(_) => {
-                            resolver::refusal(
-                                &host,
-                                std::net::Ipv4Addr::LOCALHOST.into(),
-                                r,
-                                target.origin,
-                            )
-                            .0
-                        }
-                    };
-                    (None, Some(msg), None)
-                }
-                Ok(()) => send(state, &row, &target, now).await,
-            }
-        }
+        Ok(Resolve::Send(target)) => target,
     };
-    let duration_ms = started.elapsed().as_millis() as i64;
+    // IP literals and local names never reach the resolver: judged here.
+    match targets::judge_url_host(
+        &target.url,
+        target.origin,
+        state.config.webhook_deny_private,
+    ) {
+        Ok(()) => Prepared::Send(row, target),
+        Err(r) => {
+            let host = url::Url::parse(&target.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            let ip = host
+                .trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+            let msg = resolver::refusal(&host, ip, r, target.origin).0;
+            Prepared::Done(Some(not_sent(state, &row, now, msg)))
+        }
+    }
+}
+
+/// An attempt that failed before any request was made, retried per the schedule.
+fn not_sent(state: &AppState, row: &OutboxRow, now: Millis, error: String) -> Done {
+    let attempt = AttemptResult {
+        at: now,
+        status_code: None,
+        duration_ms: 0,
+        error: Some(error),
+    };
+    let next = next_after_failure(state, row, now, None);
+    state.metrics.delivery(&row.kind, result_of(&next, false));
+    (row.id, attempt, next)
+}
+
+/// Sends one push and judges the answer.
+async fn attempt(state: &web::Data<AppState>, row: OutboxRow, target: Target) -> Done {
+    let now = state.now();
+    let started = Instant::now();
+    let (status, error, retry_after) = send(state, &row, &target, now).await;
     let attempt = AttemptResult {
         at: now,
         status_code: status.map(|s| i64::from(s.as_u16())),
-        duration_ms,
+        duration_ms: started.elapsed().as_millis() as i64,
         error,
     };
     let next = match status {
@@ -288,7 +514,7 @@ async fn deliver(
     };
     let gone = status == Some(StatusCode::GONE);
     state.metrics.delivery(&row.kind, result_of(&next, gone));
-    Some((row.id, attempt, next))
+    (row.id, attempt, next)
 }
 
 /// The `result` label of `headcount_deliveries_total` for an attempt's outcome.
@@ -298,22 +524,6 @@ fn result_of(next: &Next, gone: bool) -> &'static str {
         Next::Delivered => "delivered",
         Next::RetryAt(_) => "retried",
         Next::Failed => "failed",
-    }
-}
-
-async fn record(state: &web::Data<AppState>, done: Vec<(i64, AttemptResult, Next)>) {
-    let n = done.len();
-    if n == 0 {
-        return;
-    }
-    let done = std::sync::Arc::new(done);
-    if let Err(e) = state
-        .db
-        .write(move |c| outbox::finish_attempts(c, &done))
-        .await
-    {
-        // The leases run out and the rows are tried again: at least once, never lost.
-        tracing::warn!(error = %e, pushes = n, "cannot record push attempts");
     }
 }
 

@@ -449,3 +449,92 @@ async fn v1a_pushes_verify_with_the_public_key_alone() {
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
     assert_eq!(r.body["errors"][0]["field"], "signature_scheme");
 }
+
+/// Sites whose webhooks go to their own fresh receivers, each answering its first
+/// push with a 500, so that the retries of all of them fall due together when the
+/// clock moves on.
+async fn sites_failing_once(app: &TestApp, n: usize) -> Vec<Receiver> {
+    let mut rxs = Vec::new();
+    for i in 0..n {
+        let rx = Receiver::start().await;
+        rx.script(&[(500, None)]);
+        let r = app
+            .create_site(&format!("s{i}"), "t", "p", json!({"webhook_url": rx.url}))
+            .await;
+        rx.trust(r.body["webhook_secret"].as_str().unwrap());
+        rxs.push(rx);
+    }
+    for i in 0..n {
+        attempts(app, &format!("s{i}"), "site.config_changed", 1).await;
+    }
+    rxs
+}
+
+/// One site's receiver holds its push (as an agent that answers only at the
+/// timeout does) while the retries of twenty other sites fall due in the same
+/// instant: those are sent and recorded as delivered while the slow one is still
+/// held, so it holds up neither the batch it was claimed with nor later claims.
+#[tokio::test]
+async fn a_slow_receiver_holds_up_only_its_own_pushes() {
+    let app = spawn_with(Options {
+        retry_schedule: "0s,5s,5m",
+        ..Default::default()
+    })
+    .await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rxs = sites_failing_once(&app, 21).await;
+    let slow = &rxs[0];
+    slow.hold(std::time::Duration::from_secs(60));
+    app.advance(6);
+    slow.wait_held("the slow site's retry", 1).await;
+    for (i, rx) in rxs.iter().enumerate().skip(1) {
+        let d = wait_status(&app, &format!("s{i}"), "site.config_changed", "delivered").await;
+        assert_eq!(d["attempts"].as_array().unwrap().len(), 2, "{d}");
+        assert_eq!(rx.of_type("site.config_changed").len(), 1);
+    }
+    // All twenty were recorded while the slow push was still in flight.
+    assert_eq!(slow.held().0, 1);
+    let d = app.get("/v1/sites/s0/deliveries", &app.admin).await;
+    let slow_push = &d.body["items"][0];
+    assert_eq!(slow_push["status"], "pending", "{slow_push}");
+    assert_eq!(slow_push["attempts"].as_array().unwrap().len(), 1);
+    slow.open();
+    let d = wait_status(&app, "s0", "site.config_changed", "delivered").await;
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 2, "{d}");
+    assert_eq!(slow.of_type("site.config_changed").len(), 1);
+}
+
+/// Sites that share one server (one host and port, different paths) share its
+/// bound: however many of their pushes are due, at most four are in flight to it.
+#[tokio::test]
+async fn a_receiver_gets_at_most_four_pushes_at_once() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    app.create_tenant("t").await;
+    let rx = Receiver::start().await;
+    rx.hold(std::time::Duration::from_secs(60));
+    let n = 12;
+    for i in 0..n {
+        let r = app
+            .create_site(
+                &format!("s{i}"),
+                "t",
+                "p",
+                json!({"webhook_url": format!("{}/s{i}", rx.url)}),
+            )
+            .await;
+        rx.trust(r.body["webhook_secret"].as_str().unwrap());
+    }
+    rx.wait_held("four pushes at once", 4).await;
+    // As each held push is let through, its place goes to the next one, never more.
+    for _ in 0..n {
+        rx.let_one_through();
+    }
+    rx.wait_for("every site's config", |r| r.len() >= n).await;
+    for i in 0..n {
+        wait_status(&app, &format!("s{i}"), "site.config_changed", "delivered").await;
+    }
+    assert_eq!(rx.held(), (0, 4));
+    assert!(rx.received().iter().all(|m| m.signature_ok));
+}

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use serde_json::Value;
@@ -30,6 +31,12 @@ struct Inner {
     received: Vec<Raw>,
     /// Scripted answers (status, Retry-After); 200 once used up.
     script: VecDeque<(u16, Option<u64>)>,
+    /// While set, each request waits for a permit (or the time given) before it is
+    /// answered, as a slow site's agent would make it wait.
+    gate: Option<(Arc<tokio::sync::Semaphore>, Duration)>,
+    /// Requests waiting at the gate now, and the most that ever waited at once.
+    held: usize,
+    most_held: usize,
 }
 
 #[derive(Clone)]
@@ -53,6 +60,7 @@ async fn hook(
     let id = header("webhook-id");
     let ts: i64 = header("webhook-timestamp").parse().unwrap_or(0);
     let sig = header("webhook-signature");
+    wait_at_gate(&inner).await;
     let mut g = inner.lock().unwrap();
     let answer = g.script.pop_front().unwrap_or((200, None));
     if (200..300).contains(&answer.0) {
@@ -68,6 +76,26 @@ async fn hook(
         res.insert_header(("retry-after", s.to_string()));
     }
     res.finish()
+}
+
+/// Holds the request while the gate is set: until a permit is given, the gate is
+/// opened, or the gate's time is up.
+async fn wait_at_gate(inner: &Mutex<Inner>) {
+    let gate = {
+        let mut g = inner.lock().unwrap();
+        let gate = g.gate.clone();
+        if gate.is_some() {
+            g.held += 1;
+            g.most_held = g.most_held.max(g.held);
+        }
+        gate
+    };
+    let Some((sem, max)) = gate else { return };
+    if let Ok(Ok(permit)) = tokio::time::timeout(max, sem.acquire()).await {
+        // One permit lets one request through.
+        permit.forget();
+    }
+    inner.lock().unwrap().held -= 1;
 }
 
 /// Checks a `v1a` (ed25519) signature with aws-lc-rs, an implementation independent
@@ -132,6 +160,43 @@ impl Receiver {
             .unwrap()
             .script
             .extend(answers.iter().copied());
+    }
+
+    /// From now on every request is held until [`Receiver::let_one_through`] or
+    /// [`Receiver::open`], or at most `max`: a slow site.
+    pub fn hold(&self, max: Duration) {
+        self.inner.lock().unwrap().gate = Some((Arc::new(tokio::sync::Semaphore::new(0)), max));
+    }
+
+    /// Lets one held (or the next) request through.
+    pub fn let_one_through(&self) {
+        if let Some((sem, _)) = &self.inner.lock().unwrap().gate {
+            sem.add_permits(1);
+        }
+    }
+
+    /// Lets every held request through and holds no more.
+    pub fn open(&self) {
+        if let Some((sem, _)) = self.inner.lock().unwrap().gate.take() {
+            sem.close();
+        }
+    }
+
+    /// Requests held now, and the most held at once so far.
+    pub fn held(&self) -> (usize, usize) {
+        let g = self.inner.lock().unwrap();
+        (g.held, g.most_held)
+    }
+
+    /// Waits (bounded) until `n` requests are held at once.
+    pub async fn wait_held(&self, what: &str, n: usize) {
+        for _ in 0..600 {
+            if self.held().0 >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("timed out waiting for {what}: {:?} held", self.held());
     }
 
     /// What was accepted (answered 2xx), each judged against the trusted secrets.
