@@ -588,6 +588,9 @@
     month: { label: 'Last month', step: 'day', span: 30 * 86400e3 },
   };
 
+  // An instant in UTC as a person reads it: "UTC 2026-12-02 14:05".
+  const utc = (d) => `UTC ${d.toISOString().slice(0, 16).replace('T', ' ')}`;
+
   function niceStep(max) {
     const raw = max / 5;
     const mag = 10 ** Math.floor(Math.log10(Math.max(raw, 1)));
@@ -596,7 +599,7 @@
 
   function historyChart(hist, rangeKey) {
     const pts = hist.points;
-    if (!pts.length) return h('p', { class: 'empty' }, 'No samples in this range yet: the sampler records the site once a minute.');
+    if (!pts.length) return h('p', { class: 'empty' }, 'No sessions and no refusals in this range.');
     const [W, H, L, R, T, B] = [800, 260, 44, 16, 16, 36];
     const from = Date.parse(hist.from);
     const to = Date.parse(hist.to);
@@ -610,30 +613,42 @@
       kids.push(svg('line', { x1: L, x2: W - R, y1: y(v), y2: y(v), class: 'grid' }));
       kids.push(svg('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end', class: 'tick' }, fmt(v)));
     }
+    // Ticks in the browser's zone, the UTC instant on hover. The last day spans two
+    // dates, so its ticks carry the date as well as the time.
     const tickFormat =
       rangeKey === 'day'
-        ? new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' })
+        ? new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit' })
         : new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric' });
     for (let i = 0; i <= 6; i++) {
       const ms = from + ((to - from) * i) / 6;
       const d = new Date(ms);
       kids.push(svg('line', { x1: x(ms), x2: x(ms), y1: H - B, y2: H - B + 4, class: 'axis' }));
       kids.push(
-        svg('text', { x: x(ms), y: H - B + 18, 'text-anchor': i === 0 ? 'start' : i === 6 ? 'end' : 'middle', class: 'tick' }, svg('title', {}, `UTC ${d.toISOString()}`), tickFormat.format(d)),
+        svg('text', { x: x(ms), y: H - B + 18, 'text-anchor': i === 0 ? 'start' : i === 6 ? 'end' : 'middle', class: 'tick' }, svg('title', {}, utc(d)), tickFormat.format(d)),
       );
     }
     kids.push(svg('line', { x1: L, x2: W - R, y1: H - B, y2: H - B, class: 'axis' }));
     const stepMs = { minute: 60e3, hour: 3600e3, day: 86400e3 }[hist.step] || 60e3;
+    // Every bucket of the range: one without a point had no session open and no
+    // refusal, so its counts are 0; the limit carries on from the bucket before.
+    const byAt = new Map(pts.map((p) => [Date.parse(p.at), p]));
+    const buckets = [];
+    let limit = pts[0].session_limit;
+    for (let at = from - (from % stepMs); at < to; at += stepMs) {
+      const p = byAt.get(at);
+      if (p) limit = p.session_limit;
+      buckets.push({ at, p, limit });
+    }
     const line = (key, cls, name) => {
-      const d = pts.map((p, i) => `${i ? 'L' : 'M'}${x(Date.parse(p.at) + stepMs / 2).toFixed(1)},${y(p[key]).toFixed(1)}`).join('');
+      const d = buckets.map((b, i) => `${i ? 'L' : 'M'}${x(Math.min(b.at + stepMs / 2, to)).toFixed(1)},${y(b.p ? b.p[key] : 0).toFixed(1)}`).join('');
       return svg('path', { d, class: `series ${cls}` }, svg('title', {}, name));
     };
     // The limit as a step line: it may change within the range.
-    const limitPath = pts
-      .map((p, i) => {
-        const x0 = x(Date.parse(p.at)).toFixed(1);
-        const x1 = x(Date.parse(p.at) + stepMs).toFixed(1);
-        return `${i ? 'L' : 'M'}${x0},${y(p.session_limit).toFixed(1)}L${x1},${y(p.session_limit).toFixed(1)}`;
+    const limitPath = buckets
+      .map((b, i) => {
+        const x0 = x(Math.max(b.at, from)).toFixed(1);
+        const x1 = x(Math.min(b.at + stepMs, to)).toFixed(1);
+        return `${i ? 'L' : 'M'}${x0},${y(b.limit).toFixed(1)}L${x1},${y(b.limit).toFixed(1)}`;
       })
       .join('');
     kids.push(svg('path', { d: limitPath, class: 'series limit' }, svg('title', {}, 'sessions limit')));
@@ -650,7 +665,7 @@
         svg(
           'path',
           { d: `M${cx.toFixed(1)},${T + 10}l-5,-9h10z`, class: 'refusal', 'data-denied': String(p.denied) },
-          svg('title', {}, `${plural(p.denied, 'refusal', 'refusals')} from ${dateTimeFormat.format(at)} (UTC ${at.toISOString()})`),
+          svg('title', {}, `${plural(p.denied, 'refusal', 'refusals')} from ${dateTimeFormat.format(at)} (${utc(at)})`),
         ),
       );
       kids.push(svg('line', { x1: cx, x2: cx, y1: T + 10, y2: H - B, class: 'refusal-line' }));
@@ -665,12 +680,7 @@
       h('li', { class: 'limit' }, 'limit'),
       h('li', { class: 'refusal' }, `▼ refusals (${fmt(refusals)} in range)`),
     );
-    const first = Date.parse(pts[0].at);
-    const gap =
-      first - from > 2 * stepMs
-        ? h('p', { class: 'hint' }, 'No samples before ', time(pts[0].at), ': the sampler was not recording this site earlier.')
-        : null;
-    return h('div', {}, h('div', { class: 'scroll' }, chart), legend, gap);
+    return h('div', {}, h('div', { class: 'scroll' }, chart), legend);
   }
 
   // ---- site page
