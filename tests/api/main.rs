@@ -22,5 +22,6 @@ mod process;
 mod push;
 mod security;
 mod sessions;
+mod statements;
 mod targets;
 mod ui;
