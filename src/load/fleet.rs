@@ -122,14 +122,26 @@ pub async fn create(
                 if let Some(w) = webhook {
                     body["webhook_url"] = json!(w);
                 }
-                let created = call(
-                    client,
-                    reqwest::Method::POST,
-                    &format!("{base}/v1/sites"),
-                    admin,
-                    Some(&body),
-                )
-                .await?;
+                // A 503 (SQLite busy while the sender records the creation pushes of
+                // the sites before) rolled the creation back: asking again is safe.
+                let mut attempt = 1;
+                let created = loop {
+                    match call(
+                        client,
+                        reqwest::Method::POST,
+                        &format!("{base}/v1/sites"),
+                        admin,
+                        Some(&body),
+                    )
+                    .await
+                    {
+                        Err(e) if e.contains(": 503 ") && attempt < SETUP_ATTEMPTS => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        other => break other?,
+                    }
+                };
                 let token = if tokens {
                     let minted = call(
                         client,
