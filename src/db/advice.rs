@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::DbConn;
 use super::plans::Plan;
-use super::schema::{denials::dsl as dn, plans::dsl as p, sessions::dsl as x};
+use super::schema::{denials::dsl as dn, plans::dsl as p};
 use crate::clock::Millis;
 use crate::domain::advice::{Refusal, Span};
 use crate::domain::billing::Period;
@@ -24,18 +24,7 @@ pub struct AdviceRows {
 
 pub fn rows(conn: &mut DbConn, site_id: i64, period: &Period) -> Result<AdviceRows> {
     super::read_snapshot(conn, |c| {
-        let sessions: Vec<(Millis, Millis, Option<Millis>, Millis)> = x::sessions
-            .filter(x::site_id.eq(site_id))
-            .filter(x::started_at.lt(period.end))
-            .filter(x::expires_at.gt(period.start))
-            .filter(x::ended_at.is_null().or(x::ended_at.gt(period.start)))
-            .select((
-                x::started_at,
-                x::expires_at,
-                x::ended_at,
-                x::last_activity_at,
-            ))
-            .load(c)?;
+        let sessions = super::sessions::times_overlapping(c, site_id, period.start, period.end)?;
         let denials: Vec<(Millis, String, Option<String>)> = dn::denials
             .filter(dn::site_id.eq(site_id))
             .filter(dn::at.ge(period.start))

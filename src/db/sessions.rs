@@ -619,6 +619,30 @@ pub fn delete_ended_before(conn: &mut DbConn, before: Millis, batch: i64) -> Res
     Ok(diesel::delete(x::sessions.filter(x::id.eq_any(&ids))).execute(conn)?)
 }
 
+/// The times of a site's sessions that were active at some instant of `[from, to)`:
+/// started before `to`, neither ended nor expired by `from` — the sessions billing,
+/// advice and history judge a period by. `(started_at, expires_at, ended_at,
+/// last_activity_at)`.
+pub fn times_overlapping(
+    conn: &mut DbConn,
+    site_id: i64,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<(Millis, Millis, Option<Millis>, Millis)>> {
+    Ok(x::sessions
+        .filter(x::site_id.eq(site_id))
+        .filter(x::started_at.lt(to))
+        .filter(x::expires_at.gt(from))
+        .filter(x::ended_at.is_null().or(x::ended_at.gt(from)))
+        .select((
+            x::started_at,
+            x::expires_at,
+            x::ended_at,
+            x::last_activity_at,
+        ))
+        .load(conn)?)
+}
+
 /// Session intervals of a site overlapping `[from, to)`, for billing:
 /// `(started_at, min(ended_at, expires_at), user)`.
 pub fn intervals(

@@ -399,22 +399,8 @@ pub fn history_inputs(
     step_ms: i64,
     idle_ms: i64,
 ) -> Result<history::Inputs> {
-    use super::schema::sessions::dsl as x;
     super::read_snapshot(conn, |c| {
-        // The filter of billing's session intervals: started before the end, neither
-        // ended nor expired by the start.
-        let rows: Vec<(Millis, Millis, Option<Millis>, Millis)> = x::sessions
-            .filter(x::site_id.eq(site_id))
-            .filter(x::started_at.lt(to))
-            .filter(x::expires_at.gt(from))
-            .filter(x::ended_at.is_null().or(x::ended_at.gt(from)))
-            .select((
-                x::started_at,
-                x::expires_at,
-                x::ended_at,
-                x::last_activity_at,
-            ))
-            .load(c)?;
+        let rows = super::sessions::times_overlapping(c, site_id, from, to)?;
         let limits = super::sites::plan_history(c, site_id)?
             .into_iter()
             .map(|h| (h.effective_from, h.session_limit))
