@@ -619,16 +619,18 @@ pub fn delete_ended_before(conn: &mut DbConn, before: Millis, batch: i64) -> Res
     Ok(diesel::delete(x::sessions.filter(x::id.eq_any(&ids))).execute(conn)?)
 }
 
+/// `(started_at, expires_at, ended_at, last_activity_at)` of a session.
+pub type SessionTimes = (Millis, Millis, Option<Millis>, Millis);
+
 /// The times of a site's sessions that were active at some instant of `[from, to)`:
 /// started before `to`, neither ended nor expired by `from` — the sessions billing,
-/// advice and history judge a period by. `(started_at, expires_at, ended_at,
-/// last_activity_at)`.
+/// advice and history judge a period by.
 pub fn times_overlapping(
     conn: &mut DbConn,
     site_id: i64,
     from: Millis,
     to: Millis,
-) -> Result<Vec<(Millis, Millis, Option<Millis>, Millis)>> {
+) -> Result<Vec<SessionTimes>> {
     Ok(x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::started_at.lt(to))
