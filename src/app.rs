@@ -10,12 +10,12 @@ use base64::Engine;
 use rand::RngCore;
 use tokio::sync::{Notify, watch};
 
-use crate::api::events::{AdmissionJob, AdmissionResult};
 use crate::auth::{Caller, Keys, Revocations, Role, VerifiedTokens};
 use crate::clock::SharedClock;
 use crate::config::{Config, Secret};
-use crate::db::Db;
 use crate::db::site_batch::SiteBatch;
+use crate::db::{self, Db};
+use crate::domain::admission::Answer;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -42,7 +42,7 @@ pub struct AppState {
     /// Started with the server, on its runtime.
     group_commit: std::sync::OnceLock<crate::db::group_commit::GroupCommit>,
     /// Admissions share transactions; started on first use, on the server's runtime.
-    admissions: std::sync::OnceLock<SiteBatch<AdmissionJob, AdmissionResult>>,
+    admissions: std::sync::OnceLock<SiteBatch<db::admission::Request, Answer>>,
     /// Sites looked up by their agents' requests, kept for a second.
     agent_sites: crate::db::sites::SiteCache,
 }
@@ -68,11 +68,11 @@ impl AppState {
     }
 
     /// The admission committer; started on first use.
-    pub fn admissions(&self) -> &SiteBatch<AdmissionJob, AdmissionResult> {
+    pub fn admissions(&self) -> &SiteBatch<db::admission::Request, Answer> {
         let provider_alerts = self.config.provider_notify_url.is_some();
         self.admissions.get_or_init(|| {
             SiteBatch::start(self.db.clone(), move |c, jobs| {
-                crate::api::events::admit_batch(c, jobs, provider_alerts)
+                db::admission::admit_batch(c, jobs, provider_alerts)
             })
         })
     }
@@ -122,7 +122,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             };
             let (_, first) =
                 crate::db::settings::get_or_insert(c, "initialized_at", &now.to_string())?;
-            Ok((secret, first))
+            Ok::<_, crate::db::Error>((secret, first))
         })
         .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
     let rate_limiter = config.rate_limit.map(RateLimiter::new);

@@ -20,6 +20,7 @@ use crate::app::AppState;
 use crate::clock::Millis;
 use crate::config::Secret;
 use crate::db::Db;
+pub use crate::domain::scope::{Scope, SubjectKey};
 use crate::error::{Error, Result};
 
 pub const ISSUER: &str = "headcount";
@@ -123,14 +124,6 @@ pub enum Caller {
     Admin { jti: String },
     Tenant { tenant: String, jti: String },
     Site { site: String, jti: String },
-}
-
-/// Which tenants' data a query may see. Queries over tenant data take this as an
-/// argument, so a handler cannot forget to scope them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    Provider,
-    Tenant(String),
 }
 
 impl Caller {
@@ -362,14 +355,6 @@ async fn authenticate(state: &AppState, token: &str) -> Result<(Caller, Arc<Clai
     Ok((caller, claims))
 }
 
-/// What a tenant or site row says about the tokens that name it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubjectKey {
-    pub created_at: Millis,
-    /// Random per row; `None` on rows from before keys were kept.
-    pub token_key: Option<String>,
-}
-
 /// A new random subject key for a tenant or site row.
 pub fn new_subject_key() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -409,11 +394,11 @@ async fn check_subject(state: &AppState, caller: &Caller, claims: &Claims) -> Re
                     state.agent_sites().put(&f);
                     Some(site_key(&f))
                 }
-                Err(Error::NotFound(_)) => {
+                Err(crate::db::Error::NotFound(_)) => {
                     state.agent_sites().forget(site);
                     None
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             }
         }
         Caller::Tenant { tenant, .. } => {

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 
-/// Milliseconds since the Unix epoch, UTC: the unit of every stored instant.
-pub type Millis = i64;
+pub use crate::domain::Millis;
 
 pub trait Clock: Send + Sync + 'static {
     fn now_ms(&self) -> Millis;

@@ -1,8 +1,9 @@
 //! One error type for the whole service, rendered as RFC 9457 problem details.
 //!
-//! Database errors are mapped here and nowhere else: a missing row is 404, a
-//! unique violation 409, a pool or connection failure 503; anything unexpected is a
-//! 500 that logs its cause chain and shows the caller nothing internal.
+//! Storage errors (`db::Error`) are mapped here and nowhere else: a missing row is
+//! 404, a unique violation 409, a busy database, pool or connection failure 503;
+//! anything unexpected is a 500 that logs its cause chain and shows the caller
+//! nothing internal.
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
@@ -77,6 +78,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// The database was busy; a transaction that meets this is run again.
+    #[error("database is busy, try again")]
+    Busy,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -128,7 +132,7 @@ impl Error {
             Self::Unprocessable { .. } => "validation-failed",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::RateLimited { .. } => "rate-limited",
-            Self::Unavailable(_) => "unavailable",
+            Self::Unavailable(_) | Self::Busy => "unavailable",
             Self::Internal(_) => "internal",
         }
     }
@@ -145,7 +149,7 @@ impl Error {
             Self::Unprocessable { .. } => "Validation failed",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::RateLimited { .. } => "Too many requests",
-            Self::Unavailable(_) => "Service unavailable",
+            Self::Unavailable(_) | Self::Busy => "Service unavailable",
             Self::Internal(_) => "Internal error",
         }
     }
@@ -187,7 +191,7 @@ impl ResponseError for Error {
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -202,7 +206,7 @@ impl ResponseError for Error {
             HeaderValue::from_static("application/problem+json"),
         ));
         match self {
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::Busy => {
                 res.insert_header((header::RETRY_AFTER, "5"));
             }
             Self::RateLimited {
@@ -223,42 +227,34 @@ impl ResponseError for Error {
     }
 }
 
+/// Storage errors become problems here and nowhere else.
+impl From<crate::db::Error> for Error {
+    fn from(e: crate::db::Error) -> Self {
+        use crate::db::Error as D;
+        match e {
+            D::NotFound(m) => Self::NotFound(m),
+            D::Conflict(m) => Self::Conflict(m),
+            D::Busy => Self::Busy,
+            D::Unavailable(m) => Self::Unavailable(m),
+            D::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
 impl From<diesel::result::Error> for Error {
     fn from(e: diesel::result::Error) -> Self {
-        use diesel::result::{DatabaseErrorKind as K, Error as D};
-        match e {
-            D::NotFound => Self::NotFound("not found".to_owned()),
-            D::DatabaseError(K::UniqueViolation, info) => {
-                Self::Conflict(format!("already exists ({})", info.message()))
-            }
-            D::DatabaseError(K::ForeignKeyViolation, _) => {
-                Self::Conflict("still referenced by other records".to_owned())
-            }
-            D::DatabaseError(K::ClosedConnection | K::UnableToSendCommand, info) => {
-                Self::Unavailable(format!("database unavailable: {}", info.message()))
-            }
-            D::DatabaseError(K::SerializationFailure, _) => {
-                Self::Unavailable("database is busy, try again".to_owned())
-            }
-            D::DatabaseError(_, ref info) if is_busy(info.message()) => {
-                Self::Unavailable("database is busy, try again".to_owned())
-            }
-            other => Self::Internal(anyhow::Error::new(other)),
-        }
+        crate::db::Error::from(e).into()
     }
 }
 
 impl From<r2d2::Error> for Error {
     fn from(e: r2d2::Error) -> Self {
-        tracing::warn!(error = %e, "database pool checkout failed");
-        Self::Unavailable("database unavailable".to_owned())
+        crate::db::Error::from(e).into()
     }
 }
 
-/// Lock contention the caller can retry: SQLite's busy database, PostgreSQL's
-/// deadlock victim. The whole transaction is run again.
-pub fn is_busy(message: &str) -> bool {
-    message.contains("database is locked")
-        || message.contains("database is busy")
-        || message.contains("deadlock detected")
+impl crate::db::Retry for Error {
+    fn is_busy(&self) -> bool {
+        matches!(self, Self::Busy)
+    }
 }

@@ -141,7 +141,7 @@ pub async fn middleware(
             .await
         {
             Ok(c) => c,
-            Err(e) => return Ok(req.error_response(e)),
+            Err(e) => return Ok(req.error_response(Error::from(e))),
         };
         match claim {
             Claim::Claimed => break,

@@ -11,9 +11,8 @@ use super::{Body, EVENTS_BODY, SNAPSHOT_BODY};
 use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::Millis;
-use crate::db::{self, outbox, sessions, usage};
-use crate::domain::admission::{self, Outcome};
-use crate::domain::config::{CountMode, OverLimit, limit_message};
+use crate::db::{self, sessions, usage};
+use crate::domain::admission::{Answer, Outcome};
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{EndReason, Observation};
 use crate::error::{Error, FieldError, Problem, Result};
@@ -307,7 +306,7 @@ async fn record_site_refusals(
                     let mut full = db::sites::get_by_id(c, site_id)?;
                     crate::db::alerts::on_refusal(c, &mut full, at, provider_alerts)?;
                 }
-                Ok(new)
+                Ok::<_, Error>(new)
             })
         })
         .await?;
@@ -440,7 +439,7 @@ pub async fn put_snapshot(
                     let refs: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
                     let known = sessions::existing(c, site_id, &refs)?;
                     sessions::merge(c, site_id, part, false)?;
-                    Ok(part.iter().filter(|(s, _)| !known.contains(s)).count())
+                    Ok::<_, Error>(part.iter().filter(|(s, _)| !known.contains(s)).count())
                 })
             })
             .await?;
@@ -537,11 +536,6 @@ pub struct AdmissionResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub own_sessions: Option<Vec<OwnSession>>,
     pub config_version: i64,
-    /// A request the batch found invalid (a `replace` naming a session that is not
-    /// the user's): answered as a 422, with nothing done.
-    #[serde(skip)]
-    #[schema(ignore)]
-    pub invalid: Option<FieldError>,
 }
 
 /// May this session start? Checks and records in one transaction that holds the site,
@@ -603,7 +597,7 @@ pub async fn create_admission(
     };
     c.finish()?;
     let session = session.map(SessionRef::into_string).unwrap_or_default();
-    let job = AdmissionJob {
+    let job = db::admission::Request {
         site_id: site.site.id,
         session,
         // The expiry is set under the lock from the site's current session lifetime.
@@ -623,454 +617,40 @@ pub async fn create_admission(
     };
     // Decided in a transaction that holds the site's lock, together with the other
     // admissions waiting at the same moment.
-    let result = state.admissions().run(job).await?;
-    state.metrics.admission(result.outcome.as_str());
-    if let Some(e) = result.invalid {
-        return Err(Error::invalid(vec![e]));
+    let answer = state.admissions().run(job).await?;
+    state.metrics.admission(answer.outcome.as_str());
+    // A `replace` naming a session that is not the user's: a 422, nothing done.
+    if let Some((field, message)) = answer.invalid {
+        return Err(Error::invalid_field(field, message));
     }
-    if !result.evicted.is_empty() || !result.replaced.is_empty() || !result.admitted {
+    if !answer.evicted.is_empty() || !answer.replaced.is_empty() || !answer.outcome.admitted() {
         state.outbox_wakeup.notify_one();
     }
-    Ok(HttpResponse::Ok().json(result))
+    Ok(HttpResponse::Ok().json(AdmissionResult::from(answer)))
 }
 
-/// One admission request, waiting for its batch.
-#[derive(Debug, Clone)]
-pub struct AdmissionJob {
-    site_id: i64,
-    session: String,
-    obs: Observation,
-    given_expiry: Option<Millis>,
-    /// When the request arrived.
-    now: Millis,
-    roles: Vec<String>,
-    replace: Vec<String>,
-}
-
-impl db::site_batch::SiteJob for AdmissionJob {
-    fn site_id(&self) -> i64 {
-        self.site_id
-    }
-}
-
-/// What the batch knows of a site while deciding its admissions.
-struct SiteTally {
-    full: db::sites::SiteFull,
-    cfg: std::sync::Arc<db::sites::SiteConfig>,
-    /// Sessions counted against the limit by the site's count mode, kept up to date
-    /// with every decision of the batch.
-    counted: i64,
-}
-
-impl SiteTally {
-    /// Whether a session in this standing counts against the limit at `now`.
-    fn counts(&self, s: &sessions::Standing, now: Millis) -> bool {
-        s.ended_at.is_none()
-            && s.expires_at > now
-            && (self.cfg.count_mode == CountMode::Active
-                || s.last_activity_at > now - self.cfg.idle_timeout_seconds * 1000)
-    }
-}
-
-/// Decides a batch of admissions, in arrival order, exactly as if each had its own
-/// transaction, inside the caller's transaction that holds every site of the batch.
-/// Each site's config and count are read once, and each decision carries the count
-/// forward from the standing of its session before and after; the sessions are
-/// written in one upsert at the end (or before a query that must see them). All
-/// requests are decided at the batch's instant, the latest of their arrivals.
-pub fn admit_batch(
-    c: &mut db::DbConn,
-    jobs: &[AdmissionJob],
-    provider_alerts: bool,
-) -> Result<Vec<AdmissionResult>> {
-    let now = jobs.iter().map(|j| j.now).max().unwrap_or_default();
-    let mut site_ids: Vec<i64> = jobs.iter().map(|j| j.site_id).collect();
-    site_ids.sort_unstable();
-    site_ids.dedup();
-    let sites: Vec<_> = db::sites::get_many(c, &site_ids)?
-        .into_iter()
-        .map(|full| {
-            let cfg = std::sync::Arc::new(full.config());
-            (full, cfg)
-        })
-        .collect();
-    let idle: Vec<(i64, i64)> = sites
-        .iter()
-        .map(|(full, cfg)| (full.site.id, cfg.idle_timeout_seconds))
-        .collect();
-    let mut counts = db::counts::at(c, &idle, now)?;
-    let mut tallies = std::collections::HashMap::with_capacity(sites.len());
-    for (full, cfg) in sites {
-        let (active, dangling) = counts.remove(&full.site.id).unwrap_or_default();
-        let counted = match cfg.count_mode {
-            CountMode::Active => active,
-            CountMode::Live => active - dangling,
-        };
-        tallies.insert(full.site.id, SiteTally { full, cfg, counted });
-    }
-    let wanted: Vec<(i64, &str)> = jobs
-        .iter()
-        .map(|j| (j.site_id, j.session.as_str()))
-        .collect();
-    let standings = db::batch_reads::standings(c, &wanted)?;
-    let mut batch = BatchState {
-        tallies,
-        standings,
-        pending: Vec::new(),
-        pending_index: std::collections::HashMap::new(),
-    };
-    let mut out = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let ttl = batch
-            .tallies
-            .get(&job.site_id)
-            .ok_or_else(|| Error::not_found("site"))?
-            .cfg
-            .session_ttl_seconds;
-        let mut obs = job.obs.clone();
-        obs.expires_at = job.given_expiry.unwrap_or(obs.started_at + ttl * 1000);
-        out.push(decide_one(c, &mut batch, job, obs, now, provider_alerts)?);
-    }
-    batch.flush(c)?;
-    Ok(out)
-}
-
-type SessionKey = (i64, String);
-
-/// A batch's sites and sessions as its decisions so far leave them.
-struct BatchState {
-    tallies: std::collections::HashMap<i64, SiteTally>,
-    /// The batch's sessions as stored, then as decided.
-    standings: std::collections::HashMap<SessionKey, sessions::Standing>,
-    /// Session writes decided but not yet sent: one statement at the end.
-    pending: Vec<(i64, String, Observation, bool)>,
-    pending_index: std::collections::HashMap<SessionKey, usize>,
-}
-
-impl BatchState {
-    /// Records a session's admission and carries its site's count forward from the
-    /// session's standing before to its standing after.
-    fn write(&mut self, site_id: i64, session: &str, obs: Observation, overage: bool, now: Millis) {
-        let key = (site_id, session.to_owned());
-        let before = self.standings.get(&key);
-        let after = sessions::Standing::after(before, &obs);
-        if let Some(t) = self.tallies.get_mut(&site_id) {
-            t.counted += i64::from(t.counts(&after, now))
-                - i64::from(before.is_some_and(|b| t.counts(b, now)));
-        }
-        self.standings.insert(key.clone(), after);
-        match self.pending_index.get(&key) {
-            // A later write of the same session updates the row the first one
-            // inserted, and an update keeps the row's overage flag.
-            Some(&i) => self.pending[i].2.merge(&obs),
-            None => {
-                self.pending_index.insert(key, self.pending.len());
-                self.pending
-                    .push((site_id, session.to_owned(), obs, overage));
-            }
-        }
-    }
-
-    /// Records a session ended by a decision (evicted or replaced); `counted` says
-    /// whether it held a counted place.
-    fn ended(&mut self, site_id: i64, session: &str, now: Millis, counted: bool) {
-        if counted && let Some(t) = self.tallies.get_mut(&site_id) {
-            t.counted -= 1;
-        }
-        self.standings
-            .entry((site_id, session.to_owned()))
-            .or_insert(sessions::Standing {
-                last_activity_at: now,
-                expires_at: now,
-                ended_at: None,
-            })
-            .ended_at = Some(now);
-    }
-
-    fn flush(&mut self, c: &mut db::DbConn) -> Result<()> {
-        if !self.pending.is_empty() {
-            sessions::merge_rows(
-                c,
-                self.pending
-                    .iter()
-                    .map(|(site, session, obs, overage)| (*site, session.as_str(), obs, *overage)),
-            )?;
-            self.pending.clear();
-            self.pending_index.clear();
-        }
-        Ok(())
-    }
-}
-
-/// One admission decision and its records; updates the tally and the standings.
-fn decide_one(
-    c: &mut db::DbConn,
-    batch: &mut BatchState,
-    job: &AdmissionJob,
-    obs: Observation,
-    now: Millis,
-    provider_alerts: bool,
-) -> Result<AdmissionResult> {
-    let (site_id, session) = (job.site_id, job.session.as_str());
-    let key = (site_id, session.to_owned());
-    let before = batch.standings.get(&key).cloned();
-    let t = batch
-        .tallies
-        .get(&site_id)
-        .ok_or_else(|| Error::not_found("site"))?;
-    let cfg = t.cfg.clone();
-    let counted = t.counted;
-    let tenant_id = t.full.site.tenant_id;
-    let tenant_pool = t.full.tenant_pool;
-    let slug = t.full.site.slug.clone();
-    let limit = cfg.session_limit;
-    let reply = |outcome: Outcome, counted| AdmissionResult {
-        admitted: outcome.admitted(),
-        outcome,
-        message: (!outcome.admitted()).then(|| limit_message(&cfg.limit_message, limit)),
-        session_limit: limit,
-        counted,
-        evicted: Vec::new(),
-        replaced: Vec::new(),
-        own_sessions: None,
-        config_version: cfg.config_version,
-        invalid: None,
-    };
-    // A session the site already has is decided before counting: an ended one is
-    // refused, an active one is admitted again and counted once.
-    if let Some(row) = &before {
-        if row.ended_at.is_some() {
-            return Ok(reply(Outcome::SessionEnded, counted));
-        }
-        if row.expires_at > now && job.replace.is_empty() {
-            batch.write(site_id, session, obs, false, now);
-            let counted = batch.tallies[&site_id].counted;
-            return Ok(reply(Outcome::WithinLimit, counted));
-        }
-    }
-    let live_after = now - cfg.idle_timeout_seconds * 1000;
-    let counts_now = |last: Millis| cfg.count_mode == CountMode::Active || last > live_after;
-    // The user's own sessions, when a rule needs them (the queries must see this
-    // batch's writes).
-    let user = obs.user.clone();
-    let needs_own = user.is_some() && (cfg.per_user_limit.is_some() || !job.replace.is_empty());
-    let own = match (&user, needs_own) {
-        (Some(u), true) => {
-            batch.flush(c)?;
-            sessions::open_of_user(c, site_id, u, now)?
-        }
-        _ => Vec::new(),
-    };
-    // Sessions named in `replace` must be the same user's active sessions here. A
-    // session that is already active and counted is in `counted` already: asking
-    // again with `replace` must not count it twice.
-    let already_counted = before.as_ref().is_some_and(|b| {
-        b.ended_at.is_none() && b.expires_at > now && counts_now(b.last_activity_at)
-    });
-    let mut replacing = i64::from(already_counted);
-    for r in &job.replace {
-        match own.iter().find(|o| o.session == *r) {
-            Some(o) => replacing += i64::from(counts_now(o.last_activity_at)),
-            None if *r == session => {}
-            None => {
-                let mut invalid = reply(Outcome::LimitReached, counted);
-                invalid.invalid = Some(FieldError::new(
-                    "replace",
-                    format!("{r:?} is not an active session of this user on this site"),
-                ));
-                return Ok(invalid);
-            }
-        }
-    }
-    let oldest = own
-        .iter()
-        .filter(|o| {
-            o.session != session
-                && counts_now(o.last_activity_at)
-                && !job.replace.contains(&o.session)
-        })
-        .map(|o| o.session.clone())
-        .next();
-    let user_cap = match (&user, cfg.per_user_limit) {
-        (Some(_), Some(cap)) => Some(admission::UserCap {
-            counted: own
-                .iter()
-                .filter(|o| counts_now(o.last_activity_at))
-                .count() as i64,
-            limit: cap,
-            over: cfg.per_user_over_limit,
-            can_replace: oldest.is_some(),
-        }),
-        _ => None,
-    };
-    let may_reserve = job.roles.iter().any(|r| cfg.reserved_roles.contains(r));
-    let reserve = if may_reserve { 0 } else { cfg.reserved_slots };
-    // With count_mode live, dangling sessions hold no counted place, so evicting one
-    // frees nothing: evict_dangling then acts as reject.
-    let victim = if cfg.over_limit == OverLimit::EvictDangling
-        && cfg.count_mode == CountMode::Active
-        && counted - replacing >= limit - reserve
-    {
-        batch.flush(c)?;
-        sessions::most_idle_dangling(c, site_id, now, cfg.idle_timeout_seconds)?
-            .filter(|v| v != session && !job.replace.contains(v) && oldest.as_ref() != Some(v))
-    } else {
-        None
-    };
-    let pool = match tenant_pool {
-        Some(pool_limit) => {
-            batch.flush(c)?;
-            Some((db::sites::lock_pool(c, tenant_id, now)?, pool_limit))
-        }
-        None => None,
-    };
-    let decision = admission::decide(&admission::Ask {
-        counted,
-        limit,
-        reserve,
-        over_limit: cfg.over_limit,
-        overage_percent: cfg.overage_percent,
-        can_evict: victim.is_some(),
-        replacing,
-        replaces: !job.replace.is_empty(),
-        user: user_cap,
-        pool,
-    });
-    let outcome = decision.outcome;
-    if !outcome.admitted() {
-        batch.flush(c)?;
-        let sample = sessions::counted_sample(
-            c,
-            site_id,
-            now,
-            (cfg.count_mode == CountMode::Live).then_some(live_after),
-            50,
-        )?;
-        let counted_sessions = serde_json::Value::Array(
-            sample
-                .iter()
-                .map(|(s, last)| {
-                    serde_json::json!({
-                        "session": s,
-                        "state": if *last > live_after { "live" } else { "dangling" },
-                        "idle_seconds": (now - last).max(0) / 1000,
-                    })
-                })
-                .collect(),
-        )
-        .to_string();
-        usage::record_denial(
-            c,
-            site_id,
-            &usage::DenialDetail {
-                at: now,
-                outcome: outcome.as_str(),
-                session,
-                user: user.as_deref(),
-                counted,
-                session_limit: limit,
-                count_mode: cfg.count_mode.as_str(),
-                counted_sessions,
-            },
-        )?;
-        let mut out = reply(outcome, counted);
-        if user.is_some() {
-            let own = if needs_own {
-                own
-            } else {
-                sessions::open_of_user(c, site_id, user.as_deref().unwrap_or_default(), now)?
-            };
-            out.own_sessions = Some(
+impl From<Answer> for AdmissionResult {
+    fn from(a: Answer) -> Self {
+        Self {
+            admitted: a.outcome.admitted(),
+            outcome: a.outcome,
+            message: a.message,
+            session_limit: a.session_limit,
+            counted: a.counted,
+            evicted: a.evicted,
+            replaced: a.replaced,
+            own_sessions: a.own_sessions.map(|own| {
                 own.into_iter()
                     .map(|o| OwnSession {
-                        state: if o.last_activity_at > live_after {
-                            "live"
-                        } else {
-                            "dangling"
-                        }
-                        .to_owned(),
                         session: o.session,
+                        state: if o.live { "live" } else { "dangling" }.to_owned(),
                         last_activity_at: crate::clock::to_rfc3339(o.last_activity_at),
                         user_agent: o.user_agent,
                         ip: o.ip,
                     })
-                    .collect(),
-            );
-        }
-        let t = batch
-            .tallies
-            .get_mut(&site_id)
-            .ok_or_else(|| Error::not_found("site"))?;
-        crate::db::alerts::on_refusal(c, &mut t.full, now, provider_alerts)?;
-        return Ok(out);
-    }
-    // Admitted: end what the decision frees, then record the session.
-    let mut replaced: Vec<String> = job
-        .replace
-        .iter()
-        .filter(|r| *r != session)
-        .cloned()
-        .collect();
-    if decision.replace_oldest
-        && let Some(o) = oldest
-    {
-        replaced.push(o);
-    }
-    let mut counted_after = counted;
-    if !replaced.is_empty() {
-        batch.flush(c)?;
-        sessions::end_sessions(c, site_id, &replaced, now, EndReason::Replaced)?;
-        outbox::enqueue_kill(
-            c,
-            site_id,
-            tenant_id,
-            &slug,
-            &replaced,
-            EndReason::Replaced.as_str(),
-            now,
-        )?;
-        for r in &replaced {
-            let counted_here = own
-                .iter()
-                .find(|o| o.session == *r)
-                .is_some_and(|o| counts_now(o.last_activity_at));
-            batch.ended(site_id, r, now, counted_here);
-            counted_after -= i64::from(counted_here);
+                    .collect()
+            }),
+            config_version: a.config_version,
         }
     }
-    let mut evicted = Vec::new();
-    if decision.evict
-        && let Some(v) = victim
-    {
-        sessions::end_sessions(
-            c,
-            site_id,
-            std::slice::from_ref(&v),
-            now,
-            EndReason::Evicted,
-        )?;
-        outbox::enqueue_kill(
-            c,
-            site_id,
-            tenant_id,
-            &slug,
-            std::slice::from_ref(&v),
-            EndReason::Evicted.as_str(),
-            now,
-        )?;
-        batch.ended(site_id, &v, now, true);
-        counted_after -= 1;
-        evicted.push(v);
-    }
-    batch.write(site_id, session, obs, outcome == Outcome::Overage, now);
-    counted_after += i64::from(!already_counted);
-    let t = batch
-        .tallies
-        .get_mut(&site_id)
-        .ok_or_else(|| Error::not_found("site"))?;
-    crate::db::alerts::on_count(c, &mut t.full, counted_after, now, provider_alerts)?;
-    let mut out = reply(outcome, counted_after);
-    out.evicted = evicted;
-    out.replaced = replaced;
-    Ok(out)
 }

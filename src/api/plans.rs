@@ -418,7 +418,7 @@ pub async fn update_plan(
                     &code,
                     &json!({"session_limit": [before.session_limit, after.session_limit]}),
                 )?;
-                Ok(after)
+                Ok::<_, crate::error::Error>(after)
             })
         })
         .await?;

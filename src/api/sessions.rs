@@ -362,7 +362,7 @@ pub async fn kill_sessions(
                 if !victims.is_empty() {
                     outbox::enqueue_kill(c, site_id, tenant_id, &slug, &victims, "killed", now)?;
                 }
-                Ok(n)
+                Ok::<_, Error>(n)
             })
         })
         .await?;

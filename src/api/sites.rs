@@ -637,7 +637,7 @@ pub async fn rotate_webhook_secret(
                 let fresh = new_signing_secret(signing::scheme_of(&f.site.webhook_secret));
                 sites::set_webhook_secret(c, f.site.id, &fresh.0, &f.site.webhook_secret, until)?;
                 audit::record(c, now, &actor, "rotate_secret", "site", &slug, &json!({}))?;
-                Ok(fresh)
+                Ok::<_, Error>(fresh)
             })
         })
         .await?;
@@ -697,7 +697,7 @@ pub async fn get_site_config(
 pub async fn visible_site(state: &AppState, caller: &Caller, slug: &str) -> Result<SiteFull> {
     let scope = caller.scope()?;
     let slug = path_slug("site", slug)?;
-    state.db.run(move |c| sites::get(c, &scope, &slug)).await
+    Ok(state.db.run(move |c| sites::get(c, &scope, &slug)).await?)
 }
 
 /// Shared by the agent endpoints: the site, when the caller is its own site token.

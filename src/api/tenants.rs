@@ -270,7 +270,7 @@ pub async fn update_tenant(
         .run(move |conn| {
             conn.transaction(|conn| {
                 let t = tenants::get(conn, &scope, &slug)?;
-                Ok(t)
+                Ok::<_, Error>(t)
             })
         })
         .await?;

@@ -117,8 +117,10 @@ pub async fn create_token(
             let found = state.db.run(move |c| sites::get(c, &scope2, &s2)).await;
             let key = match found {
                 Ok(f) => f.site.token_key,
-                Err(Error::NotFound(_)) => return Err(Error::not_found(format!("site {s:?}"))),
-                Err(e) => return Err(e),
+                Err(crate::db::Error::NotFound(_)) => {
+                    return Err(Error::not_found(format!("site {s:?}")));
+                }
+                Err(e) => return Err(e.into()),
             };
             (None, Some(s), key)
         }

@@ -12,7 +12,6 @@ use crate::app::AppState;
 use crate::auth::{Caller, Scope};
 use crate::db::sites::SiteFull;
 use crate::db::{sites, tenants, usage};
-use crate::domain::config::CountMode;
 use crate::error::{Problem, Result};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -93,7 +92,7 @@ async fn usage_of(
             for chunk in ids.chunks(500) {
                 denied.extend(usage::denials_between(c, chunk, now - 86_400_000, now + 1)?);
             }
-            Ok((counts, denied))
+            Ok::<_, crate::error::Error>((counts, denied))
         })
         .await?;
     let counts: HashMap<i64, (i64, i64)> = counts
@@ -107,10 +106,7 @@ async fn usage_of(
             let cfg = f.config();
             let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or((0, 0));
             let live = active - dangling;
-            let counted = match cfg.count_mode {
-                CountMode::Active => active,
-                CountMode::Live => live,
-            };
+            let counted = cfg.count_mode.counted(active, dangling);
             SiteUsage {
                 site: cfg.site.clone(),
                 session_limit: cfg.session_limit,

@@ -10,14 +10,8 @@ use super::outbox::{
 use super::schema::sites::dsl as s;
 use super::sites::SiteFull;
 use crate::clock::Millis;
-use crate::error::Result;
-
-/// `site.utilization_high` fires when counted sessions first reach this share of the
-/// limit, and re-arms when they fall below the lower one.
-const HIGH_PERCENT: i64 = 80;
-const REARM_PERCENT: i64 = 70;
-/// At most one `site.limit_reached` per site per hour.
-const LIMIT_ALERT_EVERY_MS: i64 = 3_600_000;
+use crate::db::Result;
+use crate::domain::admission::{self, UtilizationAlert};
 
 /// Who receives an alert about this site: its tenant if it set a `notify_url`, and
 /// the provider if it configured one.
@@ -44,11 +38,9 @@ pub fn on_count(
     provider: bool,
 ) -> Result<()> {
     let limit = full.config().session_limit;
-    if limit <= 0 {
-        return Ok(());
-    }
     let armed = full.site.utilization_alert_armed;
-    if armed && counted * 100 >= limit * HIGH_PERCENT {
+    let change = admission::utilization_alert(armed, counted, limit);
+    if change == Some(UtilizationAlert::Fire) {
         diesel::update(s::sites.find(full.site.id))
             .set(s::utilization_alert_armed.eq(false))
             .execute(c)?;
@@ -72,7 +64,7 @@ pub fn on_count(
                 now,
             )?;
         }
-    } else if !armed && counted * 100 < limit * REARM_PERCENT {
+    } else if change == Some(UtilizationAlert::Rearm) {
         diesel::update(s::sites.find(full.site.id))
             .set(s::utilization_alert_armed.eq(true))
             .execute(c)?;
@@ -83,11 +75,7 @@ pub fn on_count(
 
 /// Called on a refused admission.
 pub fn on_refusal(c: &mut DbConn, full: &mut SiteFull, now: Millis, provider: bool) -> Result<()> {
-    if full
-        .site
-        .last_limit_alert_at
-        .is_some_and(|at| at > now - LIMIT_ALERT_EVERY_MS)
-    {
+    if !admission::limit_alert_due(full.site.last_limit_alert_at, now) {
         return Ok(());
     }
     diesel::update(s::sites.find(full.site.id))

@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use super::DbConn;
 use super::schema::audit_log::dsl as a;
 use crate::clock::Millis;
-use crate::error::Result;
+use crate::db::Result;
 
 pub fn record(
     conn: &mut DbConn,

@@ -13,7 +13,7 @@ use diesel::{PgConnection, QueryResult, RunQueryDsl};
 use super::DbConn;
 use super::sessions::{self, Standing};
 use crate::clock::Millis;
-use crate::error::Result;
+use crate::db::Result;
 
 /// Active and dangling sessions of each site at `now`; `sites` pairs a site with its
 /// idle timeout in seconds.

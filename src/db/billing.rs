@@ -14,13 +14,13 @@ use super::schema::{
     usage_samples::dsl as us,
 };
 use super::usage::HOUR_MS;
-use crate::auth::Scope;
 use crate::clock::{Millis, to_rfc3339};
+use crate::db::{Error, Result};
 use crate::domain::billing::{
     self as bill, BillingRow, Period, PlanSpan, PriceSpan, Prices, SessionSpan,
 };
 use crate::domain::config::OverLimit;
-use crate::error::{Error, Result};
+use crate::domain::scope::Scope;
 
 /// A site to bill, with its tenant's slug.
 #[derive(Debug, Clone, Queryable)]

@@ -19,7 +19,7 @@ use diesel::sql_types::BigInt;
 use super::schema::site_counts::dsl as k;
 use super::{DbConn, sessions, usage::numbered};
 use crate::clock::Millis;
-use crate::error::Result;
+use crate::db::Result;
 
 /// A site's counts at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable, Insertable)]

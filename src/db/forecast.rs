@@ -12,8 +12,8 @@ use super::schema::{outbox::dsl as o, usage_rollups::dsl as ur};
 use super::sites::SiteFull;
 use super::usage::DAY_MS;
 use crate::clock::{Millis, to_rfc3339};
+use crate::db::Result;
 use crate::domain::forecast::{WINDOW_DAYS, limit_reached_at};
-use crate::error::Result;
 
 pub const KIND_LIMIT_FORECAST: &str = "site.limit_forecast";
 /// At most one forecast per site in this long.

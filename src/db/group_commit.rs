@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::sessions;
 use super::site_batch::next_batch;
 use super::{Db, lock_sites};
+use crate::db::{Error, Result};
 use crate::domain::session::Observation;
-use crate::error::{Error, Result};
 
 /// Most requests in one transaction.
 const MAX_REQUESTS: usize = 256;
@@ -95,7 +95,7 @@ async fn committer(db: Db, mut rx: mpsc::Receiver<Job>) {
         sites.sort_unstable();
         let result = db
             .write(move |c| {
-                c.transaction(|c| {
+                c.transaction::<_, Error, _>(|c| {
                     // The sites are locked before their rows, as admission batches
                     // do: they write several sessions of a site in arrival order,
                     // and without the site lock the two could lock the same rows in

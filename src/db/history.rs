@@ -7,7 +7,7 @@ use diesel::sql_types::BigInt;
 use super::DbConn;
 use super::usage::{DAY_MS, HOUR_MS, numbered, rollups_between};
 use crate::clock::Millis;
-use crate::error::Result;
+use crate::db::Result;
 
 /// One bucket of samples.
 #[derive(Debug, Clone, QueryableByName, PartialEq, Eq)]

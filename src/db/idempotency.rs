@@ -6,8 +6,8 @@ use diesel::prelude::*;
 
 use crate::clock::Millis;
 use crate::db::DbConn;
+use crate::db::Result;
 use crate::db::schema::idempotency_keys::dsl as k;
-use crate::error::Result;
 
 /// How long an answer is kept and replayed.
 pub const KEEP_MS: Millis = 24 * 3600 * 1000;
@@ -193,7 +193,7 @@ mod tests {
                 claim(c, "admin::y", "k1", "f9", 1_002 + ABANDONED_MS)?,
                 Claim::Claimed
             );
-            Ok(())
+            Ok::<_, crate::db::Error>(())
         })
         .unwrap();
     }

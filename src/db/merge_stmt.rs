@@ -242,7 +242,7 @@ mod tests {
                     for one in rest {
                         sessions::merge(c, 1, std::slice::from_ref(one), false)?;
                     }
-                    Ok(sessions::get(c, 1, &session)?.expect("the row"))
+                    Ok::<_, crate::db::Error>(sessions::get(c, 1, &session)?.expect("the row"))
                 })
                 .unwrap();
             assert_eq!(row.started_at, expected.started_at, "order {order:?}");

@@ -1,12 +1,14 @@
 //! Storage: one pool over a connection enum of PostgreSQL and SQLite, one helper that
 //! runs every query on the blocking thread pool, and the queries by table.
 
+pub mod admission;
 pub mod advice;
 pub mod alerts;
 pub mod audit;
 pub mod batch_reads;
 pub mod billing;
 pub mod counts;
+mod error;
 pub mod forecast;
 pub mod group_commit;
 pub mod history;
@@ -30,7 +32,7 @@ use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use crate::error::{Error, Result};
+pub use error::{Error, Result, Retry};
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -208,9 +210,10 @@ impl Db {
 
     /// Runs `f` with a pooled connection on the blocking thread pool, so that no
     /// query ever holds up an async worker. SQLite lock contention is retried.
-    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
+        F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
+        E: From<Error> + Retry + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.pool.clone();
@@ -219,14 +222,19 @@ impl Db {
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || span.in_scope(|| run_blocking(&pool, &wait, f)))
             .await
-            .map_err(|e| Error::Internal(anyhow::anyhow!("database task failed: {e}")))?
+            .map_err(|e| {
+                E::from(Error::Internal(anyhow::anyhow!(
+                    "database task failed: {e}"
+                )))
+            })?
     }
 
     /// [`Db::run`] for a write transaction: on SQLite the process's writers take turns
     /// instead of contending for the database lock. PostgreSQL needs no such queue.
-    pub async fn write<T, F>(&self, mut f: F) -> Result<T>
+    pub async fn write<T, E, F>(&self, mut f: F) -> Result<T, E>
     where
-        F: FnMut(&mut DbConn) -> Result<T> + Send + 'static,
+        F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
+        E: From<Error> + Retry + Send + 'static,
         T: Send + 'static,
     {
         if self.backend == Backend::Postgres {
@@ -241,9 +249,10 @@ impl Db {
     }
 
     /// The same as [`Db::run`] for code that already runs on a blocking thread.
-    pub fn run_sync<T, F>(&self, f: F) -> Result<T>
+    pub fn run_sync<T, E, F>(&self, f: F) -> Result<T, E>
     where
-        F: FnMut(&mut DbConn) -> Result<T>,
+        F: FnMut(&mut DbConn) -> Result<T, E>,
+        E: From<Error> + Retry,
     {
         run_blocking(&self.pool, &self.pool_wait, f)
     }
@@ -270,18 +279,23 @@ impl Db {
     }
 }
 
-fn run_blocking<T, F>(pool: &Pool, wait: &crate::metrics::WaitHistogram, mut f: F) -> Result<T>
+fn run_blocking<T, E, F>(
+    pool: &Pool,
+    wait: &crate::metrics::WaitHistogram,
+    mut f: F,
+) -> Result<T, E>
 where
-    F: FnMut(&mut DbConn) -> Result<T>,
+    F: FnMut(&mut DbConn) -> Result<T, E>,
+    E: From<Error> + Retry,
 {
     let started = std::time::Instant::now();
     let conn = pool.get();
     wait.observe(started.elapsed().as_secs_f64());
-    let mut conn = conn?;
+    let mut conn = conn.map_err(|e| E::from(Error::from(e)))?;
     let mut tries = 0;
     loop {
         match f(&mut conn) {
-            Err(Error::Unavailable(ref m)) if m.contains("busy") && tries < 20 => {
+            Err(ref e) if e.is_busy() && tries < 20 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(5 * tries));
             }
@@ -332,7 +346,13 @@ pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
 /// `REPEATABLE READ` on PostgreSQL (where each statement of a `READ COMMITTED`
 /// transaction would see its own), and by the WAL read snapshot a SQLite transaction
 /// keeps from its first read. For reads whose parts must agree with each other.
-pub fn read_snapshot<T>(conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> Result<T>) -> Result<T> {
+pub fn read_snapshot<T, E>(
+    conn: &mut DbConn,
+    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
     conn.transaction(|c| {
         if matches!(c, DbConn::Pg(_)) {
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -414,7 +434,7 @@ pub(crate) fn test_db_with_sites(ids: &[i64]) -> (tempfile::TempDir, Db) {
             ))
             .execute(c)?;
         }
-        Ok(())
+        Ok::<_, crate::db::Error>(())
     })
     .unwrap();
     (dir, db)

@@ -9,7 +9,7 @@ use super::DbConn;
 use super::schema::{delivery_attempts::dsl as d, outbox::dsl as o};
 use super::sites::SiteFull;
 use crate::clock::{Millis, to_rfc3339};
-use crate::error::Result;
+use crate::db::Result;
 
 pub const KIND_CONFIG: &str = "site.config_changed";
 pub const KIND_KILL: &str = "session.kill";

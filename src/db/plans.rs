@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use super::DbConn;
 use super::schema::{plan_prices::dsl as pp, plans::dsl as p, sites::dsl as s};
 use crate::clock::Millis;
+use crate::db::{Error, Result};
 use crate::domain::config::{self, CountMode, LimitValues, OverLimit, PerUserOverLimit};
-use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::plans)]

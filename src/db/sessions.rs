@@ -8,8 +8,8 @@ use diesel::prelude::*;
 use super::schema::sessions::dsl as x;
 use super::{DbConn, MultiBackend};
 use crate::clock::Millis;
+use crate::db::Result;
 use crate::domain::session::{EndReason, Observation, SessionState, Times};
-use crate::error::Result;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = super::schema::sessions)]
@@ -138,36 +138,7 @@ fn upsert_rows(conn: &mut DbConn, mut rows: Vec<NewSession<'_>>) -> Result<usize
     Ok(n)
 }
 
-/// What deciding an admission needs to know of a stored session.
-#[derive(Debug, Clone, Queryable)]
-pub struct Standing {
-    pub last_activity_at: Millis,
-    pub expires_at: Millis,
-    pub ended_at: Option<Millis>,
-}
-
-impl Standing {
-    /// The standing after merging `obs` into a session with the standing `before`
-    /// (none: a new session), by the same monotone rule as [`merge`].
-    pub fn after(before: Option<&Standing>, obs: &Observation) -> Standing {
-        let ended = obs.ended.map(|e| e.0);
-        match before {
-            None => Standing {
-                last_activity_at: obs.last_activity_at,
-                expires_at: obs.expires_at,
-                ended_at: ended,
-            },
-            Some(b) => Standing {
-                last_activity_at: b.last_activity_at.max(obs.last_activity_at),
-                expires_at: b.expires_at.max(obs.expires_at),
-                ended_at: match (b.ended_at, ended) {
-                    (None, x) | (x, None) => x,
-                    (Some(a), Some(e)) => Some(a.min(e)),
-                },
-            },
-        }
-    }
-}
+pub use crate::domain::session::Standing;
 
 /// The standings of those of the named sessions that the site has. One site per
 /// query: a prepared statement with both the sites and the sessions as arrays gets a
@@ -179,15 +150,19 @@ pub fn standings(
 ) -> Result<Vec<(String, Standing)>> {
     let mut out = Vec::with_capacity(sessions.len());
     for chunk in sessions.chunks(UPSERT_CHUNK) {
-        let rows: Vec<(String, Standing)> = x::sessions
+        let rows: Vec<(String, Millis, Millis, Option<Millis>)> = x::sessions
             .filter(x::site_id.eq(site_id))
             .filter(x::session.eq_any(chunk))
-            .select((
-                x::session,
-                (x::last_activity_at, x::expires_at, x::ended_at),
-            ))
+            .select((x::session, x::last_activity_at, x::expires_at, x::ended_at))
             .load(conn)?;
-        out.extend(rows);
+        out.extend(rows.into_iter().map(|(session, last, expires, ended)| {
+            let s = Standing {
+                last_activity_at: last,
+                expires_at: expires,
+                ended_at: ended,
+            };
+            (session, s)
+        }));
     }
     Ok(out)
 }

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::DbConn;
 use super::schema::settings::dsl as s;
-use crate::error::Result;
+use crate::db::Result;
 
 pub fn get(conn: &mut DbConn, key: &str) -> Result<Option<String>> {
     Ok(s::settings

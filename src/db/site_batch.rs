@@ -19,7 +19,7 @@ use diesel::Connection as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Db, DbConn, lock_site, lock_sites};
-use crate::error::{Error, Result};
+use crate::db::{Error, Result};
 
 /// Most requests in one transaction.
 const MAX_REQUESTS: usize = 64;
@@ -144,7 +144,7 @@ async fn committer<J: SiteJob, T: Send + 'static>(
         let outcome = db
             .write(move |c| {
                 flag.store(false, Ordering::SeqCst);
-                c.transaction(|c| {
+                c.transaction::<_, Error, _>(|c| {
                     lock_sites(c, &sites)?;
                     let answers = work(c, &batch)?;
                     flag.store(true, Ordering::SeqCst);
@@ -223,10 +223,12 @@ mod tests {
 
     fn keys(db: &Db) -> Vec<String> {
         db.run_sync(|c| {
-            Ok(st::settings
-                .select(st::key)
-                .order(st::key)
-                .load::<String>(c)?)
+            Ok::<_, crate::db::Error>(
+                st::settings
+                    .select(st::key)
+                    .order(st::key)
+                    .load::<String>(c)?,
+            )
         })
         .unwrap()
         .into_iter()

@@ -1,16 +1,14 @@
 //! Sites, their effective configuration and its version.
 
 use diesel::prelude::*;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::DbConn;
 use super::plans::Plan;
 use super::schema::{plans, site_plan_history::dsl as h, sites::dsl as s, tenants};
-use crate::auth::Scope;
 use crate::clock::Millis;
+use crate::db::{Error, Result};
 use crate::domain::config::{self, CountMode, Effective, OverLimit, Overrides};
-use crate::error::{Error, Result};
+use crate::domain::scope::Scope;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = super::schema::sites)]
@@ -113,27 +111,7 @@ impl SiteFull {
     }
 }
 
-/// A site's effective configuration: plan values merged with the site's overrides.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
-pub struct SiteConfig {
-    pub site: String,
-    pub plan: String,
-    /// Grows with every change of the effective configuration.
-    pub config_version: i64,
-    pub session_limit: i64,
-    pub count_mode: CountMode,
-    pub over_limit: OverLimit,
-    pub overage_percent: i64,
-    pub idle_timeout_seconds: i64,
-    pub session_ttl_seconds: i64,
-    pub limit_message: String,
-    /// Places kept for admissions carrying one of `reserved_roles`.
-    pub reserved_slots: i64,
-    pub reserved_roles: Vec<String>,
-    /// Most counted sessions one user may hold (`null`: no cap).
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: config::PerUserOverLimit,
-}
+pub use crate::domain::config::SiteConfig;
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = super::schema::sites)]
@@ -280,10 +258,7 @@ pub fn lock_pool(conn: &mut DbConn, tenant_id: i64, now: Millis) -> Result<i64> 
         .iter()
         .map(|f| {
             let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or_default();
-            match f.effective().values.count_mode {
-                CountMode::Active => active,
-                CountMode::Live => active - dangling,
-            }
+            f.effective().values.count_mode.counted(active, dangling)
         })
         .sum())
 }

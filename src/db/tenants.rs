@@ -4,9 +4,9 @@ use diesel::prelude::*;
 
 use super::DbConn;
 use super::schema::{sites::dsl as s, tenants::dsl as t};
-use crate::auth::Scope;
 use crate::clock::Millis;
-use crate::error::{Error, Result};
+use crate::db::{Error, Result};
+use crate::domain::scope::Scope;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = super::schema::tenants)]
@@ -59,16 +59,21 @@ pub fn insert(conn: &mut DbConn, new: &NewTenant) -> Result<Tenant> {
 }
 
 /// What the tenant now holding `slug` says about its tokens; `None` when there is none.
-pub fn subject_key(conn: &mut DbConn, slug: &str) -> Result<Option<crate::auth::SubjectKey>> {
+pub fn subject_key(
+    conn: &mut DbConn,
+    slug: &str,
+) -> Result<Option<crate::domain::scope::SubjectKey>> {
     let row: Option<(Millis, Option<String>)> = t::tenants
         .filter(t::slug.eq(slug))
         .select((t::created_at, t::token_key))
         .first(conn)
         .optional()?;
-    Ok(row.map(|(created_at, token_key)| crate::auth::SubjectKey {
-        created_at,
-        token_key,
-    }))
+    Ok(
+        row.map(|(created_at, token_key)| crate::domain::scope::SubjectKey {
+            created_at,
+            token_key,
+        }),
+    )
 }
 
 /// A tenant as the scope sees it: another tenant is "not found".

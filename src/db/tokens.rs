@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use super::DbConn;
 use super::schema::revoked_tokens::dsl as r;
 use crate::clock::Millis;
-use crate::error::Result;
+use crate::db::Result;
 
 pub fn revoke(conn: &mut DbConn, jti: &str, now: Millis, expires_at: Millis) -> Result<()> {
     crate::per_backend!(conn, |c| diesel::insert_into(r::revoked_tokens)

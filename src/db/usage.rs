@@ -6,8 +6,8 @@ use diesel::sql_types::{BigInt, Nullable};
 use super::DbConn;
 use super::schema::{denials::dsl as dn, usage_samples::dsl as us};
 use crate::clock::Millis;
+use crate::db::Result;
 use crate::domain::history;
-use crate::error::Result;
 
 /// Rewrites `?` placeholders as `$1, $2, …` for PostgreSQL, so that one SQL text
 /// serves both backends where the query builder cannot express a statement.

@@ -1,9 +1,13 @@
-//! The admission decision at the limit, as a pure function of counts and config.
+//! The admission decision at the limit, as pure functions of counts and config: what
+//! counts, the pre-checks, the user's places, eviction, the overage ceiling, the
+//! decision itself and the alert thresholds.
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::config::{OverLimit, PerUserOverLimit};
+use super::Millis;
+use super::config::{CountMode, OverLimit, PerUserOverLimit, SiteConfig, limit_message};
+use super::session::Standing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -166,6 +170,254 @@ pub fn decide(a: &Ask) -> Decision {
         outcome,
         replace_oldest,
         evict,
+    }
+}
+
+/// What counts against a site's limit at one instant, by its count mode: sessions
+/// not ended and not expired and, with `live`, active within the idle timeout. The
+/// one home of that rule: the admission batch, the usage figures and the counts kept
+/// in storage all ask here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counting {
+    pub mode: CountMode,
+    pub idle_timeout_seconds: i64,
+    pub now: Millis,
+}
+
+impl Counting {
+    pub fn of(cfg: &SiteConfig, now: Millis) -> Self {
+        Self {
+            mode: cfg.count_mode,
+            idle_timeout_seconds: cfg.idle_timeout_seconds,
+            now,
+        }
+    }
+
+    /// Last activity after this instant is live; at or before it, dangling.
+    pub fn live_after(&self) -> Millis {
+        self.now - self.idle_timeout_seconds * 1000
+    }
+
+    pub fn is_live(&self, last_activity_at: Millis) -> bool {
+        last_activity_at > self.live_after()
+    }
+
+    /// `live` or `dangling`, for an open, unexpired session.
+    pub fn state(&self, last_activity_at: Millis) -> &'static str {
+        if self.is_live(last_activity_at) {
+            "live"
+        } else {
+            "dangling"
+        }
+    }
+
+    /// Whether an open, unexpired session with this last activity counts.
+    pub fn counts_open(&self, last_activity_at: Millis) -> bool {
+        self.mode == CountMode::Active || self.is_live(last_activity_at)
+    }
+
+    /// Whether a session in this standing counts.
+    pub fn counts(&self, s: &Standing) -> bool {
+        s.ended_at.is_none() && s.expires_at > self.now && self.counts_open(s.last_activity_at)
+    }
+
+    /// The counted figure from a site's active and dangling sessions.
+    pub fn counted(&self, active: i64, dangling: i64) -> i64 {
+        self.mode.counted(active, dangling)
+    }
+}
+
+/// What a session the site already has needs before anything is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    /// Ended sessions stay ended: refused with `session_ended`.
+    Ended,
+    /// An active session asked again (without `replace`): admitted, counted once.
+    Again,
+}
+
+/// The pre-check on the session's stored standing (none: a new session).
+pub fn known(before: Option<&Standing>, now: Millis, replaces: bool) -> Option<Known> {
+    let b = before?;
+    if b.ended_at.is_some() {
+        Some(Known::Ended)
+    } else if b.expires_at > now && !replaces {
+        Some(Known::Again)
+    } else {
+        None
+    }
+}
+
+/// The places a request may not use: the site's reserved places, unless the request
+/// carries one of the roles they are kept for.
+pub fn reserve(cfg: &SiteConfig, roles: &[String]) -> i64 {
+    if roles.iter().any(|r| cfg.reserved_roles.contains(r)) {
+        0
+    } else {
+        cfg.reserved_slots
+    }
+}
+
+/// Whether the decision needs the requesting user's own sessions.
+pub fn needs_own(cfg: &SiteConfig, has_user: bool, replaces: bool) -> bool {
+    has_user && (cfg.per_user_limit.is_some() || replaces)
+}
+
+/// One of the requesting user's open sessions, as the rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Own<'a> {
+    pub session: &'a str,
+    pub last_activity_at: Millis,
+}
+
+/// The request's view of its user's sessions: what `replace` frees, which session
+/// `replace_oldest` would end, and the user's cap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserPlaces {
+    /// Counted places freed by the request: the sessions in `replace` that count,
+    /// and the session itself when it is already counted (so it is not counted twice).
+    pub replacing: i64,
+    pub already_counted: bool,
+    /// The user's most idle counted session not named in the request.
+    pub oldest: Option<String>,
+    pub cap: Option<UserCap>,
+}
+
+/// Works out [`UserPlaces`]; `Err` names a session in `replace` that is not one of
+/// the user's active sessions on the site (the request is invalid).
+pub fn user_places(
+    cfg: &SiteConfig,
+    counting: &Counting,
+    request: (&str, Option<&Standing>, bool),
+    replace: &[String],
+    own: &[Own<'_>],
+) -> Result<UserPlaces, String> {
+    let (session, before, has_user) = request;
+    let already_counted = before.is_some_and(|b| counting.counts(b));
+    let mut replacing = i64::from(already_counted);
+    for r in replace {
+        match own.iter().find(|o| o.session == r) {
+            Some(o) => replacing += i64::from(counting.counts_open(o.last_activity_at)),
+            None if r == session => {}
+            None => return Err(r.clone()),
+        }
+    }
+    let oldest = own
+        .iter()
+        .find(|o| {
+            o.session != session
+                && counting.counts_open(o.last_activity_at)
+                && !replace.iter().any(|r| r == o.session)
+        })
+        .map(|o| o.session.to_owned());
+    let cap = match (has_user, cfg.per_user_limit) {
+        (true, Some(limit)) => Some(UserCap {
+            counted: own
+                .iter()
+                .filter(|o| counting.counts_open(o.last_activity_at))
+                .count() as i64,
+            limit,
+            over: cfg.per_user_over_limit,
+            can_replace: oldest.is_some(),
+        }),
+        _ => None,
+    };
+    Ok(UserPlaces {
+        replacing,
+        already_counted,
+        oldest,
+        cap,
+    })
+}
+
+/// Whether a dangling session should be looked for to evict: `evict_dangling` at the
+/// open places. With `count_mode: live` a dangling session holds no counted place, so
+/// evicting one frees nothing and the rule acts as `reject`.
+pub fn wants_eviction(cfg: &SiteConfig, counted: i64, replacing: i64, reserve: i64) -> bool {
+    cfg.over_limit == OverLimit::EvictDangling
+        && cfg.count_mode == CountMode::Active
+        && counted - replacing >= cfg.session_limit - reserve
+}
+
+/// Whether the most idle dangling session may be the one evicted: never the
+/// requesting session, one it replaces, or the one `replace_oldest` would end.
+pub fn may_evict(victim: &str, session: &str, replace: &[String], oldest: Option<&str>) -> bool {
+    victim != session && !replace.iter().any(|r| r == victim) && oldest != Some(victim)
+}
+
+/// `site.utilization_high` fires when counted sessions first reach this share of the
+/// limit, and re-arms when they fall below the lower one.
+const HIGH_PERCENT: i64 = 80;
+const REARM_PERCENT: i64 = 70;
+/// At most one `site.limit_reached` per site per hour.
+const LIMIT_ALERT_EVERY_MS: i64 = 3_600_000;
+
+/// What a new count does to the site's utilization alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UtilizationAlert {
+    Fire,
+    Rearm,
+}
+
+pub fn utilization_alert(armed: bool, counted: i64, limit: i64) -> Option<UtilizationAlert> {
+    if limit <= 0 {
+        None
+    } else if armed && counted * 100 >= limit * HIGH_PERCENT {
+        Some(UtilizationAlert::Fire)
+    } else if !armed && counted * 100 < limit * REARM_PERCENT {
+        Some(UtilizationAlert::Rearm)
+    } else {
+        None
+    }
+}
+
+/// Whether a refusal sends `site.limit_reached`, given when the last one was sent.
+pub fn limit_alert_due(last: Option<Millis>, now: Millis) -> bool {
+    last.is_none_or(|at| at <= now - LIMIT_ALERT_EVERY_MS)
+}
+
+/// One of the refused user's open sessions, so that the site can offer to end it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnSession {
+    pub session: String,
+    pub live: bool,
+    pub last_activity_at: Millis,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// The answer to one admission request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub outcome: Outcome,
+    /// Sessions counted against the limit after the decision.
+    pub counted: i64,
+    pub session_limit: i64,
+    /// The text to show a refused user.
+    pub message: Option<String>,
+    pub evicted: Vec<String>,
+    pub replaced: Vec<String>,
+    /// On a refusal that names a user: that user's open sessions.
+    pub own_sessions: Option<Vec<OwnSession>>,
+    pub config_version: i64,
+    /// A request found invalid while deciding (field, message); nothing was done.
+    pub invalid: Option<(String, String)>,
+}
+
+impl Answer {
+    pub fn new(cfg: &SiteConfig, outcome: Outcome, counted: i64) -> Self {
+        Self {
+            outcome,
+            counted,
+            session_limit: cfg.session_limit,
+            message: (!outcome.admitted())
+                .then(|| limit_message(&cfg.limit_message, cfg.session_limit)),
+            evicted: Vec::new(),
+            replaced: Vec::new(),
+            own_sessions: None,
+            config_version: cfg.config_version,
+            invalid: None,
+        }
     }
 }
 

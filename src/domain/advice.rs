@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 use super::admission::overage_ceiling;
 use super::billing::{Period, overage_sessions, peak, prorate};
 use super::config::{CountMode, OverLimit};
-use crate::clock::Millis;
+use crate::domain::Millis;
 
 /// The idle timeouts (seconds) whose effect `dangling.avoided_by_idle_timeout` reports.
 pub const IDLE_TIMEOUTS: [i64; 4] = [3600, 14_400, 86_400, 259_200];

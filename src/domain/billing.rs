@@ -16,7 +16,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::config::OverLimit;
-use crate::clock::Millis;
+use crate::domain::Millis;
 
 const HOUR_MS: i64 = 3_600_000;
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use chrono::{Datelike, TimeZone, Utc};
 
 use super::history::{Buckets, Point};
-use crate::clock::Millis;
+use crate::domain::Millis;
 
 /// What to draw: one site's points over `[from, to)` (`from` at a bucket start).
 #[derive(Debug, Clone, Copy)]

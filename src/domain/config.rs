@@ -104,6 +104,14 @@ pub fn roles_to_text(roles: &[String]) -> String {
 }
 
 impl CountMode {
+    /// The counted figure from a site's active and dangling sessions.
+    pub fn counted(self, active: i64, dangling: i64) -> i64 {
+        match self {
+            Self::Active => active,
+            Self::Live => active - dangling,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Active => "active",
@@ -207,6 +215,28 @@ pub fn effective(plan: &LimitValues, overage_percent: i64, o: &Overrides) -> Eff
 /// The refusal text with `{limit}` filled in.
 pub fn limit_message(template: &str, limit: i64) -> String {
     template.replace("{limit}", &limit.to_string())
+}
+
+/// A site's effective configuration: plan values merged with the site's overrides.
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct SiteConfig {
+    pub site: String,
+    pub plan: String,
+    /// Grows with every change of the effective configuration.
+    pub config_version: i64,
+    pub session_limit: i64,
+    pub count_mode: CountMode,
+    pub over_limit: OverLimit,
+    pub overage_percent: i64,
+    pub idle_timeout_seconds: i64,
+    pub session_ttl_seconds: i64,
+    pub limit_message: String,
+    /// Places kept for admissions carrying one of `reserved_roles`.
+    pub reserved_slots: i64,
+    pub reserved_roles: Vec<String>,
+    /// Most counted sessions one user may hold (`null`: no cap).
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: PerUserOverLimit,
 }
 
 #[cfg(test)]

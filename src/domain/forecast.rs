@@ -1,7 +1,7 @@
 //! When the daily peaks of a site trend to its limit: a least-squares line through
 //! the peaks of the last days, and the instant it reaches the limit.
 
-use crate::clock::Millis;
+use crate::domain::Millis;
 
 const DAY_MS: i64 = 86_400_000;
 

@@ -8,7 +8,7 @@
 //! roll-ups) where the sampler saw the bucket, and are derived from the rows
 //! elsewhere. Refusals are counted from the recorded denials.
 
-use crate::clock::Millis;
+use crate::domain::Millis;
 
 /// The buckets of a request: `[from + i·step, from + (i+1)·step)`, the last one cut at
 /// `to` so that nothing after the requested end (the future, by default) counts.

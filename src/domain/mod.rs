@@ -8,5 +8,9 @@ pub mod config;
 pub mod forecast;
 pub mod history;
 pub mod ids;
+pub mod scope;
 pub mod session;
 pub mod targets;
+
+/// Milliseconds since the Unix epoch, UTC: the unit of every stored instant.
+pub type Millis = i64;

@@ -8,7 +8,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::clock::Millis;
+use crate::domain::Millis;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -131,6 +131,37 @@ impl Observation {
             if theirs > mine {
                 mine.clone_from(theirs);
             }
+        }
+    }
+}
+
+/// What deciding an admission needs to know of a stored session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub last_activity_at: Millis,
+    pub expires_at: Millis,
+    pub ended_at: Option<Millis>,
+}
+
+impl Standing {
+    /// The standing after merging `obs` into a session with the standing `before`
+    /// (none: a new session), by the same monotone rule as the stored merge.
+    pub fn after(before: Option<&Standing>, obs: &Observation) -> Standing {
+        let ended = obs.ended.map(|e| e.0);
+        match before {
+            None => Standing {
+                last_activity_at: obs.last_activity_at,
+                expires_at: obs.expires_at,
+                ended_at: ended,
+            },
+            Some(b) => Standing {
+                last_activity_at: b.last_activity_at.max(obs.last_activity_at),
+                expires_at: b.expires_at.max(obs.expires_at),
+                ended_at: match (b.ended_at, ended) {
+                    (None, x) | (x, None) => x,
+                    (Some(a), Some(e)) => Some(a.min(e)),
+                },
+            },
         }
     }
 }

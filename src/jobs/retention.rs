@@ -40,7 +40,7 @@ pub async fn sweep(state: &AppState) -> Result<usize> {
             .run(move |c| {
                 let mut n = sessions::end_expired(c, now, EXPIRED_GRACE_MS, BATCH)?;
                 n += sessions::delete_ended_before(c, session_cutoff, BATCH)?;
-                Ok(n)
+                Ok::<_, crate::db::Error>(n)
             })
             .await?;
         total += n;
@@ -51,10 +51,12 @@ pub async fn sweep(state: &AppState) -> Result<usize> {
     total += state
         .db
         .run(move |c| {
-            Ok(usage::delete_samples_before(c, sample_cutoff)?
-                + usage::delete_denials_before(c, session_cutoff)?
-                + usage::delete_rollups_before(c, session_cutoff)?
-                + crate::db::idempotency::purge(c, now)?)
+            Ok::<_, crate::db::Error>(
+                usage::delete_samples_before(c, sample_cutoff)?
+                    + usage::delete_denials_before(c, session_cutoff)?
+                    + usage::delete_rollups_before(c, session_cutoff)?
+                    + crate::db::idempotency::purge(c, now)?,
+            )
         })
         .await?;
     Ok(total)

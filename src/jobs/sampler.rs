@@ -12,7 +12,6 @@ use tokio::sync::watch;
 use crate::app::AppState;
 use crate::auth::Scope;
 use crate::db::{sites, usage};
-use crate::domain::config::CountMode;
 use crate::error::Result;
 use crate::metrics::Fleet;
 
@@ -49,7 +48,7 @@ pub async fn sample(state: &AppState) -> Result<usize> {
                 }
             }
             if all.is_empty() {
-                return Ok((0, Fleet::default()));
+                return Ok::<_, crate::db::Error>((0, Fleet::default()));
             }
             let counts: HashMap<i64, (i64, i64)> = usage::counts(c, now, None, None)?
                 .into_iter()
@@ -97,10 +96,7 @@ fn fleet_of(sites: &[sites::SiteFull], samples: &[usage::Sample]) -> Fleet {
         fleet.active += s.active;
         fleet.live += s.live;
         fleet.dangling += s.dangling;
-        let counted = match f.config().count_mode {
-            CountMode::Active => s.active,
-            CountMode::Live => s.live,
-        };
+        let counted = f.config().count_mode.counted(s.active, s.dangling);
         if counted >= s.session_limit {
             fleet.sites_at_limit += 1;
         }

@@ -116,7 +116,7 @@ async fn three_processes_share_admissions_pushes_and_samples() {
         .run(|c| {
             use diesel::prelude::*;
             use headcount::db::schema::usage_samples::dsl as us;
-            Ok(us::usage_samples.count().get_result::<i64>(c)?)
+            Ok::<_, headcount::db::Error>(us::usage_samples.count().get_result::<i64>(c)?)
         })
         .await
         .unwrap();
