@@ -20,12 +20,12 @@ use actix_web::{HttpMessage as _, HttpResponse, web};
 use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 
-use crate::api::{BODY_TIMEOUT, SMALL_BODY};
-use crate::app::AppState;
+use crate::api::common::{BODY_TIMEOUT, SMALL_BODY};
 use crate::auth::{Claims, Role};
 use crate::db::Db;
 use crate::db::idempotency::{self as store, Answer, Claim};
 use crate::error::Error;
+use crate::state::AppState;
 
 pub const HEADER: &str = "idempotency-key";
 /// Set on a replayed answer.
@@ -115,7 +115,7 @@ pub async fn middleware(
             .map(ServiceResponse::map_into_boxed_body);
     };
     // Without a valid token the handler answers 401 and does nothing: no key to keep.
-    let Ok(claims) = crate::auth::request_claims(&state, req.request()).await else {
+    let Ok(claims) = crate::auth::extract::request_claims(&state, req.request()).await else {
         return next
             .call(req)
             .await
@@ -232,7 +232,7 @@ fn replay(answer: Answer) -> HttpResponse {
     res.body(answer.body)
 }
 
-/// Reads the body as [`crate::api::Body`] would (at most 64 KiB within 10 s), so
+/// Reads the body as [`crate::api::common::Body`] would (at most 64 KiB within 10 s), so
 /// that the handler gets the same bytes again.
 async fn read_body(mut payload: Payload) -> Result<web::Bytes, Error> {
     let read = async {

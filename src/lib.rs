@@ -19,3 +19,4 @@ pub mod openapi;
 pub mod push;
 pub mod ratelimit;
 pub mod request_id;
+pub mod state;

@@ -6,7 +6,6 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::sites::visible_site;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::db::advice;
 use crate::db::plans::Plan;
@@ -14,6 +13,7 @@ use crate::domain::advice::{Advice, Input, Offer, Rule, advise};
 use crate::domain::billing::Period;
 use crate::domain::config::{self, Overrides};
 use crate::error::{Error, Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(get_advice);

@@ -2,12 +2,12 @@
 
 use actix_web::{HttpResponse, get, web};
 
-use super::{Page, PageQuery, decode_cursor, page};
-use crate::app::AppState;
+use super::common::{Page, PageQuery, decode_cursor, page};
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::db::audit::{self, AuditEntry};
 use crate::error::{Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list_audit);

@@ -5,11 +5,11 @@ use actix_web::{HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::domain::billing::{BillingRow, Period, to_csv};
 use crate::domain::ids::Slug;
 use crate::error::{Error, FieldError, Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(export_billing);

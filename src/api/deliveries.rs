@@ -5,14 +5,14 @@ use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::common::{Page, decode_cursor, page, page_limit};
 use super::sites::visible_site;
-use super::{Page, decode_cursor, page, page_limit};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::db::outbox::{self, AttemptRow, OutboxRow};
 use crate::db::sites;
 use crate::error::{Error, Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list_deliveries).service(retry_delivery);

@@ -4,13 +4,13 @@ use actix_web::{HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::common::{Page, decode_cursor, page, page_limit};
 use super::sites::visible_site;
-use super::{Page, decode_cursor, page, page_limit};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::db::usage;
 use crate::error::{Error, FieldError, Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list_denials);

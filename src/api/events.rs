@@ -6,9 +6,8 @@ use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::common::{Body, EVENTS_BODY, SNAPSHOT_BODY};
 use super::sites::agent_site;
-use super::{Body, EVENTS_BODY, SNAPSHOT_BODY};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::Millis;
 use crate::db::{self, sessions, usage};
@@ -16,6 +15,7 @@ use crate::domain::admission::{Answer, Outcome};
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{EndReason, Observation};
 use crate::error::{Error, FieldError, Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(ingest_events)
@@ -125,7 +125,7 @@ fn parse_event(raw: &str) -> std::result::Result<Event, String> {
             Ok(_) => "invalid event".to_owned(),
             Err(e) => {
                 let path = e.path().to_string();
-                let msg = super::without_position(e.inner());
+                let msg = super::common::without_position(e.inner());
                 if path == "." {
                     msg
                 } else {
@@ -558,7 +558,7 @@ pub async fn create_admission(
     let req: AdmissionRequest = body.json()?;
     let now = state.now();
     let at = req.at.map_or(now, |t| t.timestamp_millis());
-    let mut c = super::Checks::default();
+    let mut c = super::common::Checks::default();
     let session = c.check("session", SessionRef::parse(&req.session));
     c.check("at", check_instant("at", at, now));
     c.check("user", check_text("user", &req.user, 256));

@@ -9,13 +9,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::sites::visible_site;
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::usage;
 use crate::domain::chart::{self, Chart};
 use crate::domain::history::{self, Buckets, Point};
 use crate::error::{Error, FieldError, Problem, Result};
+use crate::state::AppState;
 
 /// The most points one request may ask for.
 pub const MAX_POINTS: i64 = 10_000;

@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{Body, Checks, Page, PageQuery, decode_cursor, page, path_slug};
-use crate::app::AppState;
+use super::common::{Body, Checks, Page, PageQuery, decode_cursor, page, path_slug};
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::db::{audit, plans, plans::Plan, sites};
 use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::error::{Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(create_plan)
@@ -85,7 +85,7 @@ pub struct UpdatePlan {
     #[schema(max_items = 16)]
     pub reserved_roles: Option<Vec<String>>,
     /// `null` removes the cap.
-    #[serde(default, deserialize_with = "super::nullable")]
+    #[serde(default, deserialize_with = "super::common::nullable")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
     pub per_user_limit: Option<Option<i64>>,
     pub per_user_over_limit: Option<PerUserOverLimit>,

@@ -7,9 +7,8 @@ use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::common::{Body, Page, decode_cursor, encode_cursor, page, page_limit};
 use super::sites::visible_site;
-use super::{Body, Page, decode_cursor, encode_cursor, page, page_limit};
-use crate::app::AppState;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sessions::{ListFilter, SessionRow};
@@ -17,6 +16,7 @@ use crate::db::{self, outbox, sessions};
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{EndReason, SessionState, state};
 use crate::error::{Error, Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(list_sessions)
@@ -197,7 +197,7 @@ pub struct UserView {
 
 /// Per user: active, live and dangling counts, most dangling first.
 #[utoipa::path(get, path = "/v1/sites/{slug}/users", tag = "sessions", operation_id = "list_users",
-    params(("slug" = String, Path), super::PageQuery), security(("bearer" = [])),
+    params(("slug" = String, Path), super::common::PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<UserView>),
         (status = 400, body = Problem, content_type = "application/problem+json"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -207,7 +207,7 @@ pub async fn list_users(
     state: web::Data<AppState>,
     caller: Caller,
     slug: web::Path<String>,
-    q: web::Query<super::PageQuery>,
+    q: web::Query<super::common::PageQuery>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
     let limit = q.limit()?;

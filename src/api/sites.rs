@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug, push_url};
-use crate::app::AppState;
+use super::common::{
+    Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug, push_url,
+};
 use crate::auth::{Caller, Scope};
 use crate::clock::to_rfc3339;
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
@@ -18,6 +19,7 @@ use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::targets::Origin;
 use crate::error::{Error, Problem, Result};
 use crate::push::signing;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(create_site)

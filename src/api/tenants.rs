@@ -7,14 +7,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::{Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug, push_url};
-use crate::app::AppState;
+use super::common::{
+    Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug, push_url,
+};
 use crate::auth::{Caller, Scope};
 use crate::clock::to_rfc3339;
 use crate::db::{audit, tenants, tenants::Tenant};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::targets::Origin;
 use crate::error::{Error, Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(create_tenant)

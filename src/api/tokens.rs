@@ -6,12 +6,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::Body;
-use crate::app::AppState;
+use super::common::Body;
 use crate::auth::{Caller, Role, Scope};
 use crate::clock::to_rfc3339;
 use crate::db::{audit, sites, tenants, tokens};
 use crate::error::{Error, Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(create_token).service(revoke_token);

@@ -6,13 +6,13 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::path_slug;
+use super::common::path_slug;
 use super::sites::visible_site;
-use crate::app::AppState;
 use crate::auth::{Caller, Scope};
 use crate::db::sites::SiteFull;
 use crate::db::{sites, tenants, usage};
 use crate::error::{Problem, Result};
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(get_site_usage)

@@ -6,9 +6,9 @@
 use actix_web::web;
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::db::{sessions, usage};
 use crate::error::Result;
+use crate::state::AppState;
 
 const DAY_MS: i64 = 86_400_000;
 /// Sessions past expiry stay visible as `expired` this long before being ended.

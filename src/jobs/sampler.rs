@@ -9,11 +9,11 @@ use actix_web::web;
 use diesel::Connection as _;
 use tokio::sync::watch;
 
-use crate::app::AppState;
 use crate::auth::Scope;
 use crate::db::{sites, usage};
 use crate::error::Result;
 use crate::metrics::Fleet;
+use crate::state::AppState;
 
 pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
     let every = state.config.sample_interval;

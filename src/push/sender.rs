@@ -18,11 +18,11 @@ use tokio::task::{Id, JoinError, JoinSet};
 
 use super::fanout::{self, Fanout};
 use super::{resolver, signing};
-use crate::app::AppState;
 use crate::clock::Millis;
 use crate::db::outbox::{self, AttemptResult, Next, OutboxRow};
 use crate::db::{sites, tenants};
 use crate::domain::targets::{self, Origin};
+use crate::state::AppState;
 
 /// A claimed row is someone else's for this long; if its process dies, another
 /// picks it up afterwards. It must outlast waiting for a place ([`START_WITHIN`]),

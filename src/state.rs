@@ -1,0 +1,154 @@
+//! What every handler and background task shares, and how it is built at start.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use rand::RngCore;
+use tokio::sync::Notify;
+
+use crate::auth::{Caller, Keys, Revocations, Role, VerifiedTokens};
+use crate::clock::SharedClock;
+use crate::config::{Config, Secret};
+use crate::db::site_batch::SiteBatch;
+use crate::db::{self, Db};
+use crate::domain::admission::Answer;
+use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+
+/// What every handler and background task shares.
+pub struct AppState {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub keys: Keys,
+    pub revocations: Revocations,
+    /// Tokens already verified, so that each request does not redo the HMAC.
+    pub verified_tokens: VerifiedTokens,
+    /// Tenants' subject keys, so that a tenant token dies with its tenant.
+    pub tenant_keys: crate::auth::TenantKeys,
+    pub config: Arc<Config>,
+    pub metrics: Metrics,
+    /// Wakes the push sender when a change has queued a push.
+    pub outbox_wakeup: Arc<Notify>,
+    rate_limiter: Option<RateLimiter>,
+    /// Pushes to URLs the provider chose.
+    pub http: reqwest::Client,
+    /// Pushes to URLs a tenant chose: never loopback or link-local.
+    pub http_tenant: reqwest::Client,
+    /// Started with the server, on its runtime.
+    group_commit: std::sync::OnceLock<crate::db::group_commit::GroupCommit>,
+    /// Admissions share transactions; started on first use, on the server's runtime.
+    admissions: std::sync::OnceLock<SiteBatch<db::admission::Request, Answer>>,
+    /// Sites looked up by their agents' requests, kept for a second.
+    agent_sites: crate::db::sites::SiteCache,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("db", &self.db)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// The group committer; started on first use when the server did not start it.
+    pub fn group_commit(&self) -> &crate::db::group_commit::GroupCommit {
+        self.group_commit
+            .get_or_init(|| crate::db::group_commit::GroupCommit::start(self.db.clone()))
+    }
+
+    /// The admission committer; started on first use.
+    pub fn admissions(&self) -> &SiteBatch<db::admission::Request, Answer> {
+        let provider_alerts = self.config.provider_notify_url.is_some();
+        self.admissions.get_or_init(|| {
+            SiteBatch::start(self.db.clone(), move |c, jobs| {
+                db::admission::admit_batch(c, jobs, provider_alerts)
+            })
+        })
+    }
+
+    pub fn agent_sites(&self) -> &crate::db::sites::SiteCache {
+        &self.agent_sites
+    }
+
+    pub fn rate_limit(&self, caller: &Caller) -> Result<()> {
+        match &self.rate_limiter {
+            Some(r) => r.take(caller.jti()).map_err(|s| Error::RateLimited {
+                retry_after_seconds: s,
+                limit: r.per_second(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Mints a token with the shared key.
+    pub fn mint(
+        &self,
+        role: Role,
+        tenant: Option<String>,
+        site: Option<String>,
+        subject_key: Option<&str>,
+        ttl_seconds: i64,
+    ) -> Result<(String, crate::auth::Claims)> {
+        let claims = crate::auth::claims(role, tenant, site, subject_key, self.now(), ttl_seconds);
+        Ok((self.keys.mint(&claims)?, claims))
+    }
+}
+
+/// Opens the database, applies migrations and loads the JWT key, generating it on the
+/// very first start. Returns the state and whether this was the first start.
+pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, bool)> {
+    let db = Db::connect(&config.database_url, config.pool_size)?;
+    db.migrate()?;
+    let now = clock.now_ms();
+    let (key, first_start) = db
+        .run_sync(|c| {
+            let secret = match &config.jwt_secret {
+                Some(s) => s.expose().to_owned(),
+                None => {
+                    let generated = random_secret(48);
+                    crate::db::settings::get_or_insert(c, "jwt_secret", &generated)?.0
+                }
+            };
+            let (_, first) =
+                crate::db::settings::get_or_insert(c, "initialized_at", &now.to_string())?;
+            Ok::<_, crate::db::Error>((secret, first))
+        })
+        .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
+    let rate_limiter = config.rate_limit.map(RateLimiter::new);
+    use crate::domain::targets::Origin;
+    let http = crate::push::resolver::client(Origin::Provider, config.webhook_deny_private)?;
+    let http_tenant = crate::push::resolver::client(Origin::Tenant, config.webhook_deny_private)?;
+    Ok((
+        AppState {
+            db,
+            clock,
+            keys: Keys::from_secret(&Secret::new(key)),
+            revocations: Revocations::default(),
+            verified_tokens: VerifiedTokens::default(),
+            tenant_keys: Default::default(),
+            config: Arc::new(config),
+            metrics: Metrics::default(),
+            outbox_wakeup: Arc::new(Notify::new()),
+            rate_limiter,
+            http,
+            http_tenant,
+            group_commit: std::sync::OnceLock::new(),
+            admissions: std::sync::OnceLock::new(),
+            agent_sites: crate::db::sites::SiteCache::default(),
+        },
+        first_start,
+    ))
+}
+
+pub fn random_secret(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rng().fill_bytes(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
