@@ -74,6 +74,7 @@ pub fn start(
                     crate::request_id::middleware,
                 ))
                 .configure(crate::api::routes)
+                .configure(crate::openapi::routes)
                 .default_service(web::to(|| async {
                     HttpResponse::from_error(Error::NotFound("no such endpoint".to_owned()))
                 }))

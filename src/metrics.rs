@@ -60,50 +60,27 @@ pub struct Outbox {
     pub oldest_pending_seconds: f64,
 }
 
-/// Pool checkout waits; lock-free, observed on every query.
-#[derive(Debug, Default)]
-pub struct WaitHistogram {
-    counts: [AtomicU64; WAIT_BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
-}
+pub use crate::db::WaitHistogram;
 
-/// The pool gives up after 3 s (a 503).
-const WAIT_BUCKETS: [f64; 10] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 3.0];
-
-impl WaitHistogram {
-    pub fn observe(&self, seconds: f64) {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
-        for (i, b) in WAIT_BUCKETS.iter().enumerate() {
-            if seconds <= *b {
-                self.counts[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    fn render(&self, out: &mut String) {
-        out.push_str(
-            "# HELP headcount_db_pool_wait_seconds Time a query waited for a pooled database connection.\n\
-             # TYPE headcount_db_pool_wait_seconds histogram\n",
-        );
-        let count = self.count.load(Ordering::Relaxed);
-        for (i, b) in WAIT_BUCKETS.iter().enumerate() {
-            let n = self.counts[i].load(Ordering::Relaxed).min(count);
-            let _ = writeln!(
-                out,
-                "headcount_db_pool_wait_seconds_bucket{{le=\"{b}\"}} {n}"
-            );
-        }
+/// Renders the pool checkout waits as a Prometheus histogram.
+fn render_pool_wait(wait: &WaitHistogram, out: &mut String) {
+    out.push_str(
+        "# HELP headcount_db_pool_wait_seconds Time a query waited for a pooled database connection.\n\
+         # TYPE headcount_db_pool_wait_seconds histogram\n",
+    );
+    let (buckets, count, sum) = wait.snapshot();
+    for (b, n) in buckets {
         let _ = writeln!(
             out,
-            "headcount_db_pool_wait_seconds_bucket{{le=\"+Inf\"}} {count}"
+            "headcount_db_pool_wait_seconds_bucket{{le=\"{b}\"}} {n}"
         );
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "headcount_db_pool_wait_seconds_sum {sum}");
-        let _ = writeln!(out, "headcount_db_pool_wait_seconds_count {count}");
     }
+    let _ = writeln!(
+        out,
+        "headcount_db_pool_wait_seconds_bucket{{le=\"+Inf\"}} {count}"
+    );
+    let _ = writeln!(out, "headcount_db_pool_wait_seconds_sum {sum}");
+    let _ = writeln!(out, "headcount_db_pool_wait_seconds_count {count}");
 }
 
 #[derive(Debug, Default)]
@@ -270,7 +247,7 @@ impl Metrics {
                 "headcount_deliveries_total{{type=\"{t}\",result=\"{r}\"}} {n}"
             );
         }
-        pool_wait.render(&mut out);
+        render_pool_wait(pool_wait, &mut out);
         let _ = write!(
             out,
             "# HELP headcount_build_info The running version.\n\

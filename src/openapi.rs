@@ -21,7 +21,7 @@ Another tenant's resources answer 404, provider-only actions 403.",
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
     ),
     paths(
-        api::ops::get_healthz, api::ops::get_readyz, api::ops::get_metrics, api::ops::get_openapi,
+        api::ops::get_healthz, api::ops::get_readyz, api::ops::get_metrics, get_openapi,
         api::tokens::create_token, api::tokens::revoke_token,
         api::plans::create_plan, api::plans::list_plans, api::plans::get_plan,
         api::plans::update_plan, api::plans::delete_plan,
@@ -308,4 +308,18 @@ pub fn json() -> String {
         .unwrap_or_else(|_| "{}".to_owned());
     s.push('\n');
     s
+}
+
+pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.service(get_openapi);
+}
+
+/// This document, served by the server it describes.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "get_openapi",
+    responses((status = 200, description = "the OpenAPI document", body = Object)))]
+#[actix_web::get("/openapi.json")]
+pub async fn get_openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::json())
 }

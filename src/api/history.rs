@@ -11,7 +11,6 @@ use utoipa::{IntoParams, ToSchema};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
-use crate::db::usage;
 use crate::domain::chart::{self, Chart};
 use crate::domain::history::{self, Buckets, Point};
 use crate::error::{Error, FieldError, Problem, Result};
@@ -207,7 +206,9 @@ async fn load(state: &AppState, caller: &Caller, slug: &str, q: &HistoryQuery) -
         .saturating_mul(1000);
     let input = state
         .db
-        .run(move |c| usage::history_inputs(c, site_id, range.from, until, step, idle_ms))
+        .run(move |c| {
+            crate::db::history::history_inputs(c, site_id, range.from, until, step, idle_ms)
+        })
         .await?;
     let points = history::points(&input, &Buckets::new(range.from, until, step));
     Ok(Loaded {

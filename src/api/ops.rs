@@ -1,4 +1,4 @@
-//! Liveness, readiness, metrics and the OpenAPI document.
+//! Liveness, readiness and metrics.
 
 use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::Serialize;
@@ -11,8 +11,7 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(get_healthz)
         .service(get_readyz)
-        .service(get_metrics)
-        .service(get_openapi);
+        .service(get_metrics);
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -92,14 +91,4 @@ pub async fn get_metrics(state: web::Data<AppState>, req: HttpRequest) -> Result
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render(&(extra + &business))))
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "get_openapi",
-    responses((status = 200, description = "the OpenAPI document", body = Object)))]
-#[get("/openapi.json")]
-pub async fn get_openapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(crate::openapi::json())
 }

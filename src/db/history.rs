@@ -8,6 +8,7 @@ use super::DbConn;
 use super::usage::{DAY_MS, HOUR_MS, numbered, rollups_between};
 use crate::clock::Millis;
 use crate::db::Result;
+use crate::domain::history;
 
 /// One bucket of samples.
 #[derive(Debug, Clone, QueryableByName, PartialEq, Eq)]
@@ -71,4 +72,44 @@ pub fn buckets(
             .load::<Bucket>(c)?
     });
     Ok(rows)
+}
+
+/// The rows a site's usage history in `[from, to)` is computed from, read in one
+/// snapshot so that sessions, refusals and samples agree: the sessions active at some
+/// instant of the range (those open at `from` included), the refusals, the site's
+/// limit history and what the sampler recorded per bucket of `step_ms`.
+pub fn history_inputs(
+    conn: &mut DbConn,
+    site_id: i64,
+    from: Millis,
+    to: Millis,
+    step_ms: i64,
+    idle_ms: i64,
+) -> Result<history::Inputs> {
+    super::read_snapshot(conn, |c| {
+        let rows = super::sessions::times_overlapping(c, site_id, from, to)?;
+        let limits = super::sites::plan_history(c, site_id)?
+            .into_iter()
+            .map(|h| (h.effective_from, h.session_limit))
+            .collect();
+        let sampled = buckets(c, site_id, from, to, step_ms)?
+            .into_iter()
+            .map(|b| history::Sampled {
+                at: b.at,
+                max_live: b.max_live,
+                max_dangling: b.max_dangling,
+                session_limit: b.session_limit,
+            })
+            .collect();
+        Ok(history::Inputs {
+            spans: rows
+                .into_iter()
+                .map(|(s, e, end, last)| history::Span::of_row(s, e, end, last))
+                .collect(),
+            denials: super::usage::denial_times(c, site_id, from, to)?,
+            limits,
+            sampled,
+            idle_ms,
+        })
+    })
 }

@@ -21,7 +21,23 @@ use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
 use diesel::sqlite::Sqlite;
 use diesel::{PgConnection, QueryResult, RunQueryDsl, SqliteConnection};
 
-use super::sessions::NewSession;
+use crate::domain::Millis;
+
+/// A session row to merge.
+#[derive(Debug)]
+pub(super) struct NewSession<'a> {
+    pub(super) site_id: i64,
+    pub(super) session: &'a str,
+    pub(super) user_ref: Option<&'a str>,
+    pub(super) started_at: Millis,
+    pub(super) last_activity_at: Millis,
+    pub(super) expires_at: Millis,
+    pub(super) ended_at: Option<Millis>,
+    pub(super) end_reason: Option<&'a str>,
+    pub(super) user_agent: Option<&'a str>,
+    pub(super) ip: Option<&'a str>,
+    pub(super) overage: bool,
+}
 
 const COLUMNS: &str = "INSERT INTO sessions (site_id, session, user_ref, started_at, \
      last_activity_at, expires_at, ended_at, end_reason, user_agent, ip, overage) ";

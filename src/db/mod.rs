@@ -16,10 +16,12 @@ pub mod idempotency;
 mod merge_stmt;
 pub mod outbox;
 pub mod plans;
+mod pool_wait;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
 pub mod site_batch;
+pub mod site_full;
 pub mod sites;
 pub mod tenants;
 pub mod tokens;
@@ -33,6 +35,7 @@ use diesel::{PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use error::{Error, Result, Retry};
+pub use pool_wait::WaitHistogram;
 
 const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
@@ -164,7 +167,7 @@ pub struct Db {
     /// order, instead of spinning on the busy timeout (which gives seconds-long tails).
     sqlite_writer: std::sync::Arc<std::sync::Mutex<()>>,
     /// How long pool checkouts waited, for `headcount_db_pool_wait_seconds`.
-    pub pool_wait: std::sync::Arc<crate::metrics::WaitHistogram>,
+    pub pool_wait: std::sync::Arc<WaitHistogram>,
 }
 
 impl std::fmt::Debug for Db {
@@ -279,11 +282,7 @@ impl Db {
     }
 }
 
-fn run_blocking<T, E, F>(
-    pool: &Pool,
-    wait: &crate::metrics::WaitHistogram,
-    mut f: F,
-) -> Result<T, E>
+fn run_blocking<T, E, F>(pool: &Pool, wait: &WaitHistogram, mut f: F) -> Result<T, E>
 where
     F: FnMut(&mut DbConn) -> Result<T, E>,
     E: From<Error> + Retry,

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use super::DbConn;
 use super::schema::{delivery_attempts::dsl as d, outbox::dsl as o};
-use super::sites::SiteFull;
+use super::site_full::SiteFull;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::Result;
 

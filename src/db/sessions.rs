@@ -39,21 +39,7 @@ impl SessionRow {
     }
 }
 
-/// A session row to merge (see [`super::merge_stmt`]).
-#[derive(Debug)]
-pub(super) struct NewSession<'a> {
-    pub(super) site_id: i64,
-    pub(super) session: &'a str,
-    pub(super) user_ref: Option<&'a str>,
-    pub(super) started_at: Millis,
-    pub(super) last_activity_at: Millis,
-    pub(super) expires_at: Millis,
-    pub(super) ended_at: Option<Millis>,
-    pub(super) end_reason: Option<&'a str>,
-    pub(super) user_agent: Option<&'a str>,
-    pub(super) ip: Option<&'a str>,
-    pub(super) overage: bool,
-}
+use super::merge_stmt::NewSession;
 
 /// Rows per statement: well under both backends' bind-parameter limits where a
 /// statement binds each value, and a bound on the arrays where it binds columns.

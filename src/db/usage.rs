@@ -7,7 +7,6 @@ use super::DbConn;
 use super::schema::{denials::dsl as dn, usage_samples::dsl as us};
 use crate::clock::Millis;
 use crate::db::Result;
-use crate::domain::history;
 
 /// Rewrites `?` placeholders as `$1, $2, …` for PostgreSQL, so that one SQL text
 /// serves both backends where the query builder cannot express a statement.
@@ -385,44 +384,4 @@ pub fn delete_rollups_before(conn: &mut DbConn, before: Millis) -> Result<usize>
         .execute(conn)?;
     }
     Ok(n)
-}
-
-/// The rows a site's usage history in `[from, to)` is computed from, read in one
-/// snapshot so that sessions, refusals and samples agree: the sessions active at some
-/// instant of the range (those open at `from` included), the refusals, the site's
-/// limit history and what the sampler recorded per bucket of `step_ms`.
-pub fn history_inputs(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
-    step_ms: i64,
-    idle_ms: i64,
-) -> Result<history::Inputs> {
-    super::read_snapshot(conn, |c| {
-        let rows = super::sessions::times_overlapping(c, site_id, from, to)?;
-        let limits = super::sites::plan_history(c, site_id)?
-            .into_iter()
-            .map(|h| (h.effective_from, h.session_limit))
-            .collect();
-        let sampled = super::history::buckets(c, site_id, from, to, step_ms)?
-            .into_iter()
-            .map(|b| history::Sampled {
-                at: b.at,
-                max_live: b.max_live,
-                max_dangling: b.max_dangling,
-                session_limit: b.session_limit,
-            })
-            .collect();
-        Ok(history::Inputs {
-            spans: rows
-                .into_iter()
-                .map(|(s, e, end, last)| history::Span::of_row(s, e, end, last))
-                .collect(),
-            denials: denial_times(c, site_id, from, to)?,
-            limits,
-            sampled,
-            idle_ms,
-        })
-    })
 }

@@ -1,0 +1,112 @@
+//! A site row with its plan and tenant, and the effective configuration they give:
+//! what storage reads for a site, shared by the modules that write its sessions,
+//! configuration and pushes.
+
+use diesel::prelude::*;
+
+use super::plans::Plan;
+use crate::clock::Millis;
+use crate::domain::config::{self, CountMode, Effective, OverLimit, Overrides};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = super::schema::sites)]
+pub struct Site {
+    pub id: i64,
+    pub slug: String,
+    pub tenant_id: i64,
+    pub plan_id: i64,
+    pub name: String,
+    pub webhook_url: Option<String>,
+    pub webhook_disabled_at: Option<Millis>,
+    pub webhook_secret: String,
+    pub previous_webhook_secret: Option<String>,
+    pub previous_secret_expires_at: Option<Millis>,
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<String>,
+    pub over_limit: Option<String>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+    pub config_version: i64,
+    pub utilization_alert_armed: bool,
+    pub last_limit_alert_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// Named in the site's tokens: a token for a deleted site never fits a new one.
+    pub token_key: Option<String>,
+    /// A tenant chose `webhook_url` (not the provider): it is judged as a tenant's.
+    pub webhook_url_by_tenant: bool,
+    pub reserved_slots: Option<i64>,
+    /// A JSON array of role names.
+    pub reserved_roles: Option<String>,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<String>,
+}
+
+impl Site {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            session_limit: self.session_limit,
+            count_mode: self
+                .count_mode
+                .as_deref()
+                .and_then(|m| CountMode::parse(m).ok()),
+            over_limit: self
+                .over_limit
+                .as_deref()
+                .and_then(|m| OverLimit::parse(m).ok()),
+            idle_timeout_seconds: self.idle_timeout_seconds,
+            session_ttl_seconds: self.session_ttl_seconds,
+            limit_message: self.limit_message.clone(),
+            reserved_slots: self.reserved_slots,
+            reserved_roles: self.reserved_roles.as_deref().map(config::roles_from_text),
+            per_user_limit: self.per_user_limit,
+            per_user_over_limit: self
+                .per_user_over_limit
+                .as_deref()
+                .and_then(|m| config::PerUserOverLimit::parse(m).ok()),
+        }
+    }
+}
+
+/// A site with its tenant's slug and its plan: everything its views need.
+#[derive(Debug, Clone)]
+pub struct SiteFull {
+    pub site: Site,
+    pub tenant_slug: String,
+    /// The tenant's `pooled_session_limit`.
+    pub tenant_pool: Option<i64>,
+    pub plan: Plan,
+}
+
+impl SiteFull {
+    pub fn effective(&self) -> Effective {
+        config::effective(
+            &self.plan.limit_values(),
+            self.plan.overage_percent,
+            &self.site.overrides(),
+        )
+    }
+
+    pub fn config(&self) -> SiteConfig {
+        let e = self.effective();
+        SiteConfig {
+            site: self.site.slug.clone(),
+            plan: self.plan.code.clone(),
+            config_version: self.site.config_version,
+            session_limit: e.values.session_limit,
+            count_mode: e.values.count_mode,
+            over_limit: e.values.over_limit,
+            overage_percent: e.overage_percent,
+            idle_timeout_seconds: e.values.idle_timeout_seconds,
+            session_ttl_seconds: e.values.session_ttl_seconds,
+            limit_message: e.values.limit_message,
+            reserved_slots: e.values.reserved_slots,
+            reserved_roles: e.values.reserved_roles,
+            per_user_limit: e.values.per_user_limit,
+            per_user_over_limit: e.values.per_user_over_limit,
+        }
+    }
+}
+
+pub use crate::domain::config::SiteConfig;
