@@ -314,7 +314,7 @@ pub fn routes(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.service(get_openapi);
 }
 
-/// This document, served by the server it describes.
+/// This document.
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", operation_id = "get_openapi",
     responses((status = 200, description = "the OpenAPI document", body = Object)))]
 #[actix_web::get("/openapi.json")]
