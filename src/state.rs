@@ -9,9 +9,8 @@ use tokio::sync::Notify;
 use crate::auth::{Caller, Keys, Revocations, Role, VerifiedTokens};
 use crate::clock::SharedClock;
 use crate::config::{Config, Secret};
-use crate::db::site_batch::SiteBatch;
-use crate::db::{self, Db};
-use crate::domain::admission::Answer;
+use crate::db::Db;
+use crate::db::site_writer::SiteWriter;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
@@ -35,10 +34,9 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Pushes to URLs a tenant chose: never loopback or link-local.
     pub http_tenant: reqwest::Client,
-    /// Started with the server, on its runtime.
-    group_commit: std::sync::OnceLock<crate::db::group_commit::GroupCommit>,
-    /// Admissions share transactions; started on first use, on the server's runtime.
-    admissions: std::sync::OnceLock<SiteBatch<db::admission::Request, Answer>>,
+    /// The writer of every site's sessions; started on first use, on the server's
+    /// runtime.
+    site_writer: std::sync::OnceLock<SiteWriter>,
     /// Sites looked up by their agents' requests, kept for a second.
     agent_sites: crate::db::sites::SiteCache,
 }
@@ -57,20 +55,11 @@ impl AppState {
         self.clock.now_ms()
     }
 
-    /// The group committer; started on first use when the server did not start it.
-    pub fn group_commit(&self) -> &crate::db::group_commit::GroupCommit {
-        self.group_commit
-            .get_or_init(|| crate::db::group_commit::GroupCommit::start(self.db.clone()))
-    }
-
-    /// The admission committer; started on first use.
-    pub fn admissions(&self) -> &SiteBatch<db::admission::Request, Answer> {
+    /// The writer of every site's sessions.
+    pub fn writer(&self) -> &SiteWriter {
         let provider_alerts = self.config.provider_notify_url.is_some();
-        self.admissions.get_or_init(|| {
-            SiteBatch::start(self.db.clone(), move |c, jobs| {
-                db::admission::admit_batch(c, jobs, provider_alerts)
-            })
-        })
+        self.site_writer
+            .get_or_init(|| SiteWriter::start(self.db.clone(), provider_alerts))
     }
 
     pub fn agent_sites(&self) -> &crate::db::sites::SiteCache {
@@ -139,8 +128,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             rate_limiter,
             http,
             http_tenant,
-            group_commit: std::sync::OnceLock::new(),
-            admissions: std::sync::OnceLock::new(),
+            site_writer: std::sync::OnceLock::new(),
             agent_sites: crate::db::sites::SiteCache::default(),
         },
         first_start,

@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, post, put, web};
 use chrono::{DateTime, Utc};
-use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -10,7 +9,7 @@ use super::common::{Body, EVENTS_BODY, SNAPSHOT_BODY};
 use super::sites::agent_site;
 use crate::auth::Caller;
 use crate::clock::Millis;
-use crate::db::{self, sessions, usage};
+use crate::db::{self, usage};
 use crate::domain::admission::{Answer, Outcome};
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{EndReason, Observation};
@@ -25,8 +24,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 pub const MAX_EVENTS: usize = 1000;
 pub const MAX_SNAPSHOT: usize = 100_000;
-/// Sessions a snapshot writes per transaction.
-const SNAPSHOT_PART: usize = 5_000;
 const MAX_PAST_MS: i64 = 35 * 86_400_000;
 const MAX_FUTURE_MS: i64 = 5 * 60_000;
 
@@ -211,11 +208,7 @@ fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Obser
     ))
 }
 
-use crate::db::group_commit::coalesce;
-
-/// Batches up to this many events go through group commit; larger ones fill a
-/// transaction of their own.
-const GROUP_COMMIT_MAX_EVENTS: usize = 20;
+use crate::domain::session::coalesce;
 
 /// Ingest a batch of session events (site token). Well-formed events are applied
 /// even when others are rejected; the reply comes after the commit.
@@ -259,24 +252,10 @@ pub async fn ingest_events(
     if !refusals.is_empty() {
         record_site_refusals(&state, site.site.id, refusals).await?;
     }
-    let rows = coalesce(good);
-    let site_id = site.site.id;
-    if rows.is_empty() {
-        // Nothing to write.
-    } else if rows.len() <= GROUP_COMMIT_MAX_EVENTS {
-        state.group_commit().merge(site_id, rows).await?;
-    } else {
-        state
-            .db
-            .write(move |c| {
-                c.transaction(|c| {
-                    // Several sessions at once: the site first, as admissions do.
-                    db::lock_site(c, site_id)?;
-                    sessions::merge(c, site_id, &rows, false)
-                })
-            })
-            .await?;
-    }
+    state
+        .writer()
+        .merge_any(site.site.id, coalesce(good))
+        .await?;
     state.metrics.events(accepted, rejected.len());
     Ok(HttpResponse::Ok().json(BatchResult { accepted, rejected }))
 }
@@ -290,24 +269,21 @@ async fn record_site_refusals(
 ) -> Result<()> {
     let provider_alerts = state.config.provider_notify_url.is_some();
     let queued = state
-        .db
-        .write(move |c| {
-            c.transaction(|c| {
-                db::lock_site(c, site_id)?;
-                let mut new = 0;
-                let mut latest = None;
-                for r in &refusals {
-                    if usage::record_site_refusal(c, site_id, r)? {
-                        new += 1;
-                        latest = latest.max(Some(r.at));
-                    }
+        .writer()
+        .locked(site_id, move |c| {
+            let mut new = 0;
+            let mut latest = None;
+            for r in &refusals {
+                if usage::record_site_refusal(c, site_id, r)? {
+                    new += 1;
+                    latest = latest.max(Some(r.at));
                 }
-                if let Some(at) = latest {
-                    let mut full = db::sites::get_by_id(c, site_id)?;
-                    crate::db::alerts::on_refusal(c, &mut full, at, provider_alerts)?;
-                }
-                Ok::<_, Error>(new)
-            })
+            }
+            if let Some(at) = latest {
+                let mut full = db::sites::get_by_id(c, site_id)?;
+                crate::db::alerts::on_refusal(c, &mut full, at, provider_alerts)?;
+            }
+            Ok::<_, db::Error>(new)
         })
         .await?;
     if queued > 0 {
@@ -373,7 +349,29 @@ pub async fn put_snapshot(
     }
     let now = state.now();
     let ttl = site.effective().values.session_ttl_seconds;
-    // Never later than now: a snapshot cannot have seen what happens after it.
+    let (as_of, rows) = parse_snapshot(snap, now, ttl)?;
+    let listed = rows.len();
+    let (created, ended) = state
+        .writer()
+        .snapshot(site.site.id, rows, as_of, now)
+        .await?;
+    let result = SnapshotResult {
+        created,
+        updated: listed - created,
+        ended,
+    };
+    state.metrics.snapshot();
+    Ok(HttpResponse::Ok().json(result))
+}
+
+/// The snapshot's instant (never later than now: a snapshot cannot have seen what
+/// happens after it) and its sessions, one row each, or every field that is wrong
+/// (at most about 50).
+fn parse_snapshot(
+    snap: Snapshot,
+    now: Millis,
+    ttl: i64,
+) -> Result<(Millis, Vec<(String, Observation)>)> {
     let as_of = snap.as_of.map_or(now, |t| t.timestamp_millis()).min(now);
     let mut errors = Vec::new();
     if let Err(m) = check_instant("as_of", as_of, now) {
@@ -381,39 +379,10 @@ pub async fn put_snapshot(
     }
     let mut rows = Vec::with_capacity(snap.sessions.len());
     for (i, s) in snap.sessions.into_iter().enumerate() {
-        let field = |f: &str| format!("sessions[{i}].{f}");
-        let session = match SessionRef::parse(&s.session) {
-            Ok(r) => r,
-            Err(m) => {
-                errors.push(FieldError::new(field("session"), m));
-                continue;
-            }
-        };
-        if let Err(m) = check_text("user", &s.user, 256) {
-            errors.push(FieldError::new(field("user"), m));
+        match snapshot_row(i, s, now, ttl, &mut errors) {
+            Some(row) => rows.push(row),
+            None => continue,
         }
-        let last = s.last_activity_at.timestamp_millis();
-        if let Err(m) = check_instant("last_activity_at", last, now) {
-            errors.push(FieldError::new(field("last_activity_at"), m));
-        }
-        let started = s
-            .started_at
-            .map_or(last, |t| t.timestamp_millis())
-            .min(last);
-        rows.push((
-            session.into_string(),
-            Observation {
-                started_at: started,
-                last_activity_at: last,
-                expires_at: s
-                    .expires_at
-                    .map_or(last + ttl * 1000, |t| t.timestamp_millis()),
-                ended: None,
-                user: s.user,
-                user_agent: None,
-                ip: None,
-            },
-        ));
         if errors.len() > 50 {
             break;
         }
@@ -421,67 +390,48 @@ pub async fn put_snapshot(
     if !errors.is_empty() {
         return Err(Error::invalid(errors));
     }
-    let rows = std::sync::Arc::new(coalesce(rows));
-    let site_id = site.site.id;
-    // Written in parts, each its own transaction holding the site for a moment, so
-    // that admissions on the site wait behind one part, not behind a 100,000-session
-    // snapshot. Merging is monotone and idempotent, so a snapshot cut short by a
-    // failure leaves only true observations, and the agent's retry completes it.
-    let mut created = 0;
-    for start in (0..rows.len()).step_by(SNAPSHOT_PART) {
-        let rows = rows.clone();
-        created += state
-            .db
-            .write(move |c| {
-                let part = &rows[start..(start + SNAPSHOT_PART).min(rows.len())];
-                c.transaction(|c| {
-                    db::lock_site(c, site_id)?;
-                    let refs: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
-                    let known = sessions::existing(c, site_id, &refs)?;
-                    sessions::merge(c, site_id, part, false)?;
-                    Ok::<_, Error>(part.iter().filter(|(s, _)| !known.contains(s)).count())
-                })
-            })
-            .await?;
-    }
-    // Then the site's other open sessions that the snapshot saw idle end, in parts
-    // too; one that was active after `as_of` meanwhile is left alone.
-    let listed = rows.clone();
-    let to_end: Vec<String> = state
-        .db
-        .run(move |c| sessions::open_sessions(c, site_id, now))
-        .await?
-        .into_iter()
-        .filter(|(_, last)| *last <= as_of)
-        .map(|(s, _)| s)
-        .filter({
-            let listed: std::collections::HashSet<&str> =
-                listed.iter().map(|(s, _)| s.as_str()).collect();
-            move |s| !listed.contains(s.as_str())
-        })
-        .collect();
-    let to_end = std::sync::Arc::new(to_end);
-    let mut ended = 0;
-    for start in (0..to_end.len()).step_by(SNAPSHOT_PART) {
-        let to_end = to_end.clone();
-        ended += state
-            .db
-            .write(move |c| {
-                let part = &to_end[start..(start + SNAPSHOT_PART).min(to_end.len())];
-                c.transaction(|c| {
-                    db::lock_site(c, site_id)?;
-                    sessions::end_idle_since(c, site_id, part, as_of, EndReason::Reconciled)
-                })
-            })
-            .await?;
-    }
-    let result = SnapshotResult {
-        created,
-        updated: rows.len() - created,
-        ended,
+    Ok((as_of, coalesce(rows)))
+}
+
+/// One listed session as an observation; its errors go to `errors` (none: no row).
+fn snapshot_row(
+    i: usize,
+    s: SnapshotSession,
+    now: Millis,
+    ttl: i64,
+    errors: &mut Vec<FieldError>,
+) -> Option<(String, Observation)> {
+    let field = |f: &str| format!("sessions[{i}].{f}");
+    let session = match SessionRef::parse(&s.session) {
+        Ok(r) => r,
+        Err(m) => {
+            errors.push(FieldError::new(field("session"), m));
+            return None;
+        }
     };
-    state.metrics.snapshot();
-    Ok(HttpResponse::Ok().json(result))
+    if let Err(m) = check_text("user", &s.user, 256) {
+        errors.push(FieldError::new(field("user"), m));
+    }
+    let last = s.last_activity_at.timestamp_millis();
+    if let Err(m) = check_instant("last_activity_at", last, now) {
+        errors.push(FieldError::new(field("last_activity_at"), m));
+    }
+    let started = s
+        .started_at
+        .map_or(last, |t| t.timestamp_millis())
+        .min(last);
+    let obs = Observation {
+        started_at: started,
+        last_activity_at: last,
+        expires_at: s
+            .expires_at
+            .map_or(last + ttl * 1000, |t| t.timestamp_millis()),
+        ended: None,
+        user: s.user,
+        user_agent: None,
+        ip: None,
+    };
+    Some((session.into_string(), obs))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -556,68 +506,10 @@ pub async fn create_admission(
 ) -> Result<HttpResponse> {
     let site = agent_site(&state, &caller, &slug).await?;
     let req: AdmissionRequest = body.json()?;
-    let now = state.now();
-    let at = req.at.map_or(now, |t| t.timestamp_millis());
-    let mut c = super::common::Checks::default();
-    let session = c.check("session", SessionRef::parse(&req.session));
-    c.check("at", check_instant("at", at, now));
-    c.check("user", check_text("user", &req.user, 256));
-    c.check(
-        "user_agent",
-        check_text("user_agent", &req.user_agent, 1024),
-    );
-    c.check("ip", check_ip(&req.ip));
-    let roles = req
-        .roles
-        .as_deref()
-        .and_then(|r| c.check("roles", crate::domain::config::parse_roles(r)))
-        .unwrap_or_default();
-    let replace = match &req.replace {
-        None => Vec::new(),
-        Some(list) if list.len() > 100 => {
-            c.0.push(FieldError::new("replace", "at most 100 sessions"));
-            Vec::new()
-        }
-        Some(_) if req.user.is_none() => {
-            c.0.push(FieldError::new(
-                "replace",
-                "needs `user`: only a user's own sessions can be replaced",
-            ));
-            Vec::new()
-        }
-        Some(list) => {
-            // Each session once: a repeated id must not free its place twice.
-            let unique: std::collections::BTreeSet<String> = list
-                .iter()
-                .filter_map(|s| c.check("replace", SessionRef::parse(s)))
-                .map(SessionRef::into_string)
-                .collect();
-            unique.into_iter().collect()
-        }
-    };
-    c.finish()?;
-    let session = session.map(SessionRef::into_string).unwrap_or_default();
-    let job = db::admission::Request {
-        site_id: site.site.id,
-        session,
-        // The expiry is set under the lock from the site's current session lifetime.
-        obs: Observation {
-            started_at: at,
-            last_activity_at: at,
-            expires_at: at,
-            ended: None,
-            user: req.user,
-            user_agent: req.user_agent,
-            ip: req.ip,
-        },
-        given_expiry: req.expires_at.map(|t| t.timestamp_millis()),
-        now,
-        roles,
-        replace,
-    };
+    let job = req.parse(site.site.id, state.now())?;
     // Decided in a transaction that holds the site's lock, together with the other
     // admissions waiting at the same moment.
-    let answer = state.admissions().run(job).await?;
+    let answer = state.writer().admit(job).await?;
     state.metrics.admission(answer.outcome.as_str());
     // A `replace` naming a session that is not the user's: a 422, nothing done.
     if let Some((field, message)) = answer.invalid {
@@ -627,6 +519,75 @@ pub async fn create_admission(
         state.outbox_wakeup.notify_one();
     }
     Ok(HttpResponse::Ok().json(AdmissionResult::from(answer)))
+}
+
+impl AdmissionRequest {
+    /// The request as the writer decides it, or every field that is wrong.
+    fn parse(self, site_id: i64, now: Millis) -> Result<db::admission::Request> {
+        let at = self.at.map_or(now, |t| t.timestamp_millis());
+        let mut c = super::common::Checks::default();
+        let session = c.check("session", SessionRef::parse(&self.session));
+        c.check("at", check_instant("at", at, now));
+        c.check("user", check_text("user", &self.user, 256));
+        c.check(
+            "user_agent",
+            check_text("user_agent", &self.user_agent, 1024),
+        );
+        c.check("ip", check_ip(&self.ip));
+        let roles = self
+            .roles
+            .as_deref()
+            .and_then(|r| c.check("roles", crate::domain::config::parse_roles(r)))
+            .unwrap_or_default();
+        let replace = self.sessions_to_replace(&mut c);
+        c.finish()?;
+        let session = session.map(SessionRef::into_string).unwrap_or_default();
+        Ok(db::admission::Request {
+            site_id,
+            session,
+            // The expiry is set under the lock from the site's current session lifetime.
+            obs: Observation {
+                started_at: at,
+                last_activity_at: at,
+                expires_at: at,
+                ended: None,
+                user: self.user,
+                user_agent: self.user_agent,
+                ip: self.ip,
+            },
+            given_expiry: self.expires_at.map(|t| t.timestamp_millis()),
+            now,
+            roles,
+            replace,
+        })
+    }
+
+    /// The sessions named in `replace`, each once (a repeated id must not free its
+    /// place twice); a problem with the list goes to `c`.
+    fn sessions_to_replace(&self, c: &mut super::common::Checks) -> Vec<String> {
+        match &self.replace {
+            None => Vec::new(),
+            Some(list) if list.len() > 100 => {
+                c.0.push(FieldError::new("replace", "at most 100 sessions"));
+                Vec::new()
+            }
+            Some(_) if self.user.is_none() => {
+                c.0.push(FieldError::new(
+                    "replace",
+                    "needs `user`: only a user's own sessions can be replaced",
+                ));
+                Vec::new()
+            }
+            Some(list) => {
+                let unique: std::collections::BTreeSet<String> = list
+                    .iter()
+                    .filter_map(|s| c.check("replace", SessionRef::parse(s)))
+                    .map(SessionRef::into_string)
+                    .collect();
+                unique.into_iter().collect()
+            }
+        }
+    }
 }
 
 impl From<Answer> for AdmissionResult {

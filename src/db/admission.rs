@@ -29,12 +29,6 @@ pub struct Request {
     pub replace: Vec<String>,
 }
 
-impl super::site_batch::SiteJob for Request {
-    fn site_id(&self) -> i64 {
-        self.site_id
-    }
-}
-
 /// What the batch knows of a site while deciding its admissions.
 struct SiteTally {
     full: SiteFull,

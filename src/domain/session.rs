@@ -5,6 +5,8 @@
 //! `expires_at = max`, `ended_at = min`, ending is terminal), so any order and any
 //! duplication of the same events gives the same row.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -164,6 +166,23 @@ impl Standing {
             },
         }
     }
+}
+
+/// Folds observations of the same session into one row (one upsert row per session
+/// per statement).
+pub fn coalesce(items: Vec<(String, Observation)>) -> Vec<(String, Observation)> {
+    let mut index: HashMap<String, usize> = HashMap::with_capacity(items.len());
+    let mut out: Vec<(String, Observation)> = Vec::with_capacity(items.len());
+    for (s, o) in items {
+        match index.get(&s) {
+            Some(&i) => out[i].1.merge(&o),
+            None => {
+                index.insert(s.clone(), out.len());
+                out.push((s, o));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,12 @@
-//! Group commit for work that must hold its site's lock, such as admissions: the
-//! requests waiting when a committer becomes free share one transaction (and one
-//! fsync). The transaction locks every site it touches, in id order so that
+//! The one writer of a site's sessions. Every write that must hold its site's lock
+//! goes through here: small event batches and admissions queue and share
+//! transactions (group commit), and writes too large to share one — big event
+//! batches, snapshot parts, kills, a site's own refusals — run in a transaction of
+//! their own that holds the site ([`SiteWriter::locked`]). No other code takes a
+//! site's lock.
+//!
+//! Queued requests waiting when a committer becomes free share one transaction (and
+//! one fsync). The transaction locks every site it touches, in id order so that
 //! committers and other processes never wait on each other in a cycle, and then runs
 //! each request's work in arrival order, so requests for one site are decided one
 //! after the other exactly as if each had its own transaction. Every request is
@@ -12,20 +18,25 @@
 //! to one committer, so that the committers of one process never wait for each
 //! other's site locks.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel::Connection as _;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Db, DbConn, lock_site, lock_sites};
+use super::admission::{self, admit_batch};
+use super::{Db, DbConn, Retry, lock_site, lock_sites, sessions};
 use crate::db::{Error, Result};
+use crate::domain::Millis;
+use crate::domain::admission::Answer;
+use crate::domain::session::{EndReason, Observation, coalesce};
 
 /// Most requests in one transaction.
-const MAX_REQUESTS: usize = 64;
+const MAX_REQUESTS: usize = 256;
 /// Committers, each with its own queue and share of the sites (and, while it
 /// commits, one pool connection).
-const COMMITTERS: usize = 2;
+const COMMITTERS: usize = 4;
 
 /// A request's work, as data: the batch function decides several at once.
 pub trait SiteJob: Clone + Send + Sync + 'static {
@@ -199,6 +210,230 @@ async fn run_alone<J: SiteJob, T: Send + 'static>(
         .await;
     let _ = done.send(result);
 }
+
+/// A write that queues for its site's committer.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Observations to merge into the site's sessions (a small event batch).
+    Merge {
+        site_id: i64,
+        rows: Arc<Vec<(String, Observation)>>,
+    },
+    Admit(admission::Request),
+}
+
+impl SiteJob for Write {
+    fn site_id(&self) -> i64 {
+        match self {
+            Self::Merge { site_id, .. } => *site_id,
+            Self::Admit(r) => r.site_id,
+        }
+    }
+}
+
+/// The answer to a [`Write`].
+#[derive(Debug)]
+pub enum Written {
+    Merged,
+    Admitted(Answer),
+}
+
+/// Runs one batch of writes in arrival order: each run of consecutive merges as one
+/// statement for all their sites, each run of consecutive admissions as one decided
+/// batch (which reads the counts the merges before it left).
+fn write_batch(c: &mut DbConn, writes: &[Write], provider_alerts: bool) -> Result<Vec<Written>> {
+    let mut out = Vec::with_capacity(writes.len());
+    let mut rest = writes;
+    while let Some(first) = rest.first() {
+        let merging = matches!(first, Write::Merge { .. });
+        let run = rest
+            .iter()
+            .take_while(|w| matches!(w, Write::Merge { .. }) == merging)
+            .count();
+        let (now, later) = rest.split_at(run);
+        if merging {
+            merge_run(c, now)?;
+            out.extend(now.iter().map(|_| Written::Merged));
+        } else {
+            let requests: Vec<admission::Request> = now
+                .iter()
+                .filter_map(|w| match w {
+                    Write::Admit(r) => Some(r.clone()),
+                    Write::Merge { .. } => None,
+                })
+                .collect();
+            out.extend(
+                admit_batch(c, &requests, provider_alerts)?
+                    .into_iter()
+                    .map(Written::Admitted),
+            );
+        }
+        rest = later;
+    }
+    Ok(out)
+}
+
+/// Merges the rows of several event batches: one row per session, one statement.
+fn merge_run(c: &mut DbConn, writes: &[Write]) -> Result<()> {
+    let mut by_site: HashMap<i64, Vec<(String, Observation)>> = HashMap::new();
+    for w in writes {
+        if let Write::Merge { site_id, rows } = w {
+            by_site
+                .entry(*site_id)
+                .or_default()
+                .extend(rows.iter().cloned());
+        }
+    }
+    let mut groups: Vec<(i64, Vec<(String, Observation)>)> = by_site
+        .into_iter()
+        .map(|(site, rows)| (site, coalesce(rows)))
+        .collect();
+    groups.sort_unstable_by_key(|(site, _)| *site);
+    sessions::merge_sites(c, &groups)?;
+    Ok(())
+}
+
+/// The writer of every site's sessions: the queued committers and the site-holding
+/// transactions for what does not queue.
+#[derive(Clone)]
+pub struct SiteWriter {
+    db: Db,
+    queued: SiteBatch<Write, Written>,
+}
+
+impl std::fmt::Debug for SiteWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SiteWriter")
+    }
+}
+
+impl SiteWriter {
+    /// Starts the committers on the current runtime. `provider_alerts`: whether
+    /// alerts also go to the provider.
+    pub fn start(db: Db, provider_alerts: bool) -> Self {
+        let queued = SiteBatch::start(db.clone(), move |c: &mut DbConn, writes: &[Write]| {
+            write_batch(c, writes, provider_alerts)
+        });
+        Self { db, queued }
+    }
+
+    /// Merges a small batch of observations into the site's sessions; returns once
+    /// committed.
+    pub async fn merge(&self, site_id: i64, rows: Vec<(String, Observation)>) -> Result<()> {
+        let rows = Arc::new(rows);
+        match self.queued.run(Write::Merge { site_id, rows }).await? {
+            Written::Merged => Ok(()),
+            Written::Admitted(_) => Err(Error::Internal(anyhow::anyhow!("a merge was admitted"))),
+        }
+    }
+
+    /// Decides an admission with the others waiting at the same moment; returns once
+    /// its writes are committed.
+    pub async fn admit(&self, request: admission::Request) -> Result<Answer> {
+        match self.queued.run(Write::Admit(request)).await? {
+            Written::Admitted(answer) => Ok(answer),
+            Written::Merged => Err(Error::Internal(anyhow::anyhow!("an admission was merged"))),
+        }
+    }
+
+    /// Runs `f` in a write transaction of its own that holds the site, for writes
+    /// too large to share a transaction or that need their own answer. Admissions on
+    /// the site wait behind it, so a large write is best cut into parts.
+    pub async fn locked<T, E, F>(&self, site_id: i64, mut f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
+        E: From<Error> + From<diesel::result::Error> + Retry + Send + 'static,
+        T: Send + 'static,
+    {
+        self.db
+            .write(move |c| {
+                c.transaction(|c| {
+                    lock_site(c, site_id)?;
+                    f(c)
+                })
+            })
+            .await
+    }
+
+    /// Merges observations of any number into the site's sessions: a small batch
+    /// queues and shares a transaction, a larger one fills a transaction of its own.
+    pub async fn merge_any(&self, site_id: i64, rows: Vec<(String, Observation)>) -> Result<()> {
+        if rows.is_empty() {
+            Ok(())
+        } else if rows.len() <= QUEUED_MAX_ROWS {
+            self.merge(site_id, rows).await
+        } else {
+            let rows = Arc::new(rows);
+            self.locked(site_id, move |c| sessions::merge(c, site_id, &rows, false))
+                .await
+                .map(|_| ())
+        }
+    }
+
+    /// Applies a full snapshot of the site's active sessions: merges every listed
+    /// one, then ends as `reconciled` the site's other open sessions that were idle
+    /// at `as_of`. Returns (sessions created, sessions ended).
+    ///
+    /// Written in parts, each its own transaction holding the site for a moment, so
+    /// that admissions on the site wait behind one part, not behind a 100,000-session
+    /// snapshot. Merging is monotone and idempotent, so a snapshot cut short by a
+    /// failure leaves only true observations, and the agent's retry completes it. A
+    /// session active after `as_of` meanwhile is left alone.
+    pub async fn snapshot(
+        &self,
+        site_id: i64,
+        rows: Vec<(String, Observation)>,
+        as_of: Millis,
+        now: Millis,
+    ) -> Result<(usize, usize)> {
+        let rows = Arc::new(rows);
+        let mut created = 0;
+        for start in (0..rows.len()).step_by(SNAPSHOT_PART) {
+            let rows = rows.clone();
+            created += self
+                .locked(site_id, move |c| {
+                    let part = &rows[start..(start + SNAPSHOT_PART).min(rows.len())];
+                    let refs: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
+                    let known = sessions::existing(c, site_id, &refs)?;
+                    sessions::merge(c, site_id, part, false)?;
+                    Ok::<_, Error>(part.iter().filter(|(s, _)| !known.contains(s)).count())
+                })
+                .await?;
+        }
+        let listed: HashSet<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
+        let to_end: Vec<String> = self
+            .db
+            .run(move |c| sessions::open_sessions(c, site_id, now))
+            .await?
+            .into_iter()
+            .filter(|(s, last)| *last <= as_of && !listed.contains(s.as_str()))
+            .map(|(s, _)| s)
+            .collect();
+        let to_end = Arc::new(to_end);
+        let mut ended = 0;
+        for start in (0..to_end.len()).step_by(SNAPSHOT_PART) {
+            let to_end = to_end.clone();
+            ended += self
+                .locked(site_id, move |c| {
+                    let part = &to_end[start..(start + SNAPSHOT_PART).min(to_end.len())];
+                    sessions::end_idle_since(c, site_id, part, as_of, EndReason::Reconciled)
+                })
+                .await?;
+        }
+        Ok((created, ended))
+    }
+
+    /// Requests waiting for a committer.
+    pub fn queued(&self) -> usize {
+        self.queued.queued()
+    }
+}
+
+/// Event batches up to this many sessions queue; larger ones fill a transaction of
+/// their own.
+const QUEUED_MAX_ROWS: usize = 20;
+/// Sessions a snapshot writes per transaction.
+const SNAPSHOT_PART: usize = 5_000;
 
 #[cfg(test)]
 mod tests {
