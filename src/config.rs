@@ -332,25 +332,25 @@ fn parse_int(
     }
 }
 
-/// Parses `500ms`, `5s`, `5m`, `2h`, `1d`.
+/// Parses a duration in humantime's notation: `250ms`, `5s`, `5m`, `2h`, `1d`, `1h 30m`.
+/// A bare number is refused, as humantime refuses it, so that `5` cannot silently
+/// mean seconds to one reader and minutes to another. Months and years are refused
+/// too: humantime counts them as averages (30.44 and 365.25 days), which no one
+/// writing a retry schedule has in mind.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} has no unit (use ms, s, m, h or d)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} does not start with a whole number"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h or d)")),
-    };
-    Ok(Duration::from_secs(secs))
+    let calendar_unit = s.split(|c: char| !c.is_alphabetic()).find(|unit| {
+        matches!(
+            *unit,
+            "M" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years"
+        )
+    });
+    if let Some(unit) = calendar_unit {
+        return Err(format!(
+            "{s:?}: {unit:?} has no fixed length (use ms, s, m, h, d or w)"
+        ));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {
