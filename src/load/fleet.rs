@@ -25,6 +25,15 @@ pub struct Fleet {
     pub sites: Vec<Site>,
 }
 
+impl Fleet {
+    /// Site slug → webhook secret, what a receiver needs to check the pushes.
+    pub fn webhook_secrets(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.sites
+            .iter()
+            .map(|s| (s.slug.clone(), s.webhook_secret.clone()))
+    }
+}
+
 /// How many setup calls run at once.
 const SETUP_CONCURRENCY: usize = 8;
 /// Tries of one seeding batch before the setup gives up.

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::dev::ServerHandle;
+use actix_web::{App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, web};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
@@ -72,6 +73,37 @@ pub(super) fn signed_by(secret: &str, req: &HttpRequest, body: &[u8]) -> bool {
                 header(req, "webhook-signature"),
             )
         })
+}
+
+/// Starts a webhook receiver on a free local port: `receive` answers
+/// `POST /hooks/{site}` with `rx` as its data. Returns the port and what stops it.
+pub(super) fn serve_hooks<R, F, Args>(
+    rx: &web::Data<R>,
+    receive: F,
+) -> Result<(u16, ServerHandle), String>
+where
+    R: Send + Sync + 'static,
+    F: Handler<Args> + Send,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let failed = |e: std::io::Error| format!("webhook receiver: {e}");
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(failed)?;
+    let port = listener.local_addr().map_err(failed)?.port();
+    let data = rx.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/hooks/{site}", web::post().to(receive.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(failed)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((port, handle))
 }
 
 async fn receive(
@@ -165,26 +197,7 @@ pub async fn run(
 ) -> Result<Summary, String> {
     let admin = opts.token.clone().unwrap_or_default();
     let rx = web::Data::new(Receiver::default());
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("webhook receiver: {e}"))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| format!("webhook receiver: {e}"))?
-        .port();
-    let data = rx.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/hooks/{site}", web::post().to(receive))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .map_err(|e| format!("webhook receiver: {e}"))?
-    .run();
-    let receiver = server.handle();
-    tokio::spawn(server);
-
+    let (port, receiver) = serve_hooks(&rx, receive)?;
     let result = drive(client, opts, window, &admin, port, &rx).await;
     receiver.stop(false).await;
     result
@@ -279,9 +292,7 @@ async fn setup(
     )
     .await?;
     if let Ok(mut m) = rx.secrets.write() {
-        for s in &fleet.sites {
-            m.insert(s.slug.clone(), s.webhook_secret.clone());
-        }
+        m.extend(fleet.webhook_secrets());
     }
     Ok(Ctx {
         client: client.clone(),
