@@ -1,10 +1,11 @@
 //! `headcount billing export`: the monthly export from the command line, computed by
 //! the same code as `GET /v1/billing/export`.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use clap::ValueEnum;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::api::billing::{Format, render};
 use crate::auth::Scope;
@@ -64,7 +65,7 @@ fn export(args: ExportArgs) -> Result<(), String> {
         return Err("the database has pending migrations; run `headcount migrate` first".into());
     }
     let tenant = args.tenant.clone();
-    let mut progress = Progress::new(std::io::stderr().is_terminal(), period);
+    let progress = Progress::new(period);
     let rows = db
         .run_sync(|c| {
             crate::db::billing::export(
@@ -92,47 +93,36 @@ fn export(args: ExportArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// A one-line progress indication on a terminal; silent when stderr is a file or a
-/// pipe, so that scripts see only errors there.
+/// A one-line progress bar on a terminal; indicatif draws nothing when stderr is a
+/// file or a pipe, so that scripts see only errors there.
 struct Progress {
-    on: bool,
+    bar: ProgressBar,
     period: Period,
-    shown: usize,
 }
 
 impl Progress {
-    fn new(on: bool, period: Period) -> Self {
-        Self {
-            on,
-            period,
-            shown: 0,
-        }
+    fn new(period: Period) -> Self {
+        let style = ProgressStyle::with_template("billing {prefix} [{bar:30}] {pos}/{len} sites")
+            .expect("the template is valid")
+            .progress_chars("# ");
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            .with_style(style)
+            .with_prefix(period.to_string());
+        Self { bar, period }
     }
 
-    fn update(&mut self, done: usize, total: usize) {
-        // At most about a hundred redraws, whatever the number of sites.
-        if !self.on || (done < total && done < self.shown + total.div_ceil(100)) {
-            return;
+    fn update(&self, done: usize, total: usize) {
+        // Each change redraws, and indicatif allows only so many redraws a second.
+        if self.bar.length() != Some(total as u64) {
+            self.bar.set_length(total as u64);
         }
-        self.shown = done;
-        const WIDTH: usize = 30;
-        let filled = (done * WIDTH).checked_div(total).unwrap_or(WIDTH);
-        eprint!(
-            "\rbilling {} [{}{}] {done}/{total} sites",
-            self.period,
-            "#".repeat(filled),
-            " ".repeat(WIDTH - filled)
-        );
-        let _ = std::io::stderr().flush();
+        self.bar.set_position(done as u64);
     }
 
     fn finish(&self, rows: usize) {
-        if self.on {
-            eprintln!(
-                "\rbilling {}: {rows} line(s){}",
-                self.period,
-                " ".repeat(40)
-            );
+        if !self.bar.is_hidden() {
+            self.bar.finish_and_clear();
+            eprintln!("billing {}: {rows} line(s)", self.period);
         }
     }
 }

@@ -128,149 +128,41 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileSettings::default(),
         };
-        let pick = |flag: Option<String>, var: &str, file: Option<String>| {
-            flag.or_else(|| env(var)).or(file)
-        };
-
-        let data_dir = args
-            .db
-            .data_dir
-            .clone()
-            .or(file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from("./headcount-data"));
-        let database_url = args
-            .db
-            .database_url
-            .clone()
-            .or(file.database_url.clone())
-            .unwrap_or_else(|| format!("sqlite://{}/headcount.db", data_dir.display()));
-        if crate::db::Backend::of_url(&database_url).is_none() {
-            return Err(format!(
-                "DATABASE_URL: unsupported URL {:?}; use sqlite://PATH or postgres://USER@HOST/DB",
-                redact_url(&database_url)
-            ));
-        }
-        if database_url.starts_with("postgres")
-            && url::Url::parse(&database_url).is_err_and(|_| true)
-        {
-            return Err("DATABASE_URL: not a valid URL".to_owned());
-        }
-
-        let listen = pick(args.listen.clone(), "HEADCOUNT_LISTEN", file.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
-        if listen.parse::<SocketAddr>().is_err() {
-            return Err(format!(
-                "HEADCOUNT_LISTEN: {listen:?} is not an address like 127.0.0.1:8080"
-            ));
-        }
-
-        let jwt_secret = pick(None, "HEADCOUNT_JWT_SECRET", file.jwt_secret.clone());
-        if let Some(s) = &jwt_secret
-            && s.len() < 32
-        {
-            return Err(format!(
-                "HEADCOUNT_JWT_SECRET: must be at least 32 bytes, got {}",
-                s.len()
-            ));
-        }
-
-        let rate_limit = match pick(None, "HEADCOUNT_RATE_LIMIT", file.rate_limit.clone()) {
-            None => None,
-            Some(s) if s == "off" => None,
-            Some(s) => {
-                Some(parse_rate_limit(&s).map_err(|e| format!("HEADCOUNT_RATE_LIMIT: {e}"))?)
-            }
-        };
-        let retry_schedule = parse_schedule(
-            &pick(
-                None,
-                "HEADCOUNT_RETRY_SCHEDULE",
-                file.retry_schedule.clone(),
-            )
-            .unwrap_or_else(|| "0s,5s,5m,30m,2h,5h,10h,10h".to_owned()),
-        )
-        .map_err(|e| format!("HEADCOUNT_RETRY_SCHEDULE: {e}"))?;
-        let sample_interval = parse_duration(
-            &pick(
-                None,
-                "HEADCOUNT_SAMPLE_INTERVAL",
-                file.sample_interval.clone(),
-            )
-            .unwrap_or_else(|| "60s".to_owned()),
-        )
-        .map_err(|e| format!("HEADCOUNT_SAMPLE_INTERVAL: {e}"))?;
-        if sample_interval.is_zero() {
-            return Err("HEADCOUNT_SAMPLE_INTERVAL: must be more than 0s".to_owned());
-        }
+        // One setting after another in a fixed order, so that of several bad ones
+        // the same is reported first.
+        let (data_dir, database_url) = database(&args.db, &file)?;
+        let listen = listen(args.listen.clone(), &file)?;
+        let jwt_secret = jwt_secret(&file)?;
+        let rate_limit = rate_limit(&file)?;
+        let retry_schedule = retry_schedule(&file)?;
+        let sample_interval = sample_interval(&file)?;
         let webhook_deny_private = parse_bool(
             "HEADCOUNT_WEBHOOK_DENY_PRIVATE",
-            env("HEADCOUNT_WEBHOOK_DENY_PRIVATE"),
             file.webhook_deny_private,
             false,
         )?;
-        let metrics_public = parse_bool(
-            "HEADCOUNT_METRICS_PUBLIC",
-            env("HEADCOUNT_METRICS_PUBLIC"),
-            file.metrics_public,
-            true,
-        )?;
+        let metrics_public = parse_bool("HEADCOUNT_METRICS_PUBLIC", file.metrics_public, true)?;
         let metrics_per_tenant = parse_bool(
             "HEADCOUNT_METRICS_PER_TENANT",
-            env("HEADCOUNT_METRICS_PER_TENANT"),
             file.metrics_per_tenant,
             false,
         )?;
         let log = pick(None, "HEADCOUNT_LOG", file.log.clone()).unwrap_or_else(|| "info".into());
-        let log_format = match pick(None, "HEADCOUNT_LOG_FORMAT", file.log_format.clone())
-            .as_deref()
-            .unwrap_or("text")
-        {
-            "text" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            other => {
-                return Err(format!(
-                    "HEADCOUNT_LOG_FORMAT: {other:?} is neither \"text\" nor \"json\""
-                ));
-            }
-        };
+        let log_format = log_format(&file)?;
         let session_retention_days = parse_int(
             "HEADCOUNT_SESSION_RETENTION_DAYS",
-            env("HEADCOUNT_SESSION_RETENTION_DAYS"),
             file.session_retention_days,
             400,
         )?;
         let sample_retention_days = parse_int(
             "HEADCOUNT_SAMPLE_RETENTION_DAYS",
-            env("HEADCOUNT_SAMPLE_RETENTION_DAYS"),
             file.sample_retention_days,
             35,
         )?;
-        let provider_notify_url = pick(
-            None,
-            "HEADCOUNT_PROVIDER_NOTIFY_URL",
-            file.provider_notify_url.clone(),
-        );
-        let provider_notify_secret = pick(
-            None,
-            "HEADCOUNT_PROVIDER_NOTIFY_SECRET",
-            file.provider_notify_secret.clone(),
-        )
-        .map(Secret::new);
-        if provider_notify_url.is_some() && provider_notify_secret.is_none() {
-            return Err(
-                "HEADCOUNT_PROVIDER_NOTIFY_SECRET: required when HEADCOUNT_PROVIDER_NOTIFY_URL is set"
-                    .to_owned(),
-            );
-        }
-        let pool_size = parse_int(
-            "HEADCOUNT_POOL_SIZE",
-            env("HEADCOUNT_POOL_SIZE"),
-            file.pool_size.map(i64::from),
-            16,
-        )?;
+        let (provider_notify_url, provider_notify_secret) = provider_notify(&file)?;
+        let pool_size = parse_int("HEADCOUNT_POOL_SIZE", file.pool_size.map(i64::from), 16)?;
         let workers = parse_int(
             "HEADCOUNT_WORKERS",
-            env("HEADCOUNT_WORKERS"),
             file.workers.map(|w| w as i64),
             std::thread::available_parallelism().map_or(2, |n| n.get() as i64),
         )?;
@@ -278,7 +170,7 @@ impl Config {
             listen,
             database_url,
             data_dir,
-            jwt_secret: jwt_secret.map(Secret::new),
+            jwt_secret,
             rate_limit,
             retry_schedule,
             sample_interval,
@@ -297,19 +189,139 @@ impl Config {
     }
 }
 
+/// The first of a command-line flag, the environment variable `var` and the file.
+fn pick(flag: Option<String>, var: &str, file: Option<String>) -> Option<String> {
+    flag.or_else(|| env(var)).or(file)
+}
+
+/// The data directory and the database URL; clap has already read their variables.
+fn database(args: &DbArgs, file: &FileSettings) -> Result<(PathBuf, String), String> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("./headcount-data"));
+    let database_url = args
+        .database_url
+        .clone()
+        .or(file.database_url.clone())
+        .unwrap_or_else(|| format!("sqlite://{}/headcount.db", data_dir.display()));
+    if crate::db::Backend::of_url(&database_url).is_none() {
+        return Err(format!(
+            "DATABASE_URL: unsupported URL {:?}; use sqlite://PATH or postgres://USER@HOST/DB",
+            redact_url(&database_url)
+        ));
+    }
+    if database_url.starts_with("postgres") && url::Url::parse(&database_url).is_err_and(|_| true) {
+        return Err("DATABASE_URL: not a valid URL".to_owned());
+    }
+    Ok((data_dir, database_url))
+}
+
+fn listen(flag: Option<String>, file: &FileSettings) -> Result<String, String> {
+    let listen = pick(flag, "HEADCOUNT_LISTEN", file.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    if listen.parse::<SocketAddr>().is_err() {
+        return Err(format!(
+            "HEADCOUNT_LISTEN: {listen:?} is not an address like 127.0.0.1:8080"
+        ));
+    }
+    Ok(listen)
+}
+
+fn jwt_secret(file: &FileSettings) -> Result<Option<Secret>, String> {
+    let jwt_secret = pick(None, "HEADCOUNT_JWT_SECRET", file.jwt_secret.clone());
+    if let Some(s) = &jwt_secret
+        && s.len() < 32
+    {
+        return Err(format!(
+            "HEADCOUNT_JWT_SECRET: must be at least 32 bytes, got {}",
+            s.len()
+        ));
+    }
+    Ok(jwt_secret.map(Secret::new))
+}
+
+fn rate_limit(file: &FileSettings) -> Result<Option<RateLimit>, String> {
+    match pick(None, "HEADCOUNT_RATE_LIMIT", file.rate_limit.clone()) {
+        None => Ok(None),
+        Some(s) if s == "off" => Ok(None),
+        Some(s) => parse_rate_limit(&s)
+            .map(Some)
+            .map_err(|e| format!("HEADCOUNT_RATE_LIMIT: {e}")),
+    }
+}
+
+fn retry_schedule(file: &FileSettings) -> Result<Vec<Duration>, String> {
+    let schedule = pick(
+        None,
+        "HEADCOUNT_RETRY_SCHEDULE",
+        file.retry_schedule.clone(),
+    )
+    .unwrap_or_else(|| "0s,5s,5m,30m,2h,5h,10h,10h".to_owned());
+    parse_schedule(&schedule).map_err(|e| format!("HEADCOUNT_RETRY_SCHEDULE: {e}"))
+}
+
+fn sample_interval(file: &FileSettings) -> Result<Duration, String> {
+    let interval = pick(
+        None,
+        "HEADCOUNT_SAMPLE_INTERVAL",
+        file.sample_interval.clone(),
+    )
+    .unwrap_or_else(|| "60s".to_owned());
+    let interval =
+        parse_duration(&interval).map_err(|e| format!("HEADCOUNT_SAMPLE_INTERVAL: {e}"))?;
+    if interval.is_zero() {
+        return Err("HEADCOUNT_SAMPLE_INTERVAL: must be more than 0s".to_owned());
+    }
+    Ok(interval)
+}
+
+fn log_format(file: &FileSettings) -> Result<LogFormat, String> {
+    match pick(None, "HEADCOUNT_LOG_FORMAT", file.log_format.clone())
+        .as_deref()
+        .unwrap_or("text")
+    {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!(
+            "HEADCOUNT_LOG_FORMAT: {other:?} is neither \"text\" nor \"json\""
+        )),
+    }
+}
+
+/// The provider's notice URL and the secret its notices are signed with: a URL
+/// without a secret is refused, as its notices could not be signed.
+fn provider_notify(file: &FileSettings) -> Result<(Option<String>, Option<Secret>), String> {
+    let url = pick(
+        None,
+        "HEADCOUNT_PROVIDER_NOTIFY_URL",
+        file.provider_notify_url.clone(),
+    );
+    let secret = pick(
+        None,
+        "HEADCOUNT_PROVIDER_NOTIFY_SECRET",
+        file.provider_notify_secret.clone(),
+    )
+    .map(Secret::new);
+    if url.is_some() && secret.is_none() {
+        return Err(
+            "HEADCOUNT_PROVIDER_NOTIFY_SECRET: required when HEADCOUNT_PROVIDER_NOTIFY_URL is set"
+                .to_owned(),
+        );
+    }
+    Ok((url, secret))
+}
+
 fn read_file(path: &Path) -> Result<FileSettings, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
     toml::from_str(&text).map_err(|e| format!("--config {}: {e}", path.display()))
 }
 
-fn parse_bool(
-    name: &str,
-    env: Option<String>,
-    file: Option<bool>,
-    default: bool,
-) -> Result<bool, String> {
-    match env.as_deref() {
+/// A switch from the environment variable `name`, else the file, else `default`.
+fn parse_bool(name: &str, file: Option<bool>, default: bool) -> Result<bool, String> {
+    match env(name).as_deref() {
         None => Ok(file.unwrap_or(default)),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some("0" | "false" | "no" | "off") => Ok(false),
@@ -317,13 +329,10 @@ fn parse_bool(
     }
 }
 
-fn parse_int(
-    name: &str,
-    env: Option<String>,
-    file: Option<i64>,
-    default: i64,
-) -> Result<i64, String> {
-    match env {
+/// A positive number from the environment variable `name`, else the file, else
+/// `default`.
+fn parse_int(name: &str, file: Option<i64>, default: i64) -> Result<i64, String> {
+    match env(name) {
         None => Ok(file.unwrap_or(default)),
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n > 0 => Ok(n),
@@ -332,25 +341,25 @@ fn parse_int(
     }
 }
 
-/// Parses `500ms`, `5s`, `5m`, `2h`, `1d`.
+/// Parses a duration in humantime's notation: `250ms`, `5s`, `5m`, `2h`, `1d`, `1h 30m`.
+/// A bare number is refused, as humantime refuses it, so that `5` cannot silently
+/// mean seconds to one reader and minutes to another. Months and years are refused
+/// too: humantime counts them as averages (30.44 and 365.25 days), which no one
+/// writing a retry schedule has in mind.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{s:?} has no unit (use ms, s, m, h or d)"))?;
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} does not start with a whole number"))?;
-    let secs = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86400,
-        _ => return Err(format!("{s:?} has an unknown unit (use ms, s, m, h or d)")),
-    };
-    Ok(Duration::from_secs(secs))
+    let calendar_unit = s.split(|c: char| !c.is_alphabetic()).find(|unit| {
+        matches!(
+            *unit,
+            "M" | "month" | "months" | "y" | "yr" | "yrs" | "year" | "years"
+        )
+    });
+    if let Some(unit) = calendar_unit {
+        return Err(format!(
+            "{s:?}: {unit:?} has no fixed length (use ms, s, m, h, d or w)"
+        ));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 pub fn parse_schedule(s: &str) -> Result<Vec<Duration>, String> {

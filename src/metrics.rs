@@ -136,6 +136,23 @@ impl Metrics {
         per_tenant: bool,
     ) -> String {
         let mut out = String::new();
+        self.render_fleet(&mut out, per_tenant);
+        self.render_intake(&mut out);
+        let push_types = render_outbox(&mut out, outbox);
+        self.render_deliveries(&mut out, &push_types);
+        render_pool_wait(pool_wait, &mut out);
+        let _ = write!(
+            out,
+            "# HELP headcount_build_info The running version.\n\
+             # TYPE headcount_build_info gauge\n\
+             headcount_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        out
+    }
+
+    /// The sampler's gauges: sessions by state (and tenant), sites at their limit.
+    fn render_fleet(&self, out: &mut String, per_tenant: bool) {
         let fleet = self.fleet.lock().unwrap_or_else(|e| e.into_inner()).clone();
         out.push_str(
             "# HELP headcount_sessions User sessions by state, provider-wide: read from the database by the sampler (every process reports the same value).\n\
@@ -173,7 +190,10 @@ impl Metrics {
              headcount_sampler_last_run_timestamp_seconds {}\n",
             self.sampler_last_run_ms.load(Ordering::Relaxed) as f64 / 1000.0
         );
+    }
 
+    /// What the sites told this process: admissions, events, snapshots.
+    fn render_intake(&self, out: &mut String) {
         let admissions = self
             .admissions
             .lock()
@@ -183,11 +203,7 @@ impl Metrics {
             "# HELP headcount_admissions_total Admissions decided by this process, by outcome.\n\
              # TYPE headcount_admissions_total counter\n",
         );
-        let mut outcomes: BTreeMap<&str, u64> = OUTCOMES.iter().map(|o| (*o, 0)).collect();
-        for (o, n) in &admissions {
-            outcomes.insert(o.as_str(), *n);
-        }
-        for (o, n) in outcomes {
+        for (o, n) in with_zeros(&OUTCOMES, &admissions) {
             let _ = writeln!(out, "headcount_admissions_total{{outcome=\"{o}\"}} {n}");
         }
         let _ = write!(
@@ -203,33 +219,18 @@ impl Metrics {
             self.events_rejected.load(Ordering::Relaxed),
             self.snapshots.load(Ordering::Relaxed),
         );
+    }
 
-        let mut pending: BTreeMap<&str, i64> = PUSH_TYPES.iter().map(|t| (*t, 0)).collect();
-        for (t, n) in &outbox.pending {
-            pending.insert(t.as_str(), *n);
-        }
-        out.push_str(
-            "# HELP headcount_outbox_pending Pushes waiting to be sent, by type, provider-wide: read from the database at scrape.\n\
-             # TYPE headcount_outbox_pending gauge\n",
-        );
-        for (t, n) in &pending {
-            let _ = writeln!(out, "headcount_outbox_pending{{type=\"{t}\"}} {n}");
-        }
-        let _ = write!(
-            out,
-            "# HELP headcount_outbox_oldest_pending_seconds Age of the oldest push waiting to be sent (0 when none), provider-wide: read from the database at scrape.\n\
-             # TYPE headcount_outbox_oldest_pending_seconds gauge\n\
-             headcount_outbox_oldest_pending_seconds {}\n",
-            outbox.oldest_pending_seconds
-        );
-
+    /// Push attempts by type and result, with a series for every result of every
+    /// `push_types`.
+    fn render_deliveries(&self, out: &mut String, push_types: &[&str]) {
         let deliveries = self
             .deliveries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut all: BTreeMap<(String, &str), u64> = BTreeMap::new();
-        for t in pending.keys() {
+        for t in push_types {
             for r in DELIVERY_RESULTS {
                 all.insert(((*t).to_owned(), r), 0);
             }
@@ -247,15 +248,6 @@ impl Metrics {
                 "headcount_deliveries_total{{type=\"{t}\",result=\"{r}\"}} {n}"
             );
         }
-        render_pool_wait(pool_wait, &mut out);
-        let _ = write!(
-            out,
-            "# HELP headcount_build_info The running version.\n\
-             # TYPE headcount_build_info gauge\n\
-             headcount_build_info{{version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
-        );
-        out
     }
 
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
@@ -321,6 +313,40 @@ impl Metrics {
         out.push_str(extra);
         out
     }
+}
+
+/// The outbox gauges; returns the push types they list, the known ones and any
+/// other found pending.
+fn render_outbox<'a>(out: &mut String, outbox: &'a Outbox) -> Vec<&'a str> {
+    let pending = with_zeros(&PUSH_TYPES, &outbox.pending);
+    out.push_str(
+        "# HELP headcount_outbox_pending Pushes waiting to be sent, by type, provider-wide: read from the database at scrape.\n\
+         # TYPE headcount_outbox_pending gauge\n",
+    );
+    for (t, n) in &pending {
+        let _ = writeln!(out, "headcount_outbox_pending{{type=\"{t}\"}} {n}");
+    }
+    let _ = write!(
+        out,
+        "# HELP headcount_outbox_oldest_pending_seconds Age of the oldest push waiting to be sent (0 when none), provider-wide: read from the database at scrape.\n\
+         # TYPE headcount_outbox_oldest_pending_seconds gauge\n\
+         headcount_outbox_oldest_pending_seconds {}\n",
+        outbox.oldest_pending_seconds
+    );
+    pending.into_keys().collect()
+}
+
+/// `counts` with a 0 for every one of `known` it lacks, so that a series exists from
+/// the start and a rate over it does not begin with a gap.
+fn with_zeros<'a, N: Copy + Default>(
+    known: &[&'a str],
+    counts: &'a BTreeMap<String, N>,
+) -> BTreeMap<&'a str, N> {
+    let mut all: BTreeMap<&str, N> = known.iter().map(|k| (*k, N::default())).collect();
+    for (k, n) in counts {
+        all.insert(k.as_str(), *n);
+    }
+    all
 }
 
 #[cfg(test)]

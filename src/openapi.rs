@@ -194,7 +194,16 @@ fn describe_operation(op: &mut Operation) {
 
 /// What a response means, from the operation and the status.
 fn response_description(op: &str, status: &str, response: &Response) -> String {
-    let success = match (op, status) {
+    match operation_response(op, status) {
+        Some(text) => text.to_owned(),
+        None if matches!(status, "200" | "201") => success_description(status, response),
+        None => status_description(op, status).to_owned(),
+    }
+}
+
+/// The responses whose meaning is the operation's own.
+fn operation_response(op: &str, status: &str) -> Option<&'static str> {
+    match (op, status) {
         ("list_audit", "200") => Some("OK: a page of the audit trail, newest first"),
         ("retry_delivery", "200") => {
             Some("OK: the push, pending again with a fresh retry schedule")
@@ -247,25 +256,28 @@ fn response_description(op: &str, status: &str, response: &Response) -> String {
             Some("`HEADCOUNT_METRICS_PUBLIC` is off and the token is not an admin's")
         }
         _ => None,
-    };
-    if let Some(text) = success {
-        return text.to_owned();
     }
-    let text = match status {
-        "200" | "201" => {
-            let schema = response.content.values().find_map(|c| match c {
-                RefOr::T(c) => match &c.schema {
-                    Some(RefOr::Ref(r)) => r.ref_location.rsplit('/').next().map(str::to_owned),
-                    _ => None,
-                },
-                RefOr::Ref(_) => None,
-            });
-            let head = if status == "201" { "Created" } else { "OK" };
-            return match schema {
-                Some(name) => format!("{head}: `{name}`"),
-                None => head.to_owned(),
-            };
-        }
+}
+
+/// A success without a description of its own: the status and the body's schema.
+fn success_description(status: &str, response: &Response) -> String {
+    let schema = response.content.values().find_map(|c| match c {
+        RefOr::T(c) => match &c.schema {
+            Some(RefOr::Ref(r)) => r.ref_location.rsplit('/').next().map(str::to_owned),
+            _ => None,
+        },
+        RefOr::Ref(_) => None,
+    });
+    let head = if status == "201" { "Created" } else { "OK" };
+    match schema {
+        Some(name) => format!("{head}: `{name}`"),
+        None => head.to_owned(),
+    }
+}
+
+/// What a status means for any operation, narrowed by the operation where it differs.
+fn status_description(op: &str, status: &str) -> &'static str {
+    match status {
         "204" => "Done; no body",
         "304" => "Not modified: `If-None-Match` names the current `ETag`",
         "400" => "The body or a parameter is malformed",
@@ -297,8 +309,7 @@ fn response_description(op: &str, status: &str, response: &Response) -> String {
         "429" => "Over this token's rate limit; `Retry-After` says when to try again",
         "503" => "Unavailable: the database does not answer or migrations are pending",
         _ => "See the problem's `detail`",
-    };
-    text.to_owned()
+    }
 }
 
 /// The document as pretty JSON with a trailing newline (the committed file's form).

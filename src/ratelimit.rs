@@ -1,48 +1,50 @@
-//! Per-token rate limits: a token bucket per token id, in this process.
+//! Per-token rate limits: one GCRA state per token id, in this process, all under
+//! the one quota of `HEADCOUNT_RATE_LIMIT`.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::config::RateLimit;
 
+/// Beyond this many tokens the limiter forgets those back at a full burst, which
+/// behave as a token never seen.
+const TRACKED_TOKENS: usize = 100_000;
+
 #[derive(Debug)]
 pub struct RateLimiter {
-    limit: RateLimit,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    per_second: u32,
+    limiter: DefaultKeyedRateLimiter<String>,
+    clock: DefaultClock,
 }
 
 impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
+        // The settings refuse 0 for either; 1 keeps a hand-made limit usable.
+        let nonzero = |n| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::per_second(nonzero(limit.per_second)).allow_burst(nonzero(limit.burst));
         Self {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
+            per_second: limit.per_second,
+            limiter: DefaultKeyedRateLimiter::keyed(quota),
+            clock: DefaultClock::default(),
         }
     }
 
     pub fn per_second(&self) -> u32 {
-        self.limit.per_second
+        self.per_second
     }
 
-    /// Takes one token for `key`; on refusal says how many seconds until the next.
+    /// Takes one request's worth for `key`; on refusal says how many whole seconds
+    /// until the next is allowed (at least 1).
     pub fn take(&self, key: &str) -> Result<(), u64> {
-        let now = Instant::now();
-        let mut map = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 100_000 {
-            // Forget idle buckets rather than grow without bound.
-            map.retain(|_, (_, at)| now.duration_since(*at).as_secs() < 60);
+        if self.limiter.len() > TRACKED_TOKENS {
+            self.limiter.retain_recent();
         }
-        let burst = f64::from(self.limit.burst);
-        let rate = f64::from(self.limit.per_second);
-        let (tokens, at) = map.entry(key.to_owned()).or_insert((burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
-        *at = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / rate).ceil().max(1.0) as u64)
-        }
+        self.limiter.check_key(&key.to_owned()).map_err(|refused| {
+            let wait = refused.wait_time_from(self.clock.now());
+            wait.as_secs_f64().ceil().max(1.0) as u64
+        })
     }
 }
 

@@ -484,29 +484,37 @@ impl BillingRow {
     }
 }
 
-/// One CSV field per RFC 4180: quoted when it holds a comma, a quote, CR or LF, with
-/// quotes doubled. A leading `=`, `+`, `-` or `@` is left as is: these are data, and
-/// slugs and plan codes cannot start with them.
+/// One CSV field as [`to_csv`] writes it, per RFC 4180: quoted when it holds a comma,
+/// a quote, CR or LF, with quotes doubled. A leading `=`, `+`, `-` or `@` is left as
+/// is: these are data, and slugs and plan codes cannot start with them.
 pub fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
+    // Alone on its line an empty field is written `""`, so that the line is not
+    // blank; within a row, which is where it stands, it is written as nothing.
+    if s.is_empty() {
+        return String::new();
     }
+    let mut line = csv_text(|w| w.write_record([s]));
+    line.truncate(line.len() - "\r\n".len());
+    line
 }
 
 /// The export as CSV: a header row, then one line per row, CRLF line ends (RFC 4180).
 pub fn to_csv(rows: &[BillingRow]) -> String {
-    let mut out = String::with_capacity(128 * (rows.len() + 1));
-    out.push_str(&COLUMNS.join(","));
-    out.push_str("\r\n");
-    for r in rows {
-        let fields = r.fields();
-        let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-        out.push_str(&line.join(","));
-        out.push_str("\r\n");
-    }
-    out
+    csv_text(|w| {
+        w.write_record(COLUMNS)?;
+        rows.iter().try_for_each(|r| w.write_record(r.fields()))
+    })
+}
+
+/// What `write` writes with the csv crate's RFC 4180 defaults and CRLF line ends.
+fn csv_text(write: impl FnOnce(&mut csv::Writer<Vec<u8>>) -> csv::Result<()>) -> String {
+    const IN_MEMORY: &str = "a CSV writer into memory cannot fail";
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    write(&mut w).expect(IN_MEMORY);
+    let bytes = w.into_inner().expect(IN_MEMORY);
+    String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8")
 }
 
 #[cfg(test)]

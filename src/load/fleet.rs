@@ -25,6 +25,15 @@ pub struct Fleet {
     pub sites: Vec<Site>,
 }
 
+impl Fleet {
+    /// Site slug → webhook secret, what a receiver needs to check the pushes.
+    pub fn webhook_secrets(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.sites
+            .iter()
+            .map(|s| (s.slug.clone(), s.webhook_secret.clone()))
+    }
+}
+
 /// How many setup calls run at once.
 const SETUP_CONCURRENCY: usize = 8;
 /// Tries of one seeding batch before the setup gives up.
@@ -93,80 +102,18 @@ pub async fn create(
     let plan_code = plan_code(prefix);
     plan["code"] = json!(plan_code);
     plan["name"] = json!(format!("load test plan {prefix}"));
-    call(
-        client,
-        reqwest::Method::POST,
-        &format!("{base}/v1/plans"),
-        admin,
-        Some(&plan),
-    )
-    .await?;
+    post(client, &format!("{base}/v1/plans"), admin, &plan).await?;
     let tenant = format!("{prefix}-t");
-    call(
-        client,
-        reqwest::Method::POST,
-        &format!("{base}/v1/tenants"),
-        admin,
-        Some(&json!({"slug": tenant, "name": format!("load test tenant {prefix}")})),
-    )
-    .await?;
+    let body = json!({"slug": tenant, "name": format!("load test tenant {prefix}")});
+    post(client, &format!("{base}/v1/tenants"), admin, &body).await?;
     let made: Vec<Result<Site, String>> = futures_util::stream::iter(0..sites)
         .map(|i| {
             let slug = format!("{prefix}-s{i}");
-            let tenant = tenant.clone();
-            let plan_code = plan_code.clone();
-            let webhook = webhook_base.map(|b| format!("{b}{slug}"));
-            async move {
-                let mut body =
-                    json!({"slug": slug, "tenant": tenant, "name": slug, "plan": plan_code});
-                if let Some(w) = webhook {
-                    body["webhook_url"] = json!(w);
-                }
-                // A 503 (SQLite busy while the sender records the creation pushes of
-                // the sites before) rolled the creation back: asking again is safe.
-                let mut attempt = 1;
-                let created = loop {
-                    match call(
-                        client,
-                        reqwest::Method::POST,
-                        &format!("{base}/v1/sites"),
-                        admin,
-                        Some(&body),
-                    )
-                    .await
-                    {
-                        Err(e) if e.contains(": 503 ") && attempt < SETUP_ATTEMPTS => {
-                            attempt += 1;
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                        other => break other?,
-                    }
-                };
-                let token = if tokens {
-                    let minted = call(
-                        client,
-                        reqwest::Method::POST,
-                        &format!("{base}/v1/tokens"),
-                        admin,
-                        Some(&json!({"role": "site", "site": slug, "ttl_seconds": 86_400})),
-                    )
-                    .await?;
-                    minted["token"]
-                        .as_str()
-                        .ok_or("the token reply has no token")?
-                        .to_owned()
-                } else {
-                    String::new()
-                };
-                Ok(Site {
-                    webhook_secret: created["webhook_secret"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_owned(),
-                    token,
-                    slug,
-                })
+            let mut body = json!({"slug": slug, "tenant": tenant, "name": slug, "plan": plan_code});
+            if let Some(b) = webhook_base {
+                body["webhook_url"] = json!(format!("{b}{slug}"));
             }
+            create_site(client, base, admin, slug, body, tokens)
         })
         .buffered(SETUP_CONCURRENCY)
         .collect()
@@ -174,6 +121,56 @@ pub async fn create(
     Ok(Fleet {
         prefix: prefix.to_owned(),
         sites: made.into_iter().collect::<Result<_, _>>()?,
+    })
+}
+
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: &Value,
+) -> Result<Value, String> {
+    call(client, reqwest::Method::POST, url, token, Some(body)).await
+}
+
+/// Creates one site from its request `body`, and mints its token if asked.
+async fn create_site(
+    client: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    slug: String,
+    body: Value,
+    token: bool,
+) -> Result<Site, String> {
+    // A 503 (SQLite busy while the sender records the creation pushes of the sites
+    // before) rolled the creation back: asking again is safe.
+    let mut attempt = 1;
+    let created = loop {
+        match post(client, &format!("{base}/v1/sites"), admin, &body).await {
+            Err(e) if e.contains(": 503 ") && attempt < SETUP_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            other => break other?,
+        }
+    };
+    let token = if token {
+        let body = json!({"role": "site", "site": slug, "ttl_seconds": 86_400});
+        let minted = post(client, &format!("{base}/v1/tokens"), admin, &body).await?;
+        minted["token"]
+            .as_str()
+            .ok_or("the token reply has no token")?
+            .to_owned()
+    } else {
+        String::new()
+    };
+    Ok(Site {
+        webhook_secret: created["webhook_secret"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        token,
+        slug,
     })
 }
 

@@ -5,17 +5,16 @@
 //! push checked with headcount's own signature verification.
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::fleet;
 use super::report::{Live, Outcome, PlanEditReport, Recorder, Shape, Summary};
-use super::simulate::signed_by;
+use super::simulate::{serve_hooks, signed_by};
 use super::{Options, Scenario};
 
 /// The plan's limit before the edit; the edit raises it by one, so that a push
@@ -104,28 +103,7 @@ async fn receive(
 
 pub async fn run(client: &reqwest::Client, opts: &Options) -> Result<Summary, String> {
     let rx = web::Data::new(Receiver::default());
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("webhook receiver: {e}"))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| format!("webhook receiver: {e}"))?
-        .port();
-    let data = rx.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/hooks/{site}", web::post().to(receive))
-    })
-    .workers(1)
-    // The sender may open many connections at once for a 10,000-site edit.
-    .backlog(4096)
-    .disable_signals()
-    .listen(listener)
-    .map_err(|e| format!("webhook receiver: {e}"))?
-    .run();
-    let receiver = server.handle();
-    tokio::spawn(server);
-
+    let (port, receiver) = serve_hooks(&rx, receive)?;
     let result = drive(client, opts, port, &rx).await;
     receiver.stop(false).await;
     result
@@ -150,9 +128,7 @@ async fn drive(
     };
     let fleet = fleet::create(client, &opts.url, &admin, &prefix, spec).await?;
     if let Ok(mut m) = rx.secrets.write() {
-        for s in &fleet.sites {
-            m.insert(s.slug.clone(), s.webhook_secret.clone());
-        }
+        m.extend(fleet.webhook_secrets());
     }
     let waiting = Instant::now();
     while rx.created() < opts.sites && waiting.elapsed() < CREATION_WAIT {

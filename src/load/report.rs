@@ -301,6 +301,19 @@ impl Summary {
     /// The human-readable table.
     pub fn table(&self) -> String {
         let mut t = String::new();
+        self.write_shape(&mut t);
+        self.write_traffic(&mut t);
+        if let Some(s) = &self.simulate {
+            s.write_lines(&mut t);
+        }
+        if let Some(p) = &self.plan_edit {
+            p.write_lines(&mut t);
+        }
+        t
+    }
+
+    /// What ran, and for how long.
+    fn write_shape(&self, t: &mut String) {
         if self.plan_edit.is_some() {
             let _ = writeln!(
                 t,
@@ -338,6 +351,10 @@ impl Summary {
                 rates.join(", ")
             );
         }
+    }
+
+    /// Requests, events, latencies, errors and refusals.
+    fn write_traffic(&self, t: &mut String) {
         let _ = writeln!(
             t,
             "requests     {:>10}  {:>10.1}/s",
@@ -356,12 +373,7 @@ impl Summary {
         let by_status = if self.errors_by_status.is_empty() {
             String::new()
         } else {
-            let parts: Vec<String> = self
-                .errors_by_status
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            format!("  ({})", parts.join(", "))
+            format!("  ({})", counts(&self.errors_by_status))
         };
         let _ = writeln!(t, "errors       {:>10}{by_status}", self.errors);
         if self.refused > 0 {
@@ -371,46 +383,60 @@ impl Summary {
                 self.refused
             );
         }
-        if let Some(s) = &self.simulate {
-            let _ = writeln!(
-                t,
-                "users        {} logins, {} admitted, {} refused, {} evicted, {} logouts, {} abandoned, {} stale",
-                s.logins, s.admitted, s.refused, s.evicted, s.logouts, s.abandoned, s.stale_logins
-            );
-            let types: Vec<String> = s
-                .pushes_by_type
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            let _ = writeln!(
-                t,
-                "pushes       {} expected, {} received, {} verified, {} bad signature, {} early  ({})",
-                s.pushes_expected,
-                s.pushes_received,
-                s.pushes_verified,
-                s.pushes_bad_signature,
-                s.pushes_early,
-                types.join(", ")
-            );
-        }
-        if let Some(p) = &self.plan_edit {
-            let _ = writeln!(
-                t,
-                "plan edit    PATCH answered in {:.1} ms; {} of {} sites' pushes delivered, verified, the last {:.1} ms after the PATCH was sent",
-                p.patch_ms, p.pushes_delivered, p.pushes_expected, p.delivered_ms
-            );
-            let _ = writeln!(
-                t,
-                "pushes       {} received, {} bad signature; setup {:.1} s, {} creation pushes ({} before the site's secret was known)",
-                p.pushes_received,
-                p.pushes_bad_signature,
-                p.setup_seconds,
-                p.creation_pushes,
-                p.pushes_early
-            );
-        }
-        t
     }
+}
+
+impl SimulateReport {
+    fn write_lines(&self, t: &mut String) {
+        let _ = writeln!(
+            t,
+            "users        {} logins, {} admitted, {} refused, {} evicted, {} logouts, {} abandoned, {} stale",
+            self.logins,
+            self.admitted,
+            self.refused,
+            self.evicted,
+            self.logouts,
+            self.abandoned,
+            self.stale_logins
+        );
+        let _ = writeln!(
+            t,
+            "pushes       {} expected, {} received, {} verified, {} bad signature, {} early  ({})",
+            self.pushes_expected,
+            self.pushes_received,
+            self.pushes_verified,
+            self.pushes_bad_signature,
+            self.pushes_early,
+            counts(&self.pushes_by_type)
+        );
+    }
+}
+
+impl PlanEditReport {
+    fn write_lines(&self, t: &mut String) {
+        let _ = writeln!(
+            t,
+            "plan edit    PATCH answered in {:.1} ms; {} of {} sites' pushes delivered, verified, the last {:.1} ms after the PATCH was sent",
+            self.patch_ms, self.pushes_delivered, self.pushes_expected, self.delivered_ms
+        );
+        let _ = writeln!(
+            t,
+            "pushes       {} received, {} bad signature; setup {:.1} s, {} creation pushes ({} before the site's secret was known)",
+            self.pushes_received,
+            self.pushes_bad_signature,
+            self.setup_seconds,
+            self.creation_pushes,
+            self.pushes_early
+        );
+    }
+}
+
+/// `key: count` pairs, comma separated, in the map's order.
+fn counts<K: std::fmt::Display, V: std::fmt::Display>(map: &BTreeMap<K, V>) -> String {
+    map.iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

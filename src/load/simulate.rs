@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::dev::ServerHandle;
+use actix_web::{App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, web};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
@@ -74,6 +75,37 @@ pub(super) fn signed_by(secret: &str, req: &HttpRequest, body: &[u8]) -> bool {
         })
 }
 
+/// Starts a webhook receiver on a free local port: `receive` answers
+/// `POST /hooks/{site}` with `rx` as its data. Returns the port and what stops it.
+pub(super) fn serve_hooks<R, F, Args>(
+    rx: &web::Data<R>,
+    receive: F,
+) -> Result<(u16, ServerHandle), String>
+where
+    R: Send + Sync + 'static,
+    F: Handler<Args> + Send,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    let failed = |e: std::io::Error| format!("webhook receiver: {e}");
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(failed)?;
+    let port = listener.local_addr().map_err(failed)?.port();
+    let data = rx.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/hooks/{site}", web::post().to(receive.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .map_err(failed)?
+    .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    Ok((port, handle))
+}
+
 async fn receive(
     rx: web::Data<Receiver>,
     site: web::Path<String>,
@@ -124,6 +156,28 @@ struct Tally {
     stale: AtomicU64,
 }
 
+impl Tally {
+    /// The users' fate and the receiver's count of the pushes it caused.
+    fn report(&self, rx: &Receiver, config_changes: u64, expected: u64) -> SimulateReport {
+        SimulateReport {
+            logins: self.logins.load(Ordering::Relaxed),
+            admitted: self.admitted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            logouts: self.logouts.load(Ordering::Relaxed),
+            abandoned: self.abandoned.load(Ordering::Relaxed),
+            stale_logins: self.stale.load(Ordering::Relaxed),
+            config_changes,
+            pushes_expected: expected,
+            pushes_received: rx.received.load(Ordering::Relaxed),
+            pushes_verified: rx.verified(),
+            pushes_bad_signature: rx.bad.load(Ordering::Relaxed),
+            pushes_early: rx.early.load(Ordering::Relaxed),
+            pushes_by_type: rx.by_type.lock().map(|m| m.clone()).unwrap_or_default(),
+        }
+    }
+}
+
 struct Ctx {
     client: reqwest::Client,
     base: String,
@@ -143,26 +197,7 @@ pub async fn run(
 ) -> Result<Summary, String> {
     let admin = opts.token.clone().unwrap_or_default();
     let rx = web::Data::new(Receiver::default());
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("webhook receiver: {e}"))?;
-    let port = listener
-        .local_addr()
-        .map_err(|e| format!("webhook receiver: {e}"))?
-        .port();
-    let data = rx.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/hooks/{site}", web::post().to(receive))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .map_err(|e| format!("webhook receiver: {e}"))?
-    .run();
-    let receiver = server.handle();
-    tokio::spawn(server);
-
+    let (port, receiver) = serve_hooks(&rx, receive)?;
     let result = drive(client, opts, window, &admin, port, &rx).await;
     receiver.stop(false).await;
     result
@@ -176,42 +211,7 @@ async fn drive(
     port: u16,
     rx: &web::Data<Receiver>,
 ) -> Result<Summary, String> {
-    let plan = json!({
-        "session_limit": opts.sessions,
-        "over_limit": "evict_dangling",
-        "idle_timeout_seconds": IDLE_TIMEOUT_SECONDS,
-    });
-    let prefix = fleet::unique_prefix();
-    let hooks = format!("http://127.0.0.1:{port}/hooks/");
-    let fleet = fleet::create(
-        client,
-        &opts.url,
-        admin,
-        &prefix,
-        fleet::Spec {
-            sites: opts.sites,
-            plan,
-            webhook_base: Some(&hooks),
-            tokens: true,
-        },
-    )
-    .await?;
-    if let Ok(mut m) = rx.secrets.write() {
-        for s in &fleet.sites {
-            m.insert(s.slug.clone(), s.webhook_secret.clone());
-        }
-    }
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        base: opts.url.clone(),
-        fleet,
-        sessions: opts.sessions,
-        seed: opts.seed,
-        gate: Gate::new(window, opts.requests),
-        live: Arc::new(Live::default()),
-        tally: Tally::default(),
-        next_session: AtomicU64::new(0),
-    });
+    let ctx = Arc::new(setup(client, opts, window, admin, port, rx).await?);
     let done = Arc::new(AtomicBool::new(false));
     if opts.progress {
         progress(ctx.live.clone(), done.clone(), Scenario::Simulate.name());
@@ -241,9 +241,7 @@ async fn drive(
     done.store(true, Ordering::Relaxed);
     let config_changes = changer.await.unwrap_or(0);
 
-    let t = &ctx.tally;
-    let evicted = t.evicted.load(Ordering::Relaxed);
-    let expected = evicted + config_changes;
+    let expected = ctx.tally.evicted.load(Ordering::Relaxed) + config_changes;
     let waiting = Instant::now();
     while rx.verified() < expected && waiting.elapsed() < PUSH_GRACE {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -259,23 +257,54 @@ async fn drive(
         },
     );
     summary.prefix.clone_from(&ctx.fleet.prefix);
-    summary.simulate = Some(SimulateReport {
-        logins: t.logins.load(Ordering::Relaxed),
-        admitted: t.admitted.load(Ordering::Relaxed),
-        refused: t.refused.load(Ordering::Relaxed),
-        evicted,
-        logouts: t.logouts.load(Ordering::Relaxed),
-        abandoned: t.abandoned.load(Ordering::Relaxed),
-        stale_logins: t.stale.load(Ordering::Relaxed),
-        config_changes,
-        pushes_expected: expected,
-        pushes_received: rx.received.load(Ordering::Relaxed),
-        pushes_verified: rx.verified(),
-        pushes_bad_signature: rx.bad.load(Ordering::Relaxed),
-        pushes_early: rx.early.load(Ordering::Relaxed),
-        pushes_by_type: rx.by_type.lock().map(|m| m.clone()).unwrap_or_default(),
-    });
+    summary.simulate = Some(ctx.tally.report(rx, config_changes, expected));
     Ok(summary)
+}
+
+/// Creates the sites, with the receiver as their webhook, and tells the receiver
+/// their secrets.
+async fn setup(
+    client: &reqwest::Client,
+    opts: &Options,
+    window: Duration,
+    admin: &str,
+    port: u16,
+    rx: &Receiver,
+) -> Result<Ctx, String> {
+    let plan = json!({
+        "session_limit": opts.sessions,
+        "over_limit": "evict_dangling",
+        "idle_timeout_seconds": IDLE_TIMEOUT_SECONDS,
+    });
+    let prefix = fleet::unique_prefix();
+    let hooks = format!("http://127.0.0.1:{port}/hooks/");
+    let fleet = fleet::create(
+        client,
+        &opts.url,
+        admin,
+        &prefix,
+        fleet::Spec {
+            sites: opts.sites,
+            plan,
+            webhook_base: Some(&hooks),
+            tokens: true,
+        },
+    )
+    .await?;
+    if let Ok(mut m) = rx.secrets.write() {
+        m.extend(fleet.webhook_secrets());
+    }
+    Ok(Ctx {
+        client: client.clone(),
+        base: opts.url.clone(),
+        fleet,
+        sessions: opts.sessions,
+        seed: opts.seed,
+        gate: Gate::new(window, opts.requests),
+        live: Arc::new(Live::default()),
+        tally: Tally::default(),
+        next_session: AtomicU64::new(0),
+    })
 }
 
 /// A third into the run, the operator lowers the limit of a few sites by one: each
@@ -336,29 +365,7 @@ async fn user_loop(ctx: Arc<Ctx>, index: u64) -> Recorder {
             fleet::rfc3339(now)
         };
         t.logins.fetch_add(1, Ordering::Relaxed);
-        let body =
-            format!("{{\"session\":\"{session}\",\"user\":\"user-{user}\",\"at\":\"{at}\"}}");
-        let started = Instant::now();
-        let reply = post(&ctx, site, "admissions", body).await;
-        let admitted = match &reply {
-            Ok(v) if v["admitted"] == json!(true) => {
-                let evicted = v["evicted"].as_array().map_or(0, Vec::len) as u64;
-                t.evicted.fetch_add(evicted, Ordering::Relaxed);
-                t.admitted.fetch_add(1, Ordering::Relaxed);
-                rec.record(started, Outcome::Ok { events: 1 }, &ctx.live);
-                true
-            }
-            Ok(_) => {
-                t.refused.fetch_add(1, Ordering::Relaxed);
-                rec.record(started, Outcome::Refused, &ctx.live);
-                false
-            }
-            Err(o) => {
-                rec.record(started, o.clone(), &ctx.live);
-                false
-            }
-        };
-        if !admitted {
+        if !admit(&ctx, &mut rec, site, &session, user, &at).await {
             continue;
         }
         // The agent reports the login it was just allowed.
@@ -371,35 +378,69 @@ async fn user_loop(ctx: Arc<Ctx>, index: u64) -> Recorder {
             t.abandoned.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        let mut left = false;
-        for _ in 0..rng.random_range(1..=3) {
-            tokio::time::sleep(Duration::from_millis(rng.random_range(5..40))).await;
-            let now = fleet::rfc3339(chrono::Utc::now());
-            if !event(
-                &ctx,
-                &mut rec,
-                site,
-                "session.activity",
-                &session,
-                &now,
-                user,
-            )
-            .await
-            {
-                left = true;
-                break;
-            }
-        }
-        if !left && rng.random_bool(LOGOUT_SHARE) {
-            let now = fleet::rfc3339(chrono::Utc::now());
-            if event(&ctx, &mut rec, site, "session.ended", &session, &now, user).await {
-                t.logouts.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-        }
-        t.abandoned.fetch_add(1, Ordering::Relaxed);
+        let left = if stay_then_leave(&ctx, &mut rec, &mut rng, site, &session, user).await {
+            &t.logouts
+        } else {
+            &t.abandoned
+        };
+        left.fetch_add(1, Ordering::Relaxed);
     }
     rec
+}
+
+/// Asks to admit the user's login; true when admitted.
+async fn admit(
+    ctx: &Ctx,
+    rec: &mut Recorder,
+    site: usize,
+    session: &str,
+    user: usize,
+    at: &str,
+) -> bool {
+    let t = &ctx.tally;
+    let body = format!("{{\"session\":\"{session}\",\"user\":\"user-{user}\",\"at\":\"{at}\"}}");
+    let started = Instant::now();
+    match post(ctx, site, "admissions", body).await {
+        Ok(v) if v["admitted"] == json!(true) => {
+            let evicted = v["evicted"].as_array().map_or(0, Vec::len) as u64;
+            t.evicted.fetch_add(evicted, Ordering::Relaxed);
+            t.admitted.fetch_add(1, Ordering::Relaxed);
+            rec.record(started, Outcome::Ok { events: 1 }, &ctx.live);
+            true
+        }
+        Ok(_) => {
+            t.refused.fetch_add(1, Ordering::Relaxed);
+            rec.record(started, Outcome::Refused, &ctx.live);
+            false
+        }
+        Err(o) => {
+            rec.record(started, o, &ctx.live);
+            false
+        }
+    }
+}
+
+/// A logged-in user's activity, then a logout or nothing; true when it logged out.
+async fn stay_then_leave(
+    ctx: &Ctx,
+    rec: &mut Recorder,
+    rng: &mut StdRng,
+    site: usize,
+    session: &str,
+    user: usize,
+) -> bool {
+    for _ in 0..rng.random_range(1..=3) {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(5..40))).await;
+        let now = fleet::rfc3339(chrono::Utc::now());
+        if !event(ctx, rec, site, "session.activity", session, &now, user).await {
+            return false;
+        }
+    }
+    if !rng.random_bool(LOGOUT_SHARE) {
+        return false;
+    }
+    let now = fleet::rfc3339(chrono::Utc::now());
+    event(ctx, rec, site, "session.ended", session, &now, user).await
 }
 
 /// Sends one event if the run allows one more request; false when it does not or when

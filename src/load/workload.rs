@@ -97,6 +97,36 @@ pub async fn run(
     window: Duration,
 ) -> Result<Summary, String> {
     let admin = opts.token.clone().unwrap_or_default();
+    let fleet = prepare(client, opts, &admin).await?;
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        base: opts.url.clone(),
+        admin,
+        fleet,
+        scenario: opts.scenario,
+        sessions: opts.sessions,
+        batch: opts.batch,
+        concurrency: opts.concurrency,
+        seed: opts.seed,
+        live: Arc::new(Live::default()),
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    if opts.progress {
+        progress(ctx.live.clone(), done.clone(), opts.scenario.name());
+    }
+    let mut runs = Vec::with_capacity(opts.repeat);
+    for round in 0..opts.repeat {
+        runs.push(measure(&ctx, opts, window, round).await?);
+    }
+    done.store(true, Ordering::Relaxed);
+    let mut summary = Summary::median_of(runs);
+    summary.prefix.clone_from(&ctx.fleet.prefix);
+    Ok(summary)
+}
+
+/// The sites a scenario needs (none for `healthz`), with the sessions it expects to
+/// find there already. Not measured.
+async fn prepare(client: &reqwest::Client, opts: &Options, admin: &str) -> Result<Fleet, String> {
     let fleet = if opts.scenario == Scenario::Healthz {
         Fleet {
             prefix: String::new(),
@@ -116,7 +146,7 @@ pub async fn run(
             webhook_base: None,
             tokens: true,
         };
-        fleet::create(client, &opts.url, &admin, &prefix, spec).await?
+        fleet::create(client, &opts.url, admin, &prefix, spec).await?
     };
     if opts.background_active + opts.background_ended > 0 {
         fleet::background(
@@ -142,22 +172,16 @@ pub async fn run(
         )
         .await?;
     }
-    let ctx = Arc::new(Ctx {
-        client: client.clone(),
-        base: opts.url.clone(),
-        admin,
-        fleet,
-        scenario: opts.scenario,
-        sessions: opts.sessions,
-        batch: opts.batch,
-        concurrency: opts.concurrency,
-        seed: opts.seed,
-        live: Arc::new(Live::default()),
-    });
-    let done = Arc::new(AtomicBool::new(false));
-    if opts.progress {
-        progress(ctx.live.clone(), done.clone(), opts.scenario.name());
-    }
+    Ok(fleet)
+}
+
+/// One measured window: every client in its loop until the gate closes.
+async fn measure(
+    ctx: &Arc<Ctx>,
+    opts: &Options,
+    window: Duration,
+    round: usize,
+) -> Result<Summary, String> {
     // Room for the expected number of samples per client, capped.
     let per_client = opts
         .requests
@@ -173,28 +197,21 @@ pub async fn run(
         sessions: opts.sessions,
         batch: opts.batch,
     };
-    let mut runs = Vec::with_capacity(opts.repeat);
-    for round in 0..opts.repeat {
-        let gate = Arc::new(Gate::new(window, opts.requests));
-        let started = gate.open();
-        let clients: Vec<_> = (0..opts.concurrency)
-            .map(|i| {
-                let ctx = ctx.clone();
-                let gate = gate.clone();
-                let index = (round * opts.concurrency + i) as u64;
-                tokio::spawn(async move { client_loop(ctx, gate, index, per_client).await })
-            })
-            .collect();
-        let mut total = Recorder::default();
-        for c in clients {
-            total.merge(c.await.map_err(|e| format!("a client failed: {e}"))?);
-        }
-        runs.push(total.summary(opts.scenario.name(), started.elapsed(), shape));
+    let gate = Arc::new(Gate::new(window, opts.requests));
+    let started = gate.open();
+    let clients: Vec<_> = (0..opts.concurrency)
+        .map(|i| {
+            let ctx = ctx.clone();
+            let gate = gate.clone();
+            let index = (round * opts.concurrency + i) as u64;
+            tokio::spawn(async move { client_loop(ctx, gate, index, per_client).await })
+        })
+        .collect();
+    let mut total = Recorder::default();
+    for c in clients {
+        total.merge(c.await.map_err(|e| format!("a client failed: {e}"))?);
     }
-    done.store(true, Ordering::Relaxed);
-    let mut summary = Summary::median_of(runs);
-    summary.prefix.clone_from(&ctx.fleet.prefix);
-    Ok(summary)
+    Ok(total.summary(opts.scenario.name(), started.elapsed(), shape))
 }
 
 /// One request of a scenario, ready to send.
