@@ -5,9 +5,9 @@ use actix_web::{HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::common::path_slug;
 use crate::auth::Caller;
 use crate::domain::billing::{BillingRow, Period, to_csv};
-use crate::domain::ids::Slug;
 use crate::error::{Error, FieldError, Problem, Result};
 use crate::state::AppState;
 
@@ -53,6 +53,65 @@ impl Format {
             other => Err(format!("{other:?} is neither \"csv\" nor \"json\"")),
         }
     }
+}
+
+impl ExportQuery {
+    /// The month, the format and the tenant asked for. A wrong `period` and a wrong
+    /// `format` are reported together; a malformed tenant slug cannot name a tenant,
+    /// so it is "not found".
+    fn parse(self) -> Result<(Period, Format, Option<String>)> {
+        let period = match self.period.as_deref() {
+            Some(p) => Period::parse(p),
+            None => Err("required, a month like 2026-10".to_owned()),
+        };
+        let format = self
+            .format
+            .as_deref()
+            .map_or(Ok(Format::Csv), Format::parse);
+        let (period, format) = match (period, format) {
+            (Ok(p), Ok(f)) => (p, f),
+            (p, f) => {
+                let errors: Vec<FieldError> = [
+                    p.err().map(|m| FieldError::new("period", m)),
+                    f.err().map(|m| FieldError::new("format", m)),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let detail = errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                return Err(Error::BadRequest { detail, errors });
+            }
+        };
+        let tenant = self
+            .tenant
+            .as_deref()
+            .map(|t| path_slug("tenant", t))
+            .transpose()?;
+        Ok((period, format, tenant))
+    }
+}
+
+/// The export as a response: CSV as a file to save, JSON as it is.
+fn export_response(period: &Period, rows: Vec<BillingRow>, format: Format) -> HttpResponse {
+    let body = render(period, rows, format);
+    let mut res = HttpResponse::Ok();
+    match format {
+        Format::Csv => {
+            res.insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"));
+            res.insert_header((
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"headcount-billing-{period}.csv\""),
+            ));
+        }
+        Format::Json => {
+            res.insert_header((header::CONTENT_TYPE, "application/json"));
+        }
+    }
+    res.body(body)
 }
 
 /// Renders the export in a format; shared with `headcount billing export`.
@@ -103,62 +162,12 @@ pub async fn export_billing(
     query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
-    let q = query.into_inner();
-    let mut errors = Vec::new();
-    let period = match q.period.as_deref().map(Period::parse) {
-        Some(Ok(p)) => Some(p),
-        Some(Err(m)) => {
-            errors.push(FieldError::new("period", m));
-            None
-        }
-        None => {
-            errors.push(FieldError::new("period", "required, a month like 2026-10"));
-            None
-        }
-    };
-    let format = match q.format.as_deref().map_or(Ok(Format::Csv), Format::parse) {
-        Ok(f) => Some(f),
-        Err(m) => {
-            errors.push(FieldError::new("format", m));
-            None
-        }
-    };
-    let (Some(period), Some(format)) = (period, format) else {
-        let detail = errors
-            .iter()
-            .map(|e| format!("{}: {}", e.field, e.message))
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Err(Error::BadRequest { detail, errors });
-    };
-    // A malformed slug cannot name a tenant.
-    let tenant = match q.tenant {
-        Some(t) => Some(
-            Slug::parse(&t)
-                .map(|s| s.as_str().to_owned())
-                .map_err(|_| Error::not_found(format!("tenant {t:?}")))?,
-        ),
-        None => None,
-    };
+    let (period, format, tenant) = query.into_inner().parse()?;
     let rows = state
         .db
         .run(move |c| {
             crate::db::billing::export(c, &scope, tenant.as_deref(), &period, &mut |_, _| {})
         })
         .await?;
-    let body = render(&period, rows, format);
-    let mut res = HttpResponse::Ok();
-    match format {
-        Format::Csv => {
-            res.insert_header((header::CONTENT_TYPE, "text/csv; charset=utf-8"));
-            res.insert_header((
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"headcount-billing-{period}.csv\""),
-            ));
-        }
-        Format::Json => {
-            res.insert_header((header::CONTENT_TYPE, "application/json"));
-        }
-    }
-    Ok(res.body(body))
+    Ok(export_response(&period, rows, format))
 }

@@ -7,8 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::common::{Page, decode_cursor, page, page_limit};
 use super::sites::visible_site;
 use crate::auth::Caller;
-use crate::clock::to_rfc3339;
-use crate::db::usage;
+use crate::clock::{Millis, to_rfc3339};
+use crate::db::usage::{self, DenialRow};
 use crate::error::{Error, FieldError, Problem, Result};
 use crate::state::AppState;
 
@@ -56,12 +56,45 @@ pub struct DenialView {
     pub counted_sessions: Vec<CountedSession>,
 }
 
+impl DenialsQuery {
+    /// `from` and `to` as sent, both reported when both are not RFC 3339 instants.
+    fn window(&self) -> Result<(Option<Millis>, Option<Millis>)> {
+        match (instant("from", &self.from), instant("to", &self.to)) {
+            (Ok(f), Ok(t)) => Ok((f, t)),
+            (f, t) => Err(Error::BadRequest {
+                detail: "from/to must be RFC 3339 instants".to_owned(),
+                errors: [f.err(), t.err()].into_iter().flatten().collect(),
+            }),
+        }
+    }
+}
+
 fn instant(field: &str, s: &Option<String>) -> std::result::Result<Option<i64>, FieldError> {
     match s {
         None => Ok(None),
         Some(s) => chrono::DateTime::parse_from_rfc3339(s)
             .map(|d| Some(d.timestamp_millis()))
             .map_err(|_| FieldError::new(field, format!("{s:?} is not an RFC 3339 instant"))),
+    }
+}
+
+impl From<DenialRow> for DenialView {
+    fn from(r: DenialRow) -> Self {
+        Self {
+            at: to_rfc3339(r.at),
+            session: r.session,
+            user: r.user_ref,
+            outcome: r.outcome,
+            counted: r.counted,
+            session_limit: r.session_limit,
+            count_mode: r.count_mode,
+            // A row whose sample does not read shows none rather than failing the list.
+            counted_sessions: r
+                .counted_sessions
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or_default(),
+        }
     }
 }
 
@@ -82,16 +115,7 @@ pub async fn list_denials(
     let site = visible_site(&state, &caller, &slug).await?;
     let limit = page_limit(q.limit)?;
     let before = decode_cursor(q.cursor.as_deref(), 2)?.map(|v| (v[0], v[1]));
-    let (from, to) = match (instant("from", &q.from), instant("to", &q.to)) {
-        (Ok(f), Ok(t)) => (f, t),
-        (f, t) => {
-            let errors = [f.err(), t.err()].into_iter().flatten().collect();
-            return Err(Error::BadRequest {
-                detail: "from/to must be RFC 3339 instants".to_owned(),
-                errors,
-            });
-        }
-    };
+    let (from, to) = q.window()?;
     let to = to.unwrap_or_else(|| state.now() + 1);
     let from = from.unwrap_or(to - DEFAULT_WINDOW_MS);
     let site_id = site.site.id;
@@ -99,23 +123,5 @@ pub async fn list_denials(
         .db
         .run(move |c| usage::list_denials(c, site_id, from, to, before, limit + 1))
         .await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        limit,
-        |r| vec![r.at, r.id],
-        |r| DenialView {
-            at: to_rfc3339(r.at),
-            session: r.session,
-            user: r.user_ref,
-            outcome: r.outcome,
-            counted: r.counted,
-            session_limit: r.session_limit,
-            count_mode: r.count_mode,
-            counted_sessions: r
-                .counted_sessions
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default(),
-        },
-    )))
+    Ok(HttpResponse::Ok().json(page(rows, limit, |r| vec![r.at, r.id], DenialView::from)))
 }

@@ -8,10 +8,11 @@ use utoipa::ToSchema;
 
 use super::common::{Body, Checks, Page, PageQuery, decode_cursor, page, path_slug};
 use crate::auth::Caller;
-use crate::clock::to_rfc3339;
+use crate::clock::{Millis, to_rfc3339};
 use crate::db::{audit, plans, plans::Plan, sites};
 use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::domain::plan_terms;
 use crate::error::{Problem, Result};
 use crate::state::AppState;
 
@@ -139,27 +140,149 @@ impl From<Plan> for PlanView {
     }
 }
 
-fn money(n: i64) -> std::result::Result<i64, String> {
-    if (0..=1_000_000_000_000).contains(&n) {
-        Ok(n)
-    } else {
-        Err("must be a whole number of cents between 0 and 10^12".to_owned())
+impl CreatePlan {
+    /// The new plan's row, the fields not sent at their defaults. Every invalid field
+    /// is reported, `code` first.
+    fn into_new_plan(self, now: Millis) -> Result<plans::NewPlan> {
+        let mut c = Checks::default();
+        let code = c.check("code", Slug::parse(&self.code));
+        let fields = self.with_defaults();
+        let mut v = plans::PlanChanges::default();
+        fields.check_name_and_limit(&mut c, &mut v);
+        fields.check_terms(&mut c, &mut v);
+        fields.check_reservations(&mut c, &mut v);
+        fields.copy_modes(&mut v);
+        c.finish()?;
+        Ok(plans::NewPlan {
+            code: code.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            name: v.name.unwrap_or_default(),
+            session_limit: v.session_limit.unwrap_or_default(),
+            count_mode: v.count_mode.unwrap_or_default(),
+            over_limit: v.over_limit.unwrap_or_default(),
+            overage_percent: v.overage_percent.unwrap_or_default(),
+            idle_timeout_seconds: v.idle_timeout_seconds.unwrap_or_default(),
+            session_ttl_seconds: v.session_ttl_seconds.unwrap_or_default(),
+            limit_message: v.limit_message.unwrap_or_default(),
+            monthly_price_cents: v.monthly_price_cents.unwrap_or_default(),
+            overage_unit_price_cents: v.overage_unit_price_cents.unwrap_or_default(),
+            currency: v.currency.unwrap_or_default(),
+            created_at: now,
+            updated_at: now,
+            reserved_slots: v.reserved_slots.unwrap_or_default(),
+            reserved_roles: v.reserved_roles.unwrap_or_default(),
+            per_user_limit: v.per_user_limit.flatten(),
+            per_user_over_limit: v.per_user_over_limit.unwrap_or_default(),
+        })
+    }
+
+    /// A new plan is a change of every writable field, so that both are judged by the
+    /// same rules.
+    fn with_defaults(self) -> UpdatePlan {
+        UpdatePlan {
+            name: Some(self.name),
+            session_limit: Some(self.session_limit),
+            count_mode: Some(self.count_mode.unwrap_or_default()),
+            over_limit: Some(self.over_limit.unwrap_or_default()),
+            overage_percent: Some(self.overage_percent.unwrap_or(0)),
+            idle_timeout_seconds: Some(
+                self.idle_timeout_seconds
+                    .unwrap_or(config::DEFAULT_IDLE_TIMEOUT_SECONDS),
+            ),
+            session_ttl_seconds: Some(
+                self.session_ttl_seconds
+                    .unwrap_or(config::DEFAULT_SESSION_TTL_SECONDS),
+            ),
+            limit_message: Some(
+                self.limit_message
+                    .unwrap_or_else(|| config::DEFAULT_LIMIT_MESSAGE.to_owned()),
+            ),
+            monthly_price_cents: Some(self.monthly_price_cents.unwrap_or(0)),
+            overage_unit_price_cents: Some(self.overage_unit_price_cents.unwrap_or(0)),
+            currency: Some(self.currency.unwrap_or_else(|| "EUR".to_owned())),
+            reserved_slots: Some(self.reserved_slots.unwrap_or(0)),
+            reserved_roles: Some(
+                self.reserved_roles
+                    .unwrap_or_else(config::default_reserved_roles),
+            ),
+            per_user_limit: Some(self.per_user_limit),
+            per_user_over_limit: Some(self.per_user_over_limit.unwrap_or_default()),
+        }
     }
 }
 
-fn percent(n: i64) -> std::result::Result<i64, String> {
-    if (0..=1000).contains(&n) {
-        Ok(n)
-    } else {
-        Err("must be between 0 and 1000".to_owned())
+impl UpdatePlan {
+    /// The checked changes; `checks` holds what the body's `null`s already broke.
+    fn into_changes(self, mut checks: Checks, now: Millis) -> Result<plans::PlanChanges> {
+        let mut v = plans::PlanChanges {
+            updated_at: Some(now),
+            ..Default::default()
+        };
+        self.check_reservations(&mut checks, &mut v);
+        self.check_name_and_limit(&mut checks, &mut v);
+        self.check_terms(&mut checks, &mut v);
+        self.copy_modes(&mut v);
+        checks.finish()?;
+        Ok(v)
     }
-}
 
-fn message(s: &str) -> std::result::Result<String, String> {
-    if s.is_empty() || s.chars().count() > 1000 {
-        Err("must be 1 to 1000 characters".to_owned())
-    } else {
-        Ok(s.to_owned())
+    /// `reserved_slots`, `reserved_roles` and `per_user_limit`: who may hold places.
+    fn check_reservations(&self, c: &mut Checks, v: &mut plans::PlanChanges) {
+        v.reserved_slots = self
+            .reserved_slots
+            .and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)));
+        v.reserved_roles = self.reserved_roles.as_deref().and_then(|r| {
+            c.check("reserved_roles", config::parse_roles(r))
+                .map(|r| config::roles_to_text(&r))
+        });
+        v.per_user_limit = self
+            .per_user_limit
+            .map(|n| n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n))));
+    }
+
+    fn check_name_and_limit(&self, c: &mut Checks, v: &mut plans::PlanChanges) {
+        v.name = self
+            .name
+            .as_deref()
+            .and_then(|n| c.check("name", ids::parse_name(n)));
+        v.session_limit = self
+            .session_limit
+            .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
+            .map(SessionLimit::get);
+    }
+
+    /// The timeouts, the message at the limit, the overage and the prices.
+    fn check_terms(&self, c: &mut Checks, v: &mut plans::PlanChanges) {
+        use plan_terms::{parse_limit_message, parse_overage_percent, parse_price_cents};
+        v.overage_percent = self
+            .overage_percent
+            .and_then(|n| c.check("overage_percent", parse_overage_percent(n)));
+        v.idle_timeout_seconds = self
+            .idle_timeout_seconds
+            .and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)));
+        v.session_ttl_seconds = self
+            .session_ttl_seconds
+            .and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)));
+        v.limit_message = self
+            .limit_message
+            .as_deref()
+            .and_then(|m| c.check("limit_message", parse_limit_message(m)));
+        v.monthly_price_cents = self
+            .monthly_price_cents
+            .and_then(|n| c.check("monthly_price_cents", parse_price_cents(n)));
+        v.overage_unit_price_cents = self
+            .overage_unit_price_cents
+            .and_then(|n| c.check("overage_unit_price_cents", parse_price_cents(n)));
+        v.currency = self
+            .currency
+            .as_deref()
+            .and_then(|s| c.check("currency", ids::parse_currency(s)));
+    }
+
+    /// The modes need no check: serde accepts only their names.
+    fn copy_modes(&self, v: &mut plans::PlanChanges) {
+        v.count_mode = self.count_mode.map(|m| m.as_str().to_owned());
+        v.over_limit = self.over_limit.map(|m| m.as_str().to_owned());
+        v.per_user_over_limit = self.per_user_over_limit.map(|m| m.as_str().to_owned());
     }
 }
 
@@ -179,111 +302,11 @@ pub async fn create_plan(
     body: Body,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
-    let b: CreatePlan = body.json()?;
-    let mut c = Checks::default();
-    let code = c.check("code", Slug::parse(&b.code));
-    let name = c.check("name", ids::parse_name(&b.name));
-    let limit = c.check("session_limit", SessionLimit::parse(b.session_limit));
-    let overage_percent = c.check("overage_percent", percent(b.overage_percent.unwrap_or(0)));
-    let idle = c.check(
-        "idle_timeout_seconds",
-        ids::parse_timeout_seconds(
-            b.idle_timeout_seconds
-                .unwrap_or(config::DEFAULT_IDLE_TIMEOUT_SECONDS),
-        ),
-    );
-    let ttl = c.check(
-        "session_ttl_seconds",
-        ids::parse_timeout_seconds(
-            b.session_ttl_seconds
-                .unwrap_or(config::DEFAULT_SESSION_TTL_SECONDS),
-        ),
-    );
-    let msg = c.check(
-        "limit_message",
-        message(
-            b.limit_message
-                .as_deref()
-                .unwrap_or(config::DEFAULT_LIMIT_MESSAGE),
-        ),
-    );
-    let monthly = c.check(
-        "monthly_price_cents",
-        money(b.monthly_price_cents.unwrap_or(0)),
-    );
-    let unit = c.check(
-        "overage_unit_price_cents",
-        money(b.overage_unit_price_cents.unwrap_or(0)),
-    );
-    let currency = c.check(
-        "currency",
-        ids::parse_currency(b.currency.as_deref().unwrap_or("EUR")),
-    );
-    let reserved_slots = c.check(
-        "reserved_slots",
-        config::parse_reserved_slots(b.reserved_slots.unwrap_or(0)),
-    );
-    let reserved_roles = c.check(
-        "reserved_roles",
-        config::parse_roles(
-            &b.reserved_roles
-                .clone()
-                .unwrap_or_else(config::default_reserved_roles),
-        ),
-    );
-    let per_user_limit = b
-        .per_user_limit
-        .and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)));
-    c.finish()?;
-    let now = state.now();
-    let new = plans::NewPlan {
-        reserved_slots: reserved_slots.unwrap_or_default(),
-        reserved_roles: config::roles_to_text(&reserved_roles.unwrap_or_default()),
-        per_user_limit,
-        per_user_over_limit: b
-            .per_user_over_limit
-            .unwrap_or_default()
-            .as_str()
-            .to_owned(),
-        code: code.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-        name: name.unwrap_or_default(),
-        session_limit: limit.map(SessionLimit::get).unwrap_or_default(),
-        count_mode: b.count_mode.unwrap_or_default().as_str().to_owned(),
-        over_limit: b.over_limit.unwrap_or_default().as_str().to_owned(),
-        overage_percent: overage_percent.unwrap_or_default(),
-        idle_timeout_seconds: idle.unwrap_or_default(),
-        session_ttl_seconds: ttl.unwrap_or_default(),
-        limit_message: msg.unwrap_or_default(),
-        monthly_price_cents: monthly.unwrap_or_default(),
-        overage_unit_price_cents: unit.unwrap_or_default(),
-        currency: currency.unwrap_or_default(),
-        created_at: now,
-        updated_at: now,
-    };
+    let new = body.json::<CreatePlan>()?.into_new_plan(state.now())?;
     let actor = caller.actor();
     let plan = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                if plans::get(c, &new.code).is_ok() {
-                    return Err(crate::error::Error::Conflict(format!(
-                        "plan {:?} already exists",
-                        new.code
-                    )));
-                }
-                let p = plans::insert(c, &new)?;
-                audit::record(
-                    c,
-                    now,
-                    &actor,
-                    "create",
-                    "plan",
-                    &p.code,
-                    &json!({"session_limit": p.session_limit}),
-                )?;
-                Ok(p)
-            })
-        })
+        .run(move |c| plans::create(c, &new, &actor))
         .await?;
     Ok(HttpResponse::Created().json(PlanView::from(plan)))
 }
@@ -346,79 +369,18 @@ pub async fn update_plan(
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let code = path_slug("plan", &code)?;
-    let (b, mut c): (UpdatePlan, _) = body.json_patch(&["per_user_limit"])?;
+    let (b, checks): (UpdatePlan, _) = body.json_patch(&["per_user_limit"])?;
     let now = state.now();
-    let changes = plans::PlanChanges {
-        reserved_slots: b
-            .reserved_slots
-            .and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n))),
-        reserved_roles: b.reserved_roles.as_deref().and_then(|r| {
-            c.check("reserved_roles", config::parse_roles(r))
-                .map(|r| config::roles_to_text(&r))
-        }),
-        per_user_limit: b
-            .per_user_limit
-            .map(|n| n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)))),
-        per_user_over_limit: b.per_user_over_limit.map(|m| m.as_str().to_owned()),
-        name: b
-            .name
-            .as_deref()
-            .and_then(|n| c.check("name", ids::parse_name(n))),
-        session_limit: b
-            .session_limit
-            .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
-            .map(SessionLimit::get),
-        count_mode: b.count_mode.map(|m| m.as_str().to_owned()),
-        over_limit: b.over_limit.map(|m| m.as_str().to_owned()),
-        overage_percent: b
-            .overage_percent
-            .and_then(|n| c.check("overage_percent", percent(n))),
-        idle_timeout_seconds: b
-            .idle_timeout_seconds
-            .and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n))),
-        session_ttl_seconds: b
-            .session_ttl_seconds
-            .and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n))),
-        limit_message: b
-            .limit_message
-            .as_deref()
-            .and_then(|m| c.check("limit_message", message(m))),
-        monthly_price_cents: b
-            .monthly_price_cents
-            .and_then(|n| c.check("monthly_price_cents", money(n))),
-        overage_unit_price_cents: b
-            .overage_unit_price_cents
-            .and_then(|n| c.check("overage_unit_price_cents", money(n))),
-        currency: b
-            .currency
-            .as_deref()
-            .and_then(|s| c.check("currency", ids::parse_currency(s))),
-        updated_at: Some(now),
-    };
-    c.finish()?;
+    let changes = b.into_changes(checks, now)?;
     let actor = caller.actor();
     let plan = state
         .db
         .run(move |c| {
             c.transaction(|c| {
-                let before = plans::get(c, &code)?;
-                let after = plans::update(c, &before, &changes)?;
-                if after.limit_values() != before.limit_values()
-                    || after.overage_percent != before.overage_percent
-                {
-                    let ids = plans::sites_using(c, before.id)?;
-                    sites::bump_config(c, &ids, now)?;
-                }
-                audit::record(
-                    c,
-                    now,
-                    &actor,
-                    "update",
-                    "plan",
-                    &code,
-                    &json!({"session_limit": [before.session_limit, after.session_limit]}),
-                )?;
-                Ok::<_, crate::error::Error>(after)
+                let (before, after) = plans::change(c, &code, &changes, now, &actor)?;
+                let ids = plans::sites_to_reconfigure(c, &before, &after)?;
+                sites::bump_config(c, &ids, now)?;
+                Ok::<_, crate::db::Error>(after)
             })
         })
         .await?;

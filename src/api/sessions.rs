@@ -302,6 +302,38 @@ pub struct KillRequest {
     pub idle_longer_than_seconds: Option<i64>,
 }
 
+impl KillRequest {
+    /// Which sessions to kill, as a list filter over all of them.
+    fn into_filter(self) -> Result<ListFilter> {
+        let states = match self.state.as_str() {
+            "dangling" => HashSet::from([SessionState::Dangling]),
+            "active" => HashSet::from([SessionState::Live, SessionState::Dangling]),
+            _ => {
+                return Err(Error::invalid_field(
+                    "state",
+                    "must be \"dangling\" or \"active\"",
+                ));
+            }
+        };
+        if self
+            .idle_longer_than_seconds
+            .is_some_and(|s| !(0..=10 * 365 * 86_400).contains(&s))
+        {
+            return Err(Error::invalid_field(
+                "idle_longer_than_seconds",
+                "must be between 0 and 315360000",
+            ));
+        }
+        Ok(ListFilter {
+            states,
+            user: self.user,
+            before: None,
+            limit: i64::MAX,
+            idle_longer_than_ms: self.idle_longer_than_seconds.map(|s| s * 1000),
+        })
+    }
+}
+
 /// Kill many sessions at once, by state, user and idle time.
 #[utoipa::path(post, path = "/v1/sites/{slug}/sessions/kill", tag = "sessions",
     operation_id = "kill_sessions",
@@ -319,36 +351,10 @@ pub async fn kill_sessions(
     body: Body,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
-    let req: KillRequest = body.json()?;
-    let states = match req.state.as_str() {
-        "dangling" => HashSet::from([SessionState::Dangling]),
-        "active" => HashSet::from([SessionState::Live, SessionState::Dangling]),
-        _ => {
-            return Err(Error::invalid_field(
-                "state",
-                "must be \"dangling\" or \"active\"",
-            ));
-        }
-    };
-    if req
-        .idle_longer_than_seconds
-        .is_some_and(|s| !(0..=10 * 365 * 86_400).contains(&s))
-    {
-        return Err(Error::invalid_field(
-            "idle_longer_than_seconds",
-            "must be between 0 and 315360000",
-        ));
-    }
+    let filter = body.json::<KillRequest>()?.into_filter()?;
     let now = state.now();
     let idle = site.effective().values.idle_timeout_seconds;
     let (site_id, tenant_id, slug) = (site.site.id, site.site.tenant_id, site.site.slug.clone());
-    let filter = ListFilter {
-        states,
-        user: req.user,
-        before: None,
-        limit: i64::MAX,
-        idle_longer_than_ms: req.idle_longer_than_seconds.map(|s| s * 1000),
-    };
     let killed = state
         .db
         .run(move |c| {

@@ -11,7 +11,7 @@ use super::common::{
     Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug, push_url,
 };
 use crate::auth::{Caller, Scope};
-use crate::clock::to_rfc3339;
+use crate::clock::{Millis, to_rfc3339};
 use crate::db::{audit, tenants, tenants::Tenant};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::targets::Origin;
@@ -102,6 +102,91 @@ pub fn new_whsec() -> String {
     )
 }
 
+impl CreateTenant {
+    /// The new tenant's row with a fresh alert secret; every invalid field is reported.
+    fn into_new_tenant(self, state: &AppState) -> Result<tenants::NewTenant> {
+        let mut c = Checks::default();
+        let slug = c.check("slug", Slug::parse(&self.slug));
+        let name = c.check("name", ids::parse_name(&self.name));
+        let email = self
+            .billing_email
+            .as_deref()
+            .and_then(|e| c.check("billing_email", ids::parse_email(e)));
+        let notify = self
+            .notify_url
+            .as_deref()
+            .and_then(|u| c.check("notify_url", push_url(state, u, Origin::Provider)));
+        let pool = self
+            .pooled_session_limit
+            .and_then(|n| check_pool(&mut c, n));
+        c.finish()?;
+        let now = state.now();
+        Ok(tenants::NewTenant {
+            slug: slug.map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            billing_email: email,
+            notify_url: notify,
+            notify_secret: new_whsec(),
+            created_at: now,
+            updated_at: now,
+            token_key: Some(crate::auth::new_subject_key()),
+            pooled_session_limit: pool,
+        })
+    }
+}
+
+impl UpdateTenant {
+    /// Refuses a tenant that asks to change more than its own `billing_email` and
+    /// `notify_url`. Only a tenant that sees `slug` learns this; for any other the
+    /// tenant is "not found" later, as if it did not exist.
+    fn check_caller_may_send(&self, caller: &Caller, scope: &Scope, slug: &str) -> Result<()> {
+        let provider_only = self.name.is_some() || self.pooled_session_limit.is_some();
+        if !caller.is_admin() && provider_only && matches!(scope, Scope::Tenant(own) if own == slug)
+        {
+            return Err(Error::Forbidden(
+                "a tenant may change only its billing_email and notify_url".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checked changes, `checks` holding what the body's `null`s already broke. A
+    /// `notify_url` is judged by who sets it, and remembers that.
+    fn into_changes(
+        self,
+        mut c: Checks,
+        state: &AppState,
+        origin: Origin,
+        now: Millis,
+    ) -> Result<tenants::TenantChanges> {
+        let changes = tenants::TenantChanges {
+            name: self
+                .name
+                .as_deref()
+                .and_then(|n| c.check("name", ids::parse_name(n))),
+            billing_email: self
+                .billing_email
+                .map(|e| e.and_then(|e| c.check("billing_email", ids::parse_email(&e)))),
+            notify_url_by_tenant: matches!(self.notify_url, Some(Some(_)))
+                .then_some(origin == Origin::Tenant),
+            pooled_session_limit: self
+                .pooled_session_limit
+                .map(|n| n.and_then(|n| check_pool(&mut c, n))),
+            notify_url: self
+                .notify_url
+                .map(|u| u.and_then(|u| c.check("notify_url", push_url(state, &u, origin)))),
+            updated_at: Some(now),
+        };
+        c.finish()?;
+        Ok(changes)
+    }
+}
+
+fn check_pool(c: &mut Checks, n: i64) -> Option<i64> {
+    c.check("pooled_session_limit", SessionLimit::parse(n))
+        .map(SessionLimit::get)
+}
+
 /// Create a tenant.
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", operation_id = "create_tenant",
     request_body = CreateTenant, security(("bearer" = [])),
@@ -117,52 +202,12 @@ pub async fn create_tenant(
     body: Body,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
-    let b: CreateTenant = body.json()?;
-    let mut c = Checks::default();
-    let slug = c.check("slug", Slug::parse(&b.slug));
-    let name = c.check("name", ids::parse_name(&b.name));
-    let email = b
-        .billing_email
-        .as_deref()
-        .and_then(|e| c.check("billing_email", ids::parse_email(e)));
-    let notify = b
-        .notify_url
-        .as_deref()
-        .and_then(|u| c.check("notify_url", push_url(&state, u, Origin::Provider)));
-    let pool = b.pooled_session_limit.and_then(|n| {
-        c.check("pooled_session_limit", SessionLimit::parse(n))
-            .map(SessionLimit::get)
-    });
-    c.finish()?;
-    let now = state.now();
-    let secret = new_whsec();
-    let new = tenants::NewTenant {
-        slug: slug.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-        name: name.unwrap_or_default(),
-        billing_email: email,
-        notify_url: notify,
-        notify_secret: secret.clone(),
-        created_at: now,
-        updated_at: now,
-        token_key: Some(crate::auth::new_subject_key()),
-        pooled_session_limit: pool,
-    };
+    let new = body.json::<CreateTenant>()?.into_new_tenant(&state)?;
+    let secret = new.notify_secret.clone();
     let actor = caller.actor();
     let t = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                if tenants::get(c, &Scope::Provider, &new.slug).is_ok() {
-                    return Err(Error::Conflict(format!(
-                        "tenant {:?} already exists",
-                        new.slug
-                    )));
-                }
-                let t = tenants::insert(c, &new)?;
-                audit::record(c, now, &actor, "create", "tenant", &t.slug, &json!({}))?;
-                Ok(t)
-            })
-        })
+        .run(move |c| tenants::create(c, &new, &actor))
         .await?;
     Ok(HttpResponse::Created().json(CreatedTenant {
         tenant: t.into(),
@@ -230,62 +275,26 @@ pub async fn update_tenant(
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("tenant", &slug)?;
-    let (b, mut c): (UpdateTenant, _) =
+    let (b, checks): (UpdateTenant, _) =
         body.json_patch(&["billing_email", "notify_url", "pooled_session_limit"])?;
-    if !caller.is_admin() && (b.name.is_some() || b.pooled_session_limit.is_some()) {
-        // Visible tenants learn what they may not change; others get 404 below.
-        if matches!(&scope, Scope::Tenant(own) if *own == slug) {
-            return Err(Error::Forbidden(
-                "a tenant may change only its billing_email and notify_url".to_owned(),
-            ));
-        }
-    }
-    let now = state.now();
+    b.check_caller_may_send(&caller, &scope, &slug)?;
     let origin = if caller.is_admin() {
         Origin::Provider
     } else {
         Origin::Tenant
     };
-    let changes = tenants::TenantChanges {
-        name: b
-            .name
-            .as_deref()
-            .and_then(|n| c.check("name", ids::parse_name(n))),
-        billing_email: b
-            .billing_email
-            .map(|e| e.and_then(|e| c.check("billing_email", ids::parse_email(&e)))),
-        notify_url_by_tenant: matches!(b.notify_url, Some(Some(_))).then_some(!caller.is_admin()),
-        pooled_session_limit: b.pooled_session_limit.map(|n| {
-            n.and_then(|n| {
-                c.check("pooled_session_limit", SessionLimit::parse(n))
-                    .map(SessionLimit::get)
-            })
-        }),
-        notify_url: b
-            .notify_url
-            .map(|u| u.and_then(|u| c.check("notify_url", push_url(&state, &u, origin)))),
-        updated_at: Some(now),
-    };
+    let now = state.now();
+    let changes = b.into_changes(checks, &state, origin, now);
+    let t = state
+        .db
+        .run(move |c| tenants::get(c, &scope, &slug))
+        .await?;
+    // A tenant the caller cannot see is "not found" before its fields are judged.
+    let changes = changes?;
     let actor = caller.actor();
     let t = state
         .db
-        .run(move |conn| {
-            conn.transaction(|conn| {
-                let t = tenants::get(conn, &scope, &slug)?;
-                Ok::<_, Error>(t)
-            })
-        })
-        .await?;
-    c.finish()?;
-    let t = state
-        .db
-        .run(move |conn| {
-            conn.transaction(|conn| {
-                tenants::update(conn, t.id, &changes)?;
-                audit::record(conn, now, &actor, "update", "tenant", &t.slug, &json!({}))?;
-                tenants::get_by_id(conn, t.id)
-            })
-        })
+        .run(move |c| tenants::change(c, &t, &changes, now, &actor))
         .await?;
     Ok(HttpResponse::Ok().json(TenantView::from(t)))
 }

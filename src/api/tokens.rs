@@ -57,79 +57,15 @@ pub async fn create_token(
     body: Body,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
-    let b: CreateToken = body.json()?;
-    if matches!(scope, Scope::Tenant(_)) && b.role != Role::Site {
-        return Err(Error::Forbidden(
-            "a tenant may mint only site tokens for its own sites".to_owned(),
-        ));
-    }
-    let ttl = b.ttl_seconds.unwrap_or(match b.role {
-        Role::Site => 365 * 86_400,
-        _ => 30 * 86_400,
-    });
-    if !(60..=MAX_TTL).contains(&ttl) {
-        return Err(Error::invalid_field(
-            "ttl_seconds",
-            format!("must be between 60 and {MAX_TTL}"),
-        ));
-    }
-    let (tenant, site, subject_key) = match b.role {
-        Role::Admin => {
-            if b.tenant.is_some() || b.site.is_some() {
-                return Err(Error::invalid_field(
-                    "role",
-                    "admin tokens take neither tenant nor site",
-                ));
-            }
-            (None, None, None)
-        }
-        Role::Tenant => {
-            let t = b
-                .tenant
-                .ok_or_else(|| Error::invalid_field("tenant", "required for a tenant token"))?;
-            if b.site.is_some() {
-                return Err(Error::invalid_field(
-                    "site",
-                    "not allowed on a tenant token",
-                ));
-            }
-            let t2 = t.clone();
-            let scope2 = scope.clone();
-            let found = state
-                .db
-                .run(move |c| tenants::get(c, &scope2, &t2))
-                .await
-                .map_err(|_| Error::invalid_field("tenant", format!("no tenant {t:?}")))?;
-            (Some(t), None, found.token_key)
-        }
-        Role::Site => {
-            let s = b
-                .site
-                .ok_or_else(|| Error::invalid_field("site", "required for a site token"))?;
-            if b.tenant.is_some() {
-                return Err(Error::invalid_field(
-                    "tenant",
-                    "not allowed on a site token",
-                ));
-            }
-            let s2 = s.clone();
-            let scope2 = scope.clone();
-            let found = state.db.run(move |c| sites::get(c, &scope2, &s2)).await;
-            let key = match found {
-                Ok(f) => f.site.token_key,
-                Err(crate::db::Error::NotFound(_)) => {
-                    return Err(Error::not_found(format!("site {s:?}")));
-                }
-                Err(e) => return Err(e.into()),
-            };
-            (None, Some(s), key)
-        }
-    };
-    let (token, claims) = state.mint(b.role, tenant, site, subject_key.as_deref(), ttl)?;
+    let (subject, ttl) = body.json::<CreateToken>()?.parse(&scope)?;
+    let key = subject.key(&state, &scope).await?;
+    let role = subject.role();
+    let (tenant, site) = subject.into_names();
+    let (token, claims) = state.mint(role, tenant, site, key.as_deref(), ttl)?;
     let now = state.now();
     let actor = caller.actor();
     let jti = claims.jti.clone();
-    let role = format!("{:?}", b.role).to_lowercase();
+    let role = format!("{role:?}").to_lowercase();
     state
         .db
         .run(move |c| {
@@ -149,6 +85,115 @@ pub async fn create_token(
         jti: claims.jti,
         expires_at: to_rfc3339(claims.exp * 1000),
     }))
+}
+
+/// Whom a token is for, with the name its role requires.
+enum Subject {
+    Admin,
+    Tenant(String),
+    Site(String),
+}
+
+impl CreateToken {
+    /// The subject and lifetime asked for, judged without the database: a tenant mints
+    /// only site tokens, and each role names exactly what it needs.
+    fn parse(self, scope: &Scope) -> Result<(Subject, i64)> {
+        if matches!(scope, Scope::Tenant(_)) && self.role != Role::Site {
+            return Err(Error::Forbidden(
+                "a tenant may mint only site tokens for its own sites".to_owned(),
+            ));
+        }
+        let ttl = self.ttl_seconds.unwrap_or(match self.role {
+            Role::Site => 365 * 86_400,
+            _ => 30 * 86_400,
+        });
+        if !(60..=MAX_TTL).contains(&ttl) {
+            return Err(Error::invalid_field(
+                "ttl_seconds",
+                format!("must be between 60 and {MAX_TTL}"),
+            ));
+        }
+        let subject = match (self.role, self.tenant, self.site) {
+            (Role::Admin, None, None) => Subject::Admin,
+            (Role::Admin, _, _) => {
+                return Err(Error::invalid_field(
+                    "role",
+                    "admin tokens take neither tenant nor site",
+                ));
+            }
+            (Role::Tenant, None, _) => {
+                return Err(Error::invalid_field(
+                    "tenant",
+                    "required for a tenant token",
+                ));
+            }
+            (Role::Tenant, Some(_), Some(_)) => {
+                return Err(Error::invalid_field(
+                    "site",
+                    "not allowed on a tenant token",
+                ));
+            }
+            (Role::Tenant, Some(t), None) => Subject::Tenant(t),
+            (Role::Site, _, None) => {
+                return Err(Error::invalid_field("site", "required for a site token"));
+            }
+            (Role::Site, Some(_), Some(_)) => {
+                return Err(Error::invalid_field(
+                    "tenant",
+                    "not allowed on a site token",
+                ));
+            }
+            (Role::Site, None, Some(s)) => Subject::Site(s),
+        };
+        Ok((subject, ttl))
+    }
+}
+
+impl Subject {
+    fn role(&self) -> Role {
+        match self {
+            Self::Admin => Role::Admin,
+            Self::Tenant(_) => Role::Tenant,
+            Self::Site(_) => Role::Site,
+        }
+    }
+
+    /// The key of the tenant or site row the token names, so that the token dies with
+    /// that row. A tenant out of the caller's sight is an invalid field, a site a 404.
+    async fn key(&self, state: &AppState, scope: &Scope) -> Result<Option<String>> {
+        let scope = scope.clone();
+        match self {
+            Self::Admin => Ok(None),
+            Self::Tenant(t) => {
+                let slug = t.clone();
+                let found = state
+                    .db
+                    .run(move |c| tenants::get(c, &scope, &slug))
+                    .await
+                    .map_err(|_| Error::invalid_field("tenant", format!("no tenant {t:?}")))?;
+                Ok(found.token_key)
+            }
+            Self::Site(s) => {
+                let slug = s.clone();
+                match state.db.run(move |c| sites::get(c, &scope, &slug)).await {
+                    Ok(f) => Ok(f.site.token_key),
+                    Err(crate::db::Error::NotFound(_)) => {
+                        Err(Error::not_found(format!("site {s:?}")))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// The tenant and site the claims name.
+    fn into_names(self) -> (Option<String>, Option<String>) {
+        match self {
+            Self::Admin => (None, None),
+            Self::Tenant(t) => (Some(t), None),
+            Self::Site(s) => (None, Some(s)),
+        }
+    }
 }
 
 /// Revoke a token by its `jti`; every process refuses it within a second.

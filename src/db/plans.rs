@@ -1,9 +1,10 @@
 //! Plans: what the provider sells.
 
 use diesel::prelude::*;
+use serde_json::json;
 
-use super::DbConn;
 use super::schema::{plan_prices::dsl as pp, plans::dsl as p, sites::dsl as s};
+use super::{DbConn, audit};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
 use crate::domain::config::{self, CountMode, LimitValues, OverLimit, PerUserOverLimit};
@@ -119,6 +120,30 @@ pub fn insert(conn: &mut DbConn, new: &NewPlan) -> Result<Plan> {
     Ok(plan)
 }
 
+/// Adds the plan and its audit record in one transaction; a plan of the same code is
+/// a conflict.
+pub fn create(conn: &mut DbConn, new: &NewPlan, actor: &str) -> Result<Plan> {
+    conn.transaction(|c| {
+        if get(c, &new.code).is_ok() {
+            return Err(Error::Conflict(format!(
+                "plan {:?} already exists",
+                new.code
+            )));
+        }
+        let p = insert(c, new)?;
+        audit::record(
+            c,
+            new.created_at,
+            actor,
+            "create",
+            "plan",
+            &p.code,
+            &json!({"session_limit": p.session_limit}),
+        )?;
+        Ok(p)
+    })
+}
+
 /// Keeps the plan's prices from `at` on, for the billing of later months.
 fn record_prices(conn: &mut DbConn, plan: &Plan, at: Millis) -> Result<()> {
     diesel::insert_into(pp::plan_prices)
@@ -174,6 +199,42 @@ pub fn update(conn: &mut DbConn, before: &Plan, changes: &PlanChanges) -> Result
         record_prices(conn, &after, after.updated_at)?;
     }
     Ok(after)
+}
+
+/// Changes the plan and records it: the plan as it was and as it is now, for the
+/// caller's transaction to reconfigure the sites on it (`db::sites` builds on this
+/// module, so the bump cannot be called from here).
+pub fn change(
+    conn: &mut DbConn,
+    code: &str,
+    changes: &PlanChanges,
+    now: Millis,
+    actor: &str,
+) -> Result<(Plan, Plan)> {
+    let before = get(conn, code)?;
+    let after = update(conn, &before, changes)?;
+    audit::record(
+        conn,
+        now,
+        actor,
+        "update",
+        "plan",
+        code,
+        &json!({"session_limit": [before.session_limit, after.session_limit]}),
+    )?;
+    Ok((before, after))
+}
+
+/// The sites to reconfigure after a change from `before` to `after`: all on the plan
+/// when what they run with changed, none otherwise.
+pub fn sites_to_reconfigure(conn: &mut DbConn, before: &Plan, after: &Plan) -> Result<Vec<i64>> {
+    if after.limit_values() != before.limit_values()
+        || after.overage_percent != before.overage_percent
+    {
+        sites_using(conn, before.id)
+    } else {
+        Ok(Vec::new())
+    }
 }
 
 pub fn sites_using(conn: &mut DbConn, plan_id: i64) -> Result<Vec<i64>> {

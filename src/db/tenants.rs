@@ -1,9 +1,10 @@
 //! Tenants: the provider's customers.
 
 use diesel::prelude::*;
+use serde_json::json;
 
-use super::DbConn;
 use super::schema::{sites::dsl as s, tenants::dsl as t};
+use super::{DbConn, audit};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
 use crate::domain::scope::Scope;
@@ -56,6 +57,30 @@ pub struct TenantChanges {
 pub fn insert(conn: &mut DbConn, new: &NewTenant) -> Result<Tenant> {
     diesel::insert_into(t::tenants).values(new).execute(conn)?;
     get(conn, &Scope::Provider, &new.slug)
+}
+
+/// Adds the tenant and its audit record in one transaction; a tenant of the same slug
+/// is a conflict.
+pub fn create(conn: &mut DbConn, new: &NewTenant, actor: &str) -> Result<Tenant> {
+    conn.transaction(|c| {
+        if get(c, &Scope::Provider, &new.slug).is_ok() {
+            return Err(Error::Conflict(format!(
+                "tenant {:?} already exists",
+                new.slug
+            )));
+        }
+        let t = insert(c, new)?;
+        audit::record(
+            c,
+            new.created_at,
+            actor,
+            "create",
+            "tenant",
+            &t.slug,
+            &json!({}),
+        )?;
+        Ok(t)
+    })
 }
 
 /// What the tenant now holding `slug` says about its tokens; `None` when there is none.
@@ -121,6 +146,21 @@ pub fn update(conn: &mut DbConn, id: i64, changes: &TenantChanges) -> Result<()>
         .set(changes)
         .execute(conn)?;
     Ok(())
+}
+
+/// Changes the tenant and records it in one transaction; the tenant as it is now.
+pub fn change(
+    conn: &mut DbConn,
+    tenant: &Tenant,
+    changes: &TenantChanges,
+    now: Millis,
+    actor: &str,
+) -> Result<Tenant> {
+    conn.transaction(|c| {
+        update(c, tenant.id, changes)?;
+        audit::record(c, now, actor, "update", "tenant", &tenant.slug, &json!({}))?;
+        get_by_id(c, tenant.id)
+    })
 }
 
 pub fn delete(conn: &mut DbConn, tenant: &Tenant) -> Result<()> {

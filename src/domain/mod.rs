@@ -8,6 +8,7 @@ pub mod config;
 pub mod forecast;
 pub mod history;
 pub mod ids;
+pub mod plan_terms;
 pub mod scope;
 pub mod session;
 pub mod targets;
