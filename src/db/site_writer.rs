@@ -36,7 +36,7 @@ use crate::domain::session::{EndReason, Observation, coalesce};
 const MAX_REQUESTS: usize = 256;
 /// Committers, each with its own queue and share of the sites (and, while it
 /// commits, one pool connection).
-const COMMITTERS: usize = 4;
+const COMMITTERS: usize = 2;
 
 /// A request's work, as data: the batch function decides several at once.
 pub trait SiteJob: Clone + Send + Sync + 'static {

@@ -13,9 +13,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::fleet;
+use super::options::{Options, Scenario};
 use super::report::{Live, Outcome, PlanEditReport, Recorder, Shape, Summary};
 use super::simulate::{serve_hooks, signed_by};
-use super::{Options, Scenario};
 
 /// The plan's limit before the edit; the edit raises it by one, so that a push
 /// carrying the new limit can only come from the edit.

@@ -18,9 +18,9 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
 use super::fleet::{self, Fleet};
+use super::options::{Options, Scenario};
 use super::report::{Live, Outcome, Recorder, Shape, SimulateReport, Summary};
 use super::workload::{Gate, progress};
-use super::{Options, Scenario};
 
 /// The plan's idle timeout: the smallest the API accepts, so that abandoned sessions
 /// turn dangling soon.

@@ -9,8 +9,8 @@ use rand::{Rng as _, SeedableRng as _};
 use serde_json::json;
 
 use super::fleet::{self, Fleet};
+use super::options::{Options, Scenario};
 use super::report::{Live, Outcome, Recorder, Shape, Summary};
-use super::{Options, Scenario};
 
 /// Stops the clients at the deadline or after the request budget, whichever comes
 /// first.
