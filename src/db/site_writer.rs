@@ -33,7 +33,7 @@ use crate::domain::admission::Answer;
 use crate::domain::session::{EndReason, Observation, coalesce};
 
 /// Most requests in one transaction.
-const MAX_REQUESTS: usize = 256;
+const MAX_REQUESTS: usize = 64;
 /// Committers, each with its own queue and share of the sites (and, while it
 /// commits, one pool connection).
 const COMMITTERS: usize = 2;
