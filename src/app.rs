@@ -3,7 +3,8 @@
 use std::net::TcpListener;
 use std::time::Instant;
 
-use actix_web::dev::{Server, Service};
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, Service, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use tokio::sync::watch;
 
@@ -30,55 +31,7 @@ pub fn start(
     let workers = state.config.workers;
     let state = web::Data::new(state);
     let data = state.clone();
-    let mut server =
-        HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .app_data(
-                    web::QueryConfig::default()
-                        .error_handler(|e, _| Error::bad_field("query", e.to_string()).into()),
-                )
-                .app_data(web::PathConfig::default().error_handler(|e, _| {
-                    Error::NotFound(format!("no such resource ({e})")).into()
-                }))
-                .app_data(
-                    web::JsonConfig::default()
-                        .error_handler(|e, _| Error::bad_request(e.to_string()).into()),
-                )
-                .wrap(actix_web::middleware::from_fn(
-                    crate::idempotency::middleware,
-                ))
-                .wrap_fn(|req, srv| {
-                    let started = Instant::now();
-                    let state = req.app_data::<web::Data<AppState>>().cloned();
-                    let method = req.method().to_string();
-                    let fut = srv.call(req);
-                    async move {
-                        let res = fut.await?;
-                        if let Some(state) = state {
-                            let route = res
-                                .request()
-                                .match_pattern()
-                                .unwrap_or_else(|| "unmatched".to_owned());
-                            state.metrics.observe(
-                                &method,
-                                &route,
-                                res.status().as_u16(),
-                                started.elapsed().as_secs_f64(),
-                            );
-                        }
-                        Ok(res)
-                    }
-                })
-                .wrap(actix_web::middleware::from_fn(
-                    crate::request_id::middleware,
-                ))
-                .configure(crate::api::routes)
-                .configure(crate::openapi::routes)
-                .default_service(web::to(|| async {
-                    HttpResponse::from_error(Error::NotFound("no such endpoint".to_owned()))
-                }))
-        })
+    let mut server = HttpServer::new(move || app(data.clone()))
         .workers(workers)
         .client_request_timeout(std::time::Duration::from_secs(10))
         .client_disconnect_timeout(std::time::Duration::from_secs(5))
@@ -89,12 +42,7 @@ pub fn start(
         server = server.disable_signals();
     }
     let server = server.run();
-    let (stop_jobs, stop_rx) = watch::channel(false);
-    let jobs = vec![
-        tokio::spawn(crate::push::sender::run(state.clone(), stop_rx.clone())),
-        tokio::spawn(crate::jobs::sampler::run(state.clone(), stop_rx.clone())),
-        tokio::spawn(crate::jobs::retention::run(state.clone(), stop_rx)),
-    ];
+    let (stop_jobs, jobs) = start_jobs(&state);
     Ok(Running {
         server,
         port,
@@ -102,4 +50,84 @@ pub fn start(
         stop_jobs,
         jobs,
     })
+}
+
+/// The application each worker runs: the routes behind the middleware stack, with
+/// every extractor's rejection in the one error envelope.
+fn app(
+    data: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(data)
+        .configure(extractor_errors)
+        .wrap(actix_web::middleware::from_fn(
+            crate::idempotency::middleware,
+        ))
+        .wrap_fn(|req, srv| {
+            let started = Instant::now();
+            let state = req.app_data::<web::Data<AppState>>().cloned();
+            let method = req.method().to_string();
+            let fut = srv.call(req);
+            async move {
+                let res = fut.await?;
+                if let Some(state) = state {
+                    let route = res
+                        .request()
+                        .match_pattern()
+                        .unwrap_or_else(|| "unmatched".to_owned());
+                    state.metrics.observe(
+                        &method,
+                        &route,
+                        res.status().as_u16(),
+                        started.elapsed().as_secs_f64(),
+                    );
+                }
+                Ok(res)
+            }
+        })
+        .wrap(actix_web::middleware::from_fn(
+            crate::request_id::middleware,
+        ))
+        .configure(crate::api::routes)
+        .configure(crate::openapi::routes)
+        .default_service(web::to(|| async {
+            HttpResponse::from_error(Error::NotFound("no such endpoint".to_owned()))
+        }))
+}
+
+/// A query, path or JSON body that does not parse is answered like any other error.
+fn extractor_errors(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| Error::bad_field("query", e.to_string()).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| Error::NotFound(format!("no such resource ({e})")).into()),
+    )
+    .app_data(
+        web::JsonConfig::default().error_handler(|e, _| Error::bad_request(e.to_string()).into()),
+    );
+}
+
+/// Starts the push sender, the sampler and retention; they stop when told through
+/// the returned sender.
+fn start_jobs(
+    state: &web::Data<AppState>,
+) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
+    let (stop_jobs, stop_rx) = watch::channel(false);
+    let jobs = vec![
+        tokio::spawn(crate::push::sender::run(state.clone(), stop_rx.clone())),
+        tokio::spawn(crate::jobs::sampler::run(state.clone(), stop_rx.clone())),
+        tokio::spawn(crate::jobs::retention::run(state.clone(), stop_rx)),
+    ];
+    (stop_jobs, jobs)
 }

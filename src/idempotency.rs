@@ -90,64 +90,102 @@ pub async fn middleware(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let keyed = match read_keyed(&mut req).await {
+        Ok(Some(keyed)) => keyed,
+        Ok(None) => return pass(req, next).await,
+        Err(e) => return Ok(req.error_response(e)),
+    };
+    let req = match claim(req, &keyed).await {
+        Ok(req) => req,
+        Err(res) => return Ok(res),
+    };
+    run_and_keep(req, next, keyed).await
+}
+
+async fn pass(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_boxed_body)
+}
+
+/// A request that names a key, read off it: the body is taken out to fingerprint it.
+struct Keyed {
+    state: web::Data<AppState>,
+    scope: String,
+    key: String,
+    print: String,
+    body: web::Bytes,
+}
+
+/// The key and what it must match; `None` when the request passes untouched (no key,
+/// not a covered POST, no token to own the key).
+async fn read_keyed(req: &mut ServiceRequest) -> Result<Option<Keyed>, Error> {
     let Some(raw_key) = req.headers().get(HEADER).cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+        return Ok(None);
     };
     if !covered(req.method(), req.path()) {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+        return Ok(None);
     }
     let Some(key) = parse_key(raw_key.as_bytes()).map(str::to_owned) else {
-        return Ok(req.error_response(Error::bad_field(
+        return Err(Error::bad_field(
             "Idempotency-Key",
             "must be 1 to 255 printable ASCII characters",
-        )));
+        ));
     };
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+        return Ok(None);
     };
     // Without a valid token the handler answers 401 and does nothing: no key to keep.
     let Ok(claims) = crate::auth::extract::request_claims(&state, req.request()).await else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
+        return Ok(None);
     };
     let scope = scope_of(&claims);
-    let body = match read_body(req.take_payload()).await {
-        Ok(b) => b,
-        Err(e) => return Ok(req.error_response(e)),
-    };
+    let body = read_body(req.take_payload()).await?;
     let path = req
         .uri()
         .path_and_query()
         .map_or_else(|| req.path().to_owned(), |p| p.as_str().to_owned());
     let print = fingerprint(req.method(), &path, &body);
+    Ok(Some(Keyed {
+        state,
+        scope,
+        key,
+        print,
+        body,
+    }))
+}
 
+/// Claims the key for this request, waiting up to [`WAIT`] while another one with it
+/// runs. `Err` is the answer instead of running: the first request's, or why not.
+async fn claim(
+    req: ServiceRequest,
+    keyed: &Keyed,
+) -> Result<ServiceRequest, ServiceResponse<BoxBody>> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let (s, k, p, now) = (scope.clone(), key.clone(), print.clone(), state.now());
-        let claim = match state
+        let (s, k, p, now) = (
+            keyed.scope.clone(),
+            keyed.key.clone(),
+            keyed.print.clone(),
+            keyed.state.now(),
+        );
+        let claim = match keyed
+            .state
             .db
             .write(move |c| store::claim(c, &s, &k, &p, now))
             .await
         {
             Ok(c) => c,
-            Err(e) => return Ok(req.error_response(Error::from(e))),
+            Err(e) => return Err(req.error_response(Error::from(e))),
         };
         match claim {
-            Claim::Claimed => break,
-            Claim::Answered(answer) => return Ok(req.into_response(replay(answer))),
+            Claim::Claimed => return Ok(req),
+            Claim::Answered(answer) => return Err(req.into_response(replay(answer))),
             Claim::Mismatch => {
-                return Ok(req.error_response(Error::invalid_field(
+                return Err(req.error_response(Error::invalid_field(
                     "Idempotency-Key",
                     "was already used within 24 h for another request (another path or body)",
                 )));
@@ -162,19 +200,25 @@ pub async fn middleware(
                 ));
                 res.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return Ok(res);
+                return Err(res);
             }
         }
     }
+}
 
-    // The key is this request's: run it, then keep its answer or give the key back.
+/// The key is this request's: run it, then keep its answer or give the key back.
+async fn run_and_keep(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+    keyed: Keyed,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut claim = Held {
-        db: state.db.clone(),
-        scope: scope.clone(),
-        key: key.clone(),
+        db: keyed.state.db.clone(),
+        scope: keyed.scope,
+        key: keyed.key,
         settled: false,
     };
-    req.set_payload(Payload::from(body));
+    req.set_payload(Payload::from(keyed.body));
     let res = next.call(req).await?;
     let status = res.status();
     if !keep(status) {
@@ -196,25 +240,13 @@ pub async fn middleware(
             return Err(Error::Internal(anyhow::anyhow!("cannot read the answer: {e}")).into());
         }
     };
-    let answer = Answer {
-        status: status.as_u16(),
-        content_type,
-        body: bytes.to_vec(),
-    };
-    let (s, k) = (scope, key);
-    match state
-        .db
-        .write(move |c| store::complete(c, &s, &k, &answer))
-        .await
-    {
-        Ok(()) => claim.settled = true,
-        Err(e) => {
-            // The work is done; the answer just cannot be kept. A repeat would run it
-            // again, so say so in the log.
-            tracing::warn!(error = %e, "cannot store the answer of an idempotent request");
-            claim.release();
-        }
-    }
+    claim
+        .complete(Answer {
+            status: status.as_u16(),
+            content_type,
+            body: bytes.to_vec(),
+        })
+        .await;
     let res = res.set_body(BoxBody::new(bytes));
     Ok(ServiceResponse::new(http_req, res))
 }
@@ -269,6 +301,24 @@ struct Held {
 }
 
 impl Held {
+    /// Keeps the answer for repeats of the key.
+    async fn complete(&mut self, answer: Answer) {
+        let (s, k) = (self.scope.clone(), self.key.clone());
+        match self
+            .db
+            .write(move |c| store::complete(c, &s, &k, &answer))
+            .await
+        {
+            Ok(()) => self.settled = true,
+            Err(e) => {
+                // The work is done; the answer just cannot be kept. A repeat would run it
+                // again, so say so in the log.
+                tracing::warn!(error = %e, "cannot store the answer of an idempotent request");
+                self.release();
+            }
+        }
+    }
+
     fn release(&mut self) {
         if self.settled {
             return;

@@ -246,7 +246,7 @@ fn replay_attempts(
         .collect();
     let mut admitted: Vec<Span> = open.clone();
     let mut out = Replayed {
-        refusals: input.refusals.iter().filter(|r| !r.replayable).count() as i64,
+        refusals: unreplayable(input),
         admitted_refusals: 0,
         peak_active: 0,
     };
@@ -331,41 +331,143 @@ fn while_dangling(input: &Input, r: &Refusal) -> bool {
 
 /// The advice of a period.
 pub fn advise(input: &Input) -> Advice {
-    let cur = &input.current;
-    let rule = cur.rule;
-    let attempts = attempts(input);
-    let median = median_length(
-        &input.sessions,
-        &input.period,
-        rule.idle_timeout_seconds.saturating_mul(1000),
-    );
-    let run = |r: &Rule| replay_attempts(input, &attempts, r, median);
-
+    let replays = Replays::new(input);
     let actual_peak = peak(
         input.sessions.iter().map(|s| (s.start, s.end)),
         input.period.start,
         input.period.end,
     );
-    let current = AdviceCurrent {
+    let current = current_of(input, actual_peak);
+    let rule = input.current.rule;
+    let live_run = replays.run(&rule.counting_live(rule.idle_timeout_seconds));
+    let options = options(&replays, actual_peak, live_run);
+    let dangling = dangling_of(&replays, live_run);
+    let recommendation = recommend(&current, &options, &dangling, input);
+    Advice {
+        period: input.period.to_string(),
+        current,
+        options,
+        dangling,
+        recommendation,
+    }
+}
+
+impl Rule {
+    fn with_limit(self, session_limit: i64) -> Rule {
+        Rule {
+            session_limit,
+            ..self
+        }
+    }
+
+    fn counting_live(self, idle_timeout_seconds: i64) -> Rule {
+        Rule {
+            count_mode: CountMode::Live,
+            idle_timeout_seconds,
+            ..self
+        }
+    }
+}
+
+/// The period's attempts and median session length, worked out once for the many
+/// replays an advice makes.
+struct Replays<'a> {
+    input: &'a Input,
+    attempts: Vec<(Millis, Attempt)>,
+    median_ms: i64,
+}
+
+impl<'a> Replays<'a> {
+    fn new(input: &'a Input) -> Self {
+        let median_ms = median_length(
+            &input.sessions,
+            &input.period,
+            input.current.rule.idle_timeout_seconds.saturating_mul(1000),
+        );
+        Replays {
+            input,
+            attempts: attempts(input),
+            median_ms,
+        }
+    }
+
+    fn run(&self, rule: &Rule) -> Replayed {
+        replay_attempts(self.input, &self.attempts, rule, self.median_ms)
+    }
+}
+
+/// Refusals of rules the replay does not model: every option keeps them.
+fn unreplayable(input: &Input) -> i64 {
+    input.refusals.iter().filter(|r| !r.replayable).count() as i64
+}
+
+/// The site as it was: its real peak, not a replayed one.
+fn current_of(input: &Input, actual_peak: i64) -> AdviceCurrent {
+    let cur = &input.current;
+    AdviceCurrent {
         plan: cur.plan.clone(),
-        session_limit: rule.session_limit,
-        count_mode: rule.count_mode,
+        session_limit: cur.rule.session_limit,
+        count_mode: cur.rule.count_mode,
         refusals: input.refusals.len() as i64,
         peak_active: actual_peak,
-        total_cents: cost(input, cur, rule.session_limit, actual_peak).1,
-    };
+        total_cents: cost(input, cur, cur.rule.session_limit, actual_peak).1,
+    }
+}
 
-    let mut options: Vec<AdviceOption> = Vec::new();
-    let mut add = |offer: &Offer, r: Rule, replayed: Replayed| {
-        if options.iter().any(|o| {
+/// The options in the order they are offered: the current plan's limits, the current
+/// plan counting live sessions, then every plan with its own rule.
+fn options(replays: &Replays<'_>, actual_peak: i64, live_run: Replayed) -> Vec<AdviceOption> {
+    let input = replays.input;
+    let cur = &input.current;
+    let rule = cur.rule;
+    let mut options = Options {
+        input,
+        list: Vec::new(),
+    };
+    let base = replays.run(&rule);
+    let top = first_limit_refusing_nothing(replays, base, actual_peak);
+    // The limits below the first that refuses nothing are listed when there are few.
+    const LISTED: i64 = 24;
+    let step = ((top - rule.session_limit) / LISTED).max(1);
+    let mut n = rule.session_limit;
+    while n < top {
+        let r = if n == rule.session_limit {
+            base
+        } else {
+            replays.run(&rule.with_limit(n))
+        };
+        options.add(cur, rule.with_limit(n), r);
+        n += step;
+    }
+    options.add(
+        cur,
+        rule.with_limit(top),
+        replays.run(&rule.with_limit(top)),
+    );
+    options.add(cur, rule.counting_live(rule.idle_timeout_seconds), live_run);
+    for offer in &input.plans {
+        options.add(offer, offer.rule, replays.run(&offer.rule));
+    }
+    options.list
+}
+
+/// The options found so far; each plan, limit and count mode once, the first kept.
+struct Options<'a> {
+    input: &'a Input,
+    list: Vec<AdviceOption>,
+}
+
+impl Options<'_> {
+    fn add(&mut self, offer: &Offer, r: Rule, replayed: Replayed) {
+        if self.list.iter().any(|o| {
             o.plan == offer.plan
                 && o.session_limit == r.session_limit
                 && o.count_mode == r.count_mode
         }) {
             return;
         }
-        let (overage, total) = cost(input, offer, r.session_limit, replayed.peak_active);
-        options.push(AdviceOption {
+        let (overage, total) = cost(self.input, offer, r.session_limit, replayed.peak_active);
+        self.list.push(AdviceOption {
             plan: offer.plan.clone(),
             session_limit: r.session_limit,
             count_mode: r.count_mode,
@@ -374,61 +476,39 @@ pub fn advise(input: &Input) -> Advice {
             overage_sessions: overage,
             total_cents: total,
         });
-    };
+    }
+}
 
-    // The current plan from its limit up to the first that refuses nothing it can
-    // (each place admits at least one more attempt, so the count of attempts bounds
-    // it); the first such limit is found by bisection, the limits below it listed
-    // when there are few.
-    let fixed = input.refusals.iter().filter(|r| !r.replayable).count() as i64;
-    let with_limit = |n: i64| Rule {
-        session_limit: n,
-        ..rule
-    };
-    let base = run(&rule);
-    let top = {
-        let (mut lo, mut hi) = (
-            rule.session_limit,
-            rule.session_limit.max(0) + attempts.len() as i64 + actual_peak,
-        );
-        if base.refusals <= fixed {
-            hi = lo;
-        }
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            if run(&with_limit(mid)).refusals <= fixed {
-                hi = mid;
-            } else {
-                lo = mid + 1;
-            }
-        }
-        hi
-    };
-    const LISTED: i64 = 24;
-    let step = ((top - rule.session_limit) / LISTED).max(1);
-    let mut n = rule.session_limit;
-    while n < top {
-        let r = if n == rule.session_limit {
-            base
+/// The current plan's first limit, from its own up, that refuses nothing it can. Each
+/// place admits at least one more attempt, so the count of attempts bounds it; found
+/// by bisection. `base` is the replay at the current limit.
+fn first_limit_refusing_nothing(replays: &Replays<'_>, base: Replayed, actual_peak: i64) -> i64 {
+    let rule = replays.input.current.rule;
+    let fixed = unreplayable(replays.input);
+    let (mut lo, mut hi) = (
+        rule.session_limit,
+        rule.session_limit.max(0) + replays.attempts.len() as i64 + actual_peak,
+    );
+    if base.refusals <= fixed {
+        hi = lo;
+    }
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if replays.run(&rule.with_limit(mid)).refusals <= fixed {
+            hi = mid;
         } else {
-            run(&with_limit(n))
-        };
-        add(cur, with_limit(n), r);
-        n += step;
+            lo = mid + 1;
+        }
     }
-    add(cur, with_limit(top), run(&with_limit(top)));
-    let live = |idle: i64| Rule {
-        count_mode: CountMode::Live,
-        idle_timeout_seconds: idle,
-        ..rule
-    };
-    let live_run = run(&live(rule.idle_timeout_seconds));
-    add(cur, live(rule.idle_timeout_seconds), live_run);
-    for offer in &input.plans {
-        add(offer, offer.rule, run(&offer.rule));
-    }
+    hi
+}
 
-    let dangling = AdviceDangling {
+/// What dangling sessions cost the period; `live_run` is the current plan replayed
+/// counting live sessions with its own idle timeout.
+fn dangling_of(replays: &Replays<'_>, live_run: Replayed) -> AdviceDangling {
+    let input = replays.input;
+    let rule = input.current.rule;
+    AdviceDangling {
         refusals_while_dangling: input
             .refusals
             .iter()
@@ -437,17 +517,13 @@ pub fn advise(input: &Input) -> Advice {
         avoided_by_live: live_run.admitted_refusals,
         avoided_by_idle_timeout: IDLE_TIMEOUTS
             .iter()
-            .map(|&s| (s.to_string(), run(&live(s)).admitted_refusals))
+            .map(|&s| {
+                (
+                    s.to_string(),
+                    replays.run(&rule.counting_live(s)).admitted_refusals,
+                )
+            })
             .collect(),
-    };
-
-    let recommendation = recommend(&current, &options, &dangling, input);
-    Advice {
-        period: input.period.to_string(),
-        current,
-        options,
-        dangling,
-        recommendation,
     }
 }
 
@@ -460,9 +536,18 @@ fn recommend(
     dangling: &AdviceDangling,
     input: &Input,
 ) -> AdviceRecommendation {
-    let period = &input.period;
-    let cents = |c: i64| format!("{}.{:02} {}", c / 100, c % 100, input.currency);
-    let best = options
+    let best = best_option(current, options);
+    let text = recommendation_text(current, &best, dangling, input);
+    AdviceRecommendation {
+        plan: best.plan,
+        session_limit: best.session_limit,
+        count_mode: best.count_mode,
+        text,
+    }
+}
+
+fn best_option(current: &AdviceCurrent, options: &[AdviceOption]) -> AdviceOption {
+    options
         .iter()
         .min_by_key(|o| {
             (
@@ -482,31 +567,27 @@ fn recommend(
             peak_active: current.peak_active,
             overage_sessions: 0,
             total_cents: current.total_cents,
-        });
+        })
+}
+
+/// One plain sentence: what was refused, what `best` changes and what it costs.
+fn recommendation_text(
+    current: &AdviceCurrent,
+    best: &AdviceOption,
+    dangling: &AdviceDangling,
+    input: &Input,
+) -> String {
+    let period = &input.period;
     let unchanged = best.plan == current.plan
         && best.session_limit == current.session_limit
         && best.count_mode == current.count_mode;
-    let price = match best.total_cents - current.total_cents {
-        0 => "at no extra cost".to_owned(),
-        d if d > 0 => format!("for {} more", cents(d)),
-        d => format!("for {} less", cents(-d)),
-    };
-    let what = if best.plan == current.plan && best.session_limit == current.session_limit {
-        "counting live sessions only".to_owned()
-    } else if best.plan == current.plan {
-        format!("a limit of {}", best.session_limit)
-    } else {
-        format!(
-            "plan {} (limit {}, counting {} sessions)",
-            best.plan,
-            best.session_limit,
-            best.count_mode_word()
-        )
-    };
     let r = current.refusals;
-    let text = if r == 0 && unchanged {
-        format!("No refusals in {period}; the current plan fits.")
-    } else if r == 0 {
+    if r == 0 && unchanged {
+        return format!("No refusals in {period}; the current plan fits.");
+    }
+    let what = change_words(current, best);
+    let price = price_words(best.total_cents - current.total_cents, &input.currency);
+    if r == 0 {
         format!("No refusals in {period}; {what} would have refused none either, {price}.")
     } else if unchanged && best.refusals == 0 {
         format!(
@@ -528,12 +609,32 @@ fn recommend(
             format!("would have left {} of them", best.refusals)
         };
         format!("{cause}; {what} {outcome} {price}.")
-    };
-    AdviceRecommendation {
-        plan: best.plan,
-        session_limit: best.session_limit,
-        count_mode: best.count_mode,
-        text,
+    }
+}
+
+/// What `best` changes, in words.
+fn change_words(current: &AdviceCurrent, best: &AdviceOption) -> String {
+    if best.plan == current.plan && best.session_limit == current.session_limit {
+        "counting live sessions only".to_owned()
+    } else if best.plan == current.plan {
+        format!("a limit of {}", best.session_limit)
+    } else {
+        format!(
+            "plan {} (limit {}, counting {} sessions)",
+            best.plan,
+            best.session_limit,
+            best.count_mode_word()
+        )
+    }
+}
+
+/// A difference in cents, in words.
+fn price_words(difference: i64, currency: &str) -> String {
+    let cents = |c: i64| format!("{}.{:02} {}", c / 100, c % 100, currency);
+    match difference {
+        0 => "at no extra cost".to_owned(),
+        d if d > 0 => format!("for {} more", cents(d)),
+        d => format!("for {} less", cents(-d)),
     }
 }
 
