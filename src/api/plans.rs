@@ -375,14 +375,7 @@ pub async fn update_plan(
     let actor = caller.actor();
     let plan = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let (before, after) = plans::change(c, &code, &changes, now, &actor)?;
-                let ids = plans::sites_to_reconfigure(c, &before, &after)?;
-                sites::bump_config(c, &ids, now)?;
-                Ok::<_, crate::db::Error>(after)
-            })
-        })
+        .run(move |c| sites::change_plan_and_reconfigure_sites(c, &code, &changes, now, &actor))
         .await?;
     state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Ok().json(PlanView::from(plan)))

@@ -3,7 +3,6 @@
 use std::collections::HashSet;
 
 use actix_web::{HttpResponse, delete, get, post, web};
-use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -11,10 +10,10 @@ use super::common::{Body, Page, decode_cursor, encode_cursor, page, page_limit};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
+use crate::db::sessions;
 use crate::db::sessions::{ListFilter, SessionRow};
-use crate::db::{self, outbox, sessions};
 use crate::domain::ids::SessionRef;
-use crate::domain::session::{EndReason, SessionState, state};
+use crate::domain::session::{SessionState, state};
 use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
 
@@ -264,25 +263,11 @@ pub async fn kill_session(
         .map_err(|_| Error::not_found(format!("session {session:?}")))?
         .into_string();
     let now = state.now();
-    let (site_id, tenant_id, slug) = (site.site.id, site.site.tenant_id, site.site.slug.clone());
+    let site = site.site;
     let killed = state
-        .db
-        .write(move |c| {
-            c.transaction(|c| {
-                // Held like every other writer that ends sessions, so that a batch of
-                // admissions deciding on this site sees the kill before or after, never
-                // in the middle.
-                crate::db::lock_site(c, site_id)?;
-                if sessions::get(c, site_id, &session)?.is_none() {
-                    return Err(Error::not_found(format!("session {session:?}")));
-                }
-                let one = std::slice::from_ref(&session);
-                let n = sessions::end_sessions(c, site_id, one, now, EndReason::Killed)?;
-                if n > 0 {
-                    outbox::enqueue_kill(c, site_id, tenant_id, &slug, one, "killed", now)?;
-                }
-                Ok(n)
-            })
+        .writer()
+        .locked(site.id, move |c| {
+            sessions::kill_session(c, &site, &session, now)
         })
         .await?;
     state.outbox_wakeup.notify_one();
@@ -354,22 +339,11 @@ pub async fn kill_sessions(
     let filter = body.json::<KillRequest>()?.into_filter()?;
     let now = state.now();
     let idle = site.effective().values.idle_timeout_seconds;
-    let (site_id, tenant_id, slug) = (site.site.id, site.site.tenant_id, site.site.slug.clone());
+    let site = site.site;
     let killed = state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                db::lock_site(c, site_id)?;
-                let victims: Vec<String> = sessions::list(c, site_id, now, idle, &filter)?
-                    .into_iter()
-                    .map(|r| r.session)
-                    .collect();
-                let n = sessions::end_sessions(c, site_id, &victims, now, EndReason::Killed)?;
-                if !victims.is_empty() {
-                    outbox::enqueue_kill(c, site_id, tenant_id, &slug, &victims, "killed", now)?;
-                }
-                Ok::<_, Error>(n)
-            })
+        .writer()
+        .locked(site.id, move |c| {
+            sessions::kill_selected(c, &site, now, idle, &filter)
         })
         .await?;
     state.outbox_wakeup.notify_one();

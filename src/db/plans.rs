@@ -201,9 +201,9 @@ pub fn update(conn: &mut DbConn, before: &Plan, changes: &PlanChanges) -> Result
     Ok(after)
 }
 
-/// Changes the plan and records it: the plan as it was and as it is now, for the
-/// caller's transaction to reconfigure the sites on it (`db::sites` builds on this
-/// module, so the bump cannot be called from here).
+/// Changes the plan and records it: the plan as it was and as it is now, for
+/// [`super::sites::change_plan_and_reconfigure_sites`] to reconfigure the sites on it
+/// in the same transaction.
 pub fn change(
     conn: &mut DbConn,
     code: &str,

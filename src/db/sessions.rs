@@ -6,9 +6,10 @@ use diesel::dsl::case_when;
 use diesel::prelude::*;
 
 use super::schema::sessions::dsl as x;
-use super::{DbConn, MultiBackend};
+use super::site_full::Site;
+use super::{DbConn, MultiBackend, outbox};
 use crate::clock::Millis;
-use crate::db::Result;
+use crate::db::{Error, Result};
 use crate::domain::session::{EndReason, Observation, SessionState, Times};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -228,6 +229,54 @@ pub fn end_sessions(
     reason: EndReason,
 ) -> Result<usize> {
     end_open(conn, site_id, sessions, at, reason, Millis::MAX)
+}
+
+/// Ends the site's session as `killed` and queues its `session.kill` push; 0 when it
+/// had ended already. Runs in a transaction that holds the site, so that admissions
+/// deciding on the site see the kill before or after, never in the middle.
+pub fn kill_session(conn: &mut DbConn, site: &Site, session: &str, now: Millis) -> Result<usize> {
+    if get(conn, site.id, session)?.is_none() {
+        return Err(Error::not_found(format!("session {session:?}")));
+    }
+    let one = [session.to_owned()];
+    let n = end_sessions(conn, site.id, &one, now, EndReason::Killed)?;
+    if n > 0 {
+        queue_kill_push(conn, site, &one, now)?;
+    }
+    Ok(n)
+}
+
+/// Ends as `killed` the site's sessions that `filter` selects and queues their
+/// `session.kill` pushes; returns how many it ended. Runs, like [`kill_session`],
+/// in a transaction that holds the site.
+pub fn kill_selected(
+    conn: &mut DbConn,
+    site: &Site,
+    now: Millis,
+    idle_timeout_seconds: i64,
+    filter: &ListFilter,
+) -> Result<usize> {
+    let victims: Vec<String> = list(conn, site.id, now, idle_timeout_seconds, filter)?
+        .into_iter()
+        .map(|r| r.session)
+        .collect();
+    let n = end_sessions(conn, site.id, &victims, now, EndReason::Killed)?;
+    if !victims.is_empty() {
+        queue_kill_push(conn, site, &victims, now)?;
+    }
+    Ok(n)
+}
+
+fn queue_kill_push(conn: &mut DbConn, site: &Site, killed: &[String], now: Millis) -> Result<()> {
+    outbox::enqueue_kill(
+        conn,
+        site.id,
+        site.tenant_id,
+        &site.slug,
+        killed,
+        "killed",
+        now,
+    )
 }
 
 /// Ends those of the given open sessions whose last activity is not after `at` (a

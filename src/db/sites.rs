@@ -3,7 +3,7 @@
 use diesel::prelude::*;
 
 use super::DbConn;
-use super::plans::Plan;
+use super::plans::{Plan, PlanChanges};
 use super::schema::{plans, site_plan_history::dsl as h, sites::dsl as s, tenants};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
@@ -236,6 +236,24 @@ pub fn bump_config(conn: &mut DbConn, site_ids: &[i64], now: Millis) -> Result<V
         out.extend(fulls);
     }
     Ok(out)
+}
+
+/// Changes the plan and reconfigures the sites on it when what they run with
+/// changed, in one transaction; the plan as it is now. Lives here, not in
+/// `db::plans`, because reconfiguring builds on this module, which builds on that one.
+pub fn change_plan_and_reconfigure_sites(
+    conn: &mut DbConn,
+    code: &str,
+    changes: &PlanChanges,
+    now: Millis,
+    actor: &str,
+) -> Result<Plan> {
+    conn.transaction(|c| {
+        let (before, after) = super::plans::change(c, code, changes, now, actor)?;
+        let ids = super::plans::sites_to_reconfigure(c, &before, &after)?;
+        bump_config(c, &ids, now)?;
+        Ok(after)
+    })
 }
 
 /// [`record_plan_history`] for many sites: their latest rows in one query, the new
