@@ -11,11 +11,12 @@ use super::common::{
     Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug, push_url,
 };
 use crate::auth::{Caller, Scope};
-use crate::clock::to_rfc3339;
+use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
-use crate::db::{audit, outbox, plans, sites, tenants};
+use crate::db::{DbConn, audit, outbox, plans, sites, tenants};
 use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::domain::plan_terms::parse_limit_message;
 use crate::domain::targets::Origin;
 use crate::error::{Error, Problem, Result};
 use crate::push::signing;
@@ -205,14 +206,6 @@ pub struct RotatedSecret {
     pub previous_valid_until: String,
 }
 
-fn limit_message(s: &str) -> std::result::Result<String, String> {
-    if s.is_empty() || s.chars().count() > 1000 {
-        Err("must be 1 to 1000 characters".to_owned())
-    } else {
-        Ok(s.to_owned())
-    }
-}
-
 /// Create a site.
 #[utoipa::path(post, path = "/v1/sites", tag = "sites", operation_id = "create_site",
     request_body = CreateSite, security(("bearer" = [])),
@@ -229,107 +222,13 @@ pub async fn create_site(
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let b: CreateSite = body.json()?;
-    let mut c = Checks::default();
-    let slug = c.check("slug", Slug::parse(&b.slug));
-    let tenant = c.check("tenant", Slug::parse(&b.tenant));
-    let name = c.check("name", ids::parse_name(&b.name));
-    let plan = c.check("plan", Slug::parse(&b.plan));
-    let webhook_url = b
-        .webhook_url
-        .as_deref()
-        .and_then(|u| c.check("webhook_url", push_url(&state, u, Origin::Provider)));
-    let session_limit = b
-        .session_limit
-        .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
-        .map(SessionLimit::get);
-    let idle = b
-        .idle_timeout_seconds
-        .and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)));
-    let ttl = b
-        .session_ttl_seconds
-        .and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)));
-    let msg = b
-        .limit_message
-        .as_deref()
-        .and_then(|m| c.check("limit_message", limit_message(m)));
-    let reserved_slots = b
-        .reserved_slots
-        .and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)));
-    let reserved_roles = b.reserved_roles.as_deref().and_then(|r| {
-        c.check("reserved_roles", config::parse_roles(r))
-            .map(|r| config::roles_to_text(&r))
-    });
-    let per_user_limit = b
-        .per_user_limit
-        .and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)));
-    c.finish()?;
-    let (Some(slug), Some(tenant), Some(plan)) = (slug, tenant, plan) else {
-        return Err(Error::bad_request("incomplete site"));
-    };
-    let scheme = match b.signature_scheme.as_deref() {
-        None | Some("v1") => "v1",
-        Some("v1a") => "v1a",
-        Some(_) => {
-            return Err(Error::invalid_field(
-                "signature_scheme",
-                "must be \"v1\" or \"v1a\"",
-            ));
-        }
-    };
     let now = state.now();
-    let (secret, public_key) = new_signing_secret(scheme);
-    let secret2 = secret.clone();
+    let (draft, public_key) = b.into_draft(&state, now)?;
+    let secret = draft.row.webhook_secret.clone();
     let actor = caller.actor();
-    let name = name.unwrap_or_default();
     let full = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let t = tenants::get(c, &Scope::Provider, tenant.as_str())
-                    .map_err(|_| Error::invalid_field("tenant", format!("no tenant {tenant}")))?;
-                let p = plans::get(c, plan.as_str())
-                    .map_err(|_| Error::invalid_field("plan", format!("no plan {plan}")))?;
-                if sites::get(c, &Scope::Provider, slug.as_str()).is_ok() {
-                    return Err(Error::Conflict(format!("site {slug} already exists")));
-                }
-                let new = sites::NewSite {
-                    slug: slug.as_str().to_owned(),
-                    tenant_id: t.id,
-                    plan_id: p.id,
-                    name: name.clone(),
-                    webhook_url: webhook_url.clone(),
-                    webhook_secret: secret2.clone(),
-                    session_limit,
-                    count_mode: b.count_mode.map(|m| m.as_str().to_owned()),
-                    over_limit: b.over_limit.map(|m| m.as_str().to_owned()),
-                    idle_timeout_seconds: idle,
-                    session_ttl_seconds: ttl,
-                    limit_message: msg.clone(),
-                    config_version: 1,
-                    created_at: now,
-                    updated_at: now,
-                    token_key: Some(crate::auth::new_subject_key()),
-                    reserved_slots,
-                    reserved_roles: reserved_roles.clone(),
-                    per_user_limit,
-                    per_user_over_limit: b.per_user_over_limit.map(|m| m.as_str().to_owned()),
-                };
-                let full = sites::insert(c, &new, now)?;
-                if full.site.webhook_url.is_some() {
-                    outbox::enqueue_config(c, &full, now)?;
-                }
-                audit::record(
-                    c,
-                    now,
-                    &actor,
-                    "create",
-                    "site",
-                    &full.site.slug,
-                    &json!({"tenant": t.slug, "plan": p.code, "session_limit": session_limit}),
-                )?;
-                Ok(full)
-            })
-        })
+        .run(move |c| c.transaction(|c| insert_site(c, &draft, &actor, now)))
         .await?;
     state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Created().json(CreatedSite {
@@ -337,6 +236,126 @@ pub async fn create_site(
         webhook_secret: public_key.is_none().then_some(secret),
         webhook_public_key: public_key,
     }))
+}
+
+/// A checked new site whose tenant and plan are still to be looked up.
+struct SiteDraft {
+    tenant: Slug,
+    plan: Slug,
+    row: sites::NewSite,
+}
+
+impl CreateSite {
+    /// The checked site with a new signing secret, and for `v1a` its public key. Every
+    /// invalid field is reported; the signature scheme after the others.
+    fn into_draft(self, state: &AppState, now: Millis) -> Result<(SiteDraft, Option<String>)> {
+        let mut c = Checks::default();
+        let slug = c.check("slug", Slug::parse(&self.slug));
+        let tenant = c.check("tenant", Slug::parse(&self.tenant));
+        let name = c.check("name", ids::parse_name(&self.name));
+        let plan = c.check("plan", Slug::parse(&self.plan));
+        let webhook_url = self
+            .webhook_url
+            .as_deref()
+            .and_then(|u| c.check("webhook_url", push_url(state, u, Origin::Provider)));
+        let session_limit = self
+            .session_limit
+            .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
+            .map(SessionLimit::get);
+        let idle_timeout_seconds = self
+            .idle_timeout_seconds
+            .and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)));
+        let session_ttl_seconds = self
+            .session_ttl_seconds
+            .and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)));
+        let limit_message = self
+            .limit_message
+            .as_deref()
+            .and_then(|m| c.check("limit_message", parse_limit_message(m)));
+        let (reserved_slots, reserved_roles, per_user_limit) = self.check_reservations(&mut c);
+        c.finish()?;
+        let (Some(slug), Some(tenant), Some(plan)) = (slug, tenant, plan) else {
+            return Err(Error::bad_request("incomplete site"));
+        };
+        let (webhook_secret, public_key) = new_signing_secret(self.scheme()?);
+        let row = sites::NewSite {
+            slug: slug.as_str().to_owned(),
+            tenant_id: 0,
+            plan_id: 0,
+            name: name.unwrap_or_default(),
+            webhook_url,
+            webhook_secret,
+            session_limit,
+            count_mode: self.count_mode.map(|m| m.as_str().to_owned()),
+            over_limit: self.over_limit.map(|m| m.as_str().to_owned()),
+            idle_timeout_seconds,
+            session_ttl_seconds,
+            limit_message,
+            config_version: 1,
+            created_at: now,
+            updated_at: now,
+            token_key: Some(crate::auth::new_subject_key()),
+            reserved_slots,
+            reserved_roles,
+            per_user_limit,
+            per_user_over_limit: self.per_user_over_limit.map(|m| m.as_str().to_owned()),
+        };
+        Ok((SiteDraft { tenant, plan, row }, public_key))
+    }
+
+    /// `reserved_slots`, `reserved_roles` (as stored) and `per_user_limit`.
+    fn check_reservations(&self, c: &mut Checks) -> (Option<i64>, Option<String>, Option<i64>) {
+        let slots = self
+            .reserved_slots
+            .and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)));
+        let roles = self.reserved_roles.as_deref().and_then(|r| {
+            c.check("reserved_roles", config::parse_roles(r))
+                .map(|r| config::roles_to_text(&r))
+        });
+        let per_user = self
+            .per_user_limit
+            .and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)));
+        (slots, roles, per_user)
+    }
+
+    fn scheme(&self) -> Result<&'static str> {
+        match self.signature_scheme.as_deref() {
+            None | Some("v1") => Ok("v1"),
+            Some("v1a") => Ok("v1a"),
+            Some(_) => Err(Error::invalid_field(
+                "signature_scheme",
+                "must be \"v1\" or \"v1a\"",
+            )),
+        }
+    }
+}
+
+/// Adds the drafted site on its tenant and plan, queues its first configuration push
+/// when it has a webhook, and records it; a site of the same slug is a conflict.
+fn insert_site(c: &mut DbConn, draft: &SiteDraft, actor: &str, now: Millis) -> Result<SiteFull> {
+    let (tenant, plan) = (&draft.tenant, &draft.plan);
+    let t = tenants::get(c, &Scope::Provider, tenant.as_str())
+        .map_err(|_| Error::invalid_field("tenant", format!("no tenant {tenant}")))?;
+    let p = plans::get(c, plan.as_str())
+        .map_err(|_| Error::invalid_field("plan", format!("no plan {plan}")))?;
+    if sites::get(c, &Scope::Provider, &draft.row.slug).is_ok() {
+        return Err(Error::Conflict(format!(
+            "site {} already exists",
+            draft.row.slug
+        )));
+    }
+    let new = sites::NewSite {
+        tenant_id: t.id,
+        plan_id: p.id,
+        ..draft.row.clone()
+    };
+    let full = sites::insert(c, &new, now)?;
+    if full.site.webhook_url.is_some() {
+        outbox::enqueue_config(c, &full, now)?;
+    }
+    let details = json!({"tenant": t.slug, "plan": p.code, "session_limit": new.session_limit});
+    audit::record(c, now, actor, "create", "site", &full.site.slug, &details)?;
+    Ok(full)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -411,163 +430,181 @@ pub async fn update_site(
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("site", &slug)?;
-    let (b, mut c): (UpdateSite, _) = body.json_patch(&[
-        "webhook_url",
-        "session_limit",
-        "count_mode",
-        "over_limit",
-        "idle_timeout_seconds",
-        "session_ttl_seconds",
-        "limit_message",
-        "reserved_slots",
-        "reserved_roles",
-        "per_user_limit",
-        "per_user_over_limit",
-    ])?;
-    let is_admin = caller.is_admin();
-    let origin = if is_admin {
-        Origin::Provider
-    } else {
-        Origin::Tenant
-    };
-    // What the provider sold is the provider's: a tenant may only lower its limit and
-    // word its message (and point its webhook).
-    let provider_only = [
-        ("count_mode", b.count_mode.is_some()),
-        ("over_limit", b.over_limit.is_some()),
-        ("idle_timeout_seconds", b.idle_timeout_seconds.is_some()),
-        ("session_ttl_seconds", b.session_ttl_seconds.is_some()),
-        ("reserved_slots", b.reserved_slots.is_some()),
-        ("reserved_roles", b.reserved_roles.is_some()),
-        ("per_user_limit", b.per_user_limit.is_some()),
-        ("per_user_over_limit", b.per_user_over_limit.is_some()),
-        ("plan", b.plan.is_some()),
-        ("name", b.name.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(f, sent)| sent.then_some(f))
-    .collect::<Vec<_>>();
-    let plan_code = b
-        .plan
-        .as_deref()
-        .and_then(|p| c.check("plan", Slug::parse(p)));
-    let mut changes = SiteChanges {
-        name: b
-            .name
-            .as_deref()
-            .and_then(|n| c.check("name", ids::parse_name(n))),
-        webhook_url: b.webhook_url.as_ref().map(|u| {
-            u.as_deref()
-                .and_then(|u| c.check("webhook_url", push_url(&state, u, origin)))
-        }),
-        session_limit: b.session_limit.map(|n| {
-            n.and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
-                .map(SessionLimit::get)
-        }),
-        count_mode: b.count_mode.map(|m| m.map(|m| m.as_str().to_owned())),
-        over_limit: b.over_limit.map(|m| m.map(|m| m.as_str().to_owned())),
-        idle_timeout_seconds: b.idle_timeout_seconds.map(|n| {
-            n.and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)))
-        }),
-        session_ttl_seconds: b
-            .session_ttl_seconds
-            .map(|n| n.and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)))),
-        limit_message: b.limit_message.as_ref().map(|m| {
-            m.as_deref()
-                .and_then(|m| c.check("limit_message", limit_message(m)))
-        }),
-        webhook_url_by_tenant: matches!(b.webhook_url, Some(Some(_))).then_some(!is_admin),
-        reserved_slots: b
-            .reserved_slots
-            .map(|n| n.and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)))),
-        reserved_roles: b.reserved_roles.as_ref().map(|r| {
-            r.as_deref().and_then(|r| {
-                c.check("reserved_roles", config::parse_roles(r))
-                    .map(|r| config::roles_to_text(&r))
-            })
-        }),
-        per_user_limit: b
-            .per_user_limit
-            .map(|n| n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)))),
-        per_user_over_limit: b
-            .per_user_over_limit
-            .map(|m| m.map(|m| m.as_str().to_owned())),
-        ..SiteChanges::default()
-    };
-    let now = state.now();
-    changes.updated_at = Some(now);
+    let (b, checks): (UpdateSite, _) = body.json_patch(&NULLABLE_SITE_FIELDS)?;
+    let edit = b.into_edit(&state, checks, caller.is_admin(), state.now());
     let actor = caller.actor();
     let full = state
         .db
-        .run(move |conn| {
-            conn.transaction(|conn| {
-                let before = sites::get(conn, &scope, &slug)?;
-                if !is_admin && !provider_only.is_empty() {
-                    return Err(Error::Forbidden(format!(
-                        "a tenant may change only webhook_url, session_limit (up to the plan's) \
-                         and limit_message of its sites, not {}",
-                        provider_only.join(", ")
-                    )));
-                }
-                // Validation comes after the right and the existence checks.
-                if !c.0.is_empty() {
-                    return Err(Error::invalid(c.0.clone()));
-                }
-                let mut changes = changes.clone();
-                if let Some(code) = &plan_code {
-                    let p = plans::get(conn, code.as_str())
-                        .map_err(|_| Error::invalid_field("plan", format!("no plan {code}")))?;
-                    changes.plan_id = Some(p.id);
-                }
-                if !is_admin
-                    && let Some(Some(n)) = changes.session_limit
-                    && n > before.plan.session_limit
-                {
-                    return Err(Error::invalid_field(
-                        "session_limit",
-                        format!(
-                            "a tenant may lower the limit but not raise it above the plan's {}",
-                            before.plan.session_limit
-                        ),
-                    ));
-                }
-                let url_set = matches!(changes.webhook_url, Some(Some(_)));
-                if url_set {
-                    // Setting the URL again re-enables a webhook that answered 410.
-                    changes.webhook_disabled_at = Some(None);
-                }
-                sites::update(conn, before.site.id, &changes)?;
-                let mut after = sites::get_by_id(conn, before.site.id)?;
-                if after.config() != before.config() {
-                    after = sites::bump_config(conn, &[after.site.id], now)?
-                        .pop()
-                        .ok_or_else(|| Error::not_found("site"))?;
-                } else if url_set
-                    && (changes.webhook_url != Some(before.site.webhook_url.clone())
-                        || before.site.webhook_disabled_at.is_some())
-                {
-                    outbox::enqueue_config(conn, &after, now)?;
-                }
-                let (b4, af) = (before.config(), after.config());
-                audit::record(
-                    conn,
-                    now,
-                    &actor,
-                    "update",
-                    "site",
-                    &slug,
-                    &json!({
-                        "plan": [before.plan.code, after.plan.code],
-                        "session_limit": [b4.session_limit, af.session_limit],
-                        "config_version": [b4.config_version, af.config_version],
-                    }),
-                )?;
-                Ok(after)
-            })
-        })
+        .run(move |c| c.transaction(|c| apply_edit(c, &scope, &slug, &edit, &actor)))
         .await?;
     state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Ok().json(SiteView::from(full)))
+}
+
+/// The fields `null` may be sent for in a change.
+const NULLABLE_SITE_FIELDS: [&str; 11] = [
+    "webhook_url",
+    "session_limit",
+    "count_mode",
+    "over_limit",
+    "idle_timeout_seconds",
+    "session_ttl_seconds",
+    "limit_message",
+    "reserved_slots",
+    "reserved_roles",
+    "per_user_limit",
+    "per_user_over_limit",
+];
+
+/// A checked change, judged against the site once it is read: who asks, the fields
+/// only the provider may change, and what did not pass the checks.
+struct SiteEdit {
+    is_admin: bool,
+    provider_only: Vec<&'static str>,
+    checks: Checks,
+    plan_code: Option<Slug>,
+    changes: SiteChanges,
+    now: Millis,
+}
+
+impl UpdateSite {
+    fn into_edit(
+        self,
+        state: &AppState,
+        mut checks: Checks,
+        is_admin: bool,
+        now: Millis,
+    ) -> SiteEdit {
+        let origin = if is_admin {
+            Origin::Provider
+        } else {
+            Origin::Tenant
+        };
+        let plan_code = self
+            .plan
+            .as_deref()
+            .and_then(|p| checks.check("plan", Slug::parse(p)));
+        let mut changes = self.changes(state, &mut checks, origin);
+        changes.webhook_url_by_tenant =
+            matches!(self.webhook_url, Some(Some(_))).then_some(!is_admin);
+        changes.updated_at = Some(now);
+        SiteEdit {
+            is_admin,
+            provider_only: self.provider_only(),
+            checks,
+            plan_code,
+            changes,
+            now,
+        }
+    }
+
+    /// What the provider sold is the provider's: a tenant may only lower its limit and
+    /// word its message (and point its webhook).
+    fn provider_only(&self) -> Vec<&'static str> {
+        [
+            ("count_mode", self.count_mode.is_some()),
+            ("over_limit", self.over_limit.is_some()),
+            ("idle_timeout_seconds", self.idle_timeout_seconds.is_some()),
+            ("session_ttl_seconds", self.session_ttl_seconds.is_some()),
+            ("reserved_slots", self.reserved_slots.is_some()),
+            ("reserved_roles", self.reserved_roles.is_some()),
+            ("per_user_limit", self.per_user_limit.is_some()),
+            ("per_user_over_limit", self.per_user_over_limit.is_some()),
+            ("plan", self.plan.is_some()),
+            ("name", self.name.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, sent)| sent.then_some(f))
+        .collect()
+    }
+
+    /// The checked values; a field that fails its check is left unchanged and
+    /// reported in `c`.
+    fn changes(&self, state: &AppState, c: &mut Checks, origin: Origin) -> SiteChanges {
+        let seconds = |c: &mut Checks, field: &str, n: Option<Option<i64>>| {
+            n.map(|n| n.and_then(|n| c.check(field, ids::parse_timeout_seconds(n))))
+        };
+        SiteChanges {
+            name: self
+                .name
+                .as_deref()
+                .and_then(|n| c.check("name", ids::parse_name(n))),
+            webhook_url: self.webhook_url.as_ref().map(|u| {
+                u.as_deref()
+                    .and_then(|u| c.check("webhook_url", push_url(state, u, origin)))
+            }),
+            session_limit: self.session_limit.map(|n| {
+                n.and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
+                    .map(SessionLimit::get)
+            }),
+            count_mode: self.count_mode.map(|m| m.map(|m| m.as_str().to_owned())),
+            over_limit: self.over_limit.map(|m| m.map(|m| m.as_str().to_owned())),
+            idle_timeout_seconds: seconds(c, "idle_timeout_seconds", self.idle_timeout_seconds),
+            session_ttl_seconds: seconds(c, "session_ttl_seconds", self.session_ttl_seconds),
+            limit_message: self.limit_message.as_ref().map(|m| {
+                m.as_deref()
+                    .and_then(|m| c.check("limit_message", parse_limit_message(m)))
+            }),
+            reserved_slots: self.reserved_slots.map(|n| {
+                n.and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)))
+            }),
+            reserved_roles: self.reserved_roles.as_ref().map(|r| {
+                r.as_deref().and_then(|r| {
+                    c.check("reserved_roles", config::parse_roles(r))
+                        .map(|r| config::roles_to_text(&r))
+                })
+            }),
+            per_user_limit: self.per_user_limit.map(|n| {
+                n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)))
+            }),
+            per_user_over_limit: self
+                .per_user_over_limit
+                .map(|m| m.map(|m| m.as_str().to_owned())),
+            ..SiteChanges::default()
+        }
+    }
+}
+
+/// Judges the edit against the site as it is (rights first, then validity, then the
+/// plan and the tenant's ceiling) and applies it.
+fn apply_edit(
+    c: &mut DbConn,
+    scope: &Scope,
+    slug: &str,
+    edit: &SiteEdit,
+    actor: &str,
+) -> Result<SiteFull> {
+    let before = sites::get(c, scope, slug)?;
+    if !edit.is_admin && !edit.provider_only.is_empty() {
+        return Err(Error::Forbidden(format!(
+            "a tenant may change only webhook_url, session_limit (up to the plan's) \
+             and limit_message of its sites, not {}",
+            edit.provider_only.join(", ")
+        )));
+    }
+    // Validation comes after the right and the existence checks.
+    if !edit.checks.0.is_empty() {
+        return Err(Error::invalid(edit.checks.0.clone()));
+    }
+    let mut changes = edit.changes.clone();
+    if let Some(code) = &edit.plan_code {
+        let p = plans::get(c, code.as_str())
+            .map_err(|_| Error::invalid_field("plan", format!("no plan {code}")))?;
+        changes.plan_id = Some(p.id);
+    }
+    if !edit.is_admin
+        && let Some(Some(n)) = changes.session_limit
+        && n > before.plan.session_limit
+    {
+        return Err(Error::invalid_field(
+            "session_limit",
+            format!(
+                "a tenant may lower the limit but not raise it above the plan's {}",
+                before.plan.session_limit
+            ),
+        ));
+    }
+    Ok(sites::change(c, &before, changes, edit.now, actor)?)
 }
 
 /// Delete a site with its sessions and history.

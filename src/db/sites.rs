@@ -11,7 +11,7 @@ use crate::domain::scope::Scope;
 
 pub use super::site_full::{Site, SiteConfig, SiteFull};
 
-#[derive(Debug, Insertable)]
+#[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = super::schema::sites)]
 pub struct NewSite {
     pub slug: String,
@@ -207,6 +207,51 @@ pub fn update(conn: &mut DbConn, id: i64, changes: &SiteChanges) -> Result<()> {
         .set(changes)
         .execute(conn)?;
     Ok(())
+}
+
+/// Applies a checked change to the site read as `before` and records it: a change of
+/// what the site runs with bumps its configuration (and pushes it); setting the
+/// webhook URL again re-enables a webhook that answered 410 and pushes the
+/// configuration to it. The site as it is now.
+pub fn change(
+    conn: &mut DbConn,
+    before: &SiteFull,
+    mut changes: SiteChanges,
+    now: Millis,
+    actor: &str,
+) -> Result<SiteFull> {
+    let url_set = matches!(changes.webhook_url, Some(Some(_)));
+    if url_set {
+        changes.webhook_disabled_at = Some(None);
+    }
+    update(conn, before.site.id, &changes)?;
+    let mut after = get_by_id(conn, before.site.id)?;
+    if after.config() != before.config() {
+        after = bump_config(conn, &[after.site.id], now)?
+            .pop()
+            .ok_or_else(|| Error::not_found("site"))?;
+    } else if url_set
+        && (changes.webhook_url != Some(before.site.webhook_url.clone())
+            || before.site.webhook_disabled_at.is_some())
+    {
+        super::outbox::enqueue_config(conn, &after, now)?;
+    }
+    let (b4, af) = (before.config(), after.config());
+    let details = serde_json::json!({
+        "plan": [before.plan.code, after.plan.code],
+        "session_limit": [b4.session_limit, af.session_limit],
+        "config_version": [b4.config_version, af.config_version],
+    });
+    super::audit::record(
+        conn,
+        now,
+        actor,
+        "update",
+        "site",
+        &before.site.slug,
+        &details,
+    )?;
+    Ok(after)
 }
 
 pub fn delete(conn: &mut DbConn, id: i64) -> Result<()> {
