@@ -6,7 +6,7 @@ use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::schema::ArrayItems;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::server::ServerBuilder;
-use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr, Response, Schema};
 use utoipa::{Modify, OpenApi};
 
 use crate::api;
@@ -40,6 +40,7 @@ Another tenant's resources answer 404, provider-only actions 403.",
         api::billing::export_billing, api::advice::get_advice,
         api::audit::list_audit,
     ),
+    components(schemas(crate::error::Problem)),
     modifiers(&Bearer, &Describe),
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document"),
@@ -131,20 +132,6 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .filter_map(Option::as_mut)
 }
 
-fn problem_response(description: &str) -> RefOr<Response> {
-    RefOr::T(
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/problem+json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("Problem")))
-                    .build(),
-            )
-            .build(),
-    )
-}
-
 fn describe_operation(op: &mut Operation) {
     let id = op.operation_id.clone().unwrap_or_default();
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
@@ -158,7 +145,7 @@ fn describe_operation(op: &mut Operation) {
             op.responses
                 .responses
                 .entry(status.to_owned())
-                .or_insert_with(|| problem_response(""));
+                .or_insert_with(|| api::problems::response(""));
         }
     } else if secured {
         // Every operation that takes a token refuses a bad one, and every one but the
@@ -166,12 +153,12 @@ fn describe_operation(op: &mut Operation) {
         op.responses
             .responses
             .entry("401".to_owned())
-            .or_insert_with(|| problem_response(""));
+            .or_insert_with(|| api::problems::response(""));
         if id != "get_site_config" {
             op.responses
                 .responses
                 .entry("403".to_owned())
-                .or_insert_with(|| problem_response(""));
+                .or_insert_with(|| api::problems::response(""));
         }
     } else {
         // Anonymous, said explicitly.

@@ -5,6 +5,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+use super::problems::{BadRequest, NotFound, Unauthorized};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::db::advice;
@@ -12,7 +13,7 @@ use crate::db::plans::Plan;
 use crate::domain::advice::{Advice, Input, Offer, Rule, advise};
 use crate::domain::billing::Period;
 use crate::domain::config::{self, Overrides};
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -62,9 +63,7 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
 #[utoipa::path(get, path = "/v1/sites/{slug}/advice", tag = "billing", operation_id = "get_advice",
     params(("slug" = String, Path), AdviceQuery), security(("bearer" = [])),
     responses((status = 200, body = Advice),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/advice")]
 pub async fn get_advice(
     state: web::Data<AppState>,

@@ -3,10 +3,11 @@
 use actix_web::{HttpResponse, get, web};
 
 use super::common::{Page, PageQuery, decode_cursor, page};
+use super::problems::{BadRequest, Forbidden, Unauthorized};
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::db::audit::{self, AuditEntry};
-use crate::error::{Problem, Result};
+use crate::error::Result;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -17,9 +18,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[utoipa::path(get, path = "/v1/audit", tag = "audit", operation_id = "list_audit",
     params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<AuditEntry>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, Forbidden))]
 #[get("/v1/audit")]
 pub async fn list_audit(
     state: web::Data<AppState>,

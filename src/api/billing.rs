@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::path_slug;
+use super::problems::{BadRequest, Forbidden, NotFound, Unauthorized};
 use crate::auth::Caller;
 use crate::domain::billing::{BillingRow, Period, to_csv};
-use crate::error::{Error, FieldError, Problem, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -151,10 +152,7 @@ pub fn render(period: &Period, rows: Vec<BillingRow>, format: Format) -> String 
         (status = 200, description = "CSV (RFC 4180, header row) or JSON", content(
             (String = "text/csv"),
             (BillingExport = "application/json"))),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, Forbidden, NotFound))]
 #[get("/v1/billing/export")]
 pub async fn export_billing(
     state: web::Data<AppState>,

@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Page, decode_cursor, page, page_limit};
+use super::problems::{BadRequest, Conflict, NotFound, Unauthorized};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::db::outbox::{self, AttemptRow, OutboxRow};
 use crate::db::sites;
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -84,9 +85,7 @@ pub struct DeliveriesQuery {
     operation_id = "list_deliveries",
     params(("slug" = String, Path), DeliveriesQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<DeliveryView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/deliveries")]
 pub async fn list_deliveries(
     state: web::Data<AppState>,
@@ -122,9 +121,7 @@ pub async fn list_deliveries(
     operation_id = "retry_delivery",
     params(("id" = i64, Path)), security(("bearer" = [])),
     responses((status = 200, body = DeliveryView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, NotFound, Conflict))]
 #[post("/v1/deliveries/{id}/retry")]
 pub async fn retry_delivery(
     state: web::Data<AppState>,

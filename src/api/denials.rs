@@ -5,11 +5,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Page, decode_cursor, page, page_limit};
+use super::problems::{BadRequest, NotFound, Unauthorized};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::usage::{self, DenialRow};
-use crate::error::{Error, FieldError, Problem, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -102,9 +103,7 @@ impl From<DenialRow> for DenialView {
 #[utoipa::path(get, path = "/v1/sites/{slug}/denials", tag = "usage", operation_id = "list_denials",
     params(("slug" = String, Path), DenialsQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<DenialView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/denials")]
 pub async fn list_denials(
     state: web::Data<AppState>,

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::common::{Body, EVENTS_BODY, SNAPSHOT_BODY};
+use super::problems::{
+    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnprocessableEntity,
+};
 use super::sites::agent_site;
 use crate::auth::Caller;
 use crate::clock::Millis;
@@ -13,7 +16,7 @@ use crate::db::{self, usage};
 use crate::domain::admission::{Answer, Outcome};
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{EndReason, Observation};
-use crate::error::{Error, FieldError, Problem, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -215,11 +218,7 @@ use crate::domain::session::coalesce;
 #[utoipa::path(post, path = "/v1/sites/{slug}/events", tag = "agent", operation_id = "ingest_events",
     params(("slug" = String, Path)), request_body = EventBatch, security(("bearer" = [])),
     responses((status = 200, body = BatchResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge))]
 #[post("/v1/sites/{slug}/events")]
 pub async fn ingest_events(
     state: web::Data<AppState>,
@@ -328,11 +327,7 @@ pub struct SnapshotResult {
 #[utoipa::path(put, path = "/v1/sites/{slug}/sessions", tag = "agent", operation_id = "put_snapshot",
     params(("slug" = String, Path)), request_body = Snapshot, security(("bearer" = [])),
     responses((status = 200, body = SnapshotResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound, PayloadTooLarge, UnprocessableEntity))]
 #[put("/v1/sites/{slug}/sessions")]
 pub async fn put_snapshot(
     state: web::Data<AppState>,
@@ -493,10 +488,7 @@ pub struct AdmissionResult {
 #[utoipa::path(post, path = "/v1/sites/{slug}/admissions", tag = "agent", operation_id = "create_admission",
     params(("slug" = String, Path)), request_body = AdmissionRequest, security(("bearer" = [])),
     responses((status = 200, description = "the decision; a refusal has admitted: false", body = AdmissionResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound, UnprocessableEntity))]
 #[post("/v1/sites/{slug}/admissions")]
 pub async fn create_admission(
     state: web::Data<AppState>,

@@ -8,12 +8,13 @@ use actix_web::{HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::problems::{BadRequest, NotFound, Unauthorized};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::domain::chart::{self, Chart};
 use crate::domain::history::{self, Buckets, Point};
-use crate::error::{Error, FieldError, Problem, Result};
+use crate::error::{Error, FieldError, Result};
 use crate::state::AppState;
 
 /// The most points one request may ask for.
@@ -245,9 +246,7 @@ fn view(h: Loaded) -> UsageHistory {
     operation_id = "get_usage_history",
     params(("slug" = String, Path), HistoryQuery), security(("bearer" = [])),
     responses((status = 200, body = UsageHistory),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/usage/history")]
 pub async fn get_usage_history(
     state: web::Data<AppState>,
@@ -265,9 +264,7 @@ pub async fn get_usage_history(
     operation_id = "get_usage_chart",
     params(("slug" = String, Path), HistoryQuery), security(("bearer" = [])),
     responses((status = 200, body = String, content_type = "image/svg+xml"),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/usage/chart.svg")]
 pub async fn get_usage_chart(
     state: web::Data<AppState>,

@@ -11,6 +11,7 @@ pub mod events;
 pub mod history;
 pub mod ops;
 pub mod plans;
+pub mod problems;
 pub mod sessions;
 pub mod sites;
 pub mod tenants;

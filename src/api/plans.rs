@@ -7,13 +7,16 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::common::{Body, Checks, Page, PageQuery, decode_cursor, page, path_slug};
+use super::problems::{
+    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnprocessableEntity,
+};
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{audit, plans, plans::Plan, sites};
 use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::plan_terms;
-use crate::error::{Problem, Result};
+use crate::error::Result;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -290,11 +293,7 @@ impl UpdatePlan {
 #[utoipa::path(post, path = "/v1/plans", tag = "plans", operation_id = "create_plan",
     request_body = CreatePlan, security(("bearer" = [])),
     responses((status = 201, body = PlanView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, Forbidden, Conflict, UnprocessableEntity))]
 #[post("/v1/plans")]
 pub async fn create_plan(
     state: web::Data<AppState>,
@@ -315,8 +314,7 @@ pub async fn create_plan(
 #[utoipa::path(get, path = "/v1/plans", tag = "plans", operation_id = "list_plans",
     params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<PlanView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized))]
 #[get("/v1/plans")]
 pub async fn list_plans(
     state: web::Data<AppState>,
@@ -337,8 +335,7 @@ pub async fn list_plans(
 #[utoipa::path(get, path = "/v1/plans/{code}", tag = "plans", operation_id = "get_plan",
     params(("code" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = PlanView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, NotFound))]
 #[get("/v1/plans/{code}")]
 pub async fn get_plan(
     state: web::Data<AppState>,
@@ -356,10 +353,7 @@ pub async fn get_plan(
 #[utoipa::path(patch, path = "/v1/plans/{code}", tag = "plans", operation_id = "update_plan",
     params(("code" = String, Path)), request_body = UpdatePlan, security(("bearer" = [])),
     responses((status = 200, body = PlanView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Forbidden, NotFound, UnprocessableEntity))]
 #[patch("/v1/plans/{code}")]
 pub async fn update_plan(
     state: web::Data<AppState>,
@@ -385,9 +379,7 @@ pub async fn update_plan(
 #[utoipa::path(delete, path = "/v1/plans/{code}", tag = "plans", operation_id = "delete_plan",
     params(("code" = String, Path)), security(("bearer" = [])),
     responses((status = 204, description = "deleted"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+        Forbidden, NotFound, Conflict))]
 #[delete("/v1/plans/{code}")]
 pub async fn delete_plan(
     state: web::Data<AppState>,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Body, Page, decode_cursor, encode_cursor, page, page_limit};
+use super::problems::{BadRequest, NotFound, Unauthorized, UnprocessableEntity};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
@@ -14,7 +15,7 @@ use crate::db::sessions;
 use crate::db::sessions::{ListFilter, SessionRow};
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{SessionState, state};
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -124,9 +125,7 @@ pub fn parse_states(s: Option<&str>) -> Result<HashSet<SessionState>> {
 #[utoipa::path(get, path = "/v1/sites/{slug}/sessions", tag = "sessions", operation_id = "list_sessions",
     params(("slug" = String, Path), SessionsQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<SessionView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/sessions")]
 pub async fn list_sessions(
     state: web::Data<AppState>,
@@ -198,9 +197,7 @@ pub struct UserView {
 #[utoipa::path(get, path = "/v1/sites/{slug}/users", tag = "sessions", operation_id = "list_users",
     params(("slug" = String, Path), super::common::PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<UserView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/users")]
 pub async fn list_users(
     state: web::Data<AppState>,
@@ -249,8 +246,7 @@ pub struct KillResult {
     operation_id = "kill_session",
     params(("slug" = String, Path), ("session" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = KillResult),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, NotFound))]
 #[delete("/v1/sites/{slug}/sessions/{session}")]
 pub async fn kill_session(
     state: web::Data<AppState>,
@@ -324,10 +320,7 @@ impl KillRequest {
     operation_id = "kill_sessions",
     params(("slug" = String, Path)), request_body = KillRequest, security(("bearer" = [])),
     responses((status = 200, body = KillResult),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, NotFound, UnprocessableEntity))]
 #[post("/v1/sites/{slug}/sessions/kill")]
 pub async fn kill_sessions(
     state: web::Data<AppState>,

@@ -10,6 +10,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::common::{
     Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug, push_url,
 };
+use super::problems::{
+    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnprocessableEntity,
+};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
@@ -18,7 +21,7 @@ use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::plan_terms::parse_limit_message;
 use crate::domain::targets::Origin;
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, Result};
 use crate::push::signing;
 use crate::state::AppState;
 
@@ -210,10 +213,7 @@ pub struct RotatedSecret {
 #[utoipa::path(post, path = "/v1/sites", tag = "sites", operation_id = "create_site",
     request_body = CreateSite, security(("bearer" = [])),
     responses((status = 201, body = CreatedSite),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Forbidden, Conflict, UnprocessableEntity))]
 #[post("/v1/sites")]
 pub async fn create_site(
     state: web::Data<AppState>,
@@ -373,8 +373,7 @@ pub struct SiteListQuery {
 #[utoipa::path(get, path = "/v1/sites", tag = "sites", operation_id = "list_sites",
     params(SiteListQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<SiteView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized))]
 #[get("/v1/sites")]
 pub async fn list_sites(
     state: web::Data<AppState>,
@@ -396,8 +395,7 @@ pub async fn list_sites(
 #[utoipa::path(get, path = "/v1/sites/{slug}", tag = "sites", operation_id = "get_site",
     params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = SiteView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}")]
 pub async fn get_site(
     state: web::Data<AppState>,
@@ -417,10 +415,7 @@ pub async fn get_site(
 #[utoipa::path(patch, path = "/v1/sites/{slug}", tag = "sites", operation_id = "update_site",
     params(("slug" = String, Path)), request_body = UpdateSite, security(("bearer" = [])),
     responses((status = 200, body = SiteView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Forbidden, NotFound, UnprocessableEntity))]
 #[patch("/v1/sites/{slug}")]
 pub async fn update_site(
     state: web::Data<AppState>,
@@ -611,8 +606,7 @@ fn apply_edit(
 #[utoipa::path(delete, path = "/v1/sites/{slug}", tag = "sites", operation_id = "delete_site",
     params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 204, description = "deleted"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Forbidden, NotFound))]
 #[delete("/v1/sites/{slug}")]
 pub async fn delete_site(
     state: web::Data<AppState>,
@@ -654,8 +648,7 @@ fn new_signing_secret(scheme: &str) -> (String, Option<String>) {
     operation_id = "rotate_webhook_secret",
     params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = RotatedSecret),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Forbidden, NotFound))]
 #[post("/v1/sites/{slug}/webhook-secret")]
 pub async fn rotate_webhook_secret(
     state: web::Data<AppState>,
@@ -692,8 +685,7 @@ pub async fn rotate_webhook_secret(
     params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = SiteConfig),
         (status = 304, description = "not modified"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/config")]
 pub async fn get_site_config(
     state: web::Data<AppState>,

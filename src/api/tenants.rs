@@ -10,12 +10,15 @@ use utoipa::ToSchema;
 use super::common::{
     Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug, push_url,
 };
+use super::problems::{
+    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnprocessableEntity,
+};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{audit, tenants, tenants::Tenant};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::targets::Origin;
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -191,10 +194,7 @@ fn check_pool(c: &mut Checks, n: i64) -> Option<i64> {
 #[utoipa::path(post, path = "/v1/tenants", tag = "tenants", operation_id = "create_tenant",
     request_body = CreateTenant, security(("bearer" = [])),
     responses((status = 201, body = CreatedTenant),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Forbidden, Conflict, UnprocessableEntity))]
 #[post("/v1/tenants")]
 pub async fn create_tenant(
     state: web::Data<AppState>,
@@ -219,8 +219,7 @@ pub async fn create_tenant(
 #[utoipa::path(get, path = "/v1/tenants", tag = "tenants", operation_id = "list_tenants",
     params(PageQuery), security(("bearer" = [])),
     responses((status = 200, body = Page<TenantView>),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized))]
 #[get("/v1/tenants")]
 pub async fn list_tenants(
     state: web::Data<AppState>,
@@ -241,8 +240,7 @@ pub async fn list_tenants(
 #[utoipa::path(get, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "get_tenant",
     params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = TenantView),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, NotFound))]
 #[get("/v1/tenants/{slug}")]
 pub async fn get_tenant(
     state: web::Data<AppState>,
@@ -262,10 +260,7 @@ pub async fn get_tenant(
 #[utoipa::path(patch, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "update_tenant",
     params(("slug" = String, Path)), request_body = UpdateTenant, security(("bearer" = [])),
     responses((status = 200, body = TenantView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Forbidden, NotFound, UnprocessableEntity))]
 #[patch("/v1/tenants/{slug}")]
 pub async fn update_tenant(
     state: web::Data<AppState>,
@@ -303,9 +298,7 @@ pub async fn update_tenant(
 #[utoipa::path(delete, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "delete_tenant",
     params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 204, description = "deleted"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json")))]
+        Forbidden, NotFound, Conflict))]
 #[delete("/v1/tenants/{slug}")]
 pub async fn delete_tenant(
     state: web::Data<AppState>,

@@ -7,10 +7,11 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::common::Body;
+use super::problems::{BadRequest, Forbidden, NotFound, Unauthorized, UnprocessableEntity};
 use crate::auth::{Caller, Role, Scope};
 use crate::clock::to_rfc3339;
 use crate::db::{audit, sites, tenants, tokens};
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -45,11 +46,7 @@ pub struct TokenView {
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", operation_id = "create_token",
     request_body = CreateToken, security(("bearer" = [])),
     responses((status = 201, body = TokenView),
-        (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json")))]
+        BadRequest, Unauthorized, Forbidden, NotFound, UnprocessableEntity))]
 #[post("/v1/tokens")]
 pub async fn create_token(
     state: web::Data<AppState>,
@@ -200,9 +197,7 @@ impl Subject {
 #[utoipa::path(delete, path = "/v1/tokens/{jti}", tag = "tokens", operation_id = "revoke_token",
     params(("jti" = String, Path)), security(("bearer" = [])),
     responses((status = 204, description = "revoked"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, Forbidden, NotFound))]
 #[delete("/v1/tokens/{jti}")]
 pub async fn revoke_token(
     state: web::Data<AppState>,

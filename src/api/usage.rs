@@ -7,11 +7,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::common::path_slug;
+use super::problems::{Forbidden, NotFound, Unauthorized};
 use super::sites::visible_site;
 use crate::auth::{Caller, Scope};
 use crate::db::sites::SiteFull;
 use crate::db::{sites, tenants, usage};
-use crate::error::{Problem, Result};
+use crate::error::Result;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -145,8 +146,7 @@ fn totals(tenant: String, sites: Vec<SiteUsage>) -> TenantUsage {
 #[utoipa::path(get, path = "/v1/sites/{slug}/usage", tag = "usage", operation_id = "get_site_usage",
     params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = SiteUsage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, NotFound))]
 #[get("/v1/sites/{slug}/usage")]
 pub async fn get_site_usage(
     state: web::Data<AppState>,
@@ -186,8 +186,7 @@ async fn all_sites(
 #[utoipa::path(get, path = "/v1/tenants/{slug}/usage", tag = "usage", operation_id = "get_tenant_usage",
     params(("slug" = String, Path)), security(("bearer" = [])),
     responses((status = 200, body = TenantUsage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, NotFound))]
 #[get("/v1/tenants/{slug}/usage")]
 pub async fn get_tenant_usage(
     state: web::Data<AppState>,
@@ -209,8 +208,7 @@ pub async fn get_tenant_usage(
 #[utoipa::path(get, path = "/v1/usage", tag = "usage", operation_id = "get_usage",
     security(("bearer" = [])),
     responses((status = 200, body = ProviderUsage),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 403, body = Problem, content_type = "application/problem+json")))]
+        Unauthorized, Forbidden))]
 #[get("/v1/usage")]
 pub async fn get_usage(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     caller.require_admin()?;
