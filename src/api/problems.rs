@@ -33,65 +33,33 @@ fn only(status: &str) -> BTreeMap<String, RefOr<Response>> {
     BTreeMap::from([(status.to_owned(), response(""))])
 }
 
-/// 400: the body or a parameter is malformed.
-pub struct BadRequest;
+/// A problem response of one status as a utoipa type, so that a path lists it by name.
+macro_rules! problem_response {
+    ($($(#[$doc:meta])* $name:ident = $status:literal;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
 
-impl IntoResponses for BadRequest {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        only("400")
-    }
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                only($status)
+            }
+        }
+    )*};
 }
 
-/// 401: no usable token.
-pub struct Unauthorized;
-
-impl IntoResponses for Unauthorized {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        only("401")
-    }
-}
-
-/// 403: the token may not do this.
-pub struct Forbidden;
-
-impl IntoResponses for Forbidden {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        only("403")
-    }
-}
-
-/// 404: not found, or another tenant's.
-pub struct NotFound;
-
-impl IntoResponses for NotFound {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        only("404")
-    }
-}
-
-/// 409: conflicts with the current state.
-pub struct Conflict;
-
-impl IntoResponses for Conflict {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        only("409")
-    }
-}
-
-/// 413: the body is over a limit.
-pub struct PayloadTooLarge;
-
-impl IntoResponses for PayloadTooLarge {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        only("413")
-    }
-}
-
-/// 422: validation failed.
-pub struct UnprocessableEntity;
-
-impl IntoResponses for UnprocessableEntity {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        only("422")
-    }
+problem_response! {
+    /// 400: the body or a parameter is malformed.
+    BadRequest = "400";
+    /// 401: no usable token.
+    Unauthorized = "401";
+    /// 403: the token may not do this.
+    Forbidden = "403";
+    /// 404: not found, or another tenant's.
+    NotFound = "404";
+    /// 409: conflicts with the current state.
+    Conflict = "409";
+    /// 413: the body is over a limit.
+    PayloadTooLarge = "413";
+    /// 422: validation failed.
+    UnprocessableEntity = "422";
 }
