@@ -17,10 +17,9 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage as _, HttpResponse, web};
-use futures_util::StreamExt as _;
 use sha2::{Digest, Sha256};
 
-use crate::api::common::{BODY_TIMEOUT, SMALL_BODY};
+use crate::api::common::{SMALL_BODY, read_limited};
 use crate::auth::{Claims, Role};
 use crate::db::Db;
 use crate::db::idempotency::{self as store, Answer, Claim};
@@ -143,7 +142,9 @@ async fn read_keyed(req: &mut ServiceRequest) -> Result<Option<Keyed>, Error> {
         return Ok(None);
     };
     let scope = scope_of(&claims);
-    let body = read_body(req.take_payload()).await?;
+    // Read as `Body` would (at most 64 KiB within 10 s), so that the handler gets the
+    // same bytes again.
+    let body = read_limited(req.take_payload(), SMALL_BODY).await?;
     let path = req
         .uri()
         .path_and_query()
@@ -262,33 +263,6 @@ fn replay(answer: Answer) -> HttpResponse {
     }
     res.insert_header((REPLAYED, "true"));
     res.body(answer.body)
-}
-
-/// Reads the body as [`crate::api::common::Body`] would (at most 64 KiB within 10 s), so
-/// that the handler gets the same bytes again.
-async fn read_body(mut payload: Payload) -> Result<web::Bytes, Error> {
-    let read = async {
-        let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
-            let chunk =
-                chunk.map_err(|e| Error::bad_request(format!("cannot read the body: {e}")))?;
-            if body.len() + chunk.len() > SMALL_BODY {
-                return Err(Error::PayloadTooLarge(format!(
-                    "the body may be at most {SMALL_BODY} bytes"
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body.freeze())
-    };
-    tokio::time::timeout(BODY_TIMEOUT, read)
-        .await
-        .unwrap_or_else(|_| {
-            Err(Error::RequestTimeout(format!(
-                "the body was not received within {} s",
-                BODY_TIMEOUT.as_secs()
-            )))
-        })
 }
 
 /// A claimed key; released when the request ends without an answer to keep, also

@@ -76,7 +76,7 @@ impl<const LIMIT: usize> FromRequest for Body<LIMIT> {
             .get(actix_web::http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let payload = payload.take();
         Box::pin(async move {
             let read = async {
                 match content_type.as_deref() {
@@ -90,30 +90,36 @@ impl<const LIMIT: usize> FromRequest for Body<LIMIT> {
                 if declared.is_some_and(|n| n > LIMIT) {
                     return Err(too_large(LIMIT));
                 }
-                let mut body = web::BytesMut::new();
-                while let Some(chunk) = payload.next().await {
-                    let chunk = chunk
-                        .map_err(|e| Error::bad_request(format!("cannot read the body: {e}")))?;
-                    if body.len() + chunk.len() > LIMIT {
-                        return Err(too_large(LIMIT));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(body.freeze())
-            };
-            let read = async {
-                tokio::time::timeout(BODY_TIMEOUT, read)
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(Error::RequestTimeout(format!(
-                            "the body was not received within {} s",
-                            BODY_TIMEOUT.as_secs()
-                        )))
-                    })
+                read_limited(payload, LIMIT).await
             };
             Ok(Body(read.await))
         })
     }
+}
+
+/// Reads a body of at most `limit` bytes, all of it within [`BODY_TIMEOUT`], so that
+/// a client that sends slowly holds no worker for long.
+pub async fn read_limited(mut payload: Payload, limit: usize) -> Result<web::Bytes> {
+    let read = async {
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| Error::bad_request(format!("cannot read the body: {e}")))?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(limit));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    };
+    tokio::time::timeout(BODY_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| {
+            Err(Error::RequestTimeout(format!(
+                "the body was not received within {} s",
+                BODY_TIMEOUT.as_secs()
+            )))
+        })
 }
 
 fn too_large(limit: usize) -> Error {

@@ -15,7 +15,7 @@ use crate::clock::Millis;
 use crate::db::{self, usage};
 use crate::domain::admission::{Answer, Outcome};
 use crate::domain::ids::SessionRef;
-use crate::domain::session::{EndReason, Observation};
+use crate::domain::session::{EndReason, EventType, Observation, coalesce};
 use crate::error::{Error, FieldError, Result};
 use crate::state::AppState;
 
@@ -155,7 +155,10 @@ fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Obser
     check_text("user_agent", &e.user_agent, 1024)?;
     check_text("id", &e.id, 128)?;
     check_ip(&e.ip)?;
-    if e.kind == "session.refused" {
+    // Judged here, after the fields every type shares, so that an event with several
+    // faults names the same one first whatever its type.
+    let kind = EventType::parse(&e.kind).map_err(|m| format!("type: {m}"));
+    if kind == Ok(EventType::Refused) {
         if e.reason.is_some() {
             return Err("reason: only session.ended takes a reason".to_owned());
         }
@@ -171,24 +174,19 @@ fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Obser
     }
     let session = session.ok_or_else(|| "session: required".to_owned())?;
     let expires = e.expires_at.map(|t| t.timestamp_millis());
-    let ended = match e.kind.as_str() {
-        "session.started" | "session.activity" => {
-            if e.reason.is_some() {
-                return Err("reason: only session.ended takes a reason".to_owned());
-            }
-            None
-        }
-        "session.ended" => {
+    let ended = match kind? {
+        EventType::Ended => {
             let reason = match e.reason.as_deref() {
                 None => EndReason::Logout,
                 Some(r) => EndReason::parse(r).map_err(|m| format!("reason: {m}"))?,
             };
             Some((at, reason))
         }
-        other => {
-            return Err(format!(
-                "type: unknown event type {other:?} (use session.started, session.activity, session.ended or session.refused)"
-            ));
+        EventType::Started | EventType::Activity | EventType::Refused => {
+            if e.reason.is_some() {
+                return Err("reason: only session.ended takes a reason".to_owned());
+            }
+            None
         }
     };
     let expires_at = match (expires, ended) {
@@ -210,8 +208,6 @@ fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Obser
         },
     ))
 }
-
-use crate::domain::session::coalesce;
 
 /// Ingest a batch of session events (site token). Well-formed events are applied
 /// even when others are rejected; the reply comes after the commit.

@@ -146,7 +146,7 @@ impl From<Plan> for PlanView {
 impl CreatePlan {
     /// The new plan's row, the fields not sent at their defaults. Every invalid field
     /// is reported, `code` first.
-    fn into_new_plan(self, now: Millis) -> Result<plans::NewPlan> {
+    fn into_new_plan(self, now: Millis) -> Result<Plan> {
         let mut c = Checks::default();
         let code = c.check("code", Slug::parse(&self.code));
         let fields = self.with_defaults();
@@ -156,7 +156,8 @@ impl CreatePlan {
         fields.check_reservations(&mut c, &mut v);
         fields.copy_modes(&mut v);
         c.finish()?;
-        Ok(plans::NewPlan {
+        Ok(Plan {
+            id: 0,
             code: code.map(|s| s.as_str().to_owned()).unwrap_or_default(),
             name: v.name.unwrap_or_default(),
             session_limit: v.session_limit.unwrap_or_default(),
@@ -283,9 +284,9 @@ impl UpdatePlan {
 
     /// The modes need no check: serde accepts only their names.
     fn copy_modes(&self, v: &mut plans::PlanChanges) {
-        v.count_mode = self.count_mode.map(|m| m.as_str().to_owned());
-        v.over_limit = self.over_limit.map(|m| m.as_str().to_owned());
-        v.per_user_over_limit = self.per_user_over_limit.map(|m| m.as_str().to_owned());
+        v.count_mode = self.count_mode;
+        v.over_limit = self.over_limit;
+        v.per_user_over_limit = self.per_user_over_limit;
     }
 }
 

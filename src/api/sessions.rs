@@ -14,7 +14,7 @@ use crate::clock::{Millis, to_rfc3339};
 use crate::db::sessions;
 use crate::db::sessions::{ListFilter, SessionRow};
 use crate::domain::ids::SessionRef;
-use crate::domain::session::{SessionState, state};
+use crate::domain::session::{EndReason, SessionState, state};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -54,7 +54,9 @@ pub struct SessionView {
     pub last_activity_at: String,
     pub expires_at: String,
     pub ended_at: Option<String>,
-    pub end_reason: Option<String>,
+    // The document has named it a string since before the reasons were an enum.
+    #[schema(value_type = Option<String>)]
+    pub end_reason: Option<EndReason>,
     /// `live`, `dangling`, `expired` or `ended` (`active` is live or dangling).
     pub state: SessionState,
     /// Seconds since the last activity (0 for ended sessions' future activity).

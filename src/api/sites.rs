@@ -242,7 +242,7 @@ pub async fn create_site(
 struct SiteDraft {
     tenant: Slug,
     plan: Slug,
-    row: sites::NewSite,
+    row: sites::Site,
 }
 
 impl CreateSite {
@@ -278,7 +278,8 @@ impl CreateSite {
             return Err(Error::bad_request("incomplete site"));
         };
         let (webhook_secret, public_key) = new_signing_secret(self.scheme()?);
-        let row = sites::NewSite {
+        let row = sites::Site {
+            id: 0,
             slug: slug.as_str().to_owned(),
             tenant_id: 0,
             plan_id: 0,
@@ -286,8 +287,8 @@ impl CreateSite {
             webhook_url,
             webhook_secret,
             session_limit,
-            count_mode: self.count_mode.map(|m| m.as_str().to_owned()),
-            over_limit: self.over_limit.map(|m| m.as_str().to_owned()),
+            count_mode: self.count_mode,
+            over_limit: self.over_limit,
             idle_timeout_seconds,
             session_ttl_seconds,
             limit_message,
@@ -298,7 +299,14 @@ impl CreateSite {
             reserved_slots,
             reserved_roles,
             per_user_limit,
-            per_user_over_limit: self.per_user_over_limit.map(|m| m.as_str().to_owned()),
+            per_user_over_limit: self.per_user_over_limit,
+            // New: no push has failed, no secret is rotated out, alerts are armed.
+            webhook_disabled_at: None,
+            previous_webhook_secret: None,
+            previous_secret_expires_at: None,
+            utilization_alert_armed: true,
+            last_limit_alert_at: None,
+            webhook_url_by_tenant: false,
         };
         Ok((SiteDraft { tenant, plan, row }, public_key))
     }
@@ -344,7 +352,7 @@ fn insert_site(c: &mut DbConn, draft: &SiteDraft, actor: &str, now: Millis) -> R
             draft.row.slug
         )));
     }
-    let new = sites::NewSite {
+    let new = sites::Site {
         tenant_id: t.id,
         plan_id: p.id,
         ..draft.row.clone()
@@ -532,8 +540,8 @@ impl UpdateSite {
                 n.and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
                     .map(SessionLimit::get)
             }),
-            count_mode: self.count_mode.map(|m| m.map(|m| m.as_str().to_owned())),
-            over_limit: self.over_limit.map(|m| m.map(|m| m.as_str().to_owned())),
+            count_mode: self.count_mode,
+            over_limit: self.over_limit,
             idle_timeout_seconds: seconds(c, "idle_timeout_seconds", self.idle_timeout_seconds),
             session_ttl_seconds: seconds(c, "session_ttl_seconds", self.session_ttl_seconds),
             limit_message: self.limit_message.as_ref().map(|m| {
@@ -552,9 +560,7 @@ impl UpdateSite {
             per_user_limit: self.per_user_limit.map(|n| {
                 n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)))
             }),
-            per_user_over_limit: self
-                .per_user_over_limit
-                .map(|m| m.map(|m| m.as_str().to_owned())),
+            per_user_over_limit: self.per_user_over_limit,
             ..SiteChanges::default()
         }
     }

@@ -107,7 +107,7 @@ pub fn new_whsec() -> String {
 
 impl CreateTenant {
     /// The new tenant's row with a fresh alert secret; every invalid field is reported.
-    fn into_new_tenant(self, state: &AppState) -> Result<tenants::NewTenant> {
+    fn into_new_tenant(self, state: &AppState) -> Result<Tenant> {
         let mut c = Checks::default();
         let slug = c.check("slug", Slug::parse(&self.slug));
         let name = c.check("name", ids::parse_name(&self.name));
@@ -124,7 +124,8 @@ impl CreateTenant {
             .and_then(|n| check_pool(&mut c, n));
         c.finish()?;
         let now = state.now();
-        Ok(tenants::NewTenant {
+        Ok(Tenant {
+            id: 0,
             slug: slug.map(|s| s.as_str().to_owned()).unwrap_or_default(),
             name: name.unwrap_or_default(),
             billing_email: email,
@@ -134,6 +135,8 @@ impl CreateTenant {
             updated_at: now,
             token_key: Some(crate::auth::new_subject_key()),
             pooled_session_limit: pool,
+            // The provider sets a new tenant's URL.
+            notify_url_by_tenant: false,
         })
     }
 }

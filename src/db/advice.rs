@@ -8,8 +8,9 @@ use super::plans::Plan;
 use super::schema::{denials::dsl as dn, plans::dsl as p};
 use crate::clock::Millis;
 use crate::db::Result;
-use crate::domain::advice::{Refusal, Span};
+use crate::domain::advice::Refusal;
 use crate::domain::billing::Period;
+use crate::domain::session::Span;
 
 /// Refusals of rules the replay leaves alone: a bigger limit would not admit them.
 const NOT_REPLAYED: [&str; 2] = ["user_limit_reached", "pool_limit_reached"];

@@ -95,7 +95,7 @@ pub fn prices(conn: &mut DbConn) -> Result<HashMap<i64, Vec<PriceSpan>>> {
 pub fn history(conn: &mut DbConn, site_ids: &[i64]) -> Result<HashMap<i64, Vec<PlanSpan>>> {
     let mut out: HashMap<i64, Vec<PlanSpan>> = HashMap::new();
     for chunk in site_ids.chunks(500) {
-        let rows: Vec<(i64, i64, i64, String, Millis)> = h::site_plan_history
+        let rows: Vec<(i64, i64, i64, OverLimit, Millis)> = h::site_plan_history
             .filter(h::site_id.eq_any(chunk))
             .order((h::site_id, h::effective_from, h::id))
             .select((
@@ -110,7 +110,7 @@ pub fn history(conn: &mut DbConn, site_ids: &[i64]) -> Result<HashMap<i64, Vec<P
             out.entry(site_id).or_default().push(PlanSpan {
                 plan_id,
                 session_limit,
-                over_limit: OverLimit::parse(&over_limit).unwrap_or_default(),
+                over_limit,
                 effective_from,
             });
         }

@@ -5,26 +5,23 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use super::DbConn;
-use super::usage::{DAY_MS, HOUR_MS, numbered, rollups_between};
+use super::usage::{DAY_MS, HOUR_MS, numbered};
 use crate::clock::Millis;
 use crate::db::Result;
 use crate::domain::history;
+use crate::domain::session::Span;
 
-/// One bucket of samples.
-#[derive(Debug, Clone, QueryableByName, PartialEq, Eq)]
+/// One bucket of a site's usage: an hour or day as rolled up, or minute samples as
+/// grouped by the query below (which names its columns as the roll-up table does).
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName, PartialEq, Eq)]
+#[diesel(table_name = super::schema::usage_rollups)]
 pub struct Bucket {
     /// Start of the bucket.
-    #[diesel(sql_type = BigInt)]
     pub at: Millis,
-    #[diesel(sql_type = BigInt)]
     pub max_active: i64,
-    #[diesel(sql_type = BigInt)]
     pub max_live: i64,
-    #[diesel(sql_type = BigInt)]
     pub max_dangling: i64,
-    #[diesel(sql_type = BigInt)]
     pub denied: i64,
-    #[diesel(sql_type = BigInt)]
     pub session_limit: i64,
 }
 
@@ -39,18 +36,7 @@ pub fn buckets(
     step_ms: i64,
 ) -> Result<Vec<Bucket>> {
     if step_ms == HOUR_MS || step_ms == DAY_MS {
-        let rows = rollups_between(conn, site_id, step_ms, from, to)?;
-        return Ok(rows
-            .into_iter()
-            .map(|r| Bucket {
-                at: r.at,
-                max_active: r.max_active,
-                max_live: r.max_live,
-                max_dangling: r.max_dangling,
-                denied: r.denied,
-                session_limit: r.session_limit,
-            })
-            .collect());
+        return rollups_between(conn, site_id, step_ms, from, to);
     }
     // Denials are counted per minute, so their sum is the bucket's count; the
     // limit is the highest one in force during the bucket. SUM is cast because
@@ -72,6 +58,26 @@ pub fn buckets(
             .load::<Bucket>(c)?
     });
     Ok(rows)
+}
+
+/// Roll-up buckets of one site and size (`HOUR_MS` or `DAY_MS`) starting in
+/// `[from, to)`, in order.
+fn rollups_between(
+    conn: &mut DbConn,
+    site_id: i64,
+    bucket_ms: i64,
+    from: Millis,
+    to: Millis,
+) -> Result<Vec<Bucket>> {
+    use super::schema::usage_rollups::dsl as ur;
+    Ok(ur::usage_rollups
+        .filter(ur::site_id.eq(site_id))
+        .filter(ur::bucket_ms.eq(bucket_ms))
+        .filter(ur::at.ge(from))
+        .filter(ur::at.lt(to))
+        .order(ur::at)
+        .select(Bucket::as_select())
+        .load(conn)?)
 }
 
 /// The rows a site's usage history in `[from, to)` is computed from, read in one
@@ -104,7 +110,7 @@ pub fn history_inputs(
         Ok(history::Inputs {
             spans: rows
                 .into_iter()
-                .map(|(s, e, end, last)| history::Span::of_row(s, e, end, last))
+                .map(|(s, e, end, last)| Span::of_row(s, e, end, last))
                 .collect(),
             denials: super::usage::denial_times(c, site_id, from, to)?,
             limits,

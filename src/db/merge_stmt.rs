@@ -269,8 +269,8 @@ mod tests {
             assert_eq!(row.expires_at, expected.expires_at, "order {order:?}");
             assert_eq!(row.ended_at, Some(300), "order {order:?}");
             assert_eq!(
-                row.end_reason.as_deref(),
-                expected.ended.map(|e| e.1.as_str()),
+                row.end_reason,
+                expected.ended.map(|e| e.1),
                 "order {order:?}"
             );
             assert_eq!(row.user_ref, expected.user, "order {order:?}");

@@ -16,6 +16,9 @@ mod merge_stmt;
 pub mod outbox;
 pub mod plans;
 mod pool_wait;
+// `diesel print-schema` on the PostgreSQL migrations, unedited (`.ci/schema-check`
+// compares them). SQLite declares the same columns, its INTEGER keys reading back as
+// BigInt, so one schema serves the `MultiConnection`.
 pub mod schema;
 pub mod sessions;
 pub mod settings;
@@ -23,6 +26,7 @@ pub mod site_full;
 pub mod site_writer;
 pub mod sites;
 pub mod tenants;
+mod text_enums;
 pub mod tokens;
 pub mod usage;
 

@@ -69,6 +69,60 @@ fn body(kind: &str, now: Millis, data: serde_json::Value) -> String {
     json!({ "type": kind, "timestamp": to_rfc3339(now), "data": data }).to_string()
 }
 
+/// A push as it is queued: pending, never tried, due now.
+#[derive(Insertable)]
+#[diesel(table_name = super::schema::outbox)]
+struct NewPush<'a> {
+    webhook_id: String,
+    site_id: Option<i64>,
+    tenant_id: Option<i64>,
+    target: &'a str,
+    kind: &'a str,
+    payload: String,
+    status: &'a str,
+    attempts: i64,
+    next_attempt_at: Millis,
+    created_at: Millis,
+}
+
+impl<'a> NewPush<'a> {
+    fn new(
+        site_id: Option<i64>,
+        tenant_id: Option<i64>,
+        target: &'a str,
+        kind: &'a str,
+        payload: String,
+        now: Millis,
+    ) -> Self {
+        Self {
+            webhook_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            site_id,
+            tenant_id,
+            target,
+            kind,
+            payload,
+            status: STATUS_PENDING,
+            attempts: 0,
+            next_attempt_at: now,
+            created_at: now,
+        }
+    }
+
+    /// The site's current effective configuration, for its agent.
+    fn config(full: &SiteFull, now: Millis) -> Self {
+        let data = serde_json::to_value(full.config()).unwrap_or_default();
+        let payload = body(KIND_CONFIG, now, data);
+        Self::new(
+            Some(full.site.id),
+            Some(full.site.tenant_id),
+            TARGET_SITE,
+            KIND_CONFIG,
+            payload,
+            now,
+        )
+    }
+}
+
 fn insert(
     conn: &mut DbConn,
     site_id: Option<i64>,
@@ -79,18 +133,7 @@ fn insert(
     now: Millis,
 ) -> Result<()> {
     diesel::insert_into(o::outbox)
-        .values((
-            o::webhook_id.eq(format!("msg_{}", uuid::Uuid::now_v7().simple())),
-            o::site_id.eq(site_id),
-            o::tenant_id.eq(tenant_id),
-            o::target.eq(target),
-            o::kind.eq(kind),
-            o::payload.eq(payload),
-            o::status.eq(STATUS_PENDING),
-            o::attempts.eq(0),
-            o::next_attempt_at.eq(now),
-            o::created_at.eq(now),
-        ))
+        .values(NewPush::new(site_id, tenant_id, target, kind, payload, now))
         .execute(conn)?;
     Ok(())
 }
@@ -98,27 +141,7 @@ fn insert(
 /// Queues the site's current effective config; older undelivered config pushes of the
 /// same site are superseded, since agents only want the newest.
 pub fn enqueue_config(conn: &mut DbConn, full: &SiteFull, now: Millis) -> Result<()> {
-    diesel::update(
-        o::outbox
-            .filter(o::site_id.eq(full.site.id))
-            .filter(o::kind.eq(KIND_CONFIG))
-            .filter(o::status.eq(STATUS_PENDING)),
-    )
-    .set((
-        o::status.eq(STATUS_SUPERSEDED),
-        o::finished_at.eq(Some(now)),
-    ))
-    .execute(conn)?;
-    let data = serde_json::to_value(full.config()).unwrap_or_default();
-    insert(
-        conn,
-        Some(full.site.id),
-        Some(full.site.tenant_id),
-        TARGET_SITE,
-        KIND_CONFIG,
-        body(KIND_CONFIG, now, data),
-        now,
-    )
+    enqueue_configs(conn, std::slice::from_ref(full), now)
 }
 
 /// [`enqueue_config`] for many sites at once (a plan edit touches every site on the
@@ -138,24 +161,7 @@ pub fn enqueue_configs(conn: &mut DbConn, fulls: &[SiteFull], now: Millis) -> Re
             o::finished_at.eq(Some(now)),
         ))
         .execute(conn)?;
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|f| {
-                let data = serde_json::to_value(f.config()).unwrap_or_default();
-                (
-                    o::webhook_id.eq(format!("msg_{}", uuid::Uuid::now_v7().simple())),
-                    o::site_id.eq(Some(f.site.id)),
-                    o::tenant_id.eq(Some(f.site.tenant_id)),
-                    o::target.eq(TARGET_SITE),
-                    o::kind.eq(KIND_CONFIG),
-                    o::payload.eq(body(KIND_CONFIG, now, data)),
-                    o::status.eq(STATUS_PENDING),
-                    o::attempts.eq(0),
-                    o::next_attempt_at.eq(now),
-                    o::created_at.eq(now),
-                )
-            })
-            .collect();
+        let rows: Vec<_> = chunk.iter().map(|f| NewPush::config(f, now)).collect();
         crate::per_backend!(conn, |c| diesel::insert_into(o::outbox)
             .values(&rows)
             .execute(c)?);

@@ -9,15 +9,18 @@ use crate::clock::Millis;
 use crate::db::{Error, Result};
 use crate::domain::config::{self, CountMode, LimitValues, OverLimit, PerUserOverLimit};
 
+/// A plan as stored, and as a new one is inserted.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::plans)]
 pub struct Plan {
+    /// Given by the database: a new plan's is not written (any value will do).
+    #[diesel(skip_insertion)]
     pub id: i64,
     pub code: String,
     pub name: String,
     pub session_limit: i64,
-    pub count_mode: String,
-    pub over_limit: String,
+    pub count_mode: CountMode,
+    pub over_limit: OverLimit,
     pub overage_percent: i64,
     pub idle_timeout_seconds: i64,
     pub session_ttl_seconds: i64,
@@ -31,48 +34,24 @@ pub struct Plan {
     /// A JSON array of role names.
     pub reserved_roles: String,
     pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: String,
+    pub per_user_over_limit: PerUserOverLimit,
 }
 
 impl Plan {
     pub fn limit_values(&self) -> LimitValues {
         LimitValues {
             session_limit: self.session_limit,
-            count_mode: CountMode::parse(&self.count_mode).unwrap_or_default(),
-            over_limit: OverLimit::parse(&self.over_limit).unwrap_or_default(),
+            count_mode: self.count_mode,
+            over_limit: self.over_limit,
             idle_timeout_seconds: self.idle_timeout_seconds,
             session_ttl_seconds: self.session_ttl_seconds,
             limit_message: self.limit_message.clone(),
             reserved_slots: self.reserved_slots,
             reserved_roles: config::roles_from_text(&self.reserved_roles),
             per_user_limit: self.per_user_limit,
-            per_user_over_limit: PerUserOverLimit::parse(&self.per_user_over_limit)
-                .unwrap_or_default(),
+            per_user_over_limit: self.per_user_over_limit,
         }
     }
-}
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = super::schema::plans)]
-pub struct NewPlan {
-    pub code: String,
-    pub name: String,
-    pub session_limit: i64,
-    pub count_mode: String,
-    pub over_limit: String,
-    pub overage_percent: i64,
-    pub idle_timeout_seconds: i64,
-    pub session_ttl_seconds: i64,
-    pub limit_message: String,
-    pub monthly_price_cents: i64,
-    pub overage_unit_price_cents: i64,
-    pub currency: String,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    pub reserved_slots: i64,
-    pub reserved_roles: String,
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: String,
 }
 
 #[derive(Debug, Default, AsChangeset)]
@@ -80,8 +59,8 @@ pub struct NewPlan {
 pub struct PlanChanges {
     pub name: Option<String>,
     pub session_limit: Option<i64>,
-    pub count_mode: Option<String>,
-    pub over_limit: Option<String>,
+    pub count_mode: Option<CountMode>,
+    pub over_limit: Option<OverLimit>,
     pub overage_percent: Option<i64>,
     pub idle_timeout_seconds: Option<i64>,
     pub session_ttl_seconds: Option<i64>,
@@ -93,7 +72,7 @@ pub struct PlanChanges {
     pub reserved_slots: Option<i64>,
     pub reserved_roles: Option<String>,
     pub per_user_limit: Option<Option<i64>>,
-    pub per_user_over_limit: Option<String>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
 }
 
 impl PlanChanges {
@@ -113,7 +92,7 @@ impl PlanChanges {
     }
 }
 
-pub fn insert(conn: &mut DbConn, new: &NewPlan) -> Result<Plan> {
+pub fn insert(conn: &mut DbConn, new: &Plan) -> Result<Plan> {
     diesel::insert_into(p::plans).values(new).execute(conn)?;
     let plan = get(conn, &new.code)?;
     record_prices(conn, &plan, plan.created_at)?;
@@ -122,7 +101,7 @@ pub fn insert(conn: &mut DbConn, new: &NewPlan) -> Result<Plan> {
 
 /// Adds the plan and its audit record in one transaction; a plan of the same code is
 /// a conflict.
-pub fn create(conn: &mut DbConn, new: &NewPlan, actor: &str) -> Result<Plan> {
+pub fn create(conn: &mut DbConn, new: &Plan, actor: &str) -> Result<Plan> {
     conn.transaction(|c| {
         if get(c, &new.code).is_ok() {
             return Err(Error::Conflict(format!(

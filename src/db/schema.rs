@@ -1,207 +1,9 @@
-// The tables of both backends. Written to match `diesel print-schema` on the
-// PostgreSQL migrations; SQLite declares the same columns (its INTEGER keys read
-// back as BigInt), so one schema serves the `MultiConnection`.
-
-diesel::table! {
-    settings (key) {
-        key -> Text,
-        value -> Text,
-    }
-}
-
-diesel::table! {
-    plans (id) {
-        id -> BigInt,
-        code -> Text,
-        name -> Text,
-        session_limit -> BigInt,
-        count_mode -> Text,
-        over_limit -> Text,
-        overage_percent -> BigInt,
-        idle_timeout_seconds -> BigInt,
-        session_ttl_seconds -> BigInt,
-        limit_message -> Text,
-        monthly_price_cents -> BigInt,
-        overage_unit_price_cents -> BigInt,
-        currency -> Text,
-        created_at -> BigInt,
-        updated_at -> BigInt,
-        reserved_slots -> BigInt,
-        reserved_roles -> Text,
-        per_user_limit -> Nullable<BigInt>,
-        per_user_over_limit -> Text,
-    }
-}
-
-diesel::table! {
-    plan_prices (id) {
-        id -> BigInt,
-        plan_id -> BigInt,
-        monthly_price_cents -> BigInt,
-        overage_unit_price_cents -> BigInt,
-        currency -> Text,
-        effective_from -> BigInt,
-    }
-}
-
-diesel::table! {
-    tenants (id) {
-        id -> BigInt,
-        slug -> Text,
-        name -> Text,
-        billing_email -> Nullable<Text>,
-        notify_url -> Nullable<Text>,
-        notify_secret -> Text,
-        created_at -> BigInt,
-        updated_at -> BigInt,
-        token_key -> Nullable<Text>,
-        notify_url_by_tenant -> Bool,
-        pooled_session_limit -> Nullable<BigInt>,
-    }
-}
-
-diesel::table! {
-    sites (id) {
-        id -> BigInt,
-        slug -> Text,
-        tenant_id -> BigInt,
-        plan_id -> BigInt,
-        name -> Text,
-        webhook_url -> Nullable<Text>,
-        webhook_disabled_at -> Nullable<BigInt>,
-        webhook_secret -> Text,
-        previous_webhook_secret -> Nullable<Text>,
-        previous_secret_expires_at -> Nullable<BigInt>,
-        session_limit -> Nullable<BigInt>,
-        count_mode -> Nullable<Text>,
-        over_limit -> Nullable<Text>,
-        idle_timeout_seconds -> Nullable<BigInt>,
-        session_ttl_seconds -> Nullable<BigInt>,
-        limit_message -> Nullable<Text>,
-        config_version -> BigInt,
-        utilization_alert_armed -> Bool,
-        last_limit_alert_at -> Nullable<BigInt>,
-        created_at -> BigInt,
-        updated_at -> BigInt,
-        token_key -> Nullable<Text>,
-        webhook_url_by_tenant -> Bool,
-        reserved_slots -> Nullable<BigInt>,
-        reserved_roles -> Nullable<Text>,
-        per_user_limit -> Nullable<BigInt>,
-        per_user_over_limit -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    site_plan_history (id) {
-        id -> BigInt,
-        site_id -> BigInt,
-        plan_id -> BigInt,
-        session_limit -> BigInt,
-        over_limit -> Text,
-        effective_from -> BigInt,
-    }
-}
-
-diesel::table! {
-    sessions (id) {
-        id -> BigInt,
-        site_id -> BigInt,
-        session -> Text,
-        user_ref -> Nullable<Text>,
-        started_at -> BigInt,
-        last_activity_at -> BigInt,
-        expires_at -> BigInt,
-        ended_at -> Nullable<BigInt>,
-        end_reason -> Nullable<Text>,
-        user_agent -> Nullable<Text>,
-        ip -> Nullable<Text>,
-        overage -> Bool,
-    }
-}
-
-diesel::table! {
-    denials (id) {
-        id -> BigInt,
-        site_id -> BigInt,
-        at -> BigInt,
-        outcome -> Text,
-        event_id -> Nullable<Text>,
-        session -> Nullable<Text>,
-        user_ref -> Nullable<Text>,
-        counted -> Nullable<BigInt>,
-        session_limit -> Nullable<BigInt>,
-        count_mode -> Nullable<Text>,
-        counted_sessions -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    revoked_tokens (jti) {
-        jti -> Text,
-        revoked_at -> BigInt,
-        expires_at -> BigInt,
-    }
-}
-
-diesel::table! {
-    outbox (id) {
-        id -> BigInt,
-        webhook_id -> Text,
-        site_id -> Nullable<BigInt>,
-        tenant_id -> Nullable<BigInt>,
-        target -> Text,
-        kind -> Text,
-        payload -> Text,
-        status -> Text,
-        attempts -> BigInt,
-        next_attempt_at -> BigInt,
-        locked_until -> Nullable<BigInt>,
-        created_at -> BigInt,
-        finished_at -> Nullable<BigInt>,
-    }
-}
-
-diesel::table! {
-    delivery_attempts (id) {
-        id -> BigInt,
-        outbox_id -> BigInt,
-        attempted_at -> BigInt,
-        status_code -> Nullable<BigInt>,
-        duration_ms -> BigInt,
-        error -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    usage_samples (site_id, minute) {
-        site_id -> BigInt,
-        minute -> BigInt,
-        active -> BigInt,
-        live -> BigInt,
-        dangling -> BigInt,
-        denied -> BigInt,
-        session_limit -> BigInt,
-    }
-}
-
-diesel::table! {
-    usage_rollups (site_id, bucket_ms, at) {
-        site_id -> BigInt,
-        bucket_ms -> BigInt,
-        at -> BigInt,
-        max_active -> BigInt,
-        max_live -> BigInt,
-        max_dangling -> BigInt,
-        denied -> BigInt,
-        session_limit -> BigInt,
-    }
-}
+// @generated automatically by Diesel CLI.
 
 diesel::table! {
     audit_log (id) {
-        id -> BigInt,
-        at -> BigInt,
+        id -> Int8,
+        at -> Int8,
         actor -> Text,
         action -> Text,
         entity -> Text,
@@ -211,47 +13,252 @@ diesel::table! {
 }
 
 diesel::table! {
+    delivery_attempts (id) {
+        id -> Int8,
+        outbox_id -> Int8,
+        attempted_at -> Int8,
+        status_code -> Nullable<Int8>,
+        duration_ms -> Int8,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    denials (id) {
+        id -> Int8,
+        site_id -> Int8,
+        at -> Int8,
+        outcome -> Text,
+        event_id -> Nullable<Text>,
+        session -> Nullable<Text>,
+        user_ref -> Nullable<Text>,
+        counted -> Nullable<Int8>,
+        session_limit -> Nullable<Int8>,
+        count_mode -> Nullable<Text>,
+        counted_sessions -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     idempotency_keys (scope, idem_key) {
         scope -> Text,
         idem_key -> Text,
         fingerprint -> Text,
-        status_code -> Nullable<BigInt>,
+        status_code -> Nullable<Int8>,
         content_type -> Nullable<Text>,
-        body -> Nullable<Binary>,
-        created_at -> BigInt,
+        body -> Nullable<Bytea>,
+        created_at -> Int8,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Int8,
+        webhook_id -> Text,
+        site_id -> Nullable<Int8>,
+        tenant_id -> Nullable<Int8>,
+        target -> Text,
+        kind -> Text,
+        payload -> Text,
+        status -> Text,
+        attempts -> Int8,
+        next_attempt_at -> Int8,
+        locked_until -> Nullable<Int8>,
+        created_at -> Int8,
+        finished_at -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    plan_prices (id) {
+        id -> Int8,
+        plan_id -> Int8,
+        monthly_price_cents -> Int8,
+        overage_unit_price_cents -> Int8,
+        currency -> Text,
+        effective_from -> Int8,
+    }
+}
+
+diesel::table! {
+    plans (id) {
+        id -> Int8,
+        code -> Text,
+        name -> Text,
+        session_limit -> Int8,
+        count_mode -> Text,
+        over_limit -> Text,
+        overage_percent -> Int8,
+        idle_timeout_seconds -> Int8,
+        session_ttl_seconds -> Int8,
+        limit_message -> Text,
+        monthly_price_cents -> Int8,
+        overage_unit_price_cents -> Int8,
+        currency -> Text,
+        created_at -> Int8,
+        updated_at -> Int8,
+        reserved_slots -> Int8,
+        reserved_roles -> Text,
+        per_user_limit -> Nullable<Int8>,
+        per_user_over_limit -> Text,
+    }
+}
+
+diesel::table! {
+    revoked_tokens (jti) {
+        jti -> Text,
+        revoked_at -> Int8,
+        expires_at -> Int8,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Int8,
+        site_id -> Int8,
+        session -> Text,
+        user_ref -> Nullable<Text>,
+        started_at -> Int8,
+        last_activity_at -> Int8,
+        expires_at -> Int8,
+        ended_at -> Nullable<Int8>,
+        end_reason -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        overage -> Bool,
+    }
+}
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
     }
 }
 
 diesel::table! {
     site_counts (site_id) {
-        site_id -> BigInt,
-        as_of -> BigInt,
-        idle_ms -> BigInt,
-        active -> BigInt,
-        dangling -> BigInt,
+        site_id -> Int8,
+        as_of -> Int8,
+        idle_ms -> Int8,
+        active -> Int8,
+        dangling -> Int8,
     }
 }
 
-diesel::joinable!(sites -> tenants (tenant_id));
-diesel::joinable!(sites -> plans (plan_id));
-diesel::joinable!(sessions -> sites (site_id));
-diesel::joinable!(outbox -> sites (site_id));
+diesel::table! {
+    site_plan_history (id) {
+        id -> Int8,
+        site_id -> Int8,
+        plan_id -> Int8,
+        session_limit -> Int8,
+        over_limit -> Text,
+        effective_from -> Int8,
+    }
+}
+
+diesel::table! {
+    sites (id) {
+        id -> Int8,
+        slug -> Text,
+        tenant_id -> Int8,
+        plan_id -> Int8,
+        name -> Text,
+        webhook_url -> Nullable<Text>,
+        webhook_disabled_at -> Nullable<Int8>,
+        webhook_secret -> Text,
+        previous_webhook_secret -> Nullable<Text>,
+        previous_secret_expires_at -> Nullable<Int8>,
+        session_limit -> Nullable<Int8>,
+        count_mode -> Nullable<Text>,
+        over_limit -> Nullable<Text>,
+        idle_timeout_seconds -> Nullable<Int8>,
+        session_ttl_seconds -> Nullable<Int8>,
+        limit_message -> Nullable<Text>,
+        config_version -> Int8,
+        utilization_alert_armed -> Bool,
+        last_limit_alert_at -> Nullable<Int8>,
+        created_at -> Int8,
+        updated_at -> Int8,
+        token_key -> Nullable<Text>,
+        webhook_url_by_tenant -> Bool,
+        reserved_slots -> Nullable<Int8>,
+        reserved_roles -> Nullable<Text>,
+        per_user_limit -> Nullable<Int8>,
+        per_user_over_limit -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    tenants (id) {
+        id -> Int8,
+        slug -> Text,
+        name -> Text,
+        billing_email -> Nullable<Text>,
+        notify_url -> Nullable<Text>,
+        notify_secret -> Text,
+        created_at -> Int8,
+        updated_at -> Int8,
+        token_key -> Nullable<Text>,
+        notify_url_by_tenant -> Bool,
+        pooled_session_limit -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    usage_rollups (site_id, bucket_ms, at) {
+        site_id -> Int8,
+        bucket_ms -> Int8,
+        at -> Int8,
+        max_active -> Int8,
+        max_live -> Int8,
+        max_dangling -> Int8,
+        denied -> Int8,
+        session_limit -> Int8,
+    }
+}
+
+diesel::table! {
+    usage_samples (site_id, minute) {
+        site_id -> Int8,
+        minute -> Int8,
+        active -> Int8,
+        live -> Int8,
+        dangling -> Int8,
+        denied -> Int8,
+        session_limit -> Int8,
+    }
+}
+
 diesel::joinable!(delivery_attempts -> outbox (outbox_id));
+diesel::joinable!(denials -> sites (site_id));
+diesel::joinable!(outbox -> sites (site_id));
+diesel::joinable!(outbox -> tenants (tenant_id));
+diesel::joinable!(plan_prices -> plans (plan_id));
+diesel::joinable!(sessions -> sites (site_id));
+diesel::joinable!(site_counts -> sites (site_id));
+diesel::joinable!(site_plan_history -> plans (plan_id));
+diesel::joinable!(site_plan_history -> sites (site_id));
+diesel::joinable!(sites -> plans (plan_id));
+diesel::joinable!(sites -> tenants (tenant_id));
+diesel::joinable!(usage_rollups -> sites (site_id));
+diesel::joinable!(usage_samples -> sites (site_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    settings,
-    plans,
-    plan_prices,
-    tenants,
-    sites,
-    site_plan_history,
-    sessions,
-    site_counts,
-    denials,
-    revoked_tokens,
-    outbox,
-    delivery_attempts,
-    usage_samples,
-    usage_rollups,
     audit_log,
+    delivery_attempts,
+    denials,
+    idempotency_keys,
+    outbox,
+    plan_prices,
+    plans,
+    revoked_tokens,
+    sessions,
+    settings,
+    site_counts,
+    site_plan_history,
+    sites,
+    tenants,
+    usage_rollups,
+    usage_samples,
 );

@@ -23,7 +23,7 @@ pub struct SessionRow {
     pub last_activity_at: Millis,
     pub expires_at: Millis,
     pub ended_at: Option<Millis>,
-    pub end_reason: Option<String>,
+    pub end_reason: Option<EndReason>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub overage: bool,

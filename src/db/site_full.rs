@@ -6,11 +6,14 @@ use diesel::prelude::*;
 
 use super::plans::Plan;
 use crate::clock::Millis;
-use crate::domain::config::{self, CountMode, Effective, OverLimit, Overrides};
+use crate::domain::config::{self, CountMode, Effective, OverLimit, Overrides, PerUserOverLimit};
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// A site as stored, and as a new one is inserted.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::sites)]
 pub struct Site {
+    /// Given by the database: a new site's is not written (any value will do).
+    #[diesel(skip_insertion)]
     pub id: i64,
     pub slug: String,
     pub tenant_id: i64,
@@ -22,8 +25,8 @@ pub struct Site {
     pub previous_webhook_secret: Option<String>,
     pub previous_secret_expires_at: Option<Millis>,
     pub session_limit: Option<i64>,
-    pub count_mode: Option<String>,
-    pub over_limit: Option<String>,
+    pub count_mode: Option<CountMode>,
+    pub over_limit: Option<OverLimit>,
     pub idle_timeout_seconds: Option<i64>,
     pub session_ttl_seconds: Option<i64>,
     pub limit_message: Option<String>,
@@ -40,31 +43,22 @@ pub struct Site {
     /// A JSON array of role names.
     pub reserved_roles: Option<String>,
     pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: Option<String>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
 }
 
 impl Site {
     pub fn overrides(&self) -> Overrides {
         Overrides {
             session_limit: self.session_limit,
-            count_mode: self
-                .count_mode
-                .as_deref()
-                .and_then(|m| CountMode::parse(m).ok()),
-            over_limit: self
-                .over_limit
-                .as_deref()
-                .and_then(|m| OverLimit::parse(m).ok()),
+            count_mode: self.count_mode,
+            over_limit: self.over_limit,
             idle_timeout_seconds: self.idle_timeout_seconds,
             session_ttl_seconds: self.session_ttl_seconds,
             limit_message: self.limit_message.clone(),
             reserved_slots: self.reserved_slots,
             reserved_roles: self.reserved_roles.as_deref().map(config::roles_from_text),
             per_user_limit: self.per_user_limit,
-            per_user_over_limit: self
-                .per_user_over_limit
-                .as_deref()
-                .and_then(|m| config::PerUserOverLimit::parse(m).ok()),
+            per_user_over_limit: self.per_user_over_limit,
         }
     }
 }

@@ -7,34 +7,11 @@ use super::plans::{Plan, PlanChanges};
 use super::schema::{plans, site_plan_history::dsl as h, sites::dsl as s, tenants};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
+use crate::domain::config::{CountMode, OverLimit, PerUserOverLimit};
+
 use crate::domain::scope::Scope;
 
 pub use super::site_full::{Site, SiteConfig, SiteFull};
-
-#[derive(Debug, Clone, Insertable)]
-#[diesel(table_name = super::schema::sites)]
-pub struct NewSite {
-    pub slug: String,
-    pub tenant_id: i64,
-    pub plan_id: i64,
-    pub name: String,
-    pub webhook_url: Option<String>,
-    pub webhook_secret: String,
-    pub session_limit: Option<i64>,
-    pub count_mode: Option<String>,
-    pub over_limit: Option<String>,
-    pub idle_timeout_seconds: Option<i64>,
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    pub config_version: i64,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    pub token_key: Option<String>,
-    pub reserved_slots: Option<i64>,
-    pub reserved_roles: Option<String>,
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: Option<String>,
-}
 
 /// A partial update; `Some(None)` clears an override.
 #[derive(Debug, Default, Clone, AsChangeset)]
@@ -45,8 +22,8 @@ pub struct SiteChanges {
     pub webhook_url: Option<Option<String>>,
     pub webhook_disabled_at: Option<Option<Millis>>,
     pub session_limit: Option<Option<i64>>,
-    pub count_mode: Option<Option<String>>,
-    pub over_limit: Option<Option<String>>,
+    pub count_mode: Option<Option<CountMode>>,
+    pub over_limit: Option<Option<OverLimit>>,
     pub idle_timeout_seconds: Option<Option<i64>>,
     pub session_ttl_seconds: Option<Option<i64>>,
     pub limit_message: Option<Option<String>>,
@@ -55,7 +32,7 @@ pub struct SiteChanges {
     pub reserved_slots: Option<Option<i64>>,
     pub reserved_roles: Option<Option<String>>,
     pub per_user_limit: Option<Option<i64>>,
-    pub per_user_over_limit: Option<Option<String>>,
+    pub per_user_over_limit: Option<Option<PerUserOverLimit>>,
 }
 
 type FullRow = (Site, String, Option<i64>, Plan);
@@ -195,7 +172,7 @@ pub fn list(
     )
 }
 
-pub fn insert(conn: &mut DbConn, new: &NewSite, now: Millis) -> Result<SiteFull> {
+pub fn insert(conn: &mut DbConn, new: &Site, now: Millis) -> Result<SiteFull> {
     diesel::insert_into(s::sites).values(new).execute(conn)?;
     let full = get(conn, &Scope::Provider, &new.slug)?;
     record_plan_history(conn, &full, now)?;
@@ -305,7 +282,7 @@ pub fn change_plan_and_reconfigure_sites(
 /// rows in one statement.
 fn record_plan_histories(conn: &mut DbConn, fulls: &[SiteFull], now: Millis) -> Result<()> {
     let ids: Vec<i64> = fulls.iter().map(|f| f.site.id).collect();
-    let rows: Vec<(i64, i64, i64, String)> = h::site_plan_history
+    let rows: Vec<(i64, i64, i64, OverLimit)> = h::site_plan_history
         .filter(h::site_id.eq_any(&ids))
         .order((h::site_id, h::effective_from, h::id))
         .select((h::site_id, h::plan_id, h::session_limit, h::over_limit))
@@ -319,11 +296,7 @@ fn record_plan_histories(conn: &mut DbConn, fulls: &[SiteFull], now: Millis) -> 
         .iter()
         .filter_map(|full| {
             let e = full.effective();
-            let current = (
-                full.plan.id,
-                e.values.session_limit,
-                e.values.over_limit.as_str().to_owned(),
-            );
+            let current = (full.plan.id, e.values.session_limit, e.values.over_limit);
             (last.get(&full.site.id) != Some(&current)).then(|| {
                 (
                     h::site_id.eq(full.site.id),
@@ -345,37 +318,14 @@ fn record_plan_histories(conn: &mut DbConn, fulls: &[SiteFull], now: Millis) -> 
 
 /// Appends a plan-history row when the plan or effective limit differs from the last.
 fn record_plan_history(conn: &mut DbConn, full: &SiteFull, now: Millis) -> Result<()> {
-    let e = full.effective();
-    let last: Option<(i64, i64, String)> = h::site_plan_history
-        .filter(h::site_id.eq(full.site.id))
-        .order((h::effective_from.desc(), h::id.desc()))
-        .select((h::plan_id, h::session_limit, h::over_limit))
-        .first(conn)
-        .optional()?;
-    let current = (
-        full.plan.id,
-        e.values.session_limit,
-        e.values.over_limit.as_str().to_owned(),
-    );
-    if last.as_ref() != Some(&current) {
-        diesel::insert_into(h::site_plan_history)
-            .values((
-                h::site_id.eq(full.site.id),
-                h::plan_id.eq(current.0),
-                h::session_limit.eq(current.1),
-                h::over_limit.eq(current.2),
-                h::effective_from.eq(now),
-            ))
-            .execute(conn)?;
-    }
-    Ok(())
+    record_plan_histories(conn, std::slice::from_ref(full), now)
 }
 
 #[derive(Debug, Clone, Queryable)]
 pub struct PlanHistoryRow {
     pub plan_id: i64,
     pub session_limit: i64,
-    pub over_limit: String,
+    pub over_limit: OverLimit,
     pub effective_from: Millis,
 }
 

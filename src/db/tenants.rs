@@ -9,9 +9,12 @@ use crate::clock::Millis;
 use crate::db::{Error, Result};
 use crate::domain::scope::Scope;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// A tenant as stored, and as a new one is inserted.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::tenants)]
 pub struct Tenant {
+    /// Given by the database: a new tenant's is not written (any value will do).
+    #[diesel(skip_insertion)]
     pub id: i64,
     pub slug: String,
     pub name: String,
@@ -28,21 +31,6 @@ pub struct Tenant {
     pub pooled_session_limit: Option<i64>,
 }
 
-#[derive(Debug, Insertable)]
-#[diesel(table_name = super::schema::tenants)]
-pub struct NewTenant {
-    pub slug: String,
-    pub name: String,
-    pub billing_email: Option<String>,
-    pub notify_url: Option<String>,
-    pub notify_secret: String,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    /// Named in the tenant's tokens: a token for a deleted tenant never fits a new one.
-    pub token_key: Option<String>,
-    pub pooled_session_limit: Option<i64>,
-}
-
 #[derive(Debug, Default, AsChangeset)]
 #[diesel(table_name = super::schema::tenants)]
 pub struct TenantChanges {
@@ -54,14 +42,14 @@ pub struct TenantChanges {
     pub pooled_session_limit: Option<Option<i64>>,
 }
 
-pub fn insert(conn: &mut DbConn, new: &NewTenant) -> Result<Tenant> {
+pub fn insert(conn: &mut DbConn, new: &Tenant) -> Result<Tenant> {
     diesel::insert_into(t::tenants).values(new).execute(conn)?;
     get(conn, &Scope::Provider, &new.slug)
 }
 
 /// Adds the tenant and its audit record in one transaction; a tenant of the same slug
 /// is a conflict.
-pub fn create(conn: &mut DbConn, new: &NewTenant, actor: &str) -> Result<Tenant> {
+pub fn create(conn: &mut DbConn, new: &Tenant, actor: &str) -> Result<Tenant> {
     conn.transaction(|c| {
         if get(c, &Scope::Provider, &new.slug).is_ok() {
             return Err(Error::Conflict(format!(

@@ -338,38 +338,6 @@ pub fn roll_up(conn: &mut DbConn, from: Millis, to: Millis) -> Result<()> {
     Ok(())
 }
 
-/// Roll-up buckets of one site and size (`HOUR_MS` or `DAY_MS`) starting in
-/// `[from, to)`, in order.
-pub fn rollups_between(
-    conn: &mut DbConn,
-    site_id: i64,
-    bucket_ms: i64,
-    from: Millis,
-    to: Millis,
-) -> Result<Vec<Rollup>> {
-    use super::schema::usage_rollups::dsl as ur;
-    Ok(ur::usage_rollups
-        .filter(ur::site_id.eq(site_id))
-        .filter(ur::bucket_ms.eq(bucket_ms))
-        .filter(ur::at.ge(from))
-        .filter(ur::at.lt(to))
-        .order(ur::at)
-        .select(Rollup::as_select())
-        .load(conn)?)
-}
-
-/// One hour or day of a site's usage.
-#[derive(Debug, Clone, Queryable, Selectable, PartialEq, Eq)]
-#[diesel(table_name = super::schema::usage_rollups)]
-pub struct Rollup {
-    pub at: Millis,
-    pub max_active: i64,
-    pub max_live: i64,
-    pub max_dangling: i64,
-    pub denied: i64,
-    pub session_limit: i64,
-}
-
 /// Deletes the hours and days that ended at or before `before`; a day still partly
 /// inside the window stays.
 pub fn delete_rollups_before(conn: &mut DbConn, before: Millis) -> Result<usize> {

@@ -2,41 +2,27 @@
 //! counts, the pre-checks, the user's places, eviction, the overage ceiling, the
 //! decision itself and the alert thresholds.
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use super::Millis;
 use super::config::{CountMode, OverLimit, PerUserOverLimit, SiteConfig, limit_message};
 use super::session::Standing;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    WithinLimit,
-    EvictedDangling,
-    Overage,
-    /// Admitted by ending sessions of the same user (`replace`, or `replace_oldest`).
-    Replaced,
-    LimitReached,
-    UserLimitReached,
-    PoolLimitReached,
-    SessionEnded,
+names! {
+    // What an admission came to (a comment: the schema has never had a description).
+    pub enum Outcome {
+        WithinLimit = "within_limit",
+        EvictedDangling = "evicted_dangling",
+        Overage = "overage",
+        /// Admitted by ending sessions of the same user (`replace`, or `replace_oldest`).
+        Replaced = "replaced",
+        LimitReached = "limit_reached",
+        UserLimitReached = "user_limit_reached",
+        PoolLimitReached = "pool_limit_reached",
+        SessionEnded = "session_ended",
+    }
+    else |_| "not an admission outcome"
 }
 
 impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::WithinLimit => "within_limit",
-            Self::EvictedDangling => "evicted_dangling",
-            Self::Overage => "overage",
-            Self::Replaced => "replaced",
-            Self::LimitReached => "limit_reached",
-            Self::UserLimitReached => "user_limit_reached",
-            Self::PoolLimitReached => "pool_limit_reached",
-            Self::SessionEnded => "session_ended",
-        }
-    }
-
     pub fn admitted(self) -> bool {
         matches!(
             self,

@@ -21,20 +21,13 @@ use utoipa::ToSchema;
 use super::admission::overage_ceiling;
 use super::billing::{Period, overage_sessions, peak, prorate};
 use super::config::{CountMode, OverLimit};
+use super::session::Span;
 use crate::domain::Millis;
 
 /// The idle timeouts (seconds) whose effect `dangling.avoided_by_idle_timeout` reports.
 pub const IDLE_TIMEOUTS: [i64; 4] = [3600, 14_400, 86_400, 259_200];
 
-/// A stored session as the replay sees it: `[start, end)` with
-/// `end = min(ended_at, expires_at)`, and its last activity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub start: Millis,
-    pub end: Millis,
-    pub last_activity: Millis,
-}
-
+// The replay's view of a stored session: is it counted, or dangling, at `t`.
 impl Span {
     /// Whether it counts at `t` (it is active then) under a count mode.
     fn counts(&self, t: Millis, mode: CountMode, idle_ms: i64) -> bool {
@@ -43,7 +36,7 @@ impl Span {
             && (mode == CountMode::Active || t < self.last_activity.saturating_add(idle_ms))
     }
 
-    fn dangling(&self, t: Millis, idle_ms: i64) -> bool {
+    fn dangling_at(&self, t: Millis, idle_ms: i64) -> bool {
         self.start <= t && t < self.end && t >= self.last_activity.saturating_add(idle_ms)
     }
 }
@@ -264,7 +257,7 @@ fn replay_attempts(
         {
             // The most idle dangling session ends now and frees its place.
             let victim = (0..open.len())
-                .filter(|&i| open[i].dangling(t, idle_ms))
+                .filter(|&i| open[i].dangling_at(t, idle_ms))
                 .min_by_key(|&i| open[i].last_activity);
             match victim {
                 Some(i) => {
@@ -325,7 +318,7 @@ fn cost(input: &Input, offer: &Offer, limit: i64, peak_active: i64) -> (i64, i64
 fn while_dangling(input: &Input, r: &Refusal) -> bool {
     r.dangling.unwrap_or_else(|| {
         let idle_ms = input.current.rule.idle_timeout_seconds.saturating_mul(1000);
-        input.sessions.iter().any(|s| s.dangling(r.at, idle_ms))
+        input.sessions.iter().any(|s| s.dangling_at(r.at, idle_ms))
     })
 }
 

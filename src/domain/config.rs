@@ -1,7 +1,7 @@
 //! A site's effective configuration: its plan's values, overridden by the site's
 //! non-null overrides.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 pub const DEFAULT_IDLE_TIMEOUT_SECONDS: i64 = 86_400;
@@ -9,52 +9,42 @@ pub const DEFAULT_SESSION_TTL_SECONDS: i64 = 1_209_600;
 pub const DEFAULT_LIMIT_MESSAGE: &str =
     "There are more than {limit} active user sessions. Please try again later.";
 
-/// Which sessions count against the limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum CountMode {
-    /// Every active session counts (what Lino does).
-    #[default]
-    Active,
-    /// Dangling sessions do not count.
-    Live,
-}
-
-/// What happens when a new session would pass the limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OverLimit {
-    #[default]
-    Reject,
-    EvictDangling,
-    AllowOverage,
-}
-
-/// What happens when a user already holds `per_user_limit` counted sessions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum PerUserOverLimit {
-    /// Refuse (outcome `user_limit_reached`).
-    #[default]
-    Reject,
-    /// End that user's most idle active session (reason `replaced`) and admit.
-    ReplaceOldest,
-}
-
-impl PerUserOverLimit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reject => "reject",
-            Self::ReplaceOldest => "replace_oldest",
-        }
+names! {
+    /// Which sessions count against the limit.
+    #[derive(Default)]
+    pub enum CountMode {
+        /// Every active session counts (what Lino does).
+        #[default]
+        Active = "active",
+        /// Dangling sessions do not count.
+        Live = "live",
     }
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "reject" => Ok(Self::Reject),
-            "replace_oldest" => Ok(Self::ReplaceOldest),
-            _ => Err("must be \"reject\" or \"replace_oldest\"".to_owned()),
-        }
+    else |_| "must be \"active\" or \"live\""
+}
+
+names! {
+    /// What happens when a new session would pass the limit.
+    #[derive(Default)]
+    pub enum OverLimit {
+        #[default]
+        Reject = "reject",
+        EvictDangling = "evict_dangling",
+        AllowOverage = "allow_overage",
     }
+    else |_| "must be \"reject\", \"evict_dangling\" or \"allow_overage\""
+}
+
+names! {
+    /// What happens when a user already holds `per_user_limit` counted sessions.
+    #[derive(Default)]
+    pub enum PerUserOverLimit {
+        /// Refuse (outcome `user_limit_reached`).
+        #[default]
+        Reject = "reject",
+        /// End that user's most idle active session (reason `replaced`) and admit.
+        ReplaceOldest = "replace_oldest",
+    }
+    else |_| "must be \"reject\" or \"replace_oldest\""
 }
 
 /// The roles that may use reserved places unless a plan says otherwise.
@@ -109,38 +99,6 @@ impl CountMode {
         match self {
             Self::Active => active,
             Self::Live => active - dangling,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Active => "active",
-            Self::Live => "live",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "active" => Ok(Self::Active),
-            "live" => Ok(Self::Live),
-            _ => Err("must be \"active\" or \"live\"".to_owned()),
-        }
-    }
-}
-
-impl OverLimit {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Reject => "reject",
-            Self::EvictDangling => "evict_dangling",
-            Self::AllowOverage => "allow_overage",
-        }
-    }
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "reject" => Ok(Self::Reject),
-            "evict_dangling" => Ok(Self::EvictDangling),
-            "allow_overage" => Ok(Self::AllowOverage),
-            _ => Err("must be \"reject\", \"evict_dangling\" or \"allow_overage\"".to_owned()),
         }
     }
 }

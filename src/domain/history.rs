@@ -8,6 +8,7 @@
 //! roll-ups) where the sampler saw the bucket, and are derived from the rows
 //! elsewhere. Refusals are counted from the recorded denials.
 
+use super::session::Span;
 use crate::domain::Millis;
 
 /// The buckets of a request: `[from + i·step, from + (i+1)·step)`, the last one cut at
@@ -50,52 +51,6 @@ impl Buckets {
         (self.from..self.to)
             .contains(&at)
             .then(|| ((at - self.from) / self.step) as usize)
-    }
-}
-
-/// A stored session as history sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Span {
-    pub start: Millis,
-    /// `min(ended_at, expires_at)`.
-    pub end: Millis,
-    pub last_activity: Millis,
-}
-
-impl Span {
-    /// From a session row, with billing's rule for where a session stops being active.
-    pub fn of_row(
-        started_at: Millis,
-        expires_at: Millis,
-        ended_at: Option<Millis>,
-        last_activity_at: Millis,
-    ) -> Self {
-        Self {
-            start: started_at,
-            end: ended_at.map_or(expires_at, |e| e.min(expires_at)),
-            last_activity: last_activity_at,
-        }
-    }
-
-    /// When the session was active.
-    pub fn active(&self) -> (Millis, Millis) {
-        (self.start, self.end)
-    }
-
-    /// When it was live: until its last activity plus the idle timeout. Only the
-    /// latest activity is stored, so an idle gap before it cannot be seen: derived
-    /// from the rows alone, a session is live up to there and dangling only after.
-    pub fn live(&self, idle_ms: i64) -> (Millis, Millis) {
-        (self.start, self.end.min(self.idle_from(idle_ms)))
-    }
-
-    /// When it was dangling: from its last activity plus the idle timeout to its end.
-    pub fn dangling(&self, idle_ms: i64) -> (Millis, Millis) {
-        (self.start.max(self.idle_from(idle_ms)), self.end)
-    }
-
-    fn idle_from(&self, idle_ms: i64) -> Millis {
-        self.last_activity.saturating_add(idle_ms)
     }
 }
 

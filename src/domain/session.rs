@@ -7,29 +7,17 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
-use utoipa::ToSchema;
-
 use crate::domain::Millis;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SessionState {
-    Live,
-    Dangling,
-    Expired,
-    Ended,
-}
-
-impl SessionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Live => "live",
-            Self::Dangling => "dangling",
-            Self::Expired => "expired",
-            Self::Ended => "ended",
-        }
+names! {
+    // A session at one instant; `active` is `live` or `dangling`.
+    pub enum SessionState {
+        Live = "live",
+        Dangling = "dangling",
+        Expired = "expired",
+        Ended = "ended",
     }
+    else |_| "must be one of live, dangling, expired, ended"
 }
 
 /// The instants that decide a session's state.
@@ -54,42 +42,79 @@ pub fn state(t: &Times, now: Millis, idle_timeout_seconds: i64) -> SessionState 
     }
 }
 
-/// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EndReason {
-    Logout,
-    Expired,
-    Killed,
-    Evicted,
-    Reconciled,
-    /// Ended for a new session of the same user (`replace`, `replace_oldest`).
-    Replaced,
+names! {
+    /// Why a session ended.
+    #[derive(PartialOrd, Ord)]
+    pub enum EndReason {
+        Logout = "logout",
+        Expired = "expired",
+        Killed = "killed",
+        Evicted = "evicted",
+        Reconciled = "reconciled",
+        /// Ended for a new session of the same user (`replace`, `replace_oldest`).
+        Replaced = "replaced",
+    }
+    else |_| "must be one of logout, expired, killed, evicted, reconciled, replaced"
 }
 
-impl EndReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Logout => "logout",
-            Self::Expired => "expired",
-            Self::Killed => "killed",
-            Self::Evicted => "evicted",
-            Self::Reconciled => "reconciled",
-            Self::Replaced => "replaced",
+names! {
+    /// What an agent's event reports (its `type`).
+    pub enum EventType {
+        Started = "session.started",
+        Activity = "session.activity",
+        Ended = "session.ended",
+        /// A sign-in the site refused itself (local enforcement): no session is created.
+        Refused = "session.refused",
+    }
+    else |other| format!(
+        "unknown event type {other:?} (use session.started, session.activity, session.ended or session.refused)"
+    )
+}
+
+/// A stored session as an interval, as history, billing-style peaks and advice's
+/// replay see it: active over `[start, end)`, last active at `last_activity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: Millis,
+    /// `min(ended_at, expires_at)`.
+    pub end: Millis,
+    pub last_activity: Millis,
+}
+
+impl Span {
+    /// From a session row, with billing's rule for where a session stops being active.
+    pub fn of_row(
+        started_at: Millis,
+        expires_at: Millis,
+        ended_at: Option<Millis>,
+        last_activity_at: Millis,
+    ) -> Self {
+        Self {
+            start: started_at,
+            end: ended_at.map_or(expires_at, |e| e.min(expires_at)),
+            last_activity: last_activity_at,
         }
     }
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s {
-            "logout" => Ok(Self::Logout),
-            "expired" => Ok(Self::Expired),
-            "killed" => Ok(Self::Killed),
-            "evicted" => Ok(Self::Evicted),
-            "reconciled" => Ok(Self::Reconciled),
-            "replaced" => Ok(Self::Replaced),
-            _ => Err(
-                "must be one of logout, expired, killed, evicted, reconciled, replaced".to_owned(),
-            ),
-        }
+
+    /// When the session was active.
+    pub fn active(&self) -> (Millis, Millis) {
+        (self.start, self.end)
+    }
+
+    /// When it was live: until its last activity plus the idle timeout. Only the
+    /// latest activity is stored, so an idle gap before it cannot be seen: derived
+    /// from the rows alone, a session is live up to there and dangling only after.
+    pub fn live(&self, idle_ms: i64) -> (Millis, Millis) {
+        (self.start, self.end.min(self.idle_from(idle_ms)))
+    }
+
+    /// When it was dangling: from its last activity plus the idle timeout to its end.
+    pub fn dangling(&self, idle_ms: i64) -> (Millis, Millis) {
+        (self.start.max(self.idle_from(idle_ms)), self.end)
+    }
+
+    fn idle_from(&self, idle_ms: i64) -> Millis {
+        self.last_activity.saturating_add(idle_ms)
     }
 }
 

@@ -74,6 +74,12 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         msg.extend_from_slice(body);
         return format!("v1a,{}", STANDARD.encode(key.sign(&msg).to_bytes()));
     }
+    let mac = hmac_over(secret, msg_id, timestamp, body);
+    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+}
+
+/// The HMAC-SHA256 of `"{msg_id}.{timestamp}.{body}"` under a `whsec_` secret.
+fn hmac_over(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(&key_of(secret)).expect("HMAC takes any key length");
     mac.update(msg_id.as_bytes());
@@ -81,7 +87,7 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    mac
 }
 
 /// The `webhook-signature` header: one signature per secret, space-separated (during
@@ -96,13 +102,7 @@ pub fn signature_header(secrets: &[&str], msg_id: &str, timestamp: i64, body: &[
 
 /// Checks a `webhook-signature` header against one secret (constant-time compare).
 pub fn verify(secret: &str, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(&key_of(secret)).expect("HMAC takes any key length");
-    mac.update(msg_id.as_bytes());
-    mac.update(b".");
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
+    let mac = hmac_over(secret, msg_id, timestamp, body);
     header.split(' ').any(|sig| {
         sig.strip_prefix("v1,")
             .and_then(|b| STANDARD.decode(b).ok())
