@@ -303,28 +303,22 @@ fn record_attempt(
             ))
             .execute(conn)?;
         let q = diesel::update(o::outbox.find(row_id));
+        let finished = |status: &'static str| {
+            (
+                o::status.eq(status),
+                o::attempts.eq(o::attempts + 1),
+                o::locked_until.eq(None::<i64>),
+                o::finished_at.eq(Some(attempt.at)),
+            )
+        };
         match next {
-            Next::Delivered => q
-                .set((
-                    o::status.eq(STATUS_DELIVERED),
-                    o::attempts.eq(o::attempts + 1),
-                    o::locked_until.eq(None::<i64>),
-                    o::finished_at.eq(Some(attempt.at)),
-                ))
-                .execute(conn)?,
+            Next::Delivered => q.set(finished(STATUS_DELIVERED)).execute(conn)?,
+            Next::Failed => q.set(finished(STATUS_FAILED)).execute(conn)?,
             Next::RetryAt(at) => q
                 .set((
                     o::attempts.eq(o::attempts + 1),
                     o::next_attempt_at.eq(at),
                     o::locked_until.eq(None::<i64>),
-                ))
-                .execute(conn)?,
-            Next::Failed => q
-                .set((
-                    o::status.eq(STATUS_FAILED),
-                    o::attempts.eq(o::attempts + 1),
-                    o::locked_until.eq(None::<i64>),
-                    o::finished_at.eq(Some(attempt.at)),
                 ))
                 .execute(conn)?,
         };

@@ -492,17 +492,27 @@ pub fn list(
             q = q.filter(c);
         }
     }
-    if let Some(u) = &f.user {
-        q = q.filter(x::user_ref.eq(u.clone()));
-    }
     if let Some(ms) = f.idle_longer_than_ms {
         q = q.filter(x::last_activity_at.lt(now - ms));
     }
-    if let Some((at, id)) = f.before {
+    newest_page(conn, q, f)
+}
+
+/// One page of a session listing: `f`'s user and cursor applied, the most recently
+/// active first.
+fn newest_page(
+    conn: &mut DbConn,
+    mut q: super::schema::sessions::BoxedQuery<'static, MultiBackend>,
+    f: &ListFilter,
+) -> Result<Vec<SessionRow>> {
+    if let Some(u) = &f.user {
+        q = q.filter(x::user_ref.eq(u.clone()));
+    }
+    if let Some((last, id)) = f.before {
         q = q.filter(
             x::last_activity_at
-                .lt(at)
-                .or(x::last_activity_at.eq(at).and(x::id.lt(id))),
+                .lt(last)
+                .or(x::last_activity_at.eq(last).and(x::id.lt(id))),
         );
     }
     Ok(q.order((x::last_activity_at.desc(), x::id.desc()))
@@ -540,20 +550,7 @@ pub fn list_active_at(
     } else if !live {
         q = q.filter(x::last_activity_at.le(cutoff));
     }
-    if let Some(u) = &f.user {
-        q = q.filter(x::user_ref.eq(u.clone()));
-    }
-    if let Some((last, id)) = f.before {
-        q = q.filter(
-            x::last_activity_at
-                .lt(last)
-                .or(x::last_activity_at.eq(last).and(x::id.lt(id))),
-        );
-    }
-    Ok(q.order((x::last_activity_at.desc(), x::id.desc()))
-        .limit(f.limit)
-        .select(SessionRow::as_select())
-        .load(conn)?)
+    newest_page(conn, q, f)
 }
 
 /// Per user of a site: active, live and dangling counts.
