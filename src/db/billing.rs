@@ -77,18 +77,34 @@ pub fn prices(conn: &mut DbConn) -> Result<HashMap<i64, Vec<PriceSpan>>> {
             pp::effective_from,
         ))
         .load(conn)?;
-    let mut out: HashMap<i64, Vec<PriceSpan>> = HashMap::new();
-    for (plan_id, monthly, overage, currency, effective_from) in rows {
-        out.entry(plan_id).or_default().push(PriceSpan {
-            prices: Prices {
-                monthly_price_cents: monthly,
-                overage_unit_price_cents: overage,
-                currency,
-            },
-            effective_from,
-        });
-    }
+    let mut out = HashMap::new();
+    group_into(
+        &mut out,
+        rows.into_iter()
+            .map(|(plan_id, monthly, overage, currency, effective_from)| {
+                let prices = Prices {
+                    monthly_price_cents: monthly,
+                    overage_unit_price_cents: overage,
+                    currency,
+                };
+                (
+                    plan_id,
+                    PriceSpan {
+                        prices,
+                        effective_from,
+                    },
+                )
+            }),
+    );
     Ok(out)
+}
+
+/// Adds rows keyed by plan or site to their groups, keeping the order they were read
+/// in (which is the order the export needs).
+fn group_into<T>(out: &mut HashMap<i64, Vec<T>>, rows: impl IntoIterator<Item = (i64, T)>) {
+    for (key, row) in rows {
+        out.entry(key).or_default().push(row);
+    }
 }
 
 /// Plan history of the given sites, in order, keyed by site.
@@ -106,14 +122,18 @@ pub fn history(conn: &mut DbConn, site_ids: &[i64]) -> Result<HashMap<i64, Vec<P
                 h::effective_from,
             ))
             .load(conn)?;
-        for (site_id, plan_id, session_limit, over_limit, effective_from) in rows {
-            out.entry(site_id).or_default().push(PlanSpan {
-                plan_id,
-                session_limit,
-                over_limit,
-                effective_from,
-            });
-        }
+        let spans = rows.into_iter().map(
+            |(site_id, plan_id, session_limit, over_limit, effective_from)| {
+                let span = PlanSpan {
+                    plan_id,
+                    session_limit,
+                    over_limit,
+                    effective_from,
+                };
+                (site_id, span)
+            },
+        );
+        group_into(&mut out, spans);
     }
     Ok(out)
 }
@@ -170,14 +190,15 @@ pub fn session_spans(
             x::user_ref,
         ))
         .load(conn)?;
-    let mut out: HashMap<i64, Vec<SessionSpan>> = HashMap::new();
-    for (site_id, start, expires, ended, user) in rows {
-        out.entry(site_id).or_default().push(SessionSpan {
-            start,
-            end: ended.map_or(expires, |e| e.min(expires)),
-            user,
-        });
-    }
+    let mut out = HashMap::new();
+    group_into(
+        &mut out,
+        rows.into_iter()
+            .map(|(site_id, start, expires, ended, user)| {
+                let end = ended.map_or(expires, |e| e.min(expires));
+                (site_id, SessionSpan { start, end, user })
+            }),
+    );
     Ok(out)
 }
 

@@ -26,9 +26,11 @@ pub const TARGET_SITE: &str = "site";
 pub const TARGET_TENANT: &str = "tenant";
 pub const TARGET_PROVIDER: &str = "provider";
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = super::schema::outbox)]
 pub struct OutboxRow {
+    /// Given by the database: a new push's is not written (any value will do).
+    #[diesel(skip_insertion)]
     pub id: i64,
     pub webhook_id: String,
     pub site_id: Option<i64>,
@@ -69,42 +71,30 @@ fn body(kind: &str, now: Millis, data: serde_json::Value) -> String {
     json!({ "type": kind, "timestamp": to_rfc3339(now), "data": data }).to_string()
 }
 
-/// A push as it is queued: pending, never tried, due now.
-#[derive(Insertable)]
-#[diesel(table_name = super::schema::outbox)]
-struct NewPush<'a> {
-    webhook_id: String,
-    site_id: Option<i64>,
-    tenant_id: Option<i64>,
-    target: &'a str,
-    kind: &'a str,
-    payload: String,
-    status: &'a str,
-    attempts: i64,
-    next_attempt_at: Millis,
-    created_at: Millis,
-}
-
-impl<'a> NewPush<'a> {
-    fn new(
+impl OutboxRow {
+    /// A push as it is queued: pending, never tried, due now.
+    fn queued(
         site_id: Option<i64>,
         tenant_id: Option<i64>,
-        target: &'a str,
-        kind: &'a str,
+        target: &str,
+        kind: &str,
         payload: String,
         now: Millis,
     ) -> Self {
         Self {
+            id: 0,
             webhook_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
             site_id,
             tenant_id,
-            target,
-            kind,
+            target: target.to_owned(),
+            kind: kind.to_owned(),
             payload,
-            status: STATUS_PENDING,
+            status: STATUS_PENDING.to_owned(),
             attempts: 0,
             next_attempt_at: now,
+            locked_until: None,
             created_at: now,
+            finished_at: None,
         }
     }
 
@@ -112,14 +102,8 @@ impl<'a> NewPush<'a> {
     fn config(full: &SiteFull, now: Millis) -> Self {
         let data = serde_json::to_value(full.config()).unwrap_or_default();
         let payload = body(KIND_CONFIG, now, data);
-        Self::new(
-            Some(full.site.id),
-            Some(full.site.tenant_id),
-            TARGET_SITE,
-            KIND_CONFIG,
-            payload,
-            now,
-        )
+        let (site, tenant) = (Some(full.site.id), Some(full.site.tenant_id));
+        Self::queued(site, tenant, TARGET_SITE, KIND_CONFIG, payload, now)
     }
 }
 
@@ -133,7 +117,9 @@ fn insert(
     now: Millis,
 ) -> Result<()> {
     diesel::insert_into(o::outbox)
-        .values(NewPush::new(site_id, tenant_id, target, kind, payload, now))
+        .values(OutboxRow::queued(
+            site_id, tenant_id, target, kind, payload, now,
+        ))
         .execute(conn)?;
     Ok(())
 }
@@ -161,7 +147,7 @@ pub fn enqueue_configs(conn: &mut DbConn, fulls: &[SiteFull], now: Millis) -> Re
             o::finished_at.eq(Some(now)),
         ))
         .execute(conn)?;
-        let rows: Vec<_> = chunk.iter().map(|f| NewPush::config(f, now)).collect();
+        let rows: Vec<_> = chunk.iter().map(|f| OutboxRow::config(f, now)).collect();
         crate::per_backend!(conn, |c| diesel::insert_into(o::outbox)
             .values(&rows)
             .execute(c)?);

@@ -3,7 +3,11 @@
 /// A closed set of names (a mode, a rule, a reason, a state): the enum, its `as_str`
 /// and its `parse` from one list, so that the JSON name, the stored name and the
 /// parsed name are one string. `else |name| message` is what `parse` answers for any
-/// other name. Storage keeps these by name in TEXT columns (`db::text_enums`).
+/// other name. Storage keeps these by name in TEXT columns: the two diesel derives only
+/// mark the enum as a TEXT value, the mapping itself is `db::text_enums`.
+//
+// The names are taken as `tt`, not `literal`: a `literal` fragment reaches the derive
+// macros wrapped in an invisible group, and utoipa then ignores the serde rename.
 macro_rules! names {
     (
         $(#[$meta:meta])*
