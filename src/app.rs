@@ -126,8 +126,8 @@ fn start_jobs(
     let (stop_jobs, stop_rx) = watch::channel(false);
     let jobs = vec![
         tokio::spawn(crate::push::sender::run(state.clone(), stop_rx.clone())),
-        tokio::spawn(crate::jobs::sampler::run(state.clone(), stop_rx.clone())),
-        tokio::spawn(crate::jobs::retention::run(state.clone(), stop_rx)),
+        tokio::spawn(crate::jobs::sampler::run(state.into(), stop_rx.clone())),
+        tokio::spawn(crate::jobs::retention::run(state.into(), stop_rx)),
     ];
     (stop_jobs, jobs)
 }

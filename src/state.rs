@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use actix_web::web;
 use base64::Engine;
 use rand::RngCore;
 use tokio::sync::Notify;
@@ -26,7 +27,8 @@ pub struct AppState {
     /// Tenants' subject keys, so that a tenant token dies with its tenant.
     pub tenant_keys: crate::auth::TenantKeys,
     pub config: Arc<Config>,
-    pub metrics: Metrics,
+    /// Shared with the background jobs, which take it without the rest of the state.
+    pub metrics: Arc<Metrics>,
     /// Wakes the push sender when a change has queued a push.
     pub outbox_wakeup: Arc<Notify>,
     rate_limiter: Option<RateLimiter>,
@@ -123,7 +125,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             verified_tokens: VerifiedTokens::default(),
             tenant_keys: Default::default(),
             config: Arc::new(config),
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             outbox_wakeup: Arc::new(Notify::new()),
             rate_limiter,
             http,
@@ -139,4 +141,42 @@ pub fn random_secret(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::rng().fill_bytes(&mut buf);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// The sampler's part of the state.
+impl From<&AppState> for crate::jobs::sampler::Sampler {
+    fn from(s: &AppState) -> Self {
+        Self {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            every: s.config.sample_interval,
+            provider_alerts: s.config.provider_notify_url.is_some(),
+            metrics: s.metrics.clone(),
+        }
+    }
+}
+
+/// Retention's part of the state.
+impl From<&AppState> for crate::jobs::retention::Retention {
+    fn from(s: &AppState) -> Self {
+        Self {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            session_retention_days: s.config.session_retention_days,
+            sample_retention_days: s.config.sample_retention_days,
+        }
+    }
+}
+
+/// As [`AppState`]'s, for the callers that hold the server's `web::Data`.
+impl From<&web::Data<AppState>> for crate::jobs::sampler::Sampler {
+    fn from(s: &web::Data<AppState>) -> Self {
+        Self::from(&***s)
+    }
+}
+
+impl From<&web::Data<AppState>> for crate::jobs::retention::Retention {
+    fn from(s: &web::Data<AppState>) -> Self {
+        Self::from(&***s)
+    }
 }

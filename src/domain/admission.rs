@@ -4,7 +4,7 @@
 
 use super::Millis;
 use super::config::{CountMode, OverLimit, PerUserOverLimit, SiteConfig, limit_message};
-use super::session::Standing;
+use super::session::{SessionState, Standing};
 
 names! {
     // What an admission came to (a comment: the schema has never had a description).
@@ -189,11 +189,11 @@ impl Counting {
     }
 
     /// `live` or `dangling`, for an open, unexpired session.
-    pub fn state(&self, last_activity_at: Millis) -> &'static str {
+    pub fn state(&self, last_activity_at: Millis) -> SessionState {
         if self.is_live(last_activity_at) {
-            "live"
+            SessionState::Live
         } else {
-            "dangling"
+            SessionState::Dangling
         }
     }
 

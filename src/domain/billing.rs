@@ -400,27 +400,36 @@ pub fn charges_with_base(
     }
 }
 
-/// The export's columns, in order (CSV header and JSON field names).
-pub const COLUMNS: [&str; 18] = [
-    "tenant",
-    "site",
-    "plan",
-    "session_limit",
-    "from",
-    "to",
-    "peak_active",
-    "p95_active",
-    "sessions_started",
-    "distinct_users",
-    "session_hours",
-    "denied_admissions",
-    "overage_sessions",
-    "base_cents",
-    "overage_cents",
-    "total_cents",
-    "currency",
-    "peak_at",
+/// One column of the export: its name (CSV header and JSON field) and its CSV text.
+type Column = (&'static str, fn(&BillingRow) -> String);
+
+/// The export's columns, in order. A new column is a field of [`BillingRow`] and one
+/// line here.
+const COLUMNS: [Column; 18] = [
+    ("tenant", |r| r.tenant.clone()),
+    ("site", |r| r.site.clone()),
+    ("plan", |r| r.plan.clone()),
+    ("session_limit", |r| r.session_limit.to_string()),
+    ("from", |r| r.from.clone()),
+    ("to", |r| r.to.clone()),
+    ("peak_active", |r| r.peak_active.to_string()),
+    ("p95_active", |r| r.p95_active.to_string()),
+    ("sessions_started", |r| r.sessions_started.to_string()),
+    ("distinct_users", |r| r.distinct_users.to_string()),
+    ("session_hours", |r| format!("{:.2}", r.session_hours)),
+    ("denied_admissions", |r| r.denied_admissions.to_string()),
+    ("overage_sessions", |r| r.overage_sessions.to_string()),
+    ("base_cents", |r| r.base_cents.to_string()),
+    ("overage_cents", |r| r.overage_cents.to_string()),
+    ("total_cents", |r| r.total_cents.to_string()),
+    ("currency", |r| r.currency.clone()),
+    ("peak_at", |r| r.peak_at.clone()),
 ];
+
+/// The export's column names, in order.
+pub fn column_names() -> [&'static str; 18] {
+    COLUMNS.map(|(name, _)| name)
+}
 
 /// One line of the billing export: a site on one plan for part of a month.
 #[derive(Debug, Clone, Serialize, ToSchema, PartialEq)]
@@ -461,26 +470,7 @@ pub struct BillingRow {
 
 impl BillingRow {
     fn fields(&self) -> [String; 18] {
-        [
-            self.tenant.clone(),
-            self.site.clone(),
-            self.plan.clone(),
-            self.session_limit.to_string(),
-            self.from.clone(),
-            self.to.clone(),
-            self.peak_active.to_string(),
-            self.p95_active.to_string(),
-            self.sessions_started.to_string(),
-            self.distinct_users.to_string(),
-            format!("{:.2}", self.session_hours),
-            self.denied_admissions.to_string(),
-            self.overage_sessions.to_string(),
-            self.base_cents.to_string(),
-            self.overage_cents.to_string(),
-            self.total_cents.to_string(),
-            self.currency.clone(),
-            self.peak_at.clone(),
-        ]
+        COLUMNS.map(|(_, text)| text(self))
     }
 }
 
@@ -501,7 +491,7 @@ pub fn csv_field(s: &str) -> String {
 /// The export as CSV: a header row, then one line per row, CRLF line ends (RFC 4180).
 pub fn to_csv(rows: &[BillingRow]) -> String {
     csv_text(|w| {
-        w.write_record(COLUMNS)?;
+        w.write_record(column_names())?;
         rows.iter().try_for_each(|r| w.write_record(r.fields()))
     })
 }
@@ -920,9 +910,18 @@ mod tests {
             currency: "EUR".into(),
             peak_at: "2031-03-04T10:00:00.000Z".into(),
         };
-        let csv = to_csv(&[row]);
+        let csv = to_csv(std::slice::from_ref(&row));
         let lines: Vec<&str> = csv.split("\r\n").collect();
-        assert_eq!(lines[0], COLUMNS.join(","));
+        assert_eq!(lines[0], column_names().join(","));
+        // Every JSON field is a CSV column and the other way round.
+        let json = serde_json::to_value(&row).unwrap();
+        let fields: std::collections::BTreeSet<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(fields, column_names().into_iter().collect());
         assert_eq!(
             lines[1],
             "acme,www,pro,5,2031-03-01T00:00:00.000Z,2031-04-01T00:00:00.000Z,3,2,10,4,12.50,0,0,100,0,100,EUR,2031-03-04T10:00:00.000Z"

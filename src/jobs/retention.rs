@@ -3,21 +3,28 @@
 //! older than 24 h), in small batches so that no
 //! statement holds locks for long.
 
-use actix_web::web;
 use tokio::sync::watch;
 
-use crate::db::{sessions, usage};
-use crate::error::Result;
-use crate::state::AppState;
+use crate::clock::SharedClock;
+use crate::db::{Db, Result, sessions, usage};
 
 const DAY_MS: i64 = 86_400_000;
 /// Sessions past expiry stay visible as `expired` this long before being ended.
 const EXPIRED_GRACE_MS: i64 = DAY_MS;
 const BATCH: i64 = 1000;
 
-pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
+/// What retention uses: the database, the clock and the two windows.
+#[derive(Clone)]
+pub struct Retention {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub session_retention_days: i64,
+    pub sample_retention_days: i64,
+}
+
+pub async fn run(retention: Retention, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = sweep(&state).await {
+        if let Err(e) = sweep(retention.clone()).await {
             tracing::warn!(error = %e, "retention sweep failed; trying again later");
         }
         tokio::select! {
@@ -28,15 +35,20 @@ pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
 }
 
 /// One sweep; returns how many rows it changed.
-pub async fn sweep(state: &AppState) -> Result<usize> {
-    let now = state.now();
-    let session_cutoff = now - state.config.session_retention_days * DAY_MS;
-    let sample_cutoff = now - state.config.sample_retention_days * DAY_MS;
+pub async fn sweep(retention: impl Into<Retention>) -> Result<usize> {
+    let Retention {
+        db,
+        clock,
+        session_retention_days,
+        sample_retention_days,
+    } = retention.into();
+    let now = clock.now_ms();
+    let session_cutoff = now - session_retention_days * DAY_MS;
+    let sample_cutoff = now - sample_retention_days * DAY_MS;
     let mut total = 0;
     // Bounded loops: a huge backlog is worked off over several sweeps.
     for _ in 0..100 {
-        let n = state
-            .db
+        let n = db
             .run(move |c| {
                 let mut n = sessions::end_expired(c, now, EXPIRED_GRACE_MS, BATCH)?;
                 n += sessions::delete_ended_before(c, session_cutoff, BATCH)?;
@@ -48,8 +60,7 @@ pub async fn sweep(state: &AppState) -> Result<usize> {
             break;
         }
     }
-    total += state
-        .db
+    total += db
         .run(move |c| {
             Ok::<_, crate::db::Error>(
                 usage::delete_samples_before(c, sample_cutoff)?

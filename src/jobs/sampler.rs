@@ -4,21 +4,32 @@
 //! minute.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
 
-use actix_web::web;
 use diesel::Connection as _;
 use tokio::sync::watch;
 
-use crate::auth::Scope;
-use crate::db::{sites, usage};
-use crate::error::Result;
-use crate::metrics::Fleet;
-use crate::state::AppState;
+use crate::clock::SharedClock;
+use crate::db::{Db, Result, sites, usage};
+use crate::domain::scope::Scope;
+use crate::metrics::{Fleet, Metrics};
 
-pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
-    let every = state.config.sample_interval;
+/// What the sampler uses: the database, the clock, its interval, whether the provider
+/// takes alerts (limit forecasts go to it too), and the metrics it updates.
+#[derive(Clone)]
+pub struct Sampler {
+    pub db: Db,
+    pub clock: SharedClock,
+    pub every: Duration,
+    pub provider_alerts: bool,
+    pub metrics: Arc<Metrics>,
+}
+
+pub async fn run(sampler: Sampler, mut stop: watch::Receiver<bool>) {
+    let every = sampler.every;
     loop {
-        if let Err(e) = sample(&state).await {
+        if let Err(e) = sample(sampler.clone()).await {
             tracing::warn!(error = %e, "usage sampler failed; trying again next interval");
         }
         tokio::select! {
@@ -29,13 +40,13 @@ pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Takes one sample of every site at the clock's current minute.
-pub async fn sample(state: &AppState) -> Result<usize> {
-    let now = state.now();
+pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
+    let s = sampler.into();
+    let now = s.clock.now_ms();
     let minute = now - now.rem_euclid(60_000);
-    let provider = state.config.provider_notify_url.is_some();
-    let (n, fleet) = state
-        .db
-        .run(move |c| {
+    let provider = s.provider_alerts;
+    let (n, fleet) =
+        s.db.run(move |c| {
             let mut all = Vec::new();
             let mut after = None;
             loop {
@@ -82,10 +93,10 @@ pub async fn sample(state: &AppState) -> Result<usize> {
                 usage::roll_up(c, minute - usage::HOUR_MS, minute + 60_000)
             })?;
             crate::db::forecast::check(c, &all, now, provider)?;
-            Ok((samples.len(), fleet))
+            Ok::<_, crate::db::Error>((samples.len(), fleet))
         })
         .await?;
-    state.metrics.sampled(fleet, state.now());
+    s.metrics.sampled(fleet, s.clock.now_ms());
     Ok(n)
 }
 
