@@ -1,6 +1,7 @@
 //! Builds the HTTP server and starts the background tasks around the shared state.
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -125,7 +126,10 @@ fn start_jobs(
 ) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
     let (stop_jobs, stop_rx) = watch::channel(false);
     let jobs = vec![
-        tokio::spawn(crate::push::sender::run(state.clone(), stop_rx.clone())),
+        tokio::spawn(crate::push::sender::run(
+            Arc::new(crate::push::sender::Pusher::from(&***state)),
+            stop_rx.clone(),
+        )),
         tokio::spawn(crate::jobs::sampler::run(state.into(), stop_rx.clone())),
         tokio::spawn(crate::jobs::retention::run(state.into(), stop_rx)),
     ];

@@ -180,3 +180,21 @@ impl From<&web::Data<AppState>> for crate::jobs::retention::Retention {
         Self::from(&***s)
     }
 }
+
+/// The push sender's part of the state.
+impl From<&AppState> for crate::push::sender::Pusher {
+    fn from(s: &AppState) -> Self {
+        Self {
+            db: s.db.clone(),
+            clock: s.clock.clone(),
+            provider_notify_url: s.config.provider_notify_url.clone(),
+            provider_notify_secret: s.config.provider_notify_secret.clone(),
+            deny_private: s.config.webhook_deny_private,
+            retry_schedule: s.config.retry_schedule.clone(),
+            http: s.http.clone(),
+            http_tenant: s.http_tenant.clone(),
+            metrics: s.metrics.clone(),
+            wakeup: s.outbox_wakeup.clone(),
+        }
+    }
+}

@@ -8,21 +8,23 @@
 //! holds up its own pushes and nobody else's.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::web;
 use rand::Rng;
 use reqwest::StatusCode;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinError, JoinSet};
 
 use super::fanout::{self, Fanout};
 use super::{resolver, signing};
-use crate::clock::Millis;
+use crate::clock::{Millis, SharedClock};
+use crate::config::Secret;
+use crate::db::Db;
 use crate::db::outbox::{self, AttemptResult, Next, OutboxRow};
 use crate::db::{sites, tenants};
 use crate::domain::targets::{self, Origin};
-use crate::state::AppState;
+use crate::metrics::Metrics;
 
 /// A claimed row is someone else's for this long; if its process dies, another
 /// picks it up afterwards. It must outlast waiting for a place ([`START_WITHIN`]),
@@ -45,11 +47,52 @@ const RECORD_LINGER: Duration = Duration::from_millis(20);
 /// How often an idle sender looks for due rows (wakeups come sooner on new pushes).
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
+/// What the sender uses: the database, the clock, the push settings, the two HTTP
+/// clients, the metrics it counts deliveries in, and the wakeup that changes ring
+/// when they queue a push.
+pub struct Pusher {
+    pub db: Db,
+    pub clock: SharedClock,
+    /// Where provider alerts go, and the secret that signs them.
+    pub provider_notify_url: Option<String>,
+    pub provider_notify_secret: Option<Secret>,
+    /// Refuse private and loopback targets for every URL, the provider's too
+    /// (`HEADCOUNT_WEBHOOK_DENY_PRIVATE`); tenants' URLs are refused them always.
+    pub deny_private: bool,
+    pub retry_schedule: Vec<Duration>,
+    /// Pushes to URLs the provider chose.
+    pub http: reqwest::Client,
+    /// Pushes to URLs a tenant chose: never loopback or link-local.
+    pub http_tenant: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    pub wakeup: Arc<Notify>,
+}
+
 /// An attempt's outcome, as [`outbox::finish_attempts`] records it.
 type Done = (i64, AttemptResult, Next);
 
-pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
-    let mut s = Sender::new(state.clone());
+/// A finished attempt, and the `kind` and `result` labels that
+/// `headcount_deliveries_total` counts it under once it is recorded: a scrape never
+/// shows an attempt the outbox does not.
+struct Finished {
+    done: Done,
+    kind: String,
+    result: &'static str,
+}
+
+impl Finished {
+    fn new(row: &OutboxRow, attempt: AttemptResult, next: Next, gone: bool) -> Self {
+        let result = result_of(&next, gone);
+        Self {
+            done: (row.id, attempt, next),
+            kind: row.kind.clone(),
+            result,
+        }
+    }
+}
+
+pub async fn run(push: Arc<Pusher>, mut stop: watch::Receiver<bool>) {
+    let mut s = Sender::new(push.clone());
     let mut want_claim = true;
     loop {
         if *stop.borrow() {
@@ -80,7 +123,7 @@ pub async fn run(state: web::Data<AppState>, mut stop: watch::Receiver<bool>) {
                 }
             }
             () = sleep_until(flush_at), if flush_at.is_some() => {}
-            () = state.outbox_wakeup.notified() => want_claim = true,
+            () = push.wakeup.notified() => want_claim = true,
             () = tokio::time::sleep(IDLE_POLL) => want_claim = true,
             _ = stop.changed() => break,
         }
@@ -107,24 +150,27 @@ struct Job {
 /// flight (each its own task, so that they progress while the loop claims or
 /// records), and finished attempts not yet recorded.
 struct Sender {
-    state: web::Data<AppState>,
+    push: Arc<Pusher>,
     fanout: Fanout<Job>,
-    tasks: JoinSet<Done>,
+    tasks: JoinSet<Finished>,
     /// The receiver of each task, to free its place also if the task panicked.
     receiver_of_task: HashMap<Id, String>,
     done: Vec<Done>,
+    /// The labels of `done`, counted once it is recorded.
+    tally: Vec<(String, &'static str)>,
     /// When `done` is to be recorded at the latest.
     flush_at: Option<tokio::time::Instant>,
 }
 
 impl Sender {
-    fn new(state: web::Data<AppState>) -> Self {
+    fn new(push: Arc<Pusher>) -> Self {
         Self {
-            state,
+            push,
             fanout: Fanout::default(),
             tasks: JoinSet::new(),
             receiver_of_task: HashMap::new(),
             done: Vec::new(),
+            tally: Vec::new(),
             flush_at: None,
         }
     }
@@ -144,9 +190,9 @@ impl Sender {
     /// be due (the claim was full).
     async fn claim(&mut self) -> crate::error::Result<bool> {
         let limit = self.room();
-        let now = self.state.now();
+        let now = self.push.clock.now_ms();
         let rows = self
-            .state
+            .push
             .db
             .write(move |c| outbox::claim_due(c, now, LEASE_MS, limit))
             .await?;
@@ -157,7 +203,7 @@ impl Sender {
         let resolved = self.resolve(&rows, now).await;
         let start_by = Instant::now() + START_WITHIN;
         for (row, r) in rows.into_iter().zip(resolved) {
-            match prepare(&self.state, row, r, now) {
+            match prepare(&self.push, row, r, now) {
                 Prepared::Done(d) => self.finish(d),
                 Prepared::Send(row, target) => {
                     let receiver = fanout::receiver_of(&target.url);
@@ -175,10 +221,10 @@ impl Sender {
 
     /// Where each claimed row goes; a database failure fails each row's attempt.
     async fn resolve(&self, rows: &[OutboxRow], now: Millis) -> Vec<crate::error::Result<Resolve>> {
-        let st = self.state.clone();
+        let st = self.push.clone();
         let claimed = std::sync::Arc::new(rows.to_vec());
         match self
-            .state
+            .push
             .db
             .run(move |c| resolve_all(c, &st, &claimed, now))
             .await
@@ -196,7 +242,7 @@ impl Sender {
     /// Starts what has a free place now; what waited too long is left to its lease.
     fn start_ready(&mut self) {
         let ready = self.fanout.ready(Instant::now());
-        let now = self.state.now();
+        let now = self.push.clock.now_ms();
         let budget = START_WITHIN.as_millis() as i64;
         for job in ready.expired {
             left_to_lease(&job);
@@ -208,7 +254,7 @@ impl Sender {
                 left_to_lease(&job);
                 continue;
             }
-            let st = self.state.clone();
+            let st = self.push.clone();
             let handle = self
                 .tasks
                 .spawn(async move { attempt(&st, job.row, job.target).await });
@@ -217,7 +263,7 @@ impl Sender {
     }
 
     /// Takes a finished task's outcome and frees its receiver's place.
-    fn collect(&mut self, joined: Result<(Id, Done), JoinError>) {
+    fn collect(&mut self, joined: Result<(Id, Finished), JoinError>) {
         let id = match &joined {
             Ok((id, _)) => *id,
             Err(e) => e.id(),
@@ -232,9 +278,10 @@ impl Sender {
         }
     }
 
-    fn finish(&mut self, done: Option<Done>) {
-        if let Some(d) = done {
-            self.done.push(d);
+    fn finish(&mut self, finished: Option<Finished>) {
+        if let Some(f) = finished {
+            self.done.push(f.done);
+            self.tally.push((f.kind, f.result));
             self.flush_at
                 .get_or_insert_with(|| tokio::time::Instant::now() + RECORD_LINGER);
         }
@@ -253,19 +300,25 @@ impl Sender {
     async fn record(&mut self) {
         self.flush_at = None;
         let done = std::mem::take(&mut self.done);
+        let tally = std::mem::take(&mut self.tally);
         let n = done.len();
         if n == 0 {
             return;
         }
         let done = std::sync::Arc::new(done);
-        if let Err(e) = self
-            .state
+        match self
+            .push
             .db
             .write(move |c| outbox::finish_attempts(c, &done))
             .await
         {
+            Ok(_) => {
+                for (kind, result) in &tally {
+                    self.push.metrics.delivery(kind, result);
+                }
+            }
             // The leases run out and the rows are tried again: at least once, never lost.
-            tracing::warn!(error = %e, pushes = n, "cannot record push attempts");
+            Err(e) => tracing::warn!(error = %e, pushes = n, "cannot record push attempts"),
         }
     }
 
@@ -307,7 +360,7 @@ enum Resolve {
 /// Where each claimed row goes, with the batch's sites read in one query.
 fn resolve_all(
     c: &mut crate::db::DbConn,
-    state: &AppState,
+    push: &Pusher,
     rows: &[OutboxRow],
     now: Millis,
 ) -> crate::error::Result<Vec<crate::error::Result<Resolve>>> {
@@ -328,7 +381,7 @@ fn resolve_all(
         .iter()
         .map(|row| {
             if pending.contains(&row.id) {
-                resolve(c, state, row, now, &found)
+                resolve(c, push, row, now, &found)
             } else {
                 Ok(Resolve::Superseded)
             }
@@ -338,7 +391,7 @@ fn resolve_all(
 
 fn resolve(
     c: &mut crate::db::DbConn,
-    state: &AppState,
+    push: &Pusher,
     row: &OutboxRow,
     now: Millis,
     sites_of_batch: &std::collections::HashMap<i64, sites::SiteFull>,
@@ -397,10 +450,7 @@ fn resolve(
                 None => Ok(Resolve::Skip("the tenant has no notify_url".into(), true)),
             }
         }
-        _ => match (
-            &state.config.provider_notify_url,
-            &state.config.provider_notify_secret,
-        ) {
+        _ => match (&push.provider_notify_url, &push.provider_notify_secret) {
             (Some(url), Some(secret)) => Ok(Resolve::Send(Target {
                 url: url.clone(),
                 origin: Origin::Provider,
@@ -417,14 +467,14 @@ fn resolve(
 /// A claimed row, ready to be sent or already finished without a request.
 enum Prepared {
     /// Nothing to send: what to record (nothing for a superseded row).
-    Done(Option<Done>),
+    Done(Option<Finished>),
     Send(OutboxRow, Target),
 }
 
 /// Settles what needs no request (superseded, skipped, unresolvable, refused
 /// targets) and passes on what is to be sent.
 fn prepare(
-    state: &AppState,
+    push: &Pusher,
     row: OutboxRow,
     resolved: crate::error::Result<Resolve>,
     now: Millis,
@@ -432,7 +482,7 @@ fn prepare(
     let target = match resolved {
         Err(e) => {
             let error = format!("cannot resolve the target: {e}");
-            return Prepared::Done(Some(not_sent(state, &row, now, error)));
+            return Prepared::Done(Some(not_sent(push, &row, now, error)));
         }
         Ok(Resolve::Superseded) => return Prepared::Done(None),
         Ok(Resolve::Skip(reason, final_)) => {
@@ -445,19 +495,14 @@ fn prepare(
             let next = if final_ {
                 Next::Failed
             } else {
-                next_after_failure(state, &row, now, None)
+                next_after_failure(push, &row, now, None)
             };
-            state.metrics.delivery(&row.kind, result_of(&next, false));
-            return Prepared::Done(Some((row.id, attempt, next)));
+            return Prepared::Done(Some(Finished::new(&row, attempt, next, false)));
         }
         Ok(Resolve::Send(target)) => target,
     };
     // IP literals and local names never reach the resolver: judged here.
-    match targets::judge_url_host(
-        &target.url,
-        target.origin,
-        state.config.webhook_deny_private,
-    ) {
+    match targets::judge_url_host(&target.url, target.origin, push.deny_private) {
         Ok(()) => Prepared::Send(row, target),
         Err(r) => {
             let host = url::Url::parse(&target.url)
@@ -469,29 +514,28 @@ fn prepare(
                 .parse::<std::net::IpAddr>()
                 .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
             let msg = resolver::refusal(&host, ip, r, target.origin).0;
-            Prepared::Done(Some(not_sent(state, &row, now, msg)))
+            Prepared::Done(Some(not_sent(push, &row, now, msg)))
         }
     }
 }
 
 /// An attempt that failed before any request was made, retried per the schedule.
-fn not_sent(state: &AppState, row: &OutboxRow, now: Millis, error: String) -> Done {
+fn not_sent(push: &Pusher, row: &OutboxRow, now: Millis, error: String) -> Finished {
     let attempt = AttemptResult {
         at: now,
         status_code: None,
         duration_ms: 0,
         error: Some(error),
     };
-    let next = next_after_failure(state, row, now, None);
-    state.metrics.delivery(&row.kind, result_of(&next, false));
-    (row.id, attempt, next)
+    let next = next_after_failure(push, row, now, None);
+    Finished::new(row, attempt, next, false)
 }
 
 /// Sends one push and judges the answer.
-async fn attempt(state: &web::Data<AppState>, row: OutboxRow, target: Target) -> Done {
-    let now = state.now();
+async fn attempt(push: &Pusher, row: OutboxRow, target: Target) -> Finished {
+    let now = push.clock.now_ms();
     let started = Instant::now();
-    let (status, error, retry_after) = send(state, &row, &target, now).await;
+    let (status, error, retry_after) = send(push, &row, &target, now).await;
     let attempt = AttemptResult {
         at: now,
         status_code: status.map(|s| i64::from(s.as_u16())),
@@ -502,7 +546,7 @@ async fn attempt(state: &web::Data<AppState>, row: OutboxRow, target: Target) ->
         Some(s) if s.is_success() => Next::Delivered,
         Some(StatusCode::GONE) => {
             if let Some(site_id) = row.site_id.filter(|_| row.target == outbox::TARGET_SITE) {
-                let _ = state
+                let _ = push
                     .db
                     .run(move |c| sites::disable_webhook(c, site_id, now))
                     .await;
@@ -510,11 +554,10 @@ async fn attempt(state: &web::Data<AppState>, row: OutboxRow, target: Target) ->
             }
             Next::Failed
         }
-        _ => next_after_failure(state, &row, now, retry_after),
+        _ => next_after_failure(push, &row, now, retry_after),
     };
     let gone = status == Some(StatusCode::GONE);
-    state.metrics.delivery(&row.kind, result_of(&next, gone));
-    (row.id, attempt, next)
+    Finished::new(&row, attempt, next, gone)
 }
 
 /// The `result` label of `headcount_deliveries_total` for an attempt's outcome.
@@ -530,12 +573,12 @@ fn result_of(next: &Next, gone: bool) -> &'static str {
 /// The next attempt per the retry schedule (with up to 10 % jitter), or `Failed`
 /// when the schedule is used up. A `Retry-After` from the receiver wins when later.
 fn next_after_failure(
-    state: &AppState,
+    push: &Pusher,
     row: &OutboxRow,
     now: Millis,
     retry_after: Option<Duration>,
 ) -> Next {
-    let schedule = &state.config.retry_schedule;
+    let schedule = &push.retry_schedule;
     let done = usize::try_from(row.attempts)
         .unwrap_or(usize::MAX)
         .saturating_add(1);
@@ -556,7 +599,7 @@ fn next_after_failure(
 }
 
 async fn send(
-    state: &AppState,
+    push: &Pusher,
     row: &OutboxRow,
     target: &Target,
     now: Millis,
@@ -566,8 +609,8 @@ async fn send(
     let signature =
         signing::signature_header(&secrets, &row.webhook_id, ts, row.payload.as_bytes());
     let client = match target.origin {
-        Origin::Provider => &state.http,
-        Origin::Tenant => &state.http_tenant,
+        Origin::Provider => &push.http,
+        Origin::Tenant => &push.http_tenant,
     };
     let res = client
         .post(&target.url)
