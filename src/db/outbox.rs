@@ -72,20 +72,14 @@ fn body(kind: &str, now: Millis, data: serde_json::Value) -> String {
 }
 
 impl OutboxRow {
-    /// A push as it is queued: pending, never tried, due now.
-    fn queued(
-        site_id: Option<i64>,
-        tenant_id: Option<i64>,
-        target: &str,
-        kind: &str,
-        payload: String,
-        now: Millis,
-    ) -> Self {
+    /// A push about a site as it is queued: pending, never tried, due now.
+    fn queued(site: (i64, i64), target: &str, kind: &str, payload: String, now: Millis) -> Self {
+        let (site_id, tenant_id) = site;
         Self {
             id: 0,
             webhook_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-            site_id,
-            tenant_id,
+            site_id: Some(site_id),
+            tenant_id: Some(tenant_id),
             target: target.to_owned(),
             kind: kind.to_owned(),
             payload,
@@ -102,25 +96,13 @@ impl OutboxRow {
     fn config(full: &SiteFull, now: Millis) -> Self {
         let data = serde_json::to_value(full.config()).unwrap_or_default();
         let payload = body(KIND_CONFIG, now, data);
-        let (site, tenant) = (Some(full.site.id), Some(full.site.tenant_id));
-        Self::queued(site, tenant, TARGET_SITE, KIND_CONFIG, payload, now)
+        let site = (full.site.id, full.site.tenant_id);
+        Self::queued(site, TARGET_SITE, KIND_CONFIG, payload, now)
     }
 }
 
-fn insert(
-    conn: &mut DbConn,
-    site_id: Option<i64>,
-    tenant_id: Option<i64>,
-    target: &str,
-    kind: &str,
-    payload: String,
-    now: Millis,
-) -> Result<()> {
-    diesel::insert_into(o::outbox)
-        .values(OutboxRow::queued(
-            site_id, tenant_id, target, kind, payload, now,
-        ))
-        .execute(conn)?;
+fn insert(conn: &mut DbConn, row: &OutboxRow) -> Result<()> {
+    diesel::insert_into(o::outbox).values(row).execute(conn)?;
     Ok(())
 }
 
@@ -167,15 +149,9 @@ pub fn enqueue_kill(
 ) -> Result<()> {
     for chunk in sessions.chunks(1000) {
         let data = json!({ "site": site_slug, "sessions": chunk, "reason": reason });
-        insert(
-            conn,
-            Some(site_id),
-            Some(tenant_id),
-            TARGET_SITE,
-            KIND_KILL,
-            body(KIND_KILL, now, data),
-            now,
-        )?;
+        let payload = body(KIND_KILL, now, data);
+        let row = OutboxRow::queued((site_id, tenant_id), TARGET_SITE, KIND_KILL, payload, now);
+        insert(conn, &row)?;
     }
     Ok(())
 }
@@ -193,15 +169,8 @@ pub fn enqueue_alert(
 ) -> Result<()> {
     let payload = body(kind, now, data);
     for target in recipients {
-        insert(
-            conn,
-            Some(site_id),
-            Some(tenant_id),
-            target,
-            kind,
-            payload.clone(),
-            now,
-        )?;
+        let row = OutboxRow::queued((site_id, tenant_id), target, kind, payload.clone(), now);
+        insert(conn, &row)?;
     }
     Ok(())
 }
