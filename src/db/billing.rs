@@ -77,34 +77,32 @@ pub fn prices(conn: &mut DbConn) -> Result<HashMap<i64, Vec<PriceSpan>>> {
             pp::effective_from,
         ))
         .load(conn)?;
-    let mut out = HashMap::new();
-    group_into(
-        &mut out,
-        rows.into_iter()
-            .map(|(plan_id, monthly, overage, currency, effective_from)| {
-                let prices = Prices {
-                    monthly_price_cents: monthly,
-                    overage_unit_price_cents: overage,
-                    currency,
-                };
-                (
-                    plan_id,
-                    PriceSpan {
-                        prices,
-                        effective_from,
-                    },
-                )
-            }),
-    );
-    Ok(out)
+    Ok(grouped(rows.into_iter().map(
+        |(plan_id, monthly, overage, currency, effective_from)| {
+            let prices = Prices {
+                monthly_price_cents: monthly,
+                overage_unit_price_cents: overage,
+                currency,
+            };
+            (
+                plan_id,
+                PriceSpan {
+                    prices,
+                    effective_from,
+                },
+            )
+        },
+    )))
 }
 
-/// Adds rows keyed by plan or site to their groups, keeping the order they were read
-/// in (which is the order the export needs).
-fn group_into<T>(out: &mut HashMap<i64, Vec<T>>, rows: impl IntoIterator<Item = (i64, T)>) {
+/// Rows keyed by plan or site, grouped, in the order they were read (which is the
+/// order the export needs).
+fn grouped<T>(rows: impl IntoIterator<Item = (i64, T)>) -> HashMap<i64, Vec<T>> {
+    let mut out: HashMap<i64, Vec<T>> = HashMap::new();
     for (key, row) in rows {
         out.entry(key).or_default().push(row);
     }
+    out
 }
 
 /// Plan history of the given sites, in order, keyed by site.
@@ -133,7 +131,8 @@ pub fn history(conn: &mut DbConn, site_ids: &[i64]) -> Result<HashMap<i64, Vec<P
                 (site_id, span)
             },
         );
-        group_into(&mut out, spans);
+        // Each site is in one chunk only, so a chunk's groups are whole.
+        out.extend(grouped(spans));
     }
     Ok(out)
 }
@@ -190,16 +189,12 @@ pub fn session_spans(
             x::user_ref,
         ))
         .load(conn)?;
-    let mut out = HashMap::new();
-    group_into(
-        &mut out,
-        rows.into_iter()
-            .map(|(site_id, start, expires, ended, user)| {
-                let end = ended.map_or(expires, |e| e.min(expires));
-                (site_id, SessionSpan { start, end, user })
-            }),
-    );
-    Ok(out)
+    Ok(grouped(rows.into_iter().map(
+        |(site_id, start, expires, ended, user)| {
+            let end = ended.map_or(expires, |e| e.min(expires));
+            (site_id, SessionSpan { start, end, user })
+        },
+    )))
 }
 
 /// Refused admissions of a site in `[from, to)`.
