@@ -93,7 +93,7 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
                 usage::roll_up(c, minute - usage::HOUR_MS, minute + 60_000)
             })?;
             crate::db::forecast::check(c, &all, now, provider)?;
-            Ok::<_, crate::db::Error>((samples.len(), fleet))
+            Ok((samples.len(), fleet))
         })
         .await?;
     s.metrics.sampled(fleet, s.clock.now_ms());
