@@ -17,7 +17,7 @@ use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
 use crate::db::{DbConn, audit, outbox, plans, sites, tenants};
-use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
+use crate::domain::config::{self, CountMode, OverLimit, Overrides, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::plan_terms::parse_limit_message;
 use crate::domain::targets::Origin;
@@ -114,21 +114,6 @@ pub struct UpdateSite {
     pub per_user_over_limit: Option<Option<PerUserOverLimit>>,
 }
 
-/// The site's own overrides (`null`: the plan's value applies).
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OverridesView {
-    pub session_limit: Option<i64>,
-    pub count_mode: Option<CountMode>,
-    pub over_limit: Option<OverLimit>,
-    pub idle_timeout_seconds: Option<i64>,
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    pub reserved_slots: Option<i64>,
-    pub reserved_roles: Option<Vec<String>>,
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: Option<PerUserOverLimit>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SiteView {
     pub slug: String,
@@ -139,7 +124,7 @@ pub struct SiteView {
     /// Set when the site answered a push with 410 Gone; setting `webhook_url` again
     /// re-enables pushes.
     pub webhook_disabled_at: Option<String>,
-    pub overrides: OverridesView,
+    pub overrides: Overrides,
     pub config_version: i64,
     /// How pushes are signed: `v1` (HMAC, shared secret) or `v1a` (ed25519).
     pub signature_scheme: String,
@@ -153,8 +138,8 @@ pub struct SiteView {
 
 impl From<SiteFull> for SiteView {
     fn from(f: SiteFull) -> Self {
-        let o = f.site.overrides();
         let effective = f.config();
+        let overrides = f.site.overrides();
         Self {
             slug: f.site.slug,
             tenant: f.tenant_slug,
@@ -162,18 +147,7 @@ impl From<SiteFull> for SiteView {
             plan: f.plan.code,
             webhook_url: f.site.webhook_url,
             webhook_disabled_at: f.site.webhook_disabled_at.map(to_rfc3339),
-            overrides: OverridesView {
-                session_limit: o.session_limit,
-                count_mode: o.count_mode,
-                over_limit: o.over_limit,
-                idle_timeout_seconds: o.idle_timeout_seconds,
-                session_ttl_seconds: o.session_ttl_seconds,
-                limit_message: o.limit_message,
-                reserved_slots: o.reserved_slots,
-                reserved_roles: o.reserved_roles,
-                per_user_limit: o.per_user_limit,
-                per_user_over_limit: o.per_user_over_limit,
-            },
+            overrides,
             config_version: f.site.config_version,
             signature_scheme: signing::scheme_of(&f.site.webhook_secret).to_owned(),
             webhook_public_key: signing::public_key_of(&f.site.webhook_secret),

@@ -250,13 +250,19 @@ pub async fn get_tenant(
     caller: Caller,
     slug: web::Path<String>,
 ) -> Result<HttpResponse> {
+    let t = visible_tenant(&state, &caller, &slug).await?;
+    Ok(HttpResponse::Ok().json(TenantView::from(t)))
+}
+
+/// Shared with the usage endpoint: the tenant as the caller may see it (a tenant,
+/// itself only).
+pub async fn visible_tenant(state: &AppState, caller: &Caller, slug: &str) -> Result<Tenant> {
     let scope = caller.scope()?;
-    let slug = path_slug("tenant", &slug)?;
-    let t = state
+    let slug = path_slug("tenant", slug)?;
+    Ok(state
         .db
         .run(move |c| tenants::get(c, &scope, &slug))
-        .await?;
-    Ok(HttpResponse::Ok().json(TenantView::from(t)))
+        .await?)
 }
 
 /// Change a tenant. A tenant may change its own `billing_email` and `notify_url`.

@@ -6,9 +6,9 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::common::path_slug;
 use super::problems::{Forbidden, NotFound, Unauthorized};
 use super::sites::visible_site;
+use super::tenants::visible_tenant;
 use crate::auth::{Caller, Scope};
 use crate::db::sites::SiteFull;
 use crate::db::{sites, tenants, usage};
@@ -193,13 +193,10 @@ pub async fn get_tenant_usage(
     caller: Caller,
     slug: web::Path<String>,
 ) -> Result<HttpResponse> {
-    let scope = caller.scope()?;
-    let slug = path_slug("tenant", &slug)?;
-    let (s2, sc) = (slug.clone(), scope.clone());
-    let tenant = state.db.run(move |c| tenants::get(c, &sc, &s2)).await?;
-    let list = all_sites(&state, scope, Some(slug.clone())).await?;
+    let tenant = visible_tenant(&state, &caller, &slug).await?;
+    let list = all_sites(&state, caller.scope()?, Some(tenant.slug.clone())).await?;
     let rows = usage_of(&state, list, None, Some(tenant.id)).await?;
-    let mut usage = totals(slug, rows);
+    let mut usage = totals(tenant.slug, rows);
     usage.pooled_session_limit = tenant.pooled_session_limit;
     Ok(HttpResponse::Ok().json(usage))
 }

@@ -120,8 +120,9 @@ pub struct LimitValues {
     pub per_user_over_limit: PerUserOverLimit,
 }
 
-/// A site's overrides; `None` means "use the plan's value".
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The site's own overrides (`null`: the plan's value applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(as = OverridesView)]
 pub struct Overrides {
     pub session_limit: Option<i64>,
     pub count_mode: Option<CountMode>,

@@ -8,6 +8,7 @@
 //! (plus its own webhook receiver on loopback in `simulate` and `plan-edit`).
 
 mod fleet;
+mod hooks;
 mod options;
 mod plan_edit;
 mod report;

@@ -5,17 +5,17 @@
 //! push checked with headcount's own signature verification.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Value, json};
 
 use super::fleet;
+use super::hooks::{Pushes, serve_hooks, signed_by};
 use super::options::{Options, Scenario};
 use super::report::{Live, Outcome, PlanEditReport, Recorder, Shape, Summary};
-use super::simulate::{serve_hooks, signed_by};
 
 /// The plan's limit before the edit; the edit raises it by one, so that a push
 /// carrying the new limit can only come from the edit.
@@ -30,15 +30,11 @@ const PUSH_WAIT: Duration = Duration::from_secs(120);
 /// The webhook receiver's tally.
 #[derive(Default)]
 struct Receiver {
-    /// Site slug → webhook secret, filled once the sites exist.
-    secrets: RwLock<HashMap<String, String>>,
+    /// Early creation pushes are acknowledged unchecked, as they are not what is
+    /// measured.
+    pushes: Pushes,
     /// The limit the edit sets; 0 until the edit is sent.
     edited_limit: AtomicI64,
-    received: AtomicU64,
-    bad: AtomicU64,
-    /// Creation pushes that came before the site's creation reply (its secret not yet
-    /// known here): acknowledged unchecked, as they are not what is measured.
-    early: AtomicU64,
     /// Sites whose creation push arrived.
     created: Mutex<HashSet<String>>,
     /// When each site's push with the edited config first arrived, verified.
@@ -62,20 +58,15 @@ async fn receive(
     body: web::Bytes,
 ) -> HttpResponse {
     let arrived = Instant::now();
-    rx.received.fetch_add(1, Ordering::Relaxed);
+    let secret = rx.pushes.arrived(&site);
     let msg: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     if msg["type"] != "site.config_changed" {
         return HttpResponse::NoContent().finish();
     }
-    let secret = rx
-        .secrets
-        .read()
-        .ok()
-        .and_then(|m| m.get(site.as_str()).cloned());
     let edited_limit = rx.edited_limit.load(Ordering::Relaxed);
     let Some(secret) = secret else {
         if edited_limit == 0 {
-            rx.early.fetch_add(1, Ordering::Relaxed);
+            rx.pushes.count_early();
             if let Ok(mut c) = rx.created.lock() {
                 c.insert(site.into_inner());
             }
@@ -83,11 +74,11 @@ async fn receive(
         }
         // Every secret is known before the edit: a push for an unknown site now is
         // not one of ours.
-        rx.bad.fetch_add(1, Ordering::Relaxed);
+        rx.pushes.count_bad();
         return HttpResponse::Unauthorized().finish();
     };
     if !signed_by(&secret, &req, &body) {
-        rx.bad.fetch_add(1, Ordering::Relaxed);
+        rx.pushes.count_bad();
         return HttpResponse::Unauthorized().finish();
     }
     let limit = msg["data"]["session_limit"].as_i64().unwrap_or(0);
@@ -127,9 +118,7 @@ async fn drive(
         tokens: false,
     };
     let fleet = fleet::create(client, &opts.url, &admin, &prefix, spec).await?;
-    if let Ok(mut m) = rx.secrets.write() {
-        m.extend(fleet.webhook_secrets());
-    }
+    rx.pushes.learn(fleet.webhook_secrets());
     let waiting = Instant::now();
     while rx.created() < opts.sites && waiting.elapsed() < CREATION_WAIT {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -170,6 +159,7 @@ async fn drive(
         },
     );
     summary.prefix = prefix;
+    let (received, bad, early) = rx.pushes.counts();
     summary.plan_edit = Some(PlanEditReport {
         setup_seconds: round3(setup_seconds),
         creation_pushes,
@@ -181,9 +171,9 @@ async fn drive(
                 .as_secs_f64()
                 * 1000.0,
         ),
-        pushes_received: rx.received.load(Ordering::Relaxed),
-        pushes_bad_signature: rx.bad.load(Ordering::Relaxed),
-        pushes_early: rx.early.load(Ordering::Relaxed),
+        pushes_received: received,
+        pushes_bad_signature: bad,
+        pushes_early: early,
     });
     Ok(summary)
 }

@@ -5,19 +5,18 @@
 //! `session.kill` pushes, and the `site.config_changed` pushes of a limit change made
 //! mid-run, arrive at a local webhook receiver that checks every signature.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::TcpListener;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix_web::dev::ServerHandle;
-use actix_web::{App, FromRequest, Handler, HttpRequest, HttpResponse, HttpServer, Responder, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{Value, json};
 
 use super::fleet::{self, Fleet};
+use super::hooks::{Pushes, header, serve_hooks, signed_by};
 use super::options::{Options, Scenario};
 use super::report::{Live, Outcome, Recorder, Shape, SimulateReport, Summary};
 use super::workload::{Gate, progress};
@@ -35,12 +34,8 @@ const PUSH_GRACE: Duration = Duration::from_secs(10);
 /// The webhook receiver's tally.
 #[derive(Default)]
 struct Receiver {
-    /// Site slug → webhook secret, filled once the sites exist.
-    secrets: RwLock<HashMap<String, String>>,
-    received: AtomicU64,
-    bad: AtomicU64,
-    /// Pushes that came before the site's secret was known (answered 503).
-    early: AtomicU64,
+    /// Early pushes are answered 503, so that they come again once the secret is known.
+    pushes: Pushes,
     /// Verified `webhook-id`s: pushes are sent at least once, so count each once.
     seen: Mutex<HashSet<String>>,
     by_type: Mutex<BTreeMap<String, u64>>,
@@ -52,83 +47,23 @@ impl Receiver {
     }
 }
 
-fn header<'r>(req: &'r HttpRequest, name: &str) -> &'r str {
-    req.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-}
-
-/// Whether a push carries a valid Standard Webhooks signature by `secret`, checked
-/// with headcount's own verification, as a site's receiver would check it.
-pub(super) fn signed_by(secret: &str, req: &HttpRequest, body: &[u8]) -> bool {
-    header(req, "webhook-timestamp")
-        .parse::<i64>()
-        .is_ok_and(|ts| {
-            crate::push::signing::verify(
-                secret,
-                header(req, "webhook-id"),
-                ts,
-                body,
-                header(req, "webhook-signature"),
-            )
-        })
-}
-
-/// Starts a webhook receiver on a free local port: `receive` answers
-/// `POST /hooks/{site}` with `rx` as its data. Returns the port and what stops it.
-pub(super) fn serve_hooks<R, F, Args>(
-    rx: &web::Data<R>,
-    receive: F,
-) -> Result<(u16, ServerHandle), String>
-where
-    R: Send + Sync + 'static,
-    F: Handler<Args> + Send,
-    Args: FromRequest + 'static,
-    F::Output: Responder + 'static,
-{
-    let failed = |e: std::io::Error| format!("webhook receiver: {e}");
-    let listener = TcpListener::bind("127.0.0.1:0").map_err(failed)?;
-    let port = listener.local_addr().map_err(failed)?.port();
-    let data = rx.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/hooks/{site}", web::post().to(receive.clone()))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .map_err(failed)?
-    .run();
-    let handle = server.handle();
-    tokio::spawn(server);
-    Ok((port, handle))
-}
-
 async fn receive(
     rx: web::Data<Receiver>,
     site: web::Path<String>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    rx.received.fetch_add(1, Ordering::Relaxed);
     let id = header(&req, "webhook-id").to_owned();
-    let secret = rx
-        .secrets
-        .read()
-        .ok()
-        .and_then(|m| m.get(site.as_str()).cloned());
-    let Some(secret) = secret else {
+    let Some(secret) = rx.pushes.arrived(&site) else {
         // A push for a site whose creation reply has not come back yet: its secret
         // is not known here yet. Ask for a retry rather than call it forged.
-        rx.early.fetch_add(1, Ordering::Relaxed);
+        rx.pushes.count_early();
         return HttpResponse::ServiceUnavailable()
             .insert_header(("retry-after", "1"))
             .finish();
     };
     if !signed_by(&secret, &req, &body) {
-        rx.bad.fetch_add(1, Ordering::Relaxed);
+        rx.pushes.count_bad();
         return HttpResponse::Unauthorized().finish();
     }
     let first = rx.seen.lock().is_ok_and(|mut s| s.insert(id));
@@ -159,6 +94,7 @@ struct Tally {
 impl Tally {
     /// The users' fate and the receiver's count of the pushes it caused.
     fn report(&self, rx: &Receiver, config_changes: u64, expected: u64) -> SimulateReport {
+        let (received, bad, early) = rx.pushes.counts();
         SimulateReport {
             logins: self.logins.load(Ordering::Relaxed),
             admitted: self.admitted.load(Ordering::Relaxed),
@@ -169,10 +105,10 @@ impl Tally {
             stale_logins: self.stale.load(Ordering::Relaxed),
             config_changes,
             pushes_expected: expected,
-            pushes_received: rx.received.load(Ordering::Relaxed),
+            pushes_received: received,
             pushes_verified: rx.verified(),
-            pushes_bad_signature: rx.bad.load(Ordering::Relaxed),
-            pushes_early: rx.early.load(Ordering::Relaxed),
+            pushes_bad_signature: bad,
+            pushes_early: early,
             pushes_by_type: rx.by_type.lock().map(|m| m.clone()).unwrap_or_default(),
         }
     }
@@ -291,9 +227,7 @@ async fn setup(
         },
     )
     .await?;
-    if let Ok(mut m) = rx.secrets.write() {
-        m.extend(fleet.webhook_secrets());
-    }
+    rx.pushes.learn(fleet.webhook_secrets());
     Ok(Ctx {
         client: client.clone(),
         base: opts.url.clone(),
