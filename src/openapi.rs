@@ -79,6 +79,12 @@ impl Modify for Bearer {
 /// response (OpenAPI requires one), explicit security on every operation, a server, and
 /// list items that name their schema. Runs after the derive, so a description written on
 /// a handler's response wins over the one made here.
+///
+/// Declared here once rather than on each handler: every operation outside the
+/// `operations` tag takes a bearer token, and so answers 401 (and, but for the site's
+/// config, 403). The handlers' attributes name only the other problems they answer;
+/// method, path, path parameters and operation id come from the actix route and the
+/// function (utoipa's `actix_extras`).
 struct Describe;
 
 impl Modify for Describe {
@@ -134,6 +140,13 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 
 fn describe_operation(op: &mut Operation) {
     let id = op.operation_id.clone().unwrap_or_default();
+    let public = op.tags.iter().flatten().any(|t| t == "operations");
+    if !public && op.security.is_none() {
+        op.security = Some(vec![SecurityRequirement::new(
+            "bearer",
+            Vec::<String>::new(),
+        )]);
+    }
     let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
     if id == "get_metrics" {
         // Public by default; with `HEADCOUNT_METRICS_PUBLIC=false` it wants an admin token.

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::problems::{BadRequest, NotFound, Unauthorized};
+use super::problems::{BadRequest, NotFound};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::db::advice;
@@ -60,10 +60,8 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
 /// sign-ins never became sessions; one that an option admits is assumed to last the
 /// site's median session length in the period. Prices are the plans' current ones;
 /// a place above a plan's own limit costs its overage unit price.
-#[utoipa::path(get, path = "/v1/sites/{slug}/advice", tag = "billing", operation_id = "get_advice",
-    params(("slug" = String, Path), AdviceQuery), security(("bearer" = [])),
-    responses((status = 200, body = Advice),
-        BadRequest, Unauthorized, NotFound))]
+#[utoipa::path(tag = "billing", params(("slug" = String, Path), AdviceQuery),
+    responses((status = 200, body = Advice), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/advice")]
 pub async fn get_advice(
     state: web::Data<AppState>,

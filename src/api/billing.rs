@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::path_slug;
-use super::problems::{BadRequest, Forbidden, NotFound, Unauthorized};
+use super::problems::{BadRequest, NotFound};
 use crate::auth::Caller;
 use crate::domain::billing::{BillingRow, Period, to_csv};
 use crate::error::{Error, FieldError, Result};
@@ -146,13 +146,12 @@ pub fn render(period: &Period, rows: Vec<BillingRow>, format: Format) -> String 
 /// it was in force, rounded half up to a whole cent. `overage_sessions` = max(0,
 /// peak − limit) on `allow_overage` plans, priced at the `overage_unit_price_cents` in
 /// force at the segment's end.
-#[utoipa::path(get, path = "/v1/billing/export", tag = "billing", operation_id = "export_billing",
-    params(ExportQuery), security(("bearer" = [])),
+#[utoipa::path(tag = "billing", params(ExportQuery),
     responses(
         (status = 200, description = "CSV (RFC 4180, header row) or JSON", content(
             (String = "text/csv"),
             (BillingExport = "application/json"))),
-        BadRequest, Unauthorized, Forbidden, NotFound))]
+        BadRequest, NotFound))]
 #[get("/v1/billing/export")]
 pub async fn export_billing(
     state: web::Data<AppState>,

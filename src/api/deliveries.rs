@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Page, decode_cursor, page, page_limit};
-use super::problems::{BadRequest, Conflict, NotFound, Unauthorized};
+use super::problems::{BadRequest, Conflict, NotFound};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
@@ -81,11 +81,8 @@ pub struct DeliveriesQuery {
 }
 
 /// The site's pushes, newest first, each with every attempt.
-#[utoipa::path(get, path = "/v1/sites/{slug}/deliveries", tag = "deliveries",
-    operation_id = "list_deliveries",
-    params(("slug" = String, Path), DeliveriesQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<DeliveryView>),
-        BadRequest, Unauthorized, NotFound))]
+#[utoipa::path(tag = "deliveries", params(("slug" = String, Path), DeliveriesQuery),
+    responses((status = 200, body = Page<DeliveryView>), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/deliveries")]
 pub async fn list_deliveries(
     state: web::Data<AppState>,
@@ -117,11 +114,8 @@ pub async fn list_deliveries(
 }
 
 /// Send a failed push again, with a fresh retry schedule.
-#[utoipa::path(post, path = "/v1/deliveries/{id}/retry", tag = "deliveries",
-    operation_id = "retry_delivery",
-    params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, body = DeliveryView),
-        Unauthorized, NotFound, Conflict))]
+#[utoipa::path(tag = "deliveries", params(("id" = i64, Path)),
+    responses((status = 200, body = DeliveryView), NotFound, Conflict))]
 #[post("/v1/deliveries/{id}/retry")]
 pub async fn retry_delivery(
     state: web::Data<AppState>,

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Page, decode_cursor, page, page_limit};
-use super::problems::{BadRequest, NotFound, Unauthorized};
+use super::problems::{BadRequest, NotFound};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
@@ -100,10 +100,8 @@ impl From<DenialRow> for DenialView {
 }
 
 /// A site's denials, newest first: what each refusal saw.
-#[utoipa::path(get, path = "/v1/sites/{slug}/denials", tag = "usage", operation_id = "list_denials",
-    params(("slug" = String, Path), DenialsQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<DenialView>),
-        BadRequest, Unauthorized, NotFound))]
+#[utoipa::path(tag = "usage", params(("slug" = String, Path), DenialsQuery),
+    responses((status = 200, body = Page<DenialView>), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/denials")]
 pub async fn list_denials(
     state: web::Data<AppState>,

@@ -6,9 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::common::{Body, EVENTS_BODY, SNAPSHOT_BODY};
-use super::problems::{
-    BadRequest, Forbidden, NotFound, PayloadTooLarge, Unauthorized, UnprocessableEntity,
-};
+use super::problems::{BadRequest, NotFound, PayloadTooLarge, UnprocessableEntity};
 use super::sites::agent_site;
 use crate::auth::Caller;
 use crate::clock::Millis;
@@ -211,10 +209,8 @@ fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Obser
 
 /// Ingest a batch of session events (site token). Well-formed events are applied
 /// even when others are rejected; the reply comes after the commit.
-#[utoipa::path(post, path = "/v1/sites/{slug}/events", tag = "agent", operation_id = "ingest_events",
-    params(("slug" = String, Path)), request_body = EventBatch, security(("bearer" = [])),
-    responses((status = 200, body = BatchResult),
-        BadRequest, Unauthorized, Forbidden, NotFound, PayloadTooLarge))]
+#[utoipa::path(tag = "agent", request_body = EventBatch,
+    responses((status = 200, body = BatchResult), BadRequest, NotFound, PayloadTooLarge))]
 #[post("/v1/sites/{slug}/events")]
 pub async fn ingest_events(
     state: web::Data<AppState>,
@@ -320,10 +316,9 @@ pub struct SnapshotResult {
 }
 
 /// Replace the site's picture of its active sessions with a full snapshot (site token).
-#[utoipa::path(put, path = "/v1/sites/{slug}/sessions", tag = "agent", operation_id = "put_snapshot",
-    params(("slug" = String, Path)), request_body = Snapshot, security(("bearer" = [])),
-    responses((status = 200, body = SnapshotResult),
-        BadRequest, Unauthorized, NotFound, PayloadTooLarge, UnprocessableEntity))]
+#[utoipa::path(tag = "agent", request_body = Snapshot,
+    responses((status = 200, body = SnapshotResult), BadRequest, NotFound, PayloadTooLarge,
+        UnprocessableEntity))]
 #[put("/v1/sites/{slug}/sessions")]
 pub async fn put_snapshot(
     state: web::Data<AppState>,
@@ -481,10 +476,11 @@ pub struct AdmissionResult {
 
 /// May this session start? Checks and records in one transaction that holds the site,
 /// so that concurrent admissions never pass the limit (site token).
-#[utoipa::path(post, path = "/v1/sites/{slug}/admissions", tag = "agent", operation_id = "create_admission",
-    params(("slug" = String, Path)), request_body = AdmissionRequest, security(("bearer" = [])),
-    responses((status = 200, description = "the decision; a refusal has admitted: false", body = AdmissionResult),
-        BadRequest, Unauthorized, NotFound, UnprocessableEntity))]
+#[utoipa::path(tag = "agent", request_body = AdmissionRequest,
+    responses(
+        (status = 200, description = "the decision; a refusal has admitted: false",
+            body = AdmissionResult),
+        BadRequest, NotFound, UnprocessableEntity))]
 #[post("/v1/sites/{slug}/admissions")]
 pub async fn create_admission(
     state: web::Data<AppState>,

@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::problems::{BadRequest, NotFound, Unauthorized};
+use super::problems::{BadRequest, NotFound};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
@@ -242,11 +242,8 @@ fn view(h: Loaded) -> UsageHistory {
 
 /// A site's usage over time: the most active, live and dangling sessions, the
 /// refused admissions and the limit per minute, hour or day (admin, owning tenant).
-#[utoipa::path(get, path = "/v1/sites/{slug}/usage/history", tag = "usage",
-    operation_id = "get_usage_history",
-    params(("slug" = String, Path), HistoryQuery), security(("bearer" = [])),
-    responses((status = 200, body = UsageHistory),
-        BadRequest, Unauthorized, NotFound))]
+#[utoipa::path(tag = "usage", params(("slug" = String, Path), HistoryQuery),
+    responses((status = 200, body = UsageHistory), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/usage/history")]
 pub async fn get_usage_history(
     state: web::Data<AppState>,
@@ -260,11 +257,8 @@ pub async fn get_usage_history(
 
 /// The same series as a self-contained SVG chart against the limit, refusals marked,
 /// times labelled in UTC (admin, owning tenant).
-#[utoipa::path(get, path = "/v1/sites/{slug}/usage/chart.svg", tag = "usage",
-    operation_id = "get_usage_chart",
-    params(("slug" = String, Path), HistoryQuery), security(("bearer" = [])),
-    responses((status = 200, body = String, content_type = "image/svg+xml"),
-        BadRequest, Unauthorized, NotFound))]
+#[utoipa::path(tag = "usage", params(("slug" = String, Path), HistoryQuery),
+    responses((status = 200, body = String, content_type = "image/svg+xml"), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/usage/chart.svg")]
 pub async fn get_usage_chart(
     state: web::Data<AppState>,

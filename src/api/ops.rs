@@ -23,8 +23,7 @@ pub struct Health {
 }
 
 /// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "get_healthz",
-    responses((status = 200, description = "alive", body = Health)))]
+#[utoipa::path(tag = "operations", responses((status = 200, description = "alive", body = Health)))]
 #[get("/healthz")]
 pub async fn get_healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
@@ -34,9 +33,10 @@ pub async fn get_healthz() -> HttpResponse {
 }
 
 /// Readiness: the database answers and every migration is applied.
-#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "get_readyz",
+#[utoipa::path(tag = "operations",
     responses((status = 200, description = "ready", body = Health),
-              (status = 503, description = "not ready", body = Problem, content_type = "application/problem+json")))]
+        (status = 503, description = "not ready", body = Problem,
+            content_type = "application/problem+json")))]
 #[get("/readyz")]
 pub async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
     let db = state.db.clone();
@@ -54,8 +54,9 @@ pub async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
 
 /// Prometheus metrics: requests by route and status, latency histograms, pool state,
 /// and the business series (sessions, admissions, events, outbox, deliveries).
-#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "get_metrics",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
+#[utoipa::path(tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain")))]
 #[get("/metrics")]
 pub async fn get_metrics(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse> {
     if !state.config.metrics_public {

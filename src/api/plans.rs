@@ -7,9 +7,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::common::{Body, Checks, Page, PageQuery, decode_cursor, page, path_slug};
-use super::problems::{
-    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnprocessableEntity,
-};
+use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{audit, plans, plans::Plan, sites};
@@ -291,10 +289,8 @@ impl UpdatePlan {
 }
 
 /// Create a plan.
-#[utoipa::path(post, path = "/v1/plans", tag = "plans", operation_id = "create_plan",
-    request_body = CreatePlan, security(("bearer" = [])),
-    responses((status = 201, body = PlanView),
-        BadRequest, Unauthorized, Forbidden, Conflict, UnprocessableEntity))]
+#[utoipa::path(tag = "plans", request_body = CreatePlan,
+    responses((status = 201, body = PlanView), BadRequest, Conflict, UnprocessableEntity))]
 #[post("/v1/plans")]
 pub async fn create_plan(
     state: web::Data<AppState>,
@@ -312,10 +308,8 @@ pub async fn create_plan(
 }
 
 /// List plans.
-#[utoipa::path(get, path = "/v1/plans", tag = "plans", operation_id = "list_plans",
-    params(PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<PlanView>),
-        BadRequest, Unauthorized))]
+#[utoipa::path(tag = "plans", params(PageQuery),
+    responses((status = 200, body = Page<PlanView>), BadRequest))]
 #[get("/v1/plans")]
 pub async fn list_plans(
     state: web::Data<AppState>,
@@ -333,10 +327,7 @@ pub async fn list_plans(
 }
 
 /// Get a plan.
-#[utoipa::path(get, path = "/v1/plans/{code}", tag = "plans", operation_id = "get_plan",
-    params(("code" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = PlanView),
-        Unauthorized, NotFound))]
+#[utoipa::path(tag = "plans", responses((status = 200, body = PlanView), NotFound))]
 #[get("/v1/plans/{code}")]
 pub async fn get_plan(
     state: web::Data<AppState>,
@@ -351,10 +342,8 @@ pub async fn get_plan(
 
 /// Change a plan. A change of its limits bumps `config_version` of every site on
 /// it and queues their config pushes, in the same transaction.
-#[utoipa::path(patch, path = "/v1/plans/{code}", tag = "plans", operation_id = "update_plan",
-    params(("code" = String, Path)), request_body = UpdatePlan, security(("bearer" = [])),
-    responses((status = 200, body = PlanView),
-        BadRequest, Forbidden, NotFound, UnprocessableEntity))]
+#[utoipa::path(tag = "plans", request_body = UpdatePlan,
+    responses((status = 200, body = PlanView), BadRequest, NotFound, UnprocessableEntity))]
 #[patch("/v1/plans/{code}")]
 pub async fn update_plan(
     state: web::Data<AppState>,
@@ -377,10 +366,8 @@ pub async fn update_plan(
 }
 
 /// Delete a plan; refused (409) while a site uses it.
-#[utoipa::path(delete, path = "/v1/plans/{code}", tag = "plans", operation_id = "delete_plan",
-    params(("code" = String, Path)), security(("bearer" = [])),
-    responses((status = 204, description = "deleted"),
-        Forbidden, NotFound, Conflict))]
+#[utoipa::path(tag = "plans",
+    responses((status = 204, description = "deleted"), NotFound, Conflict))]
 #[delete("/v1/plans/{code}")]
 pub async fn delete_plan(
     state: web::Data<AppState>,

@@ -1,8 +1,9 @@
 //! The problem responses (RFC 9457 `application/problem+json`, body [`Problem`]) that
 //! the handlers' `#[utoipa::path]` attributes list, declared once: one marker type per
 //! status, each an [`IntoResponses`] built by [`response`]. A handler names the ones it
-//! answers after its own, e.g. `responses((status = 200, body = SiteView), Unauthorized,
-//! NotFound)`; the document keys responses by status, so the order written changes nothing.
+//! answers after its own, e.g. `responses((status = 200, body = SiteView), NotFound)`;
+//! the document keys responses by status, so the order written changes nothing. 401 and
+//! 403, which every operation that takes a token answers, the `Describe` modifier adds.
 //!
 //! The description is left empty: the document's `Describe` modifier writes it from the
 //! operation and the status. `ApiDoc` registers the `Problem` schema these refer to.

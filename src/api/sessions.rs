@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Body, Page, decode_cursor, encode_cursor, page, page_limit};
-use super::problems::{BadRequest, NotFound, Unauthorized, UnprocessableEntity};
+use super::problems::{BadRequest, NotFound, UnprocessableEntity};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
@@ -124,10 +124,8 @@ pub fn parse_states(s: Option<&str>) -> Result<HashSet<SessionState>> {
 }
 
 /// The Sessions table: newest activity first.
-#[utoipa::path(get, path = "/v1/sites/{slug}/sessions", tag = "sessions", operation_id = "list_sessions",
-    params(("slug" = String, Path), SessionsQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<SessionView>),
-        BadRequest, Unauthorized, NotFound))]
+#[utoipa::path(tag = "sessions", params(("slug" = String, Path), SessionsQuery),
+    responses((status = 200, body = Page<SessionView>), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/sessions")]
 pub async fn list_sessions(
     state: web::Data<AppState>,
@@ -196,10 +194,8 @@ pub struct UserView {
 }
 
 /// Per user: active, live and dangling counts, most dangling first.
-#[utoipa::path(get, path = "/v1/sites/{slug}/users", tag = "sessions", operation_id = "list_users",
-    params(("slug" = String, Path), super::common::PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<UserView>),
-        BadRequest, Unauthorized, NotFound))]
+#[utoipa::path(tag = "sessions", params(("slug" = String, Path), super::common::PageQuery),
+    responses((status = 200, body = Page<UserView>), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/users")]
 pub async fn list_users(
     state: web::Data<AppState>,
@@ -244,11 +240,8 @@ pub struct KillResult {
 }
 
 /// Kill one session: it ends as `killed` and a `session.kill` push is queued.
-#[utoipa::path(delete, path = "/v1/sites/{slug}/sessions/{session}", tag = "sessions",
-    operation_id = "kill_session",
-    params(("slug" = String, Path), ("session" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = KillResult),
-        Unauthorized, NotFound))]
+#[utoipa::path(tag = "sessions", params(("slug" = String, Path), ("session" = String, Path)),
+    responses((status = 200, body = KillResult), NotFound))]
 #[delete("/v1/sites/{slug}/sessions/{session}")]
 pub async fn kill_session(
     state: web::Data<AppState>,
@@ -318,11 +311,8 @@ impl KillRequest {
 }
 
 /// Kill many sessions at once, by state, user and idle time.
-#[utoipa::path(post, path = "/v1/sites/{slug}/sessions/kill", tag = "sessions",
-    operation_id = "kill_sessions",
-    params(("slug" = String, Path)), request_body = KillRequest, security(("bearer" = [])),
-    responses((status = 200, body = KillResult),
-        BadRequest, Unauthorized, NotFound, UnprocessableEntity))]
+#[utoipa::path(tag = "sessions", request_body = KillRequest,
+    responses((status = 200, body = KillResult), BadRequest, NotFound, UnprocessableEntity))]
 #[post("/v1/sites/{slug}/sessions/kill")]
 pub async fn kill_sessions(
     state: web::Data<AppState>,

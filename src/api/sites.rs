@@ -10,9 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::common::{
     Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug, push_url,
 };
-use super::problems::{
-    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnprocessableEntity,
-};
+use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
@@ -184,10 +182,8 @@ pub struct RotatedSecret {
 }
 
 /// Create a site.
-#[utoipa::path(post, path = "/v1/sites", tag = "sites", operation_id = "create_site",
-    request_body = CreateSite, security(("bearer" = [])),
-    responses((status = 201, body = CreatedSite),
-        BadRequest, Forbidden, Conflict, UnprocessableEntity))]
+#[utoipa::path(tag = "sites", request_body = CreateSite,
+    responses((status = 201, body = CreatedSite), BadRequest, Conflict, UnprocessableEntity))]
 #[post("/v1/sites")]
 pub async fn create_site(
     state: web::Data<AppState>,
@@ -352,10 +348,8 @@ pub struct SiteListQuery {
 }
 
 /// List sites (a tenant sees its own).
-#[utoipa::path(get, path = "/v1/sites", tag = "sites", operation_id = "list_sites",
-    params(SiteListQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<SiteView>),
-        BadRequest, Unauthorized))]
+#[utoipa::path(tag = "sites", params(SiteListQuery),
+    responses((status = 200, body = Page<SiteView>), BadRequest))]
 #[get("/v1/sites")]
 pub async fn list_sites(
     state: web::Data<AppState>,
@@ -374,10 +368,7 @@ pub async fn list_sites(
 }
 
 /// Get a site.
-#[utoipa::path(get, path = "/v1/sites/{slug}", tag = "sites", operation_id = "get_site",
-    params(("slug" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = SiteView),
-        Unauthorized, NotFound))]
+#[utoipa::path(tag = "sites", responses((status = 200, body = SiteView), NotFound))]
 #[get("/v1/sites/{slug}")]
 pub async fn get_site(
     state: web::Data<AppState>,
@@ -394,10 +385,8 @@ pub async fn get_site(
 /// `session_limit` (at most the plan's) of its own sites; every other field is the
 /// provider's (403). The effective limit never exceeds the plan's, also after the
 /// plan or its limit changes.
-#[utoipa::path(patch, path = "/v1/sites/{slug}", tag = "sites", operation_id = "update_site",
-    params(("slug" = String, Path)), request_body = UpdateSite, security(("bearer" = [])),
-    responses((status = 200, body = SiteView),
-        BadRequest, Forbidden, NotFound, UnprocessableEntity))]
+#[utoipa::path(tag = "sites", request_body = UpdateSite,
+    responses((status = 200, body = SiteView), BadRequest, NotFound, UnprocessableEntity))]
 #[patch("/v1/sites/{slug}")]
 pub async fn update_site(
     state: web::Data<AppState>,
@@ -583,10 +572,7 @@ fn apply_edit(
 }
 
 /// Delete a site with its sessions and history.
-#[utoipa::path(delete, path = "/v1/sites/{slug}", tag = "sites", operation_id = "delete_site",
-    params(("slug" = String, Path)), security(("bearer" = [])),
-    responses((status = 204, description = "deleted"),
-        Forbidden, NotFound))]
+#[utoipa::path(tag = "sites", responses((status = 204, description = "deleted"), NotFound))]
 #[delete("/v1/sites/{slug}")]
 pub async fn delete_site(
     state: web::Data<AppState>,
@@ -624,11 +610,7 @@ fn new_signing_secret(scheme: &str) -> (String, Option<String>) {
 }
 
 /// Rotate the webhook secret. The previous secret keeps signing alongside for 24 h.
-#[utoipa::path(post, path = "/v1/sites/{slug}/webhook-secret", tag = "sites",
-    operation_id = "rotate_webhook_secret",
-    params(("slug" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = RotatedSecret),
-        Forbidden, NotFound))]
+#[utoipa::path(tag = "sites", responses((status = 200, body = RotatedSecret), NotFound))]
 #[post("/v1/sites/{slug}/webhook-secret")]
 pub async fn rotate_webhook_secret(
     state: web::Data<AppState>,
@@ -661,11 +643,9 @@ pub async fn rotate_webhook_secret(
 }
 
 /// The site's effective configuration, with an `ETag`; `If-None-Match` answers 304.
-#[utoipa::path(get, path = "/v1/sites/{slug}/config", tag = "sites", operation_id = "get_site_config",
-    params(("slug" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = SiteConfig),
-        (status = 304, description = "not modified"),
-        Unauthorized, NotFound))]
+#[utoipa::path(tag = "sites",
+    responses((status = 200, body = SiteConfig), (status = 304, description = "not modified"),
+        NotFound))]
 #[get("/v1/sites/{slug}/config")]
 pub async fn get_site_config(
     state: web::Data<AppState>,

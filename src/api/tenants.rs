@@ -10,9 +10,7 @@ use utoipa::ToSchema;
 use super::common::{
     Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug, push_url,
 };
-use super::problems::{
-    BadRequest, Conflict, Forbidden, NotFound, Unauthorized, UnprocessableEntity,
-};
+use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{audit, tenants, tenants::Tenant};
@@ -194,10 +192,8 @@ fn check_pool(c: &mut Checks, n: i64) -> Option<i64> {
 }
 
 /// Create a tenant.
-#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", operation_id = "create_tenant",
-    request_body = CreateTenant, security(("bearer" = [])),
-    responses((status = 201, body = CreatedTenant),
-        BadRequest, Forbidden, Conflict, UnprocessableEntity))]
+#[utoipa::path(tag = "tenants", request_body = CreateTenant,
+    responses((status = 201, body = CreatedTenant), BadRequest, Conflict, UnprocessableEntity))]
 #[post("/v1/tenants")]
 pub async fn create_tenant(
     state: web::Data<AppState>,
@@ -219,10 +215,8 @@ pub async fn create_tenant(
 }
 
 /// List tenants (a tenant sees itself).
-#[utoipa::path(get, path = "/v1/tenants", tag = "tenants", operation_id = "list_tenants",
-    params(PageQuery), security(("bearer" = [])),
-    responses((status = 200, body = Page<TenantView>),
-        BadRequest, Unauthorized))]
+#[utoipa::path(tag = "tenants", params(PageQuery),
+    responses((status = 200, body = Page<TenantView>), BadRequest))]
 #[get("/v1/tenants")]
 pub async fn list_tenants(
     state: web::Data<AppState>,
@@ -240,10 +234,7 @@ pub async fn list_tenants(
 }
 
 /// Get a tenant.
-#[utoipa::path(get, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "get_tenant",
-    params(("slug" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = TenantView),
-        Unauthorized, NotFound))]
+#[utoipa::path(tag = "tenants", responses((status = 200, body = TenantView), NotFound))]
 #[get("/v1/tenants/{slug}")]
 pub async fn get_tenant(
     state: web::Data<AppState>,
@@ -266,10 +257,8 @@ pub async fn visible_tenant(state: &AppState, caller: &Caller, slug: &str) -> Re
 }
 
 /// Change a tenant. A tenant may change its own `billing_email` and `notify_url`.
-#[utoipa::path(patch, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "update_tenant",
-    params(("slug" = String, Path)), request_body = UpdateTenant, security(("bearer" = [])),
-    responses((status = 200, body = TenantView),
-        BadRequest, Forbidden, NotFound, UnprocessableEntity))]
+#[utoipa::path(tag = "tenants", request_body = UpdateTenant,
+    responses((status = 200, body = TenantView), BadRequest, NotFound, UnprocessableEntity))]
 #[patch("/v1/tenants/{slug}")]
 pub async fn update_tenant(
     state: web::Data<AppState>,
@@ -304,10 +293,8 @@ pub async fn update_tenant(
 }
 
 /// Delete a tenant; refused (409) while it has sites.
-#[utoipa::path(delete, path = "/v1/tenants/{slug}", tag = "tenants", operation_id = "delete_tenant",
-    params(("slug" = String, Path)), security(("bearer" = [])),
-    responses((status = 204, description = "deleted"),
-        Forbidden, NotFound, Conflict))]
+#[utoipa::path(tag = "tenants",
+    responses((status = 204, description = "deleted"), NotFound, Conflict))]
 #[delete("/v1/tenants/{slug}")]
 pub async fn delete_tenant(
     state: web::Data<AppState>,

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::problems::{Forbidden, NotFound, Unauthorized};
+use super::problems::NotFound;
 use super::sites::visible_site;
 use super::tenants::visible_tenant;
 use crate::auth::{Caller, Scope};
@@ -143,10 +143,7 @@ fn totals(tenant: String, sites: Vec<SiteUsage>) -> TenantUsage {
 }
 
 /// A site's sessions now.
-#[utoipa::path(get, path = "/v1/sites/{slug}/usage", tag = "usage", operation_id = "get_site_usage",
-    params(("slug" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = SiteUsage),
-        Unauthorized, NotFound))]
+#[utoipa::path(tag = "usage", responses((status = 200, body = SiteUsage), NotFound))]
 #[get("/v1/sites/{slug}/usage")]
 pub async fn get_site_usage(
     state: web::Data<AppState>,
@@ -183,10 +180,7 @@ async fn all_sites(
 }
 
 /// A tenant's sessions now: totals and every site.
-#[utoipa::path(get, path = "/v1/tenants/{slug}/usage", tag = "usage", operation_id = "get_tenant_usage",
-    params(("slug" = String, Path)), security(("bearer" = [])),
-    responses((status = 200, body = TenantUsage),
-        Unauthorized, NotFound))]
+#[utoipa::path(tag = "usage", responses((status = 200, body = TenantUsage), NotFound))]
 #[get("/v1/tenants/{slug}/usage")]
 pub async fn get_tenant_usage(
     state: web::Data<AppState>,
@@ -202,10 +196,7 @@ pub async fn get_tenant_usage(
 }
 
 /// Provider-wide sessions now: totals and every tenant (admin).
-#[utoipa::path(get, path = "/v1/usage", tag = "usage", operation_id = "get_usage",
-    security(("bearer" = [])),
-    responses((status = 200, body = ProviderUsage),
-        Unauthorized, Forbidden))]
+#[utoipa::path(tag = "usage", responses((status = 200, body = ProviderUsage)))]
 #[get("/v1/usage")]
 pub async fn get_usage(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     caller.require_admin()?;
