@@ -24,9 +24,7 @@ pub struct Running {
 /// Binds the listener, builds the server and starts the background tasks. The
 /// caller awaits `server` (which ends on SIGINT/SIGTERM after in-flight requests).
 pub fn start(
-    state: AppState,
-    listener: TcpListener,
-    with_signals: bool,
+    state: AppState, listener: TcpListener, with_signals: bool,
 ) -> anyhow::Result<Running> {
     let port = listener.local_addr()?.port();
     let workers = state.config.workers;

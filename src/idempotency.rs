@@ -86,8 +86,7 @@ pub fn keep(status: StatusCode) -> bool {
 }
 
 pub async fn middleware(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+    mut req: ServiceRequest, next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let keyed = match read_keyed(&mut req).await {
         Ok(Some(keyed)) => keyed,
@@ -102,8 +101,7 @@ pub async fn middleware(
 }
 
 async fn pass(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+    req: ServiceRequest, next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     next.call(req)
         .await
@@ -162,8 +160,7 @@ async fn read_keyed(req: &mut ServiceRequest) -> Result<Option<Keyed>, Error> {
 /// Claims the key for this request, waiting up to [`WAIT`] while another one with it
 /// runs. `Err` is the answer instead of running: the first request's, or why not.
 async fn claim(
-    req: ServiceRequest,
-    keyed: &Keyed,
+    req: ServiceRequest, keyed: &Keyed,
 ) -> Result<ServiceRequest, ServiceResponse<BoxBody>> {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
@@ -209,9 +206,7 @@ async fn claim(
 
 /// The key is this request's: run it, then keep its answer or give the key back.
 async fn run_and_keep(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-    keyed: Keyed,
+    mut req: ServiceRequest, next: Next<impl MessageBody + 'static>, keyed: Keyed,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let mut claim = Held {
         db: keyed.state.db.clone(),

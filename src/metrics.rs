@@ -130,10 +130,7 @@ impl Metrics {
 
     /// The business series: counters of this process, gauges of the fleet.
     pub fn render_business(
-        &self,
-        outbox: &Outbox,
-        pool_wait: &WaitHistogram,
-        per_tenant: bool,
+        &self, outbox: &Outbox, pool_wait: &WaitHistogram, per_tenant: bool,
     ) -> String {
         let mut out = String::new();
         self.render_fleet(&mut out, per_tenant);
@@ -339,8 +336,7 @@ fn render_outbox<'a>(out: &mut String, outbox: &'a Outbox) -> Vec<&'a str> {
 /// `counts` with a 0 for every one of `known` it lacks, so that a series exists from
 /// the start and a rate over it does not begin with a gap.
 fn with_zeros<'a, N: Copy + Default>(
-    known: &[&'a str],
-    counts: &'a BTreeMap<String, N>,
+    known: &[&'a str], counts: &'a BTreeMap<String, N>,
 ) -> BTreeMap<&'a str, N> {
     let mut all: BTreeMap<&str, N> = known.iter().map(|k| (*k, N::default())).collect();
     for (k, n) in counts {

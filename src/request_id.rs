@@ -36,8 +36,7 @@ pub fn new_id() -> String {
 
 /// The middleware (outermost, so that the other middleware log inside the span too).
 pub async fn middleware(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+    req: ServiceRequest, next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = req
         .headers()

@@ -80,11 +80,7 @@ impl AppState {
 
     /// Mints a token with the shared key.
     pub fn mint(
-        &self,
-        role: Role,
-        tenant: Option<String>,
-        site: Option<String>,
-        subject_key: Option<&str>,
+        &self, role: Role, tenant: Option<String>, site: Option<String>, subject_key: Option<&str>,
         ttl_seconds: i64,
     ) -> Result<(String, crate::auth::Claims)> {
         let claims = crate::auth::claims(role, tenant, site, subject_key, self.now(), ttl_seconds);

@@ -64,10 +64,7 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
     responses((status = 200, body = Advice), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/advice")]
 pub async fn get_advice(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
-    q: web::Query<AdviceQuery>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, q: web::Query<AdviceQuery>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
     let period = q

@@ -19,9 +19,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     responses((status = 200, body = Page<AuditEntry>), BadRequest))]
 #[get("/v1/audit")]
 pub async fn list_audit(
-    state: web::Data<AppState>,
-    caller: Caller,
-    q: web::Query<PageQuery>,
+    state: web::Data<AppState>, caller: Caller, q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let limit = q.limit()?;

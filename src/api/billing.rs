@@ -154,9 +154,7 @@ pub fn render(period: &Period, rows: Vec<BillingRow>, format: Format) -> String 
         BadRequest, NotFound))]
 #[get("/v1/billing/export")]
 pub async fn export_billing(
-    state: web::Data<AppState>,
-    caller: Caller,
-    query: web::Query<ExportQuery>,
+    state: web::Data<AppState>, caller: Caller, query: web::Query<ExportQuery>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let (period, format, tenant) = query.into_inner().parse()?;

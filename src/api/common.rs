@@ -128,9 +128,7 @@ fn too_large(limit: usize) -> Error {
 
 /// A push URL set through the API by `origin`, judged by the private-target rule.
 pub fn push_url(
-    state: &crate::state::AppState,
-    url: &str,
-    origin: crate::domain::targets::Origin,
+    state: &crate::state::AppState, url: &str, origin: crate::domain::targets::Origin,
 ) -> std::result::Result<String, String> {
     crate::domain::targets::parse_push_url(url, origin, state.config.webhook_deny_private)
 }
@@ -255,10 +253,7 @@ pub struct Page<T> {
 
 /// Builds a page from `limit + 1` fetched rows (the extra row says there is more).
 pub fn page<R, T>(
-    mut rows: Vec<R>,
-    limit: i64,
-    key: impl Fn(&R) -> Vec<i64>,
-    view: impl Fn(R) -> T,
+    mut rows: Vec<R>, limit: i64, key: impl Fn(&R) -> Vec<i64>, view: impl Fn(R) -> T,
 ) -> Page<T> {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);

@@ -85,9 +85,7 @@ pub struct DeliveriesQuery {
     responses((status = 200, body = Page<DeliveryView>), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/deliveries")]
 pub async fn list_deliveries(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     q: web::Query<DeliveriesQuery>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
@@ -118,9 +116,7 @@ pub async fn list_deliveries(
     responses((status = 200, body = DeliveryView), NotFound, Conflict))]
 #[post("/v1/deliveries/{id}/retry")]
 pub async fn retry_delivery(
-    state: web::Data<AppState>,
-    caller: Caller,
-    id: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, id: web::Path<String>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let id: i64 = id.parse().map_err(|_| Error::not_found("delivery"))?;

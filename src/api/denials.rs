@@ -104,9 +104,7 @@ impl From<DenialRow> for DenialView {
     responses((status = 200, body = Page<DenialView>), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/denials")]
 pub async fn list_denials(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     q: web::Query<DenialsQuery>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;

@@ -213,10 +213,7 @@ fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Obser
     responses((status = 200, body = BatchResult), BadRequest, NotFound, PayloadTooLarge))]
 #[post("/v1/sites/{slug}/events")]
 pub async fn ingest_events(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
-    body: Body<EVENTS_BODY>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, body: Body<EVENTS_BODY>,
 ) -> Result<HttpResponse> {
     let site = agent_site(&state, &caller, &slug).await?;
     let batch: EventBatch = body.json()?;
@@ -254,9 +251,7 @@ pub async fn ingest_events(
 /// Records the refusals a site made itself as denials, each once, and raises the
 /// `site.limit_reached` alert as a refused admission would.
 async fn record_site_refusals(
-    state: &web::Data<AppState>,
-    site_id: i64,
-    refusals: Vec<usage::Refusal>,
+    state: &web::Data<AppState>, site_id: i64, refusals: Vec<usage::Refusal>,
 ) -> Result<()> {
     let provider_alerts = state.config.provider_notify_url.is_some();
     let queued = state
@@ -321,10 +316,7 @@ pub struct SnapshotResult {
         UnprocessableEntity))]
 #[put("/v1/sites/{slug}/sessions")]
 pub async fn put_snapshot(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
-    body: Body<SNAPSHOT_BODY>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, body: Body<SNAPSHOT_BODY>,
 ) -> Result<HttpResponse> {
     let site = agent_site(&state, &caller, &slug).await?;
     let snap: Snapshot = body.json()?;
@@ -354,9 +346,7 @@ pub async fn put_snapshot(
 /// happens after it) and its sessions, one row each, or every field that is wrong
 /// (at most about 50).
 fn parse_snapshot(
-    snap: Snapshot,
-    now: Millis,
-    ttl: i64,
+    snap: Snapshot, now: Millis, ttl: i64,
 ) -> Result<(Millis, Vec<(String, Observation)>)> {
     let as_of = snap.as_of.map_or(now, |t| t.timestamp_millis()).min(now);
     let mut errors = Vec::new();
@@ -381,11 +371,7 @@ fn parse_snapshot(
 
 /// One listed session as an observation; its errors go to `errors` (none: no row).
 fn snapshot_row(
-    i: usize,
-    s: SnapshotSession,
-    now: Millis,
-    ttl: i64,
-    errors: &mut Vec<FieldError>,
+    i: usize, s: SnapshotSession, now: Millis, ttl: i64, errors: &mut Vec<FieldError>,
 ) -> Option<(String, Observation)> {
     let field = |f: &str| format!("sessions[{i}].{f}");
     let session = match SessionRef::parse(&s.session) {
@@ -483,10 +469,7 @@ pub struct AdmissionResult {
         BadRequest, NotFound, UnprocessableEntity))]
 #[post("/v1/sites/{slug}/admissions")]
 pub async fn create_admission(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, body: Body,
 ) -> Result<HttpResponse> {
     let site = agent_site(&state, &caller, &slug).await?;
     let req: AdmissionRequest = body.json()?;

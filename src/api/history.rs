@@ -246,9 +246,7 @@ fn view(h: Loaded) -> UsageHistory {
     responses((status = 200, body = UsageHistory), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/usage/history")]
 pub async fn get_usage_history(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse> {
     let h = load(&state, &caller, &slug, &query).await?;
@@ -261,9 +259,7 @@ pub async fn get_usage_history(
     responses((status = 200, body = String, content_type = "image/svg+xml"), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/usage/chart.svg")]
 pub async fn get_usage_chart(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> Result<HttpResponse> {
     let h = load(&state, &caller, &slug, &query).await?;

@@ -293,9 +293,7 @@ impl UpdatePlan {
     responses((status = 201, body = PlanView), BadRequest, Conflict, UnprocessableEntity))]
 #[post("/v1/plans")]
 pub async fn create_plan(
-    state: web::Data<AppState>,
-    caller: Caller,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, body: Body,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let new = body.json::<CreatePlan>()?.into_new_plan(state.now())?;
@@ -312,9 +310,7 @@ pub async fn create_plan(
     responses((status = 200, body = Page<PlanView>), BadRequest))]
 #[get("/v1/plans")]
 pub async fn list_plans(
-    state: web::Data<AppState>,
-    caller: Caller,
-    q: web::Query<PageQuery>,
+    state: web::Data<AppState>, caller: Caller, q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     caller.scope()?;
     let limit = q.limit()?;
@@ -330,9 +326,7 @@ pub async fn list_plans(
 #[utoipa::path(tag = "plans", responses((status = 200, body = PlanView), NotFound))]
 #[get("/v1/plans/{code}")]
 pub async fn get_plan(
-    state: web::Data<AppState>,
-    caller: Caller,
-    code: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, code: web::Path<String>,
 ) -> Result<HttpResponse> {
     caller.scope()?;
     let code = path_slug("plan", &code)?;
@@ -346,10 +340,7 @@ pub async fn get_plan(
     responses((status = 200, body = PlanView), BadRequest, NotFound, UnprocessableEntity))]
 #[patch("/v1/plans/{code}")]
 pub async fn update_plan(
-    state: web::Data<AppState>,
-    caller: Caller,
-    code: web::Path<String>,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, code: web::Path<String>, body: Body,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let code = path_slug("plan", &code)?;
@@ -370,9 +361,7 @@ pub async fn update_plan(
     responses((status = 204, description = "deleted"), NotFound, Conflict))]
 #[delete("/v1/plans/{code}")]
 pub async fn delete_plan(
-    state: web::Data<AppState>,
-    caller: Caller,
-    code: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, code: web::Path<String>,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let code = path_slug("plan", &code)?;

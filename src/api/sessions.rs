@@ -128,9 +128,7 @@ pub fn parse_states(s: Option<&str>) -> Result<HashSet<SessionState>> {
     responses((status = 200, body = Page<SessionView>), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/sessions")]
 pub async fn list_sessions(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     q: web::Query<SessionsQuery>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
@@ -198,9 +196,7 @@ pub struct UserView {
     responses((status = 200, body = Page<UserView>), BadRequest, NotFound))]
 #[get("/v1/sites/{slug}/users")]
 pub async fn list_users(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     q: web::Query<super::common::PageQuery>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
@@ -244,9 +240,7 @@ pub struct KillResult {
     responses((status = 200, body = KillResult), NotFound))]
 #[delete("/v1/sites/{slug}/sessions/{session}")]
 pub async fn kill_session(
-    state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String)>,
+    state: web::Data<AppState>, caller: Caller, path: web::Path<(String, String)>,
 ) -> Result<HttpResponse> {
     let (slug, session) = path.into_inner();
     let site = visible_site(&state, &caller, &slug).await?;
@@ -315,10 +309,7 @@ impl KillRequest {
     responses((status = 200, body = KillResult), BadRequest, NotFound, UnprocessableEntity))]
 #[post("/v1/sites/{slug}/sessions/kill")]
 pub async fn kill_sessions(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, body: Body,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
     let filter = body.json::<KillRequest>()?.into_filter()?;

@@ -186,9 +186,7 @@ pub struct RotatedSecret {
     responses((status = 201, body = CreatedSite), BadRequest, Conflict, UnprocessableEntity))]
 #[post("/v1/sites")]
 pub async fn create_site(
-    state: web::Data<AppState>,
-    caller: Caller,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, body: Body,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let b: CreateSite = body.json()?;
@@ -352,9 +350,7 @@ pub struct SiteListQuery {
     responses((status = 200, body = Page<SiteView>), BadRequest))]
 #[get("/v1/sites")]
 pub async fn list_sites(
-    state: web::Data<AppState>,
-    caller: Caller,
-    q: web::Query<SiteListQuery>,
+    state: web::Data<AppState>, caller: Caller, q: web::Query<SiteListQuery>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let limit = page_limit(q.limit)?;
@@ -371,9 +367,7 @@ pub async fn list_sites(
 #[utoipa::path(tag = "sites", responses((status = 200, body = SiteView), NotFound))]
 #[get("/v1/sites/{slug}")]
 pub async fn get_site(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("site", &slug)?;
@@ -389,10 +383,7 @@ pub async fn get_site(
     responses((status = 200, body = SiteView), BadRequest, NotFound, UnprocessableEntity))]
 #[patch("/v1/sites/{slug}")]
 pub async fn update_site(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, body: Body,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("site", &slug)?;
@@ -435,11 +426,7 @@ struct SiteEdit {
 
 impl UpdateSite {
     fn into_edit(
-        self,
-        state: &AppState,
-        mut checks: Checks,
-        is_admin: bool,
-        now: Millis,
+        self, state: &AppState, mut checks: Checks, is_admin: bool, now: Millis,
     ) -> SiteEdit {
         let origin = if is_admin {
             Origin::Provider
@@ -532,11 +519,7 @@ impl UpdateSite {
 /// Judges the edit against the site as it is (rights first, then validity, then the
 /// plan and the tenant's ceiling) and applies it.
 fn apply_edit(
-    c: &mut DbConn,
-    scope: &Scope,
-    slug: &str,
-    edit: &SiteEdit,
-    actor: &str,
+    c: &mut DbConn, scope: &Scope, slug: &str, edit: &SiteEdit, actor: &str,
 ) -> Result<SiteFull> {
     let before = sites::get(c, scope, slug)?;
     if !edit.is_admin && !edit.provider_only.is_empty() {
@@ -575,9 +558,7 @@ fn apply_edit(
 #[utoipa::path(tag = "sites", responses((status = 204, description = "deleted"), NotFound))]
 #[delete("/v1/sites/{slug}")]
 pub async fn delete_site(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let slug = path_slug("site", &slug)?;
@@ -613,9 +594,7 @@ fn new_signing_secret(scheme: &str) -> (String, Option<String>) {
 #[utoipa::path(tag = "sites", responses((status = 200, body = RotatedSecret), NotFound))]
 #[post("/v1/sites/{slug}/webhook-secret")]
 pub async fn rotate_webhook_secret(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("site", &slug)?;
@@ -648,10 +627,7 @@ pub async fn rotate_webhook_secret(
         NotFound))]
 #[get("/v1/sites/{slug}/config")]
 pub async fn get_site_config(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
-    req: HttpRequest,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, req: HttpRequest,
 ) -> Result<HttpResponse> {
     let slug = path_slug("site", &slug)?;
     let scope = match &caller {

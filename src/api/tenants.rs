@@ -157,11 +157,7 @@ impl UpdateTenant {
     /// The checked changes, `checks` holding what the body's `null`s already broke. A
     /// `notify_url` is judged by who sets it, and remembers that.
     fn into_changes(
-        self,
-        mut c: Checks,
-        state: &AppState,
-        origin: Origin,
-        now: Millis,
+        self, mut c: Checks, state: &AppState, origin: Origin, now: Millis,
     ) -> Result<tenants::TenantChanges> {
         let changes = tenants::TenantChanges {
             name: self
@@ -196,9 +192,7 @@ fn check_pool(c: &mut Checks, n: i64) -> Option<i64> {
     responses((status = 201, body = CreatedTenant), BadRequest, Conflict, UnprocessableEntity))]
 #[post("/v1/tenants")]
 pub async fn create_tenant(
-    state: web::Data<AppState>,
-    caller: Caller,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, body: Body,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let new = body.json::<CreateTenant>()?.into_new_tenant(&state)?;
@@ -219,9 +213,7 @@ pub async fn create_tenant(
     responses((status = 200, body = Page<TenantView>), BadRequest))]
 #[get("/v1/tenants")]
 pub async fn list_tenants(
-    state: web::Data<AppState>,
-    caller: Caller,
-    q: web::Query<PageQuery>,
+    state: web::Data<AppState>, caller: Caller, q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let limit = q.limit()?;
@@ -237,9 +229,7 @@ pub async fn list_tenants(
 #[utoipa::path(tag = "tenants", responses((status = 200, body = TenantView), NotFound))]
 #[get("/v1/tenants/{slug}")]
 pub async fn get_tenant(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     let t = visible_tenant(&state, &caller, &slug).await?;
     Ok(HttpResponse::Ok().json(TenantView::from(t)))
@@ -261,10 +251,7 @@ pub async fn visible_tenant(state: &AppState, caller: &Caller, slug: &str) -> Re
     responses((status = 200, body = TenantView), BadRequest, NotFound, UnprocessableEntity))]
 #[patch("/v1/tenants/{slug}")]
 pub async fn update_tenant(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, body: Body,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("tenant", &slug)?;
@@ -297,9 +284,7 @@ pub async fn update_tenant(
     responses((status = 204, description = "deleted"), NotFound, Conflict))]
 #[delete("/v1/tenants/{slug}")]
 pub async fn delete_tenant(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let slug = path_slug("tenant", &slug)?;

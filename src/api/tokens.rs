@@ -47,9 +47,7 @@ pub struct TokenView {
     responses((status = 201, body = TokenView), BadRequest, NotFound, UnprocessableEntity))]
 #[post("/v1/tokens")]
 pub async fn create_token(
-    state: web::Data<AppState>,
-    caller: Caller,
-    body: Body,
+    state: web::Data<AppState>, caller: Caller, body: Body,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let (subject, ttl) = body.json::<CreateToken>()?.parse(&scope)?;
@@ -195,9 +193,7 @@ impl Subject {
 #[utoipa::path(tag = "tokens", responses((status = 204, description = "revoked"), NotFound))]
 #[delete("/v1/tokens/{jti}")]
 pub async fn revoke_token(
-    state: web::Data<AppState>,
-    caller: Caller,
-    jti: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, jti: web::Path<String>,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let jti = jti.into_inner();

@@ -78,10 +78,7 @@ fn ratio(counted: i64, limit: i64) -> f64 {
 
 /// Usage rows for the given sites from one grouped count and one grouped denial query.
 async fn usage_of(
-    state: &AppState,
-    list: Vec<SiteFull>,
-    site_id: Option<i64>,
-    tenant_id: Option<i64>,
+    state: &AppState, list: Vec<SiteFull>, site_id: Option<i64>, tenant_id: Option<i64>,
 ) -> Result<Vec<SiteUsage>> {
     let now = state.now();
     let ids: Vec<i64> = list.iter().map(|f| f.site.id).collect();
@@ -146,9 +143,7 @@ fn totals(tenant: String, sites: Vec<SiteUsage>) -> TenantUsage {
 #[utoipa::path(tag = "usage", responses((status = 200, body = SiteUsage), NotFound))]
 #[get("/v1/sites/{slug}/usage")]
 pub async fn get_site_usage(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
     let id = site.site.id;
@@ -157,9 +152,7 @@ pub async fn get_site_usage(
 }
 
 async fn all_sites(
-    state: &AppState,
-    scope: Scope,
-    tenant: Option<String>,
+    state: &AppState, scope: Scope, tenant: Option<String>,
 ) -> Result<Vec<SiteFull>> {
     state
         .db
@@ -183,9 +176,7 @@ async fn all_sites(
 #[utoipa::path(tag = "usage", responses((status = 200, body = TenantUsage), NotFound))]
 #[get("/v1/tenants/{slug}/usage")]
 pub async fn get_tenant_usage(
-    state: web::Data<AppState>,
-    caller: Caller,
-    slug: web::Path<String>,
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     let tenant = visible_tenant(&state, &caller, &slug).await?;
     let list = all_sites(&state, caller.scope()?, Some(tenant.slug.clone())).await?;

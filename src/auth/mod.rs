@@ -363,12 +363,8 @@ impl TenantKeys {
 
 /// Makes a token's claims; `subject_key` is the named tenant's or site's key.
 pub fn claims(
-    role: Role,
-    tenant: Option<String>,
-    site: Option<String>,
-    subject_key: Option<&str>,
-    now: Millis,
-    ttl_seconds: i64,
+    role: Role, tenant: Option<String>, site: Option<String>, subject_key: Option<&str>,
+    now: Millis, ttl_seconds: i64,
 ) -> Claims {
     let jti = uuid::Uuid::new_v4().simple().to_string();
     let iat = now / 1000;

@@ -59,9 +59,7 @@ struct Batch {
 /// written in one upsert at the end (or before a query that must see them). All
 /// requests are decided at the batch's instant, the latest of their arrivals.
 pub fn admit_batch(
-    c: &mut DbConn,
-    requests: &[Request],
-    provider_alerts: bool,
+    c: &mut DbConn, requests: &[Request], provider_alerts: bool,
 ) -> Result<Vec<Answer>> {
     let now = requests.iter().map(|r| r.now).max().unwrap_or_default();
     let mut batch = Batch::read(c, requests, now, provider_alerts)?;
@@ -148,11 +146,7 @@ impl Batch {
     /// Ends sessions for a decision (evicted or replaced): in storage, as kills to
     /// push, and in the batch's counts; `counted` says which held a counted place.
     fn end(
-        &mut self,
-        c: &mut DbConn,
-        site_id: i64,
-        ended: &[(String, bool)],
-        reason: EndReason,
+        &mut self, c: &mut DbConn, site_id: i64, ended: &[(String, bool)], reason: EndReason,
     ) -> Result<()> {
         if ended.is_empty() {
             return Ok(());
@@ -260,13 +254,8 @@ fn decide_one(c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation) 
 /// needs them, and the eviction candidate at the limit (the queries must see this
 /// batch's writes). `Ok(Err(..))` is a `replace` naming a session not the user's.
 fn look(
-    c: &mut DbConn,
-    batch: &mut Batch,
-    r: &Request,
-    cfg: &SiteConfig,
-    before: Option<&Standing>,
-    counted: i64,
-    reserve: i64,
+    c: &mut DbConn, batch: &mut Batch, r: &Request, cfg: &SiteConfig, before: Option<&Standing>,
+    counted: i64, reserve: i64,
 ) -> Result<std::result::Result<Seen, String>> {
     let now = batch.now;
     let counting = Counting::of(cfg, now);
@@ -313,12 +302,7 @@ fn look(
 /// A refusal: recorded as a denial with a sample of the counted sessions, answered
 /// with the user's own sessions, and alerted once an hour.
 fn refuse(
-    c: &mut DbConn,
-    batch: &mut Batch,
-    r: &Request,
-    cfg: &SiteConfig,
-    outcome: Outcome,
-    seen: Seen,
+    c: &mut DbConn, batch: &mut Batch, r: &Request, cfg: &SiteConfig, outcome: Outcome, seen: Seen,
 ) -> Result<Answer> {
     let now = batch.now;
     let counting = Counting::of(cfg, now);
@@ -381,13 +365,8 @@ fn refuse(
 /// An admission: ends what the decision frees, records the session, and checks the
 /// utilization alert with the new count.
 fn admit(
-    c: &mut DbConn,
-    batch: &mut Batch,
-    r: &Request,
-    obs: Observation,
-    cfg: &SiteConfig,
-    decision: admission::Decision,
-    seen: Seen,
+    c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation, cfg: &SiteConfig,
+    decision: admission::Decision, seen: Seen,
 ) -> Result<Answer> {
     let counting = Counting::of(cfg, batch.now);
     // The answer's count follows the decision (the places it freed and the one it

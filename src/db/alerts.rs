@@ -31,11 +31,7 @@ fn recipients(c: &mut DbConn, tenant_id: i64, provider: bool) -> Result<Vec<&'st
 
 /// Called with a site's counted sessions after a change.
 pub fn on_count(
-    c: &mut DbConn,
-    full: &mut SiteFull,
-    counted: i64,
-    now: Millis,
-    provider: bool,
+    c: &mut DbConn, full: &mut SiteFull, counted: i64, now: Millis, provider: bool,
 ) -> Result<()> {
     let limit = full.config().session_limit;
     let armed = full.site.utilization_alert_armed;

@@ -10,12 +10,7 @@ use crate::clock::Millis;
 use crate::db::Result;
 
 pub fn record(
-    conn: &mut DbConn,
-    at: Millis,
-    actor: &str,
-    action: &str,
-    entity: &str,
-    key: &str,
+    conn: &mut DbConn, at: Millis, actor: &str, action: &str, entity: &str, key: &str,
     detail: &serde_json::Value,
 ) -> Result<()> {
     diesel::insert_into(a::audit_log)

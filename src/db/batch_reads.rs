@@ -18,9 +18,7 @@ use crate::db::Result;
 /// Active and dangling sessions of each site at `now`; `sites` pairs a site with its
 /// idle timeout in seconds.
 pub fn counts(
-    conn: &mut DbConn,
-    sites: &[(i64, i64)],
-    now: Millis,
+    conn: &mut DbConn, sites: &[(i64, i64)], now: Millis,
 ) -> Result<HashMap<i64, (i64, i64)>> {
     match conn {
         DbConn::Pg(c) => {
@@ -44,8 +42,7 @@ pub fn counts(
 
 /// The standings of those of the named sessions (site, session) that exist.
 pub fn standings(
-    conn: &mut DbConn,
-    wanted: &[(i64, &str)],
+    conn: &mut DbConn, wanted: &[(i64, &str)],
 ) -> Result<HashMap<(i64, String), Standing>> {
     match conn {
         DbConn::Pg(c) => {

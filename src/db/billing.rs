@@ -34,9 +34,7 @@ pub struct BilledSite {
 /// tenant. A tenant asking for another tenant gets "not found", as does an unknown
 /// tenant.
 pub fn tenant_filter(
-    conn: &mut DbConn,
-    scope: &Scope,
-    tenant: Option<&str>,
+    conn: &mut DbConn, scope: &Scope, tenant: Option<&str>,
 ) -> Result<Option<String>> {
     let wanted = match (scope, tenant) {
         (Scope::Tenant(own), None) => own.clone(),
@@ -150,10 +148,7 @@ macro_rules! touching {
 
 /// How many sessions of each of these sites touch `[from, to)`: sizes the batches.
 pub fn session_counts(
-    conn: &mut DbConn,
-    site_ids: &[i64],
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_ids: &[i64], from: Millis, to: Millis,
 ) -> Result<HashMap<i64, i64>> {
     let mut out = HashMap::new();
     for chunk in site_ids.chunks(500) {
@@ -175,10 +170,7 @@ type SpanRow = (i64, Millis, Millis, Option<Millis>, Option<String>);
 /// the whole table and reading a batch of sites at once visits each page once
 /// instead of once per site.
 pub fn session_spans(
-    conn: &mut DbConn,
-    site_ids: &[i64],
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_ids: &[i64], from: Millis, to: Millis,
 ) -> Result<HashMap<i64, Vec<SessionSpan>>> {
     let rows: Vec<SpanRow> = touching!(x::sessions.filter(x::site_id.eq_any(site_ids)), from, to)
         .select((
@@ -213,10 +205,7 @@ pub fn denials(conn: &mut DbConn, site_id: i64, from: Millis, to: Millis) -> Res
 /// hour roll-ups stand in: each such hour counts as 60 minutes at its highest active
 /// count, which can only raise the percentile.
 pub fn active_histogram(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
 ) -> Result<Vec<(i64, i64)>> {
     let in_segment = us::usage_samples
         .filter(us::site_id.eq(site_id))
@@ -266,10 +255,7 @@ fn batches<'a>(sites: &'a [BilledSite], counts: &HashMap<i64, i64>) -> Vec<&'a [
 
 /// One export line: a site's usage and money in one plan segment.
 fn line(
-    conn: &mut DbConn,
-    site: &BilledSite,
-    priced: bill::PricedSegment,
-    sessions: &[SessionSpan],
+    conn: &mut DbConn, site: &BilledSite, priced: bill::PricedSegment, sessions: &[SessionSpan],
     plan: &Plan,
 ) -> Result<BillingRow> {
     let bill::PricedSegment {
@@ -309,20 +295,14 @@ fn line(
 /// Everything is read from one snapshot, so the lines agree with each other even
 /// while sessions keep arriving.
 pub fn export(
-    conn: &mut DbConn,
-    scope: &Scope,
-    tenant: Option<&str>,
-    period: &Period,
+    conn: &mut DbConn, scope: &Scope, tenant: Option<&str>, period: &Period,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<BillingRow>> {
     super::read_snapshot(conn, |c| export_in(c, scope, tenant, period, progress))
 }
 
 fn export_in(
-    conn: &mut DbConn,
-    scope: &Scope,
-    tenant: Option<&str>,
-    period: &Period,
+    conn: &mut DbConn, scope: &Scope, tenant: Option<&str>, period: &Period,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<BillingRow>> {
     let tenant = tenant_filter(conn, scope, tenant)?;

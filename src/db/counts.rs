@@ -50,9 +50,7 @@ struct Moves {
 /// idle timeout in seconds. Leaves every site's row at `now`. The caller holds the
 /// sites' locks.
 pub fn at(
-    conn: &mut DbConn,
-    sites: &[(i64, i64)],
-    now: Millis,
+    conn: &mut DbConn, sites: &[(i64, i64)], now: Millis,
 ) -> Result<HashMap<i64, (i64, i64)>> {
     let ids: Vec<i64> = sites.iter().map(|s| s.0).collect();
     let stored: HashMap<i64, Row> = k::site_counts

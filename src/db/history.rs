@@ -29,11 +29,7 @@ pub struct Bucket {
 /// and days are UTC hours and days) starting in `[from, to)`, in order. Buckets
 /// without samples are absent.
 pub fn buckets(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
-    step_ms: i64,
+    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis, step_ms: i64,
 ) -> Result<Vec<Bucket>> {
     if step_ms == HOUR_MS || step_ms == DAY_MS {
         return rollups_between(conn, site_id, step_ms, from, to);
@@ -63,11 +59,7 @@ pub fn buckets(
 /// Roll-up buckets of one site and size (`HOUR_MS` or `DAY_MS`) starting in
 /// `[from, to)`, in order.
 fn rollups_between(
-    conn: &mut DbConn,
-    site_id: i64,
-    bucket_ms: i64,
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_id: i64, bucket_ms: i64, from: Millis, to: Millis,
 ) -> Result<Vec<Bucket>> {
     use super::schema::usage_rollups::dsl as ur;
     Ok(ur::usage_rollups
@@ -85,12 +77,7 @@ fn rollups_between(
 /// instant of the range (those open at `from` included), the refusals, the site's
 /// limit history and what the sampler recorded per bucket of `step_ms`.
 pub fn history_inputs(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
-    step_ms: i64,
-    idle_ms: i64,
+    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis, step_ms: i64, idle_ms: i64,
 ) -> Result<history::Inputs> {
     super::read_snapshot(conn, |c| {
         let rows = super::sessions::times_overlapping(c, site_id, from, to)?;

@@ -49,11 +49,7 @@ struct Row {
 /// Claims `key` for a request of `scope` whose method, path and body hash to
 /// `fingerprint`, or says what an earlier request with the key left.
 pub fn claim(
-    c: &mut DbConn,
-    scope: &str,
-    key: &str,
-    fingerprint: &str,
-    now: Millis,
+    c: &mut DbConn, scope: &str, key: &str, fingerprint: &str, now: Millis,
 ) -> Result<Claim> {
     for _ in 0..3 {
         let inserted = diesel::insert_into(k::idempotency_keys)

@@ -76,8 +76,7 @@ static ON_CONFLICT_SQLITE: LazyLock<String> = LazyLock::new(|| ON_CONFLICT_RULE.
 
 /// Merges the rows on SQLite, one prepared statement run per row.
 pub(super) fn sqlite_merge(
-    c: &mut SqliteConnection,
-    rows: &[NewSession<'_>],
+    c: &mut SqliteConnection, rows: &[NewSession<'_>],
 ) -> QueryResult<usize> {
     rows.iter().map(|row| SqliteMerge(row).execute(c)).sum()
 }
@@ -204,11 +203,7 @@ mod tests {
     use crate::domain::session::{EndReason, Observation};
 
     fn obs(
-        start: i64,
-        act: i64,
-        exp: i64,
-        ended: Option<(i64, EndReason)>,
-        user: Option<&str>,
+        start: i64, act: i64, exp: i64, ended: Option<(i64, EndReason)>, user: Option<&str>,
     ) -> Observation {
         Observation {
             started_at: start,

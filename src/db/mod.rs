@@ -349,8 +349,7 @@ pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
 /// transaction would see its own), and by the WAL read snapshot a SQLite transaction
 /// keeps from its first read. For reads whose parts must agree with each other.
 pub fn read_snapshot<T, E>(
-    conn: &mut DbConn,
-    f: impl FnOnce(&mut DbConn) -> Result<T, E>,
+    conn: &mut DbConn, f: impl FnOnce(&mut DbConn) -> Result<T, E>,
 ) -> Result<T, E>
 where
     E: From<diesel::result::Error>,

@@ -139,13 +139,8 @@ pub fn enqueue_configs(conn: &mut DbConn, fulls: &[SiteFull], now: Millis) -> Re
 
 /// Queues a `session.kill` push for the given sessions (in pushes of at most 1000).
 pub fn enqueue_kill(
-    conn: &mut DbConn,
-    site_id: i64,
-    tenant_id: i64,
-    site_slug: &str,
-    sessions: &[String],
-    reason: &str,
-    now: Millis,
+    conn: &mut DbConn, site_id: i64, tenant_id: i64, site_slug: &str, sessions: &[String],
+    reason: &str, now: Millis,
 ) -> Result<()> {
     for chunk in sessions.chunks(1000) {
         let data = json!({ "site": site_slug, "sessions": chunk, "reason": reason });
@@ -159,13 +154,8 @@ pub fn enqueue_kill(
 /// Queues a threshold alert for each recipient: `TARGET_TENANT` (the tenant's
 /// `notify_url`) and/or `TARGET_PROVIDER` (the provider-wide URL).
 pub fn enqueue_alert(
-    conn: &mut DbConn,
-    site_id: i64,
-    tenant_id: i64,
-    kind: &str,
-    data: serde_json::Value,
-    recipients: &[&str],
-    now: Millis,
+    conn: &mut DbConn, site_id: i64, tenant_id: i64, kind: &str, data: serde_json::Value,
+    recipients: &[&str], now: Millis,
 ) -> Result<()> {
     let payload = body(kind, now, data);
     for target in recipients {
@@ -179,10 +169,7 @@ pub fn enqueue_alert(
 /// becomes due again when its lease runs out. PostgreSQL skips rows other processes
 /// hold, so several senders share the work without sending a row twice at once.
 pub fn claim_due(
-    conn: &mut DbConn,
-    now: Millis,
-    lease_ms: i64,
-    limit: i64,
+    conn: &mut DbConn, now: Millis, lease_ms: i64, limit: i64,
 ) -> Result<Vec<OutboxRow>> {
     conn.transaction(|conn| {
         let due = o::outbox
@@ -242,10 +229,7 @@ pub fn finish_attempts(conn: &mut DbConn, done: &[(i64, AttemptResult, Next)]) -
 }
 
 fn record_attempt(
-    conn: &mut DbConn,
-    row_id: i64,
-    attempt: &AttemptResult,
-    next: Next,
+    conn: &mut DbConn, row_id: i64, attempt: &AttemptResult, next: Next,
 ) -> Result<()> {
     {
         diesel::insert_into(d::delivery_attempts)
@@ -291,21 +275,13 @@ pub enum Next {
 /// A site's pushes, newest first, with their attempts, read from one snapshot so
 /// that a row's state agrees with its attempts.
 pub fn list_for_site(
-    conn: &mut DbConn,
-    site_id: i64,
-    status: Option<&str>,
-    before_id: Option<i64>,
-    limit: i64,
+    conn: &mut DbConn, site_id: i64, status: Option<&str>, before_id: Option<i64>, limit: i64,
 ) -> Result<Vec<(OutboxRow, Vec<AttemptRow>)>> {
     super::read_snapshot(conn, |c| list_in(c, site_id, status, before_id, limit))
 }
 
 fn list_in(
-    conn: &mut DbConn,
-    site_id: i64,
-    status: Option<&str>,
-    before_id: Option<i64>,
-    limit: i64,
+    conn: &mut DbConn, site_id: i64, status: Option<&str>, before_id: Option<i64>, limit: i64,
 ) -> Result<Vec<(OutboxRow, Vec<AttemptRow>)>> {
     let mut q = o::outbox
         .filter(o::site_id.eq(site_id))

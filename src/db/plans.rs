@@ -184,11 +184,7 @@ pub fn update(conn: &mut DbConn, before: &Plan, changes: &PlanChanges) -> Result
 /// [`super::sites::change_plan_and_reconfigure_sites`] to reconfigure the sites on it
 /// in the same transaction.
 pub fn change(
-    conn: &mut DbConn,
-    code: &str,
-    changes: &PlanChanges,
-    now: Millis,
-    actor: &str,
+    conn: &mut DbConn, code: &str, changes: &PlanChanges, now: Millis, actor: &str,
 ) -> Result<(Plan, Plan)> {
     let before = get(conn, code)?;
     let after = update(conn, &before, changes)?;

@@ -50,10 +50,7 @@ const UPSERT_CHUNK: usize = 500;
 /// multi-row upserts. The caller coalesces observations per session first (one row
 /// per session per statement) and owns the transaction.
 pub fn merge(
-    conn: &mut DbConn,
-    site_id: i64,
-    observations: &[(String, Observation)],
-    overage: bool,
+    conn: &mut DbConn, site_id: i64, observations: &[(String, Observation)], overage: bool,
 ) -> Result<usize> {
     let rows = observations
         .iter()
@@ -65,8 +62,7 @@ pub fn merge(
 /// [`merge`] for several sites at once, in as few statements as the rows allow (the
 /// event group commit writes every site of its batch this way).
 pub fn merge_sites(
-    conn: &mut DbConn,
-    groups: &[(i64, Vec<(String, Observation)>)],
+    conn: &mut DbConn, groups: &[(i64, Vec<(String, Observation)>)],
 ) -> Result<usize> {
     let rows = groups
         .iter()
@@ -81,8 +77,7 @@ pub fn merge_sites(
 /// [`merge`] of rows of several sites, each with its own `overage` flag (kept only
 /// when the row is inserted).
 pub fn merge_rows<'a>(
-    conn: &mut DbConn,
-    rows: impl Iterator<Item = (i64, &'a str, &'a Observation, bool)>,
+    conn: &mut DbConn, rows: impl Iterator<Item = (i64, &'a str, &'a Observation, bool)>,
 ) -> Result<usize> {
     let rows = rows
         .map(|(site_id, session, o, overage)| new_row(site_id, session, o, overage))
@@ -91,10 +86,7 @@ pub fn merge_rows<'a>(
 }
 
 fn new_row<'a>(
-    site_id: i64,
-    session: &'a str,
-    o: &'a Observation,
-    overage: bool,
+    site_id: i64, session: &'a str, o: &'a Observation, overage: bool,
 ) -> NewSession<'a> {
     NewSession {
         site_id,
@@ -131,9 +123,7 @@ pub use crate::domain::session::Standing;
 /// query: a prepared statement with both the sites and the sessions as arrays gets a
 /// generic plan that scans the sites' rows instead of the unique index.
 pub fn standings(
-    conn: &mut DbConn,
-    site_id: i64,
-    sessions: &[&str],
+    conn: &mut DbConn, site_id: i64, sessions: &[&str],
 ) -> Result<Vec<(String, Standing)>> {
     let mut out = Vec::with_capacity(sessions.len());
     for chunk in sessions.chunks(UPSERT_CHUNK) {
@@ -205,9 +195,7 @@ pub fn existing(conn: &mut DbConn, site_id: i64, sessions: &[&str]) -> Result<Ha
 
 /// Active (not ended, not expired) session ids of a site with their last activity.
 pub fn open_sessions(
-    conn: &mut DbConn,
-    site_id: i64,
-    now: Millis,
+    conn: &mut DbConn, site_id: i64, now: Millis,
 ) -> Result<Vec<(String, Millis)>> {
     Ok(x::sessions
         .filter(x::site_id.eq(site_id))
@@ -222,11 +210,7 @@ const PG_ID_CHUNK: usize = 10_000;
 
 /// Ends the given open sessions of a site; returns how many it ended.
 pub fn end_sessions(
-    conn: &mut DbConn,
-    site_id: i64,
-    sessions: &[String],
-    at: Millis,
-    reason: EndReason,
+    conn: &mut DbConn, site_id: i64, sessions: &[String], at: Millis, reason: EndReason,
 ) -> Result<usize> {
     end_open(conn, site_id, sessions, at, reason, Millis::MAX)
 }
@@ -250,11 +234,7 @@ pub fn kill_session(conn: &mut DbConn, site: &Site, session: &str, now: Millis) 
 /// `session.kill` pushes; returns how many it ended. Runs, like [`kill_session`],
 /// in a transaction that holds the site.
 pub fn kill_selected(
-    conn: &mut DbConn,
-    site: &Site,
-    now: Millis,
-    idle_timeout_seconds: i64,
-    filter: &ListFilter,
+    conn: &mut DbConn, site: &Site, now: Millis, idle_timeout_seconds: i64, filter: &ListFilter,
 ) -> Result<usize> {
     let victims: Vec<String> = list(conn, site.id, now, idle_timeout_seconds, filter)?
         .into_iter()
@@ -282,22 +262,14 @@ fn queue_kill_push(conn: &mut DbConn, site: &Site, killed: &[String], now: Milli
 /// Ends those of the given open sessions whose last activity is not after `at` (a
 /// snapshot's reconciliation: a session active since then stays open).
 pub fn end_idle_since(
-    conn: &mut DbConn,
-    site_id: i64,
-    sessions: &[String],
-    at: Millis,
-    reason: EndReason,
+    conn: &mut DbConn, site_id: i64, sessions: &[String], at: Millis, reason: EndReason,
 ) -> Result<usize> {
     end_open(conn, site_id, sessions, at, reason, at)
 }
 
 /// Ends those of the given open sessions last active at or before `active_by`.
 fn end_open(
-    conn: &mut DbConn,
-    site_id: i64,
-    sessions: &[String],
-    at: Millis,
-    reason: EndReason,
+    conn: &mut DbConn, site_id: i64, sessions: &[String], at: Millis, reason: EndReason,
     active_by: Millis,
 ) -> Result<usize> {
     use diesel::sql_types::{Array, BigInt, Text};
@@ -340,10 +312,7 @@ fn end_open(
 /// Counts of a site's active and dangling sessions at `now`, in one query over the
 /// partial index of sessions that have not ended.
 pub fn count(
-    conn: &mut DbConn,
-    site_id: i64,
-    now: Millis,
-    idle_timeout_seconds: i64,
+    conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64,
 ) -> Result<(i64, i64)> {
     use diesel::dsl::{count, count_star};
     let cutoff = now - idle_timeout_seconds * 1000;
@@ -369,10 +338,7 @@ pub fn count(
 
 /// The most idle dangling session of a site, if any.
 pub fn most_idle_dangling(
-    conn: &mut DbConn,
-    site_id: i64,
-    now: Millis,
-    idle_timeout_seconds: i64,
+    conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64,
 ) -> Result<Option<String>> {
     Ok(x::sessions
         .filter(x::site_id.eq(site_id))
@@ -396,10 +362,7 @@ pub struct OwnSession {
 
 /// A user's active (not ended, not expired) sessions on a site, most idle first.
 pub fn open_of_user(
-    conn: &mut DbConn,
-    site_id: i64,
-    user: &str,
-    now: Millis,
+    conn: &mut DbConn, site_id: i64, user: &str, now: Millis,
 ) -> Result<Vec<OwnSession>> {
     Ok(x::sessions
         .filter(x::site_id.eq(site_id))
@@ -415,11 +378,7 @@ pub fn open_of_user(
 /// last activity: what a refusal saw. `live_after` set: only sessions active after it
 /// count (count mode live).
 pub fn counted_sample(
-    conn: &mut DbConn,
-    site_id: i64,
-    now: Millis,
-    live_after: Option<Millis>,
-    limit: i64,
+    conn: &mut DbConn, site_id: i64, now: Millis, live_after: Option<Millis>, limit: i64,
 ) -> Result<Vec<(String, Millis)>> {
     let mut q = x::sessions
         .filter(x::site_id.eq(site_id))
@@ -469,11 +428,7 @@ fn state_cond(state: SessionState, now: Millis, cutoff: Millis) -> Cond {
 }
 
 pub fn list(
-    conn: &mut DbConn,
-    site_id: i64,
-    now: Millis,
-    idle_timeout_seconds: i64,
-    f: &ListFilter,
+    conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64, f: &ListFilter,
 ) -> Result<Vec<SessionRow>> {
     let cutoff = now - idle_timeout_seconds * 1000;
     let mut q = x::sessions.filter(x::site_id.eq(site_id)).into_boxed();
@@ -501,8 +456,7 @@ pub fn list(
 /// One page of a session listing: `f`'s user and cursor applied, the most recently
 /// active first.
 fn newest_page(
-    conn: &mut DbConn,
-    mut q: super::schema::sessions::BoxedQuery<'static, MultiBackend>,
+    conn: &mut DbConn, mut q: super::schema::sessions::BoxedQuery<'static, MultiBackend>,
     f: &ListFilter,
 ) -> Result<Vec<SessionRow>> {
     if let Some(u) = &f.user {
@@ -527,11 +481,7 @@ fn newest_page(
 /// active, so those states select nothing). Only the latest activity is stored, so a
 /// session last active after `at` reads as live at `at`.
 pub fn list_active_at(
-    conn: &mut DbConn,
-    site_id: i64,
-    at: Millis,
-    idle_timeout_seconds: i64,
-    f: &ListFilter,
+    conn: &mut DbConn, site_id: i64, at: Millis, idle_timeout_seconds: i64, f: &ListFilter,
 ) -> Result<Vec<SessionRow>> {
     let cutoff = at - idle_timeout_seconds * 1000;
     let live = f.states.contains(&SessionState::Live);
@@ -555,10 +505,7 @@ pub fn list_active_at(
 
 /// Per user of a site: active, live and dangling counts.
 pub fn per_user(
-    conn: &mut DbConn,
-    site_id: i64,
-    now: Millis,
-    idle_timeout_seconds: i64,
+    conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64,
 ) -> Result<Vec<(Option<String>, i64, i64)>> {
     let cutoff = now - idle_timeout_seconds * 1000;
     let rows: Vec<(Option<String>, Millis)> = x::sessions
@@ -633,10 +580,7 @@ pub type SessionTimes = (Millis, Millis, Option<Millis>, Millis);
 /// started before `to`, neither ended nor expired by `from` — the sessions billing,
 /// advice and history judge a period by.
 pub fn times_overlapping(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
 ) -> Result<Vec<SessionTimes>> {
     Ok(x::sessions
         .filter(x::site_id.eq(site_id))
@@ -655,10 +599,7 @@ pub fn times_overlapping(
 /// Session intervals of a site overlapping `[from, to)`, for billing:
 /// `(started_at, min(ended_at, expires_at), user)`.
 pub fn intervals(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
 ) -> Result<Vec<(Millis, Millis, Option<String>)>> {
     let rows: Vec<(Millis, Millis, Option<Millis>, Option<String>)> = x::sessions
         .filter(x::site_id.eq(site_id))

@@ -127,9 +127,7 @@ impl<J, T> SiteBatch<J, T> {
 }
 
 async fn committer<J: SiteJob, T: Send + 'static>(
-    db: Db,
-    process: Arc<Process<J, T>>,
-    mut rx: mpsc::Receiver<Job<J, T>>,
+    db: Db, process: Arc<Process<J, T>>, mut rx: mpsc::Receiver<Job<J, T>>,
 ) {
     loop {
         let Some(batch) = next_batch(&mut rx, MAX_REQUESTS).await else {
@@ -190,10 +188,7 @@ async fn committer<J: SiteJob, T: Send + 'static>(
 }
 
 async fn run_alone<J: SiteJob, T: Send + 'static>(
-    db: &Db,
-    process: &Arc<Process<J, T>>,
-    job: J,
-    done: oneshot::Sender<Result<T>>,
+    db: &Db, process: &Arc<Process<J, T>>, job: J, done: oneshot::Sender<Result<T>>,
 ) {
     let work = process.clone();
     let job = Arc::new(job);
@@ -380,11 +375,7 @@ impl SiteWriter {
     /// failure leaves only true observations, and the agent's retry completes it. A
     /// session active after `as_of` meanwhile is left alone.
     pub async fn snapshot(
-        &self,
-        site_id: i64,
-        rows: Vec<(String, Observation)>,
-        as_of: Millis,
-        now: Millis,
+        &self, site_id: i64, rows: Vec<(String, Observation)>, as_of: Millis, now: Millis,
     ) -> Result<(usize, usize)> {
         let rows = Arc::new(rows);
         let mut created = 0;

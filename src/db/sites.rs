@@ -151,11 +151,7 @@ fn visible(scope: &Scope, f: &SiteFull) -> bool {
 }
 
 pub fn list(
-    conn: &mut DbConn,
-    scope: &Scope,
-    tenant: Option<&str>,
-    after_id: Option<i64>,
-    limit: i64,
+    conn: &mut DbConn, scope: &Scope, tenant: Option<&str>, after_id: Option<i64>, limit: i64,
 ) -> Result<Vec<SiteFull>> {
     let tenant = match (scope, tenant) {
         (Scope::Tenant(own), Some(t)) if own != t => return Ok(Vec::new()),
@@ -191,11 +187,7 @@ pub fn update(conn: &mut DbConn, id: i64, changes: &SiteChanges) -> Result<()> {
 /// webhook URL again re-enables a webhook that answered 410 and pushes the
 /// configuration to it. The site as it is now.
 pub fn change(
-    conn: &mut DbConn,
-    before: &SiteFull,
-    mut changes: SiteChanges,
-    now: Millis,
-    actor: &str,
+    conn: &mut DbConn, before: &SiteFull, mut changes: SiteChanges, now: Millis, actor: &str,
 ) -> Result<SiteFull> {
     let url_set = matches!(changes.webhook_url, Some(Some(_)));
     if url_set {
@@ -264,11 +256,7 @@ pub fn bump_config(conn: &mut DbConn, site_ids: &[i64], now: Millis) -> Result<V
 /// changed, in one transaction; the plan as it is now. Lives here, not in
 /// `db::plans`, because reconfiguring builds on this module, which builds on that one.
 pub fn change_plan_and_reconfigure_sites(
-    conn: &mut DbConn,
-    code: &str,
-    changes: &PlanChanges,
-    now: Millis,
-    actor: &str,
+    conn: &mut DbConn, code: &str, changes: &PlanChanges, now: Millis, actor: &str,
 ) -> Result<Plan> {
     conn.transaction(|c| {
         let (before, after) = super::plans::change(c, code, changes, now, actor)?;
@@ -343,11 +331,7 @@ pub fn plan_history(conn: &mut DbConn, site_id: i64) -> Result<Vec<PlanHistoryRo
 }
 
 pub fn set_webhook_secret(
-    conn: &mut DbConn,
-    id: i64,
-    secret: &str,
-    previous: &str,
-    previous_until: Millis,
+    conn: &mut DbConn, id: i64, secret: &str, previous: &str, previous_until: Millis,
 ) -> Result<()> {
     diesel::update(s::sites.find(id))
         .set((

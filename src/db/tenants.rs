@@ -73,8 +73,7 @@ pub fn create(conn: &mut DbConn, new: &Tenant, actor: &str) -> Result<Tenant> {
 
 /// What the tenant now holding `slug` says about its tokens; `None` when there is none.
 pub fn subject_key(
-    conn: &mut DbConn,
-    slug: &str,
+    conn: &mut DbConn, slug: &str,
 ) -> Result<Option<crate::domain::scope::SubjectKey>> {
     let row: Option<(Millis, Option<String>)> = t::tenants
         .filter(t::slug.eq(slug))
@@ -112,10 +111,7 @@ pub fn get_by_id(conn: &mut DbConn, id: i64) -> Result<Tenant> {
 }
 
 pub fn list(
-    conn: &mut DbConn,
-    scope: &Scope,
-    after_id: Option<i64>,
-    limit: i64,
+    conn: &mut DbConn, scope: &Scope, after_id: Option<i64>, limit: i64,
 ) -> Result<Vec<Tenant>> {
     let mut q = t::tenants
         .filter(t::id.gt(after_id.unwrap_or(0)))
@@ -138,11 +134,7 @@ pub fn update(conn: &mut DbConn, id: i64, changes: &TenantChanges) -> Result<()>
 
 /// Changes the tenant and records it in one transaction; the tenant as it is now.
 pub fn change(
-    conn: &mut DbConn,
-    tenant: &Tenant,
-    changes: &TenantChanges,
-    now: Millis,
-    actor: &str,
+    conn: &mut DbConn, tenant: &Tenant, changes: &TenantChanges, now: Millis, actor: &str,
 ) -> Result<Tenant> {
     conn.transaction(|c| {
         update(c, tenant.id, changes)?;

@@ -38,10 +38,7 @@ pub struct SiteCounts {
 /// Active and dangling sessions of every site in one grouped query, each site judged
 /// by its own effective idle timeout. Narrowed to one site or one tenant when given.
 pub fn counts(
-    conn: &mut DbConn,
-    now: Millis,
-    site_id: Option<i64>,
-    tenant_id: Option<i64>,
+    conn: &mut DbConn, now: Millis, site_id: Option<i64>, tenant_id: Option<i64>,
 ) -> Result<Vec<SiteCounts>> {
     let mut sql = String::from(
         "SELECT s.site_id AS site_id, COUNT(*) AS active, \
@@ -123,11 +120,7 @@ pub struct DenialRow {
 
 /// A site's denials in `[from, to)`, newest first, before the cursor `(at, id)`.
 pub fn list_denials(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
-    before: Option<(Millis, i64)>,
+    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis, before: Option<(Millis, i64)>,
     limit: i64,
 ) -> Result<Vec<DenialRow>> {
     let mut q = dn::denials
@@ -185,10 +178,7 @@ pub fn record_site_refusal(conn: &mut DbConn, site_id: i64, r: &Refusal) -> Resu
 
 /// Denials per site in `[from, to)`.
 pub fn denials_between(
-    conn: &mut DbConn,
-    site_ids: &[i64],
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_ids: &[i64], from: Millis, to: Millis,
 ) -> Result<Vec<(i64, i64)>> {
     Ok(dn::denials
         .filter(dn::site_id.eq_any(site_ids))
@@ -200,10 +190,7 @@ pub fn denials_between(
 }
 
 pub fn denial_times(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
 ) -> Result<Vec<Millis>> {
     Ok(dn::denials
         .filter(dn::site_id.eq(site_id))
@@ -261,10 +248,7 @@ pub fn write_samples(conn: &mut DbConn, samples: &[Sample]) -> Result<()> {
 }
 
 pub fn samples_between(
-    conn: &mut DbConn,
-    site_id: i64,
-    from: Millis,
-    to: Millis,
+    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
 ) -> Result<Vec<Sample>> {
     Ok(us::usage_samples
         .filter(us::site_id.eq(site_id))

@@ -272,11 +272,8 @@ pub struct UserPlaces {
 /// Works out [`UserPlaces`]; `Err` names a session in `replace` that is not one of
 /// the user's active sessions on the site (the request is invalid).
 pub fn user_places(
-    cfg: &SiteConfig,
-    counting: &Counting,
-    request: (&str, Option<&Standing>, bool),
-    replace: &[String],
-    own: &[Own<'_>],
+    cfg: &SiteConfig, counting: &Counting, request: (&str, Option<&Standing>, bool),
+    replace: &[String], own: &[Own<'_>],
 ) -> Result<UserPlaces, String> {
     let (session, before, has_user) = request;
     let already_counted = before.is_some_and(|b| counting.counts(b));

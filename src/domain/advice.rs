@@ -219,10 +219,7 @@ pub fn replay(input: &Input, rule: &Rule, median_ms: i64) -> Replayed {
 }
 
 fn replay_attempts(
-    input: &Input,
-    attempts: &[(Millis, Attempt)],
-    rule: &Rule,
-    median_ms: i64,
+    input: &Input, attempts: &[(Millis, Attempt)], rule: &Rule, median_ms: i64,
 ) -> Replayed {
     let p = &input.period;
     let idle_ms = rule.idle_timeout_seconds.saturating_mul(1000);
@@ -524,10 +521,7 @@ fn dangling_of(replays: &Replays<'_>, live_run: Replayed) -> AdviceDangling {
 /// does); at one price the smallest change: the current plan, then its limit, then
 /// its count mode.
 fn recommend(
-    current: &AdviceCurrent,
-    options: &[AdviceOption],
-    dangling: &AdviceDangling,
-    input: &Input,
+    current: &AdviceCurrent, options: &[AdviceOption], dangling: &AdviceDangling, input: &Input,
 ) -> AdviceRecommendation {
     let best = best_option(current, options);
     let text = recommendation_text(current, &best, dangling, input);
@@ -565,10 +559,7 @@ fn best_option(current: &AdviceCurrent, options: &[AdviceOption]) -> AdviceOptio
 
 /// One plain sentence: what was refused, what `best` changes and what it costs.
 fn recommendation_text(
-    current: &AdviceCurrent,
-    best: &AdviceOption,
-    dangling: &AdviceDangling,
-    input: &Input,
+    current: &AdviceCurrent, best: &AdviceOption, dangling: &AdviceDangling, input: &Input,
 ) -> String {
     let period = &input.period;
     let unchanged = best.plan == current.plan
@@ -691,10 +682,7 @@ mod tests {
     }
 
     fn input(
-        sessions: Vec<Span>,
-        refusals: Vec<Refusal>,
-        current: Offer,
-        plans: Vec<Offer>,
+        sessions: Vec<Span>, refusals: Vec<Refusal>, current: Offer, plans: Vec<Offer>,
     ) -> Input {
         let period = march();
         Input {

@@ -315,10 +315,7 @@ pub struct PricedSegment {
 /// a change of currency starts a new line, since amounts of two currencies cannot
 /// be added, and that new line starts, and is billed, at the change.
 pub fn price_segment(
-    seg: Segment,
-    history: &[PriceSpan],
-    fallback: &Prices,
-    period: &Period,
+    seg: Segment, history: &[PriceSpan], fallback: &Prices, period: &Period,
 ) -> Vec<PricedSegment> {
     let mut current = history
         .iter()
@@ -385,10 +382,7 @@ pub fn charges(seg: &Segment, peak_active: i64, prices: &Prices, period: &Period
 
 /// The money of a line whose base price is already known.
 pub fn charges_with_base(
-    seg: &Segment,
-    peak_active: i64,
-    base_cents: i64,
-    prices: &Prices,
+    seg: &Segment, peak_active: i64, base_cents: i64, prices: &Prices,
 ) -> Charges {
     let overage_sessions = overage_sessions(peak_active, seg.session_limit, seg.over_limit);
     let overage_cents = overage_sessions.saturating_mul(prices.overage_unit_price_cents);

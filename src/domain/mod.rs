@@ -68,9 +68,7 @@ mod tests {
 
     /// Each name parses back to its value and is the value's JSON form, both ways.
     fn round_trips<T>(
-        all: &[T],
-        as_str: fn(&T) -> &'static str,
-        parse: fn(&str) -> Result<T, String>,
+        all: &[T], as_str: fn(&T) -> &'static str, parse: fn(&str) -> Result<T, String>,
     ) where
         T: PartialEq + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
     {

@@ -84,10 +84,7 @@ pub struct Span {
 impl Span {
     /// From a session row, with billing's rule for where a session stops being active.
     pub fn of_row(
-        started_at: Millis,
-        expires_at: Millis,
-        ended_at: Option<Millis>,
-        last_activity_at: Millis,
+        started_at: Millis, expires_at: Millis, ended_at: Option<Millis>, last_activity_at: Millis,
     ) -> Self {
         Self {
             start: started_at,

@@ -46,11 +46,7 @@ pub fn unique_prefix() -> String {
 
 /// Calls the API once; a non-2xx reply is an error with its body.
 pub async fn call(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Option<&Value>,
+    client: &reqwest::Client, method: reqwest::Method, url: &str, token: &str, body: Option<&Value>,
 ) -> Result<Value, String> {
     let mut req = client.request(method.clone(), url).bearer_auth(token);
     if let Some(b) = body {
@@ -87,11 +83,7 @@ pub fn plan_code(prefix: &str) -> String {
 
 /// Creates the plan, the tenant and the sites (with their tokens if asked).
 pub async fn create(
-    client: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    prefix: &str,
-    spec: Spec<'_>,
+    client: &reqwest::Client, base: &str, admin: &str, prefix: &str, spec: Spec<'_>,
 ) -> Result<Fleet, String> {
     let Spec {
         sites,
@@ -125,22 +117,14 @@ pub async fn create(
 }
 
 async fn post(
-    client: &reqwest::Client,
-    url: &str,
-    token: &str,
-    body: &Value,
+    client: &reqwest::Client, url: &str, token: &str, body: &Value,
 ) -> Result<Value, String> {
     call(client, reqwest::Method::POST, url, token, Some(body)).await
 }
 
 /// Creates one site from its request `body`, and mints its token if asked.
 async fn create_site(
-    client: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    slug: String,
-    body: Value,
-    token: bool,
+    client: &reqwest::Client, base: &str, admin: &str, slug: String, body: Value, token: bool,
 ) -> Result<Site, String> {
     // A 503 (SQLite busy while the sender records the creation pushes of the sites
     // before) rolled the creation back: asking again is safe.
@@ -179,11 +163,7 @@ async fn create_site(
 /// The active ones carry an expiry a day ahead, so that they stay active (and
 /// counted) through any run whatever the plan's session TTL. Not measured.
 pub async fn background(
-    client: &reqwest::Client,
-    base: &str,
-    fleet: &Fleet,
-    active: usize,
-    ended: usize,
+    client: &reqwest::Client, base: &str, fleet: &Fleet, active: usize, ended: usize,
     deadline: Duration,
 ) -> Result<(), String> {
     // The server's most events per request: 50,000 sessions are 50 requests.
@@ -228,13 +208,8 @@ pub async fn background(
 /// spread over the last `spread_seconds`, so that reads see a realistic mix of live and
 /// dangling sessions. Not measured.
 pub async fn seed(
-    client: &reqwest::Client,
-    base: &str,
-    fleet: &Fleet,
-    sessions: usize,
-    spread_seconds: i64,
-    seed: u64,
-    deadline: Duration,
+    client: &reqwest::Client, base: &str, fleet: &Fleet, sessions: usize, spread_seconds: i64,
+    seed: u64, deadline: Duration,
 ) -> Result<(), String> {
     const SEED_BATCH: usize = 500;
     let now = chrono::Utc::now();
@@ -273,10 +248,7 @@ pub async fn seed(
 /// Posts event batches to their sites, a few at a time, within `deadline`. Setup
 /// work, not measured.
 async fn post_batches(
-    client: &reqwest::Client,
-    base: &str,
-    bodies: Vec<(&Site, String)>,
-    what: &str,
+    client: &reqwest::Client, base: &str, bodies: Vec<(&Site, String)>, what: &str,
     deadline: Duration,
 ) -> Result<(), String> {
     let work = futures_util::stream::iter(bodies)

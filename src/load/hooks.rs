@@ -75,8 +75,7 @@ pub(super) fn signed_by(secret: &str, req: &HttpRequest, body: &[u8]) -> bool {
 /// Starts a webhook receiver on a free local port: `receive` answers
 /// `POST /hooks/{site}` with `rx` as its data. Returns the port and what stops it.
 pub(super) fn serve_hooks<R, F, Args>(
-    rx: &web::Data<R>,
-    receive: F,
+    rx: &web::Data<R>, receive: F,
 ) -> Result<(u16, ServerHandle), String>
 where
     R: Send + Sync + 'static,

@@ -52,10 +52,7 @@ impl Receiver {
 }
 
 async fn receive(
-    rx: web::Data<Receiver>,
-    site: web::Path<String>,
-    req: HttpRequest,
-    body: web::Bytes,
+    rx: web::Data<Receiver>, site: web::Path<String>, req: HttpRequest, body: web::Bytes,
 ) -> HttpResponse {
     let arrived = Instant::now();
     let secret = rx.pushes.arrived(&site);
@@ -101,10 +98,7 @@ pub async fn run(client: &reqwest::Client, opts: &Options) -> Result<Summary, St
 }
 
 async fn drive(
-    client: &reqwest::Client,
-    opts: &Options,
-    port: u16,
-    rx: &web::Data<Receiver>,
+    client: &reqwest::Client, opts: &Options, port: u16, rx: &web::Data<Receiver>,
 ) -> Result<Summary, String> {
     let admin = opts.token.clone().unwrap_or_default();
     let setup = Instant::now();

@@ -48,10 +48,7 @@ impl Receiver {
 }
 
 async fn receive(
-    rx: web::Data<Receiver>,
-    site: web::Path<String>,
-    req: HttpRequest,
-    body: web::Bytes,
+    rx: web::Data<Receiver>, site: web::Path<String>, req: HttpRequest, body: web::Bytes,
 ) -> HttpResponse {
     let id = header(&req, "webhook-id").to_owned();
     let Some(secret) = rx.pushes.arrived(&site) else {
@@ -127,9 +124,7 @@ struct Ctx {
 }
 
 pub async fn run(
-    client: &reqwest::Client,
-    opts: &Options,
-    window: Duration,
+    client: &reqwest::Client, opts: &Options, window: Duration,
 ) -> Result<Summary, String> {
     let admin = opts.token.clone().unwrap_or_default();
     let rx = web::Data::new(Receiver::default());
@@ -140,11 +135,7 @@ pub async fn run(
 }
 
 async fn drive(
-    client: &reqwest::Client,
-    opts: &Options,
-    window: Duration,
-    admin: &str,
-    port: u16,
+    client: &reqwest::Client, opts: &Options, window: Duration, admin: &str, port: u16,
     rx: &web::Data<Receiver>,
 ) -> Result<Summary, String> {
     let ctx = Arc::new(setup(client, opts, window, admin, port, rx).await?);
@@ -200,11 +191,7 @@ async fn drive(
 /// Creates the sites, with the receiver as their webhook, and tells the receiver
 /// their secrets.
 async fn setup(
-    client: &reqwest::Client,
-    opts: &Options,
-    window: Duration,
-    admin: &str,
-    port: u16,
+    client: &reqwest::Client, opts: &Options, window: Duration, admin: &str, port: u16,
     rx: &Receiver,
 ) -> Result<Ctx, String> {
     let plan = json!({
@@ -244,11 +231,7 @@ async fn setup(
 /// A third into the run, the operator lowers the limit of a few sites by one: each
 /// change bumps the site's config version and queues a `site.config_changed` push.
 async fn change_limits_midway(
-    ctx: Arc<Ctx>,
-    admin: String,
-    window: Duration,
-    budget: Option<u64>,
-    done: Arc<AtomicBool>,
+    ctx: Arc<Ctx>, admin: String, window: Duration, budget: Option<u64>, done: Arc<AtomicBool>,
 ) -> u64 {
     let start = Instant::now();
     loop {
@@ -324,12 +307,7 @@ async fn user_loop(ctx: Arc<Ctx>, index: u64) -> Recorder {
 
 /// Asks to admit the user's login; true when admitted.
 async fn admit(
-    ctx: &Ctx,
-    rec: &mut Recorder,
-    site: usize,
-    session: &str,
-    user: usize,
-    at: &str,
+    ctx: &Ctx, rec: &mut Recorder, site: usize, session: &str, user: usize, at: &str,
 ) -> bool {
     let t = &ctx.tally;
     let body = format!("{{\"session\":\"{session}\",\"user\":\"user-{user}\",\"at\":\"{at}\"}}");
@@ -356,12 +334,7 @@ async fn admit(
 
 /// A logged-in user's activity, then a logout or nothing; true when it logged out.
 async fn stay_then_leave(
-    ctx: &Ctx,
-    rec: &mut Recorder,
-    rng: &mut StdRng,
-    site: usize,
-    session: &str,
-    user: usize,
+    ctx: &Ctx, rec: &mut Recorder, rng: &mut StdRng, site: usize, session: &str, user: usize,
 ) -> bool {
     for _ in 0..rng.random_range(1..=3) {
         tokio::time::sleep(Duration::from_millis(rng.random_range(5..40))).await;
@@ -380,13 +353,7 @@ async fn stay_then_leave(
 /// Sends one event if the run allows one more request; false when it does not or when
 /// the event failed.
 async fn event(
-    ctx: &Ctx,
-    rec: &mut Recorder,
-    site: usize,
-    kind: &str,
-    session: &str,
-    at: &str,
-    user: usize,
+    ctx: &Ctx, rec: &mut Recorder, site: usize, kind: &str, session: &str, at: &str, user: usize,
 ) -> bool {
     if !ctx.gate.take() {
         return false;

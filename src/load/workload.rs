@@ -92,9 +92,7 @@ struct Ctx {
 }
 
 pub async fn run(
-    client: &reqwest::Client,
-    opts: &Options,
-    window: Duration,
+    client: &reqwest::Client, opts: &Options, window: Duration,
 ) -> Result<Summary, String> {
     let admin = opts.token.clone().unwrap_or_default();
     let fleet = prepare(client, opts, &admin).await?;
@@ -177,10 +175,7 @@ async fn prepare(client: &reqwest::Client, opts: &Options, admin: &str) -> Resul
 
 /// One measured window: every client in its loop until the gate closes.
 async fn measure(
-    ctx: &Arc<Ctx>,
-    opts: &Options,
-    window: Duration,
-    round: usize,
+    ctx: &Arc<Ctx>, opts: &Options, window: Duration, round: usize,
 ) -> Result<Summary, String> {
     // Room for the expected number of samples per client, capped.
     let per_client = opts

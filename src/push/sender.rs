@@ -359,10 +359,7 @@ enum Resolve {
 
 /// Where each claimed row goes, with the batch's sites read in one query.
 fn resolve_all(
-    c: &mut crate::db::DbConn,
-    push: &Pusher,
-    rows: &[OutboxRow],
-    now: Millis,
+    c: &mut crate::db::DbConn, push: &Pusher, rows: &[OutboxRow], now: Millis,
 ) -> crate::error::Result<Vec<crate::error::Result<Resolve>>> {
     let mut ids: Vec<i64> = rows
         .iter()
@@ -390,10 +387,7 @@ fn resolve_all(
 }
 
 fn resolve(
-    c: &mut crate::db::DbConn,
-    push: &Pusher,
-    row: &OutboxRow,
-    now: Millis,
+    c: &mut crate::db::DbConn, push: &Pusher, row: &OutboxRow, now: Millis,
     sites_of_batch: &std::collections::HashMap<i64, sites::SiteFull>,
 ) -> crate::error::Result<Resolve> {
     match row.target.as_str() {
@@ -474,10 +468,7 @@ enum Prepared {
 /// Settles what needs no request (superseded, skipped, unresolvable, refused
 /// targets) and passes on what is to be sent.
 fn prepare(
-    push: &Pusher,
-    row: OutboxRow,
-    resolved: crate::error::Result<Resolve>,
-    now: Millis,
+    push: &Pusher, row: OutboxRow, resolved: crate::error::Result<Resolve>, now: Millis,
 ) -> Prepared {
     let target = match resolved {
         Err(e) => {
@@ -573,10 +564,7 @@ fn result_of(next: &Next, gone: bool) -> &'static str {
 /// The next attempt per the retry schedule (with up to 10 % jitter), or `Failed`
 /// when the schedule is used up. A `Retry-After` from the receiver wins when later.
 fn next_after_failure(
-    push: &Pusher,
-    row: &OutboxRow,
-    now: Millis,
-    retry_after: Option<Duration>,
+    push: &Pusher, row: &OutboxRow, now: Millis, retry_after: Option<Duration>,
 ) -> Next {
     let schedule = &push.retry_schedule;
     let done = usize::try_from(row.attempts)
@@ -599,10 +587,7 @@ fn next_after_failure(
 }
 
 async fn send(
-    push: &Pusher,
-    row: &OutboxRow,
-    target: &Target,
-    now: Millis,
+    push: &Pusher, row: &OutboxRow, target: &Target, now: Millis,
 ) -> (Option<StatusCode>, Option<String>, Option<Duration>) {
     let ts = now / 1000;
     let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();

@@ -5,11 +5,7 @@ use serde_json::json;
 use crate::helpers::spawn;
 
 async fn admitted(
-    app: &crate::helpers::TestApp,
-    site: &str,
-    token: &str,
-    prefix: &str,
-    n: usize,
+    app: &crate::helpers::TestApp, site: &str, token: &str, prefix: &str, n: usize,
 ) -> usize {
     let calls = (0..n).map(|i| {
         let session = format!("{prefix}{i}");

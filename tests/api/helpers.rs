@@ -224,10 +224,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
 }
 
 async fn start_app(
-    opts: Options,
-    database_url: String,
-    dir: tempfile::TempDir,
-    pg: Option<PgDatabase>,
+    opts: Options, database_url: String, dir: tempfile::TempDir, pg: Option<PgDatabase>,
     clock: ManualClock,
 ) -> TestApp {
     let mut config = Config::load(&ServeArgs {
@@ -302,11 +299,7 @@ pub struct Reply {
 
 impl TestApp {
     pub async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
+        &self, method: &str, path: &str, token: Option<&str>, body: Option<Value>,
     ) -> Reply {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let mut req = self.client.request(m, format!("{}{path}", self.url));

@@ -46,9 +46,7 @@ pub struct Receiver {
 }
 
 async fn hook(
-    req: HttpRequest,
-    body: web::Bytes,
-    inner: web::Data<Arc<Mutex<Inner>>>,
+    req: HttpRequest, body: web::Bytes, inner: web::Data<Arc<Mutex<Inner>>>,
 ) -> HttpResponse {
     let header = |n: &str| {
         req.headers()
