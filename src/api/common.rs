@@ -7,12 +7,16 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
 use base64::Engine;
+use diesel::Connection as _;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::auth::Caller;
+use crate::db::{self, DbConn, audit};
 use crate::error::{Error, FieldError, Result};
+use crate::state::AppState;
 
 /// Default body limit for control-plane requests.
 pub const SMALL_BODY: usize = 64 * 1024;
@@ -269,6 +273,31 @@ pub fn page<R, T>(
 }
 
 /// Parses a path slug; a malformed slug cannot name anything, so it is "not found".
+/// Deletes (admin only) what `key` names, in one transaction with its audit record:
+/// `delete` finds and removes it, or fails as not found. Returns the key, for the
+/// caller to forget what it caches of it.
+pub async fn delete_audited<F>(
+    state: &AppState, caller: &Caller, entity: &'static str, key: &str, mut delete: F,
+) -> Result<String>
+where
+    F: FnMut(&mut DbConn, &str) -> db::Result<()> + Send + 'static,
+{
+    caller.require_admin()?;
+    let key = path_slug(entity, key)?;
+    let (now, actor, gone) = (state.now(), caller.actor(), key.clone());
+    let detail = serde_json::json!({});
+    state
+        .db
+        .run(move |c| {
+            c.transaction(|c| {
+                delete(c, &key)?;
+                audit::record(c, now, &actor, "delete", entity, &key, &detail)
+            })
+        })
+        .await?;
+    Ok(gone)
+}
+
 pub fn path_slug(what: &str, s: &str) -> Result<String> {
     crate::domain::ids::Slug::parse(s)
         .map(|s| s.as_str().to_owned())

@@ -1,16 +1,16 @@
 //! Plans: what the provider sells. Admins write; tenants may read.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
-use super::common::{Body, Checks, Page, PageQuery, decode_cursor, page, path_slug};
+use super::common::{
+    Body, Checks, Page, PageQuery, decode_cursor, delete_audited, page, path_slug,
+};
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
-use crate::db::{audit, plans, plans::Plan, sites};
+use crate::db::{plans, plans::Plan, sites};
 use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::plan_terms;
@@ -363,19 +363,10 @@ pub async fn update_plan(
 pub async fn delete_plan(
     state: web::Data<AppState>, caller: Caller, code: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.require_admin()?;
-    let code = path_slug("plan", &code)?;
-    let now = state.now();
-    let actor = caller.actor();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let p = plans::get(c, &code)?;
-                plans::delete(c, p.id, &code)?;
-                audit::record(c, now, &actor, "delete", "plan", &code, &json!({}))
-            })
-        })
-        .await?;
+    delete_audited(&state, &caller, "plan", &code, |c, code| {
+        let p = plans::get(c, code)?;
+        plans::delete(c, p.id, code)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

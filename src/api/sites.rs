@@ -8,7 +8,8 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{
-    Body, Checks, Page, decode_cursor, nullable, page, page_limit, path_slug, push_url,
+    Body, Checks, Page, decode_cursor, delete_audited, nullable, page, page_limit, path_slug,
+    push_url,
 };
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::{Caller, Scope};
@@ -560,21 +561,11 @@ fn apply_edit(
 pub async fn delete_site(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.require_admin()?;
-    let slug = path_slug("site", &slug)?;
-    let now = state.now();
-    let actor = caller.actor();
-    let gone = slug.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let f = sites::get(c, &Scope::Provider, &slug)?;
-                sites::delete(c, f.site.id)?;
-                audit::record(c, now, &actor, "delete", "site", &slug, &json!({}))
-            })
-        })
-        .await?;
+    let gone = delete_audited(&state, &caller, "site", &slug, |c, slug| {
+        let f = sites::get(c, &Scope::Provider, slug)?;
+        sites::delete(c, f.site.id)
+    })
+    .await?;
     // Its tokens stop working here at once (other processes within a second).
     state.agent_sites().forget(gone.as_str());
     Ok(HttpResponse::NoContent().finish())

@@ -2,18 +2,17 @@
 //! `billing_email` and `notify_url`.
 
 use actix_web::{HttpResponse, delete, get, patch, post, web};
-use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::common::{
-    Body, Checks, Page, PageQuery, decode_cursor, nullable, page, path_slug, push_url,
+    Body, Checks, Page, PageQuery, decode_cursor, delete_audited, nullable, page, path_slug,
+    push_url,
 };
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
-use crate::db::{audit, tenants, tenants::Tenant};
+use crate::db::{tenants, tenants::Tenant};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::targets::Origin;
 use crate::error::{Error, Result};
@@ -286,21 +285,11 @@ pub async fn update_tenant(
 pub async fn delete_tenant(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
-    caller.require_admin()?;
-    let slug = path_slug("tenant", &slug)?;
-    let now = state.now();
-    let actor = caller.actor();
-    let gone = slug.clone();
-    state
-        .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let t = tenants::get(c, &Scope::Provider, &slug)?;
-                tenants::delete(c, &t)?;
-                audit::record(c, now, &actor, "delete", "tenant", &slug, &json!({}))
-            })
-        })
-        .await?;
+    let gone = delete_audited(&state, &caller, "tenant", &slug, |c, slug| {
+        let t = tenants::get(c, &Scope::Provider, slug)?;
+        tenants::delete(c, &t)
+    })
+    .await?;
     // Its tokens stop working here at once (other processes within a second).
     state.tenant_keys.forget(gone.as_str());
     Ok(HttpResponse::NoContent().finish())
