@@ -120,42 +120,45 @@ impl Error {
         Self::NotFound(format!("{what} not found"))
     }
 
-    fn kind(&self) -> &'static str {
+    /// Status, problem type and title of each kind of error, in one table.
+    fn class(&self) -> (StatusCode, &'static str, &'static str) {
+        use StatusCode as S;
         match self {
-            Self::BadRequest { .. } => "bad-request",
-            Self::Unauthorized(_) => "unauthorized",
-            Self::Forbidden(_) => "forbidden",
-            Self::NotFound(_) => "not-found",
-            Self::Conflict(_) => "conflict",
-            Self::PayloadTooLarge(_) => "payload-too-large",
-            Self::RequestTimeout(_) => "request-timeout",
-            Self::Unprocessable { .. } => "validation-failed",
-            Self::UnsupportedMediaType(_) => "unsupported-media-type",
-            Self::RateLimited { .. } => "rate-limited",
-            Self::Unavailable(_) | Self::Busy => "unavailable",
-            Self::Internal(_) => "internal",
-        }
-    }
-
-    fn title(&self) -> &'static str {
-        match self {
-            Self::BadRequest { .. } => "The request is malformed",
-            Self::Unauthorized(_) => "Authentication required",
-            Self::Forbidden(_) => "Not allowed",
-            Self::NotFound(_) => "Not found",
-            Self::Conflict(_) => "Conflict",
-            Self::PayloadTooLarge(_) => "Request body too large",
-            Self::RequestTimeout(_) => "Request body not received in time",
-            Self::Unprocessable { .. } => "Validation failed",
-            Self::UnsupportedMediaType(_) => "Unsupported media type",
-            Self::RateLimited { .. } => "Too many requests",
-            Self::Unavailable(_) | Self::Busy => "Service unavailable",
-            Self::Internal(_) => "Internal error",
+            Self::BadRequest { .. } => (S::BAD_REQUEST, "bad-request", "The request is malformed"),
+            Self::Unauthorized(_) => (S::UNAUTHORIZED, "unauthorized", "Authentication required"),
+            Self::Forbidden(_) => (S::FORBIDDEN, "forbidden", "Not allowed"),
+            Self::NotFound(_) => (S::NOT_FOUND, "not-found", "Not found"),
+            Self::Conflict(_) => (S::CONFLICT, "conflict", "Conflict"),
+            Self::PayloadTooLarge(_) => (
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+            ),
+            Self::RequestTimeout(_) => (
+                S::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request body not received in time",
+            ),
+            Self::Unprocessable { .. } => (
+                S::UNPROCESSABLE_ENTITY,
+                "validation-failed",
+                "Validation failed",
+            ),
+            Self::UnsupportedMediaType(_) => (
+                S::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
+            Self::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests"),
+            Self::Unavailable(_) | Self::Busy => {
+                (S::SERVICE_UNAVAILABLE, "unavailable", "Service unavailable")
+            }
+            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
         }
     }
 
     pub fn problem(&self) -> Problem {
-        let status = self.status_code();
+        let (status, kind, title) = self.class();
         let (detail, errors) = match self {
             Self::BadRequest { detail, errors } | Self::Unprocessable { detail, errors } => {
                 (detail.clone(), errors.clone())
@@ -168,8 +171,8 @@ impl Error {
             other => (other.to_string(), Vec::new()),
         };
         Problem {
-            kind: format!("https://headcount.invalid/problems/{}", self.kind()),
-            title: self.title().to_owned(),
+            kind: format!("https://headcount.invalid/problems/{kind}"),
+            title: title.to_owned(),
             status: status.as_u16(),
             detail,
             errors,
@@ -180,20 +183,7 @@ impl Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable(_) | Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.class().0
     }
 
     fn error_response(&self) -> HttpResponse {

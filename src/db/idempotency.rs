@@ -69,7 +69,7 @@ pub fn claim(
             Err(e) => return Err(e.into()),
         }
         let row: Option<Row> = k::idempotency_keys
-            .filter(k::scope.eq(scope).and(k::idem_key.eq(key)))
+            .filter(key_of(scope, key))
             .select((
                 k::fingerprint,
                 k::status_code,
@@ -87,12 +87,8 @@ pub fn claim(
             // Only the row seen here: if another request replaced it meanwhile, its
             // claim stands and the next round reads it.
             diesel::delete(
-                k::idempotency_keys.filter(
-                    k::scope
-                        .eq(scope)
-                        .and(k::idem_key.eq(key))
-                        .and(k::created_at.eq(row.created_at)),
-                ),
+                k::idempotency_keys
+                    .filter(key_of(scope, key).and(k::created_at.eq(row.created_at))),
             )
             .execute(c)?;
             continue;
@@ -112,37 +108,29 @@ pub fn claim(
     Ok(Claim::Running)
 }
 
+/// The row of one key in one scope.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn key_of<'a>(scope: &'a str, key: &'a str) -> _ {
+    k::scope.eq(scope).and(k::idem_key.eq(key))
+}
+
 /// Stores the answer of a claimed request.
 pub fn complete(c: &mut DbConn, scope: &str, key: &str, answer: &Answer) -> Result<()> {
-    diesel::update(
-        k::idempotency_keys.filter(
-            k::scope
-                .eq(scope)
-                .and(k::idem_key.eq(key))
-                .and(k::status_code.is_null()),
-        ),
-    )
-    .set((
-        k::status_code.eq(i64::from(answer.status)),
-        k::content_type.eq(answer.content_type.as_deref()),
-        k::body.eq(&answer.body),
-    ))
-    .execute(c)?;
+    diesel::update(k::idempotency_keys.filter(key_of(scope, key).and(k::status_code.is_null())))
+        .set((
+            k::status_code.eq(i64::from(answer.status)),
+            k::content_type.eq(answer.content_type.as_deref()),
+            k::body.eq(&answer.body),
+        ))
+        .execute(c)?;
     Ok(())
 }
 
 /// Gives up a claim whose request left no answer to keep (a 5xx, a timeout), so that
 /// the client may try again with the same key.
 pub fn release(c: &mut DbConn, scope: &str, key: &str) -> Result<()> {
-    diesel::delete(
-        k::idempotency_keys.filter(
-            k::scope
-                .eq(scope)
-                .and(k::idem_key.eq(key))
-                .and(k::status_code.is_null()),
-        ),
-    )
-    .execute(c)?;
+    diesel::delete(k::idempotency_keys.filter(key_of(scope, key).and(k::status_code.is_null())))
+        .execute(c)?;
     Ok(())
 }
 

@@ -378,19 +378,14 @@ impl SiteWriter {
         &self, site_id: i64, rows: Vec<(String, Observation)>, as_of: Millis, now: Millis,
     ) -> Result<(usize, usize)> {
         let rows = Arc::new(rows);
-        let mut created = 0;
-        for start in (0..rows.len()).step_by(SNAPSHOT_PART) {
-            let rows = rows.clone();
-            created += self
-                .locked(site_id, move |c| {
-                    let part = &rows[start..(start + SNAPSHOT_PART).min(rows.len())];
-                    let refs: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
-                    let known = sessions::existing(c, site_id, &refs)?;
-                    sessions::merge(c, site_id, part, false)?;
-                    Ok::<_, Error>(part.iter().filter(|(s, _)| !known.contains(s)).count())
-                })
-                .await?;
-        }
+        let created = self
+            .in_locked_parts(site_id, rows.clone(), move |c, part| {
+                let refs: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
+                let known = sessions::existing(c, site_id, &refs)?;
+                sessions::merge(c, site_id, part, false)?;
+                Ok(part.iter().filter(|(s, _)| !known.contains(s)).count())
+            })
+            .await?;
         let listed: HashSet<&str> = rows.iter().map(|(s, _)| s.as_str()).collect();
         let to_end: Vec<String> = self
             .db
@@ -400,18 +395,30 @@ impl SiteWriter {
             .filter(|(s, last)| *last <= as_of && !listed.contains(s.as_str()))
             .map(|(s, _)| s)
             .collect();
-        let to_end = Arc::new(to_end);
-        let mut ended = 0;
-        for start in (0..to_end.len()).step_by(SNAPSHOT_PART) {
-            let to_end = to_end.clone();
-            ended += self
-                .locked(site_id, move |c| {
-                    let part = &to_end[start..(start + SNAPSHOT_PART).min(to_end.len())];
-                    sessions::end_idle_since(c, site_id, part, as_of, EndReason::Reconciled)
-                })
+        let ended = self
+            .in_locked_parts(site_id, Arc::new(to_end), move |c, part| {
+                sessions::end_idle_since(c, site_id, part, as_of, EndReason::Reconciled)
+            })
+            .await?;
+        Ok((created, ended))
+    }
+
+    /// Runs `f` over `rows` in parts of `SNAPSHOT_PART`, each in its own transaction
+    /// holding the site; returns the sum of what the parts return.
+    async fn in_locked_parts<R, F>(&self, site_id: i64, rows: Arc<Vec<R>>, f: F) -> Result<usize>
+    where
+        R: Send + Sync + 'static,
+        F: Fn(&mut DbConn, &[R]) -> Result<usize> + Clone + Send + 'static,
+    {
+        let mut total = 0;
+        for start in (0..rows.len()).step_by(SNAPSHOT_PART) {
+            let (rows, f) = (rows.clone(), f.clone());
+            let end = (start + SNAPSHOT_PART).min(rows.len());
+            total += self
+                .locked(site_id, move |c| f(c, &rows[start..end]))
                 .await?;
         }
-        Ok((created, ended))
+        Ok(total)
     }
 
     /// Requests waiting for a committer.
