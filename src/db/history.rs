@@ -11,36 +11,46 @@ use crate::db::Result;
 use crate::domain::history;
 use crate::domain::session::Span;
 
-/// One bucket of a site's usage: an hour or day as rolled up, or minute samples as
-/// grouped by the query below (which names its columns as the roll-up table does).
+/// What history takes of one bucket of a site's samples: an hour or day as rolled up,
+/// or minute samples as grouped by the query below (which names its columns as the
+/// roll-up table does). Active sessions and refusals it counts from the sessions and
+/// denials themselves.
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName, PartialEq, Eq)]
 #[diesel(table_name = super::schema::usage_rollups)]
-pub struct Bucket {
+struct Bucket {
     /// Start of the bucket.
-    pub at: Millis,
-    pub max_active: i64,
-    pub max_live: i64,
-    pub max_dangling: i64,
-    pub denied: i64,
-    pub session_limit: i64,
+    at: Millis,
+    max_live: i64,
+    max_dangling: i64,
+    session_limit: i64,
+}
+
+impl From<Bucket> for history::Sampled {
+    fn from(b: Bucket) -> Self {
+        Self {
+            at: b.at,
+            max_live: b.max_live,
+            max_dangling: b.max_dangling,
+            session_limit: b.session_limit,
+        }
+    }
 }
 
 /// Buckets of `step_ms` (a minute, an hour or a day, aligned to the epoch, so hours
 /// and days are UTC hours and days) starting in `[from, to)`, in order. Buckets
 /// without samples are absent.
-pub fn buckets(
+fn buckets(
     conn: &mut DbConn, site_id: i64, from: Millis, to: Millis, step_ms: i64,
 ) -> Result<Vec<Bucket>> {
     if step_ms == HOUR_MS || step_ms == DAY_MS {
         return rollups_between(conn, site_id, step_ms, from, to);
     }
-    // Denials are counted per minute, so their sum is the bucket's count; the
-    // limit is the highest one in force during the bucket. SUM is cast because
-    // PostgreSQL widens a sum of BIGINT to NUMERIC; grouping by the output position
-    // keeps PostgreSQL from seeing two differently bound bucket expressions.
-    let sql = "SELECT (minute / ?) * ? AS at, MAX(active) AS max_active, \
+    // The limit is the highest one in force during the bucket; grouping by the
+    // output position keeps PostgreSQL from seeing two differently bound bucket
+    // expressions.
+    let sql = "SELECT (minute / ?) * ? AS at, \
                MAX(live) AS max_live, MAX(dangling) AS max_dangling, \
-               CAST(SUM(denied) AS BIGINT) AS denied, MAX(session_limit) AS session_limit \
+               MAX(session_limit) AS session_limit \
                FROM usage_samples WHERE site_id = ? AND minute >= ? AND minute < ? \
                GROUP BY 1 ORDER BY 1";
     let rows = crate::per_backend!(conn, |c, pg| {
@@ -87,12 +97,7 @@ pub fn history_inputs(
             .collect();
         let sampled = buckets(c, site_id, from, to, step_ms)?
             .into_iter()
-            .map(|b| history::Sampled {
-                at: b.at,
-                max_live: b.max_live,
-                max_dangling: b.max_dangling,
-                session_limit: b.session_limit,
-            })
+            .map(history::Sampled::from)
             .collect();
         Ok(history::Inputs {
             spans: rows
