@@ -272,7 +272,6 @@ pub fn page<R, T>(
     }
 }
 
-/// Parses a path slug; a malformed slug cannot name anything, so it is "not found".
 /// Deletes (admin only) what `key` names, in one transaction with its audit record:
 /// `delete` finds and removes it, or fails as not found. Returns the key, for the
 /// caller to forget what it caches of it.
@@ -298,6 +297,7 @@ where
     Ok(gone)
 }
 
+/// Parses a path slug; a malformed slug cannot name anything, so it is "not found".
 pub fn path_slug(what: &str, s: &str) -> Result<String> {
     crate::domain::ids::Slug::parse(s)
         .map(|s| s.as_str().to_owned())
