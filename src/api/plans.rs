@@ -11,7 +11,8 @@ use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{plans, plans::Plan, sites};
-use crate::domain::config::{self, CountMode, OverLimit, PerUserOverLimit};
+use crate::domain::config;
+use crate::domain::config::plan_fields;
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::plan_terms;
 use crate::error::Result;
@@ -25,94 +26,41 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(delete_plan);
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreatePlan {
-    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
-    pub code: String,
-    pub name: String,
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub session_limit: i64,
-    pub count_mode: Option<CountMode>,
-    pub over_limit: Option<OverLimit>,
-    #[schema(minimum = 0, maximum = 1000)]
-    pub overage_percent: Option<i64>,
-    #[schema(minimum = 60, maximum = 31536000)]
-    pub idle_timeout_seconds: Option<i64>,
-    #[schema(minimum = 60, maximum = 31536000)]
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    #[schema(minimum = 0)]
-    pub monthly_price_cents: Option<i64>,
-    #[schema(minimum = 0)]
-    pub overage_unit_price_cents: Option<i64>,
-    #[schema(pattern = "^[A-Z]{3}$")]
-    pub currency: Option<String>,
-    /// Places kept for admissions carrying one of `reserved_roles` (default 0).
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub reserved_slots: Option<i64>,
-    /// Roles that may use the reserved places (default `["admin"]`).
-    #[schema(max_items = 16)]
-    pub reserved_roles: Option<Vec<String>>,
-    /// Most counted sessions one user may hold (default: no cap).
-    #[schema(minimum = 1, maximum = 1000000)]
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: Option<PerUserOverLimit>,
+plan_fields! {
+    /// A new plan. A field left out takes its default; among them `reserved_slots` 0,
+    /// `reserved_roles` `["admin"]` and no `per_user_limit` (no cap).
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CreatePlan {
+        #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+        pub code: String,
+        pub name: String,
+    }
+    plan as request new
 }
 
-/// Any subset of a plan's writable fields (`code` is immutable).
-#[derive(Debug, Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct UpdatePlan {
-    pub name: Option<String>,
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub session_limit: Option<i64>,
-    pub count_mode: Option<CountMode>,
-    pub over_limit: Option<OverLimit>,
-    #[schema(minimum = 0, maximum = 1000)]
-    pub overage_percent: Option<i64>,
-    #[schema(minimum = 60, maximum = 31536000)]
-    pub idle_timeout_seconds: Option<i64>,
-    #[schema(minimum = 60, maximum = 31536000)]
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    #[schema(minimum = 0)]
-    pub monthly_price_cents: Option<i64>,
-    #[schema(minimum = 0)]
-    pub overage_unit_price_cents: Option<i64>,
-    #[schema(pattern = "^[A-Z]{3}$")]
-    pub currency: Option<String>,
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub reserved_slots: Option<i64>,
-    #[schema(max_items = 16)]
-    pub reserved_roles: Option<Vec<String>>,
+plan_fields! {
+    /// Any subset of a plan's writable fields (`code` is immutable); `per_user_limit`
     /// `null` removes the cap.
-    #[serde(default, deserialize_with = "super::common::nullable")]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
-    pub per_user_limit: Option<Option<i64>>,
-    pub per_user_over_limit: Option<PerUserOverLimit>,
+    #[derive(Debug, Deserialize, ToSchema, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct UpdatePlan {
+        pub name: Option<String>,
+    }
+    plan as request changes
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PlanView {
-    pub code: String,
-    pub name: String,
-    pub session_limit: i64,
-    pub count_mode: CountMode,
-    pub over_limit: OverLimit,
-    pub overage_percent: i64,
-    pub idle_timeout_seconds: i64,
-    pub session_ttl_seconds: i64,
-    pub limit_message: String,
-    pub monthly_price_cents: i64,
-    pub overage_unit_price_cents: i64,
-    pub currency: String,
-    pub reserved_slots: i64,
-    pub reserved_roles: Vec<String>,
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: PerUserOverLimit,
-    pub created_at: String,
-    pub updated_at: String,
+plan_fields! {
+    /// A plan (`per_user_limit` `null`: no cap).
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct PlanView {
+        pub code: String,
+        pub name: String,
+    }
+    plan as view values {
+        pub created_at: String,
+        pub updated_at: String,
+    }
 }
 
 impl From<Plan> for PlanView {

@@ -16,7 +16,8 @@ use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
 use crate::db::{DbConn, audit, outbox, plans, sites, tenants};
-use crate::domain::config::{self, CountMode, OverLimit, Overrides, PerUserOverLimit};
+use crate::domain::config::plan_fields;
+use crate::domain::config::{self, Overrides};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::plan_terms::parse_limit_message;
 use crate::domain::targets::Origin;
@@ -37,80 +38,42 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// How long the previous webhook secret keeps signing after a rotation.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
 
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateSite {
-    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
-    pub slug: String,
-    /// The owning tenant's slug.
-    pub tenant: String,
-    pub name: String,
-    /// The plan's code.
-    pub plan: String,
-    #[schema(pattern = "^https?://")]
-    pub webhook_url: Option<String>,
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub session_limit: Option<i64>,
-    pub count_mode: Option<CountMode>,
-    pub over_limit: Option<OverLimit>,
-    #[schema(minimum = 60, maximum = 31536000)]
-    pub idle_timeout_seconds: Option<i64>,
-    #[schema(minimum = 60, maximum = 31536000)]
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    #[schema(minimum = 0, maximum = 1000000)]
-    pub reserved_slots: Option<i64>,
-    #[schema(max_items = 16)]
-    pub reserved_roles: Option<Vec<String>>,
-    #[schema(minimum = 1, maximum = 1000000)]
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: Option<PerUserOverLimit>,
-    /// `v1` (default): HMAC with a shared `whsec_` secret; `v1a`: ed25519, the site
-    /// keeps only the `whpk_` public key.
-    #[schema(pattern = "^v1a?$")]
-    pub signature_scheme: Option<String>,
+plan_fields! {
+    /// A new site; an override left out or `null` leaves the plan's value.
+    #[derive(Debug, Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct CreateSite {
+        #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+        pub slug: String,
+        /// The owning tenant's slug.
+        pub tenant: String,
+        pub name: String,
+        /// The plan's code.
+        pub plan: String,
+        #[schema(pattern = "^https?://")]
+        pub webhook_url: Option<String>,
+    }
+    limits as request overrides {
+        /// `v1` (default): HMAC with a shared `whsec_` secret; `v1a`: ed25519, the site
+        /// keeps only the `whpk_` public key.
+        #[schema(pattern = "^v1a?$")]
+        pub signature_scheme: Option<String>,
+    }
 }
 
-/// Any subset of the writable fields; `null` clears an override (the plan's value
-/// applies again) or the webhook URL.
-#[derive(Debug, Deserialize, ToSchema, Default)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateSite {
-    pub name: Option<String>,
-    pub plan: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>, pattern = "^https?://")]
-    pub webhook_url: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000)]
-    pub session_limit: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<CountMode>)]
-    pub count_mode: Option<Option<CountMode>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<OverLimit>)]
-    pub over_limit: Option<Option<OverLimit>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>, minimum = 60, maximum = 31536000)]
-    pub idle_timeout_seconds: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>, minimum = 60, maximum = 31536000)]
-    pub session_ttl_seconds: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<String>)]
-    pub limit_message: Option<Option<String>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000)]
-    pub reserved_slots: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<Vec<String>>, max_items = 16)]
-    pub reserved_roles: Option<Option<Vec<String>>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
-    pub per_user_limit: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<PerUserOverLimit>)]
-    pub per_user_over_limit: Option<Option<PerUserOverLimit>>,
+plan_fields! {
+    /// Any subset of the writable fields; `null` clears an override (the plan's value
+    /// applies again) or the webhook URL.
+    #[derive(Debug, Deserialize, ToSchema, Default)]
+    #[serde(deny_unknown_fields)]
+    pub struct UpdateSite {
+        pub name: Option<String>,
+        pub plan: Option<String>,
+        #[serde(default, deserialize_with = "nullable")]
+        #[schema(value_type = Option<String>, pattern = "^https?://")]
+        pub webhook_url: Option<Option<String>>,
+    }
+    limits as request clears
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -21,51 +21,57 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_usage);
 }
 
-/// A site's sessions now.
-#[derive(Debug, Serialize, ToSchema, Clone)]
-pub struct SiteUsage {
-    pub site: String,
-    pub session_limit: i64,
-    pub active: i64,
-    pub live: i64,
-    pub dangling: i64,
-    /// Sessions that count against the limit, by the site's `count_mode`.
-    pub counted: i64,
-    /// `counted ÷ session_limit` (0 when the limit is 0).
-    pub utilization: f64,
-    pub denied_last_24h: i64,
-    pub config_version: i64,
+/// Declares a usage view: its own fields around the figures every level shows (a
+/// site, a tenant, the provider), which are written here once.
+macro_rules! usage_view {
+    ($(#[$m:meta])* pub struct $name:ident { $($head:tt)* } { $($tail:tt)* }) => {
+        $(#[$m])*
+        pub struct $name {
+            $($head)*
+            pub session_limit: i64,
+            pub active: i64,
+            pub live: i64,
+            pub dangling: i64,
+            /// Sessions that count against the limit, by each site's `count_mode`.
+            pub counted: i64,
+            /// `counted ÷ session_limit` (0 when the limit is 0).
+            pub utilization: f64,
+            pub denied_last_24h: i64,
+            $($tail)*
+        }
+    };
 }
 
-/// Totals over several sites.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TenantUsage {
-    pub tenant: String,
-    pub session_limit: i64,
-    pub active: i64,
-    pub live: i64,
-    pub dangling: i64,
-    pub counted: i64,
-    pub utilization: f64,
-    pub denied_last_24h: i64,
-    /// The tenant's pool (`null`: none): counted sessions summed over its sites may
-    /// not exceed it.
-    pub pooled_session_limit: Option<i64>,
-    /// Counted sessions summed over the tenant's sites, as the pool counts them.
-    pub pool_counted: i64,
-    pub sites: Vec<SiteUsage>,
+usage_view! {
+    /// A site's sessions now.
+    #[derive(Debug, Serialize, ToSchema, Clone)]
+    pub struct SiteUsage {
+        pub site: String,
+    } {
+        pub config_version: i64,
+    }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProviderUsage {
-    pub session_limit: i64,
-    pub active: i64,
-    pub live: i64,
-    pub dangling: i64,
-    pub counted: i64,
-    pub utilization: f64,
-    pub denied_last_24h: i64,
-    pub tenants: Vec<TenantUsage>,
+usage_view! {
+    /// Totals over several sites.
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct TenantUsage {
+        pub tenant: String,
+    } {
+        /// The tenant's pool (`null`: none): counted sessions summed over its sites may
+        /// not exceed it.
+        pub pooled_session_limit: Option<i64>,
+        /// Counted sessions summed over the tenant's sites, as the pool counts them.
+        pub pool_counted: i64,
+        pub sites: Vec<SiteUsage>,
+    }
+}
+
+usage_view! {
+    #[derive(Debug, Serialize, ToSchema)]
+    pub struct ProviderUsage {} {
+        pub tenants: Vec<TenantUsage>,
+    }
 }
 
 fn ratio(counted: i64, limit: i64) -> f64 {
@@ -120,23 +126,31 @@ async fn usage_of(
         .collect())
 }
 
+/// A usage view whose figures are the sums over `$rows`, the views of the level
+/// below; the rest are the view's own fields.
+macro_rules! summed {
+    ($name:ident over $rows:expr; $($own:tt)*) => {{
+        let rows = &$rows;
+        let session_limit = rows.iter().map(|r| r.session_limit).sum();
+        let counted = rows.iter().map(|r| r.counted).sum();
+        $name {
+            session_limit,
+            active: rows.iter().map(|r| r.active).sum(),
+            live: rows.iter().map(|r| r.live).sum(),
+            dangling: rows.iter().map(|r| r.dangling).sum(),
+            counted,
+            utilization: ratio(counted, session_limit),
+            denied_last_24h: rows.iter().map(|r| r.denied_last_24h).sum(),
+            $($own)*
+        }
+    }};
+}
+
 fn totals(tenant: String, sites: Vec<SiteUsage>) -> TenantUsage {
-    let sum = |f: fn(&SiteUsage) -> i64| sites.iter().map(f).sum::<i64>();
-    let session_limit = sum(|s| s.session_limit);
-    let counted = sum(|s| s.counted);
-    TenantUsage {
-        tenant,
-        session_limit,
-        active: sum(|s| s.active),
-        live: sum(|s| s.live),
-        dangling: sum(|s| s.dangling),
-        counted,
-        utilization: ratio(counted, session_limit),
-        denied_last_24h: sum(|s| s.denied_last_24h),
-        pooled_session_limit: None,
-        pool_counted: counted,
-        sites,
-    }
+    let mut usage = summed!(TenantUsage over sites;
+        tenant, pooled_session_limit: None, pool_counted: 0, sites);
+    usage.pool_counted = usage.counted;
+    usage
 }
 
 /// A site's sessions now.
@@ -211,17 +225,5 @@ pub async fn get_usage(state: web::Data<AppState>, caller: Caller) -> Result<Htt
         }
     }
     let tenants: Vec<TenantUsage> = by_tenant.into_iter().map(|(t, s)| totals(t, s)).collect();
-    let sum = |f: fn(&TenantUsage) -> i64| tenants.iter().map(f).sum::<i64>();
-    let session_limit = sum(|t| t.session_limit);
-    let counted = sum(|t| t.counted);
-    Ok(HttpResponse::Ok().json(ProviderUsage {
-        session_limit,
-        active: sum(|t| t.active),
-        live: sum(|t| t.live),
-        dangling: sum(|t| t.dangling),
-        counted,
-        utilization: ratio(counted, session_limit),
-        denied_last_24h: sum(|t| t.denied_last_24h),
-        tenants,
-    }))
+    Ok(HttpResponse::Ok().json(summed!(ProviderUsage over tenants; tenants)))
 }

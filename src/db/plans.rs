@@ -7,72 +7,34 @@ use super::schema::{plan_prices::dsl as pp, plans::dsl as p, sites::dsl as s};
 use super::{DbConn, audit};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
-use crate::domain::config::{self, CountMode, LimitValues, OverLimit, PerUserOverLimit};
+use crate::domain::config::plan_fields;
 
-/// A plan as stored, and as a new one is inserted.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::plans)]
-pub struct Plan {
-    /// Given by the database: a new plan's is not written (any value will do).
-    #[diesel(skip_insertion)]
-    pub id: i64,
-    pub code: String,
-    pub name: String,
-    pub session_limit: i64,
-    pub count_mode: CountMode,
-    pub over_limit: OverLimit,
-    pub overage_percent: i64,
-    pub idle_timeout_seconds: i64,
-    pub session_ttl_seconds: i64,
-    pub limit_message: String,
-    pub monthly_price_cents: i64,
-    pub overage_unit_price_cents: i64,
-    pub currency: String,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    pub reserved_slots: i64,
-    /// A JSON array of role names.
-    pub reserved_roles: String,
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: PerUserOverLimit,
-}
-
-impl Plan {
-    pub fn limit_values(&self) -> LimitValues {
-        LimitValues {
-            session_limit: self.session_limit,
-            count_mode: self.count_mode,
-            over_limit: self.over_limit,
-            idle_timeout_seconds: self.idle_timeout_seconds,
-            session_ttl_seconds: self.session_ttl_seconds,
-            limit_message: self.limit_message.clone(),
-            reserved_slots: self.reserved_slots,
-            reserved_roles: config::roles_from_text(&self.reserved_roles),
-            per_user_limit: self.per_user_limit,
-            per_user_over_limit: self.per_user_over_limit,
-        }
+plan_fields! {
+    /// A plan as stored, and as a new one is inserted.
+    #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+    #[diesel(table_name = super::schema::plans)]
+    pub struct Plan {
+        /// Given by the database: a new plan's is not written (any value will do).
+        #[diesel(skip_insertion)]
+        pub id: i64,
+        pub code: String,
+        pub name: String,
+    }
+    plan as stored values {
+        pub created_at: Millis,
+        pub updated_at: Millis,
     }
 }
 
-#[derive(Debug, Default, AsChangeset)]
-#[diesel(table_name = super::schema::plans)]
-pub struct PlanChanges {
-    pub name: Option<String>,
-    pub session_limit: Option<i64>,
-    pub count_mode: Option<CountMode>,
-    pub over_limit: Option<OverLimit>,
-    pub overage_percent: Option<i64>,
-    pub idle_timeout_seconds: Option<i64>,
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    pub monthly_price_cents: Option<i64>,
-    pub overage_unit_price_cents: Option<i64>,
-    pub currency: Option<String>,
-    pub updated_at: Option<Millis>,
-    pub reserved_slots: Option<i64>,
-    pub reserved_roles: Option<String>,
-    pub per_user_limit: Option<Option<i64>>,
-    pub per_user_over_limit: Option<PerUserOverLimit>,
+plan_fields! {
+    #[derive(Debug, Default, AsChangeset)]
+    #[diesel(table_name = super::schema::plans)]
+    pub struct PlanChanges {
+        pub name: Option<String>,
+    }
+    plan as stored changes {
+        pub updated_at: Option<Millis>,
+    }
 }
 
 impl PlanChanges {

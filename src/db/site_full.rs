@@ -6,61 +6,37 @@ use diesel::prelude::*;
 
 use super::plans::Plan;
 use crate::clock::Millis;
-use crate::domain::config::{self, CountMode, Effective, OverLimit, Overrides, PerUserOverLimit};
+use crate::domain::config::plan_fields;
+use crate::domain::config::{self, Effective};
 
-/// A site as stored, and as a new one is inserted.
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::sites)]
-pub struct Site {
-    /// Given by the database: a new site's is not written (any value will do).
-    #[diesel(skip_insertion)]
-    pub id: i64,
-    pub slug: String,
-    pub tenant_id: i64,
-    pub plan_id: i64,
-    pub name: String,
-    pub webhook_url: Option<String>,
-    pub webhook_disabled_at: Option<Millis>,
-    pub webhook_secret: String,
-    pub previous_webhook_secret: Option<String>,
-    pub previous_secret_expires_at: Option<Millis>,
-    pub session_limit: Option<i64>,
-    pub count_mode: Option<CountMode>,
-    pub over_limit: Option<OverLimit>,
-    pub idle_timeout_seconds: Option<i64>,
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    pub config_version: i64,
-    pub utilization_alert_armed: bool,
-    pub last_limit_alert_at: Option<Millis>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    /// Named in the site's tokens: a token for a deleted site never fits a new one.
-    pub token_key: Option<String>,
-    /// A tenant chose `webhook_url` (not the provider): it is judged as a tenant's.
-    pub webhook_url_by_tenant: bool,
-    pub reserved_slots: Option<i64>,
-    /// A JSON array of role names.
-    pub reserved_roles: Option<String>,
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: Option<PerUserOverLimit>,
-}
-
-impl Site {
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            session_limit: self.session_limit,
-            count_mode: self.count_mode,
-            over_limit: self.over_limit,
-            idle_timeout_seconds: self.idle_timeout_seconds,
-            session_ttl_seconds: self.session_ttl_seconds,
-            limit_message: self.limit_message.clone(),
-            reserved_slots: self.reserved_slots,
-            reserved_roles: self.reserved_roles.as_deref().map(config::roles_from_text),
-            per_user_limit: self.per_user_limit,
-            per_user_over_limit: self.per_user_over_limit,
-        }
+plan_fields! {
+    /// A site as stored, and as a new one is inserted.
+    #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+    #[diesel(table_name = super::schema::sites)]
+    pub struct Site {
+        /// Given by the database: a new site's is not written (any value will do).
+        #[diesel(skip_insertion)]
+        pub id: i64,
+        pub slug: String,
+        pub tenant_id: i64,
+        pub plan_id: i64,
+        pub name: String,
+        pub webhook_url: Option<String>,
+        pub webhook_disabled_at: Option<Millis>,
+        pub webhook_secret: String,
+        pub previous_webhook_secret: Option<String>,
+        pub previous_secret_expires_at: Option<Millis>,
+        pub config_version: i64,
+        pub utilization_alert_armed: bool,
+        pub last_limit_alert_at: Option<Millis>,
+        pub created_at: Millis,
+        pub updated_at: Millis,
+        /// Named in the site's tokens: a token for a deleted site never fits a new one.
+        pub token_key: Option<String>,
+        /// A tenant chose `webhook_url` (not the provider): it is judged as a tenant's.
+        pub webhook_url_by_tenant: bool,
     }
+    limits as stored overrides
 }
 
 /// A site with its tenant's slug and its plan: everything its views need.

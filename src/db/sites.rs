@@ -7,32 +7,26 @@ use super::plans::{Plan, PlanChanges};
 use super::schema::{plans, site_plan_history::dsl as h, sites::dsl as s, tenants};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
-use crate::domain::config::{CountMode, OverLimit, PerUserOverLimit};
+use crate::domain::config::OverLimit;
+use crate::domain::config::plan_fields;
 
 use crate::domain::scope::Scope;
 
 pub use super::site_full::{Site, SiteConfig, SiteFull};
 
-/// A partial update; `Some(None)` clears an override.
-#[derive(Debug, Default, Clone, AsChangeset)]
-#[diesel(table_name = super::schema::sites)]
-pub struct SiteChanges {
-    pub name: Option<String>,
-    pub plan_id: Option<i64>,
-    pub webhook_url: Option<Option<String>>,
-    pub webhook_disabled_at: Option<Option<Millis>>,
-    pub session_limit: Option<Option<i64>>,
-    pub count_mode: Option<Option<CountMode>>,
-    pub over_limit: Option<Option<OverLimit>>,
-    pub idle_timeout_seconds: Option<Option<i64>>,
-    pub session_ttl_seconds: Option<Option<i64>>,
-    pub limit_message: Option<Option<String>>,
-    pub updated_at: Option<Millis>,
-    pub webhook_url_by_tenant: Option<bool>,
-    pub reserved_slots: Option<Option<i64>>,
-    pub reserved_roles: Option<Option<String>>,
-    pub per_user_limit: Option<Option<i64>>,
-    pub per_user_over_limit: Option<Option<PerUserOverLimit>>,
+plan_fields! {
+    /// A partial update; `Some(None)` clears an override.
+    #[derive(Debug, Default, Clone, AsChangeset)]
+    #[diesel(table_name = super::schema::sites)]
+    pub struct SiteChanges {
+        pub name: Option<String>,
+        pub plan_id: Option<i64>,
+        pub webhook_url: Option<Option<String>>,
+        pub webhook_disabled_at: Option<Option<Millis>>,
+        pub updated_at: Option<Millis>,
+        pub webhook_url_by_tenant: Option<bool>,
+    }
+    limits as stored clears
 }
 
 type FullRow = (Site, String, Option<i64>, Plan);

@@ -9,6 +9,170 @@ pub const DEFAULT_SESSION_TTL_SECONDS: i64 = 1_209_600;
 pub const DEFAULT_LIMIT_MESSAGE: &str =
     "There are more than {limit} active user sessions. Please try again later.";
 
+// The fields a plan sets and a site may override are listed once, in `plan_fields!`.
+// Twelve structs carry them: the values and overrides here, the API's bodies and
+// views, and the rows storage reads and writes. They differ in which fields they
+// take, whether a field may be unset or cleared, and what rides along (bounds for the
+// OpenAPI document, role lists kept as JSON text); the macro writes each of them from
+// the one list, so a new field is one line there, its migration, and its rules.
+
+/// `plan_fields! { <attributes> pub struct Name { leading fields } <set> as <side>
+/// <shape> { trailing fields } }` declares `Name` with the list's fields between its
+/// own, in the list's order (the OpenAPI document shows properties in that order).
+///
+/// - set: `limits` (what a site may override), `config` (those and `overage_percent`:
+///   what a site runs with) or `plan` (those and the prices: what a plan sells).
+/// - side: `view` (domain values and API views), `request` (API bodies: the bounds and
+///   the "absent or `null`" reading of a field that may be cleared) or `stored` (rows:
+///   a role list is its JSON text).
+/// - shape: `values` (every field set; `per_user_limit` may be `None`: no cap),
+///   `overrides` (each may be unset), `new` (a plan's `session_limit` must be given,
+///   the rest may be unset), `changes` (each may be unset, `per_user_limit` also
+///   cleared) or `clears` (each may be unset or cleared).
+///
+/// A stored `values` row also gets `limit_values()`, a stored `overrides` row
+/// `overrides()`: what it reads as in the domain.
+//
+// How it works: the list is walked one field at a time (`@munch`), a field outside
+// the set is passed over, `@pick` finds the field's form (`bare`, `opt`, `optopt`) and
+// type, and `@emit`/`@wrap` append it. Types and bounds travel as `tt` groups: a `ty`
+// or `literal` fragment would reach the derives wrapped in an invisible group.
+macro_rules! plan_fields {
+    (
+        $(#[$meta:meta])* $vis:vis struct $name:ident { $($head:tt)* }
+        $set:ident as $side:ident $shape:ident $({ $($tail:tt)* })?
+    ) => {
+        $crate::domain::config::plan_fields! { @shape $shape [struct $side $set]
+            [$(#[$meta])* $vis struct $name] [$($head)*] [$($($tail)*)?] }
+        $crate::domain::config::plan_fields! { @read $side $shape $name }
+    };
+
+    (@read stored values $name:ident) => {
+        impl $name {
+            pub fn limit_values(&self) -> $crate::domain::config::LimitValues {
+                $crate::domain::config::plan_fields! { @shape values [read self limits]
+                    [$crate::domain::config::LimitValues] [] [] }
+            }
+        }
+    };
+    (@read stored overrides $name:ident) => {
+        impl $name {
+            pub fn overrides(&self) -> $crate::domain::config::Overrides {
+                $crate::domain::config::plan_fields! { @shape overrides [read self limits]
+                    [$crate::domain::config::Overrides] [] [] }
+            }
+        }
+    };
+    (@read $side:ident $shape:ident $name:ident) => {};
+
+    // The form of a `required`, a `plain` (or `roles`) and a `nullable` field.
+    (@shape values $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [bare bare opt] $($s)* } };
+    (@shape overrides $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [opt opt opt] $($s)* } };
+    (@shape new $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [bare opt opt] $($s)* } };
+    (@shape changes $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [opt opt optopt] $($s)* } };
+    (@shape clears $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [optopt optopt optopt] $($s)* } };
+
+    // `<set> <kind> name: [type] (bounds)`, the set being the smallest that has it.
+    (@list $w:tt $m:tt $h:tt $hd:tt $t:tt) => {
+        $crate::domain::config::plan_fields! { @munch $m $w $h $hd $t []
+            limits required session_limit: [i64] (minimum = 0, maximum = 1000000),
+            limits plain count_mode: [crate::domain::config::CountMode],
+            limits plain over_limit: [crate::domain::config::OverLimit],
+            config plain overage_percent: [i64] (minimum = 0, maximum = 1000),
+            limits plain idle_timeout_seconds: [i64] (minimum = 60, maximum = 31536000),
+            limits plain session_ttl_seconds: [i64] (minimum = 60, maximum = 31536000),
+            limits plain limit_message: [String],
+            plan plain monthly_price_cents: [i64] (minimum = 0),
+            plan plain overage_unit_price_cents: [i64] (minimum = 0),
+            plan plain currency: [String] (pattern = "^[A-Z]{3}$"),
+            /// Places kept for admissions carrying one of `reserved_roles`.
+            limits plain reserved_slots: [i64] (minimum = 0, maximum = 1000000),
+            /// Roles that may use the reserved places.
+            limits roles reserved_roles: [String] (max_items = 16),
+            /// Most counted sessions one user may hold.
+            limits nullable per_user_limit: [i64] (minimum = 1, maximum = 1000000),
+            limits plain per_user_over_limit: [crate::domain::config::PerUserOverLimit],
+        }
+    };
+
+    (@munch $m:tt $w:tt [$($h:tt)*] [$($hd:tt)*] [$($t:tt)*] [$($acc:tt)*]) => {
+        $($h)* { $($hd)* $($acc)* $($t)* }
+    };
+    // A field outside the set is passed over.
+    (@munch [$e:ident $s:ident limits] $w:tt $h:tt $hd:tt $t:tt $acc:tt
+        $(#$d:tt)* config $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @munch [$e $s limits] $w $h $hd $t $acc $($rest)* }
+    };
+    (@munch [$e:ident $s:ident limits] $w:tt $h:tt $hd:tt $t:tt $acc:tt
+        $(#$d:tt)* plan $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @munch [$e $s limits] $w $h $hd $t $acc $($rest)* }
+    };
+    (@munch [$e:ident $s:ident config] $w:tt $h:tt $hd:tt $t:tt $acc:tt
+        $(#$d:tt)* plan $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @munch [$e $s config] $w $h $hd $t $acc $($rest)* }
+    };
+    (@munch $m:tt $w:tt $h:tt $hd:tt $t:tt $acc:tt
+        $(#$d:tt)* $set:ident $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @pick $k $w $m [$m $w $h $hd $t $acc]
+            [$(#$d)*] $f $ty [$(($($b)*))?] $($rest)* }
+    };
+
+    // The form by the field's kind; a role list's type by the side.
+    (@pick roles [$r:ident $w:ident $n:ident] [$e:ident stored $s:ident] $c:tt $d:tt $f:ident $ty:tt $($x:tt)*) => {
+        $crate::domain::config::plan_fields! { @emit $w roles [$e stored $s] $c $d $f [String] $($x)* }
+    };
+    (@pick roles [$r:ident $w:ident $n:ident] $m:tt $c:tt $d:tt $f:ident $ty:tt $($x:tt)*) => {
+        $crate::domain::config::plan_fields! { @emit $w roles $m $c $d $f [Vec<String>] $($x)* }
+    };
+    (@pick required [$w:ident $p:ident $n:ident] $($x:tt)*) => { $crate::domain::config::plan_fields! { @emit $w value $($x)* } };
+    (@pick plain [$r:ident $w:ident $n:ident] $($x:tt)*) => { $crate::domain::config::plan_fields! { @emit $w value $($x)* } };
+    (@pick nullable [$r:ident $p:ident $w:ident] $($x:tt)*) => { $crate::domain::config::plan_fields! { @emit $w value $($x)* } };
+
+    // Reading a row: each field copied, a role list parsed from its text.
+    (@emit bare roles [read $me:tt $s:ident] [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t]
+            [$($acc)* $f: $crate::domain::config::roles_from_text(&$me.$f),] $($rest)* }
+    };
+    (@emit opt roles [read $me:tt $s:ident] [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t]
+            [$($acc)* $f: $me.$f.as_deref().map($crate::domain::config::roles_from_text),] $($rest)* }
+    };
+    (@emit $form:ident value [read $me:tt $s:ident] [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t]
+            [$($acc)* $f: ::core::clone::Clone::clone(&$me.$f),] $($rest)* }
+    };
+    // A struct's field: a request's carries its bounds.
+    (@emit $form:ident $k:ident [struct request $s:ident] $c:tt [$($d:tt)*] $f:ident $ty:tt [$(($($b:tt)*))?] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @wrap $form request $c [$($d)* $(#[schema($($b)*)])?] $f $ty $($rest)* }
+    };
+    (@emit $form:ident $k:ident [struct $side:ident $s:ident] $c:tt $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @wrap $form $side $c $d $f $ty $($rest)* }
+    };
+
+    (@wrap bare $side:ident [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t] [$($acc)* $($a)* pub $f: $($ty)*,] $($rest)* }
+    };
+    (@wrap opt $side:ident [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t] [$($acc)* $($a)* pub $f: Option<$($ty)*>,] $($rest)* }
+    };
+    // Absent: unchanged; `null`: cleared.
+    (@wrap optopt request [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t] [$($acc)* $($a)*
+            #[serde(default, deserialize_with = "crate::api::common::nullable")]
+            #[schema(value_type = Option<$($ty)*>)]
+            pub $f: Option<Option<$($ty)*>>,] $($rest)* }
+    };
+    (@wrap optopt $side:ident [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t] [$($acc)* $($a)* pub $f: Option<Option<$($ty)*>>,] $($rest)* }
+    };
+
+    (@next [$m:tt $w:tt $h:tt $hd:tt $t:tt] $acc:tt $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @munch $m $w $h $hd $t $acc $($rest)* }
+    };
+}
+
+pub(crate) use plan_fields;
+
 names! {
     /// Which sessions count against the limit.
     #[derive(Default)]
@@ -103,37 +267,19 @@ impl CountMode {
     }
 }
 
-/// Values a plan sets and a site may override.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LimitValues {
-    pub session_limit: i64,
-    pub count_mode: CountMode,
-    pub over_limit: OverLimit,
-    pub idle_timeout_seconds: i64,
-    pub session_ttl_seconds: i64,
-    pub limit_message: String,
-    /// Places kept for admissions carrying one of `reserved_roles`.
-    pub reserved_slots: i64,
-    pub reserved_roles: Vec<String>,
-    /// Most counted sessions one user may hold; `None`: no cap.
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: PerUserOverLimit,
+plan_fields! {
+    /// Values a plan sets and a site may override.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct LimitValues {}
+    limits as view values
 }
 
-/// The site's own overrides (`null`: the plan's value applies).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(as = OverridesView)]
-pub struct Overrides {
-    pub session_limit: Option<i64>,
-    pub count_mode: Option<CountMode>,
-    pub over_limit: Option<OverLimit>,
-    pub idle_timeout_seconds: Option<i64>,
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    pub reserved_slots: Option<i64>,
-    pub reserved_roles: Option<Vec<String>>,
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: Option<PerUserOverLimit>,
+plan_fields! {
+    /// The site's own overrides (`null`: the plan's value applies).
+    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
+    #[schema(as = OverridesView)]
+    pub struct Overrides {}
+    limits as view overrides
 }
 
 /// What a site runs with.
@@ -176,26 +322,17 @@ pub fn limit_message(template: &str, limit: i64) -> String {
     template.replace("{limit}", &limit.to_string())
 }
 
-/// A site's effective configuration: plan values merged with the site's overrides.
-#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
-pub struct SiteConfig {
-    pub site: String,
-    pub plan: String,
-    /// Grows with every change of the effective configuration.
-    pub config_version: i64,
-    pub session_limit: i64,
-    pub count_mode: CountMode,
-    pub over_limit: OverLimit,
-    pub overage_percent: i64,
-    pub idle_timeout_seconds: i64,
-    pub session_ttl_seconds: i64,
-    pub limit_message: String,
-    /// Places kept for admissions carrying one of `reserved_roles`.
-    pub reserved_slots: i64,
-    pub reserved_roles: Vec<String>,
-    /// Most counted sessions one user may hold (`null`: no cap).
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: PerUserOverLimit,
+plan_fields! {
+    /// A site's effective configuration: plan values merged with the site's overrides
+    /// (`per_user_limit` `null`: no cap).
+    #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+    pub struct SiteConfig {
+        pub site: String,
+        pub plan: String,
+        /// Grows with every change of the effective configuration.
+        pub config_version: i64,
+    }
+    config as view values
 }
 
 #[cfg(test)]

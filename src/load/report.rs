@@ -8,6 +8,13 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+/// Adds the named counters of one report into another: the sums of repeated runs.
+macro_rules! add_up {
+    ($into:expr, $from:expr; $($field:ident),+ $(,)?) => {
+        $( $into.$field += $from.$field; )+
+    };
+}
+
 /// What one client saw. Each client keeps its own, so recording needs no lock; they
 /// are merged once at the end.
 #[derive(Debug, Default)]
@@ -267,28 +274,15 @@ impl Summary {
         out.errors_by_status.clear();
         let mut sim: Option<SimulateReport> = None;
         for r in runs {
-            out.requests += r.requests;
-            out.events += r.events;
-            out.errors += r.errors;
-            out.refused += r.refused;
+            add_up!(out, r; requests, events, errors, refused);
             for (k, v) in r.errors_by_status {
                 *out.errors_by_status.entry(k).or_default() += v;
             }
             if let Some(x) = r.simulate {
                 let t = sim.get_or_insert_with(SimulateReport::default);
-                t.logins += x.logins;
-                t.admitted += x.admitted;
-                t.refused += x.refused;
-                t.evicted += x.evicted;
-                t.logouts += x.logouts;
-                t.abandoned += x.abandoned;
-                t.stale_logins += x.stale_logins;
-                t.config_changes += x.config_changes;
-                t.pushes_expected += x.pushes_expected;
-                t.pushes_received += x.pushes_received;
-                t.pushes_verified += x.pushes_verified;
-                t.pushes_bad_signature += x.pushes_bad_signature;
-                t.pushes_early += x.pushes_early;
+                add_up!(t, x; logins, admitted, refused, evicted, logouts, abandoned,
+                    stale_logins, config_changes, pushes_expected, pushes_received,
+                    pushes_verified, pushes_bad_signature, pushes_early);
                 for (k, v) in x.pushes_by_type {
                     *t.pushes_by_type.entry(k).or_default() += v;
                 }
