@@ -10,7 +10,7 @@ use base64::Engine;
 use diesel::Connection as _;
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
@@ -183,15 +183,6 @@ pub fn without_position(e: &serde_json::Error) -> String {
 fn unknown_field_name(msg: &str) -> Option<String> {
     let rest = msg.strip_prefix("unknown field `")?;
     Some(rest.split('`').next()?.to_owned())
-}
-
-/// Deserializes a field that may be absent (`None`), `null` (`Some(None)`) or a value.
-pub fn nullable<'de, D, T>(d: D) -> std::result::Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Ok(Some(Option::deserialize(d)?))
 }
 
 /// `?limit=&cursor=` for lists.

@@ -8,17 +8,16 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::common::{
-    Body, Checks, Page, decode_cursor, delete_audited, nullable, page, page_limit, path_slug,
-    push_url,
+    Body, Checks, Page, decode_cursor, delete_audited, page, page_limit, path_slug, push_url,
 };
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
 use crate::db::{DbConn, audit, outbox, plans, sites, tenants};
-use crate::domain::config::plan_fields;
-use crate::domain::config::{self, Overrides};
+use crate::domain::config::{self, Overrides, plan_fields};
 use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::domain::nullable;
 use crate::domain::plan_terms::parse_limit_message;
 use crate::domain::targets::Origin;
 use crate::error::{Error, Result};

@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::common::{
-    Body, Checks, Page, PageQuery, decode_cursor, delete_audited, nullable, page, path_slug,
-    push_url,
+    Body, Checks, Page, PageQuery, decode_cursor, delete_audited, page, path_slug, push_url,
 };
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{tenants, tenants::Tenant};
 use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::domain::nullable;
 use crate::domain::targets::Origin;
 use crate::error::{Error, Result};
 use crate::state::AppState;

@@ -21,10 +21,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(get_usage);
 }
 
-/// Declares a usage view: its own fields around the figures every level shows (a
-/// site, a tenant, the provider), which are written here once.
+/// Declares a usage view: `pub struct Name { own fields } figures { own fields }`, the
+/// figures being those every level shows (a site, a tenant, the provider), written
+/// here once.
 macro_rules! usage_view {
-    ($(#[$m:meta])* pub struct $name:ident { $($head:tt)* } { $($tail:tt)* }) => {
+    ($(#[$m:meta])* pub struct $name:ident { $($head:tt)* } figures { $($tail:tt)* }) => {
         $(#[$m])*
         pub struct $name {
             $($head)*
@@ -32,7 +33,8 @@ macro_rules! usage_view {
             pub active: i64,
             pub live: i64,
             pub dangling: i64,
-            /// Sessions that count against the limit, by each site's `count_mode`.
+            /// Sessions that count against the limit (by the site's `count_mode`; in
+            /// totals, summed over the sites).
             pub counted: i64,
             /// `counted ÷ session_limit` (0 when the limit is 0).
             pub utilization: f64,
@@ -47,7 +49,7 @@ usage_view! {
     #[derive(Debug, Serialize, ToSchema, Clone)]
     pub struct SiteUsage {
         pub site: String,
-    } {
+    } figures {
         pub config_version: i64,
     }
 }
@@ -57,7 +59,7 @@ usage_view! {
     #[derive(Debug, Serialize, ToSchema)]
     pub struct TenantUsage {
         pub tenant: String,
-    } {
+    } figures {
         /// The tenant's pool (`null`: none): counted sessions summed over its sites may
         /// not exceed it.
         pub pooled_session_limit: Option<i64>,
@@ -68,8 +70,9 @@ usage_view! {
 }
 
 usage_view! {
+    /// Totals over every site of every tenant.
     #[derive(Debug, Serialize, ToSchema)]
-    pub struct ProviderUsage {} {
+    pub struct ProviderUsage {} figures {
         pub tenants: Vec<TenantUsage>,
     }
 }
@@ -127,7 +130,8 @@ async fn usage_of(
 }
 
 /// A usage view whose figures are the sums over `$rows`, the views of the level
-/// below; the rest are the view's own fields.
+/// below; the rest are the view's own fields. Those come last, so that they may move
+/// what `$rows` names: the sums are taken by then.
 macro_rules! summed {
     ($name:ident over $rows:expr; $($own:tt)*) => {{
         let rows = &$rows;
@@ -147,10 +151,9 @@ macro_rules! summed {
 }
 
 fn totals(tenant: String, sites: Vec<SiteUsage>) -> TenantUsage {
-    let mut usage = summed!(TenantUsage over sites;
-        tenant, pooled_session_limit: None, pool_counted: 0, sites);
-    usage.pool_counted = usage.counted;
-    usage
+    // The pool counts what its sites count.
+    let pool_counted = sites.iter().map(|s| s.counted).sum();
+    summed!(TenantUsage over sites; tenant, pooled_session_limit: None, pool_counted, sites)
 }
 
 /// A site's sessions now.

@@ -6,8 +6,7 @@ use diesel::prelude::*;
 
 use super::plans::Plan;
 use crate::clock::Millis;
-use crate::domain::config::plan_fields;
-use crate::domain::config::{self, Effective};
+use crate::domain::config::{self, Effective, plan_fields};
 
 plan_fields! {
     /// A site as stored, and as a new one is inserted.

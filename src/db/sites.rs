@@ -7,8 +7,7 @@ use super::plans::{Plan, PlanChanges};
 use super::schema::{plans, site_plan_history::dsl as h, sites::dsl as s, tenants};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
-use crate::domain::config::OverLimit;
-use crate::domain::config::plan_fields;
+use crate::domain::config::{OverLimit, plan_fields};
 
 use crate::domain::scope::Scope;
 

@@ -13,12 +13,14 @@ pub const DEFAULT_LIMIT_MESSAGE: &str =
 // Twelve structs carry them: the values and overrides here, the API's bodies and
 // views, and the rows storage reads and writes. They differ in which fields they
 // take, whether a field may be unset or cleared, and what rides along (bounds for the
-// OpenAPI document, role lists kept as JSON text); the macro writes each of them from
-// the one list, so a new field is one line there, its migration, and its rules.
+// OpenAPI document, role lists kept as JSON text); the macro declares each of them
+// from the one list. A new field is declared there once; the code that merges, checks
+// or copies it (`effective`, the API's conversions, `SiteFull::config`) builds these
+// structs field by field, so the compiler points to each place.
 
 /// `plan_fields! { <attributes> pub struct Name { leading fields } <set> as <side>
-/// <shape> { trailing fields } }` declares `Name` with the list's fields between its
-/// own, in the list's order (the OpenAPI document shows properties in that order).
+/// <shape> { trailing fields } }` declares `Name` with the list's fields, all `pub`,
+/// between its own, in the list's order (the order of the JSON it serializes to).
 ///
 /// - set: `limits` (what a site may override), `config` (those and `overage_percent`:
 ///   what a site runs with) or `plan` (those and the prices: what a plan sells).
@@ -30,13 +32,18 @@ pub const DEFAULT_LIMIT_MESSAGE: &str =
 ///   the rest may be unset), `changes` (each may be unset, `per_user_limit` also
 ///   cleared) or `clears` (each may be unset or cleared).
 ///
-/// A stored `values` row also gets `limit_values()`, a stored `overrides` row
-/// `overrides()`: what it reads as in the domain.
+/// A stored `values` row also gets `limit_values()`, and a stored `overrides` row
+/// `overrides()`: the domain value the row holds.
 //
-// How it works: the list is walked one field at a time (`@munch`), a field outside
-// the set is passed over, `@pick` finds the field's form (`bare`, `opt`, `optopt`) and
-// type, and `@emit`/`@wrap` append it. Types and bounds travel as `tt` groups: a `ty`
-// or `literal` fragment would reach the derives wrapped in an invisible group.
+// How it works. `@shape` turns the shape into the forms (`bare`, `opt`, `optopt`) of a
+// `required`, a `plain` (or `roles`) and a `nullable` field, and `@list` appends the
+// list. `@munch` then takes one field at a time, passing over those outside the set;
+// `@pick` finds the field's form and type, `@emit` its attributes (or, for `@read`,
+// its copy from the row), `@wrap` its type, and `@next` goes on with the rest. The
+// state travels as groups: `[mode forms header head tail]` and the fields so far.
+// Types and bounds are `tt` groups, because a fragment captured as `ty` or `literal`
+// can only be matched again as an opaque `tt`, and reaches the derives wrapped in an
+// invisible group.
 macro_rules! plan_fields {
     (
         $(#[$meta:meta])* $vis:vis struct $name:ident { $($head:tt)* }
@@ -65,16 +72,25 @@ macro_rules! plan_fields {
     };
     (@read $side:ident $shape:ident $name:ident) => {};
 
-    // The form of a `required`, a `plain` (or `roles`) and a `nullable` field.
-    (@shape values $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [bare bare opt] $($s)* } };
-    (@shape overrides $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [opt opt opt] $($s)* } };
-    (@shape new $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [bare opt opt] $($s)* } };
-    (@shape changes $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [opt opt optopt] $($s)* } };
-    (@shape clears $($s:tt)*) => { $crate::domain::config::plan_fields! { @list [optopt optopt optopt] $($s)* } };
+    (@shape values $m:tt $($s:tt)*) => {
+        $crate::domain::config::plan_fields! { @list [$m [bare bare opt] $($s)*] }
+    };
+    (@shape overrides $m:tt $($s:tt)*) => {
+        $crate::domain::config::plan_fields! { @list [$m [opt opt opt] $($s)*] }
+    };
+    (@shape new $m:tt $($s:tt)*) => {
+        $crate::domain::config::plan_fields! { @list [$m [bare opt opt] $($s)*] }
+    };
+    (@shape changes $m:tt $($s:tt)*) => {
+        $crate::domain::config::plan_fields! { @list [$m [opt opt optopt] $($s)*] }
+    };
+    (@shape clears $m:tt $($s:tt)*) => {
+        $crate::domain::config::plan_fields! { @list [$m [optopt optopt optopt] $($s)*] }
+    };
 
     // `<set> <kind> name: [type] (bounds)`, the set being the smallest that has it.
-    (@list $w:tt $m:tt $h:tt $hd:tt $t:tt) => {
-        $crate::domain::config::plan_fields! { @munch $m $w $h $hd $t []
+    (@list $st:tt) => {
+        $crate::domain::config::plan_fields! { @munch $st []
             limits required session_limit: [i64] (minimum = 0, maximum = 1000000),
             limits plain count_mode: [crate::domain::config::CountMode],
             limits plain over_limit: [crate::domain::config::OverLimit],
@@ -95,79 +111,95 @@ macro_rules! plan_fields {
         }
     };
 
-    (@munch $m:tt $w:tt [$($h:tt)*] [$($hd:tt)*] [$($t:tt)*] [$($acc:tt)*]) => {
+    (@munch [$m:tt $w:tt [$($h:tt)*] [$($hd:tt)*] [$($t:tt)*]] [$($acc:tt)*]) => {
         $($h)* { $($hd)* $($acc)* $($t)* }
     };
     // A field outside the set is passed over.
-    (@munch [$e:ident $s:ident limits] $w:tt $h:tt $hd:tt $t:tt $acc:tt
+    (@munch [[$e:ident $s:ident limits] $($st:tt)*] $acc:tt
         $(#$d:tt)* config $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch [$e $s limits] $w $h $hd $t $acc $($rest)* }
+        $crate::domain::config::plan_fields! { @munch [[$e $s limits] $($st)*] $acc $($rest)* }
     };
-    (@munch [$e:ident $s:ident limits] $w:tt $h:tt $hd:tt $t:tt $acc:tt
+    (@munch [[$e:ident $s:ident limits] $($st:tt)*] $acc:tt
         $(#$d:tt)* plan $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch [$e $s limits] $w $h $hd $t $acc $($rest)* }
+        $crate::domain::config::plan_fields! { @munch [[$e $s limits] $($st)*] $acc $($rest)* }
     };
-    (@munch [$e:ident $s:ident config] $w:tt $h:tt $hd:tt $t:tt $acc:tt
+    (@munch [[$e:ident $s:ident config] $($st:tt)*] $acc:tt
         $(#$d:tt)* plan $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch [$e $s config] $w $h $hd $t $acc $($rest)* }
+        $crate::domain::config::plan_fields! { @munch [[$e $s config] $($st)*] $acc $($rest)* }
     };
-    (@munch $m:tt $w:tt $h:tt $hd:tt $t:tt $acc:tt
+    (@munch [$m:tt $w:tt $($st:tt)*] $acc:tt
         $(#$d:tt)* $set:ident $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @pick $k $w $m [$m $w $h $hd $t $acc]
-            [$(#$d)*] $f $ty [$(($($b)*))?] $($rest)* }
+        $crate::domain::config::plan_fields! { @pick $k $w $m
+            [[$m $w $($st)*] $acc] [$(#$d)*] $f $ty [$(($($b)*))?] $($rest)* }
     };
 
     // The form by the field's kind; a role list's type by the side.
-    (@pick roles [$r:ident $w:ident $n:ident] [$e:ident stored $s:ident] $c:tt $d:tt $f:ident $ty:tt $($x:tt)*) => {
-        $crate::domain::config::plan_fields! { @emit $w roles [$e stored $s] $c $d $f [String] $($x)* }
+    (@pick roles [$r:ident $w:ident $n:ident] [$e:ident stored $s:ident]
+        $c:tt [$($d:tt)*] $f:ident $ty:tt $($x:tt)*) => {
+        $crate::domain::config::plan_fields! { @emit $w roles [$e stored $s]
+            $c [$($d)* #[doc = " Kept as the list's JSON text."]] $f [String] $($x)* }
     };
     (@pick roles [$r:ident $w:ident $n:ident] $m:tt $c:tt $d:tt $f:ident $ty:tt $($x:tt)*) => {
         $crate::domain::config::plan_fields! { @emit $w roles $m $c $d $f [Vec<String>] $($x)* }
     };
-    (@pick required [$w:ident $p:ident $n:ident] $($x:tt)*) => { $crate::domain::config::plan_fields! { @emit $w value $($x)* } };
-    (@pick plain [$r:ident $w:ident $n:ident] $($x:tt)*) => { $crate::domain::config::plan_fields! { @emit $w value $($x)* } };
-    (@pick nullable [$r:ident $p:ident $w:ident] $($x:tt)*) => { $crate::domain::config::plan_fields! { @emit $w value $($x)* } };
+    (@pick required [$w:ident $p:ident $n:ident] $($x:tt)*) => {
+        $crate::domain::config::plan_fields! { @emit $w value $($x)* }
+    };
+    (@pick plain [$r:ident $w:ident $n:ident] $($x:tt)*) => {
+        $crate::domain::config::plan_fields! { @emit $w value $($x)* }
+    };
+    (@pick nullable [$r:ident $p:ident $w:ident] $($x:tt)*) => {
+        $crate::domain::config::plan_fields! { @emit $w value $($x)* }
+    };
 
     // Reading a row: each field copied, a role list parsed from its text.
-    (@emit bare roles [read $me:tt $s:ident] [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t]
+    (@emit bare roles [read $me:tt $s:ident] [$st:tt [$($acc:tt)*]]
+        $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @munch $st
             [$($acc)* $f: $crate::domain::config::roles_from_text(&$me.$f),] $($rest)* }
     };
-    (@emit opt roles [read $me:tt $s:ident] [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t]
-            [$($acc)* $f: $me.$f.as_deref().map($crate::domain::config::roles_from_text),] $($rest)* }
+    (@emit opt roles [read $me:tt $s:ident] [$st:tt [$($acc:tt)*]]
+        $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @munch $st
+            [$($acc)* $f: $me.$f.as_deref().map($crate::domain::config::roles_from_text),]
+            $($rest)* }
     };
-    (@emit $form:ident value [read $me:tt $s:ident] [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t]
+    (@emit $form:ident value [read $me:tt $s:ident] [$st:tt [$($acc:tt)*]]
+        $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @munch $st
             [$($acc)* $f: ::core::clone::Clone::clone(&$me.$f),] $($rest)* }
     };
     // A struct's field: a request's carries its bounds.
-    (@emit $form:ident $k:ident [struct request $s:ident] $c:tt [$($d:tt)*] $f:ident $ty:tt [$(($($b:tt)*))?] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @wrap $form request $c [$($d)* $(#[schema($($b)*)])?] $f $ty $($rest)* }
+    (@emit $form:ident $k:ident [struct request $s:ident] $c:tt
+        [$($d:tt)*] $f:ident $ty:tt [$(($($b:tt)*))?] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @wrap $form request $c
+            [$($d)* $(#[schema($($b)*)])?] $f $ty $($rest)* }
     };
-    (@emit $form:ident $k:ident [struct $side:ident $s:ident] $c:tt $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
+    (@emit $form:ident $k:ident [struct $side:ident $s:ident] $c:tt
+        $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
         $crate::domain::config::plan_fields! { @wrap $form $side $c $d $f $ty $($rest)* }
     };
 
-    (@wrap bare $side:ident [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t] [$($acc)* $($a)* pub $f: $($ty)*,] $($rest)* }
+    (@wrap bare $side:ident $c:tt $a:tt $f:ident [$($ty:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next $c $a [$f: $($ty)*] $($rest)* }
     };
-    (@wrap opt $side:ident [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t] [$($acc)* $($a)* pub $f: Option<$($ty)*>,] $($rest)* }
+    (@wrap opt $side:ident $c:tt $a:tt $f:ident [$($ty:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next $c $a [$f: Option<$($ty)*>] $($rest)* }
     };
     // Absent: unchanged; `null`: cleared.
-    (@wrap optopt request [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t] [$($acc)* $($a)*
-            #[serde(default, deserialize_with = "crate::api::common::nullable")]
+    (@wrap optopt request $c:tt [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next $c [$($a)*
+            #[serde(default, deserialize_with = "crate::domain::nullable")]
             #[schema(value_type = Option<$($ty)*>)]
-            pub $f: Option<Option<$($ty)*>>,] $($rest)* }
+        ] [$f: Option<Option<$($ty)*>>] $($rest)* }
     };
-    (@wrap optopt $side:ident [$m:tt $w:tt $h:tt $hd:tt $t:tt [$($acc:tt)*]] [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next [$m $w $h $hd $t] [$($acc)* $($a)* pub $f: Option<Option<$($ty)*>>,] $($rest)* }
+    (@wrap optopt $side:ident $c:tt $a:tt $f:ident [$($ty:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @next $c $a [$f: Option<Option<$($ty)*>>] $($rest)* }
     };
 
-    (@next [$m:tt $w:tt $h:tt $hd:tt $t:tt] $acc:tt $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch $m $w $h $hd $t $acc $($rest)* }
+    (@next [$st:tt [$($acc:tt)*]] [$($a:tt)*] [$($field:tt)*] $($rest:tt)*) => {
+        $crate::domain::config::plan_fields! { @munch $st
+            [$($acc)* $($a)* pub $($field)*,] $($rest)* }
     };
 }
 
@@ -268,7 +300,7 @@ impl CountMode {
 }
 
 plan_fields! {
-    /// Values a plan sets and a site may override.
+    /// Values a plan sets and a site may override (`per_user_limit` `None`: no cap).
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct LimitValues {}
     limits as view values

@@ -57,6 +57,17 @@ pub mod scope;
 pub mod session;
 pub mod targets;
 
+/// Reads a field that may be absent (`None`), `null` (`Some(None)`) or a value: how a
+/// change tells "leave it" from "clear it". Used with `#[serde(default)]`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize as _;
+    Ok(Some(Option::deserialize(d)?))
+}
+
 /// Milliseconds since the Unix epoch, UTC: the unit of every stored instant.
 pub type Millis = i64;
 
