@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, get, web};
 
-use super::common::{Page, PageQuery, decode_cursor, page};
+use super::common::{Page, PageQuery, id_page};
 use super::problems::BadRequest;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
@@ -22,24 +22,25 @@ pub async fn list_audit(
     state: web::Data<AppState>, caller: Caller, q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
-    let limit = q.limit()?;
-    let before = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
-    let rows = state
-        .db
-        .run(move |c| audit::list(c, before, limit + 1))
-        .await?;
-    Ok(HttpResponse::Ok().json(page(
-        rows,
-        limit,
-        |r| vec![r.id],
-        |r| AuditEntry {
-            id: r.id,
-            at: to_rfc3339(r.at),
-            actor: r.actor,
-            action: r.action,
-            entity: r.entity,
-            key: r.entity_key,
-            detail: serde_json::from_str(&r.detail).unwrap_or_default(),
-        },
-    )))
+    let page = id_page(
+        &state,
+        q.limit,
+        q.cursor.as_deref(),
+        audit::list,
+        |r| r.id,
+        entry,
+    );
+    Ok(HttpResponse::Ok().json(page.await?))
+}
+
+fn entry(r: audit::AuditRow) -> AuditEntry {
+    AuditEntry {
+        id: r.id,
+        at: to_rfc3339(r.at),
+        actor: r.actor,
+        action: r.action,
+        entity: r.entity,
+        key: r.entity_key,
+        detail: serde_json::from_str(&r.detail).unwrap_or_default(),
+    }
 }

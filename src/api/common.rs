@@ -263,6 +263,23 @@ pub fn page<R, T>(
     }
 }
 
+/// One page of a list kept in id order (either way): `read(conn, the cursor's id,
+/// limit + 1)` reads one row past the page, so that the page knows whether another
+/// follows and `next_cursor` names the last id on it.
+pub async fn id_page<R, T, F>(
+    state: &AppState, limit: Option<i64>, cursor: Option<&str>, mut read: F, id: fn(&R) -> i64,
+    view: impl Fn(R) -> T,
+) -> Result<Page<T>>
+where
+    F: FnMut(&mut DbConn, Option<i64>, i64) -> db::Result<Vec<R>> + Send + 'static,
+    R: Send + 'static,
+{
+    let limit = page_limit(limit)?;
+    let from = decode_cursor(cursor, 1)?.map(|v| v[0]);
+    let rows = state.db.run(move |c| read(c, from, limit + 1)).await?;
+    Ok(page(rows, limit, |r| vec![id(r)], view))
+}
+
 /// Deletes (admin only) what `key` names, in one transaction with its audit record:
 /// `delete` finds and removes it, or fails as not found. Returns the key, for the
 /// caller to forget what it caches of it.

@@ -5,13 +5,13 @@ use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Page, decode_cursor, page, page_limit};
+use super::common::{Page, id_page};
 use super::problems::{BadRequest, Conflict, NotFound};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
 use crate::db::outbox::{self, AttemptRow, OutboxRow};
-use crate::db::sites;
+use crate::db::{DbConn, sites};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -89,8 +89,6 @@ pub async fn list_deliveries(
     q: web::Query<DeliveriesQuery>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
-    let limit = page_limit(q.limit)?;
-    let before = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
     if let Some(s) = &q.status
         && !matches!(
             s.as_str(),
@@ -104,11 +102,11 @@ pub async fn list_deliveries(
     }
     let status = q.status.clone();
     let site_id = site.site.id;
-    let rows = state
-        .db
-        .run(move |c| outbox::list_for_site(c, site_id, status.as_deref(), before, limit + 1))
-        .await?;
-    Ok(HttpResponse::Ok().json(page(rows, limit, |r| vec![r.0.id], view)))
+    let read = move |c: &mut DbConn, before, n| {
+        outbox::list_for_site(c, site_id, status.as_deref(), before, n)
+    };
+    let page = id_page(&state, q.limit, q.cursor.as_deref(), read, |r| r.0.id, view);
+    Ok(HttpResponse::Ok().json(page.await?))
 }
 
 /// Send a failed push again, with a fresh retry schedule.

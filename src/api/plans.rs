@@ -4,9 +4,7 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{
-    Body, Checks, Page, PageQuery, decode_cursor, delete_audited, page, path_slug,
-};
+use super::common::{Body, Checks, Page, PageQuery, delete_audited, id_page, path_slug};
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
@@ -260,13 +258,15 @@ pub async fn list_plans(
     state: web::Data<AppState>, caller: Caller, q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     caller.scope()?;
-    let limit = q.limit()?;
-    let after = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
-    let rows = state
-        .db
-        .run(move |c| plans::list(c, after, limit + 1))
-        .await?;
-    Ok(HttpResponse::Ok().json(page(rows, limit, |p| vec![p.id], PlanView::from)))
+    let page = id_page(
+        &state,
+        q.limit,
+        q.cursor.as_deref(),
+        plans::list,
+        |p| p.id,
+        PlanView::from,
+    );
+    Ok(HttpResponse::Ok().json(page.await?))
 }
 
 /// Get a plan.

@@ -7,9 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{
-    Body, Checks, Page, decode_cursor, delete_audited, page, page_limit, path_slug, push_url,
-};
+use super::common::{Body, Checks, Page, delete_audited, id_page, path_slug, push_url};
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
@@ -316,14 +314,17 @@ pub async fn list_sites(
     state: web::Data<AppState>, caller: Caller, q: web::Query<SiteListQuery>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
-    let limit = page_limit(q.limit)?;
-    let after = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
     let tenant = q.tenant.clone();
-    let rows = state
-        .db
-        .run(move |c| sites::list(c, &scope, tenant.as_deref(), after, limit + 1))
-        .await?;
-    Ok(HttpResponse::Ok().json(page(rows, limit, |s| vec![s.site.id], SiteView::from)))
+    let read = move |c: &mut DbConn, after, n| sites::list(c, &scope, tenant.as_deref(), after, n);
+    let page = id_page(
+        &state,
+        q.limit,
+        q.cursor.as_deref(),
+        read,
+        |s| s.site.id,
+        SiteView::from,
+    );
+    Ok(HttpResponse::Ok().json(page.await?))
 }
 
 /// Get a site.

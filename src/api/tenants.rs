@@ -5,13 +5,11 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{
-    Body, Checks, Page, PageQuery, decode_cursor, delete_audited, page, path_slug, push_url,
-};
+use super::common::{Body, Checks, Page, PageQuery, delete_audited, id_page, path_slug, push_url};
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
-use crate::db::{tenants, tenants::Tenant};
+use crate::db::{DbConn, tenants, tenants::Tenant};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::nullable;
 use crate::domain::targets::Origin;
@@ -215,13 +213,16 @@ pub async fn list_tenants(
     state: web::Data<AppState>, caller: Caller, q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
-    let limit = q.limit()?;
-    let after = decode_cursor(q.cursor.as_deref(), 1)?.map(|v| v[0]);
-    let rows = state
-        .db
-        .run(move |c| tenants::list(c, &scope, after, limit + 1))
-        .await?;
-    Ok(HttpResponse::Ok().json(page(rows, limit, |t| vec![t.id], TenantView::from)))
+    let read = move |c: &mut DbConn, after, n| tenants::list(c, &scope, after, n);
+    let page = id_page(
+        &state,
+        q.limit,
+        q.cursor.as_deref(),
+        read,
+        |t| t.id,
+        TenantView::from,
+    );
+    Ok(HttpResponse::Ok().json(page.await?))
 }
 
 /// Get a tenant.
