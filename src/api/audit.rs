@@ -22,14 +22,8 @@ pub async fn list_audit(
     state: web::Data<AppState>, caller: Caller, q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
-    let page = id_page(
-        &state,
-        q.limit,
-        q.cursor.as_deref(),
-        audit::list,
-        |r| r.id,
-        entry,
-    );
+    let (limit, cursor) = (q.limit, q.cursor.as_deref());
+    let page = id_page(&state, limit, cursor, audit::list, |r| r.id, entry);
     Ok(HttpResponse::Ok().json(page.await?))
 }
 

@@ -105,7 +105,8 @@ pub async fn list_deliveries(
     let read = move |c: &mut DbConn, before, n| {
         outbox::list_for_site(c, site_id, status.as_deref(), before, n)
     };
-    let page = id_page(&state, q.limit, q.cursor.as_deref(), read, |r| r.0.id, view);
+    let (limit, cursor) = (q.limit, q.cursor.as_deref());
+    let page = id_page(&state, limit, cursor, read, |r| r.0.id, view);
     Ok(HttpResponse::Ok().json(page.await?))
 }
 

@@ -258,14 +258,8 @@ pub async fn list_plans(
     state: web::Data<AppState>, caller: Caller, q: web::Query<PageQuery>,
 ) -> Result<HttpResponse> {
     caller.scope()?;
-    let page = id_page(
-        &state,
-        q.limit,
-        q.cursor.as_deref(),
-        plans::list,
-        |p| p.id,
-        PlanView::from,
-    );
+    let (limit, cursor) = (q.limit, q.cursor.as_deref());
+    let page = id_page(&state, limit, cursor, plans::list, |p| p.id, PlanView::from);
     Ok(HttpResponse::Ok().json(page.await?))
 }
 

@@ -316,14 +316,8 @@ pub async fn list_sites(
     let scope = caller.scope()?;
     let tenant = q.tenant.clone();
     let read = move |c: &mut DbConn, after, n| sites::list(c, &scope, tenant.as_deref(), after, n);
-    let page = id_page(
-        &state,
-        q.limit,
-        q.cursor.as_deref(),
-        read,
-        |s| s.site.id,
-        SiteView::from,
-    );
+    let (limit, cursor) = (q.limit, q.cursor.as_deref());
+    let page = id_page(&state, limit, cursor, read, |s| s.site.id, SiteView::from);
     Ok(HttpResponse::Ok().json(page.await?))
 }
 

@@ -214,14 +214,8 @@ pub async fn list_tenants(
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let read = move |c: &mut DbConn, after, n| tenants::list(c, &scope, after, n);
-    let page = id_page(
-        &state,
-        q.limit,
-        q.cursor.as_deref(),
-        read,
-        |t| t.id,
-        TenantView::from,
-    );
+    let (limit, cursor) = (q.limit, q.cursor.as_deref());
+    let page = id_page(&state, limit, cursor, read, |t| t.id, TenantView::from);
     Ok(HttpResponse::Ok().json(page.await?))
 }
 
