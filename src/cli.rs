@@ -12,7 +12,7 @@ use crate::config::{Config, DbArgs, LogFormat, ServeArgs};
 #[derive(Debug, Parser)]
 #[command(
     name = "headcount",
-    version,
+    version = crate::db::migrations::release_line(),
     about = "Control plane for hosting providers that sell web sites priced by a sessions limit",
     long_about = "Control plane for hosting providers that sell web sites priced by a sessions limit.\n\n\
 It keeps tenants, plans and sites, learns which user sessions exist on each site from the \
@@ -128,7 +128,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => serve(args),
         Command::Migrate(args) => {
             let config = Config::for_db(&args)?;
-            let db = crate::db::Db::connect(&config.database_url, 2).map_err(|e| e.to_string())?;
+            let db =
+                crate::db::Db::connect_with(config.db_manager(), 2).map_err(|e| e.to_string())?;
             let n = db.migrate().map_err(|e| e.to_string())?;
             println!("applied {n} migration(s)");
             Ok(())

@@ -68,6 +68,7 @@ struct FileSettings {
     session_retention_days: Option<i64>,
     sample_retention_days: Option<i64>,
     metrics_public: Option<bool>,
+    prepared_statements: Option<bool>,
     metrics_per_tenant: Option<bool>,
     provider_notify_url: Option<String>,
     provider_notify_secret: Option<String>,
@@ -108,6 +109,9 @@ pub struct Config {
     pub provider_notify_secret: Option<Secret>,
     pub pool_size: u32,
     pub workers: usize,
+    /// Named prepared statements on PostgreSQL; off behind a pooler that cannot keep
+    /// them (PgBouncer before 1.21 in transaction mode).
+    pub prepared_statements: bool,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -115,6 +119,16 @@ fn env(name: &str) -> Option<String> {
 }
 
 impl Config {
+    /// The database connection manager these settings ask for.
+    pub fn db_manager(&self) -> crate::db::Manager {
+        let m = crate::db::Manager::new(&self.database_url);
+        if self.prepared_statements {
+            m
+        } else {
+            m.without_prepared_statements()
+        }
+    }
+
     /// Reads only the database part (for `migrate`, `token`, `billing`).
     pub fn for_db(args: &DbArgs) -> Result<Self, String> {
         Self::load(&ServeArgs {
@@ -146,6 +160,11 @@ impl Config {
             "HEADCOUNT_METRICS_PER_TENANT",
             file.metrics_per_tenant,
             false,
+        )?;
+        let prepared_statements = parse_bool(
+            "HEADCOUNT_PREPARED_STATEMENTS",
+            file.prepared_statements,
+            true,
         )?;
         let log = pick(None, "HEADCOUNT_LOG", file.log.clone()).unwrap_or_else(|| "info".into());
         let log_format = log_format(&file)?;
@@ -185,6 +204,7 @@ impl Config {
             provider_notify_secret,
             pool_size: pool_size.clamp(1, 512) as u32,
             workers: workers.clamp(1, 256) as usize,
+            prepared_statements,
         })
     }
 }

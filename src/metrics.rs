@@ -140,10 +140,11 @@ impl Metrics {
         render_pool_wait(pool_wait, &mut out);
         let _ = write!(
             out,
-            "# HELP headcount_build_info The running version.\n\
+            "# HELP headcount_build_info The running release and the schema version it knows.\n\
              # TYPE headcount_build_info gauge\n\
-             headcount_build_info{{version=\"{}\"}} 1\n",
-            env!("CARGO_PKG_VERSION")
+             headcount_build_info{{version=\"{}\",schema=\"{}\"}} 1\n",
+            crate::db::migrations::RELEASE,
+            crate::db::migrations::schema_version()
         );
         out
     }

@@ -91,8 +91,15 @@ impl AppState {
 /// Opens the database, applies migrations and loads the JWT key, generating it on the
 /// very first start. Returns the state and whether this was the first start.
 pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, bool)> {
-    let db = Db::connect(&config.database_url, config.pool_size)?;
-    db.migrate()?;
+    let db = Db::connect_with(config.db_manager(), config.pool_size)?;
+    let applied = db.migrate()?;
+    if applied > 0 {
+        tracing::info!(
+            applied,
+            schema = crate::db::migrations::schema_version(),
+            "applied {applied} migration(s)"
+        );
+    }
     let now = clock.now_ms();
     let (key, first_start) = db
         .run_sync(|c| {

@@ -16,20 +16,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, or `unavailable` with the reason in `detail`.
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    /// `ok`.
+    pub status: &'static str,
+    /// The release (the crate's version), e.g. `0.2.0`.
+    pub version: &'static str,
+    /// The newest migration this binary knows, as the database records it
+    /// (`20261202000009`).
+    pub schema: &'static str,
 }
 
-/// Liveness: the process answers.
+impl Health {
+    fn ok() -> Self {
+        Self {
+            status: "ok",
+            version: crate::db::migrations::RELEASE,
+            schema: crate::db::migrations::schema_version(),
+        }
+    }
+}
+
+/// Liveness: the process answers, with its release and schema version.
 #[utoipa::path(tag = "operations", responses((status = 200, description = "alive", body = Health)))]
 #[get("/healthz")]
 pub async fn get_healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health {
-        status: "ok".to_owned(),
-        detail: None,
-    })
+    HttpResponse::Ok().json(Health::ok())
 }
 
 /// Readiness: the database answers and every migration is applied.
@@ -46,10 +56,7 @@ pub async fn get_readyz(state: web::Data<AppState>) -> Result<HttpResponse> {
     if pending {
         return Err(Error::Unavailable("migrations are pending".to_owned()));
     }
-    Ok(HttpResponse::Ok().json(Health {
-        status: "ok".to_owned(),
-        detail: None,
-    }))
+    Ok(HttpResponse::Ok().json(Health::ok()))
 }
 
 /// Prometheus metrics: requests by route and status, latency histograms, pool state,

@@ -13,6 +13,7 @@ pub mod forecast;
 pub mod history;
 pub mod idempotency;
 mod merge_stmt;
+pub mod migrations;
 pub mod outbox;
 pub mod plans;
 mod pool_wait;
@@ -35,13 +36,9 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::{PgConnection, SqliteConnection};
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use error::{Error, Result, Retry};
 pub use pool_wait::WaitHistogram;
-
-const PG_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
-const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 
 /// A connection to either backend. Portable diesel queries run on this enum; the
 /// statements the multi backend cannot express go through [`per_backend!`].
@@ -115,16 +112,34 @@ pub enum ConnectError {
 #[derive(Debug, Clone)]
 pub struct Manager {
     url: String,
+    prepared_statements: bool,
 }
 
 impl Manager {
     pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into() }
+        Self {
+            url: url.into(),
+            prepared_statements: true,
+        }
+    }
+
+    /// Without named prepared statements on PostgreSQL: every statement is parsed
+    /// anew, as a pooler that hands each transaction another server connection
+    /// (PgBouncer before 1.21 in transaction mode) needs.
+    pub fn without_prepared_statements(mut self) -> Self {
+        self.prepared_statements = false;
+        self
     }
 
     pub fn connect_now(&self) -> Result<DbConn, ConnectError> {
         match Backend::of_url(&self.url) {
-            Some(Backend::Postgres) => Ok(DbConn::Pg(PgConnection::establish(&self.url)?)),
+            Some(Backend::Postgres) => {
+                let mut c = PgConnection::establish(&self.url)?;
+                if !self.prepared_statements {
+                    c.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
+                }
+                Ok(DbConn::Pg(c))
+            }
             Some(Backend::Sqlite) => {
                 let mut c = SqliteConnection::establish(sqlite_path(&self.url))?;
                 // WAL lets readers run beside the one writer; the busy timeout makes
@@ -185,6 +200,12 @@ impl Db {
     /// Opens the pool. Fails fast with the real cause when the first connection
     /// cannot be made.
     pub fn connect(url: &str, max_size: u32) -> anyhow::Result<Self> {
+        Self::connect_with(Manager::new(url), max_size)
+    }
+
+    /// [`Db::connect`] with the connection manager's options.
+    pub fn connect_with(manager: Manager, max_size: u32) -> anyhow::Result<Self> {
+        let url = manager.url.as_str();
         let backend = Backend::of_url(url).ok_or(ConnectError::Scheme)?;
         if backend == Backend::Sqlite {
             let path = std::path::Path::new(sqlite_path(url));
@@ -194,7 +215,6 @@ impl Db {
                 })?;
             }
         }
-        let manager = Manager::new(url);
         // Surface the real connection error before r2d2 hides it behind a timeout.
         manager.connect_now()?;
         // No idle minimum: r2d2 would otherwise open replacement connections on its
@@ -263,21 +283,16 @@ impl Db {
         run_blocking(&self.pool, &self.pool_wait, f)
     }
 
+    /// Applies pending migrations; see [`migrations::run`].
     pub fn migrate(&self) -> anyhow::Result<usize> {
         let mut conn = self.pool.get()?;
-        run_migrations(&mut conn)
+        migrations::run(&mut conn)
     }
 
     pub fn pending_migrations(&self) -> Result<bool> {
         let mut conn = self.pool.get()?;
-        let pending = per_backend!(
-            &mut *conn,
-            |c| match c.has_pending_migration(migrations_for(c)) {
-                Ok(p) => p,
-                Err(e) => return Err(Error::Unavailable(format!("cannot read migrations: {e}"))),
-            }
-        );
-        Ok(pending)
+        migrations::pending(&mut conn)
+            .map_err(|e| Error::Unavailable(format!("cannot read migrations: {e}")))
     }
 
     pub fn pool_state(&self) -> r2d2::State {
@@ -304,44 +319,6 @@ where
             other => return other,
         }
     }
-}
-
-trait MigrationsFor {
-    fn migrations() -> EmbeddedMigrations;
-}
-impl MigrationsFor for PgConnection {
-    fn migrations() -> EmbeddedMigrations {
-        PG_MIGRATIONS
-    }
-}
-impl MigrationsFor for SqliteConnection {
-    fn migrations() -> EmbeddedMigrations {
-        SQLITE_MIGRATIONS
-    }
-}
-fn migrations_for<C: MigrationsFor>(_c: &C) -> EmbeddedMigrations {
-    C::migrations()
-}
-
-/// Applies pending migrations. On PostgreSQL an advisory lock keeps several processes
-/// starting at once from racing each other.
-pub fn run_migrations(conn: &mut DbConn) -> anyhow::Result<usize> {
-    let applied = match conn {
-        DbConn::Pg(c) => {
-            c.batch_execute("SELECT pg_advisory_lock(727468)")?;
-            let r = c
-                .run_pending_migrations(PG_MIGRATIONS)
-                .map(|v| v.len())
-                .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
-            c.batch_execute("SELECT pg_advisory_unlock(727468)")?;
-            r?
-        }
-        DbConn::Sqlite(c) => c
-            .run_pending_migrations(SQLITE_MIGRATIONS)
-            .map(|v| v.len())
-            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?,
-    };
-    Ok(applied)
 }
 
 /// Runs `f` in a read-only transaction whose statements all see one snapshot: at

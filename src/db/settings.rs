@@ -24,3 +24,14 @@ pub fn get_or_insert(conn: &mut DbConn, key: &str, value: &str) -> Result<(Strin
     let current = get(conn, key)?.unwrap_or_else(|| value.to_owned());
     Ok((current, inserted == 1))
 }
+
+/// Stores `value` under `key`, replacing what was there.
+pub fn set(conn: &mut DbConn, key: &str, value: &str) -> Result<()> {
+    crate::per_backend!(conn, |c| diesel::insert_into(s::settings)
+        .values((s::key.eq(key), s::value.eq(value)))
+        .on_conflict(s::key)
+        .do_update()
+        .set(s::value.eq(value))
+        .execute(c)?);
+    Ok(())
+}

@@ -20,6 +20,7 @@ mod ops;
 mod outage;
 mod process;
 mod push;
+mod releases;
 mod security;
 mod sessions;
 mod statements;
