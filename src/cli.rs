@@ -47,6 +47,23 @@ pub enum Command {
     Load(crate::load::LoadArgs),
     /// Print the OpenAPI document (the committed openapi/openapi.json).
     Openapi,
+    /// Copy the SQLite database to a backup file while the server keeps running.
+    ///
+    /// The copy is one consistent snapshot (SQLite's VACUUM INTO), taken while the
+    /// server goes on accepting writes. It is written beside FILE and renamed to FILE
+    /// when complete; an existing FILE is never overwritten. The file holds the token
+    /// signing key and webhook secrets: keep it as safe as the database.
+    /// PostgreSQL is backed up with `pg_dump -Fc` instead (docs/backup.md).
+    Backup(crate::backup::BackupArgs),
+    /// Restore a backup file into a new SQLite database.
+    ///
+    /// Restores into an empty data directory, with headcount stopped: the database
+    /// must not exist yet. The backup is checked first (an SQLite file that passes
+    /// its integrity check, has headcount's tables and no migration newer than this
+    /// binary knows) and is never changed; a refusal leaves nothing behind. Start
+    /// `headcount serve` on the data directory afterwards. PostgreSQL dumps are
+    /// restored with `pg_restore` instead (docs/backup.md).
+    Restore(crate::backup::RestoreArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +211,8 @@ pub fn run(cli: Cli) -> Result<(), String> {
             print!("{}", crate::openapi::json());
             Ok(())
         }
+        Command::Backup(args) => crate::backup::backup(args),
+        Command::Restore(args) => crate::backup::restore(args),
     }
 }
 

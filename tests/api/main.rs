@@ -5,6 +5,7 @@ mod helpers;
 mod receiver;
 
 mod admission;
+mod backup;
 mod billing;
 mod control;
 mod counts;
