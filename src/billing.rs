@@ -60,7 +60,7 @@ fn export(args: ExportArgs) -> Result<(), String> {
         FormatArg::Json => Format::Json,
     };
     let config = Config::for_db(&args.db)?;
-    let db = Db::connect(&config.database_url, 2).map_err(|e| e.to_string())?;
+    let db = Db::connect_with(config.db_manager(), 2).map_err(|e| e.to_string())?;
     if db.pending_migrations().map_err(|e| e.to_string())? {
         return Err("the database has pending migrations; run `headcount migrate` first".into());
     }
