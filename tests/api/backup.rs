@@ -310,7 +310,7 @@ async fn a_pg_dump_restored_with_pg_restore_answers_the_same() {
         ),
         (
             "createdb",
-            vec![&format!("--maintenance-db={}", app.database_url), &name],
+            vec![&format!("--maintenance-db={admin_url}"), &name],
         ),
         (
             "pg_restore",
