@@ -196,7 +196,7 @@ async fn a_backup_taken_while_events_flow_restores_every_acknowledged_event() {
             && written.lines().count() == 1,
         "{written}"
     );
-    // The live database was in use: no journal or partial file beside the backup.
+    // Only the backup is left beside the live database: no partial copy, no journal.
     let beside: Vec<_> = entries(live.path())
         .into_iter()
         .filter(|p| p.file_name().unwrap().to_string_lossy().contains("backup"))
