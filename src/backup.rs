@@ -246,26 +246,22 @@ struct Check {
 }
 
 #[derive(QueryableByName)]
-struct Version {
-    #[diesel(sql_type = Text)]
-    version: String,
-}
-
-#[derive(QueryableByName)]
 struct Value {
     #[diesel(sql_type = Text)]
     value: String,
 }
 
-fn open(path: &Path) -> Result<SqliteConnection, String> {
+fn open(path: &Path) -> Result<DbConn, String> {
     let utf8 = path
         .to_str()
         .ok_or_else(|| format!("{}: the path is not UTF-8", path.display()))?;
-    SqliteConnection::establish(utf8).map_err(|e| format!("cannot open {}: {e}", path.display()))
+    SqliteConnection::establish(utf8)
+        .map(DbConn::Sqlite)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
 }
 
 /// Checks that `conn` is a sound headcount database; an `Err` says why it is not.
-fn inspect(conn: &mut SqliteConnection) -> Result<Contents, String> {
+fn inspect(conn: &mut DbConn) -> Result<Contents, String> {
     let checks: Vec<Check> = diesel::sql_query("PRAGMA integrity_check")
         .load(conn)
         .map_err(|e| e.to_string())?;
@@ -285,22 +281,14 @@ fn inspect(conn: &mut SqliteConnection) -> Result<Contents, String> {
     if !missing.is_empty() {
         return Err(format!("it has no table {}", missing.join(", ")));
     }
-    let applied: Vec<Version> =
-        diesel::sql_query("SELECT version FROM __diesel_schema_migrations ORDER BY version")
-            .load(conn)
-            .map_err(|e| e.to_string())?;
-    let applied: Vec<String> = applied.into_iter().map(|v| v.version).collect();
+    let applied = crate::db::migrations::applied_versions(conn).map_err(|e| e.to_string())?;
     let known = known_versions();
     // Another diesel application's tables of the same names would not start with
     // headcount's first migration.
     if known.first().is_none_or(|first| !applied.contains(first)) {
         return Err("its migrations are not headcount's".to_owned());
     }
-    let unknown = applied
-        .iter()
-        .filter(|v| !known.contains(v))
-        .cloned()
-        .collect();
+    let unknown = crate::db::migrations::unknown(&applied);
     let pending = known
         .iter()
         .filter(|v| !applied.contains(v))
@@ -315,7 +303,7 @@ fn inspect(conn: &mut SqliteConnection) -> Result<Contents, String> {
     })
 }
 
-fn setting(conn: &mut SqliteConnection, key: &str) -> Result<Option<String>, String> {
+fn setting(conn: &mut DbConn, key: &str) -> Result<Option<String>, String> {
     diesel::sql_query("SELECT value FROM settings WHERE key = ?")
         .bind::<Text, _>(key)
         .get_result::<Value>(conn)

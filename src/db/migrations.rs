@@ -115,13 +115,18 @@ pub fn check_known(conn: &mut DbConn) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn newer_schema(applied: &[String]) -> Option<NewerSchema> {
+/// The versions of `applied` this binary does not know: a newer release's.
+pub fn unknown(applied: &[String]) -> Vec<String> {
     let known = known_versions();
-    let unknown: Vec<String> = applied
+    applied
         .iter()
         .filter(|v| !known.contains(v))
         .cloned()
-        .collect();
+        .collect()
+}
+
+fn newer_schema(applied: &[String]) -> Option<NewerSchema> {
+    let unknown = unknown(applied);
     (!unknown.is_empty()).then(|| NewerSchema {
         database: applied.iter().max().cloned().unwrap_or_default(),
         written_by: String::new(),
@@ -200,4 +205,18 @@ impl MigrationsFor for SqliteConnection {
 pub fn pending(conn: &mut DbConn) -> anyhow::Result<bool> {
     let applied = applied_versions(conn)?;
     Ok(known_versions().iter().any(|v| !applied.contains(v)))
+}
+
+impl super::Db {
+    /// Applies pending migrations; see [`run`].
+    pub fn migrate(&self) -> anyhow::Result<usize> {
+        let mut conn = self.pool.get()?;
+        run(&mut conn)
+    }
+
+    pub fn pending_migrations(&self) -> super::Result<bool> {
+        let mut conn = self.pool.get()?;
+        pending(&mut conn)
+            .map_err(|e| super::Error::Unavailable(format!("cannot read migrations: {e}")))
+    }
 }

@@ -283,18 +283,6 @@ impl Db {
         run_blocking(&self.pool, &self.pool_wait, f)
     }
 
-    /// Applies pending migrations; see [`migrations::run`].
-    pub fn migrate(&self) -> anyhow::Result<usize> {
-        let mut conn = self.pool.get()?;
-        migrations::run(&mut conn)
-    }
-
-    pub fn pending_migrations(&self) -> Result<bool> {
-        let mut conn = self.pool.get()?;
-        migrations::pending(&mut conn)
-            .map_err(|e| Error::Unavailable(format!("cannot read migrations: {e}")))
-    }
-
     pub fn pool_state(&self) -> r2d2::State {
         self.pool.state()
     }
