@@ -238,7 +238,7 @@ pub async fn ingest_events(
     }
     let accepted = good.len() + refusals.len();
     if !refusals.is_empty() {
-        record_site_refusals(&state, site.site.id, refusals).await?;
+        record_site_refusals(&state, site.site.id, refusals, now).await?;
     }
     state
         .writer()
@@ -249,9 +249,10 @@ pub async fn ingest_events(
 }
 
 /// Records the refusals a site made itself as denials, each once, and raises the
-/// `site.limit_reached` alert as a refused admission would.
+/// `site.limit_reached` alert as a refused admission would: paced by headcount's clock
+/// (`now`), whatever instants the site gave them.
 async fn record_site_refusals(
-    state: &web::Data<AppState>, site_id: i64, refusals: Vec<usage::Refusal>,
+    state: &web::Data<AppState>, site_id: i64, refusals: Vec<usage::Refusal>, now: Millis,
 ) -> Result<()> {
     let provider_alerts = state.config.provider_notify_url.is_some();
     let queued = state
@@ -267,7 +268,7 @@ async fn record_site_refusals(
             }
             if let Some(at) = latest {
                 let mut full = db::sites::get_by_id(c, site_id)?;
-                crate::db::alerts::on_refusal(c, &mut full, at, provider_alerts)?;
+                crate::db::alerts::on_refusal(c, &mut full, at, now, provider_alerts)?;
             }
             Ok::<_, db::Error>(new)
         })

@@ -358,7 +358,7 @@ fn refuse(
         );
     }
     let provider = batch.provider_alerts;
-    alerts::on_refusal(c, &mut batch.tally(r.site_id)?.full, now, provider)?;
+    alerts::on_refusal(c, &mut batch.tally(r.site_id)?.full, now, now, provider)?;
     Ok(answer)
 }
 

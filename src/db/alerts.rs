@@ -6,6 +6,7 @@ use serde_json::json;
 use super::DbConn;
 use super::outbox::{
     KIND_LIMIT_REACHED, KIND_UTILIZATION_HIGH, TARGET_PROVIDER, TARGET_TENANT, enqueue_alert,
+    enqueue_alert_about,
 };
 use super::schema::sites::dsl as s;
 use super::sites::SiteFull;
@@ -69,8 +70,14 @@ pub fn on_count(
     Ok(())
 }
 
-/// Called on a refused admission.
-pub fn on_refusal(c: &mut DbConn, full: &mut SiteFull, now: Millis, provider: bool) -> Result<()> {
+/// Called on a refusal that happened at `refused_at` (an admission's instant, or the
+/// `at` a site gave its own refusal). The pacing, at most one alert an hour, follows
+/// headcount's clock (`now`), not `refused_at`: a site that backdates or future-dates
+/// its refusals must not raise more alerts than one an hour. The payload still
+/// describes the refusal, dated `refused_at`.
+pub fn on_refusal(
+    c: &mut DbConn, full: &mut SiteFull, refused_at: Millis, now: Millis, provider: bool,
+) -> Result<()> {
     if !admission::limit_alert_due(full.site.last_limit_alert_at, now) {
         return Ok(());
     }
@@ -87,15 +94,8 @@ pub fn on_refusal(c: &mut DbConn, full: &mut SiteFull, now: Millis, provider: bo
             "session_limit": cfg.session_limit,
             "message": crate::domain::config::limit_message(&cfg.limit_message, cfg.session_limit),
         });
-        enqueue_alert(
-            c,
-            full.site.id,
-            full.site.tenant_id,
-            KIND_LIMIT_REACHED,
-            data,
-            &to,
-            now,
-        )?;
+        let site = (full.site.id, full.site.tenant_id);
+        enqueue_alert_about(c, site, KIND_LIMIT_REACHED, data, &to, refused_at, now)?;
     }
     Ok(())
 }

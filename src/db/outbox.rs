@@ -157,9 +157,19 @@ pub fn enqueue_alert(
     conn: &mut DbConn, site_id: i64, tenant_id: i64, kind: &str, data: serde_json::Value,
     recipients: &[&str], now: Millis,
 ) -> Result<()> {
-    let payload = body(kind, now, data);
+    enqueue_alert_about(conn, (site_id, tenant_id), kind, data, recipients, now, now)
+}
+
+/// [`enqueue_alert`] about something that happened at `at` (as a site reported it):
+/// the payload's `timestamp` says `at`, but the rows are queued and due at headcount's
+/// own `now`, which a site cannot move.
+pub fn enqueue_alert_about(
+    conn: &mut DbConn, site: (i64, i64), kind: &str, data: serde_json::Value, recipients: &[&str],
+    at: Millis, now: Millis,
+) -> Result<()> {
+    let payload = body(kind, at, data);
     for target in recipients {
-        let row = OutboxRow::queued((site_id, tenant_id), target, kind, payload.clone(), now);
+        let row = OutboxRow::queued(site, target, kind, payload.clone(), now);
         insert(conn, &row)?;
     }
     Ok(())

@@ -336,6 +336,102 @@ async fn tenants_get_threshold_alerts() {
     assert_eq!(rx.of_type("site.utilization_high").len(), 1);
 }
 
+/// Alert rows of `kind` still waiting to be sent, read from the database.
+async fn pending_pushes(app: &TestApp, kind: &'static str) -> i64 {
+    use diesel::prelude::*;
+    use headcount::db::schema::outbox::dsl as o;
+    app.state
+        .db
+        .run(move |c| {
+            let n = o::outbox
+                .filter(o::kind.eq(kind))
+                .filter(o::status.eq("pending"))
+                .count()
+                .get_result::<i64>(c)?;
+            Ok::<_, headcount::db::Error>(n)
+        })
+        .await
+        .unwrap()
+}
+
+/// Waits (bounded) until every queued push of `kind` has been sent.
+async fn all_sent(app: &TestApp, kind: &'static str) {
+    for _ in 0..600 {
+        if pending_pushes(app, kind).await == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("{kind} pushes still pending");
+}
+
+/// A site dates the refusals it reports itself, but the alert they raise is paced by
+/// headcount's clock: six refusals dated 61 minutes apart (and one dated ahead), sent
+/// at once, raise one `site.limit_reached` for the tenant and one for the provider.
+/// An hour later by headcount's clock the next refusal raises the next one.
+#[tokio::test]
+async fn site_dated_refusals_raise_one_limit_alert_an_hour() {
+    let provider = Receiver::start().await;
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned();
+    provider.trust(&secret);
+    let app = spawn_with(Options {
+        provider_notify: Some((provider.url.clone(), secret)),
+        ..Default::default()
+    })
+    .await;
+    let rx = Receiver::start().await;
+    app.create_plan("p", json!({"session_limit": 5})).await;
+    let t = app
+        .post(
+            "/v1/tenants",
+            &app.admin,
+            json!({"slug": "t", "name": "T", "notify_url": rx.url}),
+        )
+        .await;
+    rx.trust(t.body["notify_secret"].as_str().unwrap());
+    app.create_site("s", "t", "p", json!({})).await;
+    let token = app.token("site", None, Some("s")).await;
+    let refuse = |id: String, at: String| {
+        let (app, token) = (&app, &token);
+        async move {
+            let e = json!([{"id": id, "type": "session.refused", "at": at, "user": "u"}]);
+            let r = app.events("s", token, e).await;
+            assert_eq!(r.body["accepted"], 1, "{}", r.text);
+        }
+    };
+    // Oldest first, each 61 minutes after the one before; then one 4 minutes ahead.
+    let first = app.at(-6 * 61 * 60);
+    for i in (1..=6).rev() {
+        refuse(format!("back-{i}"), app.at(-i * 61 * 60)).await;
+    }
+    refuse("ahead".to_owned(), app.at(4 * 60)).await;
+    all_sent(&app, "site.limit_reached").await;
+    for (who, r) in [("tenant", &rx), ("provider", &provider)] {
+        let got = r.of_type("site.limit_reached");
+        assert_eq!(got.len(), 1, "{who}: {got:?}");
+        // The alert still describes the refusal that raised it, dated as the site said.
+        let data = &got[0].body["data"];
+        assert_eq!((&data["site"], &data["tenant"]), (&json!("s"), &json!("t")));
+        assert_eq!(data["session_limit"], 5);
+        let stamp = |v: &str| chrono::DateTime::parse_from_rfc3339(v).unwrap();
+        let at = got[0].body["timestamp"].as_str().unwrap();
+        assert_eq!(stamp(at), stamp(&first), "{who}");
+    }
+
+    // Within the hour, by headcount's clock, nothing more.
+    app.advance(59 * 60);
+    refuse("later".to_owned(), app.at(0)).await;
+    all_sent(&app, "site.limit_reached").await;
+    assert_eq!(rx.of_type("site.limit_reached").len(), 1);
+    assert_eq!(provider.of_type("site.limit_reached").len(), 1);
+    // An hour after the first alert, the next refusal raises the next one.
+    app.advance(60);
+    refuse("next".to_owned(), app.at(-30)).await;
+    all_sent(&app, "site.limit_reached").await;
+    assert_eq!(rx.of_type("site.limit_reached").len(), 2);
+    assert_eq!(provider.of_type("site.limit_reached").len(), 2);
+}
+
 /// Pushes per second to a local receiver: a plan edit fans out to every site on it.
 /// A measurement, not a check of speed: `cargo test --release --test api push_rate -- --ignored --nocapture`.
 #[tokio::test]
