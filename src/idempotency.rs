@@ -6,6 +6,9 @@
 //! PostgreSQL sees them; of two requests with one key at once, one runs and the other
 //! waits for its answer, up to [`WAIT`], then gets a 409 saying it is still running.
 //!
+//! An answer that shows a secret or token once is kept, and replayed, without it
+//! ([`crate::api::shown_once`]): no secret rests in the stored answers.
+//!
 //! The agent's endpoints (events, admissions) are left out: they are idempotent by
 //! their own rules and are the hot path.
 
@@ -20,6 +23,7 @@ use actix_web::{HttpMessage as _, HttpResponse, web};
 use sha2::{Digest, Sha256};
 
 use crate::api::common::{SMALL_BODY, read_limited};
+use crate::api::shown_once::ReplayBody;
 use crate::auth::{Claims, Role};
 use crate::db::Db;
 use crate::db::idempotency::{self as store, Answer, Claim};
@@ -226,6 +230,8 @@ async fn run_and_keep(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    // An answer showing a secret once is kept without it.
+    let replay = res.response().extensions().get::<ReplayBody>().cloned();
     let (http_req, res) = res.into_parts();
     let (res, body) = res.into_parts();
     let bytes = match actix_web::body::to_bytes(body).await {
@@ -236,11 +242,12 @@ async fn run_and_keep(
             return Err(Error::Internal(anyhow::anyhow!("cannot read the answer: {e}")).into());
         }
     };
+    let kept = replay.map_or_else(|| bytes.to_vec(), |r| r.0.to_vec());
     claim
         .complete(Answer {
             status: status.as_u16(),
             content_type,
-            body: bytes.to_vec(),
+            body: kept,
         })
         .await;
     let res = res.set_body(BoxBody::new(bytes));

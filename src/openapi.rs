@@ -17,7 +17,11 @@ use crate::api;
         title = "headcount",
         description = "Control plane for hosting providers that sell web sites priced by a sessions limit. \
 Errors are RFC 9457 `application/problem+json`. Tokens are HS256 JWTs sent as `Authorization: Bearer`. \
-Another tenant's resources answer 404, provider-only actions 403.",
+Another tenant's resources answer 404, provider-only actions 403. \
+Every control-API POST takes an `Idempotency-Key`: a repeat within 24 h gets the first answer \
+with `Idempotent-Replayed: true`, except that a secret or token the first answer showed once \
+(`webhook_secret`, `notify_secret`, `token`) is not kept and not repeated: the replay has \
+`withheld` instead, naming the request that gets a new one.",
         license(name = "AGPL-3.0-or-later", identifier = "AGPL-3.0-or-later")
     ),
     paths(
@@ -27,6 +31,7 @@ Another tenant's resources answer 404, provider-only actions 403.",
         api::plans::update_plan, api::plans::delete_plan,
         api::tenants::create_tenant, api::tenants::list_tenants, api::tenants::get_tenant,
         api::tenants::update_tenant, api::tenants::delete_tenant,
+        api::tenants::rotate_notify_secret,
         api::sites::create_site, api::sites::list_sites, api::sites::get_site,
         api::sites::update_site, api::sites::delete_site, api::sites::rotate_webhook_secret,
         api::sites::get_site_config,
@@ -213,9 +218,9 @@ fn operation_response(op: &str, status: &str) -> Option<&'static str> {
         ("get_plan", "200") => Some("OK: the plan"),
         ("update_plan", "200") => Some("OK: the plan as changed"),
         ("list_sites", "200") => Some("OK: a page of sites (a tenant's own only)"),
-        ("create_site", "201") => {
-            Some("Created: the site, with its webhook secret (shown only here)")
-        }
+        ("create_site", "201") => Some(
+            "Created: the site, with its webhook secret (shown only here; a replay has `withheld` instead)",
+        ),
         ("get_site", "200") => Some("OK: the site"),
         ("update_site", "200") => Some("OK: the site as changed"),
         ("get_site_config", "200") => {
@@ -239,16 +244,21 @@ fn operation_response(op: &str, status: &str) -> Option<&'static str> {
         ("get_usage_history", "200") => Some("OK: the series, one point per bucket"),
         ("get_usage_chart", "200") => Some("OK: an SVG chart of the series against the limit"),
         ("list_users", "200") => Some("OK: a page of users with their counts, most dangling first"),
-        ("rotate_webhook_secret", "200") => {
-            Some("OK: the new secret (shown only here) and until when the previous one signs too")
+        ("rotate_webhook_secret", "200") => Some(
+            "OK: the new secret (shown only here; a replay has `withheld` instead) and until when the previous one signs too",
+        ),
+        ("rotate_notify_secret", "200") => {
+            Some("OK: the new notify secret (shown only here; a replay has `withheld` instead)")
         }
         ("list_tenants", "200") => Some("OK: a page of tenants (a tenant sees itself)"),
-        ("create_tenant", "201") => {
-            Some("Created: the tenant, with its notify secret (shown only here)")
-        }
+        ("create_tenant", "201") => Some(
+            "Created: the tenant, with its notify secret (shown only here; a replay has `withheld` instead)",
+        ),
         ("get_tenant", "200") => Some("OK: the tenant"),
         ("update_tenant", "200") => Some("OK: the tenant as changed"),
-        ("create_token", "201") => Some("Created: the token, its `jti` and when it expires"),
+        ("create_token", "201") => Some(
+            "Created: the token (shown only here; a replay has `withheld` instead), its `jti` and when it expires",
+        ),
         ("get_metrics", "401") => Some(
             "`HEADCOUNT_METRICS_PUBLIC` is off and the token is missing, invalid, expired or revoked",
         ),

@@ -13,6 +13,7 @@ pub mod ops;
 pub mod plans;
 pub mod problems;
 pub mod sessions;
+pub mod shown_once;
 pub mod sites;
 pub mod tenants;
 pub mod tokens;

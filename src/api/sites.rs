@@ -1,6 +1,6 @@
 //! Sites, their overrides, webhook secret and effective configuration.
 
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::common::{Body, Checks, Page, delete_audited, id_page, path_slug, push_url};
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
+use super::shown_once::{ShownOnce, Withheld, shown_once, take_secret};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
@@ -122,17 +123,22 @@ impl From<SiteFull> for SiteView {
 pub struct CreatedSite {
     #[serde(flatten)]
     pub site: SiteView,
-    /// `whsec_…` (scheme `v1`): verifies the pushes sent to `webhook_url`. Shown once.
+    /// `whsec_…` (scheme `v1`): verifies the pushes sent to `webhook_url`. Shown once:
+    /// not in a replay of the request's `Idempotency-Key` (see `withheld`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
     /// `whpk_…` (scheme `v1a`): the ed25519 public key that verifies the pushes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_public_key: Option<String>,
+    /// Only in a replay: the secret is not repeated; rotate it for a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Withheld>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RotatedSecret {
-    /// The new `whsec_…` secret (scheme `v1`). Shown once.
+    /// The new `whsec_…` secret (scheme `v1`). Shown once: not in a replay of the
+    /// request's `Idempotency-Key` (see `withheld`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
     /// The new `whpk_…` public key (scheme `v1a`).
@@ -140,6 +146,33 @@ pub struct RotatedSecret {
     pub webhook_public_key: Option<String>,
     /// Until then pushes carry a signature by the previous secret as well.
     pub previous_valid_until: String,
+    /// Only in a replay: the secret is not repeated; rotate again for a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Withheld>,
+}
+
+impl ShownOnce for CreatedSite {
+    fn withhold(&mut self, withheld: Withheld) -> bool {
+        take_secret(&mut self.webhook_secret, &mut self.withheld, withheld)
+    }
+}
+
+impl ShownOnce for RotatedSecret {
+    fn withhold(&mut self, withheld: Withheld) -> bool {
+        take_secret(&mut self.webhook_secret, &mut self.withheld, withheld)
+    }
+}
+
+/// What a replay says instead of a site's `webhook_secret`.
+fn webhook_secret_withheld(slug: &str) -> Withheld {
+    Withheld {
+        field: "webhook_secret",
+        renew: format!("POST /v1/sites/{slug}/webhook-secret"),
+        detail: "The secret is shown only in the first answer and is not kept for \
+                 replays. Rotating it gives a new one; the current one keeps signing \
+                 alongside for 24 hours."
+            .to_owned(),
+    }
 }
 
 /// Create a site.
@@ -160,11 +193,14 @@ pub async fn create_site(
         .run(move |c| c.transaction(|c| insert_site(c, &draft, &actor, now)))
         .await?;
     state.outbox_wakeup.notify_one();
-    Ok(HttpResponse::Created().json(CreatedSite {
+    let withheld = webhook_secret_withheld(&full.site.slug);
+    let created = CreatedSite {
         site: full.into(),
         webhook_secret: public_key.is_none().then_some(secret),
         webhook_public_key: public_key,
-    }))
+        withheld: None,
+    };
+    shown_once(StatusCode::CREATED, created, withheld)
 }
 
 /// A checked new site whose tenant and plan are still to be looked up.
@@ -549,6 +585,7 @@ pub async fn rotate_webhook_secret(
     let now = state.now();
     let actor = caller.actor();
     let until = now + ROTATION_OVERLAP_MS;
+    let withheld = webhook_secret_withheld(&slug);
     // The new secret keeps the site's scheme.
     let (secret, public_key) = state
         .db
@@ -562,11 +599,13 @@ pub async fn rotate_webhook_secret(
             })
         })
         .await?;
-    Ok(HttpResponse::Ok().json(RotatedSecret {
+    let rotated = RotatedSecret {
         webhook_secret: public_key.is_none().then_some(secret),
         webhook_public_key: public_key,
         previous_valid_until: to_rfc3339(until),
-    }))
+        withheld: None,
+    };
+    shown_once(StatusCode::OK, rotated, withheld)
 }
 
 /// The site's effective configuration, with an `ETag`; `If-None-Match` answers 304.

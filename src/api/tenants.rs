@@ -1,12 +1,14 @@
-//! Tenants: the provider's customers. A tenant reads itself and may change its own
-//! `billing_email` and `notify_url`.
+//! Tenants: the provider's customers. A tenant reads itself, may change its own
+//! `billing_email` and `notify_url`, and may rotate its `notify_secret`.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::common::{Body, Checks, Page, PageQuery, delete_audited, id_page, path_slug, push_url};
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
+use super::shown_once::{ShownOnce, Withheld, shown_once, take_secret};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{DbConn, tenants, tenants::Tenant};
@@ -21,7 +23,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(list_tenants)
         .service(get_tenant)
         .service(update_tenant)
-        .service(delete_tenant);
+        .service(delete_tenant)
+        .service(rotate_notify_secret);
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -72,8 +75,48 @@ pub struct TenantView {
 pub struct CreatedTenant {
     #[serde(flatten)]
     pub tenant: TenantView,
-    /// `whsec_…`: verifies the threshold alerts sent to `notify_url`. Shown once.
-    pub notify_secret: String,
+    /// `whsec_…`: verifies the threshold alerts sent to `notify_url`. Shown once: not
+    /// in a replay of the request's `Idempotency-Key` (see `withheld`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_secret: Option<String>,
+    /// Only in a replay: the secret is not repeated; rotate it for a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Withheld>,
+}
+
+/// The tenant's new alert secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedNotifySecret {
+    /// The new `whsec_…` secret; alerts are signed with it from now on. Shown once: not
+    /// in a replay of the request's `Idempotency-Key` (see `withheld`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_secret: Option<String>,
+    /// Only in a replay: the secret is not repeated; rotate again for a new one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Withheld>,
+}
+
+impl ShownOnce for CreatedTenant {
+    fn withhold(&mut self, withheld: Withheld) -> bool {
+        take_secret(&mut self.notify_secret, &mut self.withheld, withheld)
+    }
+}
+
+impl ShownOnce for RotatedNotifySecret {
+    fn withhold(&mut self, withheld: Withheld) -> bool {
+        take_secret(&mut self.notify_secret, &mut self.withheld, withheld)
+    }
+}
+
+/// What a replay says instead of a tenant's `notify_secret`.
+fn notify_secret_withheld(slug: &str) -> Withheld {
+    Withheld {
+        field: "notify_secret",
+        renew: format!("POST /v1/tenants/{slug}/notify-secret"),
+        detail: "The secret is shown only in the first answer and is not kept for \
+                 replays. Rotating it gives a new one, which signs the alerts from then on."
+            .to_owned(),
+    }
 }
 
 impl From<Tenant> for TenantView {
@@ -199,10 +242,13 @@ pub async fn create_tenant(
         .db
         .run(move |c| tenants::create(c, &new, &actor))
         .await?;
-    Ok(HttpResponse::Created().json(CreatedTenant {
+    let withheld = notify_secret_withheld(&t.slug);
+    let created = CreatedTenant {
         tenant: t.into(),
-        notify_secret: secret,
-    }))
+        notify_secret: Some(secret),
+        withheld: None,
+    };
+    shown_once(StatusCode::CREATED, created, withheld)
 }
 
 /// List tenants (a tenant sees itself).
@@ -288,4 +334,28 @@ pub async fn delete_tenant(
     // Its tokens stop working here at once (other processes within a second).
     state.tenant_keys.forget(gone.as_str());
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Rotate the tenant's notify secret: alerts are signed with the new one from now on,
+/// and no longer with the previous one.
+#[utoipa::path(tag = "tenants", responses((status = 200, body = RotatedNotifySecret), NotFound))]
+#[post("/v1/tenants/{slug}/notify-secret")]
+pub async fn rotate_notify_secret(
+    state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
+) -> Result<HttpResponse> {
+    let scope = caller.scope()?;
+    let slug = path_slug("tenant", &slug)?;
+    let withheld = notify_secret_withheld(&slug);
+    let (now, actor) = (state.now(), caller.actor());
+    let secret = new_whsec();
+    let fresh = secret.clone();
+    state
+        .db
+        .run(move |c| tenants::rotate_notify_secret(c, &scope, &slug, &fresh, now, &actor))
+        .await?;
+    let rotated = RotatedNotifySecret {
+        notify_secret: Some(secret),
+        withheld: None,
+    };
+    shown_once(StatusCode::OK, rotated, withheld)
 }

@@ -1,5 +1,6 @@
 //! Tokens: minting and revocation.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, delete, post, web};
 use diesel::Connection as _;
 use serde::{Deserialize, Serialize};
@@ -8,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::common::Body;
 use super::problems::{BadRequest, NotFound, UnprocessableEntity};
+use super::shown_once::{ShownOnce, Withheld, shown_once, take_secret};
 use crate::auth::{Caller, Role, Scope};
 use crate::clock::to_rfc3339;
 use crate::db::{audit, sites, tenants, tokens};
@@ -37,9 +39,34 @@ pub struct CreateToken {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenView {
-    pub token: String,
+    /// The bearer token. Shown once: not in a replay of the request's
+    /// `Idempotency-Key` (see `withheld`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
     pub jti: String,
     pub expires_at: String,
+    /// Only in a replay: the token is not repeated; mint another one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<Withheld>,
+}
+
+impl ShownOnce for TokenView {
+    fn withhold(&mut self, withheld: Withheld) -> bool {
+        take_secret(&mut self.token, &mut self.withheld, withheld)
+    }
+}
+
+/// What a replay says instead of the token `jti`.
+fn token_withheld(jti: &str) -> Withheld {
+    Withheld {
+        field: "token",
+        renew: "POST /v1/tokens".to_owned(),
+        detail: format!(
+            "The token is shown only in the first answer and is not kept for replays. \
+             Mint another one (with another Idempotency-Key), and revoke this one with \
+             DELETE /v1/tokens/{jti} if it was lost."
+        ),
+    }
 }
 
 /// Mint a token. Admins mint any; a tenant mints site tokens for its own sites.
@@ -73,11 +100,14 @@ pub async fn create_token(
             )
         })
         .await?;
-    Ok(HttpResponse::Created().json(TokenView {
-        token,
-        jti: claims.jti,
+    let minted = TokenView {
+        token: Some(token),
+        withheld: None,
         expires_at: to_rfc3339(claims.exp * 1000),
-    }))
+        jti: claims.jti,
+    };
+    let withheld = token_withheld(&minted.jti);
+    shown_once(StatusCode::CREATED, minted, withheld)
 }
 
 /// Whom a token is for, with the name its role requires.

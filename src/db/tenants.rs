@@ -143,6 +143,20 @@ pub fn change(
     })
 }
 
+/// Replaces the tenant's `notify_secret` (as `scope` may see the tenant) and records
+/// it, in one transaction. Alerts are signed with the new one from then on.
+pub fn rotate_notify_secret(
+    conn: &mut DbConn, scope: &Scope, slug: &str, secret: &str, now: Millis, actor: &str,
+) -> Result<()> {
+    conn.transaction(|c| {
+        let tenant = get(c, scope, slug)?;
+        diesel::update(t::tenants.find(tenant.id))
+            .set((t::notify_secret.eq(secret), t::updated_at.eq(now)))
+            .execute(c)?;
+        audit::record(c, now, actor, "rotate_secret", "tenant", slug, &json!({}))
+    })
+}
+
 pub fn delete(conn: &mut DbConn, tenant: &Tenant) -> Result<()> {
     let n: i64 = s::sites
         .filter(s::tenant_id.eq(tenant.id))

@@ -186,6 +186,217 @@ async fn post_keyed(app: &TestApp, path: &str, token: &str, key: &str, body: Val
     }
 }
 
+/// `v` without the top-level `field`.
+fn without(v: &Value, field: &str) -> Value {
+    let mut v = v.clone();
+    v.as_object_mut().unwrap().remove(field);
+    v
+}
+
+/// The site's current webhook secret, as headcount keeps it.
+async fn stored_webhook_secret(app: &TestApp, slug: &'static str) -> String {
+    use diesel::prelude::*;
+    use headcount::db::schema::sites::dsl as s;
+    app.state
+        .db
+        .run(move |c| {
+            let secret = s::sites
+                .filter(s::slug.eq(slug))
+                .select(s::webhook_secret)
+                .first::<String>(c)?;
+            Ok::<_, headcount::db::Error>(secret)
+        })
+        .await
+        .unwrap()
+}
+
+/// Every stored answer to an `Idempotency-Key`, each row's columns as text.
+async fn stored_answers(app: &TestApp) -> Vec<String> {
+    use diesel::prelude::*;
+    use headcount::db::schema::idempotency_keys::dsl as k;
+    type Row = (
+        String,
+        String,
+        String,
+        Option<i64>,
+        Option<String>,
+        Option<Vec<u8>>,
+    );
+    let rows: Vec<Row> = app
+        .state
+        .db
+        .run(|c| {
+            let rows = k::idempotency_keys
+                .select((
+                    k::scope,
+                    k::idem_key,
+                    k::fingerprint,
+                    k::status_code,
+                    k::content_type,
+                    k::body,
+                ))
+                .load::<Row>(c)?;
+            Ok::<_, headcount::db::Error>(rows)
+        })
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(scope, key, print, status, ct, body)| {
+            let body = String::from_utf8_lossy(&body.unwrap_or_default()).into_owned();
+            format!("{scope} {key} {print} {status:?} {ct:?} {body}")
+        })
+        .collect()
+}
+
+/// Every write whose answer shows a secret or token once, sent with an
+/// `Idempotency-Key`: the answer kept in the database holds neither, and the replay
+/// shows none and names the request that gets a new one.
+#[tokio::test]
+async fn stored_answers_hold_no_secret_or_token() {
+    let app = spawn().await;
+    app.create_plan("p", json!({"session_limit": 3})).await;
+    let admin = app.admin.clone();
+    let tenant_renew = "POST /v1/tenants/t/notify-secret";
+    let site_renew = "POST /v1/sites/s/webhook-secret";
+    let (tenant, site) = (
+        json!({"slug": "t", "name": "T"}),
+        json!({"slug": "s", "tenant": "t", "name": "S", "plan": "p"}),
+    );
+    let mut writes = vec![
+        (
+            "/v1/tenants",
+            admin.clone(),
+            tenant,
+            "notify_secret",
+            tenant_renew,
+        ),
+        (
+            "/v1/sites",
+            admin.clone(),
+            site,
+            "webhook_secret",
+            site_renew,
+        ),
+    ];
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        if round == 1 {
+            // The writes a tenant's token may make as well, once the tenant exists.
+            let own = app.token("tenant", Some("t"), None).await;
+            let rotate = "/v1/sites/s/webhook-secret";
+            let notify = "/v1/tenants/t/notify-secret";
+            let mint = "/v1/tokens";
+            let site_token = json!({"role": "site", "site": "s"});
+            writes = vec![
+                (
+                    rotate,
+                    admin.clone(),
+                    json!({}),
+                    "webhook_secret",
+                    site_renew,
+                ),
+                (rotate, own.clone(), json!({}), "webhook_secret", site_renew),
+                (
+                    notify,
+                    admin.clone(),
+                    json!({}),
+                    "notify_secret",
+                    tenant_renew,
+                ),
+                (
+                    notify,
+                    own.clone(),
+                    json!({}),
+                    "notify_secret",
+                    tenant_renew,
+                ),
+                (
+                    mint,
+                    admin.clone(),
+                    json!({"role": "admin"}),
+                    "token",
+                    "POST /v1/tokens",
+                ),
+                (
+                    mint,
+                    admin.clone(),
+                    json!({"role": "tenant", "tenant": "t"}),
+                    "token",
+                    "POST /v1/tokens",
+                ),
+                (mint, own.clone(), site_token, "token", "POST /v1/tokens"),
+            ];
+        }
+        for (i, (path, token, body, field, renew)) in writes.iter().enumerate() {
+            let key = format!("write-{round}-{i}");
+            let first = post_keyed(&app, path, token, &key, body.clone()).await;
+            assert!(first.status.is_success(), "{path}: {}", first.text);
+            let secret = first.body[field].as_str().unwrap().to_owned();
+            assert!(secret.len() > 20, "{path}: {}", first.text);
+            seen.push(secret.clone());
+            let replay = post_keyed(&app, path, token, &key, body.clone()).await;
+            assert_eq!(replay.headers["idempotent-replayed"], "true", "{path}");
+            assert_eq!(replay.status, first.status, "{path}");
+            assert!(!replay.text.contains(&secret), "{path}: {}", replay.text);
+            assert!(!replay.text.contains("whsec_"), "{path}: {}", replay.text);
+            assert_eq!(replay.body["withheld"]["field"], *field, "{path}");
+            assert_eq!(replay.body["withheld"]["renew"], *renew, "{path}");
+            assert!(
+                replay.body["withheld"]["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("first answer")
+            );
+            // Everything else is the first answer's.
+            assert_eq!(
+                without(&replay.body, "withheld"),
+                without(&first.body, field)
+            );
+        }
+    }
+    // A `v1a` site's answer has a public key, no secret: its replay is the first answer.
+    let v1a = json!({"slug": "s2", "tenant": "t", "name": "S2", "plan": "p",
+        "signature_scheme": "v1a"});
+    let first = post_keyed(&app, "/v1/sites", &admin, "v1a", v1a.clone()).await;
+    let replay = post_keyed(&app, "/v1/sites", &admin, "v1a", v1a).await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert!(
+        first.body["webhook_public_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("whpk_")
+    );
+    assert_eq!(replay.headers["idempotent-replayed"], "true");
+    assert_eq!(replay.text, first.text);
+
+    // Read from the database: no answer kept holds any of them.
+    let rows = stored_answers(&app).await;
+    assert_eq!(rows.len(), 10);
+    for row in &rows {
+        assert!(!row.contains("whsec_"), "{row}");
+        for secret in &seen {
+            assert!(!row.contains(secret.as_str()), "{row}");
+        }
+    }
+    // The renewals the replays name work, for the tenant's own token as well.
+    let own = app.token("tenant", Some("t"), None).await;
+    for (path, field) in [
+        ("/v1/tenants/t/notify-secret", "notify_secret"),
+        ("/v1/sites/s/webhook-secret", "webhook_secret"),
+    ] {
+        let r = app.post(path, &own, json!({})).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert!(r.body[field].as_str().unwrap().starts_with("whsec_"));
+    }
+    // Another tenant's token is told the tenant does not exist.
+    app.create_tenant("u").await;
+    let other = app.token("tenant", Some("u"), None).await;
+    let r = app
+        .post("/v1/tenants/t/notify-secret", &other, json!({}))
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text);
+}
+
 async fn plan_count(app: &TestApp) -> usize {
     let r = app.get("/v1/plans?limit=500", &app.admin).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -227,7 +438,7 @@ async fn a_repeated_key_returns_the_first_answer_and_does_nothing_again() {
     assert_eq!(other.status, 422, "{}", other.text);
     assert_eq!(plan_count(&app).await, 1);
 
-    // A minted token is minted once: the replay hands out the same one.
+    // A minted token is minted once: the replay names the same one.
     let t1 = post_keyed(
         &app,
         "/v1/tokens",
@@ -306,7 +517,8 @@ async fn keys_belong_to_the_caller() {
     )
     .await;
     assert_eq!(r.status, 404, "{}", r.text);
-    // A repeat by t1 returns its first secret without rotating again.
+    // A repeat by t1 returns its first answer, without the secret, and rotates no
+    // more: the secret it got first still verifies the site's pushes alone.
     let again = post_keyed(
         &app,
         "/v1/sites/s1/webhook-secret",
@@ -315,7 +527,16 @@ async fn keys_belong_to_the_caller() {
         json!({}),
     )
     .await;
-    assert_eq!(again.text, r1.text);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    assert_eq!(
+        without(&again.body, "withheld"),
+        without(&r1.body, "webhook_secret")
+    );
+    assert_eq!(
+        stored_webhook_secret(&app, "s1").await,
+        r1.body["webhook_secret"].as_str().unwrap(),
+        "rotated once"
+    );
     // The agent's endpoints ignore the header: each admission is its own decision.
     let site = app.token("site", None, Some("s1")).await;
     for _ in 0..2 {
@@ -362,15 +583,18 @@ async fn the_same_key_at_once_on_two_processes_runs_once() {
             .map(|r| (r.status, &r.text))
             .collect::<Vec<_>>()
     );
-    // Every 201 is the one answer: the same notify secret, handed out once.
+    // Every 201 is the one answer: the notify secret handed out once, by the request
+    // that ran; the others replay it without the secret.
     assert!(!created.is_empty());
-    assert!(created.iter().all(|r| r.text == created[0].text));
-    assert_eq!(
-        created
+    let (first, replays): (Vec<&Reply>, Vec<&Reply>) = created
+        .iter()
+        .partition(|r| r.headers.get("idempotent-replayed").is_none());
+    assert_eq!(first.len(), 1);
+    let replay = without(&first[0].body, "notify_secret");
+    assert!(
+        replays
             .iter()
-            .filter(|r| r.headers.get("idempotent-replayed").is_none())
-            .count(),
-        1
+            .all(|r| without(&r.body, "withheld") == replay)
     );
     for r in replies.iter().filter(|r| r.status == 409) {
         assert!(r.body["detail"].as_str().unwrap().contains("in progress"));
@@ -380,7 +604,7 @@ async fn the_same_key_at_once_on_two_processes_runs_once() {
     // Afterwards both processes replay it.
     for app in [&a, &b] {
         let r = post_keyed(app, "/v1/tenants", &a.admin, "create-acme", tenant.clone()).await;
-        assert_eq!(r.text, created[0].text);
+        assert_eq!(without(&r.body, "withheld"), replay);
     }
 }
 

@@ -336,6 +336,43 @@ async fn tenants_get_threshold_alerts() {
     assert_eq!(rx.of_type("site.utilization_high").len(), 1);
 }
 
+/// After `POST /v1/tenants/{slug}/notify-secret` the tenant's alerts are signed with
+/// the new secret (and no longer with the one shown at creation).
+#[tokio::test]
+async fn a_rotated_notify_secret_signs_the_alerts() {
+    let app = spawn().await;
+    let rx = Receiver::start().await;
+    app.create_plan("p", json!({"session_limit": 1})).await;
+    let t = app
+        .post(
+            "/v1/tenants",
+            &app.admin,
+            json!({"slug": "t", "name": "T", "notify_url": rx.url}),
+        )
+        .await;
+    let old = t.body["notify_secret"].as_str().unwrap().to_owned();
+    let own = app.token("tenant", Some("t"), None).await;
+    let r = app
+        .post("/v1/tenants/t/notify-secret", &own, json!({}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let new = r.body["notify_secret"].as_str().unwrap();
+    assert!(new.starts_with("whsec_") && new != old, "{}", r.text);
+    rx.trust(new);
+    app.create_site("s", "t", "p", json!({})).await;
+    let token = app.token("site", None, Some("s")).await;
+    app.admit("s", &token, "a").await;
+    app.admit("s", &token, "b").await;
+    let got = rx
+        .wait_for("the limit alert", |r| {
+            r.iter().any(|m| m.body["type"] == "site.limit_reached")
+        })
+        .await;
+    assert!(got.iter().all(|m| m.signature_ok), "{got:?}");
+    let audit = app.get("/v1/audit", &app.admin).await;
+    assert!(audit.text.contains("rotate_secret"), "{}", audit.text);
+}
+
 /// Alert rows of `kind` still waiting to be sent, read from the database.
 async fn pending_pushes(app: &TestApp, kind: &'static str) -> i64 {
     use diesel::prelude::*;
