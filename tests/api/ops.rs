@@ -644,12 +644,17 @@ async fn wait_until(what: &str, mut ok: impl AsyncFnMut() -> bool) {
 async fn business_metrics_move_with_the_work() {
     let app = spawn().await;
     let m0 = scrape(&app).await;
+    let build_info = format!(
+        "headcount_build_info{{version=\"{}\",schema=\"{}\"}}",
+        env!("CARGO_PKG_VERSION"),
+        headcount::db::migrations::schema_version()
+    );
     for series in [
         "headcount_sessions{state=\"active\"}",
         "headcount_outbox_pending{type=\"session.kill\"}",
         "headcount_deliveries_total{type=\"site.config_changed\",result=\"gone\"}",
         "headcount_admissions_total{outcome=\"pool_limit_reached\"}",
-        "headcount_build_info{version=\"0.1.0\"}",
+        &build_info,
     ] {
         assert!(m0.contains_key(series), "{series} missing before any work");
     }
