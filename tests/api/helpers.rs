@@ -447,3 +447,17 @@ pub fn is_problem(r: &Reply) -> bool {
         .is_some_and(|v| v.starts_with("application/problem+json"))
         && r.body["status"].as_u64() == Some(u64::from(r.status.as_u16()))
 }
+
+/// Starts headcount on a database that already exists, with the clock at `now`; it
+/// migrates the database at start, as an upgraded release does.
+pub async fn spawn_on(database_url: String, now: DateTime<Utc>) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    start_app(
+        Options::default(),
+        database_url,
+        dir,
+        None,
+        ManualClock::at(now),
+    )
+    .await
+}

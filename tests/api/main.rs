@@ -27,3 +27,4 @@ mod sessions;
 mod statements;
 mod targets;
 mod ui;
+mod upgrade;
