@@ -21,7 +21,7 @@ pub struct Health {
     /// The release (the crate's version), e.g. `0.2.0`.
     pub version: &'static str,
     /// The newest migration this binary knows, as the database records it
-    /// (`20261202000009`).
+    /// (`20261205000010`).
     pub schema: &'static str,
 }
 

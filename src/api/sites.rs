@@ -84,7 +84,13 @@ pub struct SiteView {
     /// Set when the site answered a push with 410 Gone; setting `webhook_url` again
     /// re-enables pushes.
     pub webhook_disabled_at: Option<String>,
+    /// The tenant's own overrides (`session_limit` here is the tenant's, capped at
+    /// `provider_session_limit` or else the plan's limit).
     pub overrides: Overrides,
+    /// The provider's own session limit for this site, set by an admin's
+    /// `session_limit` (on create or change): it replaces the plan's limit, upwards
+    /// too. `null`: the plan's limit applies.
+    pub provider_session_limit: Option<i64>,
     pub config_version: i64,
     /// How pushes are signed: `v1` (HMAC, shared secret) or `v1a` (ed25519).
     pub signature_scheme: String,
@@ -108,6 +114,7 @@ impl From<SiteFull> for SiteView {
             webhook_url: f.site.webhook_url,
             webhook_disabled_at: f.site.webhook_disabled_at.map(to_rfc3339),
             overrides,
+            provider_session_limit: f.site.provider_session_limit,
             config_version: f.site.config_version,
             signature_scheme: signing::scheme_of(&f.site.webhook_secret).to_owned(),
             webhook_public_key: signing::public_key_of(&f.site.webhook_secret),
@@ -251,7 +258,9 @@ impl CreateSite {
             name: name.unwrap_or_default(),
             webhook_url,
             webhook_secret,
-            session_limit,
+            // Sites are created by the provider: its limit is the site's deal.
+            session_limit: None,
+            provider_session_limit: session_limit,
             count_mode: self.count_mode,
             over_limit: self.over_limit,
             idle_timeout_seconds,
@@ -326,7 +335,8 @@ fn insert_site(c: &mut DbConn, draft: &SiteDraft, actor: &str, now: Millis) -> R
     if full.site.webhook_url.is_some() {
         outbox::enqueue_config(c, &full, now)?;
     }
-    let details = json!({"tenant": t.slug, "plan": p.code, "session_limit": new.session_limit});
+    let details = json!({"tenant": t.slug, "plan": p.code,
+        "provider_session_limit": new.provider_session_limit});
     audit::record(c, now, actor, "create", "site", &full.site.slug, &details)?;
     Ok(full)
 }
@@ -369,10 +379,12 @@ pub async fn get_site(
     Ok(HttpResponse::Ok().json(SiteView::from(f)))
 }
 
-/// Change a site. A tenant may change `webhook_url`, `limit_message` and
-/// `session_limit` (at most the plan's) of its own sites; every other field is the
-/// provider's (403). The effective limit never exceeds the plan's, also after the
-/// plan or its limit changes.
+/// Change a site. An admin's `session_limit` is the provider's own limit for the site
+/// (`provider_session_limit`): it replaces the plan's, upwards too (`null` removes
+/// it). A tenant may change `webhook_url`, `limit_message` and its own
+/// `session_limit` of its own sites, which is capped at what was sold (the provider's
+/// limit for the site, or else the plan's), also after the plan or its limit
+/// changes; every other field is the provider's (403).
 #[utoipa::path(tag = "sites", request_body = UpdateSite,
     responses((status = 200, body = SiteView), BadRequest, NotFound, UnprocessableEntity))]
 #[patch("/v1/sites/{slug}")]
@@ -518,7 +530,7 @@ fn apply_edit(
     let before = sites::get(c, scope, slug)?;
     if !edit.is_admin && !edit.provider_only.is_empty() {
         return Err(Error::Forbidden(format!(
-            "a tenant may change only webhook_url, session_limit (up to the plan's) \
+            "a tenant may change only webhook_url, session_limit (up to what was sold) \
              and limit_message of its sites, not {}",
             edit.provider_only.join(", ")
         )));
@@ -528,21 +540,24 @@ fn apply_edit(
         return Err(Error::invalid(edit.checks.0.clone()));
     }
     let mut changes = edit.changes.clone();
+    if edit.is_admin {
+        // The provider's `session_limit` is its deal for this site, not an override
+        // of the tenant's: it may raise the plan's limit, and caps the tenant's.
+        changes.provider_session_limit = changes.session_limit.take();
+    }
     if let Some(code) = &edit.plan_code {
         let p = plans::get(c, code.as_str())
             .map_err(|_| Error::invalid_field("plan", format!("no plan {code}")))?;
         changes.plan_id = Some(p.id);
     }
+    let sold = before.sold().session_limit;
     if !edit.is_admin
         && let Some(Some(n)) = changes.session_limit
-        && n > before.plan.session_limit
+        && n > sold
     {
         return Err(Error::invalid_field(
             "session_limit",
-            format!(
-                "a tenant may lower the limit but not raise it above the plan's {}",
-                before.plan.session_limit
-            ),
+            format!("a tenant may lower the limit but not raise it above the {sold} sold"),
         ));
     }
     Ok(sites::change(c, &before, changes, edit.now, actor)?)

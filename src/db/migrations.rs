@@ -17,7 +17,7 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 pub const RELEASE: &str = env!("CARGO_PKG_VERSION");
 
 /// The versions of this binary's migrations, oldest first, as diesel records them
-/// (`2026-12-02-000009_site_counts` is `20261202000009`). Both backends have the same
+/// (`2026-12-05-000010_provider_session_limit` is `20261205000010`). Both backends have the same
 /// list of migrations, one folder each.
 pub fn known_versions() -> &'static [String] {
     static KNOWN: LazyLock<Vec<String>> = LazyLock::new(|| {
@@ -38,7 +38,7 @@ pub fn schema_version() -> &'static str {
     known_versions().last().map_or("0", String::as_str)
 }
 
-/// `0.2.0 (schema 20261202000009)`: what `--version`, `/healthz` and
+/// `0.2.0 (schema 20261205000010)`: what `--version`, `/healthz` and
 /// `headcount_build_info` report.
 pub fn release_line() -> &'static str {
     static LINE: LazyLock<String> =

@@ -186,6 +186,7 @@ diesel::table! {
         reserved_roles -> Nullable<Text>,
         per_user_limit -> Nullable<Int8>,
         per_user_over_limit -> Nullable<Text>,
+        provider_session_limit -> Nullable<Int8>,
     }
 }
 

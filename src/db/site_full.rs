@@ -34,6 +34,9 @@ plan_fields! {
         pub token_key: Option<String>,
         /// A tenant chose `webhook_url` (not the provider): it is judged as a tenant's.
         pub webhook_url_by_tenant: bool,
+        /// The provider's own limit for this site (an admin's `session_limit`): it
+        /// replaces the plan's, upwards too, and caps the tenant's own override.
+        pub provider_session_limit: Option<i64>,
     }
     limits as stored overrides
 }
@@ -51,10 +54,16 @@ pub struct SiteFull {
 impl SiteFull {
     pub fn effective(&self) -> Effective {
         config::effective(
-            &self.plan.limit_values(),
+            &self.sold(),
             self.plan.overage_percent,
             &self.site.overrides(),
         )
+    }
+
+    /// What the provider sold this site: its plan's values, with the provider's own
+    /// limit for the site where one is set.
+    pub fn sold(&self) -> config::LimitValues {
+        config::sold(&self.plan.limit_values(), self.site.provider_session_limit)
     }
 
     pub fn config(&self) -> SiteConfig {

@@ -24,6 +24,7 @@ plan_fields! {
         pub webhook_disabled_at: Option<Option<Millis>>,
         pub updated_at: Option<Millis>,
         pub webhook_url_by_tenant: Option<bool>,
+        pub provider_session_limit: Option<Option<i64>>,
     }
     limits as stored clears
 }

@@ -321,11 +321,23 @@ pub struct Effective {
     pub overage_percent: i64,
 }
 
+/// What was sold to one site: the plan's values, with the provider's own limit for
+/// the site where one is set (a per-site deal may raise the plan's limit as well as
+/// lower it).
+pub fn sold(plan: &LimitValues, provider_session_limit: Option<i64>) -> LimitValues {
+    LimitValues {
+        session_limit: provider_session_limit.unwrap_or(plan.session_limit),
+        ..plan.clone()
+    }
+}
+
+/// What a site runs with: what was `sold` to it (see [`sold`]) with the site's own
+/// overrides.
 pub fn effective(plan: &LimitValues, overage_percent: i64, o: &Overrides) -> Effective {
     Effective {
         values: LimitValues {
-            // A site never holds more than its plan sold: an override only lowers
-            // the limit, also after the plan or its limit changes.
+            // A site never holds more than was sold: the tenant's own override only
+            // lowers the limit, also after the plan, its limit or the deal changes.
             session_limit: o
                 .session_limit
                 .map_or(plan.session_limit, |n| n.min(plan.session_limit)),
@@ -398,6 +410,30 @@ mod tests {
             ..Overrides::default()
         };
         assert_eq!(effective(&plan(), 0, &lower).values.session_limit, 4);
+    }
+
+    #[test]
+    fn the_providers_limit_for_a_site_raises_and_caps() {
+        let deal = sold(&plan(), Some(25));
+        assert_eq!(deal.session_limit, 25);
+        assert_eq!(
+            effective(&deal, 0, &Overrides::default())
+                .values
+                .session_limit,
+            25
+        );
+        let own = Overrides {
+            session_limit: Some(40),
+            ..Overrides::default()
+        };
+        assert_eq!(effective(&deal, 0, &own).values.session_limit, 25);
+        let lower = Overrides {
+            session_limit: Some(12),
+            ..Overrides::default()
+        };
+        assert_eq!(effective(&deal, 0, &lower).values.session_limit, 12);
+        assert_eq!(sold(&plan(), Some(3)).session_limit, 3);
+        assert_eq!(sold(&plan(), None), plan());
     }
 
     #[test]

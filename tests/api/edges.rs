@@ -8,6 +8,99 @@ use serde_json::json;
 
 use crate::helpers::{is_problem, spawn};
 
+/// A provider sells one site more (or fewer) places than its plan: an admin's
+/// `session_limit` decides, upwards too; the tenant's own override is capped at that
+/// deal, or at the plan's limit where there is none, across plan moves.
+#[tokio::test]
+async fn the_providers_limit_for_a_site_decides_and_caps_the_tenants() {
+    let app = spawn().await;
+    app.create_plan("two", json!({"session_limit": 2})).await;
+    app.create_plan("one", json!({"session_limit": 1})).await;
+    app.create_plan("ten", json!({"session_limit": 10})).await;
+    app.create_tenant("t").await;
+    app.create_site("s", "t", "two", json!({})).await;
+    let tenant = app.token("tenant", Some("t"), None).await;
+    let site = app.token("site", None, Some("s")).await;
+    let r = app
+        .patch("/v1/sites/s", &app.admin, json!({"session_limit": 10}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["provider_session_limit"], 10, "{}", r.text);
+    assert_eq!(
+        r.body["overrides"]["session_limit"],
+        json!(null),
+        "{}",
+        r.text
+    );
+    assert_eq!(r.body["effective"]["session_limit"], 10, "{}", r.text);
+    let mut admitted = Vec::new();
+    for i in 0..11 {
+        let r = app.admit("s", &site, &format!("a{i}")).await;
+        admitted.push(r.body["admitted"] == true);
+    }
+    assert_eq!(admitted.iter().filter(|a| **a).count(), 10, "{admitted:?}");
+    assert!(!admitted[10], "the eleventh is refused");
+
+    // The tenant may lower within the deal, not raise above it.
+    let limit = |app: &crate::helpers::TestApp| {
+        let site = site.clone();
+        let app_url = app.url.clone();
+        async move {
+            let r = reqwest::Client::new()
+                .get(format!("{app_url}/v1/sites/s/config"))
+                .bearer_auth(site)
+                .send()
+                .await
+                .unwrap();
+            r.json::<serde_json::Value>().await.unwrap()["session_limit"].clone()
+        }
+    };
+    let r = app
+        .patch("/v1/sites/s", &tenant, json!({"session_limit": 11}))
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(
+        r.text.contains("session_limit") && r.text.contains("10"),
+        "{}",
+        r.text
+    );
+    assert_eq!(limit(&app).await, 10, "nothing changed");
+    let r = app
+        .patch("/v1/sites/s", &tenant, json!({"session_limit": 5}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["overrides"]["session_limit"], 5, "{}", r.text);
+    assert_eq!(r.body["provider_session_limit"], 10, "the deal is kept");
+    assert_eq!(limit(&app).await, 5);
+    // Plan moves: the deal goes with the site; without it the plan caps again.
+    app.patch("/v1/sites/s", &app.admin, json!({"plan": "one"}))
+        .await;
+    assert_eq!(limit(&app).await, 5, "the deal outlives the move");
+    let r = app
+        .patch("/v1/sites/s", &app.admin, json!({"session_limit": null}))
+        .await;
+    assert_eq!(r.body["provider_session_limit"], json!(null), "{}", r.text);
+    assert_eq!(
+        limit(&app).await,
+        1,
+        "the tenant's 5 is capped by the plan's 1"
+    );
+    app.patch("/v1/sites/s", &app.admin, json!({"plan": "ten"}))
+        .await;
+    assert_eq!(
+        limit(&app).await,
+        5,
+        "the tenant's own 5 under the plan's 10"
+    );
+
+    // A site created with a limit carries the provider's deal.
+    let r = app
+        .create_site("deal", "t", "two", json!({"session_limit": 7}))
+        .await;
+    assert_eq!(r.body["provider_session_limit"], 7, "{}", r.text);
+    assert_eq!(r.body["effective"]["session_limit"], 7, "{}", r.text);
+}
+
 #[tokio::test]
 async fn a_tenant_never_holds_more_than_its_plan_sold() {
     let app = spawn().await;

@@ -1,0 +1,1 @@
+ALTER TABLE sites DROP COLUMN provider_session_limit;
