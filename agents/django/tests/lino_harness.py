@@ -205,6 +205,9 @@ class LinoSite:
         self.agent = self.agent_settings()
         self.manage("prep", "--noinput")
         self.manage("createcachetable")
+        self.create_users()
+
+    def create_users(self) -> None:
         script = (
             "from lino.api import rt\n"
             "from lino.modlib.users.choicelists import UserTypes\n"

@@ -537,12 +537,16 @@ def test_reserved_place_and_self_service_in_local_mode(settings):
     alice = Client()
     assert login(alice, "alice")[0] == 200  # limit - 1: the open places are full
     status, body = login(Client(), "bob")
-    assert status == 403 and body["refusal"].startswith("There are more than 2 active user sessions")
+    # not the site's limit: the places left are kept for administrators, and the message says so
+    assert status == 403 and body["refusal"] == (
+        "The free places on this site are kept for its administrators. Please try again later."
+    ), body
     assert body["offer"] is None
     root = Client()
     assert login(root, "root")[0] == 200  # a superuser takes the reserved place
-    status, _ = login(Client(), "root")
+    status, body = login(Client(), "root")
     assert status == 403  # the limit itself holds for the admin too
+    assert body["refusal"] == "There are more than 2 active user sessions. Please try again later."
 
     # alice's second sign-in while root holds the reserved place: ending her first
     # session would not let her in (limit 2 - 1 reserved, root counts), so no offer
@@ -565,3 +569,179 @@ def test_reserved_place_and_self_service_in_local_mode(settings):
     assert [e["reason"] for e in ended if e["session"] == conf.get().session_ref(alice_key)] == ["replaced"]
     assert [e["user"] for e in refused] == ["bob", "root", "alice", "alice"]
     sender.reset()
+
+
+# -- refusals that name their reason ---------------------------------------------------------
+
+
+def _wait_for_config(**fields) -> config.SiteConfig:
+    def matches():
+        held = config.current()
+        return held is not None and all(getattr(held, k) == v for k, v in fields.items()) and held
+
+    return wait_until(matches, timeout=15, message=f"the config push with {fields}")
+
+
+@pytest.mark.parametrize("mode", ["local", "central"])
+def test_per_user_cap_refusal_names_the_cap_and_offers_the_other_session(site, mode):
+    """A user at their own cap on a site at 5 of 20 is told about the cap, not the site's limit."""
+    s = site(session_limit=20, per_user_limit=1)
+    s.configure(MODE=mode)
+    _wait_for_config(per_user_limit=1)
+    for name in ("alice", "bob", "carol", "dave", "erin"):
+        make_user(name)
+        assert login(Client(), name)[0] == 200
+    status, body = login(Client(), "alice")
+    assert status == 403, body
+    assert body["refusal"] == (
+        "You are signed in on this site as often as one user may be (1 at a time). Please sign out elsewhere first."
+    ), body
+    assert "20" not in body["refusal"]
+    # ending her other session lets her in under the same rule: offered
+    assert body["offer"], body
+
+
+@pytest.mark.parametrize("mode", ["local", "central"])
+def test_no_offer_when_the_users_own_sessions_free_no_counted_place(site, mode):
+    """count_mode live: the user's dangling session takes no counted place, so ending it cannot help."""
+    s = site(session_limit=2, count_mode="live", idle_timeout_seconds=60)
+    s.configure(MODE=mode)
+    _wait_for_config(count_mode="live")
+    for name in ("alice", "bob", "carol"):
+        make_user(name)
+    old = Client()
+    assert login(old, "alice")[0] == 200
+    old_key = old.cookies["sessionid"].value
+    # alice's session was last used two hours ago: dangling for the site and for headcount
+    make_idle(old_key, dt.timedelta(hours=2))
+    two_hours_ago = (timezone.now() - dt.timedelta(hours=2)).isoformat()
+    hc_client.post_events([{"type": "session.ended", "session": session_ref(old), "at": two_hours_ago, "reason": "logout"}])
+    hc_client.post_events([{"type": "session.started", "session": "alice-elsewhere", "at": two_hours_ago, "user": "alice"}])
+    for name in ("bob", "carol"):
+        assert login(Client(), name)[0] == 200
+    status, body = login(Client(), "alice")
+    assert status == 403, body
+    assert body["refusal"] == "There are more than 2 active user sessions. Please try again later."
+    assert body["offer"] is None, body
+    assert Session.objects.filter(session_key=old_key).exists()
+
+
+def test_refusal_texts_set_by_the_site(site):
+    s = site(session_limit=1)
+    s.configure(MODE="central", MESSAGES={"limit": "Full ({limit}). Come back after lunch."})
+    for name in ("alice", "bob"):
+        make_user(name)
+    assert login(Client(), "alice")[0] == 200
+    status, body = login(Client(), "bob")
+    assert status == 403 and body["refusal"] == "Full (1). Come back after lunch.", body
+
+
+# -- bad input and the site's own maintenance ------------------------------------------------
+
+
+def _push(url: str, secret: str, kind: str, data: dict) -> tuple[int, dict]:
+    body = json.dumps({"type": kind, "timestamp": timezone.now().isoformat(), "data": data}).encode()
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json", **sign_webhook(secret, body)}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_unknown_push_and_older_config_are_ignored_and_logged(site, live_server, caplog):
+    s = site(session_limit=10)
+    s.configure(MODE="local")
+    held = _wait_for_config(session_limit=10)
+    url, secret = f"{live_server.url}/headcount/webhook/", s.created["webhook_secret"]
+    caplog.set_level("WARNING", logger="headcount_django")
+
+    status, answer = _push(url, secret, "site.renamed", {"site": s.slug, "name": "x"})
+    assert status == 200 and answer["status"] == "ignored", answer
+    assert "ignored a push of unknown type 'site.renamed'" in caplog.text
+
+    older = {**held.as_dict(), "site": s.slug, "config_version": held.config_version - 1, "session_limit": 99}
+    status, answer = _push(url, secret, "site.config_changed", older)
+    assert status == 200 and answer["status"] == "ignored", answer
+    assert f"ignored config version {held.config_version - 1}" in caplog.text
+    assert config.current().session_limit == 10
+
+
+def test_missing_cache_table_blocks_nothing(site, live_server, headcount, settings, caplog, capsys):
+    """The site's database was rebuilt without createcachetable: sign-ins, pushes and kills still work."""
+    from django.core.management.base import CommandError
+    from headcount_django import shared
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "headcount": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "headcount_cache_dropped"},
+    }
+    shared.reset()
+    s = site(session_limit=2)
+    s.configure(MODE="local", CACHE="headcount")
+    caplog.set_level("INFO", logger="headcount_django")
+    try:
+        for name in ("alice", "bob", "carol"):
+            make_user(name)
+        alice, bob = Client(), Client()
+        assert login(alice, "alice")[0] == 200  # the config is pulled, and held in this process
+        assert login(bob, "bob")[0] == 200
+        status, body = login(Client(), "carol")
+        assert status == 403 and "more than 2" in body["refusal"]  # decided with what it holds
+
+        # a kill is applied, and the webhook's answer says what is wrong
+        ref, key = session_ref(bob), bob.cookies["sessionid"].value
+        status, answer = _push(f"{live_server.url}/headcount/webhook/", s.created["webhook_secret"], "session.kill",
+                               {"site": s.slug, "sessions": [ref], "reason": "killed"})
+        assert status == 200 and answer["killed"] == 1, answer
+        assert "createcachetable" in answer["warning"]
+        assert not Session.objects.filter(session_key=key).exists()
+        assert login(Client(), "carol")[0] == 200
+
+        errors = [r for r in caplog.records if r.levelname == "ERROR" and r.name == "headcount_django"]
+        assert len(errors) == 1, [r.getMessage() for r in errors]
+        assert "manage.py createcachetable" in errors[0].getMessage()
+
+        with pytest.raises(CommandError, match="manage.py createcachetable"):
+            call_command("headcount_check")
+        assert "headcount answered" in capsys.readouterr().out
+    finally:
+        shared.reset()
+
+
+def test_offline_grace_decides_by_the_last_config_then_the_sites_choice(site, headcount):
+    """headcount unreachable in central mode: the local rule with the last pushed config, then CENTRAL_UNREACHABLE."""
+    from headcount_django import shared
+
+    s = site(session_limit=2)
+    s.configure(MODE="central", CENTRAL_UNREACHABLE="refuse", ADMISSION_TIMEOUT=0.5)
+    _wait_for_config(session_limit=2)
+    for name in ("alice", "bob", "carol", "dave"):
+        make_user(name)
+    alice = Client()
+    assert login(alice, "alice")[0] == 200
+    assert login(Client(), "bob")[0] == 200
+    denied = headcount.api("GET", f"/v1/sites/{s.slug}/usage")["denied_last_24h"]
+
+    # headcount cannot be reached (a closed port), within OFFLINE_GRACE
+    s.configure(MODE="central", CENTRAL_UNREACHABLE="refuse", ADMISSION_TIMEOUT=0.5, URL="http://127.0.0.1:9")
+    status, body = login(Client(), "carol")
+    assert status == 403 and body["refusal"] == "There are more than 2 active user sessions. Please try again later."
+    alice.post("/logout/")
+    carol = Client()
+    assert login(carol, "carol")[0] == 200  # a place is free by the local rule
+
+    # the grace is over (the last answer lies two days back): the site's choice, refuse
+    shared.set(f"headcount:{s.slug}:contact", time.time() - 2 * 86400, None)
+    hc_client.reset_contact()
+    status, body = login(Client(), "dave")
+    assert status == 403 and body["refusal"] == "Sign-in is not possible right now. Please try again later."
+
+    # back online: the refusal made offline and the offline sign-in reach headcount afterwards
+    s.configure(MODE="central", CENTRAL_UNREACHABLE="refuse")
+    sender.get_sender().request_snapshot()
+    wait_until(lambda: headcount.api("GET", f"/v1/sites/{s.slug}/usage")["denied_last_24h"] == denied + 1,
+               timeout=15, message="the offline refusal reported")
+    assert s.sessions("active")[session_ref(carol)]["user"] == "carol"

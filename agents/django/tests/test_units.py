@@ -44,6 +44,9 @@ def test_settings_are_checked():
         ({"USER_REF": "no.such.module.func"}, "USER_REF"),
         ({"CACHE": "nope"}, "CACHE"),
         ({"SITE_SLUG": "typo"}, "unknown keys"),
+        ({"MESSAGES": {"site_limit": "x"}}, "MESSAGES"),
+        ({"MESSAGES": {"limit": ""}}, "MESSAGES"),
+        ({"OFFLINE_GRACE": -1}, "OFFLINE_GRACE"),
     ],
 )
 def test_bad_settings_raise_improperly_configured(change, mentions):
@@ -355,3 +358,28 @@ def test_config_carries_the_reserved_and_per_user_fields():
     assert default.reserved_roles == ("admin",) and default.per_user_limit is None and default.reserved_slots == 0
     with pytest.raises(ValueError):
         SiteConfig.from_data({"config_version": 1, "session_limit": 5, "reserved_slots": -1})
+
+
+def test_each_refusal_reason_has_its_own_text(settings):
+    from headcount_django import refusals, rules
+
+    settings.HEADCOUNT = {**VALID}
+    # limit_reached below the ceiling with reserved places: the reserved places refused
+    assert refusals.kind_of(rules.LIMIT_REACHED, 5, 6, 1) == refusals.RESERVED
+    assert refusals.kind_of(rules.LIMIT_REACHED, 6, 6, 1) == refusals.LIMIT
+    assert refusals.kind_of(rules.LIMIT_REACHED, 5, 6, 0) == refusals.LIMIT
+    assert refusals.kind_of(rules.USER_LIMIT_REACHED, 5, 20, 0) == refusals.USER_LIMIT
+    assert refusals.kind_of(rules.POOL_LIMIT_REACHED, 5, 20, 0) == refusals.POOL
+    config = SiteConfig(1, 20, per_user_limit=2, reserved_slots=3)
+    texts = {kind: refusals.text(kind, config) for kind in (refusals.LIMIT, refusals.USER_LIMIT, refusals.RESERVED, refusals.POOL)}
+    assert texts[refusals.LIMIT] == "There are more than 20 active user sessions. Please try again later."
+    assert "(2 at a time)" in texts[refusals.USER_LIMIT]
+    assert "administrators" in texts[refusals.RESERVED]
+    assert "organisation" in texts[refusals.POOL]
+    assert len(set(texts.values())) == 4
+    # the site's limit_message from headcount, then the site's own texts in the agent settings
+    assert refusals.text(refusals.LIMIT, SiteConfig(1, 3, limit_message="Max {limit}.")) == "Max 3."
+    settings.HEADCOUNT = {**VALID, "MESSAGES": {"user_limit": "Only {per_user_limit} each.", "pool": "Pool full."}}
+    assert refusals.text(refusals.USER_LIMIT, config) == "Only 2 each."
+    assert refusals.text(refusals.POOL, config) == "Pool full."
+    assert refusals.text(refusals.LIMIT, config).startswith("There are more than 20")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -105,14 +106,57 @@ def request(
 def call(method: str, suffix: str, body: Any = None, *, timeout: float | None = None, headers=None) -> Response:
     """Call one of this site's endpoints (``/v1/sites/{slug}/<suffix>``) with the site token."""
     settings = conf.get()
-    return request(
-        method,
-        settings.site_path(suffix),
-        body,
-        token=settings.token,
-        timeout=timeout if timeout is not None else settings.timeout,
-        headers=headers,
-    )
+    try:
+        response = request(
+            method,
+            settings.site_path(suffix),
+            body,
+            token=settings.token,
+            timeout=timeout if timeout is not None else settings.timeout,
+            headers=headers,
+        )
+    except HeadcountError:
+        _note_contact()  # it answered
+        raise
+    _note_contact()
+    return response
+
+
+# -- when headcount last answered (for the offline grace of central mode) -------------------
+
+CONTACT_EVERY = 30.0  # seconds between writes of the time of contact, per process
+_contact_written = 0.0
+_contact_at: float | None = None
+
+
+def _contact_key() -> str:
+    return f"headcount:{conf.get().site}:contact"
+
+
+def _note_contact() -> None:
+    global _contact_written, _contact_at
+    _contact_at = time.time()
+    if time.monotonic() - _contact_written < CONTACT_EVERY and _contact_written:
+        return
+    _contact_written = time.monotonic()
+    from . import shared
+
+    shared.set(_contact_key(), _contact_at, None)
+
+
+def offline_seconds() -> float | None:
+    """Seconds since any worker of the site last had an answer from headcount (None: never known)."""
+    from . import shared
+
+    known = [value for value in (shared.get(_contact_key()), _contact_at) if isinstance(value, (int, float))]
+    if not known:
+        return None
+    return max(0.0, time.time() - max(known))
+
+
+def reset_contact() -> None:
+    global _contact_written, _contact_at
+    _contact_written, _contact_at = 0.0, None
 
 
 def post_events(events: list[dict[str, Any]]) -> Response:

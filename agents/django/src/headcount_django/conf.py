@@ -34,8 +34,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_SECRET": None,
     "MODE": "off",
     "CENTRAL_UNREACHABLE": "admit",
+    "OFFLINE_GRACE": 86400,
     "UNREACHABLE_MESSAGE": "Sign-in is not possible right now. Please try again later.",
     "REFUSAL": "auto",
+    "MESSAGES": None,
     "USER_REF": "username",
     "ROLES": None,
     "SELF_SERVICE": True,
@@ -70,7 +72,9 @@ class AgentSettings:
     mode: str
     central_unreachable: str
     unreachable_message: str
+    offline_grace: float
     refusal: str
+    messages: dict[str, str]
     user_ref: Callable[[Any], str | None] = field(repr=False)
     roles: Callable[[Any], Any] = field(repr=False)
     self_service: bool
@@ -243,6 +247,25 @@ def _roles(raw: dict[str, Any]) -> Callable[[Any], Any]:
     return func
 
 
+# the kinds of refusal a site may give its own text for (see ``refusals``)
+MESSAGE_KINDS = ("limit", "user_limit", "reserved", "pool")
+
+
+def _messages(raw: dict[str, Any]) -> dict[str, str]:
+    value = raw["MESSAGES"]
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _fail("MESSAGES", f"must be a dict with keys among {', '.join(MESSAGE_KINDS)}")
+    unknown = sorted(set(value) - set(MESSAGE_KINDS))
+    if unknown:
+        raise _fail("MESSAGES", f"unknown kinds {', '.join(map(str, unknown))} (known: {', '.join(MESSAGE_KINDS)})")
+    for kind, text in value.items():
+        if not isinstance(text, str) or not text.strip():
+            raise _fail("MESSAGES", f"the text for {kind!r} must be a non-empty string")
+    return dict(value)
+
+
 def _hash_key(raw: dict[str, Any]) -> bytes:
     value = raw["SESSION_HASH_KEY"]
     if value is None:
@@ -318,7 +341,9 @@ def load(raw: Any) -> AgentSettings:
         mode=_choice(merged, "MODE", MODES),
         central_unreachable=_choice(merged, "CENTRAL_UNREACHABLE", UNREACHABLE_CHOICES),
         unreachable_message=_text(merged, "UNREACHABLE_MESSAGE"),
+        offline_grace=_number(merged, "OFFLINE_GRACE", minimum=0),
         refusal=_choice(merged, "REFUSAL", REFUSAL_CHOICES),
+        messages=_messages(merged),
         user_ref=_user_ref(merged),
         roles=_roles(merged),
         self_service=merged["SELF_SERVICE"],

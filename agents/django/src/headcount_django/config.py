@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.core.cache import caches
 
-from . import client, conf
+from . import client, conf, shared
 
 log = logging.getLogger("headcount_django")
 
@@ -102,7 +101,8 @@ def _roles(value: Any) -> tuple[str, ...]:
 
 
 def _cache():
-    return caches[conf.get().cache_alias]
+    # the shared cache, or this process's own memory while the shared one fails (``shared``)
+    return shared
 
 
 def _key(name: str) -> str:
@@ -127,6 +127,11 @@ def apply(data: dict[str, Any], etag: str | None = None) -> bool:
         raise ValueError(f"config for site {site!r}, but this is {conf.get().site!r}")
     have = current()
     if have is not None and incoming.config_version <= have.config_version:
+        if incoming.config_version < have.config_version:
+            log.warning(
+                "headcount: ignored config version %d: this site holds the newer version %d",
+                incoming.config_version, have.config_version,
+            )
         return False
     cache = _cache()
     cache.set(_key("config"), incoming.as_dict(), FOREVER)
@@ -151,6 +156,12 @@ def pull() -> bool:
     if response.status == 304 or not isinstance(response.body, dict):
         return False
     return apply(response.body, response.headers.get("etag"))
+
+
+def pull_newer() -> None:
+    """Pull once when an answer of headcount names a newer config than the one held (at most every 10 s)."""
+    if _cache().add(_key("pull-newer"), 1, 10):
+        pull()
 
 
 def pull_if_missing() -> SiteConfig | None:

@@ -33,7 +33,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_backends
 from django.core.exceptions import PermissionDenied
 
-from . import client, conf, rules, sender
+from . import client, conf, refusals, rules, sender
 from .config import DEFAULT_MESSAGE, SiteConfig, current, pull_if_missing
 from .reporting import client_info, end_reason, suppress_created
 from .sessions import (
@@ -196,21 +196,15 @@ def roles_of(user: Any, settings: conf.AgentSettings | None = None) -> list[str]
     return names[:16]
 
 
+def local_message(config: SiteConfig, decision: rules.Decision, seen: LocalCount, roles: list[str]) -> str:
+    """The text for a refusal of the local rule, by the reason it gives (``refusals``)."""
+    kind = refusals.kind_of(decision.outcome, seen.counted, config.admission_ceiling, config.reserve_for(roles))
+    return refusals.text(kind, config)
+
+
 def limit_message(config: SiteConfig) -> str:
-    """The text a refused user sees: the site's ``limit_message``, or Lino's own words.
-
-    With headcount's default message in a Lino site this is exactly what Lino's own
-    check says, in the language of the request.
-    """
-    if config.limit_message == DEFAULT_MESSAGE and _is_lino():
-        try:
-            from django.utils.translation import gettext
-
-            text = gettext("There are more than {} active user sessions.") + " " + gettext("Please try again later.")
-            return text.format(config.session_limit)
-        except Exception:
-            pass
-    return config.message()
+    """The text of a refusal at the site's limit (the site's ``limit_message``, or Lino's own words)."""
+    return refusals.text(refusals.LIMIT, config)
 
 
 def report_refusal(user: Any) -> None:
@@ -272,6 +266,7 @@ class SessionLimitBackend:
                 return
             roles = roles_of(user)
             seen = count_sessions(config, request.session.session_key, str(user.pk))
+            decision = rules.decide(local_ask(config, seen, roles, str(user.pk), False))
         report_refusal(user)
         offer = None
         if seen.own and _replacing_helps(config, seen, roles, str(user.pk)):
@@ -281,7 +276,7 @@ class SessionLimitBackend:
             settings = conf.get()
             own = [OwnSession.from_local(session, current_time, settings) for session in seen.own]
             offer = make_offer(request, user, backend_path, own, credentials)
-        refuse(request, limit_message(config), offer)
+        refuse(request, local_message(config, decision, seen, roles), offer)
 
     def _central(self, request: Any, credentials: dict[str, Any], settings: conf.AgentSettings) -> None:
         user, backend_path = _check_credentials(request, credentials)
@@ -293,13 +288,15 @@ class SessionLimitBackend:
         if answer.get("admitted"):
             return
         offer = None
+        roles = roles_of(user, settings)
         own = answer.get("own_sessions")
         if isinstance(own, list) and own:
             from .selfservice import OwnSession, make_offer
 
             sessions = [s for s in (OwnSession.from_answer(item) for item in own) if s is not None]
-            offer = make_offer(request, user, backend_path, sessions, credentials)
-        refuse(request, central_message(answer), offer)
+            if _central_replacing_helps(answer, config_for(answer), roles, sessions):
+                offer = make_offer(request, user, backend_path, sessions, credentials)
+        refuse(request, central_message(answer, roles), offer)
 
 
 def _replacing_helps(config: SiteConfig, seen: LocalCount, roles: list[str], user_id: str) -> bool:
@@ -344,9 +341,9 @@ def ask_headcount(
     except client.HeadcountError as exc:
         if replace and exc.status == 422:
             raise
-        return _unreachable(request, settings, exc)
+        return _unreachable(request, settings, exc, user)
     except client.HeadcountUnavailable as exc:
-        return _unreachable(request, settings, exc)
+        return _unreachable(request, settings, exc, user)
     evicted = [ref for ref in answer.get("evicted") or [] if isinstance(ref, str)]
     if evicted:
         with end_reason("evicted"):
@@ -361,7 +358,23 @@ def ask_headcount(
     return answer
 
 
-def _unreachable(request: Any, settings: conf.AgentSettings, exc: Exception) -> None:
+def _unreachable(request: Any, settings: conf.AgentSettings, exc: Exception, user: Any) -> None:
+    """headcount did not answer: the local rule decides with the last config for ``OFFLINE_GRACE``, then
+    ``CENTRAL_UNREACHABLE``. A refusal made offline is queued as ``session.refused``, delivered once
+    headcount answers again; a sign-in admitted offline is reported as started like any other."""
+    config = current()
+    offline = client.offline_seconds()
+    if config is not None and offline is not None and offline <= settings.offline_grace:
+        roles = roles_of(user, settings)
+        decision, seen = local_admission(config, request.session.session_key, user, roles)
+        log.warning(
+            "headcount: admission not possible (%s); the local rule decided %s with config version %d "
+            "(no answer from headcount for %d s)", exc, decision.outcome, config.config_version, offline,
+        )
+        if decision.admitted:
+            return None
+        report_refusal(user)
+        refuse(request, local_message(config, decision, seen, roles))
     if settings.central_unreachable == "admit":
         log.warning("headcount: admission not possible (%s); admitting as configured", exc)
         return None
@@ -370,9 +383,68 @@ def _unreachable(request: Any, settings: conf.AgentSettings, exc: Exception) -> 
     return None
 
 
-def central_message(answer: dict[str, Any]) -> str:
-    message = answer.get("message") or (current() or SiteConfig(0, 0)).message()
-    return str(message).replace("{limit}", str(answer.get("session_limit", "")))
+def central_message(answer: dict[str, Any], roles: list[str] | tuple[str, ...] = ()) -> str:
+    """The text for headcount's refusal, by its ``outcome`` (``refusals``)."""
+    config = config_for(answer)
+    limit = _int(answer.get("session_limit"), config.session_limit if config else 0)
+    counted = _int(answer.get("counted"), 0)
+    if config is not None and config.session_limit == limit:
+        ceiling, reserve = config.admission_ceiling, config.reserve_for(roles)
+    else:
+        # no config held (or an older one): below the limit only reserved places refuse
+        ceiling, reserve = limit, int(counted < limit)
+    kind = refusals.kind_of(str(answer.get("outcome") or ""), counted, ceiling, reserve)
+    message = answer.get("message")
+    return refusals.text(kind, config, limit=limit, site_message=str(message) if message else None)
+
+
+def config_for(answer: dict[str, Any]) -> SiteConfig | None:
+    """The config headcount decided with: the one held, or pulled when the answer names a newer version."""
+    held = current()
+    version = answer.get("config_version")
+    if isinstance(version, int) and (held is None or held.config_version < version):
+        try:
+            from . import config as site_config
+
+            site_config.pull_newer()
+        except Exception as exc:
+            log.warning("headcount: could not pull config version %s: %s", version, exc)
+        held = current()
+    return held
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _central_replacing_helps(answer: dict[str, Any], config: SiteConfig | None, roles: list[str], own: list[Any]) -> bool:
+    """Whether replacing the user's own sessions would admit the sign-in, by the rule headcount will apply.
+
+    With ``count_mode: live`` the user's dangling sessions take no counted place:
+    ending them frees none, so they are no reason to offer anything.
+    """
+    live_only = config is not None and config.count_mode == "live"
+    counted_own = [s for s in own if not live_only or s.state == "live"]
+    if not counted_own:
+        return False
+    if answer.get("outcome") == rules.POOL_LIMIT_REACHED:
+        return True  # each counted session ended frees a place in the tenant's pool as well
+    if config is None:
+        return answer.get("outcome") in (rules.USER_LIMIT_REACHED, rules.LIMIT_REACHED)
+    user = None
+    if config.per_user_limit is not None:
+        user = rules.UserCap(len(counted_own), config.per_user_limit, config.per_user_over_limit, True)
+    ask = rules.Ask(
+        counted=_int(answer.get("counted"), 0),
+        limit=_int(answer.get("session_limit"), config.session_limit),
+        reserve=config.reserve_for(roles),
+        over_limit=config.over_limit,
+        overage_percent=int(config.overage_percent),
+        replacing=len(counted_own),
+        replaces=True,
+        user=user,
+    )
+    return rules.decide(ask).admitted
 
 
 def _check_credentials(request: Any, credentials: dict[str, Any]) -> tuple[Any, str | None]:

@@ -225,7 +225,7 @@ def accept(request: HttpRequest, payload: dict[str, Any]) -> None:
         except client.HeadcountError:
             raise OfferInvalid(_("Your sessions have changed in the meantime. Please sign in again.")) from None
         if answer is not None and not answer.get("admitted"):
-            enforcement.refuse(request, enforcement.central_message(answer))
+            enforcement.refuse(request, enforcement.central_message(answer, enforcement.roles_of(user, settings)))
     elif settings.mode == "local":
         config = enforcement.pull_if_missing()
         if config is not None:
@@ -235,10 +235,10 @@ def accept(request: HttpRequest, payload: dict[str, Any]) -> None:
                 if s.user_id == str(user.pk) and settings.session_ref(s.key) in wanted
             ]
             roles = enforcement.roles_of(user, settings)
-            decision, _seen = enforcement.local_admission(config, request.session.session_key, user, roles, own)
+            decision, seen = enforcement.local_admission(config, request.session.session_key, user, roles, own)
             if not decision.admitted:
                 enforcement.report_refusal(user)
-                enforcement.refuse(request, enforcement.limit_message(config))
+                enforcement.refuse(request, enforcement.local_message(config, decision, seen, roles))
     _login(request, user, payload["b"])
 
 

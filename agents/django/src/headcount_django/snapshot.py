@@ -6,9 +6,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from django.core.cache import caches
-
-from . import client, conf
+from . import client, conf, shared
 from .sessions import authenticated_sessions, now, rfc3339, user_refs
 
 log = logging.getLogger("headcount_django")
@@ -48,7 +46,7 @@ def round_lock() -> bool:
     """
     settings = conf.get()
     lock_timeout = max(1, int(settings.snapshot_interval * 0.9))
-    return bool(caches[settings.cache_alias].add(f"headcount:{settings.site}:snapshot-lock", 1, lock_timeout))
+    return bool(shared.add(f"headcount:{settings.site}:snapshot-lock", 1, lock_timeout))
 
 
 def send(periodic: bool = False) -> dict[str, Any] | None:

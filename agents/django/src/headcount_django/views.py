@@ -6,12 +6,11 @@ import json
 import logging
 from typing import Any
 
-from django.core.cache import caches
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from . import conf, config
+from . import conf, config, shared
 from .reporting import end_reason
 from .sessions import delete_keys, keys_for_refs
 from .webhooks import WebhookVerificationError, verify
@@ -52,7 +51,7 @@ def webhook(request: HttpRequest) -> JsonResponse:
             raise TypeError("data is not an object")
     except (ValueError, KeyError, TypeError) as exc:
         return _problem(400, "Malformed webhook", f"body is not a webhook message: {exc}")
-    cache = caches[settings.cache_alias]
+    cache = shared
     dedupe_key = f"headcount:{settings.site}:webhook:{msg_id}"
     if not cache.add(dedupe_key, 1, DEDUPE_SECONDS):
         return JsonResponse({"status": "duplicate"})
@@ -65,6 +64,9 @@ def webhook(request: HttpRequest) -> JsonResponse:
         cache.delete(dedupe_key)  # let headcount's retry try again
         log.exception("headcount: applying webhook %s failed", msg_id)
         return _problem(500, "Webhook failed", "the site could not apply the push")
+    problem = shared.problem()
+    if problem:
+        result["warning"] = problem
     return JsonResponse(result)
 
 
@@ -86,4 +88,5 @@ def _apply(kind: str, data: dict[str, Any], settings: conf.AgentSettings) -> dic
             killed = delete_keys(keys_for_refs(refs))
         log.info("headcount: killed %d of %d sessions on request", killed, len(refs))
         return {"status": "applied", "killed": killed}
+    log.warning("headcount: ignored a push of unknown type %r", kind)
     return {"status": "ignored", "type": kind}

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from headcount_django import client, conf, config, sessions
+from headcount_django import client, conf, config, sessions, shared
 
 
 class Command(BaseCommand):
@@ -14,6 +14,9 @@ class Command(BaseCommand):
             return
         local = sum(1 for _ in sessions.authenticated_sessions())
         self.stdout.write(f"signed-in sessions in the session table: {local}")
+        cache_problem = shared.check()
+        if cache_problem is None:
+            self.stdout.write(f"shared cache {settings.cache_alias!r}: works")
         try:
             response = client.get_config(None)
         except (client.HeadcountUnavailable, client.HeadcountError) as exc:
@@ -25,3 +28,6 @@ class Command(BaseCommand):
             f"count_mode {body.get('count_mode')}, over_limit {body.get('over_limit')}"
         )
         self.stdout.write(self.style.SUCCESS("headcount answered; the token and the site slug are right."))
+        if cache_problem is not None:
+            # sign-ins and pushes still work, but each worker process then keeps its own config
+            raise CommandError(cache_problem)

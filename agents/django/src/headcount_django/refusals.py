@@ -1,0 +1,93 @@
+"""What a refused user is told: one text per reason of the refusal.
+
+headcount's admission answer says why in its ``outcome``; the local rule says it in
+its decision. Each reason has its own default text, and a site may give its own
+in ``HEADCOUNT["MESSAGES"]``:
+
+- ``limit``: the site's sessions limit is reached. Default: the site's
+  ``limit_message`` from headcount; with headcount's default that is Lino's own
+  sentence, in the user's language ("There are more than 20 active user sessions.
+  Please try again later.").
+- ``user_limit``: the user holds as many sessions as one user may (``per_user_limit``).
+- ``reserved``: places are left, but they are kept for site administrators
+  (``reserved_slots``) and the user is not one.
+- ``pool``: the sessions limit shared by the tenant's sites is reached (central mode).
+
+Texts may name ``{limit}`` (the site's limit), ``{per_user_limit}`` and ``{reserved}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.utils.translation import gettext
+
+from . import conf, rules
+from .config import DEFAULT_MESSAGE, SiteConfig
+
+LIMIT = "limit"
+USER_LIMIT = "user_limit"
+RESERVED = "reserved"
+POOL = "pool"
+
+# Lino's words where Lino has them (its translations apply); the first sentences of
+# the others are the agent's own
+TRY_LATER = "Please try again later."
+LINO_LIMIT = "There are more than {} active user sessions."
+SIGN_OUT_ELSEWHERE = "Please sign out elsewhere first."
+DEFAULTS = {
+    USER_LIMIT: ("You are signed in on this site as often as one user may be ({per_user_limit} at a time).", SIGN_OUT_ELSEWHERE),
+    RESERVED: ("The free places on this site are kept for its administrators.", TRY_LATER),
+    POOL: ("All the sessions your organisation may have on its sites are in use.", TRY_LATER),
+}
+
+
+def kind_of(outcome: str, counted: int, ceiling: int, reserve: int) -> str:
+    """The reason of a refusal: its outcome, and for ``limit_reached`` whether only reserved places were left."""
+    if outcome == rules.USER_LIMIT_REACHED:
+        return USER_LIMIT
+    if outcome == rules.POOL_LIMIT_REACHED:
+        return POOL
+    if reserve > 0 and counted < ceiling:
+        return RESERVED
+    return LIMIT
+
+
+def _is_lino() -> bool:
+    from .enforcement import _is_lino as is_lino
+
+    return is_lino()
+
+
+def text(kind: str, config: SiteConfig | None, *, limit: int | None = None, site_message: str | None = None) -> str:
+    """The text for one kind of refusal, with the site's own text when it set one.
+
+    ``site_message`` is what headcount sent (its answer's ``message``: the site's
+    ``limit_message``); ``config`` is the config the agent holds, when it holds one.
+    """
+    settings = conf.get()
+    if limit is None:
+        limit = config.session_limit if config is not None else 0
+    values: dict[str, Any] = {
+        "limit": limit,
+        "per_user_limit": config.per_user_limit if config is not None and config.per_user_limit is not None else "",
+        "reserved": config.reserved_slots if config is not None else "",
+    }
+    own = settings.messages.get(kind)
+    if own:
+        return _fill(own, values)
+    if kind == LIMIT:
+        template = site_message or (config.limit_message if config is not None else DEFAULT_MESSAGE)
+        if template in (DEFAULT_MESSAGE, DEFAULT_MESSAGE.replace("{limit}", str(limit))):
+            # headcount's default is Lino's sentence: say it in the user's language
+            return f"{gettext(LINO_LIMIT).format(limit)} {gettext(TRY_LATER)}"
+        return _fill(template, values)
+    first, second = DEFAULTS[kind]
+    return f"{_fill(gettext(first), values)} {gettext(second)}"
+
+
+def _fill(template: str, values: dict[str, Any]) -> str:
+    result = template
+    for name, value in values.items():
+        result = result.replace("{" + name + "}", str(value))
+    return result
