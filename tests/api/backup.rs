@@ -15,17 +15,7 @@ use diesel::connection::SimpleConnection;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{Options, TestApp, pg_url, spawn, spawn_with};
-
-/// The binary, with none of the environment that could point it at another database.
-fn headcount() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_headcount"));
-    c.env_remove("DATABASE_URL")
-        .env_remove("HEADCOUNT_DATA_DIR")
-        .env_remove("HEADCOUNT_CONFIG")
-        .env("HEADCOUNT_LOG", "warn");
-    c
-}
+use crate::helpers::{Options, PgDatabase, TestApp, headcount, pg_url, spawn, spawn_with};
 
 /// A run that must fail: returns its one line of error output.
 fn refused(c: &mut Command) -> String {
@@ -242,23 +232,6 @@ async fn a_backup_taken_while_events_flow_restores_every_acknowledged_event() {
     assert_eq!(r.body["admitted"], true, "{}", r.text);
 }
 
-/// A database created for the restored copy, dropped after the test.
-struct RestoredDatabase {
-    admin_url: String,
-    name: String,
-}
-
-impl Drop for RestoredDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut c) = diesel::PgConnection::establish(&self.admin_url) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 /// Reads that should answer alike on the original and on its restored copy.
 const COMPARED: [&str; 9] = [
     "/v1/plans",
@@ -295,14 +268,9 @@ async fn a_pg_dump_restored_with_pg_restore_answers_the_same() {
 
     let dir = tempfile::tempdir().unwrap();
     let dump = dir.path().join("headcount.dump");
-    let name = format!("headcount_t_{}", uuid::Uuid::new_v4().simple());
-    let _restored_db = RestoredDatabase {
-        admin_url: admin_url.clone(),
-        name: name.clone(),
-    };
-    let mut restored_url = url::Url::parse(&app.database_url).unwrap();
-    restored_url.set_path(&format!("/{name}"));
-    let restored_url = restored_url.to_string();
+    let restored_db = PgDatabase::named(&admin_url);
+    let name = restored_db.name.clone();
+    let restored_url = restored_db.url();
     for (program, args) in [
         (
             "pg_dump",

@@ -30,9 +30,34 @@ pub struct TestApp {
 }
 
 /// A PostgreSQL database made for one test and dropped after it.
-struct PgDatabase {
+pub struct PgDatabase {
     admin_url: String,
-    name: String,
+    pub name: String,
+}
+
+impl PgDatabase {
+    /// A new, empty database on the test server (the suite's fresh databases are
+    /// copies of a migrated template).
+    pub fn empty(admin_url: &str) -> Self {
+        let db = Self::named(admin_url);
+        let mut c = diesel::PgConnection::establish(admin_url).expect("connect to PostgreSQL");
+        c.batch_execute(&format!("CREATE DATABASE \"{}\"", db.name))
+            .expect("create a test database");
+        db
+    }
+
+    /// A name for a database the test creates itself (`createdb`, say); the guard
+    /// drops it.
+    pub fn named(admin_url: &str) -> Self {
+        Self {
+            admin_url: admin_url.to_owned(),
+            name: format!("headcount_t_{}", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        with_db(&self.admin_url, &self.name)
+    }
 }
 
 impl Drop for PgDatabase {
@@ -460,4 +485,52 @@ pub async fn spawn_on(database_url: String, now: DateTime<Utc>) -> TestApp {
         ManualClock::at(now),
     )
     .await
+}
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits up to 20 s for `/readyz` on `port` to answer 200.
+pub async fn ready(client: &reqwest::Client, port: u16) -> bool {
+    for _ in 0..800 {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && r.status().is_success()
+        {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// A headcount binary (this build's, or another release's) with none of the
+/// environment that could point it at another database or change its settings.
+pub fn headcount_at(bin: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    for var in [
+        "DATABASE_URL",
+        "HEADCOUNT_DATA_DIR",
+        "HEADCOUNT_CONFIG",
+        "HEADCOUNT_JWT_SECRET",
+        "HEADCOUNT_LISTEN",
+        "HEADCOUNT_PREPARED_STATEMENTS",
+    ] {
+        c.env_remove(var);
+    }
+    c.env("HEADCOUNT_LOG", "warn");
+    c
+}
+
+/// This build's binary; see [`headcount_at`].
+pub fn headcount() -> std::process::Command {
+    headcount_at(env!("CARGO_BIN_EXE_headcount"))
 }

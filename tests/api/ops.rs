@@ -9,7 +9,9 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Options, Reply, TestApp, fresh_database, is_problem, spawn, spawn_with};
+use crate::helpers::{
+    Options, Reply, TestApp, free_port, fresh_database, is_problem, spawn, spawn_with,
+};
 use crate::receiver::Receiver;
 
 // ---------------------------------------------------------------- request ids
@@ -67,14 +69,6 @@ async fn every_response_carries_a_request_id_and_problems_quote_it() {
     let id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["request_id"], id.as_str());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Runs the binary with its stderr going to a pipe (not a terminal), sends one

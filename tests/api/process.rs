@@ -3,40 +3,7 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::fresh_database;
-
-fn headcount() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_headcount"));
-    c.env_remove("DATABASE_URL")
-        .env_remove("HEADCOUNT_JWT_SECRET")
-        .env_remove("HEADCOUNT_LISTEN")
-        .env("HEADCOUNT_LOG", "warn");
-    c
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits up to 10 s for `/readyz` on `port` to answer 200.
-async fn ready(client: &reqwest::Client, port: u16) -> bool {
-    for _ in 0..400 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
-}
+use crate::helpers::{free_port, fresh_database, headcount, ready};
 
 /// Runs a start that must fail; returns its stderr.
 fn failing_start(args: &[&str], env: &[(&str, &str)]) -> String {

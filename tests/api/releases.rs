@@ -10,31 +10,11 @@ use diesel::connection::SimpleConnection;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{fresh_database, pg_url, spawn};
+use crate::helpers::{
+    PgDatabase, free_port, fresh_database, headcount, headcount_at, pg_url, ready, spawn,
+};
 
 const RELEASE: &str = env!("CARGO_PKG_VERSION");
-
-fn headcount(bin: &str) -> Command {
-    let mut c = Command::new(bin);
-    c.env_remove("DATABASE_URL")
-        .env_remove("HEADCOUNT_JWT_SECRET")
-        .env_remove("HEADCOUNT_LISTEN")
-        .env_remove("HEADCOUNT_PREPARED_STATEMENTS")
-        .env("HEADCOUNT_LOG", "warn");
-    c
-}
-
-fn this_release() -> Command {
-    headcount(env!("CARGO_BIN_EXE_headcount"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The newest migration in the source tree, as diesel records it: the schema version
 /// this build must report.
@@ -49,25 +29,9 @@ fn newest_migration() -> String {
     stem.chars().filter(char::is_ascii_digit).collect()
 }
 
-/// Waits up to 20 s for `/readyz` on `port`.
-async fn ready(client: &reqwest::Client, port: u16) -> bool {
-    for _ in 0..800 {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    false
-}
-
 /// A `serve` process on `port`, its output piped.
 fn serve(bin: &str, database_url: &str, data_dir: &std::path::Path, port: u16) -> Command {
-    let mut c = headcount(bin);
+    let mut c = headcount_at(bin);
     c.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--database-url")
         .arg(database_url)
@@ -95,44 +59,9 @@ async fn stop(mut child: Child) -> (bool, String, String) {
     .unwrap()
 }
 
-/// An empty PostgreSQL database (the suite's fresh databases are copies of a migrated
-/// template), dropped with the guard.
-struct EmptyPg {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl EmptyPg {
-    fn new(admin: &str) -> Self {
-        let name = format!("headcount_e_{}", uuid::Uuid::new_v4().simple());
-        let mut c = diesel::PgConnection::establish(admin).unwrap();
-        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .unwrap();
-        let mut u = url::Url::parse(admin).unwrap();
-        u.set_path(&format!("/{name}"));
-        Self {
-            admin: admin.to_owned(),
-            name,
-            url: u.to_string(),
-        }
-    }
-}
-
-impl Drop for EmptyPg {
-    fn drop(&mut self) {
-        if let Ok(mut c) = diesel::PgConnection::establish(&self.admin) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
 #[test]
 fn version_names_the_release_and_the_schema() {
-    let out = this_release().arg("--version").output().unwrap();
+    let out = headcount().arg("--version").output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
@@ -190,7 +119,7 @@ fn execute(database_url: &str, sql: &str) {
 #[tokio::test]
 async fn a_database_of_a_newer_release_is_refused_and_left_unchanged() {
     let (database_url, data_dir, _guard) = fresh_database().await;
-    let out = this_release()
+    let out = headcount()
         .args(["migrate", "--database-url", &database_url])
         .output()
         .unwrap();
@@ -214,7 +143,7 @@ async fn a_database_of_a_newer_release_is_refused_and_left_unchanged() {
             &format!("127.0.0.1:{port}"),
         ],
     ] {
-        let out = this_release()
+        let out = headcount()
             .args(&args)
             .arg("--data-dir")
             .arg(&data_dir)
@@ -346,7 +275,7 @@ async fn works(port: u16, admin: &str, tag: &str) {
 
 /// An admin token minted by `headcount token create` on `database_url`.
 fn admin_token(database_url: &str, env: &[(&str, &str)]) -> String {
-    let out = this_release()
+    let out = headcount()
         .args([
             "token",
             "create",
@@ -377,10 +306,10 @@ async fn four_at_once(database_url: &str, env: &[(&str, &str)]) {
 async fn four_processes_started_together_on_an_empty_database_all_come_up() {
     match pg_url() {
         Some(admin) => {
-            let pg = tokio::task::spawn_blocking(move || EmptyPg::new(&admin))
+            let pg = tokio::task::spawn_blocking(move || PgDatabase::empty(&admin))
                 .await
                 .unwrap();
-            four_at_once(&pg.url, &[]).await;
+            four_at_once(&pg.url(), &[]).await;
         }
         None => {
             let dir = tempfile::tempdir().unwrap();
@@ -484,10 +413,10 @@ async fn four_processes_started_together_through_pgbouncer_all_come_up() {
     let Some(binary) = pgbouncer() else {
         return missing("Debian's pgbouncer");
     };
-    let pg = tokio::task::spawn_blocking(move || EmptyPg::new(&admin))
+    let pg = tokio::task::spawn_blocking(move || PgDatabase::empty(&admin))
         .await
         .unwrap();
-    let server = url::Url::parse(&pg.url).unwrap();
+    let server = url::Url::parse(&pg.url()).unwrap();
     let bouncer = Bouncer::start(&binary, &server);
     let mut through = server.clone();
     through.set_port(Some(bouncer.port)).unwrap();
@@ -529,13 +458,13 @@ async fn rolling_upgrade_from_the_previous_release() {
     let Some(previous) = previous_release() else {
         return missing("HEADCOUNT_PREVIOUS_BIN (.ci/previous-release builds it)");
     };
-    let pg = tokio::task::spawn_blocking(move || EmptyPg::new(&admin_url))
+    let pg = tokio::task::spawn_blocking(move || PgDatabase::empty(&admin_url))
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::new();
     let (old_port, new_port) = (free_port(), free_port());
-    let old = serve(&previous, &pg.url, dir.path(), old_port)
+    let old = serve(&previous, &pg.url(), dir.path(), old_port)
         .spawn()
         .unwrap();
     assert!(
@@ -556,7 +485,7 @@ async fn rolling_upgrade_from_the_previous_release() {
         "really another release: {health}"
     );
     // Data written by the previous release, with a token it made.
-    let admin = admin_token(&pg.url, &[]);
+    let admin = admin_token(&pg.url(), &[]);
     let post = reqwest::Method::POST;
     let get = reqwest::Method::GET;
     for (path, body) in [
@@ -604,7 +533,7 @@ async fn rolling_upgrade_from_the_previous_release() {
     // This release starts on the same database and migrates it.
     let new = serve(
         env!("CARGO_BIN_EXE_headcount"),
-        &pg.url,
+        &pg.url(),
         dir.path(),
         new_port,
     )

@@ -14,7 +14,7 @@ use diesel::connection::SimpleConnection;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, pg_url, spawn_on};
+use crate::helpers::{PgDatabase, TestApp, pg_url, spawn_on};
 use crate::receiver::Receiver;
 
 /// The fixtures, by name; `every_fixture_is_tested` keeps this list complete.
@@ -115,18 +115,10 @@ impl<'a> Old<'a> {
 
 /// A copy of the fixture's database; dropping it removes the copy.
 enum Restored {
-    Sqlite { _dir: tempfile::TempDir },
-    Postgres { admin_url: String, name: String },
-}
-
-impl Drop for Restored {
-    fn drop(&mut self) {
-        if let Restored::Postgres { admin_url, name } = self
-            && let Ok(mut c) = diesel::PgConnection::establish(admin_url)
-        {
-            let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-        }
-    }
+    Sqlite {
+        _dir: tempfile::TempDir,
+    },
+    Postgres { _db: PgDatabase },
 }
 
 async fn restore(dir: &Path) -> (String, Restored) {
@@ -140,27 +132,16 @@ async fn restore(dir: &Path) -> (String, Restored) {
         );
     };
     let sql = std::fs::read_to_string(dir.join("postgres.sql")).unwrap();
-    let name = format!("headcount_up_{}", uuid::Uuid::new_v4().simple());
-    let mut url = url::Url::parse(&admin_url).unwrap();
-    url.set_path(&format!("/{name}"));
-    let url = url.to_string();
-    let restored = Restored::Postgres {
-        admin_url: admin_url.clone(),
-        name: name.clone(),
-    };
-    let url2 = url.clone();
-    tokio::task::spawn_blocking(move || {
-        let mut admin = diesel::PgConnection::establish(&admin_url).unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .unwrap();
+    let db = tokio::task::spawn_blocking(move || {
+        let db = PgDatabase::empty(&admin_url);
         // The dump sets the connection's search path to nothing: a connection of its own.
-        let mut c = diesel::PgConnection::establish(&url2).unwrap();
+        let mut c = diesel::PgConnection::establish(&db.url()).unwrap();
         c.batch_execute(&sql).unwrap();
+        db
     })
     .await
     .unwrap();
-    (url, restored)
+    (db.url(), Restored::Postgres { _db: db })
 }
 
 // -- comparing answers ----------------------------------------------------------------
