@@ -510,7 +510,14 @@ def test_self_service_replace_in_central_mode(site):
     assert Client().get(body["offer"]).status_code == 400
     # a token changed by hand is refused, also in the right browser
     url = body["offer"]
-    assert phone.get(url[:-1] + ("A" if url[-1] != "A" else "B")).status_code == 400
+    tampered = url[:-1] + ("A" if url[-1] != "A" else "B")
+    assert phone.get(tampered).status_code == 400
+    # and accepting it (a POST with the CSRF token) ends nothing
+    form = _offer_form(phone, url)
+    form["t"] = tampered.split("t=")[1]
+    assert phone.post(url.split("?")[0], form).status_code == 400
+    assert Session.objects.filter(session_key=laptop_key).exists()
+    assert s.sessions("active")[laptop_ref]["user"] == "alice"
     # a wrong password gets no offer
     wrong = phone.post("/login/", {"username": "alice", "password": "wrong"}).json()
     assert wrong["offer"] is None and wrong["refusal"] is None
@@ -745,3 +752,137 @@ def test_offline_grace_decides_by_the_last_config_then_the_sites_choice(site, he
     wait_until(lambda: headcount.api("GET", f"/v1/sites/{s.slug}/usage")["denied_last_24h"] == denied + 1,
                timeout=15, message="the offline refusal reported")
     assert s.sessions("active")[session_ref(carol)]["user"] == "carol"
+
+
+# -- every sign-in path goes through the limit -----------------------------------------------
+
+
+def _usage(headcount, slug: str) -> dict:
+    assert sender.flush(15)
+    return headcount.api("GET", f"/v1/sites/{slug}/usage")
+
+
+@pytest.mark.parametrize("mode", ["local", "central"])
+def test_social_sign_in_goes_through_the_limit(site, headcount, mode):
+    """python-social-auth signs in without a password; the limit still decides, at login()."""
+    s = site(session_limit=1)
+    s.configure(MODE=mode)
+    _wait_for_config(session_limit=1)
+    make_user("alice")
+    alice = Client()
+    assert login(alice, "alice")[0] == 200
+    denied = _usage(headcount, s.slug)["denied_last_24h"]
+
+    bob = Client()
+    response = bob.post("/social/complete/username/", {"username": "bob"})
+    assert response.status_code == 302, response.content[:300]
+    # refused: not signed in, and told why at the next request
+    assert bob.get("/notices/").json() == {
+        "user": None, "messages": ["There are more than 1 active user sessions. Please try again later."],
+    }
+    assert bob.get("/notices/").json()["messages"] == []  # told once
+    assert _usage(headcount, s.slug)["denied_last_24h"] == denied + 1
+    assert len(s.sessions("active")) == 1
+
+    alice.post("/logout/")
+    assert sender.flush(15)  # headcount learns of the sign-out (central mode decides by its count)
+    response = bob.post("/social/complete/username/", {"username": "bob"})
+    assert response.status_code == 302
+    assert bob.get("/whoami/").json() == {"user": "bob"}
+    active = s.sessions("active")
+    assert list(active) == [session_ref(bob)] and active[session_ref(bob)]["user"] == "bob"
+
+
+@pytest.mark.parametrize("mode", ["local", "central"])
+def test_admin_login_goes_through_the_limit(site, mode):
+    s = site(session_limit=1)
+    s.configure(MODE=mode)
+    _wait_for_config(session_limit=1)
+    make_user("alice")
+    get_user_model().objects.create_superuser("root", password=PASSWORD)
+    alice = Client()
+    assert login(alice, "alice")[0] == 200
+    admin = Client()
+    page = admin.post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD, "next": "/admin/"})
+    assert page.status_code == 200
+    assert "There are more than 1 active user sessions. Please try again later." in page.content.decode()
+    assert admin.get("/whoami/").json() == {"user": None}
+    alice.post("/logout/")
+    assert sender.flush(15)
+    page = admin.post("/admin/login/?next=/admin/", {"username": "root", "password": PASSWORD, "next": "/admin/"})
+    assert page.status_code == 302 and page["Location"] == "/admin/"
+    assert list(s.sessions("active")) == [session_ref(admin)]
+
+
+def test_two_factor_sign_in_takes_the_place_when_the_session_is_created(site, headcount):
+    """Central mode: the password step is admitted but creates no session; a code never entered holds no place."""
+    s = site(session_limit=2)
+    s.configure(MODE="central")
+    for name in ("alice", "bob"):
+        make_user(name)
+    alice = Client()
+    assert login(alice, "alice")[0] == 200
+    before = _usage(headcount, s.slug)["active"]
+    assert before == 1
+
+    bob = Client()
+    first = bob.post("/two-step/", {"username": "bob", "password": PASSWORD})
+    assert first.status_code == 200 and first.json()["code_sent"] is True
+    # the admission of the password step is ended with its request: nothing counted
+    wait_until(lambda: _usage(headcount, s.slug)["active"] == before, timeout=10, message="the unfinished sign-in released")
+    time.sleep(1.0)
+    assert _usage(headcount, s.slug)["active"] == before
+    assert [row["end_reason"] for row in s.sessions("ended").values()] == ["logout"]
+
+    # the code is entered: the session is created, admitted then, and counted once
+    assert bob.post("/two-step/verify/").json() == {"ok": True}
+    assert bob.get("/whoami/").json() == {"user": "bob"}
+    active = s.sessions("active")
+    assert set(active) == {session_ref(alice), session_ref(bob)}
+    assert _usage(headcount, s.slug)["active"] == 2
+
+    # carol's password step finds a free place, but it is gone when her session would be created
+    make_user("carol")
+    make_user("dave")
+    alice.post("/logout/")
+    assert sender.flush(15)
+    carol = Client()
+    assert carol.post("/two-step/", {"username": "carol", "password": PASSWORD}).json()["code_sent"] is True
+    assert sender.flush(15)  # her admission's release is delivered like any event
+    assert login(Client(), "dave")[0] == 200
+    response = carol.post("/two-step/verify/")
+    assert response.status_code == 403
+    assert carol.get("/notices/").json()["messages"] == ["There are more than 2 active user sessions. Please try again later."]
+    assert _usage(headcount, s.slug)["active"] == 2
+
+
+# -- the user told why ----------------------------------------------------------------------
+
+
+def test_user_is_told_why_their_session_ended(site, headcount):
+    from django.core.cache import caches
+
+    s = site(session_limit=1)
+    s.configure(MODE="central")
+    make_user("alice")
+    laptop = Client()
+    assert login(laptop, "alice")[0] == 200
+    laptop_key, laptop_ref = laptop.cookies["sessionid"].value, session_ref(laptop)
+    headcount.api("DELETE", f"/v1/sites/{s.slug}/sessions/{laptop_ref}")
+    wait_until(lambda: not Session.objects.filter(session_key=laptop_key).exists(), timeout=15, message="the kill")
+    # the note is kept under the session's hash, never its key
+    cached = " ".join(str(k) for k in caches["default"]._cache)
+    assert laptop_ref in cached and laptop_key not in cached
+    told = laptop.get("/notices/").json()
+    assert told["user"] is None and len(told["messages"]) == 1
+    assert re.fullmatch(r"You were signed out at .+ by an administrator\.", told["messages"][0]), told
+    assert laptop.get("/notices/").json()["messages"] == []  # once
+
+    # replaced: the user ended it from another browser (self-service)
+    assert login(laptop, "alice")[0] == 200
+    phone = Client()
+    status, body = login(phone, "alice")
+    assert status == 403 and body["offer"]
+    assert phone.post("/headcount/replace/", _offer_form(phone, body["offer"])).status_code == 302
+    told = laptop.get("/notices/").json()
+    assert told["user"] is None and told["messages"][0].endswith("because you signed in elsewhere."), told

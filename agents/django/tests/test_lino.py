@@ -88,7 +88,14 @@ def test_kill_pushed_from_headcount(lino):
     assert c.whoami() is None
     lino.converge("a kill pushed from headcount", CONVERGE)
     assert lino.sessions()[ref]["end_reason"] == "killed"
-    c.user = None
+    # signing in again, the user is told (an alert in Lino's front end) when and why the session ended
+    name = c.user
+    answer = c.sign_in(name)
+    assert answer.get("success") is True and answer.get("alert"), answer
+    assert re.search(r"You were signed out at .+ by an administrator\.", answer.get("message", "")), answer
+    assert c.sign_in(name).get("alert") is None  # told once
+    c.sign_out()
+    lino.converge("told why, signed in again and out", CONVERGE)
 
 
 def test_expiry_and_clearsessions(lino):

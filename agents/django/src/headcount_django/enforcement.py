@@ -45,6 +45,12 @@ log = logging.getLogger("headcount_django")
 REFUSED = "session.refused"
 REFUSAL_ATTR = "headcount_refusal"
 PENDING_ATTR = "_headcount_admitted_key"
+# set on the request when the backend let a sign-in through: login() then needs no second decision
+DECIDED_ATTR = "_headcount_decided"
+# an admission headcount recorded for a sign-in that has not completed yet holds its place this long
+# at most: a sign-in that never completes (a two-factor code never entered) is also ended at the end of
+# its request, this is the fallback when that end is lost
+PENDING_SECONDS = 120
 OFFER_ATTR = "headcount_offer"
 
 
@@ -230,10 +236,15 @@ class SessionLimitBackend:
         settings = conf.get()
         if not settings.enabled or settings.mode == "off" or getattr(request, "session", None) is None:
             return None
+        if _is_social(credentials):
+            # python-social-auth: checking "the credentials" would run its pipeline twice; the
+            # sign-in is decided when it completes, at login() (``admit_at_login``)
+            return None
         if settings.mode == "local":
             self._local(request, credentials)
         else:
             self._central(request, credentials, settings)
+        setattr(request, DECIDED_ATTR, True)
         return None
 
     async def aauthenticate(self, request: Any = None, **credentials: Any) -> None:
@@ -325,7 +336,8 @@ def ask_headcount(
     body: dict[str, Any] = {
         "session": settings.session_ref(pending_key),
         "at": rfc3339(now()),
-        "expires_at": rfc3339(now() + dt.timedelta(seconds=django_settings.SESSION_COOKIE_AGE)),
+        # the place is held only until the sign-in completes; login() then reports the session's real expiry
+        "expires_at": rfc3339(now() + dt.timedelta(seconds=min(PENDING_SECONDS, django_settings.SESSION_COOKIE_AGE))),
         **client_info(settings, request),
     }
     reference = user_reference(user, settings)
@@ -355,7 +367,91 @@ def ask_headcount(
             delete_keys(keys_for_refs(replaced))
     if answer.get("admitted"):
         setattr(request, PENDING_ATTR, pending_key)
+        pending_admissions().add(settings.session_ref(pending_key))
     return answer
+
+
+def pending_admissions() -> set[str]:
+    """The ids headcount admitted in this request whose sign-in has not completed (yet)."""
+    from .reporting import _thread_state
+
+    return _thread_state().setdefault("pending", set())
+
+
+def release_pending(refs: set[str]) -> None:
+    """At the end of a request: end the admissions whose sign-in did not complete in it.
+
+    A sign-in that stops after the password (a two-factor step, a login view that
+    does not call login()) leaves nothing counted in headcount; the completed one is
+    admitted again when it comes back.
+    """
+    for ref in refs:
+        sender.enqueue(sender.make_event("session.ended", ref, reason="logout"))
+    if refs:
+        log.info("headcount: %d admitted sign-in(s) did not complete in their request; their places are free", len(refs))
+
+
+def _is_social(credentials: dict[str, Any]) -> bool:
+    return "strategy" in credentials and "backend" in credentials and "response" in credentials
+
+
+def admit_at_login(request: Any, user: Any) -> bool:
+    """At ``user_logged_in``: decide a sign-in that reached login() without the backend deciding it.
+
+    That is a login view which never called ``authenticate(request, ...)`` (python-social-auth,
+    a two-factor view logging in after its own step, a site's own code). False: refused,
+    and the login has been undone (the session is emptied; the user is told at the next request).
+    """
+    settings = conf.get()
+    if not settings.enabled or settings.mode == "off" or getattr(request, DECIDED_ATTR, False):
+        return True
+    if getattr(request, PENDING_ATTR, None):
+        return True
+    setattr(request, DECIDED_ATTR, True)
+    message = None
+    try:
+        if settings.mode == "local":
+            config = pull_if_missing()
+            if config is None:
+                return True
+            roles = roles_of(user, settings)
+            decision, seen = local_admission(config, request.session.session_key, user, roles)
+            if decision.admitted:
+                return True
+            report_refusal(user)
+            message = local_message(config, decision, seen, roles)
+        else:
+            try:
+                answer = ask_headcount(request, user, settings)
+            except (SessionLimitRefused, SessionLimitWarning) as refusal:
+                message = refusal.message
+            else:
+                if answer is None or answer.get("admitted"):
+                    return True
+                message = central_message(answer, roles_of(user, settings))
+    except Exception:
+        log.exception("headcount: could not decide a sign-in at login(); admitting it")
+        return True
+    log.info("headcount: a sign-in that did not pass authenticate() was refused at login(): %s", message)
+    undo_login(request, message)
+    return False
+
+
+def undo_login(request: Any, message: str) -> None:
+    from . import notices
+
+    setattr(request, REFUSAL_ATTR, message)
+    session = request.session
+    session.flush()
+    notices.remember_refusal(request, message)
+    try:
+        if _is_lino():
+            from lino.core.auth import get_user
+        else:
+            from django.contrib.auth import get_user
+        request.user = get_user(request)
+    except Exception:
+        log.debug("headcount: could not reset request.user after a refused login", exc_info=True)
 
 
 def _unreachable(request: Any, settings: conf.AgentSettings, exc: Exception, user: Any) -> None:
@@ -480,6 +576,7 @@ def finish_central_admission(request: Any) -> bool:
     if not pending:
         return False
     setattr(request, PENDING_ATTR, None)
+    pending_admissions().discard(conf.get().session_ref(pending))
     session = request.session
     old_key = session.session_key
     if old_key == pending:

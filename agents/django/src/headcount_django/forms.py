@@ -1,14 +1,15 @@
-"""A login form that shows headcount's refusal message instead of "wrong password"."""
+"""Login forms that show headcount's refusal message instead of "wrong password"."""
 
 from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm as DjangoAdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm as DjangoAuthenticationForm
 from django.utils.html import format_html
 
 from .enforcement import message_for, offer_for
 
 
-class AuthenticationForm(DjangoAuthenticationForm):
-    """Django's form; a refusal at the limit reads as headcount's message, with the self-service link if offered."""
+class RefusalMessageMixin:
+    """A refusal at the limit reads as its message, with the self-service link if offered."""
 
     def get_invalid_login_error(self) -> forms.ValidationError:
         message = message_for(self.request) if self.request is not None else None
@@ -18,3 +19,11 @@ class AuthenticationForm(DjangoAuthenticationForm):
                 message = format_html("{} {}", message, offer.html())
             return forms.ValidationError(message, code="session_limit")
         return super().get_invalid_login_error()
+
+
+class AuthenticationForm(RefusalMessageMixin, DjangoAuthenticationForm):
+    """Django's form (``LoginView(authentication_form=...)``)."""
+
+
+class AdminAuthenticationForm(RefusalMessageMixin, DjangoAdminAuthenticationForm):
+    """Django admin's form: ``admin.site.login_form = AdminAuthenticationForm``."""

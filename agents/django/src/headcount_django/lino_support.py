@@ -32,9 +32,16 @@ def install() -> bool:
 
     def run_from_ui(self, ar, **kw):
         from .enforcement import SessionLimitWarning
+        from .notices import pop_stored
 
+        # why the previous session ended (or a sign-in was refused at login()): shown with this answer
+        notice = pop_stored(ar.request)
         try:
-            return original(self, ar, **kw)
+            result = original(self, ar, **kw)
+            if notice:
+                said = ar.response.get("message")
+                ar.set_response(message=f"{escape(notice)} {said}" if said else escape(notice), alert=True)
+            return result
         except SessionLimitWarning as refusal:
             if refusal.offer is None:
                 raise

@@ -47,3 +47,24 @@ class ActivityMiddleware:
         last = session.get(SEEN_KEY)
         if not isinstance(last, int) or current - last >= settings.activity_interval:
             session[SEEN_KEY] = current
+
+
+class NoticeMiddleware:
+    """Tell a user at their next request why their session ended (killed, evicted, replaced).
+
+    Place it after ``SessionMiddleware``, ``AuthenticationMiddleware`` and (when the
+    site uses it) ``MessageMiddleware``; see ``notices``.
+    """
+
+    def __init__(self, get_response: Callable[[Any], Any]):
+        self.get_response = get_response
+
+    def __call__(self, request: Any) -> Any:
+        try:
+            if conf.get().enabled:
+                from .notices import deliver
+
+                deliver(request)
+        except Exception:
+            log.exception("headcount: could not look for a notice")
+        return self.get_response(request)

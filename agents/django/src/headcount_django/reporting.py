@@ -159,9 +159,12 @@ def on_logged_in(settings: conf.AgentSettings, request: Any = None, user: Any = 
     session = getattr(request, "session", None)
     if session is None:
         return
-    from .enforcement import finish_central_admission
+    from .enforcement import admit_at_login, finish_central_admission
 
+    if not admit_at_login(request, user):
+        return  # refused: the login was undone
     admitted_centrally = finish_central_admission(request)
+    session = request.session
     session[STARTED_KEY] = rfc3339(now())
     if not session.session_key:
         # login() flushed the session (another user was signed in): give it its key now
@@ -171,7 +174,9 @@ def on_logged_in(settings: conf.AgentSettings, request: Any = None, user: Any = 
     throttle.mark(ref)
     _thread_state()["created"][ref] = time.monotonic()
     if admitted_centrally:
-        return  # the admission recorded the start
+        # the admission recorded the start, holding the place for a short while: now the real expiry
+        sender.enqueue(sender.make_event(ACTIVITY, ref, expires_at=rfc3339(session.get_expiry_date())))
+        return
     sender.enqueue(
         sender.make_event(
             STARTED,
@@ -246,6 +251,10 @@ def on_session_deleted(settings: conf.AgentSettings, instance: Any = None, **kwa
         reason = "killed"
     state["ended"].add(ref)
     sender.enqueue(sender.make_event(ENDED, ref, reason=reason))
+    if reason in ("killed", "evicted", "replaced"):
+        from .notices import remember_end
+
+        remember_end(ref, reason, now())
 
 
 def _rotated_away(state: dict[str, Any], user_id: str) -> bool:
@@ -268,7 +277,16 @@ def _on_request_started(**kwargs: Any) -> None:
 
 
 def _on_request_finished(**kwargs: Any) -> None:
+    state = getattr(_local, "state", None)
     _local.state = None
+    pending = (state or {}).get("pending")
+    if pending:
+        try:
+            from .enforcement import release_pending
+
+            release_pending(pending)
+        except Exception:
+            log.exception("headcount: could not release admissions of sign-ins that did not complete")
     try:
         if conf.get().enabled:
             sender.hook_sigterm()  # Lino installs its own handler while serving the first request

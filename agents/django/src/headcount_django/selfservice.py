@@ -195,6 +195,7 @@ def _user(payload: dict[str, Any]) -> Any:
 
 def _login(request: HttpRequest, user: Any, backend: str) -> None:
     request.session.pop(NONCE_KEY, None)
+    setattr(request, enforcement.DECIDED_ATTR, True)  # decided above
     if enforcement._is_lino():
         from lino.core import auth
 

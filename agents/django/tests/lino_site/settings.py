@@ -44,6 +44,8 @@ CACHES = {
 
 AUTHENTICATION_BACKENDS = ["headcount_django.enforcement.SessionLimitBackend", *AUTHENTICATION_BACKENDS]  # noqa: F405
 ROOT_URLCONF = "lino_site.urls"
+# tells a user why their session ended (with the answer to their next sign-in)
+MIDDLEWARE = [*MIDDLEWARE, "headcount_django.middleware.NoticeMiddleware"]  # noqa: F405
 SESSION_COOKIE_AGE = int(os.environ.get("HEADCOUNT_LINO_COOKIE_AGE") or 14 * 24 * 3600)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

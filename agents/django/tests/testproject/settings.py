@@ -14,9 +14,13 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django.contrib.messages",
     "django.contrib.sessions",
+    # a social sign-in path: python-social-auth's username backend needs no provider
+    "social_django",
     "headcount_django",
 ]
 
@@ -24,6 +28,8 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "headcount_django.middleware.NoticeMiddleware",
 ]
 
 ROOT_URLCONF = "testproject.urls"
@@ -46,7 +52,11 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 AUTHENTICATION_BACKENDS = [
     "headcount_django.enforcement.SessionLimitBackend",
     "django.contrib.auth.backends.ModelBackend",
+    "social_core.backends.username.UsernameAuth",
 ]
+SOCIAL_AUTH_USERNAME_FORM_URL = "/login/"
+SOCIAL_AUTH_LOGIN_REDIRECT_URL = "/whoami/"
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = 24 * 3600
@@ -55,8 +65,14 @@ TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
         "DIRS": [],
-        "APP_DIRS": False,
-        "OPTIONS": {},
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
     }
 ]
 
