@@ -117,7 +117,8 @@ fn extractor_errors(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Starts the push sender, the sampler and retention; they stop when told through
+/// Starts the push sender, the sampler, retention and the runner of scheduled changes
+/// and boosts; they stop when told through
 /// the returned sender.
 fn start_jobs(
     state: &web::Data<AppState>,
@@ -129,7 +130,8 @@ fn start_jobs(
             stop_rx.clone(),
         )),
         tokio::spawn(crate::jobs::sampler::run(state.into(), stop_rx.clone())),
-        tokio::spawn(crate::jobs::retention::run(state.into(), stop_rx)),
+        tokio::spawn(crate::jobs::retention::run(state.into(), stop_rx.clone())),
+        tokio::spawn(crate::jobs::schedule::run(state.clone(), stop_rx)),
     ];
     (stop_jobs, jobs)
 }

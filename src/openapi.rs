@@ -35,6 +35,10 @@ with `Idempotent-Replayed: true`, except that a secret or token the first answer
         api::sites::create_site, api::sites::list_sites, api::sites::get_site,
         api::sites::update_site, api::sites::delete_site, api::sites::rotate_webhook_secret,
         api::sites::get_site_config,
+        api::schedule::create_site_scheduled_change, api::schedule::list_site_scheduled_changes,
+        api::schedule::cancel_site_scheduled_change, api::schedule::create_plan_scheduled_change,
+        api::schedule::list_plan_scheduled_changes, api::schedule::cancel_plan_scheduled_change,
+        api::boosts::create_boost, api::boosts::list_boosts, api::boosts::cancel_boost,
         api::events::ingest_events, api::events::put_snapshot, api::events::create_admission,
         api::sessions::list_sessions, api::sessions::list_users, api::sessions::kill_session,
         api::sessions::kill_sessions,
@@ -53,6 +57,7 @@ with `Idempotent-Replayed: true`, except that a secret or token the first answer
         (name = "plans", description = "What the provider sells"),
         (name = "tenants", description = "The provider's customers"),
         (name = "sites", description = "Hosted sites, their overrides and effective configuration"),
+        (name = "schedule", description = "Limits over time: scheduled changes of sites and plans, temporary boosts"),
         (name = "agent", description = "What a site's agent sends: events, snapshots, admissions"),
         (name = "sessions", description = "The Sessions table, per-user view and kills"),
         (name = "usage", description = "Sessions counted now and over time"),
@@ -222,6 +227,22 @@ fn operation_response(op: &str, status: &str) -> Option<&'static str> {
             "Created: the site, with its webhook secret (shown only here; a replay has `withheld` instead)",
         ),
         ("get_site", "200") => Some("OK: the site"),
+        ("create_site_scheduled_change" | "create_plan_scheduled_change", "201") => {
+            Some("Created: the change, pending until its time")
+        }
+        ("list_site_scheduled_changes" | "list_plan_scheduled_changes", "200") => {
+            Some("OK: a page of scheduled changes with their status, newest first")
+        }
+        ("cancel_site_scheduled_change" | "cancel_plan_scheduled_change", "200") => {
+            Some("OK: the change, cancelled")
+        }
+        ("cancel_site_scheduled_change" | "cancel_plan_scheduled_change", "409") => {
+            Some("The change has already run or was cancelled")
+        }
+        ("create_boost", "201") => Some("Created: the boost, scheduled for its window"),
+        ("list_boosts", "200") => Some("OK: a page of the site's boosts, newest first"),
+        ("cancel_boost", "200") => Some("OK: the boost, cancelled"),
+        ("cancel_boost", "409") => Some("The boost has already ended or was cancelled"),
         ("update_site", "200") => Some("OK: the site as changed"),
         ("get_site_config", "200") => {
             Some("OK: the site's effective configuration; the `ETag` names its version")

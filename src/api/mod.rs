@@ -4,6 +4,7 @@
 pub mod advice;
 pub mod audit;
 pub mod billing;
+pub mod boosts;
 pub mod common;
 pub mod deliveries;
 pub mod denials;
@@ -12,6 +13,7 @@ pub mod history;
 pub mod ops;
 pub mod plans;
 pub mod problems;
+pub mod schedule;
 pub mod sessions;
 pub mod shown_once;
 pub mod sites;
@@ -32,6 +34,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     plans::routes(cfg);
     tenants::routes(cfg);
     sites::routes(cfg);
+    schedule::routes(cfg);
+    boosts::routes(cfg);
     sessions::routes(cfg);
     usage::routes(cfg);
     denials::routes(cfg);

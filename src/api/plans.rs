@@ -12,7 +12,7 @@ use crate::db::{plans, plans::Plan, sites};
 use crate::domain::config::{self, plan_fields};
 use crate::domain::ids::{self, SessionLimit, Slug};
 use crate::domain::plan_terms;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -231,6 +231,25 @@ impl UpdatePlan {
         v.over_limit = self.over_limit;
         v.per_user_over_limit = self.per_user_over_limit;
     }
+}
+
+/// The changes of a scheduled plan change (`changes`, the body of a change of the
+/// plan), checked as a change is, dated `at`.
+pub fn scheduled_plan_changes(body: &serde_json::Value, at: Millis) -> Result<plans::PlanChanges> {
+    let b: UpdatePlan = serde_json::from_value(body.clone())
+        .map_err(|e| Error::invalid_field("changes", super::common::without_position(&e)))?;
+    b.into_changes(Checks::default(), at)
+}
+
+/// Applies a scheduled plan change at `at` through the same path as a change of the
+/// plan: prices from `at` on, the sites on it reconfigured and pushed, dated `at`.
+pub fn apply_scheduled_plan(
+    c: &mut crate::db::DbConn, code: &str, body: &serde_json::Value, at: Millis, actor: &str,
+) -> Result<Plan> {
+    let changes = scheduled_plan_changes(body, at)?;
+    Ok(sites::change_plan_and_reconfigure_sites(
+        c, code, &changes, at, actor,
+    )?)
 }
 
 /// Create a plan.

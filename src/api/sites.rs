@@ -563,6 +563,36 @@ fn apply_edit(
     Ok(sites::change(c, &before, changes, edit.now, actor)?)
 }
 
+/// A scheduled change of a site (`{plan?, …overrides}`, the fields of a change of the
+/// site but its name and webhook), applied through the same path as a change, dated
+/// `at`, with the rights of who scheduled it; a tenant may also move its site to
+/// another plan this way. Run in the caller's transaction, once when it is scheduled
+/// (to judge it, then rolled back) and once at its time.
+pub fn apply_scheduled(
+    c: &mut DbConn, state: &AppState, scope: &Scope, slug: &str, s: &ScheduledEdit<'_>,
+) -> Result<SiteFull> {
+    let b: UpdateSite = serde_json::from_value(s.body.clone())
+        .map_err(|e| Error::invalid_field("overrides", super::common::without_position(&e)))?;
+    if b.name.is_some() || b.webhook_url.is_some() {
+        return Err(Error::invalid_field(
+            "overrides",
+            "a scheduled change takes a plan and the limits, not name or webhook_url",
+        ));
+    }
+    let mut edit = b.into_edit(state, Checks::default(), s.by_provider, s.at);
+    edit.provider_only.retain(|f| *f != "plan");
+    apply_edit(c, scope, slug, &edit, s.actor)
+}
+
+/// A scheduled change of a site as stored: the change, whose rights, when, and who
+/// scheduled it.
+pub struct ScheduledEdit<'a> {
+    pub body: &'a serde_json::Value,
+    pub by_provider: bool,
+    pub at: Millis,
+    pub actor: &'a str,
+}
+
 /// Delete a site with its sessions and history.
 #[utoipa::path(tag = "sites", responses((status = 204, description = "deleted"), NotFound))]
 #[delete("/v1/sites/{slug}")]

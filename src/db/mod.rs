@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod audit;
 pub mod batch_reads;
 pub mod billing;
+pub mod boosts;
 pub mod counts;
 mod error;
 pub mod forecast;
@@ -20,6 +21,7 @@ mod pool_wait;
 // `diesel print-schema` on the PostgreSQL migrations, unedited (`.ci/schema-check`
 // compares them). SQLite declares the same columns, its INTEGER keys reading back as
 // BigInt, so one schema serves the `MultiConnection`.
+pub mod schedule;
 pub mod schema;
 pub mod sessions;
 pub mod settings;

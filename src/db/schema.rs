@@ -113,6 +113,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    scheduled_changes (id) {
+        id -> Int8,
+        site_id -> Nullable<Int8>,
+        plan_id -> Nullable<Int8>,
+        at -> Int8,
+        body -> Text,
+        status -> Text,
+        by_provider -> Bool,
+        actor -> Text,
+        created_at -> Int8,
+        finished_at -> Nullable<Int8>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> Int8,
         site_id -> Int8,
@@ -133,6 +149,21 @@ diesel::table! {
     settings (key) {
         key -> Text,
         value -> Text,
+    }
+}
+
+diesel::table! {
+    site_boosts (id) {
+        id -> Int8,
+        site_id -> Int8,
+        session_limit -> Int8,
+        starts_at -> Int8,
+        ends_at -> Int8,
+        note -> Nullable<Text>,
+        status -> Text,
+        actor -> Text,
+        created_at -> Int8,
+        cancelled_at -> Nullable<Int8>,
     }
 }
 
@@ -236,7 +267,10 @@ diesel::joinable!(denials -> sites (site_id));
 diesel::joinable!(outbox -> sites (site_id));
 diesel::joinable!(outbox -> tenants (tenant_id));
 diesel::joinable!(plan_prices -> plans (plan_id));
+diesel::joinable!(scheduled_changes -> plans (plan_id));
+diesel::joinable!(scheduled_changes -> sites (site_id));
 diesel::joinable!(sessions -> sites (site_id));
+diesel::joinable!(site_boosts -> sites (site_id));
 diesel::joinable!(site_counts -> sites (site_id));
 diesel::joinable!(site_plan_history -> plans (plan_id));
 diesel::joinable!(site_plan_history -> sites (site_id));
@@ -254,8 +288,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     plan_prices,
     plans,
     revoked_tokens,
+    scheduled_changes,
     sessions,
     settings,
+    site_boosts,
     site_counts,
     site_plan_history,
     sites,

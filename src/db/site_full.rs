@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use super::plans::Plan;
 use crate::clock::Millis;
 use crate::domain::config::{self, Effective, plan_fields};
+use crate::domain::schedule;
 
 plan_fields! {
     /// A site as stored, and as a new one is inserted.
@@ -49,15 +50,20 @@ pub struct SiteFull {
     /// The tenant's `pooled_session_limit`.
     pub tenant_pool: Option<i64>,
     pub plan: Plan,
+    /// The limit of the site's active boost, if one is active.
+    pub boost: Option<i64>,
 }
 
 impl SiteFull {
+    /// What the site runs with; inside a boost's window the limit is the boost's.
     pub fn effective(&self) -> Effective {
-        config::effective(
+        let mut e = config::effective(
             &self.sold(),
             self.plan.overage_percent,
             &self.site.overrides(),
-        )
+        );
+        e.values.session_limit = schedule::boosted(e.values.session_limit, self.boost);
+        e
     }
 
     /// What the provider sold this site: its plan's values, with the provider's own

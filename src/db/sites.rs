@@ -59,9 +59,16 @@ fn load_full(conn: &mut DbConn, filter: SiteFilter<'_>) -> Result<Vec<SiteFull>>
         }
     }
     let rows: Vec<FullRow> = q.load(conn)?;
+    let boosts = if rows.is_empty() {
+        Default::default()
+    } else {
+        let ids: Vec<i64> = rows.iter().map(|r| r.0.id).collect();
+        super::schedule::active_boost_limits(conn, &ids)?
+    };
     Ok(rows
         .into_iter()
         .map(|(site, tenant_slug, tenant_pool, plan)| SiteFull {
+            boost: boosts.get(&site.id).copied(),
             site,
             tenant_slug,
             tenant_pool,

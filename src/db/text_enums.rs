@@ -10,6 +10,7 @@ use diesel::sql_types::Text;
 
 use crate::domain::admission::Outcome;
 use crate::domain::config::{CountMode, OverLimit, PerUserOverLimit};
+use crate::domain::schedule::{BoostStatus, ChangeStatus};
 use crate::domain::session::{EndReason, SessionState};
 
 /// `ToSql` and `FromSql` over `Text` for every backend, through the enum's `as_str`
@@ -43,5 +44,7 @@ stored_as_text!(
     PerUserOverLimit,
     EndReason,
     SessionState,
-    Outcome
+    Outcome,
+    ChangeStatus,
+    BoostStatus
 );

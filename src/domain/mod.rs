@@ -53,6 +53,7 @@ pub mod forecast;
 pub mod history;
 pub mod ids;
 pub mod plan_terms;
+pub mod schedule;
 pub mod scope;
 pub mod session;
 pub mod targets;

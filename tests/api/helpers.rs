@@ -300,6 +300,12 @@ async fn start_app(
 }
 
 impl TestApp {
+    /// Stops the background jobs (the server keeps answering), as if the process had
+    /// stopped: a test may then move the clock before [`TestApp::restart`].
+    pub fn stop_jobs(&self) {
+        let _ = self._stop_jobs.send(true);
+    }
+
     /// Stops this process (server and jobs) and starts a new one on the same database
     /// and clock, as a restart would.
     pub async fn restart(mut self, opts: Options) -> TestApp {

@@ -22,6 +22,7 @@ mod outage;
 mod process;
 mod push;
 mod releases;
+mod schedule;
 mod security;
 mod sessions;
 mod statements;

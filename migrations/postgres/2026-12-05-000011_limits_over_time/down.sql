@@ -1,0 +1,2 @@
+DROP TABLE site_boosts;
+DROP TABLE scheduled_changes;
