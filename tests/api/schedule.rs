@@ -397,6 +397,34 @@ async fn a_boost_raises_the_limit_for_its_window_and_restores_it() {
         .map(|h| (format!("{h:02}"), if (9..17).contains(&h) { 12 } else { 5 }))
         .collect();
     assert_eq!(line, want);
+
+    // The bill: the window is a segment of its own, at the boost's limit.
+    app.clock.set(t("2031-06-01T00:00:00Z"));
+    let r = app
+        .get("/v1/billing/export?period=2031-05&format=json", &app.admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let lines: Vec<(i64, &str, &str, i64)> = r.body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["session_limit"].as_i64().unwrap(),
+                r["from"].as_str().unwrap(),
+                r["to"].as_str().unwrap(),
+                r["peak_active"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (5, "2031-05-01T00:00:00.000Z", "2031-05-06T09:00:00.000Z", 1),
+            (12, "2031-05-06T09:00:00.000Z", "2031-05-06T17:00:00.000Z", 6),
+            (5, "2031-05-06T17:00:00.000Z", "2031-06-01T00:00:00.000Z", 6),
+        ]
+    );
 }
 
 #[tokio::test]
