@@ -95,6 +95,12 @@ class Browser:
             self.last_key = self.key
         return answer
 
+    def trust_device(self, user: str) -> dict:
+        """Lino's two-factor step: enter the code it sent (read from the site's database)."""
+        with sqlite3.connect(self.site.db_path, timeout=30) as db:
+            (code,) = db.execute("SELECT device_verification_code FROM users_user WHERE username = ?", [user]).fetchone()
+        return self.json("/api/about/About", [("an", "trust_device"), ("fv", code), ("fv", user)])
+
     def follow_offer(self, url: str) -> tuple[int, str]:
         """Open the agent's self-service page, submit its form as a browser would; (status, final path)."""
         status, raw = self.request(url)
@@ -136,8 +142,9 @@ class Browser:
 
 
 class LinoSite:
-    def __init__(self, headcount, use_tz: bool, time_zone: str):
+    def __init__(self, headcount, use_tz: bool, time_zone: str, two_factor: bool = False):
         self.headcount = headcount
+        self.two_factor = two_factor
         self.use_tz = use_tz
         self.time_zone = time_zone
         self.tz = dt.timezone.utc if use_tz else ZoneInfo(time_zone)
@@ -189,6 +196,7 @@ class LinoSite:
             HEADCOUNT_LINO_TIME_ZONE=self.time_zone,
             HEADCOUNT_LINO_SECRET_KEY=SECRET_KEY,
             HEADCOUNT_LINO_COOKIE_AGE=str(self.cookie_age or ""),
+            HEADCOUNT_LINO_TWO_FACTOR="1" if self.two_factor else "0",
         )
         return env
 
@@ -212,7 +220,7 @@ class LinoSite:
             "from lino.api import rt\n"
             "from lino.modlib.users.choicelists import UserTypes\n"
             f"for name in {USERS!r}:\n"
-            "    u = rt.models.users.User(username=name, user_type=UserTypes.user)\n"
+            "    u = rt.models.users.User(username=name, user_type=UserTypes.user, email=name + '@example.org')\n"
             f"    u.set_password({PASSWORD!r})\n"
             "    u.full_clean(); u.save()\n"
             f"u = rt.models.users.User(username={ADMIN!r}, user_type=UserTypes.admin)\n"

@@ -886,3 +886,36 @@ def test_user_is_told_why_their_session_ended(site, headcount):
     assert phone.post("/headcount/replace/", _offer_form(phone, body["offer"])).status_code == 302
     told = laptop.get("/notices/").json()
     assert told["user"] is None and told["messages"][0].endswith("because you signed in elsewhere."), told
+
+
+# -- the site's administrators warned in the site ----------------------------------------------
+
+
+@pytest.mark.django_db
+def test_admin_banner_at_80_percent_and_after_refusals(settings):
+    settings.HEADCOUNT = {**settings.HEADCOUNT, "MODE": "local", "SITE": "local-admin-banner"}
+    config.apply({"config_version": 1, "session_limit": 5})
+    get_user_model().objects.create_superuser("root", password=PASSWORD)
+    get_user_model().objects.create_user("editor", password=PASSWORD, is_staff=True)
+    root = Client()
+    assert login(root, "root")[0] == 200
+    for name in ("alice", "bob", "carol"):
+        make_user(name)
+        assert login(Client(), name)[0] == 200
+    page = root.get("/admin/").content.decode()
+    assert "4 of 5 user sessions are in use (80 %)." in page, page[:2000]
+    assert "refused" not in page
+
+    make_user("dave")
+    make_user("erin")
+    assert login(Client(), "dave")[0] == 200
+    assert login(Client(), "erin")[0] == 403
+    page = root.get("/admin/").content.decode()
+    assert "5 of 5 user sessions are in use (100 %). 1 sign-in was refused by the sessions limit in the last 24 hours." in page
+    # staff who do not administer the site are not warned
+    editor = Client()
+    editor.logout()
+    config.apply({"config_version": 2, "session_limit": 7})
+    assert login(editor, "editor")[0] == 200
+    assert "sessions are in use" not in editor.get("/admin/").content.decode()
+    sender.reset()

@@ -168,7 +168,16 @@ def test_reserved_place_and_self_service_in_central_mode(lino):
         # the message names the reason: the place left is reserved, the limit itself is not reached
         assert refused.get("success") is False and "kept for its administrators" in str(refused), refused
         assert b.whoami() is None
-        admin = lino.signed_in(ADMIN)
+        admin = lino.browser()
+        answer = admin.sign_in(ADMIN)
+        assert answer.get("success") is True, answer
+        # the site administrator is warned, with the numbers: every place in use, a sign-in refused
+        assert answer.get("alert") and (
+            f"{signed_in + 2} of {signed_in + 2} user sessions are in use (100 %)." in answer["message"]
+        ), answer
+        # as many refusals as headcount recorded for the site (this one and the earlier steps')
+        denied = lino.usage()["denied_last_24h"]
+        assert re.search(rf"\b{denied} sign-ins? (was|were) refused by the sessions limit in the last 24 hours", answer["message"]), (denied, answer)
         assert admin.whoami() == ADMIN
         assert lino.sessions("active")[admin.ref]["user"] == ADMIN
         lino.converge("central: the admin took the reserved place", CONVERGE)
@@ -426,3 +435,38 @@ def test_database_rebuilt_without_the_cache_table(lino):
         lino.manage("createcachetable")
     assert lino.manage("headcount_check", check=False).returncode == 0
     lino.converge("cache table created again", CONVERGE)
+
+
+def test_two_factor_sign_in_takes_the_place_when_the_session_is_created(headcount):
+    """Lino's two-factor sign-in in central mode: a code never entered leaves nothing counted in headcount."""
+    site = LinoSite(headcount, False, "Europe/Brussels", two_factor=True)
+    try:
+        site.prepare()
+        site.start(MODE="central")
+        name = site.user()
+        b = site.browser()
+        answer = b.sign_in(name)
+        assert "device verification code" in answer.get("message", ""), answer
+        assert b.whoami() is None
+        # headcount admitted the password step; the agent ended that admission with its request
+        wait_for(lambda: any(r["state"] == "ended" for r in site.sessions().values()), CONVERGE, "the release")
+        (pending,) = site.sessions().values()
+        assert pending["end_reason"] == "logout" and pending["user"] == name, pending
+        # and it would have lapsed on its own: the admission holds its place two minutes at most
+        assert parse(pending["expires_at"]) - parse(pending["started_at"]) <= dt.timedelta(seconds=121), pending
+        assert site.usage()["active"] == 0
+        site.converge("two-factor: the code is not entered yet", CONVERGE)
+
+        verified = b.trust_device(name)
+        assert verified.get("success") is True, verified
+        answer = b.sign_in(name)  # Lino's front end signs in again once the device is trusted
+        assert answer.get("success") is True, answer
+        assert b.whoami() == name
+        active = site.sessions("active")
+        assert list(active) == [b.ref] and active[b.ref]["user"] == name
+        site.converge("two-factor: the code entered, counted once", CONVERGE)
+        assert site.usage()["active"] == 1
+        b.sign_out()
+        site.converge("two-factor: signed out", CONVERGE)
+    finally:
+        site.cleanup()

@@ -75,7 +75,12 @@ def _is_lino() -> bool:
     return "lino" in sys.modules and hasattr(django_settings, "SITE")
 
 
-def refuse(request: Any, message: str, offer: Any = None) -> None:
+def refuse(request: Any, message: str, offer: Any = None, at_limit: bool = True) -> None:
+    """Stop the sign-in with ``message``; ``at_limit``: a refusal by the limit (not headcount being unreachable)."""
+    if at_limit:
+        from .adminstatus import note_refusal
+
+        note_refusal()
     if request is not None:
         setattr(request, REFUSAL_ATTR, message)
         setattr(request, OFFER_ATTR, offer)
@@ -439,7 +444,9 @@ def admit_at_login(request: Any, user: Any) -> bool:
 
 def undo_login(request: Any, message: str) -> None:
     from . import notices
+    from .adminstatus import note_refusal
 
+    note_refusal()
     setattr(request, REFUSAL_ATTR, message)
     session = request.session
     session.flush()
@@ -475,7 +482,7 @@ def _unreachable(request: Any, settings: conf.AgentSettings, exc: Exception, use
         log.warning("headcount: admission not possible (%s); admitting as configured", exc)
         return None
     log.warning("headcount: admission not possible (%s); refusing as configured", exc)
-    refuse(request, settings.unreachable_message)
+    refuse(request, settings.unreachable_message, at_limit=False)
     return None
 
 

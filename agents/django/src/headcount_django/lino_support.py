@@ -38,9 +38,13 @@ def install() -> bool:
         notice = pop_stored(ar.request)
         try:
             result = original(self, ar, **kw)
-            if notice:
+            told = [escape(notice)] if notice else []
+            warning = _admin_warning(ar)
+            if warning:
+                told.append(escape(warning))
+            if told:
                 said = ar.response.get("message")
-                ar.set_response(message=f"{escape(notice)} {said}" if said else escape(notice), alert=True)
+                ar.set_response(message=" ".join([*told, str(said)] if said else told), alert=True)
             return result
         except SessionLimitWarning as refusal:
             if refusal.offer is None:
@@ -48,6 +52,17 @@ def install() -> bool:
             offer = refusal.offer
             ar.error(None, message=f"{escape(refusal.message)} {offer.html()}", alert=True)
             ar.set_response(eval_js=f"window.location.assign({json.dumps(offer.url)});")
+            return None
+
+    def _admin_warning(ar):
+        """For a site administrator who just signed in: the sessions in use and the refusals (``adminstatus``)."""
+        try:
+            from .adminstatus import warning_for
+
+            user = getattr(ar.request, "user", None)
+            return warning_for(user) if ar.response.get("success") else None
+        except Exception:
+            log.exception("headcount: could not build the administrators' warning")
             return None
 
     setattr(run_from_ui, _MARK, True)

@@ -65,6 +65,28 @@ class NoticeMiddleware:
                 from .notices import deliver
 
                 deliver(request)
+                self.warn_admins(request)
         except Exception:
             log.exception("headcount: could not look for a notice")
         return self.get_response(request)
+
+    def warn_admins(self, request: Any) -> None:
+        """On the pages of Django's admin, a banner for site administrators (``adminstatus``)."""
+        if not hasattr(request, "_messages") or not request.path.startswith(_admin_prefix()):
+            return
+        from .adminstatus import warning_for
+
+        text = warning_for(getattr(request, "user", None))
+        if text:
+            from django.contrib import messages
+
+            messages.warning(request, text)
+
+
+def _admin_prefix() -> str:
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        return reverse("admin:index")
+    except NoReverseMatch:
+        return "\0"  # no admin: no path starts with it

@@ -167,6 +167,16 @@ def add(key: str, value: Any, timeout: float | None) -> bool:
         return True
 
 
+def incr(key: str, timeout: float | None) -> None:
+    """Add one to a counter (created at 0 with ``timeout``); not atomic across processes in every cache."""
+    add(key, 0, timeout)
+    ok, _ = _call("incr", key)
+    if not ok:
+        with _lock:
+            deadline, value = _memory.get(key, (_deadline(timeout), 0))
+            _memory[key] = (deadline, (value if isinstance(value, int) else 0) + 1)
+
+
 def delete(key: str) -> None:
     with _lock:
         _memory.pop(key, None)

@@ -22,6 +22,12 @@ class Site(Site):  # noqa: F405
         yield from super().get_installed_plugins()
         yield "headcount_django"
 
+    def get_plugin_configs(self):
+        yield from super().get_plugin_configs()
+        if os.environ.get("HEADCOUNT_LINO_TWO_FACTOR") == "1":
+            # Lino's own two-factor sign-in: a code by email for a device not trusted yet
+            yield ("users", "enable_two_factor_auth", True)
+
 
 SITE = Site(globals())
 
@@ -48,6 +54,8 @@ ROOT_URLCONF = "lino_site.urls"
 MIDDLEWARE = [*MIDDLEWARE, "headcount_django.middleware.NoticeMiddleware"]  # noqa: F405
 SESSION_COOKIE_AGE = int(os.environ.get("HEADCOUNT_LINO_COOKIE_AGE") or 14 * 24 * 3600)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# the two-factor codes are read from the database by the tests
+EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
 
 HEADCOUNT = json.loads(os.environ.get("HEADCOUNT_LINO_SETTINGS") or "{}") or {"ENABLED": False}
 HEADCOUNT.setdefault("CACHE", "headcount")

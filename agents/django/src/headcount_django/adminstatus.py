@@ -1,0 +1,114 @@
+"""What the site's administrators are warned of in the site itself.
+
+Two numbers, with a warning when either calls for one:
+
+- the sessions counted now by headcount's rule (the site's own ``django_session``
+  under the config held), against the limit: from 80 % on;
+- the sign-ins the limit refused in the last 24 hours (counted by the agent in
+  hourly buckets of the shared cache, whichever worker refused): from 1 on.
+
+Django: ``NoticeMiddleware`` adds it to the messages of the admin's pages for
+users with the ``admin`` role (a banner at the top of each page). Lino: it
+comes with the answer to a site administrator's sign-in (an alert).
+The numbers are computed at most once a minute per process.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from django.utils.translation import gettext, ngettext
+
+from . import conf, shared
+from .config import current
+
+UTILIZATION_WARNING = 0.8
+HOUR = 3600
+STATUS_EVERY = 60.0
+
+_cached: tuple[float, "Status | None"] = (0.0, None)
+
+
+@dataclass(frozen=True)
+class Status:
+    counted: int | None
+    limit: int | None
+    refused_24h: int
+
+    @property
+    def utilization(self) -> float | None:
+        if self.counted is None or not self.limit:
+            return None
+        return self.counted / self.limit
+
+    def warning(self) -> str | None:
+        """The text for administrators, or None when nothing calls for one."""
+        parts = []
+        share = self.utilization
+        if share is not None and share >= UTILIZATION_WARNING:
+            parts.append(
+                gettext("%(counted)d of %(limit)d user sessions are in use (%(percent)d %%).")
+                % {"counted": self.counted, "limit": self.limit, "percent": round(share * 100)}
+            )
+        if self.refused_24h:
+            parts.append(
+                ngettext(
+                    "%(refused)d sign-in was refused by the sessions limit in the last 24 hours.",
+                    "%(refused)d sign-ins were refused by the sessions limit in the last 24 hours.",
+                    self.refused_24h,
+                )
+                % {"refused": self.refused_24h}
+            )
+        return " ".join(parts) or None
+
+
+def _bucket_key(hour: int) -> str:
+    return f"headcount:{conf.get().site}:refused:{hour}"
+
+
+def note_refusal() -> None:
+    """Count one sign-in the limit refused (any mode; in the hour's bucket)."""
+    try:
+        shared.incr(_bucket_key(int(time.time() // HOUR)), 25 * HOUR)
+    except Exception:  # counting must never fail a sign-in
+        pass
+    global _cached
+    _cached = (0.0, None)
+
+
+def refused_last_24h() -> int:
+    hour = int(time.time() // HOUR)
+    total = 0
+    # the current hour and the 23 before it
+    for bucket in range(hour - 23, hour + 1):
+        value = shared.get(_bucket_key(bucket))
+        if isinstance(value, int):
+            total += value
+    return total
+
+
+def status(fresh: bool = False) -> Status:
+    global _cached
+    taken, cached = _cached
+    if not fresh and cached is not None and time.monotonic() - taken < STATUS_EVERY:
+        return cached
+    from .enforcement import count_sessions
+
+    config = current()
+    counted = limit = None
+    if config is not None:
+        counted = count_sessions(config, None).counted
+        limit = config.session_limit
+    result = Status(counted, limit, refused_last_24h())
+    _cached = (time.monotonic(), result)
+    return result
+
+
+def warning_for(user) -> str | None:
+    """The warning for this user when they administer the site, else None."""
+    from .enforcement import roles_of
+
+    if user is None or not getattr(user, "is_authenticated", False) or "admin" not in roles_of(user):
+        return None
+    return status().warning()
