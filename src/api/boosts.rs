@@ -208,17 +208,14 @@ pub async fn cancel_boost(
         .db
         .run(move |c| {
             let site = sites::get(c, &Scope::Provider, &slug)?;
-            let b = schedule::get_boost(c, id)?;
-            if b.site_id != site.site.id {
-                return Err(Error::not_found(format!("boost {id}")));
-            }
+            let b = schedule::get_boost(c, site.site.id, id)?;
             let done = boosts::cancel(c, &b, now, &actor)?.ok_or_else(|| {
                 Error::Conflict(format!(
                     "boost {id} is {}: nothing to cancel",
                     b.status.as_str()
                 ))
             })?;
-            Ok(BoostView::of(done, &slug))
+            Ok::<_, Error>(BoostView::of(done, &slug))
         })
         .await?;
     state.outbox_wakeup.notify_one();

@@ -13,7 +13,7 @@ use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use super::sites::ScheduledEdit;
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
-use crate::db::schedule::{self, NewChange, ScheduledChange};
+use crate::db::schedule::{self, NewChange, ScheduledChange, Target};
 use crate::db::{DbConn, audit, plans, sites};
 use crate::domain::schedule::{ChangeStatus, check_future, parse_instant};
 use crate::error::{Error, Result};
@@ -183,11 +183,9 @@ fn schedule_site_change(
     let row = schedule::insert_change(
         c,
         &NewChange {
-            site_id: Some(site.site.id),
-            plan_id: None,
+            target: Target::Site(site.site.id),
             at,
             body: body.to_string(),
-            status: ChangeStatus::Pending,
             by_provider: who.by_provider,
             actor: who.actor.clone(),
             created_at: who.now,
@@ -238,7 +236,7 @@ pub async fn list_site_scheduled_changes(
     let s2 = slug.clone();
     let read = move |c: &mut DbConn, after, n| {
         let site = sites::get(c, &scope, &s2)?;
-        schedule::list_changes(c, Some(site.site.id), None, after, n)
+        schedule::list_changes(c, Target::Site(site.site.id), after, n)
     };
     let (limit, cursor) = (q.limit, q.cursor.as_deref());
     let view = move |r| ScheduledChangeView::of(r, Some(&slug), None);
@@ -246,20 +244,15 @@ pub async fn list_site_scheduled_changes(
     Ok(HttpResponse::Ok().json(page.await?))
 }
 
-/// Cancels a pending change of `site_id` (`Some`) or `plan_id`; 409 once it ran.
-fn cancel_change(
-    c: &mut DbConn, who: &Asker, id: i64, site_id: Option<i64>, plan_id: Option<i64>,
-) -> Result<ScheduledChange> {
-    let row = schedule::get_change(c, id)?;
-    if row.site_id != site_id || row.plan_id != plan_id {
-        return Err(Error::not_found(format!("scheduled change {id}")));
-    }
+/// Cancels a pending change of the site or plan; 409 once it ran.
+fn cancel_change(c: &mut DbConn, who: &Asker, target: Target, id: i64) -> Result<ScheduledChange> {
+    let row = schedule::get_change(c, target, id)?;
     if row.by_provider && !who.by_provider {
         return Err(Error::Forbidden(
             "the provider scheduled this change; only the provider may cancel it".to_owned(),
         ));
     }
-    if !schedule::claim_change(c, id, ChangeStatus::Cancelled, who.now, None)? {
+    if !schedule::claim_change(c, target, id, ChangeStatus::Cancelled, who.now, None)? {
         return Err(Error::Conflict(format!(
             "scheduled change {id} is {} and can no longer be cancelled",
             row.status.as_str()
@@ -275,7 +268,7 @@ fn cancel_change(
         &id.to_string(),
         &details,
     )?;
-    Ok(schedule::get_change(c, id)?)
+    Ok(schedule::get_change(c, target, id)?)
 }
 
 /// Cancel a change of a site that has not run (409 once it ran).
@@ -293,7 +286,7 @@ pub async fn cancel_site_scheduled_change(
         .run(move |c| {
             c.transaction(|c| {
                 let site = sites::get(c, &who.scope, &slug)?;
-                let row = cancel_change(c, &who, id, Some(site.site.id), None)?;
+                let row = cancel_change(c, &who, Target::Site(site.site.id), id)?;
                 Ok::<_, Error>(ScheduledChangeView::of(row, Some(&slug), None))
             })
         })
@@ -332,11 +325,9 @@ fn schedule_plan_change(
     let row = schedule::insert_change(
         c,
         &NewChange {
-            site_id: None,
-            plan_id: Some(plan.id),
+            target: Target::Plan(plan.id),
             at,
             body: changes.to_string(),
-            status: ChangeStatus::Pending,
             by_provider: true,
             actor: who.actor.clone(),
             created_at: who.now,
@@ -359,7 +350,7 @@ pub async fn list_plan_scheduled_changes(
     let c2 = code.clone();
     let read = move |c: &mut DbConn, after, n| {
         let plan = plans::get(c, &c2)?;
-        schedule::list_changes(c, None, Some(plan.id), after, n)
+        schedule::list_changes(c, Target::Plan(plan.id), after, n)
     };
     let (limit, cursor) = (q.limit, q.cursor.as_deref());
     let view = move |r| ScheduledChangeView::of(r, None, Some(&code));
@@ -383,7 +374,7 @@ pub async fn cancel_plan_scheduled_change(
         .run(move |c| {
             c.transaction(|c| {
                 let plan = plans::get(c, &code)?;
-                let row = cancel_change(c, &who, id, None, Some(plan.id))?;
+                let row = cancel_change(c, &who, Target::Plan(plan.id), id)?;
                 Ok::<_, Error>(ScheduledChangeView::of(row, None, Some(&code)))
             })
         })

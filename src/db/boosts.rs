@@ -12,16 +12,18 @@ use crate::domain::schedule::BoostStatus;
 
 /// Opens (`opening`) or closes the boost at `at`, once across processes: false when
 /// another process did it first or it was cancelled.
-pub fn run_edge(conn: &mut DbConn, id: i64, opening: bool, at: Millis) -> Result<bool> {
+pub fn run_edge(
+    conn: &mut DbConn, site_id: i64, id: i64, opening: bool, at: Millis,
+) -> Result<bool> {
     conn.transaction(|c| {
-        let b = schedule::get_boost(c, id)?;
+        let b = schedule::get_boost(c, site_id, id)?;
         let before = sites::get_by_id(c, b.site_id)?;
         let (from, to) = if opening {
             (BoostStatus::Scheduled, BoostStatus::Active)
         } else {
             (BoostStatus::Active, BoostStatus::Ended)
         };
-        if !schedule::claim_boost(c, id, from, to, None)? {
+        if !schedule::claim_boost(c, &b, from, to, None)? {
             return Ok(false);
         }
         let action = if opening { "boost_start" } else { "boost_end" };
@@ -37,11 +39,11 @@ pub fn cancel(conn: &mut DbConn, b: &Boost, now: Millis, actor: &str) -> Result<
     conn.transaction(|c| {
         let before = sites::get_by_id(c, b.site_id)?;
         for from in [BoostStatus::Scheduled, BoostStatus::Active] {
-            if schedule::claim_boost(c, b.id, from, BoostStatus::Cancelled, Some(now))? {
+            if schedule::claim_boost(c, b, from, BoostStatus::Cancelled, Some(now))? {
                 if from == BoostStatus::Active {
                     reconfigure(c, &before, b, now, "boost_cancel", actor)?;
                 }
-                return Ok(Some(schedule::get_boost(c, b.id)?));
+                return Ok(Some(schedule::get_boost(c, b.site_id, b.id)?));
             }
         }
         Ok(None)

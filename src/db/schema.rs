@@ -81,6 +81,20 @@ diesel::table! {
 }
 
 diesel::table! {
+    plan_scheduled_changes (id) {
+        id -> Int8,
+        plan_id -> Int8,
+        at -> Int8,
+        body -> Text,
+        status -> Text,
+        actor -> Text,
+        created_at -> Int8,
+        finished_at -> Nullable<Int8>,
+        error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     plans (id) {
         id -> Int8,
         code -> Text,
@@ -115,8 +129,7 @@ diesel::table! {
 diesel::table! {
     scheduled_changes (id) {
         id -> Int8,
-        site_id -> Nullable<Int8>,
-        plan_id -> Nullable<Int8>,
+        site_id -> Int8,
         at -> Int8,
         body -> Text,
         status -> Text,
@@ -267,7 +280,7 @@ diesel::joinable!(denials -> sites (site_id));
 diesel::joinable!(outbox -> sites (site_id));
 diesel::joinable!(outbox -> tenants (tenant_id));
 diesel::joinable!(plan_prices -> plans (plan_id));
-diesel::joinable!(scheduled_changes -> plans (plan_id));
+diesel::joinable!(plan_scheduled_changes -> plans (plan_id));
 diesel::joinable!(scheduled_changes -> sites (site_id));
 diesel::joinable!(sessions -> sites (site_id));
 diesel::joinable!(site_boosts -> sites (site_id));
@@ -286,6 +299,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     outbox,
     plan_prices,
+    plan_scheduled_changes,
     plans,
     revoked_tokens,
     scheduled_changes,

@@ -104,56 +104,74 @@ pub enum Step {
     /// A boost's window closes (first at an instant, so that a boost may follow
     /// another back to back).
     EndBoost,
-    /// A scheduled change runs.
-    Change,
+    /// A scheduled change of a plan runs (before the sites' own at the same instant).
+    PlanChange,
+    /// A scheduled change of a site runs.
+    SiteChange,
     /// A boost's window opens.
     StartBoost,
 }
 
-/// One thing to do at its instant.
+/// One thing to do at its instant: the step, the row's id and its owner (the site,
+/// or the plan of a plan change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Due {
     pub at: Millis,
     pub step: Step,
     pub id: i64,
+    pub owner: i64,
+}
+
+/// A pending change as the runner sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingChange {
+    pub id: i64,
+    /// The site, or the plan when `of_plan`.
+    pub owner: i64,
+    pub at: Millis,
+    pub of_plan: bool,
 }
 
 /// A boost as the runner sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PendingBoost {
     pub id: i64,
+    pub site_id: i64,
     pub window: Window,
     /// Already active: only its end is left.
     pub active: bool,
 }
 
-/// Everything due at `now`, oldest first: pending changes `(id, at)` and the edges of
-/// boosts. A boost whose whole window passed while no process ran opens and closes,
-/// each at its own instant, so the history shows it as it was meant.
-pub fn due(changes: &[(i64, Millis)], boosts: &[PendingBoost], now: Millis) -> Vec<Due> {
+/// Everything due at `now`, oldest first: pending changes and the edges of boosts. A
+/// boost whose whole window passed while no process ran opens and closes, each at its
+/// own instant, so the history shows it as it was meant.
+pub fn due(changes: &[PendingChange], boosts: &[PendingBoost], now: Millis) -> Vec<Due> {
     let mut out: Vec<Due> = changes
         .iter()
-        .filter(|(_, at)| *at <= now)
-        .map(|&(id, at)| Due {
-            at,
-            step: Step::Change,
-            id,
+        .filter(|c| c.at <= now)
+        .map(|c| Due {
+            at: c.at,
+            step: if c.of_plan {
+                Step::PlanChange
+            } else {
+                Step::SiteChange
+            },
+            id: c.id,
+            owner: c.owner,
         })
         .collect();
     for b in boosts {
+        let edge = |at, step| Due {
+            at,
+            step,
+            id: b.id,
+            owner: b.site_id,
+        };
         if !b.active && b.window.from <= now {
-            out.push(Due {
-                at: b.window.from,
-                step: Step::StartBoost,
-                id: b.id,
-            });
+            out.push(edge(b.window.from, Step::StartBoost));
         }
         if (b.active || b.window.from <= now) && b.window.until <= now {
-            out.push(Due {
-                at: b.window.until,
-                step: Step::EndBoost,
-                id: b.id,
-            });
+            out.push(edge(b.window.until, Step::EndBoost));
         }
     }
     out.sort();
@@ -220,38 +238,47 @@ mod tests {
         assert_eq!(boosted(10, None), 10);
     }
 
-    #[test]
-    fn due_steps_come_in_time_order_ends_first() {
-        let b = |id, from, until, active| PendingBoost {
+    fn change(id: i64, at: Millis, of_plan: bool) -> PendingChange {
+        PendingChange {
             id,
+            owner: 50,
+            at,
+            of_plan,
+        }
+    }
+
+    fn boost(id: i64, from: Millis, until: Millis, active: bool) -> PendingBoost {
+        PendingBoost {
+            id,
+            site_id: 50,
             window: Window { from, until },
             active,
-        };
+        }
+    }
+
+    #[test]
+    fn due_steps_come_in_time_order_ends_first() {
         let boosts = [
-            b(1, 9 * H, 17 * H, true),
-            b(2, 17 * H, 20 * H, false),
-            b(3, 30 * H, 31 * H, false),
+            boost(1, 9 * H, 17 * H, true),
+            boost(2, 17 * H, 20 * H, false),
+            boost(3, 30 * H, 31 * H, false),
         ];
-        let changes = [(7, 17 * H), (8, 25 * H)];
-        let got = due(&changes, &boosts, 17 * H);
+        let changes = [
+            change(7, 17 * H, false),
+            change(8, 25 * H, false),
+            change(7, 17 * H, true),
+        ];
+        let got: Vec<(Millis, Step, i64)> = due(&changes, &boosts, 17 * H)
+            .iter()
+            .map(|d| (d.at, d.step, d.id))
+            .collect();
         assert_eq!(
             got,
             [
-                Due {
-                    at: 17 * H,
-                    step: Step::EndBoost,
-                    id: 1
-                },
-                Due {
-                    at: 17 * H,
-                    step: Step::Change,
-                    id: 7
-                },
-                Due {
-                    at: 17 * H,
-                    step: Step::StartBoost,
-                    id: 2
-                },
+                (17 * H, Step::EndBoost, 1),
+                (17 * H, Step::PlanChange, 7),
+                (17 * H, Step::SiteChange, 7),
+                (17 * H, Step::StartBoost, 2),
             ]
         );
         assert!(due(&changes, &boosts, 9 * H).is_empty());
@@ -259,23 +286,17 @@ mod tests {
 
     #[test]
     fn a_missed_window_opens_and_closes_at_its_own_instants() {
-        let boosts = [PendingBoost {
-            id: 4,
-            window: Window {
-                from: 9 * H,
-                until: 17 * H,
-            },
-            active: false,
-        }];
-        let got = due(&[(5, 12 * H)], &boosts, 40 * H);
+        let boosts = [boost(4, 9 * H, 17 * H, false)];
+        let got = due(&[change(5, 12 * H, false)], &boosts, 40 * H);
         let steps: Vec<(Millis, Step)> = got.iter().map(|d| (d.at, d.step)).collect();
         assert_eq!(
             steps,
             [
                 (9 * H, Step::StartBoost),
-                (12 * H, Step::Change),
+                (12 * H, Step::SiteChange),
                 (17 * H, Step::EndBoost)
             ]
         );
+        assert!(got.iter().all(|d| d.owner == 50));
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::api::sites::ScheduledEdit;
 use crate::clock::Millis;
-use crate::db::schedule::{self, ScheduledChange};
+use crate::db::schedule::{self, ScheduledChange, Target};
 use crate::db::{DbConn, boosts, plans, sites};
 use crate::domain::schedule::{ChangeStatus, Due, Step, due};
 use crate::domain::scope::Scope;
@@ -62,18 +62,21 @@ pub async fn tick(state: &web::Data<AppState>) -> Result<usize> {
 
 fn run_step(c: &mut DbConn, state: &AppState, step: Due, now: Millis) -> Result<bool> {
     match step.step {
-        Step::StartBoost => Ok(boosts::run_edge(c, step.id, true, step.at)?),
-        Step::EndBoost => Ok(boosts::run_edge(c, step.id, false, step.at)?),
-        Step::Change => run_change(c, state, step.id, now),
+        Step::StartBoost => Ok(boosts::run_edge(c, step.owner, step.id, true, step.at)?),
+        Step::EndBoost => Ok(boosts::run_edge(c, step.owner, step.id, false, step.at)?),
+        Step::SiteChange => run_change(c, state, Target::Site(step.owner), step.id, now),
+        Step::PlanChange => run_change(c, state, Target::Plan(step.owner), step.id, now),
     }
 }
 
 /// Claims the change and applies it in one transaction; a change that can no longer
 /// be applied (its plan was deleted, say) is marked `failed` with the reason.
-fn run_change(c: &mut DbConn, state: &AppState, id: i64, now: Millis) -> Result<bool> {
-    let ch = schedule::get_change(c, id)?;
+fn run_change(
+    c: &mut DbConn, state: &AppState, target: Target, id: i64, now: Millis,
+) -> Result<bool> {
+    let ch = schedule::get_change(c, target, id)?;
     let applied = c.transaction(|c| {
-        if !schedule::claim_change(c, id, ChangeStatus::Done, now, None)? {
+        if !schedule::claim_change(c, target, id, ChangeStatus::Done, now, None)? {
             return Ok(false);
         }
         apply(c, state, &ch)?;
@@ -84,7 +87,7 @@ fn run_change(c: &mut DbConn, state: &AppState, id: i64, now: Millis) -> Result<
         Err(e) => {
             let why = e.to_string();
             tracing::warn!(id, error = %why, "scheduled change could not be applied");
-            schedule::claim_change(c, id, ChangeStatus::Failed, now, Some(&why))?;
+            schedule::claim_change(c, target, id, ChangeStatus::Failed, now, Some(&why))?;
             Ok(false)
         }
         ok => ok,
@@ -95,18 +98,21 @@ fn run_change(c: &mut DbConn, state: &AppState, id: i64, now: Millis) -> Result<
 fn apply(c: &mut DbConn, state: &AppState, ch: &ScheduledChange) -> Result<()> {
     let body: serde_json::Value =
         serde_json::from_str(&ch.body).map_err(|e| Error::Internal(e.into()))?;
-    if let Some(site_id) = ch.site_id {
-        let slug = sites::get_by_id(c, site_id)?.site.slug;
-        let edit = ScheduledEdit {
-            body: &body,
-            by_provider: ch.by_provider,
-            at: ch.at,
-            actor: &ch.actor,
-        };
-        crate::api::sites::apply_scheduled(c, state, &Scope::Provider, &slug, &edit)?;
-    } else if let Some(plan_id) = ch.plan_id {
-        let code = plans::get_by_id(c, plan_id)?.code;
-        crate::api::plans::apply_scheduled_plan(c, &code, &body, ch.at, &ch.actor)?;
+    match ch.target {
+        Target::Site(site_id) => {
+            let slug = sites::get_by_id(c, site_id)?.site.slug;
+            let edit = ScheduledEdit {
+                body: &body,
+                by_provider: ch.by_provider,
+                at: ch.at,
+                actor: &ch.actor,
+            };
+            crate::api::sites::apply_scheduled(c, state, &Scope::Provider, &slug, &edit)?;
+        }
+        Target::Plan(plan_id) => {
+            let code = plans::get_by_id(c, plan_id)?.code;
+            crate::api::plans::apply_scheduled_plan(c, &code, &body, ch.at, &ch.actor)?;
+        }
     }
     Ok(())
 }

@@ -121,6 +121,9 @@ const FLEET_WIDE: &[(&str, &str)] = &[
     ("usage_samples", "delete from usage_samples where"),
     ("usage_rollups", "delete from usage_rollups where"),
     ("denials", "delete from denials where"),
+    // The runner of scheduled changes and boosts: what is due over the fleet.
+    ("scheduled_changes", "scheduled_changes.at <="),
+    ("site_boosts", "site_boosts.starts_at <="),
 ];
 
 /// Single-site statements that do not name `site_id` yet. They work on Citus but
@@ -464,10 +467,36 @@ async fn read_workload(app: &TestApp) {
 /// The sampler and retention, as their schedules would run them.
 async fn jobs_workload(app: &TestApp) {
     headcount::jobs::sampler::sample(&app.state).await.unwrap();
+    schedule_workload(app).await;
     app.advance(120);
     headcount::jobs::sampler::sample(&app.state).await.unwrap();
+    headcount::jobs::schedule::tick(&app.state).await.unwrap();
     app.advance(400 * 86_400);
     headcount::jobs::retention::sweep(&app.state).await.unwrap();
     let r = app.delete("/v1/sites/quiet", &app.admin).await;
     assert!(r.status.is_success(), "{}", r.text);
+}
+
+/// A scheduled change and a boost, each listed, one of each cancelled; the runner
+/// applies the others once the clock has moved.
+async fn schedule_workload(app: &TestApp) {
+    let changes = "/v1/sites/s/scheduled-changes";
+    let boosts = "/v1/sites/s/boosts";
+    for _ in 0..2 {
+        let body = json!({"at": app.at(60), "overrides": {"limit_message": "later"}});
+        let r = app.post(changes, &app.admin, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = app.delete(&format!("{changes}/1"), &app.admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for (from, until) in [(0, 90), (100, 110)] {
+        let body = json!({"session_limit": 9, "from": app.at(from), "until": app.at(until)});
+        let r = app.post(boosts, &app.admin, body).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let r = app.delete(&format!("{boosts}/2"), &app.admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for path in [changes, boosts] {
+        assert_eq!(app.get(path, &app.admin).await.status, StatusCode::OK);
+    }
 }

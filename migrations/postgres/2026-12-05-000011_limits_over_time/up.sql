@@ -2,14 +2,12 @@
 -- site's limit. New tables only: the previous release keeps running on this schema
 -- and ignores them.
 
--- One change to apply once at `at`: for a site (`site_id`; `body` holds `plan` and
--- the overrides, as a PATCH of the site would) or for a plan (`plan_id`; `body` holds
--- the plan's changes). `status`: pending, done, failed or cancelled; a process
--- claims a pending one with a conditional update, so it runs once.
+-- A change of a site to apply once at `at`: `body` holds `plan` and the overrides, as
+-- a PATCH of the site takes them. `status`: pending, done, failed or cancelled; a
+-- process claims a pending one with a conditional update, so it runs once.
 CREATE TABLE scheduled_changes (
     id          BIGSERIAL PRIMARY KEY,
-    site_id     BIGINT REFERENCES sites (id) ON DELETE CASCADE,
-    plan_id     BIGINT REFERENCES plans (id) ON DELETE CASCADE,
+    site_id     BIGINT NOT NULL REFERENCES sites (id) ON DELETE CASCADE,
     at          BIGINT NOT NULL,
     body        TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'pending',
@@ -21,7 +19,22 @@ CREATE TABLE scheduled_changes (
 );
 CREATE INDEX scheduled_changes_due ON scheduled_changes (status, at);
 CREATE INDEX scheduled_changes_site ON scheduled_changes (site_id, id);
-CREATE INDEX scheduled_changes_plan ON scheduled_changes (plan_id, id);
+
+-- A change of a plan to apply once at `at` (`body`: the plan's changes); the same
+-- states. Kept apart from the sites' changes: it belongs to no site.
+CREATE TABLE plan_scheduled_changes (
+    id          BIGSERIAL PRIMARY KEY,
+    plan_id     BIGINT NOT NULL REFERENCES plans (id) ON DELETE CASCADE,
+    at          BIGINT NOT NULL,
+    body        TEXT NOT NULL,
+    status      TEXT NOT NULL DEFAULT 'pending',
+    actor       TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    finished_at BIGINT,
+    error       TEXT
+);
+CREATE INDEX plan_scheduled_changes_due ON plan_scheduled_changes (status, at);
+CREATE INDEX plan_scheduled_changes_plan ON plan_scheduled_changes (plan_id, id);
 
 -- A site's limit raised for [starts_at, ends_at). `status`: scheduled, active (the
 -- site runs with it), ended or cancelled; each edge is claimed like a change.
