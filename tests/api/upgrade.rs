@@ -115,9 +115,7 @@ impl<'a> Old<'a> {
 
 /// A copy of the fixture's database; dropping it removes the copy.
 enum Restored {
-    Sqlite {
-        _dir: tempfile::TempDir,
-    },
+    Sqlite { _dir: tempfile::TempDir },
     Postgres { _db: PgDatabase },
 }
 
