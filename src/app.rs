@@ -67,6 +67,7 @@ fn app(
     App::new()
         .app_data(data)
         .configure(extractor_errors)
+        .wrap(actix_web::middleware::from_fn(query_text))
         .wrap(actix_web::middleware::from_fn(
             crate::idempotency::middleware,
         ))
@@ -100,6 +101,20 @@ fn app(
         .default_service(web::to(|| async {
             HttpResponse::from_error(Error::NotFound("no such endpoint".to_owned()))
         }))
+}
+
+/// Query parameters are text: one holding a control character (a NUL, which
+/// PostgreSQL cannot store or compare) is refused with a 400 naming it, before any
+/// handler or query sees it.
+async fn query_text(
+    req: ServiceRequest, next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let bad = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, v)| k.chars().chain(v.chars()).any(char::is_control));
+    if let Some((k, _)) = bad {
+        return Err(Error::bad_field(k, "must not contain control characters").into());
+    }
+    next.call(req).await
 }
 
 /// A query, path or JSON body that does not parse is answered like any other error.

@@ -255,3 +255,24 @@ async fn a_body_not_received_in_time_is_a_408() {
     let took = started.elapsed();
     assert!(took < std::time::Duration::from_secs(25), "took {took:?}");
 }
+
+/// A query parameter with a control character is a 400 naming it, on both backends
+/// (PostgreSQL cannot even compare text holding a NUL), not a 500.
+#[tokio::test]
+async fn control_characters_in_query_parameters_are_refused() {
+    let app = spawn().await;
+    app.site_with("s", json!({"session_limit": 2})).await;
+    for (path, field) in [
+        ("/v1/sites?tenant=%00", "tenant"),
+        ("/v1/sites/s/sessions?user=ann%00", "user"),
+        ("/v1/sites/s/sessions?state=active&user=%1b", "user"),
+        ("/v1/sites?x%00=1", "x\u{0}"),
+    ] {
+        let r = app.get(path, &app.admin).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {}", r.text);
+        assert!(is_problem(&r), "{path}");
+        assert_eq!(r.body["errors"][0]["field"], field, "{path}: {}", r.text);
+    }
+    let r = app.get("/v1/sites?tenant=s-tenant", &app.admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
