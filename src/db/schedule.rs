@@ -328,8 +328,18 @@ pub fn list_boosts(
 }
 
 /// The site's boosts that are still to come or running: what a new one may not
-/// overlap.
+/// overlap. The site's row is held until the caller's transaction ends, so that two
+/// boosts added at once on PostgreSQL are judged one after the other (SQLite's
+/// writer holds everything).
 pub fn open_boosts(conn: &mut DbConn, site_id: i64) -> Result<Vec<Boost>> {
+    if let DbConn::Pg(c) = conn {
+        use super::schema::sites::dsl as s;
+        s::sites
+            .filter(s::id.eq(site_id))
+            .select(s::id)
+            .for_no_key_update()
+            .load::<i64>(c)?;
+    }
     Ok(sb::site_boosts
         .filter(sb::site_id.eq(site_id))
         .filter(sb::status.eq_any([BoostStatus::Scheduled, BoostStatus::Active]))

@@ -76,7 +76,9 @@ fn assert_invalid(r: &Reply, field: &str) {
     assert!(fields.contains(&field), "{field} not in {}", r.text);
 }
 
-async fn setup(app: &TestApp, site_extra: Value) {
+/// Plans `big` (10) and `small` (2), tenant `acme` and its site `erp` on `big`; the
+/// site as created.
+async fn setup(app: &TestApp, site_extra: Value) -> Value {
     app.create_plan(
         "big",
         json!({"session_limit": 10, "monthly_price_cents": 3100}),
@@ -90,6 +92,7 @@ async fn setup(app: &TestApp, site_extra: Value) {
     app.create_tenant("acme").await;
     let r = app.create_site("erp", "acme", "big", site_extra).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    r.body
 }
 
 const CHANGES: &str = "/v1/sites/erp/scheduled-changes";
@@ -665,4 +668,80 @@ async fn tenants_schedule_their_own_moves_and_bad_input_changes_nothing() {
         .map(|i| &i["status"])
         .collect();
     assert_eq!(ids, [&json!("cancelled"), &json!("scheduled")]);
+}
+
+#[tokio::test]
+async fn a_change_that_can_no_longer_apply_fails_and_changes_nothing() {
+    let app = spawn().await;
+    setup(&app, json!({})).await;
+    let r = app
+        .post(
+            CHANGES,
+            &app.admin,
+            json!({"at": app.at(600), "plan": "small"}),
+        )
+        .await;
+    let id = r.body["id"].as_i64().unwrap();
+    // No site is on it yet, so the plan may go.
+    let r = app.delete("/v1/plans/small", &app.admin).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    app.advance(700);
+    eventually("the change to fail", || async {
+        change_status(&app, CHANGES, id).await == "failed"
+    })
+    .await;
+    let list = app.get(CHANGES, &app.admin).await.body;
+    assert!(
+        list["items"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("small"),
+        "{list}"
+    );
+    let site = app.get("/v1/sites/erp", &app.admin).await.body;
+    assert_eq!(site["plan"], "big");
+    assert_eq!(site["config_version"], 1);
+}
+
+#[tokio::test]
+async fn cancelling_an_active_boost_ends_it_at_once() {
+    let app = spawn().await;
+    let rx = Receiver::start().await;
+    let site = setup(&app, json!({"webhook_url": rx.url})).await;
+    rx.trust(site["webhook_secret"].as_str().unwrap());
+    let r = app
+        .post(
+            "/v1/sites/erp/boosts",
+            &app.admin,
+            json!({"session_limit": 30,
+            "from": app.at(0), "until": app.at(3600)}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.body["id"].as_i64().unwrap();
+    app.advance(5);
+    rx.wait_for("the boost's push", |r| {
+        r.iter().any(|m| m.body["data"]["session_limit"] == 30)
+    })
+    .await;
+    app.advance(60);
+    let r = app
+        .delete(&format!("/v1/sites/erp/boosts/{id}"), &app.admin)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["status"], "cancelled");
+    let got = rx
+        .wait_for("the plan's limit again", |r| {
+            r.last()
+                .is_some_and(|m| m.body["data"]["session_limit"] == 10)
+        })
+        .await;
+    assert!(got.iter().all(|m| m.signature_ok));
+    let site = app.get("/v1/sites/erp", &app.admin).await.body;
+    assert_eq!(site["effective"]["session_limit"], 10);
+    assert_eq!(site["config_version"], 3);
+    let again = app
+        .delete(&format!("/v1/sites/erp/boosts/{id}"), &app.admin)
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT, "{}", again.text);
 }
