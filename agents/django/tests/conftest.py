@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from headcount_django import client as hc_client, conf, reporting, sender, shared
+from headcount_django import adminstatus, client as hc_client, conf, reporting, sender, shared
 
 REPO = Path(__file__).resolve().parents[3]
 HEADCOUNT_BIN = os.environ.get("HEADCOUNT_BIN") or str(REPO / "target" / "debug" / "headcount")
@@ -222,6 +222,7 @@ def clean_agent_state():
     for cache in caches.all():
         cache.clear()
     shared.reset()
+    adminstatus.reset()
     hc_client.reset_contact()
     sender.reset()
     reporting.throttle.clear()

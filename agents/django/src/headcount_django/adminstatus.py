@@ -27,7 +27,7 @@ UTILIZATION_WARNING = 0.8
 HOUR = 3600
 STATUS_EVERY = 60.0
 
-_cached: tuple[float, "Status | None"] = (0.0, None)
+_cached: tuple[float, str, "Status | None"] = (0.0, "", None)
 
 
 @dataclass(frozen=True)
@@ -73,8 +73,13 @@ def note_refusal() -> None:
         shared.incr(_bucket_key(int(time.time() // HOUR)), 25 * HOUR)
     except Exception:  # counting must never fail a sign-in
         pass
+    reset()
+
+
+def reset() -> None:
+    """Forget the numbers computed last (after a refusal; tests)."""
     global _cached
-    _cached = (0.0, None)
+    _cached = (0.0, "", None)
 
 
 def refused_last_24h() -> int:
@@ -90,8 +95,8 @@ def refused_last_24h() -> int:
 
 def status(fresh: bool = False) -> Status:
     global _cached
-    taken, cached = _cached
-    if not fresh and cached is not None and time.monotonic() - taken < STATUS_EVERY:
+    taken, site, cached = _cached
+    if not fresh and cached is not None and site == conf.get().site and time.monotonic() - taken < STATUS_EVERY:
         return cached
     from .enforcement import count_sessions
 
@@ -101,7 +106,7 @@ def status(fresh: bool = False) -> Status:
         counted = count_sessions(config, None).counted
         limit = config.session_limit
     result = Status(counted, limit, refused_last_24h())
-    _cached = (time.monotonic(), result)
+    _cached = (time.monotonic(), conf.get().site, result)
     return result
 
 
