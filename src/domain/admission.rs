@@ -369,6 +369,36 @@ pub struct OwnSession {
     pub ip: Option<String>,
 }
 
+/// Shown to a user refused by their own cap (`per_user_limit`).
+pub const USER_LIMIT_MESSAGE: &str = "You are signed in on this site as often as one user may be ({per_user_limit} at a time). Please sign out elsewhere first.";
+/// Shown when only the places kept for `reserved_roles` are left.
+pub const RESERVED_MESSAGE: &str =
+    "The free places on this site are kept for its administrators. Please try again later.";
+/// Shown when the tenant's pool over its sites is full.
+pub const POOL_MESSAGE: &str =
+    "All the sessions your organisation may have on its sites are in use. Please try again later.";
+
+/// The text for a refused user, naming what refused them: the site's `limit_message` only
+/// when the site's limit did. Below the most the site admits, only its reserved places can
+/// refuse (a request that may use them is refused at that most, not below it).
+pub fn refusal_message(cfg: &SiteConfig, outcome: Outcome, counted: i64) -> String {
+    let most = match cfg.over_limit {
+        OverLimit::AllowOverage => overage_ceiling(cfg.session_limit, cfg.overage_percent),
+        OverLimit::Reject | OverLimit::EvictDangling => cfg.session_limit,
+    };
+    match outcome {
+        Outcome::UserLimitReached => USER_LIMIT_MESSAGE.replace(
+            "{per_user_limit}",
+            &cfg.per_user_limit.unwrap_or_default().to_string(),
+        ),
+        Outcome::PoolLimitReached => POOL_MESSAGE.to_owned(),
+        Outcome::LimitReached if cfg.reserved_slots > 0 && counted < most => {
+            RESERVED_MESSAGE.to_owned()
+        }
+        _ => limit_message(&cfg.limit_message, cfg.session_limit),
+    }
+}
+
 /// The answer to one admission request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -393,8 +423,7 @@ impl Answer {
             outcome,
             counted,
             session_limit: cfg.session_limit,
-            message: (!outcome.admitted())
-                .then(|| limit_message(&cfg.limit_message, cfg.session_limit)),
+            message: (!outcome.admitted()).then(|| refusal_message(cfg, outcome, counted)),
             evicted: Vec::new(),
             replaced: Vec::new(),
             own_sessions: None,
@@ -426,6 +455,67 @@ mod tests {
 
     fn outcome(a: Ask) -> Outcome {
         decide(&a).outcome
+    }
+
+    fn site(limit: i64, over_limit: OverLimit, reserved_slots: i64) -> SiteConfig {
+        SiteConfig {
+            site: "www".to_owned(),
+            plan: "basic".to_owned(),
+            config_version: 1,
+            session_limit: limit,
+            count_mode: CountMode::Active,
+            over_limit,
+            overage_percent: 50,
+            idle_timeout_seconds: 86_400,
+            session_ttl_seconds: 1_209_600,
+            limit_message: "Only {limit} at a time.".to_owned(),
+            reserved_slots,
+            reserved_roles: vec!["admin".to_owned()],
+            per_user_limit: Some(2),
+            per_user_over_limit: PerUserOverLimit::Reject,
+        }
+    }
+
+    #[test]
+    fn each_refusal_names_its_reason() {
+        let cfg = site(20, OverLimit::Reject, 0);
+        assert_eq!(
+            refusal_message(&cfg, Outcome::LimitReached, 20),
+            "Only 20 at a time."
+        );
+        // a user at their own cap on a site at 5 of 20 is not told about the site's limit
+        assert_eq!(
+            refusal_message(&cfg, Outcome::UserLimitReached, 5),
+            "You are signed in on this site as often as one user may be (2 at a time). Please sign out elsewhere first."
+        );
+        assert_eq!(
+            refusal_message(&cfg, Outcome::PoolLimitReached, 5),
+            POOL_MESSAGE
+        );
+        let reserved = site(20, OverLimit::Reject, 2);
+        assert_eq!(
+            refusal_message(&reserved, Outcome::LimitReached, 18),
+            RESERVED_MESSAGE
+        );
+        assert_eq!(
+            refusal_message(&reserved, Outcome::LimitReached, 20),
+            "Only 20 at a time."
+        );
+        // with overage the site admits up to its ceiling (30): below it, the reserve refused
+        let overage = site(20, OverLimit::AllowOverage, 2);
+        assert_eq!(
+            refusal_message(&overage, Outcome::LimitReached, 28),
+            RESERVED_MESSAGE
+        );
+        assert_eq!(
+            refusal_message(&overage, Outcome::LimitReached, 30),
+            "Only 20 at a time."
+        );
+        assert_eq!(
+            Answer::new(&cfg, Outcome::UserLimitReached, 5).message,
+            Some(refusal_message(&cfg, Outcome::UserLimitReached, 5))
+        );
+        assert_eq!(Answer::new(&cfg, Outcome::WithinLimit, 5).message, None);
     }
 
     #[test]
