@@ -34,7 +34,7 @@ from django.contrib.auth import get_backends
 from django.core.exceptions import PermissionDenied
 
 from . import client, conf, refusals, rules, sender
-from .config import DEFAULT_MESSAGE, SiteConfig, current, pull_if_missing
+from .config import SiteConfig, current, pull_if_missing
 from .reporting import client_info, end_reason, suppress_created
 from .sessions import (
     LocalSession, authenticated_sessions, delete_keys, keys_for_refs, now, rfc3339, store_class, user_reference,
