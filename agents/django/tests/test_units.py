@@ -54,6 +54,11 @@ def test_bad_settings_raise_improperly_configured(change, mentions):
         conf.load({**VALID, **change})
 
 
+def test_unreachable_choice_has_open_and_closed_for_names():
+    assert conf.load(dict(VALID, CENTRAL_UNREACHABLE="closed")).central_unreachable == "refuse"
+    assert conf.load(dict(VALID, CENTRAL_UNREACHABLE="open")).central_unreachable == "admit"
+
+
 def test_missing_setting_is_explained():
     with pytest.raises(ImproperlyConfigured, match="HEADCOUNT is missing"):
         conf.load(None)

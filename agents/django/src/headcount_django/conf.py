@@ -22,7 +22,9 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 MODES = ("off", "local", "central")
-UNREACHABLE_CHOICES = ("admit", "refuse")
+UNREACHABLE_CHOICES = ("admit", "refuse", "open", "closed")
+# "open" and "closed" are other words for the same choice
+UNREACHABLE_ALIASES = {"open": "admit", "closed": "refuse"}
 REFUSAL_CHOICES = ("auto", "permission_denied", "warning")
 SLUG_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -339,7 +341,9 @@ def load(raw: Any) -> AgentSettings:
         token=_text(merged, "TOKEN"),
         webhook_keys=_webhook_keys(merged),
         mode=_choice(merged, "MODE", MODES),
-        central_unreachable=_choice(merged, "CENTRAL_UNREACHABLE", UNREACHABLE_CHOICES),
+        central_unreachable=UNREACHABLE_ALIASES.get(
+            merged["CENTRAL_UNREACHABLE"], _choice(merged, "CENTRAL_UNREACHABLE", UNREACHABLE_CHOICES)
+        ),
         unreachable_message=_text(merged, "UNREACHABLE_MESSAGE"),
         offline_grace=_number(merged, "OFFLINE_GRACE", minimum=0),
         refusal=_choice(merged, "REFUSAL", REFUSAL_CHOICES),

@@ -414,6 +414,7 @@ def admit_at_login(request: Any, user: Any) -> bool:
         return True
     setattr(request, DECIDED_ATTR, True)
     message = None
+    counted = False  # the refusal was counted for the administrators already (``refuse``)
     try:
         if settings.mode == "local":
             config = pull_if_missing()
@@ -429,7 +430,7 @@ def admit_at_login(request: Any, user: Any) -> bool:
             try:
                 answer = ask_headcount(request, user, settings)
             except (SessionLimitRefused, SessionLimitWarning) as refusal:
-                message = refusal.message
+                message, counted = refusal.message, True
             else:
                 if answer is None or answer.get("admitted"):
                     return True
@@ -438,15 +439,17 @@ def admit_at_login(request: Any, user: Any) -> bool:
         log.exception("headcount: could not decide a sign-in at login(); admitting it")
         return True
     log.info("headcount: a sign-in that did not pass authenticate() was refused at login(): %s", message)
-    undo_login(request, message)
+    undo_login(request, message, count=not counted)
     return False
 
 
-def undo_login(request: Any, message: str) -> None:
+def undo_login(request: Any, message: str, count: bool = True) -> None:
+    """Take back a login() the limit refused: an empty session, and the user told at the next request."""
     from . import notices
     from .adminstatus import note_refusal
 
-    note_refusal()
+    if count:
+        note_refusal()
     setattr(request, REFUSAL_ATTR, message)
     session = request.session
     session.flush()

@@ -53,12 +53,6 @@ def kind_of(outcome: str, counted: int, ceiling: int, reserve: int) -> str:
     return LIMIT
 
 
-def _is_lino() -> bool:
-    from .enforcement import _is_lino as is_lino
-
-    return is_lino()
-
-
 def text(kind: str, config: SiteConfig | None, *, limit: int | None = None, site_message: str | None = None) -> str:
     """The text for one kind of refusal, with the site's own text when it set one.
 
