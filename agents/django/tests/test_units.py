@@ -181,6 +181,24 @@ def _cases():
     return json.loads(CASES_PATH.read_text())["cases"]
 
 
+# exempt accounts (exempt_roles): admitted and never counted, whatever else holds; the shared
+# table gets its own such cases, these make sure the agent's rule knows the key meanwhile
+EXEMPT_CASES = [
+    {"name": "agent: exempt at a full site", "ask": {"counted": 3, "limit": 3, "exempt_role": True}, "outcome": "within_limit"},
+    {
+        "name": "agent: exempt with evict_dangling evicts nobody",
+        "ask": {"counted": 3, "limit": 3, "over_limit": "evict_dangling", "can_evict": True, "exempt_role": True},
+        "outcome": "within_limit",
+    },
+    {
+        "name": "agent: exempt user at their cap with replace_oldest replaces nothing",
+        "ask": {"counted": 2, "limit": 5, "user_counted": 2, "user_limit": 2, "per_user_over_limit": "replace_oldest", "exempt_role": True},
+        "outcome": "within_limit",
+    },
+    {"name": "agent: exempt at a limit of zero", "ask": {"counted": 0, "limit": 0, "exempt_role": True}, "outcome": "within_limit"},
+]
+
+
 def _ask_from_case(case: dict):
     from headcount_django import rules
 
@@ -204,6 +222,7 @@ def _ask_from_case(case: dict):
         replaces=i.get("replacing", 0) > 0 or bool(i.get("replaces")),
         user=user,
         pool=(i.get("pool_counted", 0), i["pool_limit"]) if i.get("pool_limit") is not None else None,
+        exempt=bool(i.get("exempt_role")),
     )
 
 
@@ -214,7 +233,7 @@ def test_the_shared_table_covers_the_combinations():
     assert {"within_limit", "evicted_dangling", "overage", "replaced", "limit_reached", "user_limit_reached"} <= outcomes
 
 
-@pytest.mark.parametrize("case", _cases(), ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", _cases() + EXEMPT_CASES, ids=lambda c: c["name"])
 def test_rules_decide_as_headcount_does(case):
     """The agent's pure rule gives the table's outcome for every case."""
     from headcount_django import rules
@@ -273,11 +292,12 @@ def _local_sessions_for(case: dict, now):
         "reserved_slots": i.get("reserved_slots", 0),
         "per_user_limit": i.get("user_limit"),
         "per_user_over_limit": i.get("per_user_over_limit", "reject"),
+        "exempt_roles": ["service"],
     }
     return sessions, me, replace, fields, can_evict
 
 
-@pytest.mark.parametrize("case", _cases(), ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", _cases() + EXEMPT_CASES, ids=lambda c: c["name"])
 def test_local_enforcement_decides_as_headcount_does(case, monkeypatch):
     """The local rule, fed with the site's own sessions, reaches the table's outcome and ends what it says."""
     import datetime as dt
@@ -298,6 +318,8 @@ def test_local_enforcement_decides_as_headcount_does(case, monkeypatch):
     config = SiteConfig.from_data(fields)
     user = type("User", (), {"pk": me})()
     roles = ["admin"] if case["ask"].get("reserved_role") else ["staff"]
+    if case["ask"].get("exempt_role"):
+        roles.append("service")
     decision, seen = enforcement.local_admission(config, None, user, roles, replace)
     assert decision.outcome == case["outcome"], (case["name"], seen)
     if not decision.admitted:
@@ -361,6 +383,13 @@ def test_config_carries_the_reserved_and_per_user_fields():
     assert SiteConfig(**config.as_dict()) == config  # the cache keeps it as a dict
     default = SiteConfig.from_data({"config_version": 1, "session_limit": 5})
     assert default.reserved_roles == ("admin",) and default.per_user_limit is None and default.reserved_slots == 0
+    # a headcount without exempt_roles: nobody is exempt
+    assert default.exempt_roles == () and not default.is_exempt(["admin", "service"])
+    exempt = SiteConfig.from_data({"config_version": 3, "session_limit": 5, "exempt_roles": ["service"]})
+    assert exempt.is_exempt(["service"]) and not exempt.is_exempt(["admin"])
+    assert SiteConfig(**exempt.as_dict()) == exempt
+    with pytest.raises(ValueError, match="exempt_roles"):
+        SiteConfig.from_data({"config_version": 1, "session_limit": 5, "exempt_roles": "service"})
     with pytest.raises(ValueError):
         SiteConfig.from_data({"config_version": 1, "session_limit": 5, "reserved_slots": -1})
 

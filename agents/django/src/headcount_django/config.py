@@ -38,6 +38,8 @@ class SiteConfig:
     reserved_roles: tuple[str, ...] = ("admin",)
     per_user_limit: int | None = None
     per_user_over_limit: str = "reject"
+    # roles whose sessions take no place (service and API accounts); a headcount without the field sends none
+    exempt_roles: tuple[str, ...] = ()
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> "SiteConfig":
@@ -57,18 +59,24 @@ class SiteConfig:
             session_ttl_seconds=int(data.get("session_ttl_seconds") or 1209600),
             limit_message=str(data.get("limit_message") or DEFAULT_MESSAGE),
             reserved_slots=_whole(data.get("reserved_slots"), "reserved_slots") or 0,
-            reserved_roles=_roles(data.get("reserved_roles")),
+            reserved_roles=_roles(data.get("reserved_roles"), "reserved_roles", ("admin",)),
             per_user_limit=_whole(data.get("per_user_limit"), "per_user_limit"),
             per_user_over_limit=str(data.get("per_user_over_limit") or "reject"),
+            exempt_roles=_roles(data.get("exempt_roles"), "exempt_roles", ()),
         )
 
     def __post_init__(self) -> None:
         # the cache keeps the config as a dict of JSON-like values (a list for the roles)
         object.__setattr__(self, "reserved_roles", tuple(self.reserved_roles))
+        object.__setattr__(self, "exempt_roles", tuple(self.exempt_roles))
 
     def reserve_for(self, roles: list[str] | tuple[str, ...]) -> int:
         """Places a sign-in with these roles may not use: ``reserved_slots`` unless a role is reserved."""
         return 0 if set(roles) & set(self.reserved_roles) else self.reserved_slots
+
+    def is_exempt(self, roles: list[str] | tuple[str, ...]) -> bool:
+        """Whether a sign-in with these roles is admitted without taking a place (``exempt_roles``)."""
+        return bool(set(roles) & set(self.exempt_roles))
 
     @property
     def admission_ceiling(self) -> int:
@@ -81,7 +89,7 @@ class SiteConfig:
         return self.limit_message.replace("{limit}", str(self.session_limit))
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "reserved_roles": list(self.reserved_roles)}
+        return {**self.__dict__, "reserved_roles": list(self.reserved_roles), "exempt_roles": list(self.exempt_roles)}
 
 
 def _whole(value: Any, name: str) -> int | None:
@@ -92,11 +100,11 @@ def _whole(value: Any, name: str) -> int | None:
     return value
 
 
-def _roles(value: Any) -> tuple[str, ...]:
+def _roles(value: Any, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     if value is None:
-        return ("admin",)
+        return default
     if not isinstance(value, list) or not all(isinstance(r, str) for r in value):
-        raise ValueError("reserved_roles is not a list of strings")
+        raise ValueError(f"{name} is not a list of strings")
     return tuple(value)
 
 

@@ -151,6 +151,7 @@ def local_ask(config: SiteConfig, seen: LocalCount, roles: list[str], user_id: s
         replaces=replaces,
         user=user,
         pool=None,  # the tenant's pool is known to headcount only (central mode)
+        exempt=config.is_exempt(roles),
     )
 
 
@@ -267,7 +268,7 @@ class SessionLimitBackend:
             return
         user = backend_path = None
         roles: list[str] = []
-        if config.reserved_slots or config.per_user_limit is not None:
+        if config.reserved_slots or config.per_user_limit is not None or config.exempt_roles:
             # who signs in matters: check the password first (a wrong one is left to the backends)
             user, backend_path = _check_credentials(request, credentials)
             if user is None:

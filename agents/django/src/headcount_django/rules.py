@@ -6,6 +6,10 @@ limit with its reserved places and over-limit rule, then the tenant's pool. Sess
 the request replaces free their places before any of it is judged. Both sides are
 checked against one table, ``tests/admission_cases.json``.
 
+An admission carrying one of the site's ``exempt_roles`` (service and API accounts)
+is admitted ``within_limit`` before any of it is judged: it takes no place, ends no
+other session and is never counted.
+
 Local mode never knows the tenant's pool (the other sites' sessions live elsewhere),
 so it passes ``pool=None``; the pool is enforced in central mode only.
 """
@@ -51,6 +55,7 @@ class Ask:
     replaces: bool = False  # the request names sessions to replace at all
     user: UserCap | None = None
     pool: tuple[int, int] | None = None  # (counted over the tenant's sites, pooled limit)
+    exempt: bool = False  # the request carries one of exempt_roles: admitted, never counted
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,8 @@ def _site_rule(counted: int, a: Ask) -> str:
 
 
 def decide(a: Ask) -> Decision:
+    if a.exempt:
+        return Decision(WITHIN_LIMIT)
     counted = a.counted - a.replacing
     pool = (a.pool[0] - a.replacing, a.pool[1]) if a.pool is not None else None
     replace_oldest = False
