@@ -633,6 +633,37 @@ def test_no_offer_when_the_users_own_sessions_free_no_counted_place(site, mode):
     assert Session.objects.filter(session_key=old_key).exists()
 
 
+@pytest.mark.parametrize("mode", ["local", "central"])
+def test_service_account_takes_no_place(site, headcount, mode):
+    """exempt_roles: a service account signs in at a full site; a normal user is still refused."""
+    from headcount_django import adminstatus
+
+    s = site(session_limit=2, exempt_roles=["service"])
+    s.configure(MODE=mode, SERVICE_ACCOUNTS=["robot"])
+    _wait_for_config(exempt_roles=("service",))
+    for name in ("alice", "bob", "carol", "robot"):
+        make_user(name)
+    assert login(Client(), "alice")[0] == 200
+    assert login(Client(), "bob")[0] == 200
+    assert adminstatus.status(fresh=True).counted == 2
+    active = _usage(headcount, s.slug)["active"]
+
+    robot = Client()
+    assert login(robot, "robot") == (200, {"ok": True, "user": "robot"})
+    status, body = login(Client(), "carol")
+    assert status == 403 and body["refusal"] == "There are more than 2 active user sessions. Please try again later."
+    # the robot's session is listed, and the agent does not count it
+    assert s.sessions("active")[session_ref(robot)]["user"] == "robot"
+    assert adminstatus.status(fresh=True).counted == 2
+    if mode == "central":
+        # headcount admitted it with its roles and counts it neither; a session reported by an
+        # event (local mode) carries no roles, so headcount counts it there
+        assert _usage(headcount, s.slug)["active"] == active == 2
+    # a second one as well; the normal users' count stays full
+    assert login(Client(), "robot")[0] == 200
+    assert login(Client(), "carol")[0] == 403
+
+
 def test_refusal_texts_set_by_the_site(site):
     s = site(session_limit=1)
     s.configure(MODE="central", MESSAGES={"limit": "Full ({limit}). Come back after lunch."})

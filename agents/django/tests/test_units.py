@@ -314,6 +314,7 @@ def test_local_enforcement_decides_as_headcount_does(case, monkeypatch):
     monkeypatch.setattr(enforcement, "now", lambda: current)
     monkeypatch.setattr(enforcement, "authenticated_sessions", lambda exclude_key=None: iter(sessions))
     monkeypatch.setattr(enforcement, "delete_keys", lambda keys: deleted.extend(keys) or len(list(keys)))
+    monkeypatch.setattr(enforcement, "exempt_user_ids", lambda config, user_ids: set())  # none of the others is exempt
     monkeypatch.setattr("django.conf.settings.SESSION_COOKIE_AGE", 24 * 3600)
     config = SiteConfig.from_data(fields)
     user = type("User", (), {"pk": me})()
@@ -350,6 +351,30 @@ def test_default_roles_and_the_roles_setting():
     assert enforcement.roles_of(User(), custom) == ["admin", "support"]
     with pytest.raises(ImproperlyConfigured, match="ROLES"):
         conf.load({**VALID, "ROLES": "not_a_path"})
+
+
+def test_service_accounts_carry_the_service_role():
+    from headcount_django import enforcement
+
+    class User:
+        pk = 1
+        is_superuser = False
+
+        def __init__(self, name):
+            self.name = name
+
+        def get_username(self):
+            return self.name
+
+    listed = conf.load({**VALID, "SERVICE_ACCOUNTS": ["robot"]})
+    assert enforcement.roles_of(User("robot"), listed) == ["service"]
+    assert enforcement.roles_of(User("alice"), listed) == []
+    by_function = conf.load({**VALID, "SERVICE_ACCOUNTS": lambda u: u.name.startswith("api-"), "SERVICE_ROLE": "api"})
+    assert enforcement.roles_of(User("api-sync"), by_function) == ["api"]
+    assert enforcement.roles_of(User("robot"), conf.load(VALID)) == []  # nobody by default
+    for bad in ({"SERVICE_ACCOUNTS": "robot"}, {"SERVICE_ACCOUNTS": [""]}, {"SERVICE_ROLE": ""}):
+        with pytest.raises(ImproperlyConfigured, match="SERVICE_"):
+            conf.load({**VALID, **bad})
 
 
 def test_lino_site_administrators_get_the_admin_role():

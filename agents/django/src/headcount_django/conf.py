@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "MESSAGES": None,
     "USER_REF": "username",
     "ROLES": None,
+    "SERVICE_ACCOUNTS": None,
+    "SERVICE_ROLE": "service",
     "SELF_SERVICE": True,
     "OFFER_TTL": 300,
     "SESSION_HASH_KEY": None,
@@ -79,6 +81,8 @@ class AgentSettings:
     messages: dict[str, str]
     user_ref: Callable[[Any], str | None] = field(repr=False)
     roles: Callable[[Any], Any] = field(repr=False)
+    service_account: Callable[[Any], bool] = field(repr=False)
+    service_role: str
     self_service: bool
     offer_ttl: float
     session_hash_key: bytes = field(repr=False)
@@ -249,6 +253,49 @@ def _roles(raw: dict[str, Any]) -> Callable[[Any], Any]:
     return func
 
 
+def _no_service_accounts(user: Any) -> bool:
+    return False
+
+
+def _service_accounts(raw: dict[str, Any]) -> Callable[[Any], bool]:
+    """Which users are service or API accounts: usernames, or a function of the user."""
+    value = raw["SERVICE_ACCOUNTS"]
+    if value is None:
+        return _no_service_accounts
+    if isinstance(value, (list, tuple, set, frozenset)):
+        if not all(isinstance(name, str) and name for name in value):
+            raise _fail("SERVICE_ACCOUNTS", "a list must hold usernames (non-empty strings)")
+        names = frozenset(value)
+
+        def listed(user: Any) -> bool:
+            get_username = getattr(user, "get_username", None)
+            name = get_username() if callable(get_username) else getattr(user, "username", None)
+            return name in names
+
+        return listed
+    if callable(value):
+        return value
+    if not isinstance(value, str) or "." not in value:
+        raise _fail(
+            "SERVICE_ACCOUNTS",
+            "must be a list of usernames, a dotted path to a callable, or a callable, taking the user and returning True for a service account",
+        )
+    try:
+        func = import_string(value)
+    except ImportError as exc:
+        raise _fail("SERVICE_ACCOUNTS", f"cannot import {value!r}: {exc}") from None
+    if not callable(func):
+        raise _fail("SERVICE_ACCOUNTS", f"{value!r} is not callable")
+    return func
+
+
+def _service_role(raw: dict[str, Any]) -> str:
+    value = raw["SERVICE_ROLE"]
+    if not isinstance(value, str) or not value or len(value) > 64:
+        raise _fail("SERVICE_ROLE", "must be a role name of 1 to 64 characters")
+    return value
+
+
 # the kinds of refusal a site may give its own text for (see ``refusals``)
 MESSAGE_KINDS = ("limit", "user_limit", "reserved", "pool")
 
@@ -350,6 +397,8 @@ def load(raw: Any) -> AgentSettings:
         messages=_messages(merged),
         user_ref=_user_ref(merged),
         roles=_roles(merged),
+        service_account=_service_accounts(merged),
+        service_role=_service_role(merged),
         self_service=merged["SELF_SERVICE"],
         offer_ttl=_number(merged, "OFFER_TTL", minimum=10),
         session_hash_key=_hash_key(merged),

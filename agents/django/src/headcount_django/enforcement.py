@@ -111,7 +111,11 @@ def count_sessions(
     current = now()
     idle_limit = current - dt.timedelta(seconds=config.idle_timeout_seconds)
     result = LocalCount()
-    for session in authenticated_sessions(exclude_key=exclude_key):
+    sessions = list(authenticated_sessions(exclude_key=exclude_key))
+    exempt = exempt_user_ids(config, {session.user_id for session in sessions})
+    for session in sessions:
+        if session.user_id in exempt:
+            continue  # an exempt account's session takes no place, and is never evicted or replaced
         last = session.last_activity(current)
         is_dangling = last <= idle_limit
         counts = not (config.count_mode == "live" and is_dangling)
@@ -128,6 +132,22 @@ def count_sessions(
     result.dangling.sort()
     result.own_counted.sort()
     return result
+
+
+def exempt_user_ids(config: SiteConfig, user_ids: set[str]) -> set[str]:
+    """The users among ``user_ids`` whose roles include one of the config's ``exempt_roles`` (one query)."""
+    if not config.exempt_roles or not user_ids:
+        return set()
+    from django.contrib.auth import get_user_model
+
+    model = get_user_model()
+    pk_field = model._meta.pk
+    try:
+        wanted = [pk_field.to_python(i) for i in user_ids]
+    except Exception:
+        wanted = list(user_ids)
+    settings = conf.get()
+    return {str(user.pk) for user in model._default_manager.filter(pk__in=wanted) if config.is_exempt(roles_of(user, settings))}
 
 
 def local_ask(config: SiteConfig, seen: LocalCount, roles: list[str], user_id: str | None, replaces: bool) -> rules.Ask:
@@ -191,15 +211,28 @@ def local_admission(
 
 
 def roles_of(user: Any, settings: conf.AgentSettings | None = None) -> list[str]:
-    """The role names ``HEADCOUNT["ROLES"]`` gives the user (at most 16, each at most 64 characters)."""
+    """The role names ``HEADCOUNT["ROLES"]`` gives the user (at most 16, each at most 64 characters).
+
+    A service account (``SERVICE_ACCOUNTS``) carries ``SERVICE_ROLE`` as well, which
+    the site's ``exempt_roles`` in headcount names so that it takes no place.
+    """
     settings = settings or conf.get()
     try:
         value = settings.roles(user)
     except Exception:
         log.exception("headcount: ROLES failed for user %s", getattr(user, "pk", None))
-        return []
+        value = []
     if value is None or isinstance(value, str):
         value = [value] if value else []
+    value = list(value)
+    try:
+        service = settings.service_account(user)
+    except Exception:
+        log.exception("headcount: SERVICE_ACCOUNTS failed for user %s", getattr(user, "pk", None))
+        service = False
+    if service:
+        # first, so that the cap of 16 roles never drops it
+        value.insert(0, settings.service_role)
     names = []
     for role in value:
         role = str(role)

@@ -7,8 +7,9 @@ the request replaces free their places before any of it is judged. Both sides ar
 checked against one table, ``tests/admission_cases.json``.
 
 An admission carrying one of the site's ``exempt_roles`` (service and API accounts)
-is admitted ``within_limit`` before any of it is judged: it takes no place, ends no
-other session and is never counted.
+is admitted before any of it is judged (``within_limit``, or ``replaced`` when it names
+sessions to replace): it takes no place, evicts or replaces nothing by itself and is
+never counted.
 
 Local mode never knows the tenant's pool (the other sites' sessions live elsewhere),
 so it passes ``pool=None``; the pool is enforced in central mode only.
@@ -83,7 +84,8 @@ def _site_rule(counted: int, a: Ask) -> str:
 
 def decide(a: Ask) -> Decision:
     if a.exempt:
-        return Decision(WITHIN_LIMIT)
+        # frees nothing and needs nothing: only the sessions it names itself are ended
+        return Decision(REPLACED if a.replaces else WITHIN_LIMIT)
     counted = a.counted - a.replacing
     pool = (a.pool[0] - a.replacing, a.pool[1]) if a.pool is not None else None
     replace_oldest = False
