@@ -25,7 +25,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 plan_fields! {
     /// A new plan. A field left out takes its default; among them `reserved_slots` 0,
-    /// `reserved_roles` `["admin"]` and no `per_user_limit` (no cap).
+    /// `reserved_roles` `["admin"]`, no `per_user_limit` (no cap) and `exempt_roles`
+    /// `[]`.
     #[derive(Debug, Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct CreatePlan {
@@ -80,6 +81,7 @@ impl From<Plan> for PlanView {
             reserved_roles: v.reserved_roles,
             per_user_limit: v.per_user_limit,
             per_user_over_limit: v.per_user_over_limit,
+            exempt_roles: v.exempt_roles,
             created_at: to_rfc3339(p.created_at),
             updated_at: to_rfc3339(p.updated_at),
         }
@@ -119,6 +121,7 @@ impl CreatePlan {
             reserved_roles: v.reserved_roles.unwrap_or_default(),
             per_user_limit: v.per_user_limit.flatten(),
             per_user_over_limit: v.per_user_over_limit.unwrap_or_default(),
+            exempt_roles: v.exempt_roles.unwrap_or_else(|| config::roles_to_text(&[])),
         })
     }
 
@@ -153,6 +156,7 @@ impl CreatePlan {
             ),
             per_user_limit: Some(self.per_user_limit),
             per_user_over_limit: Some(self.per_user_over_limit.unwrap_or_default()),
+            exempt_roles: Some(self.exempt_roles.unwrap_or_default()),
         }
     }
 }
@@ -172,7 +176,8 @@ impl UpdatePlan {
         Ok(v)
     }
 
-    /// `reserved_slots`, `reserved_roles` and `per_user_limit`: who may hold places.
+    /// `reserved_slots`, `reserved_roles`, `per_user_limit` and `exempt_roles`: who
+    /// may hold places, and whose sessions take none.
     fn check_reservations(&self, c: &mut Checks, v: &mut plans::PlanChanges) {
         v.reserved_slots = self
             .reserved_slots
@@ -184,6 +189,10 @@ impl UpdatePlan {
         v.per_user_limit = self
             .per_user_limit
             .map(|n| n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n))));
+        v.exempt_roles = self.exempt_roles.as_deref().and_then(|r| {
+            c.check("exempt_roles", config::parse_roles(r))
+                .map(|r| config::roles_to_text(&r))
+        });
     }
 
     fn check_name_and_limit(&self, c: &mut Checks, v: &mut plans::PlanChanges) {

@@ -63,6 +63,9 @@ pub struct SessionView {
     pub idle_seconds: i64,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// Admitted with one of the site's `exempt_roles`: listed, never counted, evicted
+    /// or billed.
+    pub exempt: bool,
 }
 
 fn view(row: SessionRow, now: Millis, idle_timeout: i64) -> SessionView {
@@ -79,6 +82,7 @@ fn view(row: SessionRow, now: Millis, idle_timeout: i64) -> SessionView {
         end_reason: row.end_reason,
         user_agent: row.user_agent,
         ip: row.ip,
+        exempt: row.exempt,
     }
 }
 

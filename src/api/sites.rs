@@ -245,6 +245,10 @@ impl CreateSite {
             .as_deref()
             .and_then(|m| c.check("limit_message", parse_limit_message(m)));
         let (reserved_slots, reserved_roles, per_user_limit) = self.check_reservations(&mut c);
+        let exempt_roles = self.exempt_roles.as_deref().and_then(|r| {
+            c.check("exempt_roles", config::parse_roles(r))
+                .map(|r| config::roles_to_text(&r))
+        });
         c.finish()?;
         let (Some(slug), Some(tenant), Some(plan)) = (slug, tenant, plan) else {
             return Err(Error::bad_request("incomplete site"));
@@ -274,6 +278,7 @@ impl CreateSite {
             reserved_roles,
             per_user_limit,
             per_user_over_limit: self.per_user_over_limit,
+            exempt_roles,
             // New: no push has failed, no secret is rotated out, alerts are armed.
             webhook_disabled_at: None,
             previous_webhook_secret: None,
@@ -405,7 +410,7 @@ pub async fn update_site(
 }
 
 /// The fields `null` may be sent for in a change.
-const NULLABLE_SITE_FIELDS: [&str; 11] = [
+const NULLABLE_SITE_FIELDS: [&str; 12] = [
     "webhook_url",
     "session_limit",
     "count_mode",
@@ -417,6 +422,7 @@ const NULLABLE_SITE_FIELDS: [&str; 11] = [
     "reserved_roles",
     "per_user_limit",
     "per_user_over_limit",
+    "exempt_roles",
 ];
 
 /// A checked change, judged against the site once it is read: who asks, the fields
@@ -469,6 +475,7 @@ impl UpdateSite {
             ("reserved_roles", self.reserved_roles.is_some()),
             ("per_user_limit", self.per_user_limit.is_some()),
             ("per_user_over_limit", self.per_user_over_limit.is_some()),
+            ("exempt_roles", self.exempt_roles.is_some()),
             ("plan", self.plan.is_some()),
             ("name", self.name.is_some()),
         ]
@@ -517,6 +524,12 @@ impl UpdateSite {
                 n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)))
             }),
             per_user_over_limit: self.per_user_over_limit,
+            exempt_roles: self.exempt_roles.as_ref().map(|r| {
+                r.as_deref().and_then(|r| {
+                    c.check("exempt_roles", config::parse_roles(r))
+                        .map(|r| config::roles_to_text(&r))
+                })
+            }),
             ..SiteChanges::default()
         }
     }

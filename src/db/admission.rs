@@ -45,8 +45,9 @@ struct Batch {
     tallies: HashMap<i64, SiteTally>,
     /// The batch's sessions as stored, then as decided.
     standings: HashMap<SessionKey, Standing>,
-    /// Session writes decided but not yet sent: one statement at the end.
-    pending: Vec<(i64, String, Observation, bool)>,
+    /// Session writes decided but not yet sent, with their (`overage`, `exempt`)
+    /// flags: one statement at the end.
+    pending: Vec<(i64, String, Observation, (bool, bool))>,
     pending_index: HashMap<SessionKey, usize>,
     now: Millis,
     provider_alerts: bool,
@@ -120,11 +121,15 @@ impl Batch {
     }
 
     /// Records a session's admission and carries its site's count forward from the
-    /// session's standing before to its standing after.
-    fn write(&mut self, site_id: i64, session: &str, obs: Observation, overage: bool) {
+    /// session's standing before to its standing after. `flags`: (`overage`,
+    /// `exempt`), kept only by a new session.
+    fn write(&mut self, site_id: i64, session: &str, obs: Observation, flags: (bool, bool)) {
         let key = (site_id, session.to_owned());
         let before = self.standings.get(&key);
-        let after = Standing::after(before, &obs);
+        let mut after = Standing::after(before, &obs);
+        if before.is_none() {
+            after.exempt = flags.1;
+        }
         if let Some(t) = self.tallies.get_mut(&site_id) {
             let counting = Counting::of(&t.cfg, self.now);
             t.counted += i64::from(counting.counts(&after))
@@ -137,8 +142,7 @@ impl Batch {
             Some(&i) => self.pending[i].2.merge(&obs),
             None => {
                 self.pending_index.insert(key, self.pending.len());
-                self.pending
-                    .push((site_id, session.to_owned(), obs, overage));
+                self.pending.push((site_id, session.to_owned(), obs, flags));
             }
         }
     }
@@ -168,6 +172,7 @@ impl Batch {
                     last_activity_at: now,
                     expires_at: now,
                     ended_at: None,
+                    exempt: false,
                 })
                 .ended_at = Some(now);
         }
@@ -180,7 +185,7 @@ impl Batch {
                 c,
                 self.pending
                     .iter()
-                    .map(|(site, session, obs, overage)| (*site, session.as_str(), obs, *overage)),
+                    .map(|(site, session, obs, flags)| (*site, session.as_str(), obs, *flags)),
             )?;
             self.pending.clear();
             self.pending_index.clear();
@@ -209,14 +214,26 @@ fn decide_one(c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation) 
     match admission::known(before.as_ref(), now, !r.replace.is_empty()) {
         Some(Known::Ended) => return Ok(Answer::new(&cfg, Outcome::SessionEnded, counted)),
         Some(Known::Again) => {
-            batch.write(r.site_id, &r.session, obs, false);
+            batch.write(r.site_id, &r.session, obs, (false, false));
             let counted = batch.tally(r.site_id)?.counted;
             return Ok(Answer::new(&cfg, Outcome::WithinLimit, counted));
         }
         None => {}
     }
     let reserve = admission::reserve(&cfg, &r.roles);
-    let seen = match look(c, batch, r, &cfg, before.as_ref(), counted, reserve)? {
+    // A known session keeps its mark: only a new one is judged by its roles.
+    let exempt = before
+        .as_ref()
+        .map_or_else(|| admission::exempt(&cfg, &r.roles), |b| b.exempt);
+    let seen = match look(
+        c,
+        batch,
+        r,
+        &cfg,
+        before.as_ref(),
+        (counted, reserve),
+        exempt,
+    )? {
         Ok(seen) => seen,
         Err(invalid) => {
             let mut answer = Answer::new(&cfg, Outcome::LimitReached, counted);
@@ -225,11 +242,11 @@ fn decide_one(c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation) 
         }
     };
     let pool = match tenant_pool {
-        Some(pool_limit) => {
+        Some(pool_limit) if !exempt => {
             batch.flush(c)?;
             Some((sites::lock_pool(c, tenant_id, now)?, pool_limit))
         }
-        None => None,
+        _ => None,
     };
     let decision = admission::decide(&admission::Ask {
         counted,
@@ -242,9 +259,10 @@ fn decide_one(c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation) 
         replaces: !r.replace.is_empty(),
         user: seen.places.cap,
         pool,
+        exempt,
     });
     if decision.outcome.admitted() {
-        admit(c, batch, r, obs, &cfg, decision, seen)
+        admit(c, batch, r, (obs, exempt), &cfg, decision, seen)
     } else {
         refuse(c, batch, r, &cfg, decision.outcome, seen)
     }
@@ -252,10 +270,11 @@ fn decide_one(c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation) 
 
 /// Reads what the rules need beyond the counts: the user's own sessions when a rule
 /// needs them, and the eviction candidate at the limit (the queries must see this
-/// batch's writes). `Ok(Err(..))` is a `replace` naming a session not the user's.
+/// batch's writes). `Ok(Err(..))` is a `replace` naming a session not the user's. An
+/// exempt session takes no place, so it looks for nothing to evict.
 fn look(
     c: &mut DbConn, batch: &mut Batch, r: &Request, cfg: &SiteConfig, before: Option<&Standing>,
-    counted: i64, reserve: i64,
+    (counted, reserve): (i64, i64), exempt: bool,
 ) -> Result<std::result::Result<Seen, String>> {
     let now = batch.now;
     let counting = Counting::of(cfg, now);
@@ -284,7 +303,7 @@ fn look(
             )));
         }
     };
-    let victim = if admission::wants_eviction(cfg, counted, places.replacing, reserve) {
+    let victim = if !exempt && admission::wants_eviction(cfg, counted, places.replacing, reserve) {
         batch.flush(c)?;
         sessions::most_idle_dangling(c, r.site_id, now, cfg.idle_timeout_seconds)?
             .filter(|v| admission::may_evict(v, &r.session, &r.replace, places.oldest.as_deref()))
@@ -365,13 +384,15 @@ fn refuse(
 /// An admission: ends what the decision frees, records the session, and checks the
 /// utilization alert with the new count.
 fn admit(
-    c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation, cfg: &SiteConfig,
-    decision: admission::Decision, seen: Seen,
+    c: &mut DbConn, batch: &mut Batch, r: &Request, (obs, exempt): (Observation, bool),
+    cfg: &SiteConfig, decision: admission::Decision, seen: Seen,
 ) -> Result<Answer> {
     let counting = Counting::of(cfg, batch.now);
     // The answer's count follows the decision (the places it freed and the one it
-    // took), as the site will see it once the session is on.
-    let mut counted = batch.tally(r.site_id)?.counted + i64::from(!seen.places.already_counted);
+    // took, unless the session takes none), as the site will see it once the session
+    // is on.
+    let takes = !exempt && !seen.places.already_counted;
+    let mut counted = batch.tally(r.site_id)?.counted + i64::from(takes);
     let mut replaced: Vec<String> = r
         .replace
         .iter()
@@ -399,7 +420,7 @@ fn admit(
         evicted.push(v);
     }
     let overage = decision.outcome == Outcome::Overage;
-    batch.write(r.site_id, &r.session, obs, overage);
+    batch.write(r.site_id, &r.session, obs, (overage, exempt));
     let (now, provider) = (batch.now, batch.provider_alerts);
     alerts::on_count(c, &mut batch.tally(r.site_id)?.full, counted, now, provider)?;
     let mut answer = Answer::new(cfg, decision.outcome, counted);

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Nullable, Text};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
 use diesel::{PgConnection, QueryResult, RunQueryDsl};
 
 use super::DbConn;
@@ -50,17 +50,20 @@ pub fn standings(
                 site: wanted.iter().map(|w| w.0).collect(),
                 session: wanted.iter().map(|w| w.1).collect(),
             }
-            .load::<(i64, String, Millis, Millis, Option<Millis>)>(c)?;
+            .load::<(i64, String, Millis, Millis, Option<Millis>, bool)>(c)?;
             Ok(rows
                 .into_iter()
-                .map(|(site, session, last_activity_at, expires_at, ended_at)| {
-                    let s = Standing {
-                        last_activity_at,
-                        expires_at,
-                        ended_at,
-                    };
-                    ((site, session), s)
-                })
+                .map(
+                    |(site, session, last_activity_at, expires_at, ended_at, exempt)| {
+                        let s = Standing {
+                            last_activity_at,
+                            expires_at,
+                            ended_at,
+                            exempt,
+                        };
+                        ((site, session), s)
+                    },
+                )
                 .collect())
         }
         DbConn::Sqlite(_) => {
@@ -110,7 +113,7 @@ impl QueryFragment<Pg> for PgCounts {
             ") AS q(site, cutoff) CROSS JOIN LATERAL (SELECT count(*) AS active, \
              count(CASE WHEN s.last_activity_at <= q.cutoff THEN s.last_activity_at END) \
              AS dangling FROM sessions s WHERE s.site_id = q.site AND s.ended_at IS NULL \
-             AND s.expires_at > ",
+             AND NOT s.exempt AND s.expires_at > ",
         );
         out.push_bind_param::<BigInt, _>(&self.now)?;
         out.push_sql(") c");
@@ -131,7 +134,7 @@ impl QueryId for PgStandings<'_> {
 }
 
 impl Query for PgStandings<'_> {
-    type SqlType = (BigInt, Text, BigInt, BigInt, Nullable<BigInt>);
+    type SqlType = (BigInt, Text, BigInt, BigInt, Nullable<BigInt>, Bool);
 }
 
 impl RunQueryDsl<PgConnection> for PgStandings<'_> {}
@@ -139,8 +142,8 @@ impl RunQueryDsl<PgConnection> for PgStandings<'_> {}
 impl QueryFragment<Pg> for PgStandings<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         out.push_sql(
-            "SELECT s.site_id, s.session, s.last_activity_at, s.expires_at, s.ended_at \
-             FROM unnest(",
+            "SELECT s.site_id, s.session, s.last_activity_at, s.expires_at, s.ended_at, \
+             s.exempt FROM unnest(",
         );
         out.push_bind_param::<Array<BigInt>, _>(&self.site)?;
         out.push_sql(", ");

@@ -137,10 +137,11 @@ pub fn history(conn: &mut DbConn, site_ids: &[i64]) -> Result<HashMap<i64, Vec<P
 
 /// Sessions whose interval may touch `[from, to)`: started before `to` and neither
 /// ended nor expired before `from`. Sessions of zero length at `from` are kept so
-/// that they count as started.
+/// that they count as started. Exempt sessions are never billed.
 macro_rules! touching {
     ($q:expr, $from:expr, $to:expr) => {
-        $q.filter(x::started_at.lt($to))
+        $q.filter(diesel::dsl::not(x::exempt))
+            .filter(x::started_at.lt($to))
             .filter(x::expires_at.ge($from))
             .filter(x::ended_at.is_null().or(x::ended_at.ge($from)))
     };

@@ -115,15 +115,16 @@ fn advance(conn: &mut DbConn, r: &Row, now: Millis) -> Result<Row> {
 /// The open sessions of a site whose state differs between `lo` and `hi` (`lo <
 /// hi`). Active at t: expires_at > t; dangling at t: also last_activity_at <= t -
 /// idle. Each count is a range of one index, so it reads only those sessions.
+/// Exempt sessions are never counted.
 fn moved(conn: &mut DbConn, site_id: i64, lo: Millis, hi: Millis, idle_ms: i64) -> Result<Moves> {
     const SQL: &str = "SELECT \
         (SELECT count(*) FROM sessions WHERE site_id = ? AND ended_at IS NULL \
-           AND expires_at > ? AND expires_at <= ?) AS expired, \
+           AND NOT exempt AND expires_at > ? AND expires_at <= ?) AS expired, \
         (SELECT count(*) FROM sessions WHERE site_id = ? AND ended_at IS NULL \
-           AND expires_at > ? AND expires_at <= ? AND last_activity_at <= ?) \
+           AND NOT exempt AND expires_at > ? AND expires_at <= ? AND last_activity_at <= ?) \
            AS expired_dangling, \
         (SELECT count(*) FROM sessions WHERE site_id = ? AND ended_at IS NULL \
-           AND last_activity_at > ? AND last_activity_at <= ? AND expires_at > ?) \
+           AND NOT exempt AND last_activity_at > ? AND last_activity_at <= ? AND expires_at > ?) \
            AS went_idle";
     let sql = match conn {
         DbConn::Pg(_) => numbered(SQL),

@@ -37,10 +37,12 @@ pub(super) struct NewSession<'a> {
     pub(super) user_agent: Option<&'a str>,
     pub(super) ip: Option<&'a str>,
     pub(super) overage: bool,
+    /// Kept only when the row is inserted: the merge never changes it.
+    pub(super) exempt: bool,
 }
 
 const COLUMNS: &str = "INSERT INTO sessions (site_id, session, user_ref, started_at, \
-     last_activity_at, expires_at, ended_at, end_reason, user_agent, ip, overage) ";
+     last_activity_at, expires_at, ended_at, end_reason, user_agent, ip, overage, exempt) ";
 
 /// The merge rule, shared by both backends. `@C` marks the text comparisons: bytewise
 /// on both backends (SQLite compares bytes, PostgreSQL is told to), as the in-memory
@@ -116,6 +118,8 @@ impl QueryFragment<Sqlite> for SqliteMerge<'_, '_> {
         out.push_bind_param::<Nullable<Text>, _>(&r.ip)?;
         out.push_sql(", ");
         out.push_bind_param::<Bool, _>(&r.overage)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Bool, _>(&r.exempt)?;
         out.push_sql(")");
         out.push_sql(&ON_CONFLICT_SQLITE);
         Ok(())
@@ -134,6 +138,7 @@ pub(super) struct PgMerge<'a> {
     user_agent: Vec<Option<&'a str>>,
     ip: Vec<Option<&'a str>>,
     overage: Vec<bool>,
+    exempt: Vec<bool>,
 }
 
 impl<'a> PgMerge<'a> {
@@ -150,6 +155,7 @@ impl<'a> PgMerge<'a> {
             user_agent: rows.iter().map(|r| r.user_agent).collect(),
             ip: rows.iter().map(|r| r.ip).collect(),
             overage: rows.iter().map(|r| r.overage).collect(),
+            exempt: rows.iter().map(|r| r.exempt).collect(),
         }
     }
 
@@ -191,6 +197,8 @@ impl QueryFragment<Pg> for PgMerge<'_> {
         out.push_bind_param::<Array<Nullable<Text>>, _>(&self.ip)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Bool>, _>(&self.overage)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Bool>, _>(&self.exempt)?;
         out.push_sql(")");
         out.push_sql(&ON_CONFLICT_PG);
         Ok(())

@@ -51,6 +51,7 @@ impl PlanChanges {
             || self.reserved_roles.is_some()
             || self.per_user_limit.is_some()
             || self.per_user_over_limit.is_some()
+            || self.exempt_roles.is_some()
     }
 }
 

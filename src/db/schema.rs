@@ -115,6 +115,7 @@ diesel::table! {
         reserved_roles -> Text,
         per_user_limit -> Nullable<Int8>,
         per_user_over_limit -> Text,
+        exempt_roles -> Text,
     }
 }
 
@@ -155,6 +156,7 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         overage -> Bool,
+        exempt -> Bool,
     }
 }
 
@@ -231,6 +233,7 @@ diesel::table! {
         per_user_limit -> Nullable<Int8>,
         per_user_over_limit -> Nullable<Text>,
         provider_session_limit -> Nullable<Int8>,
+        exempt_roles -> Nullable<Text>,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use diesel::dsl::case_when;
+use diesel::dsl::{case_when, not};
 use diesel::prelude::*;
 
 use super::schema::sessions::dsl as x;
@@ -27,6 +27,8 @@ pub struct SessionRow {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
     pub overage: bool,
+    /// Admitted with one of the site's `exempt_roles`: listed, never counted.
+    pub exempt: bool,
 }
 
 impl SessionRow {
@@ -54,7 +56,7 @@ pub fn merge(
 ) -> Result<usize> {
     let rows = observations
         .iter()
-        .map(|(session, o)| new_row(site_id, session, o, overage))
+        .map(|(session, o)| new_row(site_id, session, o, (overage, false)))
         .collect();
     upsert_rows(conn, rows)
 }
@@ -68,26 +70,28 @@ pub fn merge_sites(
         .iter()
         .flat_map(|(site_id, obs)| {
             obs.iter()
-                .map(move |(session, o)| new_row(*site_id, session, o, false))
+                .map(move |(session, o)| new_row(*site_id, session, o, (false, false)))
         })
         .collect();
     upsert_rows(conn, rows)
 }
 
-/// [`merge`] of rows of several sites, each with its own `overage` flag (kept only
-/// when the row is inserted).
+/// [`merge`] of rows of several sites, each with its own `overage` and `exempt`
+/// flags (kept only when the row is inserted).
 pub fn merge_rows<'a>(
-    conn: &mut DbConn, rows: impl Iterator<Item = (i64, &'a str, &'a Observation, bool)>,
+    conn: &mut DbConn, rows: impl Iterator<Item = (i64, &'a str, &'a Observation, (bool, bool))>,
 ) -> Result<usize> {
     let rows = rows
-        .map(|(site_id, session, o, overage)| new_row(site_id, session, o, overage))
+        .map(|(site_id, session, o, flags)| new_row(site_id, session, o, flags))
         .collect();
     upsert_rows(conn, rows)
 }
 
+/// `flags`: (`overage`, `exempt`).
 fn new_row<'a>(
-    site_id: i64, session: &'a str, o: &'a Observation, overage: bool,
+    site_id: i64, session: &'a str, o: &'a Observation, flags: (bool, bool),
 ) -> NewSession<'a> {
+    let (overage, exempt) = flags;
     NewSession {
         site_id,
         session,
@@ -100,6 +104,7 @@ fn new_row<'a>(
         user_agent: o.user_agent.as_deref(),
         ip: o.ip.as_deref(),
         overage,
+        exempt,
     }
 }
 
@@ -127,19 +132,29 @@ pub fn standings(
 ) -> Result<Vec<(String, Standing)>> {
     let mut out = Vec::with_capacity(sessions.len());
     for chunk in sessions.chunks(UPSERT_CHUNK) {
-        let rows: Vec<(String, Millis, Millis, Option<Millis>)> = x::sessions
+        let rows: Vec<(String, Millis, Millis, Option<Millis>, bool)> = x::sessions
             .filter(x::site_id.eq(site_id))
             .filter(x::session.eq_any(chunk))
-            .select((x::session, x::last_activity_at, x::expires_at, x::ended_at))
+            .select((
+                x::session,
+                x::last_activity_at,
+                x::expires_at,
+                x::ended_at,
+                x::exempt,
+            ))
             .load(conn)?;
-        out.extend(rows.into_iter().map(|(session, last, expires, ended)| {
-            let s = Standing {
-                last_activity_at: last,
-                expires_at: expires,
-                ended_at: ended,
-            };
-            (session, s)
-        }));
+        out.extend(
+            rows.into_iter()
+                .map(|(session, last, expires, ended, exempt)| {
+                    let s = Standing {
+                        last_activity_at: last,
+                        expires_at: expires,
+                        ended_at: ended,
+                        exempt,
+                    };
+                    (session, s)
+                }),
+        );
     }
     Ok(out)
 }
@@ -320,10 +335,12 @@ pub fn count(
     // BIGINT on both backends, and the statement, with every value bound, is prepared
     // once per connection and reused (admissions run it each time). The CASE yields
     // an indexed column, so that PostgreSQL can answer from the partial index of open
-    // sessions alone (an index-only scan) instead of reading every row.
+    // sessions that count alone (an index-only scan) instead of reading every row;
+    // `NOT exempt` is text, not a bound value, so that it matches the index.
     let (active, dangling): (i64, i64) = x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
+        .filter(not(x::exempt))
         .filter(x::expires_at.gt(now))
         .select((
             count_star(),
@@ -336,13 +353,15 @@ pub fn count(
     Ok((active, dangling))
 }
 
-/// The most idle dangling session of a site, if any.
+/// The most idle dangling session of a site that counts, if any (an exempt session
+/// holds no place and is never evicted).
 pub fn most_idle_dangling(
     conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64,
 ) -> Result<Option<String>> {
     Ok(x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
+        .filter(not(x::exempt))
         .filter(x::last_activity_at.le(now - idle_timeout_seconds * 1000))
         .filter(x::expires_at.gt(now))
         .order((x::last_activity_at, x::id))
@@ -360,7 +379,8 @@ pub struct OwnSession {
     pub ip: Option<String>,
 }
 
-/// A user's active (not ended, not expired) sessions on a site, most idle first.
+/// A user's active (not ended, not expired) sessions on a site that count, most idle
+/// first: exempt ones hold no place of the user's.
 pub fn open_of_user(
     conn: &mut DbConn, site_id: i64, user: &str, now: Millis,
 ) -> Result<Vec<OwnSession>> {
@@ -368,6 +388,7 @@ pub fn open_of_user(
         .filter(x::site_id.eq(site_id))
         .filter(x::user_ref.eq(user))
         .filter(x::ended_at.is_null())
+        .filter(not(x::exempt))
         .filter(x::expires_at.gt(now))
         .order((x::last_activity_at, x::id))
         .select((x::session, x::last_activity_at, x::user_agent, x::ip))
@@ -383,6 +404,7 @@ pub fn counted_sample(
     let mut q = x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
+        .filter(not(x::exempt))
         .filter(x::expires_at.gt(now))
         .into_boxed();
     if let Some(after) = live_after {
@@ -511,6 +533,7 @@ pub fn per_user(
     let rows: Vec<(Option<String>, Millis)> = x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
+        .filter(not(x::exempt))
         .filter(x::expires_at.gt(now))
         .select((x::user_ref, x::last_activity_at))
         .load(conn)?;
@@ -577,13 +600,14 @@ pub fn delete_ended_before(conn: &mut DbConn, before: Millis, batch: i64) -> Res
 pub type SessionTimes = (Millis, Millis, Option<Millis>, Millis);
 
 /// The times of a site's sessions that were active at some instant of `[from, to)`:
-/// started before `to`, neither ended nor expired by `from` — the sessions billing,
-/// advice and history judge a period by.
+/// started before `to`, neither ended nor expired by `from`, and not exempt — the
+/// sessions billing, advice and history judge a period by.
 pub fn times_overlapping(
     conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
 ) -> Result<Vec<SessionTimes>> {
     Ok(x::sessions
         .filter(x::site_id.eq(site_id))
+        .filter(not(x::exempt))
         .filter(x::started_at.lt(to))
         .filter(x::expires_at.gt(from))
         .filter(x::ended_at.is_null().or(x::ended_at.gt(from)))
@@ -597,12 +621,13 @@ pub fn times_overlapping(
 }
 
 /// Session intervals of a site overlapping `[from, to)`, for billing:
-/// `(started_at, min(ended_at, expires_at), user)`.
+/// `(started_at, min(ended_at, expires_at), user)`; exempt sessions are never billed.
 pub fn intervals(
     conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
 ) -> Result<Vec<(Millis, Millis, Option<String>)>> {
     let rows: Vec<(Millis, Millis, Option<Millis>, Option<String>)> = x::sessions
         .filter(x::site_id.eq(site_id))
+        .filter(not(x::exempt))
         .filter(x::started_at.lt(to))
         .filter(x::expires_at.gt(from))
         .filter(x::ended_at.is_null().or(x::ended_at.gt(from)))

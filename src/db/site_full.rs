@@ -89,6 +89,7 @@ impl SiteFull {
             reserved_roles: e.values.reserved_roles,
             per_user_limit: e.values.per_user_limit,
             per_user_over_limit: e.values.per_user_over_limit,
+            exempt_roles: e.values.exempt_roles,
         }
     }
 }

@@ -45,7 +45,7 @@ pub fn counts(
          SUM(CASE WHEN s.last_activity_at <= ? - 1000 * COALESCE(st.idle_timeout_seconds, p.idle_timeout_seconds) \
              THEN 1 ELSE 0 END) AS dangling \
          FROM sessions s JOIN sites st ON st.id = s.site_id JOIN plans p ON p.id = st.plan_id \
-         WHERE s.ended_at IS NULL AND s.expires_at > ?",
+         WHERE s.ended_at IS NULL AND NOT s.exempt AND s.expires_at > ?",
     );
     if site_id.is_some() {
         sql.push_str(" AND s.site_id = ?");

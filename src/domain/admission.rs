@@ -68,6 +68,8 @@ pub struct Ask {
     pub user: Option<UserCap>,
     /// The tenant pool: (counted over the tenant's sites, pooled_session_limit).
     pub pool: Option<(i64, i64)>,
+    /// The request carries one of `exempt_roles`: its session takes no place.
+    pub exempt: bool,
 }
 
 /// What to do: the outcome, and which sessions to end for it.
@@ -118,8 +120,22 @@ fn site_rule(counted: i64, a: &Ask) -> Outcome {
 /// sessions never take places from others), then the site's limit with its
 /// reserved places and over-limit rule, then the tenant's pool. Sessions the request
 /// replaces free their places before any of it is judged; nothing is ended unless
-/// the session is admitted.
+/// the session is admitted. A session that takes no place (`exempt`) is admitted
+/// whatever the counts, and frees none: nothing is evicted or ended for it but what
+/// it replaces itself.
 pub fn decide(a: &Ask) -> Decision {
+    if a.exempt {
+        let outcome = if a.replaces {
+            Outcome::Replaced
+        } else {
+            Outcome::WithinLimit
+        };
+        return Decision {
+            outcome,
+            replace_oldest: false,
+            evict: false,
+        };
+    }
     let mut counted = a.counted - a.replacing;
     let mut pool = a.pool.map(|(n, limit)| (n - a.replacing, limit));
     let mut replace_oldest = false;
@@ -202,9 +218,12 @@ impl Counting {
         self.mode == CountMode::Active || self.is_live(last_activity_at)
     }
 
-    /// Whether a session in this standing counts.
+    /// Whether a session in this standing counts (an exempt one never does).
     pub fn counts(&self, s: &Standing) -> bool {
-        s.ended_at.is_none() && s.expires_at > self.now && self.counts_open(s.last_activity_at)
+        !s.exempt
+            && s.ended_at.is_none()
+            && s.expires_at > self.now
+            && self.counts_open(s.last_activity_at)
     }
 
     /// The counted figure from a site's active and dangling sessions.
@@ -242,6 +261,11 @@ pub fn reserve(cfg: &SiteConfig, roles: &[String]) -> i64 {
     } else {
         cfg.reserved_slots
     }
+}
+
+/// Whether a request takes no place: it carries one of the site's `exempt_roles`.
+pub fn exempt(cfg: &SiteConfig, roles: &[String]) -> bool {
+    roles.iter().any(|r| cfg.exempt_roles.contains(r))
 }
 
 /// Whether the decision needs the requesting user's own sessions.
@@ -450,6 +474,7 @@ mod tests {
             replaces: false,
             user: None,
             pool: None,
+            exempt: false,
         }
     }
 
@@ -473,6 +498,7 @@ mod tests {
             reserved_roles: vec!["admin".to_owned()],
             per_user_limit: Some(2),
             per_user_over_limit: PerUserOverLimit::Reject,
+            exempt_roles: Vec::new(),
         }
     }
 
@@ -608,6 +634,7 @@ mod tests {
                     .get("pool_limit")
                     .and_then(|v| v.as_i64())
                     .map(|limit| (num("pool_counted"), limit)),
+                exempt: i["exempt_role"].as_bool().unwrap_or(false),
             };
             let want = case["outcome"].as_str().unwrap();
             assert_eq!(decide(&a).outcome.as_str(), want, "{}", case["name"]);

@@ -108,6 +108,8 @@ macro_rules! plan_fields {
             /// Most counted sessions one user may hold.
             limits nullable per_user_limit: [i64] (minimum = 1, maximum = 1000000),
             limits plain per_user_over_limit: [crate::domain::config::PerUserOverLimit],
+            /// Roles whose sessions take no place: admitted and listed, never counted.
+            limits roles exempt_roles: [String] (max_items = 16),
         }
     };
 
@@ -356,6 +358,10 @@ pub fn effective(plan: &LimitValues, overage_percent: i64, o: &Overrides) -> Eff
                 .unwrap_or_else(|| plan.reserved_roles.clone()),
             per_user_limit: o.per_user_limit.or(plan.per_user_limit),
             per_user_over_limit: o.per_user_over_limit.unwrap_or(plan.per_user_over_limit),
+            exempt_roles: o
+                .exempt_roles
+                .clone()
+                .unwrap_or_else(|| plan.exempt_roles.clone()),
         },
         overage_percent,
     }
@@ -395,6 +401,7 @@ mod tests {
             reserved_roles: default_reserved_roles(),
             per_user_limit: None,
             per_user_over_limit: PerUserOverLimit::Reject,
+            exempt_roles: Vec::new(),
         }
     }
 

@@ -165,11 +165,14 @@ pub struct Standing {
     pub last_activity_at: Millis,
     pub expires_at: Millis,
     pub ended_at: Option<Millis>,
+    /// Admitted with one of the site's `exempt_roles`: listed, never counted.
+    pub exempt: bool,
 }
 
 impl Standing {
     /// The standing after merging `obs` into a session with the standing `before`
-    /// (none: a new session), by the same monotone rule as the stored merge.
+    /// (none: a new session), by the same monotone rule as the stored merge. A new
+    /// session is not exempt; a known one keeps its mark, as the stored merge does.
     pub fn after(before: Option<&Standing>, obs: &Observation) -> Standing {
         let ended = obs.ended.map(|e| e.0);
         match before {
@@ -177,6 +180,7 @@ impl Standing {
                 last_activity_at: obs.last_activity_at,
                 expires_at: obs.expires_at,
                 ended_at: ended,
+                exempt: false,
             },
             Some(b) => Standing {
                 last_activity_at: b.last_activity_at.max(obs.last_activity_at),
@@ -185,6 +189,7 @@ impl Standing {
                     (None, x) | (x, None) => x,
                     (Some(a), Some(e)) => Some(a.min(e)),
                 },
+                exempt: b.exempt,
             },
         }
     }

@@ -11,6 +11,7 @@ mod control;
 mod counts;
 mod crash;
 mod edges;
+mod exempt;
 mod foundation;
 mod history;
 mod insight;
