@@ -58,6 +58,11 @@ pub struct Event {
     pub user_agent: Option<String>,
     #[schema(max_length = 64)]
     pub ip: Option<String>,
+    /// The user's roles, on a session's events (`session.started` above all): a session
+    /// first reported with one of the site's `exempt_roles` is listed but never
+    /// counted, as an admission carrying it would be (a service account in local
+    /// mode, say).
+    pub roles: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -142,7 +147,9 @@ enum Observed {
 
 /// Turns one event into an observation of its session (or a site's own refusal),
 /// or says what is wrong.
-fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Observed, String> {
+fn observe(
+    e: Event, now: Millis, ttl_seconds: i64, exempt_roles: &[String],
+) -> std::result::Result<Observed, String> {
     let session = match &e.session {
         Some(s) => Some(SessionRef::parse(s).map_err(|m| format!("session: {m}"))?),
         None => None,
@@ -153,6 +160,11 @@ fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Obser
     check_text("user_agent", &e.user_agent, 1024)?;
     check_text("id", &e.id, 128)?;
     check_ip(&e.ip)?;
+    let roles = match e.roles.as_deref() {
+        Some(r) => crate::domain::config::parse_roles(r).map_err(|m| format!("roles: {m}"))?,
+        None => Vec::new(),
+    };
+    let exempt = roles.iter().any(|r| exempt_roles.contains(r));
     // Judged here, after the fields every type shares, so that an event with several
     // faults names the same one first whatever its type.
     let kind = EventType::parse(&e.kind).map_err(|m| format!("type: {m}"));
@@ -203,6 +215,7 @@ fn observe(e: Event, now: Millis, ttl_seconds: i64) -> std::result::Result<Obser
             user: e.user,
             user_agent: e.user_agent,
             ip: e.ip,
+            exempt,
         },
     ))
 }
@@ -224,12 +237,13 @@ pub async fn ingest_events(
         )));
     }
     let now = state.now();
-    let ttl = site.effective().values.session_ttl_seconds;
+    let limits = site.effective().values;
+    let (ttl, exempt_roles) = (limits.session_ttl_seconds, limits.exempt_roles);
     let mut rejected = Vec::new();
     let mut good = Vec::with_capacity(batch.events.len());
     let mut refusals = Vec::new();
     for (index, raw) in batch.events.into_iter().enumerate() {
-        let parsed = parse_event(raw.get()).and_then(|e| observe(e, now, ttl));
+        let parsed = parse_event(raw.get()).and_then(|e| observe(e, now, ttl, &exempt_roles));
         match parsed {
             Ok(Observed::Session(s, o)) => good.push((s, o)),
             Ok(Observed::Refusal(r)) => refusals.push(r),
@@ -403,6 +417,7 @@ fn snapshot_row(
         user: s.user,
         user_agent: None,
         ip: None,
+        exempt: false,
     };
     Some((session.into_string(), obs))
 }
@@ -522,6 +537,7 @@ impl AdmissionRequest {
                 user: self.user,
                 user_agent: self.user_agent,
                 ip: self.ip,
+                exempt: false,
             },
             given_expiry: self.expires_at.map(|t| t.timestamp_millis()),
             now,

@@ -221,6 +221,7 @@ mod tests {
             user: user.map(str::to_owned),
             user_agent: None,
             ip: user.map(|u| format!("10.0.0.{}", u.len())),
+            exempt: false,
         }
     }
 

@@ -104,7 +104,7 @@ fn new_row<'a>(
         user_agent: o.user_agent.as_deref(),
         ip: o.ip.as_deref(),
         overage,
-        exempt,
+        exempt: exempt || o.exempt,
     }
 }
 

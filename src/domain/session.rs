@@ -126,6 +126,9 @@ pub struct Observation {
     pub user: Option<String>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// Reported with one of the site's `exempt_roles`: listed, never counted. Kept
+    /// from the row's first write; any observation saying so makes it so.
+    pub exempt: bool,
 }
 
 impl Observation {
@@ -134,6 +137,7 @@ impl Observation {
     /// descriptive fields (user, user agent, ip) the greatest non-empty value wins when
     /// events disagree, matching the stored-row merge.
     pub fn merge(&mut self, other: &Observation) {
+        self.exempt |= other.exempt;
         self.started_at = self.started_at.min(other.started_at);
         self.last_activity_at = self.last_activity_at.max(other.last_activity_at);
         self.expires_at = self.expires_at.max(other.expires_at);
@@ -227,6 +231,7 @@ mod tests {
             user: None,
             user_agent: None,
             ip: None,
+            exempt: false,
         }
     }
 

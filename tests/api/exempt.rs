@@ -283,3 +283,61 @@ async fn exempt_roles_are_the_providers_and_checked() {
         cleared.text
     );
 }
+
+/// In local mode the site decides and only reports: a session it reports with one of
+/// the site's `exempt_roles` is listed and never counted, and stays so on later events
+/// that carry no roles.
+#[tokio::test]
+async fn sessions_reported_with_an_exempt_role_take_no_place() {
+    let app = spawn().await;
+    let token = app
+        .site_with(
+            "l",
+            json!({"session_limit": 5, "exempt_roles": ["service"]}),
+        )
+        .await;
+    let started = |session: &str, roles: Value| {
+        json!({"type": "session.started", "session": session, "at": app.at(-60),
+            "user": session, "roles": roles})
+    };
+    let r = app
+        .events(
+            "l",
+            &token,
+            json!([
+                started("ann", json!(["staff"])),
+                started("svc", json!(["service"])),
+                started("bad", json!([""])),
+            ]),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["accepted"], 2, "{}", r.text);
+    assert_eq!(r.body["rejected"][0]["index"], 2, "{}", r.text);
+    assert!(
+        r.body["rejected"][0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("roles"),
+        "{}",
+        r.text
+    );
+    let activity = json!({"type": "session.activity", "session": "svc", "at": app.at(0)});
+    let r = app.events("l", &token, json!([activity])).await;
+    assert_eq!(r.body["accepted"], 1, "{}", r.text);
+    let usage = app.usage("l").await;
+    assert_eq!(
+        (usage["active"].as_i64(), usage["counted"].as_i64()),
+        (Some(1), Some(1)),
+        "{usage}"
+    );
+    let listed = sessions(&app, "l").await;
+    let exempt: Vec<(&str, bool)> = listed
+        .iter()
+        .map(|s| (s["session"].as_str().unwrap(), s["exempt"] == true))
+        .collect();
+    assert!(
+        exempt.contains(&("svc", true)) && exempt.contains(&("ann", false)),
+        "{exempt:?}"
+    );
+}
