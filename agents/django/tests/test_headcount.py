@@ -653,12 +653,12 @@ def test_service_account_takes_no_place(site, headcount, mode):
     status, body = login(Client(), "carol")
     assert status == 403 and body["refusal"] == "There are more than 2 active user sessions. Please try again later."
     # the robot's session is listed, and the agent does not count it
-    assert s.sessions("active")[session_ref(robot)]["user"] == "robot"
+    listed = s.sessions("active")[session_ref(robot)]
+    assert listed["user"] == "robot" and listed["exempt"] is True, listed
     assert adminstatus.status(fresh=True).counted == 2
-    if mode == "central":
-        # headcount admitted it with its roles and counts it neither; a session reported by an
-        # event (local mode) carries no roles, so headcount counts it there
-        assert _usage(headcount, s.slug)["active"] == active == 2
+    # headcount counts it neither: admitted with its roles (central), or reported by a
+    # session.started that carries the exempt role (local)
+    assert _usage(headcount, s.slug)["active"] == active == 2
     # a second one as well; the normal users' count stays full
     assert login(Client(), "robot")[0] == 200
     assert login(Client(), "carol")[0] == 403

@@ -183,9 +183,25 @@ def on_logged_in(settings: conf.AgentSettings, request: Any = None, user: Any = 
             ref,
             user=user_reference(user, settings) if user is not None else None,
             expires_at=rfc3339(session.get_expiry_date()),
+            roles=exempt_roles_of(user),
             **client_info(settings, request),
         )
     )
+
+
+def exempt_roles_of(user: Any) -> list[str] | None:
+    """The user's roles that the site's ``exempt_roles`` name (a service account's), for
+    ``session.started``: headcount then lists the session but never counts it. None
+    (no ``roles`` in the event) for everyone else, and while the pushed config names
+    no exempt role, so that a headcount without the field is never sent it."""
+    from . import config as site_config
+    from .enforcement import roles_of
+
+    cfg = site_config.current()
+    if user is None or cfg is None or not cfg.exempt_roles:
+        return None
+    roles = [r for r in roles_of(user) if r in cfg.exempt_roles]
+    return roles or None
 
 
 @_safe
