@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import types
 import urllib.error
@@ -950,3 +951,36 @@ def test_admin_banner_at_80_percent_and_after_refusals(settings):
     assert login(editor, "editor")[0] == 200
     assert "sessions are in use" not in editor.get("/admin/").content.decode()
     sender.reset()
+
+
+def test_two_configs_stored_at_once_keep_the_newer(site, monkeypatch):
+    """headcount sends a site up to four pushes at once: when two workers store two configs at
+    the same moment, the newer one stays (the older used to overwrite it now and then)."""
+    site(session_limit=3)
+    held = _wait_for_config(session_limit=3)
+    base = held.as_dict()
+    newer = {**base, "config_version": held.config_version + 2, "session_limit": 7}
+    older = {**base, "config_version": held.config_version + 1, "session_limit": 5}
+    real_current = config.current
+
+    def slow_current():
+        # widen the window between reading the held version and storing the new one
+        found = real_current()
+        time.sleep(0.05)
+        return found
+
+    monkeypatch.setattr(config, "current", slow_current)
+    results = {}
+    workers = [
+        threading.Thread(target=lambda d=d: results.setdefault(d["config_version"], config.apply(d)))
+        for d in (newer, older)
+    ]
+    for w in workers:
+        w.start()
+        time.sleep(0.01)
+    for w in workers:
+        w.join()
+    monkeypatch.setattr(config, "current", real_current)
+    stored = config.current()
+    assert (stored.config_version, stored.session_limit) == (held.config_version + 2, 7), results
+    assert results == {held.config_version + 2: True, held.config_version + 1: False}

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,26 +130,50 @@ def current() -> SiteConfig | None:
         return None
 
 
+@contextmanager
+def _storing() -> Iterator[None]:
+    """Makes the check of the held version and the store one step across the site's workers.
+
+    headcount sends a site up to four pushes at once, so two configs can arrive together in
+    two workers; without this the older one, checked against what was held before either
+    was stored, could be stored last and stay. A holder that died frees it after 10 s; a
+    worker that waited 5 s goes on rather than hold up the push.
+    """
+    cache = _cache()
+    key = _key("storing")
+    deadline = time.monotonic() + 5
+    held = cache.add(key, os.getpid(), 10)
+    while not held and time.monotonic() < deadline:
+        time.sleep(0.005)
+        held = cache.add(key, os.getpid(), 10)
+    try:
+        yield
+    finally:
+        if held:
+            cache.delete(key)
+
+
 def apply(data: dict[str, Any], etag: str | None = None) -> bool:
     """Store a config if it is newer than the one we have; True when it was applied."""
     incoming = SiteConfig.from_data(data)
     site = data.get("site")
     if site is not None and site != conf.get().site:
         raise ValueError(f"config for site {site!r}, but this is {conf.get().site!r}")
-    have = current()
-    if have is not None and incoming.config_version <= have.config_version:
-        if incoming.config_version < have.config_version:
-            log.warning(
-                "headcount: ignored config version %d: this site holds the newer version %d",
-                incoming.config_version, have.config_version,
-            )
-        return False
-    cache = _cache()
-    cache.set(_key("config"), incoming.as_dict(), FOREVER)
-    if etag:
-        cache.set(_key("etag"), etag, FOREVER)
-    else:
-        cache.delete(_key("etag"))
+    with _storing():
+        have = current()
+        if have is not None and incoming.config_version <= have.config_version:
+            if incoming.config_version < have.config_version:
+                log.warning(
+                    "headcount: ignored config version %d: this site holds the newer version %d",
+                    incoming.config_version, have.config_version,
+                )
+            return False
+        cache = _cache()
+        cache.set(_key("config"), incoming.as_dict(), FOREVER)
+        if etag:
+            cache.set(_key("etag"), etag, FOREVER)
+        else:
+            cache.delete(_key("etag"))
     log.info(
         "headcount: config version %d applied (limit %d, %s, %s)",
         incoming.config_version, incoming.session_limit, incoming.count_mode, incoming.over_limit,
