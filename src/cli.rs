@@ -36,7 +36,14 @@ pub enum Command {
     /// generates the token signing key and prints one admin token.
     Serve(ServeArgs),
     /// Apply pending database migrations and exit (serve also does this at start).
-    Migrate(DbArgs),
+    ///
+    /// With --citus, on a Citus coordinator, also distribute the schema: every
+    /// per-site table by its site, colocated with `sites`, and the fleet-wide tables
+    /// as reference tables. Run it once after the first migration (or when moving an
+    /// installation onto Citus, docs/scaling.md); running it again changes nothing,
+    /// and later migrations keep the distribution. `serve` refuses a Citus database
+    /// that is not distributed.
+    Migrate(MigrateArgs),
     /// Tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -139,18 +146,40 @@ fn init_logging(config: &Config) {
     };
 }
 
+/// `headcount migrate` settings.
+#[derive(Debug, clap::Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// On a Citus coordinator: distribute the schema by site after migrating.
+    #[arg(long)]
+    pub citus: bool,
+    /// With --citus: shards per distributed table, for tables not yet distributed.
+    #[arg(long, requires = "citus", value_name = "N",
+          default_value_t = crate::db::citus::DEFAULT_SHARDS,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub shards: u32,
+}
+
+fn migrate(args: MigrateArgs) -> Result<(), String> {
+    let config = Config::for_db(&args.db)?;
+    let db = crate::db::Db::connect_with(config.db_manager(), 2).map_err(|e| e.to_string())?;
+    let n = db.migrate().map_err(|e| e.to_string())?;
+    println!("applied {n} migration(s)");
+    if args.citus {
+        let placed = db.distribute(args.shards).map_err(|e| e.to_string())?;
+        println!("citus: placed {placed} table(s); the schema is distributed by site");
+    } else if let Some(line) = db.citus_refusal().map_err(|e| e.to_string())? {
+        println!("note: {line}");
+    }
+    Ok(())
+}
+
 /// Runs a command; an `Err` is one line for the operator.
 pub fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Migrate(args) => {
-            let config = Config::for_db(&args)?;
-            let db =
-                crate::db::Db::connect_with(config.db_manager(), 2).map_err(|e| e.to_string())?;
-            let n = db.migrate().map_err(|e| e.to_string())?;
-            println!("applied {n} migration(s)");
-            Ok(())
-        }
+        Command::Migrate(args) => migrate(args),
         Command::Token(TokenCommand::Create(args)) => {
             let config = Config::for_db(&args.db)?;
             let listen = config.listen.clone();

@@ -93,6 +93,9 @@ impl AppState {
 pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, bool)> {
     let db = Db::connect_with(config.db_manager(), config.pool_size)?;
     let applied = db.migrate()?;
+    if let Some(line) = db.citus_refusal()? {
+        anyhow::bail!(line);
+    }
     if applied > 0 {
         tracing::info!(
             applied,

@@ -125,8 +125,8 @@ pub async fn retry_delivery(
         .run(move |c| {
             c.transaction(|c| {
                 let row = outbox::get(c, id)?.ok_or_else(|| Error::not_found("delivery"))?;
-                let site_id = row.site_id.ok_or_else(|| Error::not_found("delivery"))?;
-                let site = sites::get_by_id(c, site_id)?;
+                let key = (row.site_id, id);
+                let site = sites::get_by_id(c, row.site_id)?;
                 // Another tenant's delivery does not exist for this caller.
                 if let crate::auth::Scope::Tenant(t) = &scope
                     && *t != site.tenant_slug
@@ -140,9 +140,9 @@ pub async fn retry_delivery(
                         row.status
                     )));
                 }
-                outbox::retry(c, id, now)?;
+                outbox::retry(c, key, now)?;
                 let row = outbox::get(c, id)?.ok_or_else(|| Error::not_found("delivery"))?;
-                let attempts = outbox::attempts(c, id)?;
+                let attempts = outbox::attempts(c, key)?;
                 Ok((row, attempts))
             })
         })

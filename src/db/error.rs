@@ -72,4 +72,6 @@ fn is_busy_message(message: &str) -> bool {
     message.contains("database is locked")
         || message.contains("database is busy")
         || message.contains("deadlock detected")
+        // Citus cancels one of two transactions that wait for each other across nodes.
+        || message.contains("distributed deadlock")
 }

@@ -147,10 +147,22 @@ const MIGRATED_BY: &str = "migrated_by_release";
 pub fn run(conn: &mut DbConn) -> anyhow::Result<usize> {
     check_known(conn)?;
     let applied = match conn {
-        DbConn::Pg(c) => c.transaction(|c| {
-            c.batch_execute("SELECT pg_advisory_xact_lock(727468)")?;
-            migrate_locked(c)
-        })?,
+        DbConn::Pg(c) => {
+            // On Citus, advisory locks are per node: every process migrates through
+            // the coordinator, so the lock is taken there, and a worker is refused
+            // before anything is written to it.
+            let node = super::citus::node(c)?;
+            if node == super::citus::Node::Worker {
+                anyhow::bail!(super::citus::WORKER);
+            }
+            c.transaction(|c| {
+                c.batch_execute("SELECT pg_advisory_xact_lock(727468)")?;
+                if node == super::citus::Node::Coordinator {
+                    super::citus::migration_settings(c)?;
+                }
+                migrate_locked(c)
+            })?
+        }
         DbConn::Sqlite(c) => {
             // Another process may hold the write lock for as long as a migration of a
             // large database takes; wait for it rather than give up after the usual
@@ -212,6 +224,25 @@ impl super::Db {
     pub fn migrate(&self) -> anyhow::Result<usize> {
         let mut conn = self.pool.get()?;
         run(&mut conn)
+    }
+
+    /// Why `serve` must not start on this database (a Citus worker, or a Citus schema
+    /// not yet distributed), or `None`.
+    pub fn citus_refusal(&self) -> super::Result<Option<String>> {
+        match &mut *self.pool.get()? {
+            DbConn::Pg(c) => super::citus::refusal(c),
+            DbConn::Sqlite(_) => Ok(None),
+        }
+    }
+
+    /// Distributes the migrated schema on a Citus coordinator (`migrate --citus`).
+    pub fn distribute(&self, shards: u32) -> anyhow::Result<usize> {
+        match &mut *self.pool.get()? {
+            DbConn::Pg(c) => super::citus::distribute(c, shards),
+            DbConn::Sqlite(_) => {
+                anyhow::bail!("--citus: Citus is PostgreSQL; this database is SQLite")
+            }
+        }
     }
 
     pub fn pending_migrations(&self) -> super::Result<bool> {

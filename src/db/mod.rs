@@ -8,6 +8,7 @@ pub mod audit;
 pub mod batch_reads;
 pub mod billing;
 pub mod boosts;
+pub mod citus;
 pub mod counts;
 mod error;
 pub mod forecast;
@@ -349,17 +350,23 @@ pub fn lock_sites(conn: &mut DbConn, site_ids: &[i64]) -> Result<()> {
     }
     let locked = match conn {
         DbConn::Pg(c) => {
-            // The sort runs below the row locking, so rows are locked in id order.
+            // One statement a site, in id order: each names one site, so on Citus it
+            // runs on that site's shard (a row lock over several shards is refused).
             // NO KEY UPDATE: inserting sessions takes KEY SHARE on the site row for
             // the foreign key, which a plain FOR UPDATE would block (and deadlock
             // with); admissions still serialize against each other.
-            s::sites
-                .filter(s::id.eq_any(site_ids))
-                .order(s::id)
-                .select(s::id)
-                .for_no_key_update()
-                .load::<i64>(c)?
-                .len()
+            let mut sorted = site_ids.to_vec();
+            sorted.sort_unstable();
+            let mut n = 0;
+            for id in sorted {
+                n += s::sites
+                    .filter(s::id.eq(id))
+                    .select(s::id)
+                    .for_no_key_update()
+                    .load::<i64>(c)?
+                    .len();
+            }
+            n
         }
         DbConn::Sqlite(c) => diesel::update(s::sites.filter(s::id.eq_any(site_ids)))
             .set(s::config_version.eq(s::config_version))

@@ -33,7 +33,7 @@ pub struct OutboxRow {
     #[diesel(skip_insertion)]
     pub id: i64,
     pub webhook_id: String,
-    pub site_id: Option<i64>,
+    pub site_id: i64,
     pub tenant_id: Option<i64>,
     pub target: String,
     pub kind: String,
@@ -78,7 +78,7 @@ impl OutboxRow {
         Self {
             id: 0,
             webhook_id: format!("msg_{}", uuid::Uuid::now_v7().simple()),
-            site_id: Some(site_id),
+            site_id,
             tenant_id: Some(tenant_id),
             target: target.to_owned(),
             kind: kind.to_owned(),
@@ -176,42 +176,50 @@ pub fn enqueue_alert_about(
 }
 
 /// Claims up to `limit` due rows for `lease_ms`: a row claimed by a process that died
-/// becomes due again when its lease runs out. PostgreSQL skips rows other processes
-/// hold, so several senders share the work without sending a row twice at once.
+/// becomes due again when its lease runs out. The due rows are read without a lock,
+/// then leased by one conditional update that takes only those still unleased: of
+/// several senders that read the same rows, each row goes to one. No `FOR UPDATE`
+/// over many sites, which Citus cannot run on a distributed table.
 pub fn claim_due(
     conn: &mut DbConn, now: Millis, lease_ms: i64, limit: i64,
 ) -> Result<Vec<OutboxRow>> {
-    conn.transaction(|conn| {
-        let due = o::outbox
-            .filter(o::status.eq(STATUS_PENDING))
-            .filter(o::next_attempt_at.le(now))
-            .filter(o::locked_until.is_null().or(o::locked_until.le(now)))
-            .order(o::next_attempt_at)
-            .limit(limit)
-            .select(o::id);
-        let ids: Vec<i64> = match conn {
-            DbConn::Pg(c) => due.for_update().skip_locked().load(c)?,
-            DbConn::Sqlite(c) => due.load(c)?,
-        };
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        diesel::update(o::outbox.filter(o::id.eq_any(&ids)))
-            .set(o::locked_until.eq(Some(now + lease_ms)))
-            .execute(conn)?;
-        Ok(o::outbox
-            .filter(o::id.eq_any(&ids))
-            .order(o::id)
-            .select(OutboxRow::as_select())
-            .load(conn)?)
-    })
+    let due: Vec<(i64, i64)> = o::outbox
+        .filter(o::status.eq(STATUS_PENDING))
+        .filter(o::next_attempt_at.le(now))
+        .filter(o::locked_until.is_null().or(o::locked_until.le(now)))
+        .order(o::next_attempt_at)
+        .limit(limit)
+        .select((o::site_id, o::id))
+        .load(conn)?;
+    if due.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (mut sites, ids): (Vec<i64>, Vec<i64>) = due.into_iter().unzip();
+    sites.sort_unstable();
+    sites.dedup();
+    let claim = o::outbox
+        .filter(o::site_id.eq_any(&sites))
+        .filter(o::id.eq_any(&ids))
+        .filter(o::status.eq(STATUS_PENDING))
+        .filter(o::locked_until.is_null().or(o::locked_until.le(now)));
+    let mut rows: Vec<OutboxRow> = crate::per_backend!(conn, |c| diesel::update(claim)
+        .set(o::locked_until.eq(Some(now + lease_ms)))
+        .returning(OutboxRow::as_returning())
+        .get_results(c)?);
+    rows.sort_by_key(|r| r.id);
+    Ok(rows)
 }
 
-/// Which of these rows are still pending: a row claimed for sending may have been
-/// superseded by a newer config push meanwhile, and must not be sent after all.
-pub fn still_pending(conn: &mut DbConn, ids: &[i64]) -> Result<std::collections::HashSet<i64>> {
+/// Which of these rows (site, id) are still pending: a row claimed for sending may
+/// have been superseded by a newer config push meanwhile, and must not be sent after
+/// all.
+pub fn still_pending(
+    conn: &mut DbConn, keys: &[(i64, i64)],
+) -> Result<std::collections::HashSet<i64>> {
+    let (sites, ids): (Vec<i64>, Vec<i64>) = keys.iter().copied().unzip();
     Ok(o::outbox
-        .filter(o::id.eq_any(ids))
+        .filter(o::site_id.eq_any(&sites))
+        .filter(o::id.eq_any(&ids))
         .filter(o::status.eq(STATUS_PENDING))
         .select(o::id)
         .load::<i64>(conn)?
@@ -226,24 +234,27 @@ pub struct AttemptResult {
     pub error: Option<String>,
 }
 
+/// The key of a push: its site and its id.
+pub type Key = (i64, i64);
+
 /// Records a batch of attempts and each row's next state in one transaction: one
 /// commit for the batch instead of one a push, which bounds how fast a fleet's
 /// pushes drain.
-pub fn finish_attempts(conn: &mut DbConn, done: &[(i64, AttemptResult, Next)]) -> Result<()> {
+pub fn finish_attempts(conn: &mut DbConn, done: &[(Key, AttemptResult, Next)]) -> Result<()> {
     conn.transaction(|conn| {
-        for (id, attempt, next) in done {
-            record_attempt(conn, *id, attempt, *next)?;
+        for (key, attempt, next) in done {
+            record_attempt(conn, *key, attempt, *next)?;
         }
         Ok(())
     })
 }
 
-fn record_attempt(
-    conn: &mut DbConn, row_id: i64, attempt: &AttemptResult, next: Next,
-) -> Result<()> {
+fn record_attempt(conn: &mut DbConn, key: Key, attempt: &AttemptResult, next: Next) -> Result<()> {
+    let (site_id, row_id) = key;
     {
         diesel::insert_into(d::delivery_attempts)
             .values((
+                d::site_id.eq(site_id),
                 d::outbox_id.eq(row_id),
                 d::attempted_at.eq(attempt.at),
                 d::status_code.eq(attempt.status_code),
@@ -251,7 +262,7 @@ fn record_attempt(
                 d::error.eq(attempt.error.as_deref()),
             ))
             .execute(conn)?;
-        let q = diesel::update(o::outbox.find(row_id));
+        let q = diesel::update(o::outbox.find((site_id, row_id)));
         let finished = |status: &'static str| {
             (
                 o::status.eq(status),
@@ -310,6 +321,7 @@ fn list_in(
         .load(conn)?;
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
     let attempts: Vec<AttemptRow> = d::delivery_attempts
+        .filter(d::site_id.eq(site_id))
         .filter(d::outbox_id.eq_any(&ids))
         .order(d::id)
         .select(AttemptRow::as_select())
@@ -327,16 +339,20 @@ fn list_in(
         .collect())
 }
 
+/// A push by its id alone, as `/v1/deliveries/{id}` names it: the one lookup of a push
+/// that does not know its site (on Citus it asks every shard).
 pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<OutboxRow>> {
     Ok(o::outbox
-        .find(id)
+        .filter(o::id.eq(id))
         .select(OutboxRow::as_select())
         .first(conn)
         .optional()?)
 }
 
-pub fn attempts(conn: &mut DbConn, id: i64) -> Result<Vec<AttemptRow>> {
+pub fn attempts(conn: &mut DbConn, key: Key) -> Result<Vec<AttemptRow>> {
+    let (site_id, id) = key;
     Ok(d::delivery_attempts
+        .filter(d::site_id.eq(site_id))
         .filter(d::outbox_id.eq(id))
         .order(d::id)
         .select(AttemptRow::as_select())
@@ -344,8 +360,8 @@ pub fn attempts(conn: &mut DbConn, id: i64) -> Result<Vec<AttemptRow>> {
 }
 
 /// Makes a failed (or pending) row due now again, with a fresh attempt budget.
-pub fn retry(conn: &mut DbConn, id: i64, now: Millis) -> Result<()> {
-    diesel::update(o::outbox.find(id))
+pub fn retry(conn: &mut DbConn, key: Key, now: Millis) -> Result<()> {
+    diesel::update(o::outbox.find(key))
         .set((
             o::status.eq(STATUS_PENDING),
             o::attempts.eq(0),

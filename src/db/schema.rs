@@ -13,18 +13,19 @@ diesel::table! {
 }
 
 diesel::table! {
-    delivery_attempts (id) {
+    delivery_attempts (site_id, id) {
         id -> Int8,
         outbox_id -> Int8,
         attempted_at -> Int8,
         status_code -> Nullable<Int8>,
         duration_ms -> Int8,
         error -> Nullable<Text>,
+        site_id -> Int8,
     }
 }
 
 diesel::table! {
-    denials (id) {
+    denials (site_id, id) {
         id -> Int8,
         site_id -> Int8,
         at -> Int8,
@@ -52,10 +53,10 @@ diesel::table! {
 }
 
 diesel::table! {
-    outbox (id) {
+    outbox (site_id, id) {
         id -> Int8,
         webhook_id -> Text,
-        site_id -> Nullable<Int8>,
+        site_id -> Int8,
         tenant_id -> Nullable<Int8>,
         target -> Text,
         kind -> Text,
@@ -128,7 +129,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    scheduled_changes (id) {
+    scheduled_changes (site_id, id) {
         id -> Int8,
         site_id -> Int8,
         at -> Int8,
@@ -143,7 +144,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    sessions (id) {
+    sessions (site_id, id) {
         id -> Int8,
         site_id -> Int8,
         session -> Text,
@@ -168,7 +169,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    site_boosts (id) {
+    site_boosts (site_id, id) {
         id -> Int8,
         site_id -> Int8,
         session_limit -> Int8,
@@ -193,13 +194,20 @@ diesel::table! {
 }
 
 diesel::table! {
-    site_plan_history (id) {
+    site_plan_history (site_id, id) {
         id -> Int8,
         site_id -> Int8,
         plan_id -> Int8,
         session_limit -> Int8,
         over_limit -> Text,
         effective_from -> Int8,
+    }
+}
+
+diesel::table! {
+    site_slugs (slug) {
+        slug -> Text,
+        site_id -> Int8,
     }
 }
 
@@ -278,7 +286,6 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(delivery_attempts -> outbox (outbox_id));
 diesel::joinable!(denials -> sites (site_id));
 diesel::joinable!(outbox -> sites (site_id));
 diesel::joinable!(outbox -> tenants (tenant_id));
@@ -311,6 +318,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     site_boosts,
     site_counts,
     site_plan_history,
+    site_slugs,
     sites,
     tenants,
     usage_rollups,

@@ -4,7 +4,7 @@ use diesel::prelude::*;
 
 use super::DbConn;
 use super::plans::{Plan, PlanChanges};
-use super::schema::{plans, site_plan_history::dsl as h, sites::dsl as s, tenants};
+use super::schema::{plans, site_plan_history::dsl as h, site_slugs, sites::dsl as s, tenants};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
 use crate::domain::config::{OverLimit, plan_fields};
@@ -32,6 +32,16 @@ plan_fields! {
 type FullRow = (Site, String, Option<i64>, Plan);
 
 fn load_full(conn: &mut DbConn, filter: SiteFilter<'_>) -> Result<Vec<SiteFull>> {
+    // A slug is looked up in the register first, so that the site itself is read by
+    // its id: one shard on Citus instead of every shard. A site the previous release
+    // created has no entry there and is found by its slug.
+    let filter = match filter {
+        SiteFilter::Slug(slug) => match registered_id(conn, slug)? {
+            Some(id) => SiteFilter::Id(id),
+            None => SiteFilter::Slug(slug),
+        },
+        other => other,
+    };
     let mut q = s::sites
         .inner_join(tenants::table)
         .inner_join(plans::table)
@@ -169,9 +179,26 @@ pub fn list(
     )
 }
 
+/// The site a slug names, from the fleet-wide register of slugs.
+fn registered_id(conn: &mut DbConn, slug: &str) -> Result<Option<i64>> {
+    Ok(site_slugs::table
+        .filter(site_slugs::slug.eq(slug))
+        .select(site_slugs::site_id)
+        .first(conn)
+        .optional()?)
+}
+
+/// Adds a site and registers its slug; a slug in use is a conflict (the register's
+/// key, which also holds on Citus where `sites` cannot keep a unique slug itself).
 pub fn insert(conn: &mut DbConn, new: &Site, now: Millis) -> Result<SiteFull> {
-    diesel::insert_into(s::sites).values(new).execute(conn)?;
-    let full = get(conn, &Scope::Provider, &new.slug)?;
+    let id: i64 = crate::per_backend!(conn, |c| diesel::insert_into(s::sites)
+        .values(new)
+        .returning(s::id)
+        .get_result(c)?);
+    diesel::insert_into(site_slugs::table)
+        .values((site_slugs::slug.eq(&new.slug), site_slugs::site_id.eq(id)))
+        .execute(conn)?;
+    let full = get_by_id(conn, id)?;
     record_plan_history(conn, &full, now)?;
     Ok(full)
 }
@@ -225,6 +252,7 @@ pub fn change(
 }
 
 pub fn delete(conn: &mut DbConn, id: i64) -> Result<()> {
+    diesel::delete(site_slugs::table.filter(site_slugs::site_id.eq(id))).execute(conn)?;
     diesel::delete(s::sites.find(id)).execute(conn)?;
     Ok(())
 }

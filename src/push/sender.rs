@@ -69,7 +69,7 @@ pub struct Pusher {
 }
 
 /// An attempt's outcome, as [`outbox::finish_attempts`] records it.
-type Done = (i64, AttemptResult, Next);
+type Done = (outbox::Key, AttemptResult, Next);
 
 /// A finished attempt, and the `kind` and `result` labels that
 /// `headcount_deliveries_total` counts it under once it is recorded: a scrape never
@@ -84,7 +84,7 @@ impl Finished {
     fn new(row: &OutboxRow, attempt: AttemptResult, next: Next, gone: bool) -> Self {
         let result = result_of(&next, gone);
         Self {
-            done: (row.id, attempt, next),
+            done: ((row.site_id, row.id), attempt, next),
             kind: row.kind.clone(),
             result,
         }
@@ -364,7 +364,7 @@ fn resolve_all(
     let mut ids: Vec<i64> = rows
         .iter()
         .filter(|r| r.target == outbox::TARGET_SITE)
-        .filter_map(|r| r.site_id)
+        .map(|r| r.site_id)
         .collect();
     ids.sort_unstable();
     ids.dedup();
@@ -372,7 +372,7 @@ fn resolve_all(
         .into_iter()
         .map(|f| (f.site.id, f))
         .collect();
-    let claimed: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    let claimed: Vec<(i64, i64)> = rows.iter().map(|r| (r.site_id, r.id)).collect();
     let pending = outbox::still_pending(c, &claimed)?;
     Ok(rows
         .iter()
@@ -392,10 +392,7 @@ fn resolve(
 ) -> crate::error::Result<Resolve> {
     match row.target.as_str() {
         outbox::TARGET_SITE => {
-            let Some(site_id) = row.site_id else {
-                return Ok(Resolve::Skip("site is gone".into(), true));
-            };
-            let Some(f) = sites_of_batch.get(&site_id) else {
+            let Some(f) = sites_of_batch.get(&row.site_id) else {
                 return Ok(Resolve::Skip("site is gone".into(), true));
             };
             if f.site.webhook_disabled_at.is_some() {
@@ -536,7 +533,8 @@ async fn attempt(push: &Pusher, row: OutboxRow, target: Target) -> Finished {
     let next = match status {
         Some(s) if s.is_success() => Next::Delivered,
         Some(StatusCode::GONE) => {
-            if let Some(site_id) = row.site_id.filter(|_| row.target == outbox::TARGET_SITE) {
+            if row.target == outbox::TARGET_SITE {
+                let site_id = row.site_id;
                 let _ = push
                     .db
                     .run(move |c| sites::disable_webhook(c, site_id, now))

@@ -29,10 +29,13 @@ pub struct TestApp {
     _pg: Option<PgDatabase>,
 }
 
-/// A PostgreSQL database made for one test and dropped after it.
+/// A PostgreSQL database made for one test and dropped after it (on Citus, on every
+/// node of the cluster).
 pub struct PgDatabase {
     admin_url: String,
     pub name: String,
+    /// Citus: the workers' admin URLs, where the database also exists.
+    workers: Vec<String>,
 }
 
 impl PgDatabase {
@@ -46,12 +49,28 @@ impl PgDatabase {
         db
     }
 
+    /// A new database with the Citus extension on the coordinator and on every worker
+    /// (nothing registered, migrated or distributed).
+    pub fn on_cluster(admin_url: &str) -> Self {
+        let mut db = Self::named(admin_url);
+        db.workers = citus_workers(admin_url);
+        for url in std::iter::once(admin_url).chain(db.workers.iter().map(String::as_str)) {
+            let mut c = diesel::PgConnection::establish(url).expect("connect to a Citus node");
+            c.batch_execute(&format!("CREATE DATABASE \"{}\"", db.name))
+                .expect("create a test database");
+            let mut d = diesel::PgConnection::establish(&with_db(url, &db.name)).unwrap();
+            d.batch_execute("CREATE EXTENSION citus").unwrap();
+        }
+        db
+    }
+
     /// A name for a database the test creates itself (`createdb`, say); the guard
     /// drops it.
     pub fn named(admin_url: &str) -> Self {
         Self {
             admin_url: admin_url.to_owned(),
             name: format!("headcount_t_{}", uuid::Uuid::new_v4().simple()),
+            workers: Vec::new(),
         }
     }
 
@@ -62,11 +81,13 @@ impl PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        if let Ok(mut c) = diesel::PgConnection::establish(&self.admin_url) {
-            let _ = c.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                self.name
-            ));
+        for url in std::iter::once(&self.admin_url).chain(&self.workers) {
+            if let Ok(mut c) = diesel::PgConnection::establish(url) {
+                let _ = c.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ));
+            }
         }
     }
 }
@@ -121,7 +142,13 @@ fn template(admin_url: &str) -> String {
                     }
                 }
             }
-            let name = format!("headcount_tpl_{hash:016x}");
+            // How a Citus template is distributed is part of what it is.
+            for b in std::fs::read("src/db/citus.rs").unwrap_or_default() {
+                hash = (hash ^ u64::from(b)).wrapping_mul(1099511628211);
+            }
+            let workers = citus_workers(admin_url);
+            let kind = if workers.is_empty() { "tpl" } else { "ctpl" };
+            let name = format!("headcount_{kind}_{hash:016x}");
             let mut c = diesel::PgConnection::establish(admin_url).expect("connect to PostgreSQL");
             c.batch_execute("SELECT pg_advisory_lock(4242)").unwrap();
             let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
@@ -129,7 +156,9 @@ fn template(admin_url: &str) -> String {
             ))
             .get_result(&mut c)
             .unwrap();
-            if !exists {
+            if !exists && !workers.is_empty() {
+                citus_template(admin_url, &name, &workers);
+            } else if !exists {
                 c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
                     .unwrap();
                 let db = headcount::db::Db::connect(&with_db(admin_url, &name), 1).unwrap();
@@ -146,24 +175,121 @@ static CREATE_LOCK: Mutex<()> = Mutex::new(());
 fn fresh_pg(admin_url: &str) -> PgDatabase {
     let tpl = template(admin_url);
     let name = format!("headcount_t_{}", uuid::Uuid::new_v4().simple());
+    let workers = citus_workers(admin_url);
     let _guard = CREATE_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let mut c = diesel::PgConnection::establish(admin_url).expect("connect to PostgreSQL");
-    // Copying a template needs it free of other sessions; retry briefly if busy.
-    let mut tries = 0;
-    loop {
-        match c.batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tpl}\"")) {
-            Ok(()) => break,
-            Err(e) if tries < 50 => {
-                tries += 1;
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(100));
+    for url in std::iter::once(admin_url).chain(workers.iter().map(String::as_str)) {
+        let mut c = diesel::PgConnection::establish(url).expect("connect to PostgreSQL");
+        // Copying a template needs it free of other sessions; retry briefly if busy.
+        let mut tries = 0;
+        loop {
+            match c.batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{tpl}\"")) {
+                Ok(()) => break,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => panic!("cannot create a test database: {e}"),
             }
-            Err(e) => panic!("cannot create a test database: {e}"),
         }
     }
     PgDatabase {
         admin_url: admin_url.to_owned(),
         name,
+        workers,
+    }
+}
+
+/// Whether the test server is a Citus coordinator (`HEADCOUNT_TEST_DATABASE_URL`
+/// pointing at `../shared/citus/cluster`'s coordinator, as `.ci/run` does).
+pub fn citus() -> bool {
+    pg_url().is_some_and(|u| !citus_workers(&u).is_empty())
+}
+
+/// The admin URLs of the Citus workers the coordinator at `admin_url` knows; empty on
+/// plain PostgreSQL.
+pub fn citus_workers(admin_url: &str) -> Vec<String> {
+    static WORKERS: OnceLock<Vec<String>> = OnceLock::new();
+    WORKERS
+        .get_or_init(|| {
+            use diesel::sql_types::{Integer, Text};
+            #[derive(diesel::QueryableByName)]
+            struct Node {
+                #[diesel(sql_type = Text)]
+                host: String,
+                #[diesel(sql_type = Integer)]
+                port: i32,
+            }
+            let mut c = diesel::PgConnection::establish(admin_url).expect("connect to PostgreSQL");
+            let nodes: Vec<Node> = diesel::sql_query(
+                "SELECT nodename::text AS host, nodeport AS port FROM pg_dist_node \
+                 WHERE groupid <> 0 ORDER BY nodeid",
+            )
+            .load(&mut c)
+            .unwrap_or_default();
+            nodes
+                .into_iter()
+                .map(|n| {
+                    let mut u = url::Url::parse(admin_url).unwrap();
+                    u.set_host(Some(&n.host)).unwrap();
+                    u.set_port(Some(n.port as u16)).unwrap();
+                    u.to_string()
+                })
+                .collect()
+        })
+        .clone()
+}
+
+/// Shards per distributed table in the test databases: a few on each worker, so that
+/// sites land on both, while making a database stays quick.
+pub const CITUS_TEST_SHARDS: u32 = 4;
+
+/// A migrated template on Citus: the database with the extension on every node, the
+/// workers registered, the schema migrated and distributed. Copying it on every node
+/// gives a consistent cluster database (the coordinator's metadata names shards that
+/// the workers' copies hold), in a fraction of a second instead of distributing anew.
+fn citus_template(admin_url: &str, name: &str, workers: &[String]) {
+    let coordinator = url::Url::parse(admin_url).unwrap();
+    for url in std::iter::once(admin_url).chain(workers.iter().map(String::as_str)) {
+        let mut c = diesel::PgConnection::establish(url).expect("connect to a Citus node");
+        c.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .unwrap();
+        c.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .unwrap();
+        let mut d = diesel::PgConnection::establish(&with_db(url, name)).unwrap();
+        d.batch_execute("CREATE EXTENSION citus").unwrap();
+    }
+    let mut d = diesel::PgConnection::establish(&with_db(admin_url, name)).unwrap();
+    d.batch_execute(&format!(
+        "SELECT citus_set_coordinator_host('{}', {})",
+        coordinator.host_str().unwrap(),
+        coordinator.port().unwrap_or(5432)
+    ))
+    .unwrap();
+    for w in workers {
+        let u = url::Url::parse(w).unwrap();
+        d.batch_execute(&format!(
+            "SELECT citus_add_node('{}', {})",
+            u.host_str().unwrap(),
+            u.port().unwrap_or(5432)
+        ))
+        .unwrap();
+    }
+    drop(d);
+    {
+        let db = headcount::db::Db::connect(&with_db(admin_url, name), 1).unwrap();
+        db.migrate().unwrap();
+        db.distribute(CITUS_TEST_SHARDS).unwrap();
+    }
+    // Citus keeps a maintenance connection to each of its databases; a template must
+    // have none, and no new ones.
+    for url in std::iter::once(admin_url).chain(workers.iter().map(String::as_str)) {
+        let mut c = diesel::PgConnection::establish(url).unwrap();
+        c.batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+        ))
+        .unwrap();
     }
 }
 

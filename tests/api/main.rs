@@ -7,6 +7,7 @@ mod receiver;
 mod admission;
 mod backup;
 mod billing;
+mod citus;
 mod control;
 mod counts;
 mod crash;
