@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import datetime as dt
 import json
 import os
@@ -20,6 +22,7 @@ from django.contrib.auth import get_user_model
 from django.conf import settings as django_settings
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
+from django.core.cache import caches
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -984,3 +987,101 @@ def test_two_configs_stored_at_once_keep_the_newer(site, monkeypatch):
     stored = config.current()
     assert (stored.config_version, stored.session_limit) == (held.config_version + 2, 7), results
     assert results == {held.config_version + 2: True, held.config_version + 1: False}
+
+
+# -- a database cache that drops a write ------------------------------------------------------
+
+@contextlib.contextmanager
+def _dropped_writes(table: str, key_part: str, times: int):
+    """The next ``times`` writes of a key containing ``key_part`` to the cache table fail as SQLite fails
+    them when another worker commits at the same moment; Django's DatabaseCache swallows the error."""
+    from django.db import OperationalError
+
+    dropped = []
+
+    def wrapper(execute, sql, params, many, context):
+        writes = sql.lstrip().upper().startswith(("INSERT", "UPDATE")) and table in sql
+        if writes and len(dropped) < times and any(key_part in str(p) for p in params or ()):
+            dropped.append(sql.split()[0])
+            raise OperationalError("database is locked")
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(wrapper):
+        yield dropped
+
+
+@pytest.fixture
+def database_cache(settings, db):
+    """The agent's shared cache in a database table, as on a site with several worker processes."""
+    from headcount_django import shared
+
+    table = "headcount_cache_dropped_writes"
+    settings.CACHES = {**settings.CACHES, "headcount": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": table}}
+    call_command("createcachetable", table)
+    secret = "whsec_" + base64.b64encode(b"dropped-writes-secret").decode()
+    settings.HEADCOUNT = {
+        "URL": "http://127.0.0.1:9", "SITE": "dropped-writes", "TOKEN": "token", "WEBHOOK_SECRET": secret,
+        "MODE": "local", "CACHE": "headcount", "SNAPSHOT_INTERVAL": 0, "CONFIG_INTERVAL": 0,
+    }
+    shared.reset()
+    yield table, secret
+    shared.reset()
+
+
+def _signed_push(secret: str, kind: str, data: dict, msg_id: str):
+    body = json.dumps({"type": kind, "timestamp": timezone.now().isoformat(), "data": data}).encode()
+    headers = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in sign_webhook(secret, body, msg_id).items()}
+    response = Client().post("/headcount/webhook/", body, content_type="application/json", **headers)
+    return response.status_code, response.json()
+
+
+def _config_data(version: int, limit: int) -> dict:
+    return {"site": "dropped-writes", "config_version": version, "session_limit": limit}
+
+
+def test_a_push_whose_id_write_was_dropped_is_applied_not_taken_for_a_duplicate(database_cache):
+    """Two workers on SQLite: the write of a push's id failed because the other worker committed at the
+    same moment. DatabaseCache.add() then answers False as for a known id; the push used to be answered
+    200 "duplicate" and its config lost (seen in the Lino suite: version 5 never applied)."""
+    table, secret = database_cache
+    with _dropped_writes(table, ":webhook:msg_first", 1) as dropped:
+        status, answer = _signed_push(secret, "site.config_changed", _config_data(4, 10), "msg_first")
+    assert dropped == ["INSERT"], "no write was dropped; the test proves nothing"
+    assert status == 200 and answer["status"] == "applied", answer
+    assert config.current().config_version == 4 and config.current().session_limit == 10
+    # a real duplicate is still one
+    status, answer = _signed_push(secret, "site.config_changed", _config_data(4, 10), "msg_first")
+    assert status == 200 and answer["status"] == "duplicate", answer
+
+
+def test_a_dropped_config_write_is_written_again(database_cache):
+    table, secret = database_cache
+    with _dropped_writes(table, ":config", 1) as dropped:
+        status, answer = _signed_push(secret, "site.config_changed", _config_data(5, 7), "msg_config")
+    assert dropped, "no write was dropped; the test proves nothing"
+    assert status == 200 and answer["status"] == "applied", answer
+    assert caches["headcount"].get("headcount:dropped-writes:config")["config_version"] == 5
+
+
+def test_a_push_that_could_not_be_recorded_is_asked_for_again(database_cache):
+    """Every write dropped: no 2xx (headcount sends the push again), and the push sent again is applied."""
+    from headcount_django import shared
+
+    table, secret = database_cache
+    with _dropped_writes(table, ":webhook:msg_again", shared.WRITE_ATTEMPTS) as dropped:
+        status, answer = _signed_push(secret, "site.config_changed", _config_data(6, 3), "msg_again")
+    assert len(dropped) == shared.WRITE_ATTEMPTS
+    assert status == 503, answer
+    assert config.current() is None
+    status, answer = _signed_push(secret, "site.config_changed", _config_data(6, 3), "msg_again")
+    assert status == 200 and answer["status"] == "applied", answer
+    assert config.current().session_limit == 3
+
+    # the config itself never kept: a 500, the id forgotten, and the push sent again is applied
+    with _dropped_writes(table, ":config", shared.WRITE_ATTEMPTS):
+        status, answer = _signed_push(secret, "site.config_changed", _config_data(7, 4), "msg_lost")
+    assert status == 500, answer
+    assert config.current().config_version == 6
+    status, answer = _signed_push(secret, "site.config_changed", _config_data(7, 4), "msg_lost")
+    assert status == 200 and answer["status"] == "applied", answer
+    assert config.current().session_limit == 4

@@ -95,6 +95,10 @@ class SiteConfig:
         return {**self.__dict__, "reserved_roles": list(self.reserved_roles), "exempt_roles": list(self.exempt_roles)}
 
 
+class NotStored(Exception):
+    """The shared cache works but did not keep the config (its writes were dropped)."""
+
+
 def _whole(value: Any, name: str) -> int | None:
     if value is None:
         return None
@@ -169,7 +173,9 @@ def apply(data: dict[str, Any], etag: str | None = None) -> bool:
                 )
             return False
         cache = _cache()
-        cache.set(_key("config"), incoming.as_dict(), FOREVER)
+        if not cache.set(_key("config"), incoming.as_dict(), FOREVER):
+            # the webhook answers 500 and headcount sends the push again; a pull tries again later
+            raise NotStored(f"the shared cache did not keep config version {incoming.config_version}")
         if etag:
             cache.set(_key("etag"), etag, FOREVER)
         else:
@@ -190,7 +196,11 @@ def pull() -> bool:
     cache.set(_key("pulled"), time.time(), FOREVER)
     if response.status == 304 or not isinstance(response.body, dict):
         return False
-    return apply(response.body, response.headers.get("etag"))
+    try:
+        return apply(response.body, response.headers.get("etag"))
+    except NotStored as exc:
+        log.warning("headcount: %s; the next pull tries again", exc)
+        return False
 
 
 def pull_newer() -> None:

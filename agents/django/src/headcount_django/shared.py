@@ -148,23 +148,64 @@ def get(key: str, default: Any = None) -> Any:
         return default if entry is None or _expired(entry) else entry[1]
 
 
-def set(key: str, value: Any, timeout: float | None) -> None:  # noqa: A001 (the cache's own name)
+# A database cache drops a write that fails: Django's DatabaseCache swallows the DatabaseError and
+# its add() answers False, as if the key were there. On SQLite that happens whenever another worker
+# commits a write at the same moment ("database is locked" at once, no waiting, for a write in a
+# transaction whose first read saw the database before that commit). So a write is read back, and
+# tried again this many times when it did not take.
+WRITE_ATTEMPTS = 5
+
+_ABSENT = object()
+
+
+def set(key: str, value: Any, timeout: float | None) -> bool:  # noqa: A001 (the cache's own name)
+    """Store a value; False only when the shared cache works but did not keep it (after retries).
+
+    While the shared cache cannot be used, the process's memory holds the value: True.
+    """
     with _lock:
         # kept in memory as well: the process decides with it if the shared cache fails later
         _memory[key] = (_deadline(timeout), value)
-    _call("set", key, value, timeout)
+    for _ in range(WRITE_ATTEMPTS):
+        ok, _ = _call("set", key, value, timeout)
+        if ok:
+            ok, stored = _call("get", key, _ABSENT)
+        if not ok or stored == value:
+            return True
+    log.warning("headcount: the shared cache did not keep %s after %d writes", key, WRITE_ATTEMPTS)
+    return False
 
 
 def add(key: str, value: Any, timeout: float | None) -> bool:
-    ok, added = _call("add", key, value, timeout)
-    if ok:
-        return bool(added)
-    with _lock:
-        entry = _memory.get(key)
-        if entry is not None and not _expired(entry):
-            return False
-        _memory[key] = (_deadline(timeout), value)
-        return True
+    """Store a value unless the key is there; True when this call stored it.
+
+    False means the key is there, or, rarely, that the shared cache dropped every write
+    (``present`` tells the two apart).
+    """
+    for _ in range(WRITE_ATTEMPTS):
+        ok, added = _call("add", key, value, timeout)
+        if ok and added:
+            return True
+        if ok:
+            # False: taken, or a dropped write (see WRITE_ATTEMPTS); only a key that is there is taken
+            ok, found = _call("get", key, _ABSENT)
+            if ok and found is not _ABSENT:
+                return False
+            if ok:
+                continue
+        with _lock:
+            entry = _memory.get(key)
+            if entry is not None and not _expired(entry):
+                return False
+            _memory[key] = (_deadline(timeout), value)
+            return True
+    log.warning("headcount: the shared cache did not keep %s after %d writes", key, WRITE_ATTEMPTS)
+    return False
+
+
+def present(key: str) -> bool:
+    """Whether the key is there (in the shared cache, or in this process's memory while it fails)."""
+    return get(key, _ABSENT) is not _ABSENT
 
 
 def incr(key: str, timeout: float | None) -> None:

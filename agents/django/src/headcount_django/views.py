@@ -54,7 +54,12 @@ def webhook(request: HttpRequest) -> JsonResponse:
     cache = shared
     dedupe_key = f"headcount:{settings.site}:webhook:{msg_id}"
     if not cache.add(dedupe_key, 1, DEDUPE_SECONDS):
-        return JsonResponse({"status": "duplicate"})
+        if cache.present(dedupe_key):
+            return JsonResponse({"status": "duplicate"})
+        # the shared cache dropped every write of the id (shared.WRITE_ATTEMPTS): not applied,
+        # and not a 2xx, so that headcount sends the push again
+        log.warning("headcount: could not record webhook %s in the shared cache; asked for it again", msg_id)
+        return _problem(503, "Push not recorded", "the site could not record the push; send it again")
     try:
         result = _apply(kind, data, settings)
     except ValueError as exc:

@@ -22,7 +22,10 @@ class Command(BaseCommand):
         except (client.HeadcountUnavailable, client.HeadcountError) as exc:
             raise CommandError(f"headcount did not give this site's config: {exc}") from None
         body = response.body or {}
-        config.apply(body, response.headers.get("etag"))
+        try:
+            config.apply(body, response.headers.get("etag"))
+        except config.NotStored as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(
             f"headcount config version {body.get('config_version')}: session_limit {body.get('session_limit')}, "
             f"count_mode {body.get('count_mode')}, over_limit {body.get('over_limit')}"
