@@ -349,8 +349,29 @@ class LinoSite:
         site = self.headcount.api("PATCH", f"/v1/sites/{self.slug}", overrides)
         version = site["config_version"]
         probe = Browser(self)
-        wait_for(lambda: (probe.json("/test/state/")["config_version"] or 0) >= version, 20, "the config push")
+        held: dict = {}
+
+        def arrived() -> bool:
+            held["version"] = probe.json("/test/state/")["config_version"] or 0
+            return held["version"] >= version
+
+        try:
+            wait_for(arrived, 20, f"the push of config version {version}")
+        except AssertionError as exc:
+            # say where it was lost: never sent, refused by the site, or answered 2xx and not kept
+            raise AssertionError(
+                f"{exc}: the site holds version {held.get('version')}; headcount's last pushes "
+                f"(version, status, [(HTTP status, ms, error)]): {self.pushes()}\n{self.log_tail(20)}"
+            ) from None
         return version
+
+    def pushes(self, last: int = 6) -> list[tuple]:
+        page = self.headcount.api("GET", f"/v1/sites/{self.slug}/deliveries?limit={last}")
+        return [
+            (d["payload"].get("data", {}).get("config_version", d["type"]), d["status"],
+             [(a["status_code"], a["duration_ms"], a["error"]) for a in d["attempts"]])
+            for d in page["items"]
+        ]
 
     def converge(self, step: str, timeout: float, extra: int = 0) -> dict:
         """Wait until headcount's active equals the signed-in unexpired rows (plus ``extra``, where

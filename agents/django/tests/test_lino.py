@@ -15,6 +15,7 @@ import math
 import re
 import threading
 import time
+import traceback
 
 import pytest
 
@@ -150,6 +151,53 @@ def test_central_admission_at_the_limit(lino):
     finally:
         lino.configure(session_limit=None)
         lino.restart()
+
+
+def test_per_site_deal_above_the_plan(lino):
+    """The plan allows 2 sessions, the provider sells this one site 10: the tenth session is admitted,
+    the eleventh refused, by the agent (local mode) and by headcount (central mode)."""
+    if lino.use_tz:
+        pytest.skip("once is enough: nothing here depends on the time zone")
+    lino.sign_out_all()
+    names = [lino.user() for _ in range(11)]
+    plan = lino.created["plan"]
+    passed = False
+    try:
+        # two pushes a few milliseconds apart, as headcount sends them: each must be kept
+        lino.headcount.api("PATCH", f"/v1/plans/{plan}", {"session_limit": 2})
+        lino.configure(session_limit=10)
+        assert lino.headcount.api("GET", f"/v1/sites/{lino.slug}")["provider_session_limit"] == 10
+        for mode in ("local", "central"):
+            if mode == "central":
+                lino.restart(MODE="central")
+            _, signed_in = lino.counts()  # the module's idle session
+            denied = lino.usage()["denied_last_24h"]
+            browsers = [lino.signed_in(name) for name in names[:2]]
+            lino.converge(f"deal, {mode}: above the plan's 2", CONVERGE)
+            browsers += [lino.signed_in(name) for name in names[2:10 - signed_in]]
+            lino.converge(f"deal, {mode}: the tenth admitted", CONVERGE)
+            assert lino.counts()[1] == 10
+            refused = lino.browser()
+            answer = refused.sign_in(names[10 - signed_in])
+            assert answer.get("success") is False and "more than 10 active user sessions" in str(answer), answer
+            assert refused.whoami() is None
+            wait_for(lambda: lino.usage()["denied_last_24h"] == denied + 1, CONVERGE, f"the refusal ({mode}) in denied_last_24h")
+            lino.converge(f"deal, {mode}: the eleventh refused", CONVERGE)
+            for b in browsers:
+                b.sign_out()
+            lino.converge(f"deal, {mode}: signed out", CONVERGE)
+        passed = True
+    finally:
+        try:
+            lino.headcount.api("PATCH", f"/v1/plans/{plan}", {"session_limit": 100})
+            lino.configure(session_limit=None)
+        except Exception:
+            if passed:
+                raise
+            # the step's own failure (above) is the one pytest reports; this one is printed
+            traceback.print_exc()
+        finally:
+            lino.restart()
 
 
 def test_reserved_place_and_self_service_in_central_mode(lino):
