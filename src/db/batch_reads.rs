@@ -21,6 +21,12 @@ pub fn counts(
     conn: &mut DbConn, sites: &[(i64, i64)], now: Millis,
 ) -> Result<HashMap<i64, (i64, i64)>> {
     match conn {
+        // Citus cannot push a lateral join over the sites down to their shards: there
+        // each site is counted by a statement of its own, on its shard.
+        DbConn::Pg(_) if super::citus::distributed() => sites
+            .iter()
+            .map(|&(site, idle)| Ok((site, sessions::count(conn, site, now, idle)?)))
+            .collect(),
         DbConn::Pg(c) => {
             let rows = PgCounts {
                 site: sites.iter().map(|s| s.0).collect(),

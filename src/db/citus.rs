@@ -42,6 +42,31 @@ pub const REFERENCE: &[&str] = &[
     "idempotency_keys",
 ];
 
+/// Whether this process works on a distributed schema: set by the start-up check
+/// (`refusal`), read where a statement has a Citus shape of its own. A process talks
+/// to one database, so one flag is enough; where it is wrongly set (tests that run
+/// plain and Citus databases in one process) the Citus shape is still correct.
+static DISTRIBUTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// See [`DISTRIBUTED`].
+pub fn distributed() -> bool {
+    DISTRIBUTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// For a transaction that reads distributed tables across shards and then writes a
+/// reference table they point to (deleting a plan or a tenant after checking that no
+/// site uses it): Citus refuses that write after a parallel multi-shard read, so the
+/// read runs over one connection per worker instead. Call it first in the
+/// transaction; nothing on one PostgreSQL.
+pub fn sequential(conn: &mut super::DbConn) -> Result<()> {
+    if let super::DbConn::Pg(c) = conn
+        && distributed()
+    {
+        c.batch_execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")?;
+    }
+    Ok(())
+}
+
 /// Shards per distributed table when `--shards` is not given: room to add workers
 /// and rebalance later without resharding.
 pub const DEFAULT_SHARDS: u32 = 32;
@@ -100,7 +125,7 @@ pub fn node(c: &mut PgConnection) -> Result<Node> {
 /// (empty when all are).
 pub fn undistributed(c: &mut PgConnection) -> Result<Vec<String>> {
     let rows: Vec<Name> = diesel::sql_query(
-        "SELECT logicalrelid::regclass::text || ':' || partmethod AS name \
+        "SELECT logicalrelid::regclass::text || ':' || partmethod::text AS name \
          FROM pg_dist_partition",
     )
     .load(c)?;
@@ -140,6 +165,7 @@ pub fn refusal(c: &mut PgConnection) -> Result<Option<String>> {
         Node::Coordinator => {
             let missing = undistributed(c)?;
             Ok(if missing.is_empty() {
+                DISTRIBUTED.store(true, std::sync::atomic::Ordering::Relaxed);
                 None
             } else if missing.len() == BY_SITE.len() + REFERENCE.len() {
                 Some(

@@ -184,6 +184,7 @@ pub fn sites_using(conn: &mut DbConn, plan_id: i64) -> Result<Vec<i64>> {
 }
 
 pub fn delete(conn: &mut DbConn, id: i64, code: &str) -> Result<()> {
+    super::citus::sequential(conn)?;
     if !sites_using(conn, id)?.is_empty() {
         return Err(Error::Conflict(format!(
             "plan {code:?} is used by sites; move them to another plan first"

@@ -158,6 +158,7 @@ pub fn rotate_notify_secret(
 }
 
 pub fn delete(conn: &mut DbConn, tenant: &Tenant) -> Result<()> {
+    super::citus::sequential(conn)?;
     let n: i64 = s::sites
         .filter(s::tenant_id.eq(tenant.id))
         .count()

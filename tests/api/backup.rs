@@ -251,6 +251,12 @@ async fn a_pg_dump_restored_with_pg_restore_answers_the_same() {
         eprintln!("skipped on SQLite: needs HEADCOUNT_TEST_DATABASE_URL");
         return;
     };
+    if crate::helpers::citus() {
+        // A Citus cluster is backed up node by node (docs/backup.md); one pg_dump of
+        // the coordinator holds the metadata but not the workers' shards.
+        eprintln!("skipped on Citus: pg_dump of one node is not a cluster's backup");
+        return;
+    }
     let app = spawn().await;
     let site = app
         .site_with("s", json!({"session_limit": 3, "over_limit": "reject"}))

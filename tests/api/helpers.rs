@@ -152,7 +152,16 @@ fn template(admin_url: &str) -> String {
             let mut c = diesel::PgConnection::establish(admin_url).expect("connect to PostgreSQL");
             c.batch_execute("SELECT pg_advisory_lock(4242)").unwrap();
             let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
-                &format!("EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"),
+                // A Citus template is complete once it takes no connections (the last
+                // step of making it); one left half made by a failed run is made again.
+                &format!(
+                    "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}' {})",
+                    if workers.is_empty() {
+                        ""
+                    } else {
+                        "AND NOT datallowconn"
+                    }
+                ),
             ))
             .get_result(&mut c)
             .unwrap();
