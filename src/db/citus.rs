@@ -15,8 +15,11 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use super::Result;
 
 /// Distributed by site, colocated with `sites`; `sites` first (the others follow it).
+/// `site_counts` comes before `sessions`: the counting triggers that copying the
+/// sessions into their shards fires look for it.
 pub const BY_SITE: &[&str] = &[
     "sites",
+    "site_counts",
     "sessions",
     "denials",
     "outbox",
@@ -24,7 +27,6 @@ pub const BY_SITE: &[&str] = &[
     "usage_samples",
     "usage_rollups",
     "site_plan_history",
-    "site_counts",
     "scheduled_changes",
     "site_boosts",
 ];
@@ -223,6 +225,12 @@ pub fn distribute(c: &mut PgConnection, shards: u32) -> anyhow::Result<usize> {
         // A unique slug cannot be kept by a table distributed by id; the register
         // of slugs (a reference table) keeps it instead.
         c.batch_execute("ALTER TABLE sites DROP CONSTRAINT IF EXISTS sites_slug_key")?;
+        // The kept counts are a cache (a site without a row is counted in full at its
+        // next admission). Emptied, so that the triggers that copying the sessions
+        // into their shards fires do not count those sessions a second time.
+        if missing.iter().any(|m| m == "sessions") {
+            c.batch_execute("DELETE FROM site_counts")?;
+        }
         for t in REFERENCE.iter().filter(|t| missing.iter().any(|m| m == *t)) {
             c.batch_execute(&format!("SELECT create_reference_table('{t}')"))?;
         }

@@ -255,38 +255,13 @@ fn serve_outcome(url: &str) -> Option<(std::process::ExitStatus, String)> {
     None
 }
 
-/// A Citus database with the extension on every node and the workers registered, but
-/// nothing migrated or distributed: what an operator has before `migrate --citus`.
-fn bare_citus_database(admin: &str) -> PgDatabase {
-    let db = PgDatabase::on_cluster(admin);
-    let coordinator = url::Url::parse(admin).unwrap();
-    let mut c = diesel::PgConnection::establish(&db.url()).unwrap();
-    use diesel::connection::SimpleConnection;
-    c.batch_execute(&format!(
-        "SELECT citus_set_coordinator_host('{}', {})",
-        coordinator.host_str().unwrap(),
-        coordinator.port().unwrap()
-    ))
-    .unwrap();
-    for w in citus_workers(admin) {
-        let u = url::Url::parse(&w).unwrap();
-        c.batch_execute(&format!(
-            "SELECT citus_add_node('{}', {})",
-            u.host_str().unwrap(),
-            u.port().unwrap()
-        ))
-        .unwrap();
-    }
-    db
-}
-
 #[tokio::test]
 async fn serve_refuses_an_undistributed_database_and_a_worker_and_migrate_citus_fixes_the_first() {
     if skipped() {
         return;
     }
     let admin = pg_url().unwrap();
-    let db = bare_citus_database(&admin);
+    let db = PgDatabase::bare_citus(&admin);
     let (status, err) = serve_outcome(&db.url()).expect("serve started on an undistributed schema");
     assert!(!status.success());
     let line = err

@@ -64,6 +64,31 @@ impl PgDatabase {
         db
     }
 
+    /// [`PgDatabase::on_cluster`] with the coordinator and the workers registered in
+    /// it: what an operator has before the first `headcount migrate --citus`.
+    pub fn bare_citus(admin_url: &str) -> Self {
+        let db = Self::on_cluster(admin_url);
+        let mut c = diesel::PgConnection::establish(&db.url()).unwrap();
+        for (i, url) in std::iter::once(admin_url)
+            .chain(db.workers.iter().map(String::as_str))
+            .enumerate()
+        {
+            let u = url::Url::parse(url).unwrap();
+            let f = if i == 0 {
+                "citus_set_coordinator_host"
+            } else {
+                "citus_add_node"
+            };
+            c.batch_execute(&format!(
+                "SELECT {f}('{}', {})",
+                u.host_str().unwrap(),
+                u.port().unwrap_or(5432)
+            ))
+            .unwrap();
+        }
+        db
+    }
+
     /// A name for a database the test creates itself (`createdb`, say); the guard
     /// drops it.
     pub fn named(admin_url: &str) -> Self {

@@ -46,6 +46,41 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upgrade/fixtures")
 }
 
+/// The procedure of docs/scaling.md, "Moving onto Citus": the dump of a populated
+/// single PostgreSQL (the 0.1.0 fixture, a month of a small fleet) restored into a
+/// Citus coordinator, migrated and distributed, answers as it did.
+#[tokio::test]
+async fn a_populated_postgresql_moves_onto_citus() {
+    let Some(admin) = pg_url().filter(|_| crate::helpers::citus()) else {
+        eprintln!("skipped: needs a Citus coordinator (runs in .ci/run)");
+        return;
+    };
+    let dir = fixtures().join("release-0.1.0").join("postgres");
+    let sql = std::fs::read_to_string(dir.join("postgres.sql")).unwrap();
+    let db = tokio::task::spawn_blocking(move || {
+        let db = PgDatabase::bare_citus(&admin);
+        let mut c = diesel::PgConnection::establish(&db.url()).unwrap();
+        let t = std::time::Instant::now();
+        c.batch_execute(&sql).unwrap();
+        let restored = t.elapsed();
+        let hc = headcount::db::Db::connect(&db.url(), 2).unwrap();
+        let t = std::time::Instant::now();
+        hc.migrate().unwrap();
+        let migrated = t.elapsed();
+        let t = std::time::Instant::now();
+        let placed = hc.distribute(crate::helpers::CITUS_TEST_SHARDS).unwrap();
+        eprintln!(
+            "moved onto Citus: restore {restored:?}, migrate {migrated:?}, distribute \
+             {placed} tables {:?}",
+            t.elapsed()
+        );
+        db
+    })
+    .await
+    .unwrap();
+    check_all(&dir, db.url()).await;
+}
+
 async fn upgrade_from(name: &str) {
     let backend = if pg_url().is_some() {
         "postgres"
@@ -53,19 +88,24 @@ async fn upgrade_from(name: &str) {
         "sqlite"
     };
     let dir = fixtures().join(name).join(backend);
+    // Declared before the app, so that the app stops before its database goes.
+    let (database_url, _db) = restore(&dir).await;
+    check_all(&dir, database_url).await;
+}
+
+/// Starts the new release on the restored fixture and compares every recorded answer.
+async fn check_all(dir: &Path, database_url: String) {
     let expected: Value =
         serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     let now: DateTime<Utc> = DateTime::parse_from_rfc3339(expected["now"].as_str().unwrap())
         .unwrap()
         .into();
-    // Declared before the app, so that the app stops before its database goes.
-    let (database_url, _db) = restore(&dir).await;
     let app = spawn_on(database_url, now).await;
     let old = Old::new(&expected);
 
     // Reads first, while nothing has changed since the old release answered.
     check_answers(&app, &old).await;
-    check_billing(&app, &old, &dir).await;
+    check_billing(&app, &old, dir).await;
     check_tokens(&app, &old).await;
     check_idempotency(&app, &old).await;
     // Last: it moves the clock a month on.
