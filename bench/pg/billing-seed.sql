@@ -18,6 +18,7 @@ INSERT INTO sites (slug, tenant_id, plan_id, name, webhook_secret, config_versio
     created_at, updated_at)
 SELECT 'site-' || s, 1 + (s - 1) % :tenants, 1, 'Site ' || s, 'secret', 1, 0, 0
 FROM generate_series(1, :sites) s;
+INSERT INTO site_slugs (slug, site_id) SELECT slug, id FROM sites;
 
 INSERT INTO site_plan_history (site_id, plan_id, session_limit, over_limit, effective_from)
 SELECT id, 1, 50, 'reject', 0 FROM sites;
