@@ -314,6 +314,69 @@ def test_site_restart_while_headcount_is_down(lino):
     lino.converge("signed out after the restart", CONVERGE)
 
 
+def test_offline_grace_in_central_mode(lino):
+    """headcount stops answering a central-mode site: for OFFLINE_GRACE the local rule decides with the
+    last pushed config, then the site's choice (closed under one USE_TZ, open under the other); the
+    refusal made offline reaches headcount once it is back."""
+    grace = 10
+    choice = "open" if lino.use_tz else "closed"
+    lino.sign_out_all()
+    lino.restart(MODE="central", OFFLINE_GRACE=grace, CENTRAL_UNREACHABLE=choice, ADMISSION_TIMEOUT=1.0)
+    try:
+        _, signed_in = lino.counts()  # the module's idle session
+        limit = signed_in + 2
+        lino.configure(session_limit=limit)
+        a = lino.signed_in(lino.user())  # headcount answers: the grace runs from here
+        lino.converge("offline grace: admitted by headcount", CONVERGE)
+        denied = lino.usage()["denied_last_24h"]
+        lino.headcount.stop()
+        try:
+            b = lino.signed_in(lino.user())  # the local rule: limit - 1 counted, admitted
+            assert lino.counts()[1] == limit
+            c = lino.browser()
+            answer = c.sign_in(lino.user())
+            assert answer.get("success") is False, answer
+            assert f"There are more than {limit} active user sessions. Please try again later." in str(answer), answer
+            assert c.whoami() is None
+            # the grace is over in both workers (each asks the shared cache when headcount last answered)
+            seen: dict[int, float] = {}
+            probe = lino.browser()
+
+            def grace_over() -> bool:
+                state = probe.json("/test/state/")
+                seen[state["pid"]] = state["offline"]
+                return len(seen) == 2 and all(v is not None and v > grace for v in seen.values())
+
+            wait_for(grace_over, grace + CONVERGE, "the offline grace to be over in both workers")
+            d = lino.browser()
+            name = lino.user()
+            answer = d.sign_in(name)
+            if choice == "closed":
+                assert answer.get("success") is False, answer
+                assert "Sign-in is not possible right now. Please try again later." in str(answer), answer
+                assert d.whoami() is None
+            else:
+                assert answer.get("success") is True, answer
+                assert d.whoami() == name
+            assert lino.counts()[1] == limit + (choice == "open")
+        finally:
+            lino.headcount.start()
+        # the sessions admitted offline and the one limit refusal reach headcount; the closed
+        # refusal is not a limit refusal and is not reported
+        wait_for(lambda: lino.usage()["denied_last_24h"] == denied + 1, CONVERGE, "the refusal made offline")
+        lino.converge(f"offline grace: back online (after the grace: {choice})", CONVERGE)
+        assert lino.sessions("active")[b.ref]["user"] == b.user
+        if choice == "open":
+            assert lino.sessions("active")[d.ref]["user"] == name
+        time.sleep(1.0)  # a second session.refused would arrive within a flush interval
+        assert lino.usage()["denied_last_24h"] == denied + 1
+        lino.sign_out_all()
+        lino.converge("offline grace: signed out", CONVERGE)
+    finally:
+        lino.configure(session_limit=None)
+        lino.restart()
+
+
 def test_headcount_snapshot_command(lino):
     a, b = lino.signed_in(lino.user()), lino.signed_in(lino.user())
     lino.converge("two sign-ins before the snapshot", CONVERGE)

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.urls import path
 
-from headcount_django import config
+from headcount_django import client, config
 
 
 def state(request):
@@ -18,6 +18,8 @@ def state(request):
         "config_version": current.config_version if current else None,
         "lino_limit": users.active_sessions_limit,
         "user": None if request.user.is_anonymous else request.user.username,
+        # seconds since any worker last had an answer from headcount (the offline grace runs from it)
+        "offline": client.offline_seconds(),
     })
 
 
