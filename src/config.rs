@@ -101,6 +101,9 @@ pub struct Config {
     pub log: String,
     pub log_format: LogFormat,
     pub session_retention_days: i64,
+    /// `HEADCOUNT_SAMPLE_RETENTION_DAYS`: still read (and checked) so that existing
+    /// configurations start, but without effect since 0.2.0: samples are stored by
+    /// change and kept as long as sessions (`session_retention_days`).
     pub sample_retention_days: i64,
     pub metrics_public: bool,
     /// `headcount_sessions` by tenant as well (one series per tenant and state).

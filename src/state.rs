@@ -169,7 +169,6 @@ impl From<&AppState> for crate::jobs::retention::Retention {
             db: s.db.clone(),
             clock: s.clock.clone(),
             session_retention_days: s.config.session_retention_days,
-            sample_retention_days: s.config.sample_retention_days,
         }
     }
 }

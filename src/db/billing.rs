@@ -11,7 +11,6 @@ use super::plans::Plan;
 use super::schema::{
     denials::dsl as dn, plan_prices::dsl as pp, plans::dsl as p, sessions::dsl as x,
     site_plan_history::dsl as h, sites::dsl as s, tenants::dsl as t, usage_rollups::dsl as ur,
-    usage_samples::dsl as us,
 };
 use super::usage::HOUR_MS;
 use crate::clock::{Millis, to_rfc3339};
@@ -201,25 +200,18 @@ pub fn denials(conn: &mut DbConn, site_id: i64, from: Millis, to: Millis) -> Res
 }
 
 /// How many per-minute samples in `[from, to)` saw each active count: enough for a
-/// percentile without reading every minute. Retention deletes the oldest minutes
-/// first (after 35 days by default); for the hours before the first minute left, the
-/// hour roll-ups stand in: each such hour counts as 60 minutes at its highest active
-/// count, which can only raise the percentile.
+/// percentile without reading every minute. For the hours before the site's first
+/// covered minute in the range, the hour roll-ups earlier releases kept (when their
+/// minute samples were gone) stand in: each such hour counts as 60 minutes at its
+/// highest active count, which can only raise the percentile.
 pub fn active_histogram(
     conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
 ) -> Result<Vec<(i64, i64)>> {
-    let in_segment = us::usage_samples
-        .filter(us::site_id.eq(site_id))
-        .filter(us::minute.ge(from))
-        .filter(us::minute.lt(to));
-    let mut histogram: Vec<(i64, i64)> = in_segment
-        .group_by(us::active)
-        .select((us::active, diesel::dsl::count_star()))
-        .load(conn)?;
-    let first_minute: Option<Millis> = in_segment
-        .select(diesel::dsl::min(us::minute))
-        .first(conn)?;
-    let gap_end = first_minute.map_or(to, |m| m - m.rem_euclid(HOUR_MS));
+    let pieces = super::samples::pieces(conn, site_id, from, to)?;
+    let mut histogram = crate::domain::usage_runs::active_histogram(&pieces);
+    let gap_end = pieces
+        .first()
+        .map_or(to, |p| p.start - p.start.rem_euclid(HOUR_MS));
     let hours: Vec<(i64, i64)> = ur::usage_rollups
         .filter(ur::site_id.eq(site_id))
         .filter(ur::bucket_ms.eq(HOUR_MS))

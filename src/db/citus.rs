@@ -25,6 +25,7 @@ pub const BY_SITE: &[&str] = &[
     "outbox",
     "delivery_attempts",
     "usage_samples",
+    "usage_current",
     "usage_rollups",
     "site_plan_history",
     "scheduled_changes",
@@ -42,7 +43,21 @@ pub const REFERENCE: &[&str] = &[
     "revoked_tokens",
     "audit_log",
     "idempotency_keys",
+    "sampler_coverage",
+    "sampler_passes",
 ];
+
+/// Run on every new PostgreSQL connection; it changes nothing where the database has
+/// no Citus. On Citus, a transaction reaches each worker over one connection: a
+/// transaction that writes a reference table (the register of slugs, the audit log, a
+/// plan) and then reads a site's shard joined with reference tables would otherwise
+/// find their placements written over two connections of one node, which Citus
+/// refuses ("placements that were modified over multiple connections"). Fleet-wide
+/// reads then visit a node's shards one after another; single-site statements, the
+/// bulk of the work, are not affected. `migrate --citus` also sets it on the
+/// database, for connections that come through a pooler in transaction mode.
+pub const SESSION: &str = "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', \
+     false) FROM pg_extension WHERE extname = 'citus'";
 
 /// Whether this process works on a distributed schema: set by the start-up check
 /// (`refusal`), read where a statement has a Citus shape of its own. A process talks
@@ -247,6 +262,10 @@ pub fn distribute(c: &mut PgConnection, shards: u32) -> anyhow::Result<usize> {
         for (table, name, def) in &keys {
             c.batch_execute(&format!("ALTER TABLE {table} ADD CONSTRAINT {name} {def}"))?;
         }
+        c.batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET \
+             citus.multi_shard_modify_mode TO sequential', current_database()); END $$",
+        )?;
         Ok(missing.len())
     })
 }

@@ -2,14 +2,13 @@
 //! from the roll-ups, which outlive the minutes.
 
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 
 use super::DbConn;
-use super::usage::{DAY_MS, HOUR_MS, numbered};
+use super::usage::{DAY_MS, HOUR_MS};
 use crate::clock::Millis;
 use crate::db::Result;
-use crate::domain::history;
 use crate::domain::session::Span;
+use crate::domain::{history, usage_runs};
 
 /// What history takes of one bucket of a site's samples: an hour or day as rolled up,
 /// or minute samples as grouped by the query below (which names its columns as the
@@ -38,32 +37,38 @@ impl From<Bucket> for history::Sampled {
 
 /// Buckets of `step_ms` (a minute, an hour or a day, aligned to the epoch, so hours
 /// and days are UTC hours and days) starting in `[from, to)`, in order. Buckets
-/// without samples are absent.
+/// without samples are absent. Days come from the day roll-ups the sampler keeps;
+/// other steps from the samples themselves, except hours before the samples' coverage
+/// began, which earlier releases kept as hour roll-ups only.
 fn buckets(
     conn: &mut DbConn, site_id: i64, from: Millis, to: Millis, step_ms: i64,
 ) -> Result<Vec<Bucket>> {
-    if step_ms == HOUR_MS || step_ms == DAY_MS {
+    if step_ms == DAY_MS {
         return rollups_between(conn, site_id, step_ms, from, to);
     }
-    // The limit is the highest one in force during the bucket; grouping by the
-    // output position keeps PostgreSQL from seeing two differently bound bucket
-    // expressions.
-    let sql = "SELECT (minute / ?) * ? AS at, \
-               MAX(live) AS max_live, MAX(dangling) AS max_dangling, \
-               MAX(session_limit) AS session_limit \
-               FROM usage_samples WHERE site_id = ? AND minute >= ? AND minute < ? \
-               GROUP BY 1 ORDER BY 1";
-    let rows = crate::per_backend!(conn, |c, pg| {
-        let text = if pg { numbered(sql) } else { sql.to_owned() };
-        diesel::sql_query(text)
-            .bind::<BigInt, _>(step_ms)
-            .bind::<BigInt, _>(step_ms)
-            .bind::<BigInt, _>(site_id)
-            .bind::<BigInt, _>(from)
-            .bind::<BigInt, _>(to)
-            .load::<Bucket>(c)?
-    });
-    Ok(rows)
+    let pieces = super::samples::pieces(conn, site_id, from, to)?;
+    let mut out: Vec<Bucket> = usage_runs::buckets(&pieces, step_ms)
+        .into_iter()
+        .map(|b| Bucket {
+            at: b.at,
+            max_live: b.max_live,
+            max_dangling: b.max_dangling,
+            session_limit: b.session_limit,
+        })
+        .collect();
+    if step_ms == HOUR_MS
+        && let Some(floor) = super::samples::coverage_floor(conn)?
+    {
+        // The hour the coverage begins in, and those before it, as rolled up then.
+        let old_to = to.min(floor - floor.rem_euclid(HOUR_MS) + HOUR_MS);
+        if from < old_to {
+            let old = rollups_between(conn, site_id, HOUR_MS, from, old_to)?;
+            out.retain(|b| b.at >= old_to || !old.iter().any(|o| o.at == b.at));
+            out.extend(old);
+            out.sort_by_key(|b| b.at);
+        }
+    }
+    Ok(out)
 }
 
 /// Roll-up buckets of one site and size (`HOUR_MS` or `DAY_MS`) starting in

@@ -22,6 +22,7 @@ mod pool_wait;
 // `diesel print-schema` on the PostgreSQL migrations, unedited (`.ci/schema-check`
 // compares them). SQLite declares the same columns, its INTEGER keys reading back as
 // BigInt, so one schema serves the `MultiConnection`.
+pub mod samples;
 pub mod schedule;
 pub mod schema;
 pub mod sessions;
@@ -141,6 +142,7 @@ impl Manager {
                 if !self.prepared_statements {
                     c.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
                 }
+                c.batch_execute(citus::SESSION)?;
                 Ok(DbConn::Pg(c))
             }
             Some(Backend::Sqlite) => {

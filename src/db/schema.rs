@@ -129,6 +129,22 @@ diesel::table! {
 }
 
 diesel::table! {
+    sampler_coverage (start_minute) {
+        start_minute -> Int8,
+        end_minute -> Int8,
+    }
+}
+
+diesel::table! {
+    sampler_passes (minute) {
+        minute -> Int8,
+        holder -> Text,
+        claimed_at -> Int8,
+        done -> Bool,
+    }
+}
+
+diesel::table! {
     scheduled_changes (site_id, id) {
         id -> Int8,
         site_id -> Int8,
@@ -262,6 +278,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    usage_current (site_id) {
+        site_id -> Int8,
+        minute -> Int8,
+        active -> Int8,
+        live -> Int8,
+        dangling -> Int8,
+        session_limit -> Int8,
+    }
+}
+
+diesel::table! {
     usage_rollups (site_id, bucket_ms, at) {
         site_id -> Int8,
         bucket_ms -> Int8,
@@ -299,6 +326,7 @@ diesel::joinable!(site_plan_history -> plans (plan_id));
 diesel::joinable!(site_plan_history -> sites (site_id));
 diesel::joinable!(sites -> plans (plan_id));
 diesel::joinable!(sites -> tenants (tenant_id));
+diesel::joinable!(usage_current -> sites (site_id));
 diesel::joinable!(usage_rollups -> sites (site_id));
 diesel::joinable!(usage_samples -> sites (site_id));
 
@@ -312,6 +340,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     plan_scheduled_changes,
     plans,
     revoked_tokens,
+    sampler_coverage,
+    sampler_passes,
     scheduled_changes,
     sessions,
     settings,
@@ -321,6 +351,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     site_slugs,
     sites,
     tenants,
+    usage_current,
     usage_rollups,
     usage_samples,
 );

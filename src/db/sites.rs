@@ -112,6 +112,17 @@ pub fn get_for_agent(conn: &mut DbConn, slug: &str) -> Result<SiteFull> {
     get(conn, &Scope::Provider, slug)
 }
 
+/// The ids of up to `limit` sites after `after`, in order: how fleet-wide jobs walk
+/// the sites in bounded batches.
+pub fn ids_after(conn: &mut DbConn, after: i64, limit: i64) -> Result<Vec<i64>> {
+    Ok(s::sites
+        .filter(s::id.gt(after))
+        .order(s::id)
+        .limit(limit)
+        .select(s::id)
+        .load(conn)?)
+}
+
 pub fn get_by_id(conn: &mut DbConn, id: i64) -> Result<SiteFull> {
     load_full(conn, SiteFilter::Id(id))?
         .pop()

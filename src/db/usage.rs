@@ -4,7 +4,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable};
 
 use super::DbConn;
-use super::schema::{denials::dsl as dn, usage_samples::dsl as us};
+use super::schema::denials::dsl as dn;
 use crate::clock::Millis;
 use crate::db::Result;
 
@@ -201,126 +201,12 @@ pub fn denial_times(
         .load(conn)?)
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = super::schema::usage_samples)]
-pub struct Sample {
-    pub site_id: i64,
-    pub minute: Millis,
-    pub active: i64,
-    pub live: i64,
-    pub dangling: i64,
-    pub denied: i64,
-    pub session_limit: i64,
-}
-
-/// Writes samples; a sample that exists for the (site, minute) keeps the larger
-/// values, so several processes sampling the same minute agree.
-pub fn write_samples(conn: &mut DbConn, samples: &[Sample]) -> Result<()> {
-    use diesel::dsl::case_when;
-    use diesel::upsert::excluded;
-    for s in samples {
-        crate::per_backend!(&mut *conn, |c| diesel::insert_into(us::usage_samples)
-            .values(s)
-            .on_conflict((us::site_id, us::minute))
-            .do_update()
-            .set((
-                us::active.eq(
-                    case_when(excluded(us::active).gt(us::active), excluded(us::active))
-                        .otherwise(us::active)
-                ),
-                us::live.eq(
-                    case_when(excluded(us::live).gt(us::live), excluded(us::live))
-                        .otherwise(us::live)
-                ),
-                us::dangling.eq(case_when(
-                    excluded(us::dangling).gt(us::dangling),
-                    excluded(us::dangling),
-                )
-                .otherwise(us::dangling)),
-                us::denied.eq(
-                    case_when(excluded(us::denied).gt(us::denied), excluded(us::denied))
-                        .otherwise(us::denied)
-                ),
-            ))
-            .execute(c)?);
-    }
-    Ok(())
-}
-
-pub fn samples_between(
-    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis,
-) -> Result<Vec<Sample>> {
-    Ok(us::usage_samples
-        .filter(us::site_id.eq(site_id))
-        .filter(us::minute.ge(from))
-        .filter(us::minute.lt(to))
-        .order(us::minute)
-        .select(Sample::as_select())
-        .load(conn)?)
-}
-
-pub fn delete_samples_before(conn: &mut DbConn, before: Millis) -> Result<usize> {
-    Ok(diesel::delete(us::usage_samples.filter(us::minute.lt(before))).execute(conn)?)
-}
-
 pub fn delete_denials_before(conn: &mut DbConn, before: Millis) -> Result<usize> {
     Ok(diesel::delete(dn::denials.filter(dn::at.lt(before))).execute(conn)?)
 }
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
-
-/// Keeps the larger of the stored and the new value of a roll-up column, so that
-/// several processes rolling up the same bucket, each from what it could see, agree.
-const KEEP_LARGER: &str = "ON CONFLICT (site_id, bucket_ms, at) DO UPDATE SET \
-    max_active = CASE WHEN excluded.max_active > usage_rollups.max_active \
-        THEN excluded.max_active ELSE usage_rollups.max_active END, \
-    max_live = CASE WHEN excluded.max_live > usage_rollups.max_live \
-        THEN excluded.max_live ELSE usage_rollups.max_live END, \
-    max_dangling = CASE WHEN excluded.max_dangling > usage_rollups.max_dangling \
-        THEN excluded.max_dangling ELSE usage_rollups.max_dangling END, \
-    denied = CASE WHEN excluded.denied > usage_rollups.denied \
-        THEN excluded.denied ELSE usage_rollups.denied END, \
-    session_limit = CASE WHEN excluded.session_limit > usage_rollups.session_limit \
-        THEN excluded.session_limit ELSE usage_rollups.session_limit END";
-
-/// Recomputes the hour roll-ups of every site for the hours starting in
-/// `[from, to)` from the minute samples, then the day roll-ups of the days starting
-/// in `[from, to)` (widened to whole days) from the hour roll-ups. Every value only
-/// grows as minutes are added, so recomputing a bucket is idempotent and safe to run
-/// from several processes.
-pub fn roll_up(conn: &mut DbConn, from: Millis, to: Millis) -> Result<()> {
-    let hours = (from - from.rem_euclid(HOUR_MS), to);
-    let days = (from - from.rem_euclid(DAY_MS), to);
-    // Grouped by output position: PostgreSQL would not see two separately bound
-    // bucket expressions as the same. SQLite needs the WHERE clause to parse an
-    // upsert after a SELECT.
-    let hourly = format!(
-        "INSERT INTO usage_rollups (site_id, bucket_ms, at, max_active, max_live, \
-         max_dangling, denied, session_limit) \
-         SELECT site_id, {HOUR_MS}, (minute / {HOUR_MS}) * {HOUR_MS}, MAX(active), MAX(live), \
-         MAX(dangling), CAST(SUM(denied) AS BIGINT), MAX(session_limit) \
-         FROM usage_samples WHERE minute >= ? AND minute < ? GROUP BY 1, 3 {KEEP_LARGER}"
-    );
-    let daily = format!(
-        "INSERT INTO usage_rollups (site_id, bucket_ms, at, max_active, max_live, \
-         max_dangling, denied, session_limit) \
-         SELECT site_id, {DAY_MS}, (at / {DAY_MS}) * {DAY_MS}, MAX(max_active), MAX(max_live), \
-         MAX(max_dangling), CAST(SUM(denied) AS BIGINT), MAX(session_limit) \
-         FROM usage_rollups WHERE bucket_ms = {HOUR_MS} AND at >= ? AND at < ? \
-         GROUP BY 1, 3 {KEEP_LARGER}"
-    );
-    for (sql, (start, end)) in [(hourly, hours), (daily, days)] {
-        crate::per_backend!(&mut *conn, |c, pg| {
-            let text = if pg { numbered(&sql) } else { sql };
-            diesel::sql_query(text)
-                .bind::<BigInt, _>(start)
-                .bind::<BigInt, _>(end)
-                .execute(c)?
-        });
-    }
-    Ok(())
-}
 
 /// Deletes the hours and days that ended at or before `before`; a day still partly
 /// inside the window stays.

@@ -57,6 +57,7 @@ pub mod schedule;
 pub mod scope;
 pub mod session;
 pub mod targets;
+pub mod usage_runs;
 
 /// Reads a field that may be absent (`None`), `null` (`Some(None)`) or a value: how a
 /// change tells "leave it" from "clear it". Used with `#[serde(default)]`.

@@ -1,12 +1,12 @@
 //! Retention: ends sessions long past their expiry, and deletes ended sessions,
-//! samples, roll-ups and denials older than their windows (and idempotency answers
+//! samples, roll-ups and denials older than the retention window (and idempotency answers
 //! older than 24 h), in small batches so that no
 //! statement holds locks for long.
 
 use tokio::sync::watch;
 
 use crate::clock::SharedClock;
-use crate::db::{Db, Result, sessions, usage};
+use crate::db::{Db, Result, samples, sessions, usage};
 
 const DAY_MS: i64 = 86_400_000;
 /// Sessions past expiry stay visible as `expired` this long before being ended.
@@ -18,8 +18,8 @@ const BATCH: i64 = 1000;
 pub struct Retention {
     pub db: Db,
     pub clock: SharedClock,
+    /// Sessions, denials, usage samples (stored by change) and day roll-ups.
     pub session_retention_days: i64,
-    pub sample_retention_days: i64,
 }
 
 pub async fn run(retention: Retention, mut stop: watch::Receiver<bool>) {
@@ -34,17 +34,38 @@ pub async fn run(retention: Retention, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Samples superseded before the cutoff, a batch of sites per statement, so that no
+/// statement runs long or holds many rows; then the coverage before the cutoff.
+async fn delete_samples(db: &Db, cutoff: i64, now: i64) -> Result<usize> {
+    let mut total = 0;
+    let mut after = 0;
+    loop {
+        let (n, last) = db
+            .run(move |c| {
+                let ids = crate::db::sites::ids_after(c, after, BATCH)?;
+                let n = samples::delete_superseded(c, &ids, cutoff)?;
+                Ok::<_, crate::db::Error>((n, ids.last().copied()))
+            })
+            .await?;
+        total += n;
+        match last {
+            Some(id) => after = id,
+            None => break,
+        }
+    }
+    total += db.run(move |c| samples::trim(c, cutoff, now)).await?;
+    Ok(total)
+}
+
 /// One sweep; returns how many rows it changed.
 pub async fn sweep(retention: impl Into<Retention>) -> Result<usize> {
     let Retention {
         db,
         clock,
         session_retention_days,
-        sample_retention_days,
     } = retention.into();
     let now = clock.now_ms();
     let session_cutoff = now - session_retention_days * DAY_MS;
-    let sample_cutoff = now - sample_retention_days * DAY_MS;
     let mut total = 0;
     // Bounded loops: a huge backlog is worked off over several sweeps.
     for _ in 0..100 {
@@ -60,11 +81,11 @@ pub async fn sweep(retention: impl Into<Retention>) -> Result<usize> {
             break;
         }
     }
+    total += delete_samples(&db, session_cutoff, now).await?;
     total += db
         .run(move |c| {
             Ok::<_, crate::db::Error>(
-                usage::delete_samples_before(c, sample_cutoff)?
-                    + usage::delete_denials_before(c, session_cutoff)?
+                usage::delete_denials_before(c, session_cutoff)?
                     + usage::delete_rollups_before(c, session_cutoff)?
                     + crate::db::idempotency::purge(c, now)?,
             )

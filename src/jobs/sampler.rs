@@ -1,17 +1,17 @@
-//! The usage sampler: one row per site and minute with active, live, dangling and
-//! denied counts, rolled up into hours and days as it goes. Writes are idempotent per
-//! (site, minute) and per roll-up bucket, so several processes may sample the same
-//! minute.
+//! The usage sampler: one pass a minute over the fleet, taken by one process however
+//! many run (the first to claim the minute; a claim left unfinished is taken over).
+//! It writes a site's active, live, dangling and denied counts only when they changed
+//! or the minute had refusals (`domain::usage_runs`), keeps each site's day maxima,
+//! and checks the limit forecasts.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel::Connection as _;
 use tokio::sync::watch;
 
 use crate::clock::SharedClock;
-use crate::db::{Db, Result, sites, usage};
+use crate::db::{Db, Result, samples, sites, usage};
 use crate::domain::scope::Scope;
 use crate::metrics::{Fleet, Metrics};
 
@@ -26,25 +26,43 @@ pub struct Sampler {
     pub metrics: Arc<Metrics>,
 }
 
+/// Samples every interval, the first time one interval after start: a process that
+/// starts beside running ones finds the current minute's pass taken anyway.
 pub async fn run(sampler: Sampler, mut stop: watch::Receiver<bool>) {
     let every = sampler.every;
     loop {
-        if let Err(e) = sample(sampler.clone()).await {
-            tracing::warn!(error = %e, "usage sampler failed; trying again next interval");
-        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
+        if let Err(e) = sample(sampler.clone()).await {
+            tracing::warn!(error = %e, "usage sampler failed; trying again next interval");
+        }
     }
 }
 
-/// Takes one sample of every site at the clock's current minute.
+/// A claim of a pass not finished in this long is taken over by another process.
+const STALE_MS: i64 = 30_000;
+
+/// This process, as the holder of the passes it claims.
+fn holder() -> &'static str {
+    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOLDER.get_or_init(|| format!("{}-{}", std::process::id(), uuid::Uuid::now_v7().simple()))
+}
+
+/// Takes the pass of the clock's current minute, unless another process has it: the
+/// number of sites whose row it wrote (0 when the pass was another's).
 pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
     let s = sampler.into();
     let now = s.clock.now_ms();
     let minute = now - now.rem_euclid(60_000);
     let provider = s.provider_alerts;
+    let claimed =
+        s.db.run(move |c| samples::claim_pass(c, minute, holder(), now, STALE_MS))
+            .await?;
+    if !claimed {
+        return Ok(0);
+    }
     let (n, fleet) =
         s.db.run(move |c| {
             let mut all = Vec::new();
@@ -70,11 +88,11 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
             for chunk in ids.chunks(500) {
                 denied.extend(usage::denials_between(c, chunk, minute, minute + 60_000)?);
             }
-            let samples: Vec<usage::Sample> = all
+            let taken: Vec<samples::Sample> = all
                 .iter()
                 .map(|f| {
                     let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or((0, 0));
-                    usage::Sample {
+                    samples::Sample {
                         site_id: f.site.id,
                         minute,
                         active,
@@ -85,15 +103,10 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
                     }
                 })
                 .collect();
-            let fleet = fleet_of(&all, &samples);
-            // The hour before is rolled up again too: another process may have
-            // written its last minutes after this one last rolled it up.
-            c.transaction(|c| {
-                usage::write_samples(c, &samples)?;
-                usage::roll_up(c, minute - usage::HOUR_MS, minute + 60_000)
-            })?;
+            let fleet = fleet_of(&all, &taken);
+            let written = samples::write_pass(c, minute, &taken)?;
             crate::db::forecast::check(c, &all, now, provider)?;
-            Ok((samples.len(), fleet))
+            Ok((written, fleet))
         })
         .await?;
     s.metrics.sampled(fleet, s.clock.now_ms());
@@ -101,7 +114,7 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
 }
 
 /// The fleet's totals for `/metrics`, from the samples just taken.
-fn fleet_of(sites: &[sites::SiteFull], samples: &[usage::Sample]) -> Fleet {
+fn fleet_of(sites: &[sites::SiteFull], samples: &[samples::Sample]) -> Fleet {
     let mut fleet = Fleet::default();
     for (f, s) in sites.iter().zip(samples) {
         fleet.active += s.active;

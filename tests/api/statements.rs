@@ -111,6 +111,11 @@ const FLEET_WIDE: &[(&str, &str)] = &[
     // `/v1/deliveries/{id}` names a push by its id alone: the one read that finds
     // the push's site (every later statement of the request names it).
     ("outbox", "where ( outbox.id = "),
+    // The sampler's pass compares every site's figures with its latest ones.
+    (
+        "usage_current",
+        "usage_current.session_limit from usage_current",
+    ),
     // The sampler's forecast: every site's daily peaks.
     ("usage_rollups", "order by usage_rollups.site_id"),
     // Retention: expired sessions ended and old ones deleted, in batches by id.
