@@ -10,7 +10,10 @@ Two numbers, with a warning when either calls for one:
 Django: ``NoticeMiddleware`` adds it to the messages of the admin's pages for
 users with the ``admin`` role (a banner at the top of each page). Lino: it
 comes with the answer to a site administrator's sign-in (an alert).
-The numbers are computed at most once a minute per process.
+Each warning ends with where to look: Lino's table of user sessions (in a Lino
+site) and the site's page in headcount's dashboard (``STATUS_URL``).
+The numbers are computed at most once a minute per process for Django's admin
+pages, and afresh for each sign-in of a Lino site administrator.
 """
 
 from __future__ import annotations
@@ -93,7 +96,9 @@ def refused_last_24h() -> int:
     return total
 
 
-def status(fresh: bool = False) -> Status:
+def status(fresh: bool = False, own_key: str | None = None) -> Status:
+    """The numbers; ``own_key``: the session of a sign-in in progress, counted whether or not
+    its row has been saved yet (Lino saves it when the sign-in's answer is sent)."""
     global _cached
     taken, site, cached = _cached
     if not fresh and cached is not None and site == conf.get().site and time.monotonic() - taken < STATUS_EVERY:
@@ -103,17 +108,44 @@ def status(fresh: bool = False) -> Status:
     config = current()
     counted = limit = None
     if config is not None:
-        counted = count_sessions(config, None).counted
+        counted = count_sessions(config, own_key).counted + (1 if own_key else 0)
         limit = config.session_limit
     result = Status(counted, limit, refused_last_24h())
     _cached = (time.monotonic(), conf.get().site, result)
     return result
 
 
-def warning_for(user) -> str | None:
-    """The warning for this user when they administer the site, else None."""
+def where_to_look() -> str:
+    """The sentence that tells administrators where the details are (empty: nowhere known)."""
+    from .enforcement import _is_lino
+
+    places = []
+    if _is_lino():
+        # Lino's own table of the site's sessions (lino.modlib.users.Sessions, site administrators only)
+        places.append(gettext("the signed-in sessions in the menu Site → User sessions"))
+    url = conf.get().status_url
+    if url:
+        places.append(gettext("the sessions and refused sign-ins on the site's page in headcount, %(url)s") % {"url": url})
+    if not places:
+        return ""
+    return gettext("Where to look: %(places)s.") % {"places": "; ".join(places)}
+
+
+def warning_for(user, fresh: bool = False, own_key: str | None = None) -> str | None:
+    """The warning for this user when they administer the site, else None (``fresh``: numbers of
+    now; ``own_key``: the session this user has just signed in with, see ``status``)."""
     from .enforcement import roles_of
 
-    if user is None or not getattr(user, "is_authenticated", False) or "admin" not in roles_of(user):
+    if user is None or not getattr(user, "is_authenticated", False):
         return None
-    return status().warning()
+    roles = roles_of(user)
+    if "admin" not in roles:
+        return None
+    config = current()
+    if own_key and config is not None and set(roles) & set(config.exempt_roles or ()):
+        own_key = None  # an exempt account's session takes no place
+    text = status(fresh=fresh, own_key=own_key).warning()
+    if not text:
+        return None
+    where = where_to_look()
+    return f"{text} {where}" if where else text

@@ -63,6 +63,7 @@ DEFAULTS: dict[str, Any] = {
     "REPORT_IP": True,
     "IP_META_KEY": "REMOTE_ADDR",
     "REPORT_USER_AGENT": True,
+    "STATUS_URL": None,
 }
 
 
@@ -102,6 +103,7 @@ class AgentSettings:
     report_ip: bool
     ip_meta_key: str
     report_user_agent: bool
+    status_url: str = ""
 
     def session_ref(self, session_key: str) -> str:
         """The id headcount knows a session by: a keyed hash, never the key itself."""
@@ -344,6 +346,19 @@ def _url(raw: dict[str, Any]) -> str:
     return value.rstrip("/")
 
 
+def _status_url(raw: dict[str, Any], url: str, site: str) -> str:
+    """Where the site's administrators look at its sessions and refusals: headcount's page
+    of the site unless set; "" for nowhere."""
+    value = raw["STATUS_URL"]
+    if value is None:
+        return f"{url}/ui/#/sites/{site}"
+    if not isinstance(value, str):
+        raise _fail("STATUS_URL", "must be a URL or an empty string")
+    if value and (urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).netloc):
+        raise _fail("STATUS_URL", f"must be an http:// or https:// URL (or empty), got {value!r}")
+    return value
+
+
 def load(raw: Any) -> AgentSettings:
     if raw is None:
         raise ImproperlyConfigured(
@@ -418,4 +433,5 @@ def load(raw: Any) -> AgentSettings:
         report_ip=merged["REPORT_IP"],
         ip_meta_key=_text(merged, "IP_META_KEY"),
         report_user_agent=merged["REPORT_USER_AGENT"],
+        status_url=_status_url(merged, _url(merged), site),
     )

@@ -5,6 +5,8 @@ it escapes, so a link cannot travel in the warning's text. ``install()`` wraps
 ``SignIn.run_from_ui`` once: a refusal that carries an offer is answered with the
 message, the offer's link (HTML, which Lino's React front end shows as such) and
 ``eval_js`` that opens the offer page. Any other refusal stays Lino's own handling.
+Why the user's previous session ended (``notices``) comes first in the answer to the
+sign-in, admitted or refused.
 Without the wrapper (another Lino version) the warning's text still ends with the
 offer's sentence and its URL.
 """
@@ -47,10 +49,16 @@ def install() -> bool:
                 ar.set_response(message=" ".join([*told, str(said)] if said else told), alert=True)
             return result
         except SessionLimitWarning as refusal:
-            if refusal.offer is None:
-                raise
+            # a user whose session was replaced or killed may be refused now: told both at once
+            said = [escape(notice)] if notice else []
+            said.append(escape(refusal.message))
             offer = refusal.offer
-            ar.error(None, message=f"{escape(refusal.message)} {offer.html()}", alert=True)
+            if offer is None:
+                if not notice:
+                    raise
+                ar.error(None, message=" ".join(said), alert=True)  # as Lino answers a Warning
+                return None
+            ar.error(None, message=" ".join([*said, offer.html()]), alert=True)
             ar.set_response(eval_js=f"window.location.assign({json.dumps(offer.url)});")
             return None
 
@@ -60,7 +68,9 @@ def install() -> bool:
             from .adminstatus import warning_for
 
             user = getattr(ar.request, "user", None)
-            return warning_for(user) if ar.response.get("success") else None
+            if not ar.response.get("success"):
+                return None
+            return warning_for(user, fresh=True, own_key=ar.request.session.session_key)
         except Exception:
             log.exception("headcount: could not build the administrators' warning")
             return None
