@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 SECRET_KEY = "lino-test-secret-key-for-headcount-agent-tests"
 HASH_KEY = "lino-test-session-hash-key"
 PASSWORD = "lino-test-password"
-USERS = [f"user{n:02d}" for n in range(1, 61)]
+USERS = [f"user{n:03d}" for n in range(1, 121)]
 # a Lino site administrator (UserTypes.admin, role SiteAdmin): the agent sends roles ["admin"]
 ADMIN = "siteadmin"
 # the plan's idle timeout (headcount's minimum): a session untouched this long is dangling
@@ -56,6 +56,7 @@ class Browser:
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
         self.user: str | None = None
+        self.last_user: str | None = None
         self.last_key: str | None = None
 
     def cookie(self, name: str) -> str | None:
@@ -91,9 +92,20 @@ class Browser:
             assert status == 200
         answer = self.json("/api/about/About", [("an", "sign_in"), ("fv", user), ("fv", password)])
         if answer.get("success"):
-            self.user = user
+            self.user = self.last_user = user
             self.last_key = self.key
         return answer
+
+    def social_sign_in(self, user: str) -> int:
+        """python-social-auth's username backend (``/oauth/complete/username/``), redirects followed."""
+        if not self.cookie("csrftoken"):
+            assert self.request("/")[0] == 200
+        status, body = self.request("/oauth/complete/username/", [("username", user)])
+        assert status == 200, (status, body[:500])
+        if status == 200 and self.whoami() == user:
+            self.user = self.last_user = user
+            self.last_key = self.key
+        return status
 
     def trust_device(self, user: str) -> dict:
         """Lino's two-factor step: enter the code it sent (read from the site's database)."""
@@ -142,9 +154,10 @@ class Browser:
 
 
 class LinoSite:
-    def __init__(self, headcount, use_tz: bool, time_zone: str, two_factor: bool = False):
+    def __init__(self, headcount, use_tz: bool, time_zone: str, two_factor: bool = False, social: bool = False):
         self.headcount = headcount
         self.two_factor = two_factor
+        self.social = social
         self.use_tz = use_tz
         self.time_zone = time_zone
         self.tz = dt.timezone.utc if use_tz else ZoneInfo(time_zone)
@@ -197,6 +210,7 @@ class LinoSite:
             HEADCOUNT_LINO_SECRET_KEY=SECRET_KEY,
             HEADCOUNT_LINO_COOKIE_AGE=str(self.cookie_age or ""),
             HEADCOUNT_LINO_TWO_FACTOR="1" if self.two_factor else "0",
+            HEADCOUNT_LINO_SOCIAL="1" if self.social else "0",
         )
         return env
 
@@ -330,6 +344,15 @@ class LinoSite:
                 decoded = {}
             result.append({"key": key, "user": decoded.get("_auth_user_id"), "expire_date": expire_date, "data": decoded})
         return result
+
+    def cache_entries(self) -> dict[str, object]:
+        """The shared database cache's entries (key: value), decoded as Django stores them."""
+        import base64
+        import pickle
+
+        with sqlite3.connect(self.db_path, timeout=30) as db:
+            raw = db.execute("SELECT cache_key, value FROM headcount_cache").fetchall()
+        return {key: pickle.loads(base64.b64decode(value)) for key, value in raw}
 
     def counts(self) -> tuple[int, int]:
         """(Lino's own count: every unexpired row, signed-in unexpired rows)."""

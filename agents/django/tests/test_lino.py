@@ -10,12 +10,15 @@ RETRY_MAX_DELAY 1 s, the start-up snapshot 5 s after a worker's first request).
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import math
 import re
 import threading
 import time
 import traceback
+import urllib.request
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -59,6 +62,18 @@ def expiry_matches(lino: LinoSite, browser) -> None:
     assert abs(parse(theirs["expires_at"]) - row["expire_date"]) < dt.timedelta(seconds=2), (theirs, row)
 
 
+def told_when(lino: LinoSite, message: str, why: str, ended_at: str) -> None:
+    """The alert says why the session ended and when: headcount's end time in the site's time zone."""
+    match = re.search(r"You were signed out at (.+?)(?: by |: | because )", message)
+    assert match and why in message, (why, message)
+    local = parse(ended_at).astimezone(ZoneInfo(lino.time_zone))
+    said = match.group(1)
+    # Django's default DATETIME_FORMAT ("N j, Y, P"): the day, the year and the hour are in it
+    assert str(local.year) in said and f" {local.day}," in said, (said, local)
+    hour = local.hour % 12 or 12
+    assert re.search(rf"\b{hour}(:\d\d)? ?[ap]\.m\.|\b(noon|midnight)\b", said), (said, local)
+
+
 def test_sign_in_activity_sign_out(lino):
     a, b = lino.signed_in(lino.user()), lino.signed_in(lino.user())
     lino.converge("two sign-ins", CONVERGE)
@@ -86,14 +101,18 @@ def test_kill_pushed_from_headcount(lino):
     key, ref = c.key, c.ref
     lino.headcount.api("DELETE", f"/v1/sites/{lino.slug}/sessions/{ref}")
     wait_for(lambda: all(r["key"] != key for r in lino.rows()), CONVERGE, "the pushed kill to delete the row")
-    assert c.whoami() is None
     lino.converge("a kill pushed from headcount", CONVERGE)
     assert lino.sessions()[ref]["end_reason"] == "killed"
+    # the note of why it ended is kept under headcount's id of the session, never its raw key
+    cached = lino.cache_entries()
+    assert any(k.endswith(f":ended:{ref}") for k in cached), sorted(cached)
+    assert not any(key in k or key in repr(v) for k, v in cached.items()), "the raw session key is kept"
+    assert c.whoami() is None
     # signing in again, the user is told (an alert in Lino's front end) when and why the session ended
     name = c.user
     answer = c.sign_in(name)
     assert answer.get("success") is True and answer.get("alert"), answer
-    assert re.search(r"You were signed out at .+ by an administrator\.", answer.get("message", "")), answer
+    told_when(lino, answer.get("message", ""), "by an administrator.", lino.sessions()[ref]["ended_at"])
     assert c.sign_in(name).get("alert") is None  # told once
     c.sign_out()
     lino.converge("told why, signed in again and out", CONVERGE)
@@ -259,6 +278,11 @@ def test_reserved_place_and_self_service_in_central_mode(lino):
         assert old.whoami() is None
         ended = lino.sessions()[old_ref]
         assert ended["state"] == "ended" and ended["end_reason"] == "replaced", ended
+        # the other device signs in again: told why its session ended, and refused (the place is taken)
+        again = old.sign_in(name)
+        assert again.get("success") is False and again.get("alert"), again
+        told_when(lino, again["message"], "because you signed in elsewhere.", ended["ended_at"])
+        assert "You have 1 other session" in again["message"], again
         assert lino.sessions("active")[new.ref]["user"] == name
         old.user = None
         lino.converge("central: self-service replaced the other session", CONVERGE)
@@ -377,6 +401,63 @@ def test_offline_grace_in_central_mode(lino):
         lino.restart()
 
 
+def test_administrators_warned_at_80_percent_and_after_refusals(lino):
+    """Local mode: a site administrator's sign-in comes with the numbers (from 80 % of the limit, and
+    the refusals of the last 24 hours) and where to look; ordinary users are not warned."""
+    limit = 10
+    lino.sign_out_all()
+    lino.configure(session_limit=limit)
+    try:
+        _, signed_in = lino.counts()  # the module's idle session
+        users = [lino.signed_in(lino.user()) for _ in range(limit - 4 - signed_in)]
+        lino.converge("administrators: 6 of 10 in use", CONVERGE)
+
+        def admin_signs_in() -> tuple[Browser, str]:
+            admin = lino.browser()
+            answer = admin.sign_in(ADMIN)
+            assert answer.get("success") is True, answer
+            return admin, html.unescape(answer.get("message") or "")
+
+        denied = lino.usage()["denied_last_24h"]
+        refusals = rf"\b{denied} sign-ins? (was|were) refused by the sessions limit in the last 24 hours\."
+        admin, said = admin_signs_in()  # 7 of 10: no share given
+        assert "user sessions are in use" not in said, said
+        assert (re.search(refusals, said) is not None) == (denied > 0), (denied, said)
+        lino.converge("administrators: an admin signed in at 70 %", CONVERGE)
+        admin.sign_out()
+        users.append(lino.signed_in(lino.user()))
+        admin, said = admin_signs_in()  # 8 of 10
+        assert "8 of 10 user sessions are in use (80 %)." in said, said
+        lino.converge("administrators: an admin signed in at 80 %", CONVERGE)
+
+        # the site fills up, one more sign-in is refused
+        users += [lino.signed_in(lino.user()) for _ in range(limit - lino.counts()[1])]
+        refused = lino.browser()
+        answer = refused.sign_in(lino.user())
+        assert answer.get("success") is False, answer
+        assert "user sessions are in use" not in str(answer), answer  # ordinary users are not warned
+        wait_for(lambda: lino.usage()["denied_last_24h"] == denied + 1, CONVERGE, "the refusal in denied_last_24h")
+        lino.converge("administrators: full, one refused", CONVERGE)
+        admin.sign_out()
+        admin, said = admin_signs_in()  # 10 of 10 again, with the refusal
+        assert "10 of 10 user sessions are in use (100 %)." in said, said
+        assert re.search(rf"\b{denied + 1} sign-ins? (was|were) refused by the sessions limit in the last 24 hours\.", said), said
+        # where to look: Lino's table of user sessions and the site's page in headcount's dashboard
+        page = f"{lino.headcount.url}/ui/#/sites/{lino.slug}"
+        assert "Where to look: the signed-in sessions in the menu Site → User sessions" in said, said
+        assert f"the sessions and refused sign-ins on the site's page in headcount, {page}." in said, said
+        listed = admin.json("/api/users/Sessions?fmt=json")
+        # the table lists the site's sessions, the signed-in ones among them
+        assert listed.get("count", 0) >= limit and ADMIN in str(listed.get("rows")), str(listed)[:1500]
+        with urllib.request.urlopen(page.split("#")[0], timeout=10) as resp:
+            assert resp.status == 200 and "text/html" in resp.headers["Content-Type"]
+        lino.converge("administrators: the admin warned at 100 % with the refusal", CONVERGE)
+    finally:
+        lino.sign_out_all()
+        lino.configure(session_limit=None)
+    lino.converge("administrators: signed out", CONVERGE)
+
+
 def test_headcount_snapshot_command(lino):
     a, b = lino.signed_in(lino.user()), lino.signed_in(lino.user())
     lino.converge("two sign-ins before the snapshot", CONVERGE)
@@ -490,6 +571,16 @@ def test_local_refusal_in_each_count_mode_and_over_limit_rule(lino):
         assert lino.usage()["denied_last_24h"] == denied
     lino.sign_out_all()
     lino.configure(session_limit=None, count_mode=None, over_limit=None)
+    # the evicted session's browser signs in again: told why and when its session ended, once
+    ended = lino.sessions()[idle_one.ref]
+    assert ended["end_reason"] == "evicted", ended
+    answer = idle_one.sign_in(lino.user())
+    assert answer.get("success") is True and answer.get("alert"), answer
+    told_when(lino, answer["message"], "your session had been unused for a long time and its place was needed.", ended["ended_at"])
+    idle_one.sign_out()
+    assert idle_one.sign_in(idle_one.last_user).get("alert") is None  # told once
+    idle_one.sign_out()
+    lino.converge("the evicted session's browser told why, signed in and out", CONVERGE)
 
 
 def test_sigterm_flushes_the_queue(lino):
@@ -580,4 +671,46 @@ def test_two_factor_sign_in_takes_the_place_when_the_session_is_created(headcoun
         b.sign_out()
         site.converge("two-factor: signed out", CONVERGE)
     finally:
+        site.cleanup()
+
+
+@pytest.mark.parametrize("mode", ["local", "central"])
+def test_social_sign_in_goes_through_the_limit(headcount, mode):
+    """Lino's third-party sign-in (python-social-auth's username backend, no provider needed): admitted
+    under the limit, refused at it (the user told why at the next sign-in), counted once."""
+    site = LinoSite(headcount, mode == "central", "America/New_York" if mode == "central" else "Europe/Brussels", social=True)
+    try:
+        site.prepare()
+        site.start(MODE=mode)
+        site.configure(session_limit=1)
+        a = site.signed_in(site.user())  # a password sign-in takes the one place
+        site.converge(f"social, {mode}: a password sign-in fills the limit", CONVERGE)
+        denied = site.usage()["denied_last_24h"]
+
+        name = site.user()
+        b = site.browser()
+        status = b.social_sign_in(name)
+        assert status == 200, status
+        assert b.whoami() is None and site.counts()[1] == 1
+        wait_for(lambda: site.usage()["denied_last_24h"] == denied + 1, CONVERGE, "the social refusal in denied_last_24h")
+        site.converge(f"social, {mode}: refused at the limit", CONVERGE)
+        # told why with the answer to the next sign-in (refused again: a is still signed in)
+        answer = b.sign_in(name)
+        assert answer.get("success") is False, answer
+        assert str(answer["message"]).count("There are more than 1 active user sessions.") == 2, answer
+
+        a.sign_out()
+        site.converge(f"social, {mode}: the place is free", CONVERGE)
+        assert b.social_sign_in(name) == 200
+        assert b.whoami() == name  # the next request finds the user (Lino's lookup through social-auth)
+        site.converge(f"social, {mode}: admitted, counted once", CONVERGE)
+        active = site.sessions("active")
+        assert list(active) == [b.ref] and active[b.ref]["user"] == name, active
+        assert site.usage()["active"] == 1
+        assert site.usage()["denied_last_24h"] == denied + 2  # the social refusal and the password retry
+        b.sign_out()
+        site.converge(f"social, {mode}: signed out", CONVERGE)
+    finally:
+        if site.process is not None and site.process.poll() is not None:
+            print(site.log_tail())
         site.cleanup()

@@ -11,6 +11,9 @@ import os
 from lino.projects.std.settings import *  # noqa: F401,F403
 
 
+SOCIAL = os.environ.get("HEADCOUNT_LINO_SOCIAL") == "1"
+
+
 class Site(Site):  # noqa: F405
     title = "headcount agent test site"
     default_ui = "lino_react.react"
@@ -21,12 +24,22 @@ class Site(Site):  # noqa: F405
     def get_installed_plugins(self):
         yield from super().get_installed_plugins()
         yield "headcount_django"
+        if SOCIAL:
+            # social-auth-app-django imports django.contrib.auth's models (and they contenttypes')
+            yield "django.contrib.contenttypes"
+            yield "django.contrib.auth"
 
     def get_plugin_configs(self):
         yield from super().get_plugin_configs()
         if os.environ.get("HEADCOUNT_LINO_TWO_FACTOR") == "1":
             # Lino's own two-factor sign-in: a code by email for a device not trusted yet
             yield ("users", "enable_two_factor_auth", True)
+        if SOCIAL:
+            yield ("users", "third_party_authentication", True)
+
+    if os.environ.get("HEADCOUNT_LINO_SOCIAL") == "1":
+        # Lino's social sign-in (python-social-auth) with its provider-less username backend
+        social_auth_backends = ["social_core.backends.username.UsernameAuth"]
 
 
 SITE = Site(globals())
@@ -59,3 +72,18 @@ EMAIL_BACKEND = "django.core.mail.backends.dummy.EmailBackend"
 
 HEADCOUNT = json.loads(os.environ.get("HEADCOUNT_LINO_SETTINGS") or "{}") or {"ENABLED": False}
 HEADCOUNT.setdefault("CACHE", "headcount")
+
+if SOCIAL:
+    # Lino's user model has is_active as a property, not a field: social-auth's user lookup
+    # (it filters on is_active=True by default) filters on nothing; is_active is still checked
+    SOCIAL_AUTH_ACTIVE_USERS_FILTER = {}
+    SOCIAL_AUTH_LOGIN_REDIRECT_URL = "/test/state/"
+    SOCIAL_AUTH_USERNAME_FORM_URL = "/"
+    SOCIAL_AUTH_PIPELINE = (
+        "social_core.pipeline.social_auth.social_details",
+        "social_core.pipeline.social_auth.social_uid",
+        "social_core.pipeline.social_auth.auth_allowed",
+        "social_core.pipeline.social_auth.social_user",
+        "lino_site.social.existing_user",
+        "social_core.pipeline.social_auth.associate_user",
+    )
