@@ -31,3 +31,4 @@ mod statements;
 mod targets;
 mod ui;
 mod upgrade;
+mod usage_storage;
