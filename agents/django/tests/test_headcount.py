@@ -939,7 +939,9 @@ def test_admin_banner_at_80_percent_and_after_refusals(settings):
         assert login(Client(), name)[0] == 200
     page = root.get("/admin/").content.decode()
     assert "4 of 5 user sessions are in use (80 %)." in page, page[:2000]
-    assert "refused" not in page
+    assert "refused by the sessions limit" not in page
+    # where to look: headcount's page of the site (STATUS_URL's default)
+    assert "the site&#x27;s page in headcount, http://127.0.0.1:9/ui/#/sites/local-admin-banner." in page
 
     make_user("dave")
     make_user("erin")
