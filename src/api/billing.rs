@@ -137,8 +137,8 @@ pub fn render(period: &Period, rows: Vec<BillingRow>, format: Format) -> String 
 /// `peak_active` is the exact maximum of overlapping session intervals
 /// `[started_at, min(ended_at, expires_at))` (ends before starts at one instant),
 /// including sessions started before the month. `p95_active` is the nearest-rank 95th
-/// percentile of the per-minute samples (of the hourly maxima once the minutes are
-/// past their retention). `session_hours` is the overlap of session intervals with
+/// percentile of the per-minute samples (for hours sampled before 0.2.0 whose minutes
+/// were gone, of their hourly maxima). `session_hours` is the overlap of session intervals with
 /// the segment, rounded half up to two decimals. A site's first segment starts at the
 /// period start; a change of the site's plan or limit starts a new one, as does a
 /// change of its plan's currency. `base_cents` is the plan's monthly price prorated by

@@ -36,9 +36,8 @@ pub struct HistoryQuery {
     pub to: Option<String>,
     /// `minute`, `hour` (the default) or `day`; at most 10,000 points per request.
     /// History reaches back as far as the session rows (ended sessions are kept
-    /// `HEADCOUNT_SESSION_RETENTION_DAYS`); the sampled live and dangling counts of
-    /// minutes are kept `HEADCOUNT_SAMPLE_RETENTION_DAYS` (35 by default), those of
-    /// hours and days as long as ended sessions.
+    /// `HEADCOUNT_SESSION_RETENTION_DAYS`), and so do the sampled live and dangling
+    /// counts, at every step.
     pub step: Option<String>,
 }
 

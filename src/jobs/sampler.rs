@@ -63,7 +63,8 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
     if !claimed {
         return Ok(0);
     }
-    let (n, fleet) =
+    let started = std::time::Instant::now();
+    let (n, fleet, sites) =
         s.db.run(move |c| {
             let mut all = Vec::new();
             let mut after = None;
@@ -77,7 +78,7 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
                 }
             }
             if all.is_empty() {
-                return Ok::<_, crate::db::Error>((0, Fleet::default()));
+                return Ok::<_, crate::db::Error>((0, Fleet::default(), 0));
             }
             let counts: HashMap<i64, (i64, i64)> = usage::counts(c, now, None, None)?
                 .into_iter()
@@ -106,10 +107,17 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
             let fleet = fleet_of(&all, &taken);
             let written = samples::write_pass(c, minute, &taken)?;
             crate::db::forecast::check(c, &all, now, provider)?;
-            Ok((written, fleet))
+            Ok((written, fleet, all.len()))
         })
         .await?;
     s.metrics.sampled(fleet, s.clock.now_ms());
+    // Read by bench/fleet: how long a pass over the fleet takes.
+    tracing::info!(
+        sites,
+        written = n,
+        ms = started.elapsed().as_millis() as u64,
+        "sampler pass"
+    );
     Ok(n)
 }
 
