@@ -47,18 +47,6 @@ pub const REFERENCE: &[&str] = &[
     "sampler_passes",
 ];
 
-/// Run on every new PostgreSQL connection; it changes nothing where the database has
-/// no Citus. On Citus, a transaction reaches each worker over one connection: a
-/// transaction that writes a reference table (the register of slugs, the audit log, a
-/// plan) and then reads a site's shard joined with reference tables would otherwise
-/// find their placements written over two connections of one node, which Citus
-/// refuses ("placements that were modified over multiple connections"). Fleet-wide
-/// reads then visit a node's shards one after another; single-site statements, the
-/// bulk of the work, are not affected. `migrate --citus` also sets it on the
-/// database, for connections that come through a pooler in transaction mode.
-pub const SESSION: &str = "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', \
-     false) FROM pg_extension WHERE extname = 'citus'";
-
 /// Whether this process works on a distributed schema: set by the start-up check
 /// (`refusal`), read where a statement has a Citus shape of its own. A process talks
 /// to one database, so one flag is enough; where it is wrongly set (tests that run

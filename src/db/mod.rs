@@ -142,7 +142,7 @@ impl Manager {
                 if !self.prepared_statements {
                     c.set_prepared_statement_cache_size(diesel::connection::CacheSize::Disabled);
                 }
-                c.batch_execute(citus::SESSION)?;
+                c.batch_execute(CITUS_SESSION)?;
                 Ok(DbConn::Pg(c))
             }
             Some(Backend::Sqlite) => {
@@ -160,6 +160,18 @@ impl Manager {
         }
     }
 }
+
+/// Run on every new PostgreSQL connection; it changes nothing where the database has
+/// no Citus. On Citus, a transaction reaches each worker over one connection: a
+/// transaction that writes a reference table (the register of slugs, the audit log, a
+/// plan) and then reads a site's shard joined with reference tables would otherwise
+/// find their placements written over two connections of one node, which Citus
+/// refuses ("placements that were modified over multiple connections"). Fleet-wide
+/// reads then visit a node's shards one after another; single-site statements, the
+/// bulk of the work, are not affected. `migrate --citus` also sets it on the
+/// database, for connections that come through a pooler in transaction mode.
+const CITUS_SESSION: &str = "SELECT set_config('citus.multi_shard_modify_mode', 'sequential', \
+     false) FROM pg_extension WHERE extname = 'citus'";
 
 impl r2d2::ManageConnection for Manager {
     type Connection = DbConn;
