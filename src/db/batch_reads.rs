@@ -51,6 +51,9 @@ pub fn standings(
     conn: &mut DbConn, wanted: &[(i64, &str)],
 ) -> Result<HashMap<(i64, String), Standing>> {
     match conn {
+        // On Citus the join with the pairs cannot be routed to one shard (Citus sends
+        // it to every shard): there each site's sessions are read on their shard.
+        DbConn::Pg(_) if super::citus::distributed() => standings_by_site(conn, wanted),
         DbConn::Pg(c) => {
             let rows = PgStandings {
                 site: wanted.iter().map(|w| w.0).collect(),
@@ -72,20 +75,25 @@ pub fn standings(
                 )
                 .collect())
         }
-        DbConn::Sqlite(_) => {
-            let mut sites: Vec<i64> = wanted.iter().map(|w| w.0).collect();
-            sites.sort_unstable();
-            sites.dedup();
-            let mut out = HashMap::with_capacity(wanted.len());
-            for site in sites {
-                let names: Vec<&str> = wanted.iter().filter(|w| w.0 == site).map(|w| w.1).collect();
-                for (session, s) in sessions::standings(conn, site, &names)? {
-                    out.insert((site, session), s);
-                }
-            }
-            Ok(out)
+        DbConn::Sqlite(_) => standings_by_site(conn, wanted),
+    }
+}
+
+/// [`standings`] one site at a time.
+fn standings_by_site(
+    conn: &mut DbConn, wanted: &[(i64, &str)],
+) -> Result<HashMap<(i64, String), Standing>> {
+    let mut sites: Vec<i64> = wanted.iter().map(|w| w.0).collect();
+    sites.sort_unstable();
+    sites.dedup();
+    let mut out = HashMap::with_capacity(wanted.len());
+    for site in sites {
+        let names: Vec<&str> = wanted.iter().filter(|w| w.0 == site).map(|w| w.1).collect();
+        for (session, s) in sessions::standings(conn, site, &names)? {
+            out.insert((site, session), s);
         }
     }
+    Ok(out)
 }
 
 /// The admission count of [`sessions::count`] for several sites: one index scan per
