@@ -192,10 +192,53 @@ async fn start_together(
             .unwrap()
         })
         .collect();
-    for port in &ports {
-        assert!(ready(&client, *port).await, "the process on {port} came up");
+    let mut ports = ports;
+    let mut children = children;
+    for i in 0..count {
+        if ready(&client, ports[i]).await {
+            continue;
+        }
+        // The port chosen free may have been taken meanwhile by another test's
+        // server: that process exits at once, saying so; it is started again on
+        // another port. Anything else fails with what the process said.
+        let err = exited_with(&mut children[i]);
+        assert!(
+            err.contains("in use"),
+            "the process on {} came up: {err}",
+            ports[i]
+        );
+        ports[i] = free_port();
+        children[i] = serve(
+            env!("CARGO_BIN_EXE_headcount"),
+            database_url,
+            data_dir.path(),
+            ports[i],
+        )
+        .env("HEADCOUNT_LOG", "info")
+        .envs(env.iter().copied())
+        .spawn()
+        .unwrap();
+        assert!(
+            ready(&client, ports[i]).await,
+            "the process on {} came up",
+            ports[i]
+        );
     }
     (ports, children)
+}
+
+/// What a process that did not come up wrote to stderr (it is stopped first if it
+/// still runs).
+fn exited_with(child: &mut Child) -> String {
+    if child.try_wait().ok().flatten().is_none() {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let mut err = String::new();
+    if let Some(e) = child.stderr.as_mut() {
+        let _ = std::io::Read::read_to_string(e, &mut err);
+    }
+    err
 }
 
 /// Checks what the processes printed: the migrations applied once in all, one first
