@@ -23,7 +23,7 @@ pub fn counts(
     match conn {
         // Citus cannot push a lateral join over the sites down to their shards: there
         // each site is counted by a statement of its own, on its shard.
-        DbConn::Pg(_) if super::citus::distributed() => sites
+        DbConn::Pg(_) if super::distributed() => sites
             .iter()
             .map(|&(site, idle)| Ok((site, sessions::count(conn, site, now, idle)?)))
             .collect(),
@@ -53,7 +53,7 @@ pub fn standings(
     match conn {
         // On Citus the join with the pairs cannot be routed to one shard (Citus sends
         // it to every shard): there each site's sessions are read on their shard.
-        DbConn::Pg(_) if super::citus::distributed() => standings_by_site(conn, wanted),
+        DbConn::Pg(_) if super::distributed() => standings_by_site(conn, wanted),
         DbConn::Pg(c) => {
             let rows = PgStandings {
                 site: wanted.iter().map(|w| w.0).collect(),

@@ -47,17 +47,6 @@ pub const REFERENCE: &[&str] = &[
     "sampler_passes",
 ];
 
-/// Whether this process works on a distributed schema: set by the start-up check
-/// (`refusal`), read where a statement has a Citus shape of its own. A process talks
-/// to one database, so one flag is enough; where it is wrongly set (tests that run
-/// plain and Citus databases in one process) the Citus shape is still correct.
-static DISTRIBUTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// See [`DISTRIBUTED`].
-pub fn distributed() -> bool {
-    DISTRIBUTED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// For a transaction that reads distributed tables across shards and then writes a
 /// reference table they point to (deleting a plan or a tenant after checking that no
 /// site uses it): Citus refuses that write after a parallel multi-shard read, so the
@@ -65,7 +54,7 @@ pub fn distributed() -> bool {
 /// transaction; nothing on one PostgreSQL.
 pub fn sequential(conn: &mut super::DbConn) -> Result<()> {
     if let super::DbConn::Pg(c) = conn
-        && distributed()
+        && super::distributed()
     {
         c.batch_execute("SET LOCAL citus.multi_shard_modify_mode TO 'sequential'")?;
     }
@@ -170,7 +159,7 @@ pub fn refusal(c: &mut PgConnection) -> Result<Option<String>> {
         Node::Coordinator => {
             let missing = undistributed(c)?;
             Ok(if missing.is_empty() {
-                DISTRIBUTED.store(true, std::sync::atomic::Ordering::Relaxed);
+                super::DISTRIBUTED.store(true, std::sync::atomic::Ordering::Relaxed);
                 None
             } else if missing.len() == BY_SITE.len() + REFERENCE.len() {
                 Some(

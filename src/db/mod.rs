@@ -345,6 +345,18 @@ where
     })
 }
 
+/// Whether this process works on a distributed schema: set by the start-up check
+/// (`citus::refusal`), read where a statement has a Citus shape of its own. A process talks
+/// to one database, so one flag is enough; where it is wrongly set (tests that run
+/// plain and Citus databases in one process) the Citus shape is still correct.
+pub(crate) static DISTRIBUTED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// See [`DISTRIBUTED`].
+pub fn distributed() -> bool {
+    DISTRIBUTED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Starts a write transaction that holds the site's row until commit, so that
 /// admissions and other check-then-write work on one site are serialized, also across
 /// processes, while other sites proceed. PostgreSQL locks the row; SQLite has no row
@@ -363,12 +375,9 @@ pub fn lock_sites(conn: &mut DbConn, site_ids: &[i64]) -> Result<()> {
         return Ok(());
     }
     let locked = match conn {
-        DbConn::Pg(c) => {
-            // One statement a site, in id order: each names one site, so on Citus it
-            // runs on that site's shard (a row lock over several shards is refused).
-            // NO KEY UPDATE: inserting sessions takes KEY SHARE on the site row for
-            // the foreign key, which a plain FOR UPDATE would block (and deadlock
-            // with); admissions still serialize against each other.
+        // On Citus a row lock spanning several shards is refused: one statement a
+        // site, in id order, each on its site's shard.
+        DbConn::Pg(c) if distributed() => {
             let mut sorted = site_ids.to_vec();
             sorted.sort_unstable();
             let mut n = 0;
@@ -382,6 +391,18 @@ pub fn lock_sites(conn: &mut DbConn, site_ids: &[i64]) -> Result<()> {
             }
             n
         }
+        // One statement for the batch (the writer groups many sites' requests into
+        // one transaction); the sort runs below the row locking, so rows are locked
+        // in id order. NO KEY UPDATE: inserting sessions takes KEY SHARE on the site
+        // row for the foreign key, which a plain FOR UPDATE would block (and deadlock
+        // with); admissions still serialize against each other.
+        DbConn::Pg(c) => s::sites
+            .filter(s::id.eq_any(site_ids))
+            .order(s::id)
+            .select(s::id)
+            .for_no_key_update()
+            .load::<i64>(c)?
+            .len(),
         DbConn::Sqlite(c) => diesel::update(s::sites.filter(s::id.eq_any(site_ids)))
             .set(s::config_version.eq(s::config_version))
             .execute(c)?,

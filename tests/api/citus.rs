@@ -124,11 +124,8 @@ async fn site_id(app: &TestApp, slug: &str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn two_processes_admit_exactly_the_limit_five_rounds() {
-    if skipped() {
-        return;
-    }
+/// Two headcount processes on one test database, their clocks together.
+async fn two_processes() -> (TestApp, TestApp) {
     let a = spawn().await;
     let b = spawn_with(Options {
         database_url: Some(a.database_url.clone()),
@@ -136,28 +133,46 @@ async fn two_processes_admit_exactly_the_limit_five_rounds() {
     })
     .await;
     b.clock.set(a.now());
+    (a, b)
+}
+
+/// `n` admissions sent at once, spread over the processes and the sites (slug,
+/// token), each a session and user of its own: how many were admitted.
+async fn admit_at_once(
+    apps: &[&TestApp], sites: &[(String, String)], n: usize, prefix: &str,
+) -> usize {
+    let calls = (0..n).map(|i| {
+        let app = apps[i % apps.len()];
+        let (slug, token) = &sites[i % sites.len()];
+        async move {
+            let r = app
+                .post(
+                    &format!("/v1/sites/{slug}/admissions"),
+                    token,
+                    json!({"session": format!("{prefix}{i}"), "user": format!("u{i}")}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body["admitted"] == true
+        }
+    });
+    join_all(calls).await.into_iter().filter(|x| *x).count()
+}
+
+#[tokio::test]
+async fn two_processes_admit_exactly_the_limit_five_rounds() {
+    if skipped() {
+        return;
+    }
+    let (a, b) = two_processes().await;
     a.create_plan("p", json!({"session_limit": 50})).await;
     a.create_tenant("t").await;
     for round in 0..5 {
         let slug = format!("r{round}");
         a.create_site(&slug, "t", "p", json!({})).await;
         let token = a.token("site", None, Some(&slug)).await;
-        let calls = (0..300).map(|i| {
-            let app = if i % 2 == 0 { &a } else { &b };
-            let (slug, token) = (slug.clone(), token.clone());
-            async move {
-                let r = app
-                    .post(
-                        &format!("/v1/sites/{slug}/admissions"),
-                        &token,
-                        json!({"session": format!("s{i}"), "user": format!("u{i}")}),
-                    )
-                    .await;
-                assert_eq!(r.status, 200, "{}", r.text);
-                r.body["admitted"] == true
-            }
-        });
-        let admitted = join_all(calls).await.into_iter().filter(|x| *x).count();
+        let sites = [(slug.clone(), token)];
+        let admitted = admit_at_once(&[&a, &b], &sites, 300, &format!("r{round}-")).await;
         assert_eq!(admitted, 50, "round {round}");
         assert_eq!(a.usage(&slug).await["active"], 50, "round {round}");
     }
@@ -168,13 +183,7 @@ async fn a_tenant_pool_over_sites_on_both_workers_admits_exactly_its_size() {
     if skipped() {
         return;
     }
-    let a = spawn().await;
-    let b = spawn_with(Options {
-        database_url: Some(a.database_url.clone()),
-        ..Default::default()
-    })
-    .await;
-    b.clock.set(a.now());
+    let (a, b) = two_processes().await;
     a.create_plan("p", json!({"session_limit": 100})).await;
     let r = a
         .post(
@@ -201,22 +210,8 @@ async fn a_tenant_pool_over_sites_on_both_workers_admits_exactly_its_size() {
     for s in &slugs {
         tokens.push(a.token("site", None, Some(s)).await);
     }
-    let calls = (0..200).map(|i| {
-        let app = if i % 2 == 0 { &a } else { &b };
-        let (slug, token) = (slugs[i % 8].clone(), tokens[i % 8].clone());
-        async move {
-            let r = app
-                .post(
-                    &format!("/v1/sites/{slug}/admissions"),
-                    &token,
-                    json!({"session": format!("p{i}"), "user": format!("u{i}")}),
-                )
-                .await;
-            assert_eq!(r.status, 200, "{}", r.text);
-            r.body["admitted"] == true
-        }
-    });
-    let admitted = join_all(calls).await.into_iter().filter(|x| *x).count();
+    let sites: Vec<(String, String)> = slugs.into_iter().zip(tokens).collect();
+    let admitted = admit_at_once(&[&a, &b], &sites, 200, "p").await;
     assert_eq!(admitted, 10);
     let u = a.get("/v1/tenants/t/usage", &a.admin).await;
     assert_eq!(u.status, 200, "{}", u.text);
