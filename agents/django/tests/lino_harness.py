@@ -51,7 +51,7 @@ def session_ref(key: str) -> str:
 class Browser:
     """One browser: a cookie jar, Lino's CSRF dance, sign-in and sign-out."""
 
-    def __init__(self, site: "LinoSite"):
+    def __init__(self, site: LinoSite):
         self.site = site
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
@@ -170,7 +170,8 @@ class LinoSite:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.log_path = self.root / "gunicorn.log"
-        self.created = headcount.create_site(f"{self.url}/headcount/webhook/", session_limit=100, overage_percent=50, idle_timeout_seconds=IDLE_TIMEOUT
+        self.created = headcount.create_site(
+            f"{self.url}/headcount/webhook/", session_limit=100, overage_percent=50, idle_timeout_seconds=IDLE_TIMEOUT
         )
         self.slug = self.created["slug"]
         self.agent: dict = {}

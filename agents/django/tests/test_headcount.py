@@ -18,8 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.conf import settings as django_settings
+from django.contrib.auth import get_user_model
 from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.core.cache import caches
@@ -28,9 +28,10 @@ from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
-from conftest import session_ref, sign_webhook, wait_until
 from headcount_django import client as hc_client, conf, config, sender
 from headcount_django.sessions import STARTED_KEY, rfc3339
+
+from conftest import session_ref, sign_webhook, wait_until
 
 PASSWORD = "correct horse"
 
@@ -359,7 +360,6 @@ def test_local_rule_count_mode_live_and_eviction(settings):
     alice = Client()
     assert login(alice, "alice")[0] == 200
     # alice's last save was two hours ago: dangling, so she does not count in live mode
-    age = dt.timedelta(seconds=settings.SESSION_COOKIE_AGE)
     alice_key = alice.cookies["sessionid"].value
     make_idle(alice_key, dt.timedelta(hours=2))
     assert login(Client(), "bob")[0] == 200
@@ -430,6 +430,36 @@ def test_central_admission_evicts_a_dangling_session(site):
     rows = s.sessions()
     assert rows[conf.get().session_ref(alice_key)]["end_reason"] == "evicted"
     assert rows[session_ref(bob)]["state"] in ("active", "live")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("engine", ["django.contrib.sessions.backends.db", "django.contrib.sessions.backends.cached_db"])
+def test_the_private_session_api_of_this_django(settings, engine, record_property):
+    """sessions.adopt_key, the agent's one use of Django's private session API, works with the Django installed.
+
+    Central mode gives the signed-in session the key headcount admitted; a Django that
+    renamed or changed ``_session_key`` fails here, with each session engine the agent supports.
+    """
+    import django
+
+    from headcount_django.sessions import adopt_key, new_key, store_class
+
+    record_property("django", django.get_version())
+    settings.SESSION_ENGINE = engine
+    store = store_class()
+    session = store()
+    session["answer"] = 42
+    session.save()
+    old = session.session_key
+    key = new_key()
+    assert len(key) == 32 and key != old and not store().exists(key)
+    adopt_key(session, key)
+    session.save(must_create=True)
+    assert session.session_key == key, django.get_version()
+    assert store(session_key=key).load() == {"answer": 42}, django.get_version()
+    assert store().exists(old)  # the old row stays: deleting it (reported as a logout) is the caller's
+    with pytest.raises(RuntimeError, match="did not take"):
+        adopt_key(store(), "short")  # Django drops a key under 8 characters: never silently
 
 
 @pytest.mark.django_db
@@ -714,6 +744,7 @@ def test_unknown_push_and_older_config_are_ignored_and_logged(site, live_server,
 def test_missing_cache_table_blocks_nothing(site, live_server, headcount, settings, caplog, capsys):
     """The site's database was rebuilt without createcachetable: sign-ins, pushes and kills still work."""
     from django.core.management.base import CommandError
+
     from headcount_django import shared
 
     settings.CACHES = {

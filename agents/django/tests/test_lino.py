@@ -200,7 +200,9 @@ def test_per_site_deal_above_the_plan(lino):
             answer = refused.sign_in(names[10 - signed_in])
             assert answer.get("success") is False and "more than 10 active user sessions" in str(answer), answer
             assert refused.whoami() is None
-            wait_for(lambda: lino.usage()["denied_last_24h"] == denied + 1, CONVERGE, f"the refusal ({mode}) in denied_last_24h")
+            wait_for(
+                lambda expected=denied + 1: lino.usage()["denied_last_24h"] == expected, CONVERGE, f"the refusal ({mode}) in denied_last_24h"
+            )
             lino.converge(f"deal, {mode}: the eleventh refused", CONVERGE)
             for b in browsers:
                 b.sign_out()
@@ -350,7 +352,7 @@ def test_offline_grace_in_central_mode(lino):
         _, signed_in = lino.counts()  # the module's idle session
         limit = signed_in + 2
         lino.configure(session_limit=limit)
-        a = lino.signed_in(lino.user())  # headcount answers: the grace runs from here
+        _admitted = lino.signed_in(lino.user())  # headcount answers: the grace runs from here
         lino.converge("offline grace: admitted by headcount", CONVERGE)
         denied = lino.usage()["denied_last_24h"]
         lino.headcount.stop()
@@ -558,7 +560,9 @@ def test_local_refusal_in_each_count_mode_and_over_limit_rule(lino):
             assert f"There are more than {limit} active user sessions. Please try again later." in str(answer), answer
             assert b.whoami() is None
             denied += 1
-            wait_for(lambda: lino.usage()["denied_last_24h"] == denied, CONVERGE, f"the refusal ({step}) in denied_last_24h")
+            wait_for(
+                lambda expected=denied: lino.usage()["denied_last_24h"] == expected, CONVERGE, f"the refusal ({step}) in denied_last_24h"
+            )
             usage = lino.converge(f"{step}: sign-in {attempt + 1} refused", CONVERGE)
             assert usage["counted"] == (live if count_mode == "live" else live + dangling), usage
             break

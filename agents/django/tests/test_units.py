@@ -7,10 +7,11 @@ import time
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from conftest import sign_webhook
 from headcount_django import conf, sender
 from headcount_django.config import SiteConfig
 from headcount_django.webhooks import WebhookVerificationError, verify
+
+from conftest import sign_webhook
 
 VALID = {
     "URL": "https://headcount.example.test/",
@@ -170,6 +171,49 @@ def test_naive_times_are_local_time_in_time_zone(settings, use_tz):
     assert odd.last_activity(current) == dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
 
 
+def test_dangling_is_headcounts_rule():
+    """rules.is_dangling: not expired, and idle for idle_timeout_seconds or longer (DESIGN §2)."""
+    import datetime as dt
+
+    from headcount_django.rules import is_dangling
+
+    now = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+    hour = dt.timedelta(hours=1)
+    later = now + hour
+    assert is_dangling(now - hour, later, now, 3600)  # idle exactly the timeout: dangling, as in headcount
+    assert not is_dangling(now - hour + dt.timedelta(milliseconds=1), later, now, 3600)
+    assert is_dangling(now - 3 * hour, later, now, 3600)
+    assert not is_dangling(now - 3 * hour, now, now, 3600)  # expired: neither live nor dangling
+    assert not is_dangling(now - 3 * hour, now - hour, now, 3600)
+
+
+def test_the_local_count_and_the_offer_agree_on_dangling(settings, monkeypatch):
+    """The local count and a local self-service offer call a session dangling alike (both use rules.is_dangling)."""
+    import datetime as dt
+
+    from headcount_django import counting
+    from headcount_django.config import SiteConfig
+    from headcount_django.offers import OwnSession
+    from headcount_django.sessions import STARTED_KEY, LocalSession, rfc3339
+
+    settings.HEADCOUNT = {**VALID}
+    settings.SESSION_COOKIE_AGE = 24 * 3600
+    current = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
+    config = SiteConfig(config_version=1, session_limit=5, count_mode="live", idle_timeout_seconds=3600)
+    sessions = []
+    for n, idle in enumerate((3599, 3600, 7200)):
+        last = current - dt.timedelta(seconds=idle)
+        sessions.append(LocalSession(f"key{n}", "7", last + dt.timedelta(days=1), {STARTED_KEY: rfc3339(last)}))
+    monkeypatch.setattr(counting, "now", lambda: current)
+    monkeypatch.setattr(counting, "authenticated_sessions", lambda exclude_key=None: iter(sessions))
+    monkeypatch.setattr(counting, "exempt_user_ids", lambda config, user_ids: set())
+    monkeypatch.setattr("headcount_django.offers.current", lambda: config)
+    seen = counting.count_sessions(config, None, "7")
+    assert seen.counted == 1  # count mode live: the two dangling ones take no place
+    states = [OwnSession.from_local(session, current, conf.get()).state for session in sessions]
+    assert states == ["live", "dangling", "dangling"]
+
+
 # -- the admission rule, shared with headcount -----------------------------------------------
 
 CASES_PATH = __import__("pathlib").Path(__file__).with_name("admission_cases.json")
@@ -302,7 +346,7 @@ def test_local_enforcement_decides_as_headcount_does(case, monkeypatch):
     """The local rule, fed with the site's own sessions, reaches the table's outcome and ends what it says."""
     import datetime as dt
 
-    from headcount_django import enforcement
+    from headcount_django import counting, local
     from headcount_django.config import SiteConfig
 
     current = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -311,17 +355,17 @@ def test_local_enforcement_decides_as_headcount_does(case, monkeypatch):
         pytest.skip("no site's sessions give these counts, or a tenant pool (enforced by headcount only)")
     sessions, me, replace, fields, can_evict = built
     deleted: list[str] = []
-    monkeypatch.setattr(enforcement, "now", lambda: current)
-    monkeypatch.setattr(enforcement, "authenticated_sessions", lambda exclude_key=None: iter(sessions))
-    monkeypatch.setattr(enforcement, "delete_keys", lambda keys: deleted.extend(keys) or len(list(keys)))
-    monkeypatch.setattr(enforcement, "exempt_user_ids", lambda config, user_ids: set())  # none of the others is exempt
+    monkeypatch.setattr(counting, "now", lambda: current)
+    monkeypatch.setattr(counting, "authenticated_sessions", lambda exclude_key=None: iter(sessions))
+    monkeypatch.setattr(counting, "exempt_user_ids", lambda config, user_ids: set())  # none of the others is exempt
+    monkeypatch.setattr(local, "delete_keys", lambda keys: deleted.extend(keys) or len(list(keys)))
     monkeypatch.setattr("django.conf.settings.SESSION_COOKIE_AGE", 24 * 3600)
     config = SiteConfig.from_data(fields)
     user = type("User", (), {"pk": me})()
     roles = ["admin"] if case["ask"].get("reserved_role") else ["staff"]
     if case["ask"].get("exempt_role"):
         roles.append("service")
-    decision, seen = enforcement.local_admission(config, None, user, roles, replace)
+    decision, seen = local.admission(config, None, user, roles, replace)
     assert decision.outcome == case["outcome"], (case["name"], seen)
     if not decision.admitted:
         assert deleted == [], "a refusal ended sessions"
@@ -336,7 +380,7 @@ def test_local_enforcement_decides_as_headcount_does(case, monkeypatch):
 
 
 def test_default_roles_and_the_roles_setting():
-    from headcount_django import enforcement
+    from headcount_django import roles
 
     class User:
         pk = 1
@@ -348,13 +392,13 @@ def test_default_roles_and_the_roles_setting():
     loaded = conf.load(VALID)
     assert loaded.roles(User()) == [] and loaded.roles(Admin()) == ["admin"]
     custom = conf.load({**VALID, "ROLES": lambda user: ["admin", "x" * 65, "support", "admin"]})
-    assert enforcement.roles_of(User(), custom) == ["admin", "support"]
+    assert roles.roles_of(User(), custom) == ["admin", "support"]
     with pytest.raises(ImproperlyConfigured, match="ROLES"):
         conf.load({**VALID, "ROLES": "not_a_path"})
 
 
 def test_service_accounts_carry_the_service_role():
-    from headcount_django import enforcement
+    from headcount_django import roles
 
     class User:
         pk = 1
@@ -367,11 +411,11 @@ def test_service_accounts_carry_the_service_role():
             return self.name
 
     listed = conf.load({**VALID, "SERVICE_ACCOUNTS": ["robot"]})
-    assert enforcement.roles_of(User("robot"), listed) == ["service"]
-    assert enforcement.roles_of(User("alice"), listed) == []
+    assert roles.roles_of(User("robot"), listed) == ["service"]
+    assert roles.roles_of(User("alice"), listed) == []
     by_function = conf.load({**VALID, "SERVICE_ACCOUNTS": lambda u: u.name.startswith("api-"), "SERVICE_ROLE": "api"})
-    assert enforcement.roles_of(User("api-sync"), by_function) == ["api"]
-    assert enforcement.roles_of(User("robot"), conf.load(VALID)) == []  # nobody by default
+    assert roles.roles_of(User("api-sync"), by_function) == ["api"]
+    assert roles.roles_of(User("robot"), conf.load(VALID)) == []  # nobody by default
     for bad in ({"SERVICE_ACCOUNTS": "robot"}, {"SERVICE_ACCOUNTS": [""]}, {"SERVICE_ROLE": ""}):
         with pytest.raises(ImproperlyConfigured, match="SERVICE_"):
             conf.load({**VALID, **bad})

@@ -20,17 +20,20 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.utils.translation import gettext, ngettext
 
 from . import conf, shared
 from .config import current
+from .counting import count_sessions
+from .roles import roles_of
 
 UTILIZATION_WARNING = 0.8
 HOUR = 3600
 STATUS_EVERY = 60.0
 
-_cached: tuple[float, str, "Status | None"] = (0.0, "", None)
+_cached: tuple[float, str, Status | None] = (0.0, "", None)
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,6 @@ def status(fresh: bool = False, own_key: str | None = None) -> Status:
     taken, site, cached = _cached
     if not fresh and cached is not None and site == conf.get().site and time.monotonic() - taken < STATUS_EVERY:
         return cached
-    from .enforcement import count_sessions
-
     config = current()
     counted = limit = None
     if config is not None:
@@ -117,10 +118,8 @@ def status(fresh: bool = False, own_key: str | None = None) -> Status:
 
 def where_to_look() -> str:
     """The sentence that tells administrators where the details are (empty: nowhere known)."""
-    from .enforcement import _is_lino
-
     places = []
-    if _is_lino():
+    if conf.is_lino_site():
         # Lino's own table of the site's sessions (lino.modlib.users.Sessions, site administrators only)
         places.append(gettext("the signed-in sessions in the menu Site → User sessions"))
     url = conf.get().status_url
@@ -131,18 +130,16 @@ def where_to_look() -> str:
     return gettext("Where to look: %(places)s.") % {"places": "; ".join(places)}
 
 
-def warning_for(user, fresh: bool = False, own_key: str | None = None) -> str | None:
+def warning_for(user: Any, fresh: bool = False, own_key: str | None = None) -> str | None:
     """The warning for this user when they administer the site, else None (``fresh``: numbers of
     now; ``own_key``: the session this user has just signed in with, see ``status``)."""
-    from .enforcement import roles_of
-
     if user is None or not getattr(user, "is_authenticated", False):
         return None
     roles = roles_of(user)
     if "admin" not in roles:
         return None
     config = current()
-    if own_key and config is not None and set(roles) & set(config.exempt_roles or ()):
+    if own_key and config is not None and config.is_exempt(roles):
         own_key = None  # an exempt account's session takes no place
     text = status(fresh=fresh, own_key=own_key).warning()
     if not text:

@@ -13,9 +13,7 @@ class HeadcountConfig(AppConfig):
         if settings.enabled:
             sessions.store_class()  # likewise for a session engine without a table
         reporting.connect()
-        from .enforcement import _is_lino
-
-        if _is_lino():
+        if conf.is_lino_site():
             from . import lino_support
 
             lino_support.install()

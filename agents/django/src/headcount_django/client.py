@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
-from . import __version__, conf
+from . import __version__, conf, shared
 
 USER_AGENT = f"headcount-django/{__version__}"
 
@@ -91,7 +90,7 @@ def request(
                 f"headcount answered {exc.code}: {_problem_detail(raw)}", _retry_after(exc.headers)
             ) from None
         raise HeadcountError(exc.code, _problem_detail(raw)) from None
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as exc:
+    except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise HeadcountUnavailable(f"headcount is unreachable: {reason}") from None
     if status == 304 or not raw:
@@ -139,15 +138,11 @@ def _note_contact() -> None:
     if time.monotonic() - _contact_written < CONTACT_EVERY and _contact_written:
         return
     _contact_written = time.monotonic()
-    from . import shared
-
     shared.set(_contact_key(), _contact_at, None)
 
 
 def offline_seconds() -> float | None:
     """Seconds since any worker of the site last had an answer from headcount (None: never known)."""
-    from . import shared
-
     known = [value for value in (shared.get(_contact_key()), _contact_at) if isinstance(value, (int, float))]
     if not known:
         return None

@@ -11,9 +11,11 @@ import binascii
 import hashlib
 import hmac
 import re
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings as django_settings
@@ -435,3 +437,11 @@ def load(raw: Any) -> AgentSettings:
         report_user_agent=merged["REPORT_USER_AGENT"],
         status_url=_status_url(merged, _url(merged), site),
     )
+
+
+def is_lino_site() -> bool:
+    """Whether this is a Lino site (Lino's sign-in, its messages, its ``Warning`` for refusals).
+
+    Asked each time, not cached: Lino is imported after the agent's settings are read.
+    """
+    return "lino" in sys.modules and hasattr(django_settings, "SITE")

@@ -45,7 +45,7 @@ class SiteConfig:
     exempt_roles: tuple[str, ...] = ()
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> "SiteConfig":
+    def from_data(cls, data: dict[str, Any]) -> SiteConfig:
         version = data.get("config_version")
         limit = data.get("session_limit")
         if not isinstance(version, int) or isinstance(version, bool):
@@ -247,7 +247,7 @@ def sync_lino(config: SiteConfig | None = None, *, throttle: float = 0.0) -> Non
     ``count_mode: live``. Lino's count therefore never matches headcount's rule for
     sure, and a refusal Lino makes is one the agent could not report. So in local mode
     Lino's limit is ``-1`` (off) in every worker, and ``SessionLimitBackend`` refuses
-    with Lino's own words (see ``enforcement.limit_message``). ``config`` is unused; it
+    with Lino's own words (see ``refusals.text``). ``config`` is unused; it
     is accepted so that callers may pass the config they just applied.
     """
     global _lino_synced_at

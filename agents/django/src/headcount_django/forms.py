@@ -5,11 +5,15 @@ from django.contrib.admin.forms import AdminAuthenticationForm as DjangoAdminAut
 from django.contrib.auth.forms import AuthenticationForm as DjangoAuthenticationForm
 from django.utils.html import format_html
 
-from .enforcement import message_for, offer_for
+from .refusals import message_for, offer_for
 
 
-class RefusalMessageMixin:
-    """A refusal at the limit reads as its message, with the self-service link if offered."""
+class RefusalMessageMixin(DjangoAuthenticationForm):
+    """A refusal at the limit reads as its message, with the self-service link if offered.
+
+    A subclass of Django's form (not a bare mixin) so that ``request`` and the method it
+    overrides are known; put it before the form it changes.
+    """
 
     def get_invalid_login_error(self) -> forms.ValidationError:
         message = message_for(self.request) if self.request is not None else None

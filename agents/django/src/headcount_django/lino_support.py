@@ -16,6 +16,11 @@ from __future__ import annotations
 import json
 import logging
 from html import escape
+from typing import Any
+
+from .adminstatus import warning_for
+from .notices import pop_stored
+from .refusals import SessionLimitWarning
 
 log = logging.getLogger("headcount_django")
 
@@ -32,10 +37,7 @@ def install() -> bool:
     if getattr(original, _MARK, False):
         return True
 
-    def run_from_ui(self, ar, **kw):
-        from .enforcement import SessionLimitWarning
-        from .notices import pop_stored
-
+    def run_from_ui(self: Any, ar: Any, **kw: Any) -> Any:
         # why the previous session ended (or a sign-in was refused at login()): shown with this answer
         notice = pop_stored(ar.request)
         try:
@@ -62,11 +64,9 @@ def install() -> bool:
             ar.set_response(eval_js=f"window.location.assign({json.dumps(offer.url)});")
             return None
 
-    def _admin_warning(ar):
+    def _admin_warning(ar: Any) -> str | None:
         """For a site administrator who just signed in: the sessions in use and the refusals (``adminstatus``)."""
         try:
-            from .adminstatus import warning_for
-
             user = getattr(ar.request, "user", None)
             if not ar.response.get("success"):
                 return None
@@ -76,6 +76,6 @@ def install() -> bool:
             return None
 
     setattr(run_from_ui, _MARK, True)
-    run_from_ui.__wrapped__ = original
+    run_from_ui.__wrapped__ = original  # type: ignore[attr-defined]  # as functools.wraps would
     SignIn.run_from_ui = run_from_ui
     return True

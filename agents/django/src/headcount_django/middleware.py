@@ -14,9 +14,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import messages
+from django.urls import NoReverseMatch, reverse
 
 from . import conf
+from .adminstatus import warning_for
+from .notices import deliver
 
 log = logging.getLogger("headcount_django")
 
@@ -62,8 +68,6 @@ class NoticeMiddleware:
     def __call__(self, request: Any) -> Any:
         try:
             if conf.get().enabled:
-                from .notices import deliver
-
                 deliver(request)
                 self.warn_admins(request)
         except Exception:
@@ -74,18 +78,12 @@ class NoticeMiddleware:
         """On the pages of Django's admin, a banner for site administrators (``adminstatus``)."""
         if not hasattr(request, "_messages") or not request.path.startswith(_admin_prefix()):
             return
-        from .adminstatus import warning_for
-
         text = warning_for(getattr(request, "user", None))
         if text:
-            from django.contrib import messages
-
             messages.warning(request, text)
 
 
 def _admin_prefix() -> str:
-    from django.urls import NoReverseMatch, reverse
-
     try:
         return reverse("admin:index")
     except NoReverseMatch:

@@ -87,7 +87,8 @@ def take(request: Any, stored_too: bool = True) -> str | None:
     if not isinstance(note, dict) or note.get("reason") not in TEXTS:
         return None
     shared.delete(_key(ref))
-    at = parse_rfc3339(note.get("at")) if isinstance(note.get("at"), str) else None
+    noted_at = note.get("at")
+    at = parse_rfc3339(noted_at) if isinstance(noted_at, str) else None
     return text(note["reason"], at)
 
 
@@ -121,6 +122,4 @@ def pop_stored(request: Any) -> str | None:
 
 
 def _keeps_for_lino() -> bool:
-    from .enforcement import _is_lino
-
-    return _is_lino()
+    return conf.is_lino_site()

@@ -15,27 +15,27 @@ Every receiver swallows its own errors: reporting never fails a request.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 import threading
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out
 from django.core.signals import request_finished, request_started
 from django.db.models.signals import post_delete, post_save
 
-from . import conf, sender
+from . import central, conf, context, sender
+from .config import sync_lino
+from .context import suppress_created
+from .enforcement import admit_at_login
+from .events import ACTIVITY, ENDED, STARTED, client_info
+from .notices import remember_end
+from .roles import exempt_roles_of
 from .sessions import STARTED_KEY, decode, is_expired, now, rfc3339, session_model, user_id_of, user_reference, user_refs
 
 log = logging.getLogger("headcount_django")
-
-STARTED = "session.started"
-ACTIVITY = "session.activity"
-ENDED = "session.ended"
-
-_local = threading.local()
 
 
 class _Throttle:
@@ -77,43 +77,9 @@ class _Throttle:
 throttle = _Throttle()
 
 
-def _thread_state() -> dict[str, Any]:
-    state = getattr(_local, "state", None)
-    if state is None:
-        state = _local.state = {"ended": set(), "created": {}, "reason": None}
-    return state
+def _safe(func: Callable[..., None]) -> Callable[..., None]:
+    """A signal receiver that does nothing while the agent is disabled and never raises."""
 
-
-class end_reason:
-    """Context manager: deletions inside it are reported with this reason (kill, eviction)."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-
-    def __enter__(self):
-        state = _thread_state()
-        self.previous = state["reason"]
-        state["reason"] = self.reason
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _thread_state()["reason"] = self.previous
-
-
-class suppress_created:
-    """Context manager: rows created inside it are not reported as rotations (the caller reports)."""
-
-    def __enter__(self):
-        state = _thread_state()
-        self.previous = state.get("suppress_created", False)
-        state["suppress_created"] = True
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        _thread_state()["suppress_created"] = self.previous
-
-
-def _safe(func: Callable) -> Callable:
     @functools.wraps(func)
     def wrapper(**kwargs: Any) -> None:
         try:
@@ -127,43 +93,14 @@ def _safe(func: Callable) -> Callable:
     return wrapper
 
 
-def client_info(settings: conf.AgentSettings, request: Any) -> dict[str, Any]:
-    meta = getattr(request, "META", {}) or {}
-    info: dict[str, Any] = {}
-    if settings.report_user_agent:
-        agent = printable(meta.get("HTTP_USER_AGENT"), 1024)
-        if agent:
-            info["user_agent"] = agent
-    if settings.report_ip:
-        raw = meta.get(settings.ip_meta_key)
-        if raw:
-            # a forwarded-for header lists the client first; headcount takes only an address
-            candidate = str(raw).split(",")[0].strip()
-            try:
-                info["ip"] = str(ipaddress.ip_address(candidate))
-            except ValueError:
-                pass
-    return info
-
-
-def printable(value: Any, limit: int) -> str | None:
-    """Text without control characters, cut to the length headcount accepts."""
-    if value is None:
-        return None
-    text = "".join(ch for ch in str(value) if ch.isprintable())
-    return text[:limit] or None
-
-
 @_safe
 def on_logged_in(settings: conf.AgentSettings, request: Any = None, user: Any = None, **kwargs: Any) -> None:
     session = getattr(request, "session", None)
     if session is None:
         return
-    from .enforcement import admit_at_login, finish_central_admission
-
     if not admit_at_login(request, user):
         return  # refused: the login was undone
-    admitted_centrally = finish_central_admission(request)
+    admitted_centrally = central.finish_admission(request)
     session = request.session
     session[STARTED_KEY] = rfc3339(now())
     if not session.session_key:
@@ -172,7 +109,7 @@ def on_logged_in(settings: conf.AgentSettings, request: Any = None, user: Any = 
             session.save()
     ref = settings.session_ref(session.session_key)
     throttle.mark(ref)
-    _thread_state()["created"][ref] = time.monotonic()
+    context.state().created[ref] = time.monotonic()
     if admitted_centrally:
         # the admission recorded the start, holding the place for a short while: now the real expiry
         sender.enqueue(sender.make_event(ACTIVITY, ref, expires_at=rfc3339(session.get_expiry_date())))
@@ -189,21 +126,6 @@ def on_logged_in(settings: conf.AgentSettings, request: Any = None, user: Any = 
     )
 
 
-def exempt_roles_of(user: Any) -> list[str] | None:
-    """The user's roles that the site's ``exempt_roles`` name (a service account's), for
-    ``session.started``: headcount then lists the session but never counts it. None
-    (no ``roles`` in the event) for everyone else, and while the pushed config names
-    no exempt role, so that a headcount without the field is never sent it."""
-    from . import config as site_config
-    from .enforcement import roles_of
-
-    cfg = site_config.current()
-    if user is None or cfg is None or not cfg.exempt_roles:
-        return None
-    roles = [r for r in roles_of(user) if r in cfg.exempt_roles]
-    return roles or None
-
-
 @_safe
 def on_logged_out(settings: conf.AgentSettings, request: Any = None, user: Any = None, **kwargs: Any) -> None:
     session = getattr(request, "session", None)
@@ -211,7 +133,7 @@ def on_logged_out(settings: conf.AgentSettings, request: Any = None, user: Any =
     if not key or user is None:
         return
     ref = settings.session_ref(key)
-    _thread_state()["ended"].add(ref)
+    context.state().ended.add(ref)
     throttle.forget(ref)
     sender.enqueue(sender.make_event(ENDED, ref, reason="logout"))
 
@@ -220,17 +142,17 @@ def on_logged_out(settings: conf.AgentSettings, request: Any = None, user: Any =
 def on_session_saved(settings: conf.AgentSettings, instance: Any = None, created: bool = False, **kwargs: Any) -> None:
     key = instance.session_key
     ref = settings.session_ref(key)
-    state = _thread_state()
+    state = context.state()
     if created:
-        if ref in state["created"] or state.get("suppress_created"):
+        if ref in state.created or context.created_suppressed():
             return
         data = decode(instance.session_data)
         user_id = user_id_of(data)
         if user_id is None:
             return
         # a signed-in session under a new key: the site rotated it (cycle_key)
-        state["created"][ref] = time.monotonic()
-        state["rotating_user"] = (user_id, time.monotonic())
+        state.created[ref] = time.monotonic()
+        state.rotating_user = (user_id, time.monotonic())
         throttle.mark(ref)
         sender.enqueue(
             sender.make_event(
@@ -249,9 +171,9 @@ def on_session_saved(settings: conf.AgentSettings, instance: Any = None, created
 def on_session_deleted(settings: conf.AgentSettings, instance: Any = None, **kwargs: Any) -> None:
     key = instance.session_key
     ref = settings.session_ref(key)
-    state = _thread_state()
+    state = context.state()
     throttle.forget(ref)
-    if ref in state["ended"]:
+    if ref in state.ended:
         return
     data = decode(instance.session_data)
     user_id = user_id_of(data)
@@ -259,22 +181,17 @@ def on_session_deleted(settings: conf.AgentSettings, instance: Any = None, **kwa
         return
     if is_expired(instance.expire_date):
         reason = "expired"
-    elif state["reason"]:
-        reason = state["reason"]
-    elif _rotated_away(state, user_id):
-        reason = "logout"
     else:
-        reason = "killed"
-    state["ended"].add(ref)
+        # the reason the deleting code gave (``context.end_reason``), else what the request did before
+        reason = context.current_end_reason() or ("logout" if _rotated_away(state, user_id) else "killed")
+    state.ended.add(ref)
     sender.enqueue(sender.make_event(ENDED, ref, reason=reason))
     if reason in ("killed", "evicted", "replaced"):
-        from .notices import remember_end
-
         remember_end(ref, reason, now())
 
 
-def _rotated_away(state: dict[str, Any], user_id: str) -> bool:
-    rotating = state.get("rotating_user")
+def _rotated_away(state: context.RequestState, user_id: str) -> bool:
+    rotating = state.rotating_user
     return bool(rotating and rotating[0] == user_id and time.monotonic() - rotating[1] < 5.0)
 
 
@@ -285,22 +202,17 @@ def _on_request_started(**kwargs: Any) -> None:
             return
         sender.get_sender().start_periodic()
         sender.hook_sigterm()
-        from .config import sync_lino
-
         sync_lino(throttle=1.0)
     except Exception:
         log.exception("headcount: could not start the background sender")
 
 
 def _on_request_finished(**kwargs: Any) -> None:
-    state = getattr(_local, "state", None)
-    _local.state = None
-    pending = (state or {}).get("pending")
+    state = context.finish()
+    pending = state.pending if state is not None else None
     if pending:
         try:
-            from .enforcement import release_pending
-
-            release_pending(pending)
+            central.release_pending(pending)
         except Exception:
             log.exception("headcount: could not release admissions of sign-ins that did not complete")
     try:

@@ -13,10 +13,14 @@ never counted.
 
 Local mode never knows the tenant's pool (the other sites' sessions live elsewhere),
 so it passes ``pool=None``; the pool is enforced in central mode only.
+
+``is_dangling`` is the agent's one definition of a dangling session (DESIGN §2), for
+the local count and for the states a self-service offer shows.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 WITHIN_LIMIT = "within_limit"
@@ -28,6 +32,17 @@ USER_LIMIT_REACHED = "user_limit_reached"
 POOL_LIMIT_REACHED = "pool_limit_reached"
 
 ADMITTED = frozenset({WITHIN_LIMIT, EVICTED_DANGLING, OVERAGE, REPLACED})
+
+
+def is_dangling(
+    last_activity: dt.datetime, expires_at: dt.datetime, now: dt.datetime, idle_timeout_seconds: float
+) -> bool:
+    """Whether a session is dangling: not expired, and idle for ``idle_timeout_seconds`` or longer.
+
+    headcount's rule (DESIGN §2: active and ``last_activity_at <= now - idle_timeout``), so
+    that the agent's count and headcount's agree on the boundary to the second.
+    """
+    return expires_at > now and last_activity <= now - dt.timedelta(seconds=idle_timeout_seconds)
 
 
 def overage_ceiling(limit: int, overage_percent: int | float) -> int:

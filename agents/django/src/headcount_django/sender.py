@@ -18,15 +18,16 @@ import signal
 import threading
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from django.db import close_old_connections, connections
 
 from . import client, conf
+from .events import ACTIVITY
 
 log = logging.getLogger("headcount_django")
 
-ACTIVITY = "session.activity"
 # seconds between a process's first request and its start-up snapshot
 STARTUP_SNAPSHOT_DELAY = 5.0
 

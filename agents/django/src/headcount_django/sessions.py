@@ -2,21 +2,29 @@
 
 Only database-backed session engines (``db`` and ``cached_db`` or subclasses) keep a
 table the agent can count, snapshot and kill in.
+
+``adopt_key`` is the one place where the agent uses Django's private session API;
+``tests/test_headcount.py`` checks it against the Django the suite runs, with both
+engines.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import import_module
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.base import VALID_KEY_CHARS, SessionBase
 from django.contrib.sessions.backends.db import SessionStore as DbSessionStore
+from django.contrib.sessions.base_session import AbstractBaseSession
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
+from django.utils.crypto import get_random_string
 
 from . import conf
 
@@ -37,8 +45,34 @@ def store_class() -> type[DbSessionStore]:
     return store
 
 
-def session_model():
+def session_model() -> type[AbstractBaseSession]:
     return store_class().get_model_class()
+
+
+def new_key() -> str:
+    """A fresh session key that no row has, as Django chooses one (32 of its key characters).
+
+    Central mode chooses the key before ``login()`` so that headcount's admission and the
+    session carry the same id from the first second (``adopt_key`` gives it to the session).
+    """
+    store = store_class()()
+    while True:
+        key = get_random_string(32, VALID_KEY_CHARS)
+        if not store.exists(key):
+            return key
+
+
+def adopt_key(session: SessionBase, key: str) -> None:
+    """Give ``session`` the key ``key`` (from ``new_key``); the caller saves it with ``must_create``.
+
+    Django has no public way to choose a session's key: this sets the private
+    ``_session_key``, whose setter validates the key and silently drops one it finds
+    invalid, so a Django that changed either is caught here, loudly, instead of
+    sessions silently getting another id than the one headcount admitted.
+    """
+    session._session_key = key  # private: see the docstring
+    if session.session_key != key:
+        raise RuntimeError("this Django did not take the session key the agent chose (headcount_django.sessions.adopt_key)")
 
 
 def now() -> dt.datetime:
@@ -163,22 +197,25 @@ def authenticated_sessions(exclude_key: str | None = None) -> Iterator[LocalSess
             yield LocalSession(key, user_id, to_utc(expire_date), data)
 
 
-def user_refs(user_ids: Iterable[str]) -> dict[str, str | None]:
-    """Map user ids to the configured user reference, in one query."""
+def users_with_ids(user_ids: Iterable[str]) -> list[Any]:
+    """The site's users whose ids (as a session stores them, text) are among ``user_ids``, in one query."""
     ids = sorted(set(user_ids))
     if not ids:
-        return {}
-    settings_ = conf.get()
+        return []
     model = get_user_model()
-    result: dict[str, str | None] = {}
     pk_field = model._meta.pk
+    wanted: list[Any]
     try:
         wanted = [pk_field.to_python(i) for i in ids]
-    except Exception:
+    except Exception:  # not ids of this user model: let the query find nobody
         wanted = ids
-    for user in model._default_manager.filter(pk__in=wanted):
-        result[str(user.pk)] = user_reference(user, settings_)
-    return result
+    return list(model._default_manager.filter(pk__in=wanted))
+
+
+def user_refs(user_ids: Iterable[str]) -> dict[str, str | None]:
+    """Map user ids to the configured user reference, in one query."""
+    settings_ = conf.get()
+    return {str(user.pk): user_reference(user, settings_) for user in users_with_ids(user_ids)}
 
 
 def user_reference(user: Any, settings_: conf.AgentSettings | None = None) -> str | None:
@@ -200,7 +237,7 @@ def keys_for_refs(refs: Iterable[str]) -> list[str]:
     if not wanted:
         return []
     settings_ = conf.get()
-    found = []
+    found: list[str] = []
     keys = session_model().objects.values_list("session_key", flat=True).order_by()
     for key in keys.iterator(chunk_size=2000):
         if settings_.session_ref(key) in wanted:

@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from . import conf, config, shared
-from .reporting import end_reason
+from .context import end_reason
 from .sessions import delete_keys, keys_for_refs
 from .webhooks import WebhookVerificationError, verify
 

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import time
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 
 class WebhookVerificationError(Exception):

@@ -10,7 +10,6 @@ import os
 
 from lino.projects.std.settings import *  # noqa: F401,F403
 
-
 SOCIAL = os.environ.get("HEADCOUNT_LINO_SOCIAL") == "1"
 
 

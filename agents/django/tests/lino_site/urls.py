@@ -1,5 +1,4 @@
 from django.urls import include, path
-
 from lino.core.urls import urlpatterns as lino_urlpatterns
 
 from . import testviews
