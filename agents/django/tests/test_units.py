@@ -486,3 +486,25 @@ def test_each_refusal_reason_has_its_own_text(settings):
     assert refusals.text(refusals.USER_LIMIT, config) == "Only 2 each."
     assert refusals.text(refusals.POOL, config) == "Pool full."
     assert refusals.text(refusals.LIMIT, config).startswith("There are more than 20")
+
+
+def test_the_import_cycle_check(tmp_path, capsys):
+    """check_import_cycles.py (run by run-tests) sees imports inside functions, and skips TYPE_CHECKING ones."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "check_import_cycles.py"
+    spec = importlib.util.spec_from_file_location("check_import_cycles", script)
+    assert spec is not None and spec.loader is not None
+    check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(check)
+
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from . import b\n")
+    (package / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .a import x\n")
+    assert check.main(["check", str(package)]) == 0
+    (package / "b.py").write_text("def later():\n    from .a import x\n")  # hidden in a function: still a cycle
+    assert check.main(["check", str(package)]) == 1
+    assert "pkg.a (line 1) -> pkg.b (line 2) -> pkg.a" in capsys.readouterr().err
