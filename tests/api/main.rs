@@ -13,6 +13,7 @@ mod counts;
 mod crash;
 mod edges;
 mod exempt;
+mod fleet_month;
 mod foundation;
 mod history;
 mod insight;

@@ -299,3 +299,85 @@ async fn samples_by_change_answer_as_one_row_per_site_and_minute() {
         }
     }
 }
+
+/// The pass of `minute`: (holder, done), if claimed.
+async fn pass(app: &TestApp, minute: i64) -> Option<(String, bool)> {
+    app.state
+        .db
+        .run(move |c| {
+            use diesel::prelude::*;
+            use headcount::db::schema::sampler_passes::dsl as sp;
+            Ok::<_, headcount::db::Error>(
+                sp::sampler_passes
+                    .filter(sp::minute.eq(minute))
+                    .select((sp::holder, sp::done))
+                    .first::<(String, bool)>(c)
+                    .optional()?,
+            )
+        })
+        .await
+        .unwrap()
+}
+
+/// One pass a minute for the fleet: a second process at the same minute finds the
+/// pass taken and writes nothing, even when figures moved; a claim whose holder died
+/// is taken over once it is 30 s old, not before.
+#[tokio::test]
+async fn one_pass_a_minute_and_a_dead_holders_pass_is_taken_over() {
+    let app = spawn().await;
+    let token = app.site_with("s", json!({"session_limit": 10})).await;
+    let minute_of = |app: &TestApp| {
+        let now = app.now().timestamp_millis();
+        now - now.rem_euclid(M)
+    };
+    // Start at the beginning of a minute, so that the moves below stay inside it.
+    let now = app.now().timestamp_millis();
+    app.clock
+        .set(DateTime::<Utc>::from_timestamp_millis(now - now.rem_euclid(M) + M + 1_000).unwrap());
+    let sample = || headcount::jobs::sampler::sample(&app.state);
+
+    let m = minute_of(&app);
+    assert_eq!(
+        sample().await.unwrap(),
+        1,
+        "the first pass writes the site's row"
+    );
+    assert!(pass(&app, m).await.is_some_and(|(_, done)| done));
+    app.admit("s", &token, "a").await;
+    assert_eq!(
+        sample().await.unwrap(),
+        0,
+        "the minute's pass was already taken"
+    );
+    app.advance(60);
+    assert_eq!(
+        sample().await.unwrap(),
+        1,
+        "the next minute's pass sees the change"
+    );
+
+    // A process claimed the next minute and died before finishing it.
+    app.advance(60);
+    let dead = minute_of(&app);
+    let claimed_at = app.now().timestamp_millis();
+    let taken = app
+        .state
+        .db
+        .run(move |c| headcount::db::samples::claim_pass(c, dead, "dead", claimed_at, 30_000))
+        .await
+        .unwrap();
+    assert!(taken);
+    app.admit("s", &token, "b").await;
+    app.advance(20);
+    assert_eq!(
+        sample().await.unwrap(),
+        0,
+        "a claim 20 s old is left to its holder"
+    );
+    assert_eq!(pass(&app, dead).await, Some(("dead".to_owned(), false)));
+    app.advance(15);
+    assert_eq!(sample().await.unwrap(), 1, "a claim 35 s old is taken over");
+    let (holder, done) = pass(&app, dead).await.unwrap();
+    assert!(holder != "dead" && done, "{holder} {done}");
+    assert_eq!(minute_of(&app), dead, "taken over within the same minute");
+}
