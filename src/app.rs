@@ -132,9 +132,9 @@ fn extractor_errors(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Starts the push sender, the sampler, retention and the runner of scheduled changes
-/// and boosts; they stop when told through
-/// the returned sender.
+/// Starts the push sender, the sampler, retention, the runner of scheduled changes
+/// and boosts, and SQLite's checkpoints; they stop when told through the returned
+/// sender.
 fn start_jobs(
     state: &web::Data<AppState>,
 ) -> (watch::Sender<bool>, Vec<tokio::task::JoinHandle<()>>) {
@@ -146,6 +146,10 @@ fn start_jobs(
         )),
         tokio::spawn(crate::jobs::sampler::run(state.into(), stop_rx.clone())),
         tokio::spawn(crate::jobs::retention::run(state.into(), stop_rx.clone())),
+        tokio::spawn(crate::jobs::checkpoint::run(
+            state.db.clone(),
+            stop_rx.clone(),
+        )),
         tokio::spawn(crate::jobs::schedule::run(state.clone(), stop_rx)),
     ];
     (stop_jobs, jobs)

@@ -149,16 +149,26 @@ impl Manager {
                 let mut c = SqliteConnection::establish(sqlite_path(&self.url))?;
                 // WAL lets readers run beside the one writer; the busy timeout makes
                 // concurrent writers wait instead of failing with "database is locked".
+                // No commit checkpoints: `jobs::checkpoint` does, off the request path.
                 c.batch_execute(
                     "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 4000;",
+                     PRAGMA wal_autocheckpoint = 0;",
                 )?;
                 Ok(DbConn::Sqlite(c))
             }
             None => Err(ConnectError::Scheme),
         }
     }
+}
+
+/// Copies SQLite's write-ahead log into the database file as far as readers allow,
+/// without waiting for them or for the writer; nothing on PostgreSQL.
+pub fn checkpoint(conn: &mut DbConn) -> Result<()> {
+    if let DbConn::Sqlite(c) = conn {
+        c.batch_execute("PRAGMA wal_checkpoint(PASSIVE)")?;
+    }
+    Ok(())
 }
 
 /// Run on every new PostgreSQL connection; it changes nothing where the database has

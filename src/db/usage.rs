@@ -201,21 +201,28 @@ pub fn denial_times(
         .load(conn)?)
 }
 
-pub fn delete_denials_before(conn: &mut DbConn, before: Millis) -> Result<usize> {
-    Ok(diesel::delete(dn::denials.filter(dn::at.lt(before))).execute(conn)?)
+/// Deletes the refusals of these sites recorded before `before`.
+pub fn delete_denials_before(conn: &mut DbConn, site_ids: &[i64], before: Millis) -> Result<usize> {
+    Ok(diesel::delete(
+        dn::denials
+            .filter(dn::site_id.eq_any(site_ids))
+            .filter(dn::at.lt(before)),
+    )
+    .execute(conn)?)
 }
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
 
-/// Deletes the hours and days that ended at or before `before`; a day still partly
-/// inside the window stays.
-pub fn delete_rollups_before(conn: &mut DbConn, before: Millis) -> Result<usize> {
+/// Deletes these sites' hours and days that ended at or before `before`; a day still
+/// partly inside the window stays.
+pub fn delete_rollups_before(conn: &mut DbConn, site_ids: &[i64], before: Millis) -> Result<usize> {
     use super::schema::usage_rollups::dsl as ur;
     let mut n = 0;
     for bucket in [HOUR_MS, DAY_MS] {
         n += diesel::delete(
             ur::usage_rollups
+                .filter(ur::site_id.eq_any(site_ids))
                 .filter(ur::bucket_ms.eq(bucket))
                 .filter(ur::at.le(before - bucket)),
         )

@@ -34,16 +34,19 @@ pub async fn run(retention: Retention, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Samples superseded before the cutoff, a batch of sites per statement, so that no
-/// statement runs long or holds many rows; then the coverage before the cutoff.
-async fn delete_samples(db: &Db, cutoff: i64, now: i64) -> Result<usize> {
+/// A site's rows before the cutoff (superseded samples, refusals, roll-ups), a batch
+/// of sites per transaction, so that no statement runs long or holds many rows; then
+/// the fleet-wide records (coverage, pass claims, stored answers).
+async fn delete_by_site(db: &Db, cutoff: i64, now: i64) -> Result<usize> {
     let mut total = 0;
     let mut after = 0;
     loop {
         let (n, last) = db
-            .run(move |c| {
+            .write(move |c| {
                 let ids = crate::db::sites::ids_after(c, after, BATCH)?;
-                let n = samples::delete_superseded(c, &ids, cutoff)?;
+                let n = samples::delete_superseded(c, &ids, cutoff)?
+                    + usage::delete_denials_before(c, &ids, cutoff)?
+                    + usage::delete_rollups_before(c, &ids, cutoff)?;
                 Ok::<_, crate::db::Error>((n, ids.last().copied()))
             })
             .await?;
@@ -53,7 +56,13 @@ async fn delete_samples(db: &Db, cutoff: i64, now: i64) -> Result<usize> {
             None => break,
         }
     }
-    total += db.run(move |c| samples::trim(c, cutoff, now)).await?;
+    total += db
+        .write(move |c| {
+            Ok::<_, crate::db::Error>(
+                samples::trim(c, cutoff, now)? + crate::db::idempotency::purge(c, now)?,
+            )
+        })
+        .await?;
     Ok(total)
 }
 
@@ -68,9 +77,11 @@ pub async fn sweep(retention: impl Into<Retention>) -> Result<usize> {
     let session_cutoff = now - session_retention_days * DAY_MS;
     let mut total = 0;
     // Bounded loops: a huge backlog is worked off over several sweeps.
+    // Writes queue with the process's other writers (SQLite's one writer), so that an
+    // admission waits for one batch at most, not for the whole backlog.
     for _ in 0..100 {
         let n = db
-            .run(move |c| {
+            .write(move |c| {
                 let mut n = sessions::end_expired(c, now, EXPIRED_GRACE_MS, BATCH)?;
                 n += sessions::delete_ended_before(c, session_cutoff, BATCH)?;
                 Ok::<_, crate::db::Error>(n)
@@ -81,15 +92,6 @@ pub async fn sweep(retention: impl Into<Retention>) -> Result<usize> {
             break;
         }
     }
-    total += delete_samples(&db, session_cutoff, now).await?;
-    total += db
-        .run(move |c| {
-            Ok::<_, crate::db::Error>(
-                usage::delete_denials_before(c, session_cutoff)?
-                    + usage::delete_rollups_before(c, session_cutoff)?
-                    + crate::db::idempotency::purge(c, now)?,
-            )
-        })
-        .await?;
+    total += delete_by_site(&db, session_cutoff, now).await?;
     Ok(total)
 }

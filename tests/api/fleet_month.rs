@@ -13,7 +13,9 @@
 //! the same way; then it moves the clock past the retention window and times
 //! admissions on a busy site while retention removes the month.
 //!
-//! `BENCH_MONTH_SITES` (default 300) and `BENCH_MONTH_DAYS` (default 30) size it.
+//! `BENCH_MONTH_SITES` (default 300) and `BENCH_MONTH_DAYS` (default 30) size it;
+//! `BENCH_RETENTION_SESSIONS` (default 1,000,000) sessions of the month are added
+//! before retention, the month of a larger fleet.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -295,8 +297,11 @@ async fn a_month_of_a_fleet() {
     let sites = setting("BENCH_MONTH_SITES", 300) as usize;
     let days = setting("BENCH_MONTH_DAYS", 30);
     let app = spawn().await;
-    // The passes are this test's, one per simulated minute.
+    // The passes are this test's, one per simulated minute; SQLite's checkpoints go on
+    // in real time, as in a running process.
     app.stop_jobs();
+    let (_checkpoints, rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(headcount::jobs::checkpoint::run(app.state.db.clone(), rx));
     let now = app.now().timestamp_millis();
     let start = now - now.rem_euclid(DAY) - days * DAY;
     app.clock
@@ -476,6 +481,30 @@ async fn a_month_of_a_fleet() {
     let retention_days = app.state.config.session_retention_days;
     app.clock
         .set(DateTime::<Utc>::from_timestamp_millis(end + (retention_days + 1) * DAY).unwrap());
+    // A month of a larger fleet's sessions besides the month lived: ended ones, and a
+    // tenth never ended (retention ends them at expiry, then removes them).
+    let extra = setting("BENCH_RETENTION_SESSIONS", 1_000_000);
+    let per_site = extra / busy_sites;
+    let t = Instant::now();
+    exec(
+        &app,
+        format!(
+            "INSERT INTO sessions (site_id, session, user_ref, started_at, last_activity_at, \
+               expires_at, ended_at, end_reason, overage, exempt) \
+             WITH RECURSIVE g(v) AS (SELECT 0 UNION ALL SELECT v + 1 FROM g WHERE v < {per_site} - 1) \
+             SELECT s.id, 'old-' || g.v, 'u' || (g.v % 10), {start} + (g.v * 7919) % {span}, \
+               {start} + (g.v * 7919) % {span} + 600000, {start} + (g.v * 7919) % {span} + 7200000, \
+               CASE WHEN g.v % 10 = 0 THEN NULL ELSE {start} + (g.v * 7919) % {span} + 1800000 END, \
+               CASE WHEN g.v % 10 = 0 THEN NULL ELSE 'logout' END, false, false \
+             FROM sites s CROSS JOIN g WHERE s.id NOT IN ({idle_ids})",
+            span = days * DAY - 3 * HOUR,
+        ),
+    )
+    .await;
+    if is_pg(&app) {
+        exec(&app, "ANALYZE sessions".into()).await;
+    }
+    let seeded = t.elapsed().as_secs_f64();
     let sessions_before = scalar(&app, "SELECT count(*) AS n FROM sessions".into()).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let admitting = {
@@ -532,8 +561,9 @@ async fn a_month_of_a_fleet() {
     let sessions_after = scalar(&app, "SELECT count(*) AS n FROM sessions".into()).await;
     println!(
         "month  {backend:<8} retention: {removed} rows changed or removed in {swept:.1} s \
-         (sessions {sessions_before} -> {sessions_after}); {} admissions meanwhile: p50 \
-         {:.1} ms, longest {:.1} ms",
+         (sessions {sessions_before} -> {sessions_after}, {} seeded in {seeded:.0} s); {} \
+         admissions on a busy site meanwhile: p50 {:.1} ms, longest {:.1} ms",
+        per_site * busy_sites,
         waits.len(),
         waits[waits.len() / 2],
         waits[waits.len() - 1]
