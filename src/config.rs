@@ -74,6 +74,7 @@ struct FileSettings {
     provider_notify_secret: Option<String>,
     pool_size: Option<u32>,
     workers: Option<usize>,
+    expensive_reads_per_tenant: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +113,10 @@ pub struct Config {
     pub provider_notify_secret: Option<Secret>,
     pub pool_size: u32,
     pub workers: usize,
+    /// Expensive reads (usage history and charts, advice, billing export) one tenant
+    /// may have running at a time in this process; the provider's operators count as
+    /// one more such caller. Keeps one tenant's heavy reads from slowing the others.
+    pub expensive_reads_per_tenant: u32,
     /// Named prepared statements on PostgreSQL; off behind a pooler that cannot keep
     /// them (PgBouncer before 1.21 in transaction mode).
     pub prepared_statements: bool,
@@ -188,6 +193,11 @@ impl Config {
             file.workers.map(|w| w as i64),
             std::thread::available_parallelism().map_or(2, |n| n.get() as i64),
         )?;
+        let expensive_reads_per_tenant = parse_int(
+            "HEADCOUNT_EXPENSIVE_READS_PER_TENANT",
+            file.expensive_reads_per_tenant.map(i64::from),
+            4,
+        )?;
         Ok(Self {
             listen,
             database_url,
@@ -207,6 +217,8 @@ impl Config {
             provider_notify_secret,
             pool_size: pool_size.clamp(1, 512) as u32,
             workers: workers.clamp(1, 256) as usize,
+            expensive_reads_per_tenant: expensive_reads_per_tenant.clamp(1, i64::from(u32::MAX))
+                as u32,
             prepared_statements,
         })
     }

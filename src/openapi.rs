@@ -211,6 +211,20 @@ fn response_description(op: &str, status: &str, response: &Response) -> String {
     }
 }
 
+/// The operations limited by `HEADCOUNT_EXPENSIVE_READS_PER_TENANT`.
+const EXPENSIVE_READS: [&str; 4] = [
+    "get_usage_history",
+    "get_usage_chart",
+    "get_advice",
+    "export_billing",
+];
+
+/// Their 429: either limit a caller may meet there.
+const TOO_MANY_READS: &str = "Too many requests: the caller's tenant (or the provider's \
+     operators) already has `HEADCOUNT_EXPENSIVE_READS_PER_TENANT` expensive reads running \
+     (type `too-many-concurrent-reads`), or the token is over its rate limit (`rate-limited`); \
+     `Retry-After` says when to try again";
+
 /// The responses whose meaning is the operation's own.
 fn operation_response(op: &str, status: &str) -> Option<&'static str> {
     match (op, status) {
@@ -280,6 +294,7 @@ fn operation_response(op: &str, status: &str) -> Option<&'static str> {
         ("create_token", "201") => Some(
             "Created: the token (shown only here; a replay has `withheld` instead), its `jti` and when it expires",
         ),
+        (op, "429") if EXPENSIVE_READS.contains(&op) => Some(TOO_MANY_READS),
         ("get_metrics", "401") => Some(
             "`HEADCOUNT_METRICS_PUBLIC` is off and the token is missing, invalid, expired or revoked",
         ),

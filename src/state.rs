@@ -14,7 +14,7 @@ use crate::db::Db;
 use crate::db::site_writer::SiteWriter;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{ConcurrencyLimiter, RateLimiter, Slot, TooManyReads};
 
 /// What every handler and background task shares.
 pub struct AppState {
@@ -32,6 +32,9 @@ pub struct AppState {
     /// Wakes the push sender when a change has queued a push.
     pub outbox_wakeup: Arc<Notify>,
     rate_limiter: Option<RateLimiter>,
+    /// Expensive reads running, per tenant (the provider's operators under a key of
+    /// their own).
+    expensive_reads: ConcurrencyLimiter,
     /// Pushes to URLs the provider chose.
     pub http: reqwest::Client,
     /// Pushes to URLs a tenant chose: never loopback or link-local.
@@ -78,6 +81,31 @@ impl AppState {
         }
     }
 
+    /// A place for one expensive read of `caller` (usage history and charts, advice,
+    /// billing export), kept until the returned slot is dropped; refused at once when
+    /// the caller's tenant already has as many running as the setting allows.
+    pub fn expensive_read(&self, caller: &Caller) -> std::result::Result<Slot, TooManyReads> {
+        // Slugs hold no ':', so no tenant's key can be another's or the provider's.
+        let (key, who) = match caller {
+            Caller::Admin { .. } => ("admin".to_owned(), "the provider".to_owned()),
+            Caller::Tenant { tenant, .. } => {
+                (format!("tenant:{tenant}"), format!("tenant {tenant}"))
+            }
+            Caller::Site { site, .. } => (format!("site:{site}"), format!("site {site}")),
+        };
+        self.expensive_reads
+            .try_acquire(&key)
+            .ok_or_else(|| TooManyReads {
+                who,
+                limit: self.expensive_reads.per_key(),
+            })
+    }
+
+    /// Keys with an expensive read running now.
+    pub fn expensive_reads_busy(&self) -> usize {
+        self.expensive_reads.busy_keys()
+    }
+
     /// Mints a token with the shared key.
     pub fn mint(
         &self, role: Role, tenant: Option<String>, site: Option<String>, subject_key: Option<&str>,
@@ -119,6 +147,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
         })
         .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
     let rate_limiter = config.rate_limit.map(RateLimiter::new);
+    let expensive_reads = ConcurrencyLimiter::new(config.expensive_reads_per_tenant);
     use crate::domain::targets::Origin;
     let http = crate::push::resolver::client(Origin::Provider, config.webhook_deny_private)?;
     let http_tenant = crate::push::resolver::client(Origin::Tenant, config.webhook_deny_private)?;
@@ -134,6 +163,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             metrics: Arc::default(),
             outbox_wakeup: Arc::new(Notify::new()),
             rate_limiter,
+            expensive_reads,
             http,
             http_tenant,
             site_writer: std::sync::OnceLock::new(),

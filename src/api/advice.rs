@@ -13,7 +13,7 @@ use crate::db::plans::Plan;
 use crate::domain::advice::{Advice, Input, Offer, Rule, advise};
 use crate::domain::billing::Period;
 use crate::domain::config::{self, Overrides};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -59,13 +59,18 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
 /// the first that refuses nothing, live counting and other idle timeouts. Refused
 /// sign-ins never became sessions; one that an option admits is assumed to last the
 /// site's median session length in the period. Prices are the plans' current ones;
-/// a place above a plan's own limit costs its overage unit price.
+/// a place above a plan's own limit costs its overage unit price. One of a tenant's
+/// expensive reads: at most `HEADCOUNT_EXPENSIVE_READS_PER_TENANT` run at a time,
+/// others get a 429 with `Retry-After`.
 #[utoipa::path(tag = "billing", params(("slug" = String, Path), AdviceQuery),
-    responses((status = 200, body = Advice), BadRequest, NotFound))]
+    responses((status = 200, body = Advice), BadRequest, NotFound,
+        (status = 429, body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
 #[get("/v1/sites/{slug}/advice")]
 pub async fn get_advice(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, q: web::Query<AdviceQuery>,
-) -> Result<HttpResponse> {
+) -> actix_web::Result<HttpResponse> {
+    let _slot = state.expensive_read(&caller)?;
     let site = visible_site(&state, &caller, &slug).await?;
     let period = q
         .period
@@ -76,7 +81,8 @@ pub async fn get_advice(
     let rows = state
         .db
         .run(move |c| advice::rows(c, site_id, &period))
-        .await?;
+        .await
+        .map_err(Error::from)?;
     let e = site.effective();
     let overrides = site.site.overrides();
     let mut current = offer(&site.plan, &overrides);

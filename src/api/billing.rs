@@ -9,7 +9,7 @@ use super::common::path_slug;
 use super::problems::{BadRequest, NotFound};
 use crate::auth::Caller;
 use crate::domain::billing::{BillingRow, Period, to_csv};
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, FieldError, Problem, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -96,9 +96,8 @@ impl ExportQuery {
     }
 }
 
-/// The export as a response: CSV as a file to save, JSON as it is.
-fn export_response(period: &Period, rows: Vec<BillingRow>, format: Format) -> HttpResponse {
-    let body = render(period, rows, format);
+/// The export, rendered, as a response: CSV as a file to save, JSON as it is.
+fn export_response(period: &Period, body: String, format: Format) -> HttpResponse {
     let mut res = HttpResponse::Ok();
     match format {
         Format::Csv => {
@@ -146,23 +145,33 @@ pub fn render(period: &Period, rows: Vec<BillingRow>, format: Format) -> String 
 /// it was in force, rounded half up to a whole cent. `overage_sessions` = max(0,
 /// peak − limit) on `allow_overage` plans, priced at the `overage_unit_price_cents` in
 /// force at the segment's end.
+///
+/// One of a tenant's expensive reads: at most `HEADCOUNT_EXPENSIVE_READS_PER_TENANT`
+/// run at a time, others get a 429 with `Retry-After`.
 #[utoipa::path(tag = "billing", params(ExportQuery),
     responses(
         (status = 200, description = "CSV (RFC 4180, header row) or JSON", content(
             (String = "text/csv"),
             (BillingExport = "application/json"))),
-        BadRequest, NotFound))]
+        BadRequest, NotFound,
+        (status = 429, body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
 #[get("/v1/billing/export")]
 pub async fn export_billing(
     state: web::Data<AppState>, caller: Caller, query: web::Query<ExportQuery>,
-) -> Result<HttpResponse> {
+) -> actix_web::Result<HttpResponse> {
     let scope = caller.scope()?;
     let (period, format, tenant) = query.into_inner().parse()?;
-    let rows = state
+    let _slot = state.expensive_read(&caller)?;
+    // Rendered where the rows are made, on the blocking pool: a fleet's export is
+    // thousands of lines.
+    let body = state
         .db
         .run(move |c| {
-            crate::db::billing::export(c, &scope, tenant.as_deref(), &period, &mut |_, _| {})
+            let rows =
+                crate::db::billing::export(c, &scope, tenant.as_deref(), &period, &mut |_, _| {})?;
+            Ok::<_, Error>(render(&period, rows, format))
         })
         .await?;
-    Ok(export_response(&period, rows, format))
+    Ok(export_response(&period, body, format))
 }

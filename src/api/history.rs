@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::domain::chart::{self, Chart};
 use crate::domain::history::{self, Buckets, Point};
-use crate::error::{Error, FieldError, Result};
+use crate::error::{Error, FieldError, Problem, Result};
 use crate::state::AppState;
 
 /// The most points one request may ask for.
@@ -191,7 +191,14 @@ struct Loaded {
     points: Vec<Point>,
 }
 
-async fn load(state: &AppState, caller: &Caller, slug: &str, q: &HistoryQuery) -> Result<Loaded> {
+/// Loads a site's history and hands it to `render`, both off the async workers: the
+/// sweep, and the rendering of up to 10,000 points, grow with the site's data, and
+/// an async worker that spends a second on them holds up every request queued
+/// behind it, other tenants' admissions included.
+async fn load<T: Send + 'static>(
+    state: &AppState, caller: &Caller, slug: &str, q: &HistoryQuery,
+    render: impl FnOnce(Loaded) -> T + Send + 'static,
+) -> Result<T> {
     let site = visible_site(state, caller, slug).await?;
     let now = state.now();
     let range = parse_range(q, now)?;
@@ -210,12 +217,18 @@ async fn load(state: &AppState, caller: &Caller, slug: &str, q: &HistoryQuery) -
             crate::db::history::history_inputs(c, site_id, range.from, until, step, idle_ms)
         })
         .await?;
-    let points = history::points(&input, &Buckets::new(range.from, until, step));
-    Ok(Loaded {
-        site: site.site.slug,
-        range,
-        points,
+    // Computed apart from the query, so that the pooled connection is back before it.
+    let site = site.site.slug;
+    web::block(move || {
+        let points = history::points(&input, &Buckets::new(range.from, until, step));
+        render(Loaded {
+            site,
+            range,
+            points,
+        })
     })
+    .await
+    .map_err(|e| Error::Internal(anyhow::anyhow!("history: {e}")))
 }
 
 fn view(h: Loaded) -> UsageHistory {
@@ -241,34 +254,51 @@ fn view(h: Loaded) -> UsageHistory {
 
 /// A site's usage over time: the most active, live and dangling sessions, the
 /// refused admissions and the limit per minute, hour or day (admin, owning tenant).
+/// One of a tenant's expensive reads: at most `HEADCOUNT_EXPENSIVE_READS_PER_TENANT`
+/// run at a time, others get a 429 with `Retry-After`.
 #[utoipa::path(tag = "usage", params(("slug" = String, Path), HistoryQuery),
-    responses((status = 200, body = UsageHistory), BadRequest, NotFound))]
+    responses((status = 200, body = UsageHistory), BadRequest, NotFound,
+        (status = 429, body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
 #[get("/v1/sites/{slug}/usage/history")]
 pub async fn get_usage_history(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     query: web::Query<HistoryQuery>,
-) -> Result<HttpResponse> {
-    let h = load(&state, &caller, &slug, &query).await?;
-    Ok(HttpResponse::Ok().json(view(h)))
+) -> actix_web::Result<HttpResponse> {
+    let _slot = state.expensive_read(&caller)?;
+    let body = load(&state, &caller, &slug, &query, |h| {
+        serde_json::to_vec(&view(h))
+    })
+    .await?
+    .map_err(|e| Error::Internal(anyhow::anyhow!("history: {e}")))?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(body))
 }
 
 /// The same series as a self-contained SVG chart against the limit, refusals marked,
-/// times labelled in UTC (admin, owning tenant).
+/// times labelled in UTC (admin, owning tenant). An expensive read, limited as the
+/// history is.
 #[utoipa::path(tag = "usage", params(("slug" = String, Path), HistoryQuery),
-    responses((status = 200, body = String, content_type = "image/svg+xml"), BadRequest, NotFound))]
+    responses((status = 200, body = String, content_type = "image/svg+xml"), BadRequest, NotFound,
+        (status = 429, body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
 #[get("/v1/sites/{slug}/usage/chart.svg")]
 pub async fn get_usage_chart(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     query: web::Query<HistoryQuery>,
-) -> Result<HttpResponse> {
-    let h = load(&state, &caller, &slug, &query).await?;
-    let svg = chart::svg(&Chart {
-        site: &h.site,
-        from: h.range.from,
-        to: h.range.to,
-        step_ms: h.range.step.ms(),
-        points: &h.points,
-    });
+) -> actix_web::Result<HttpResponse> {
+    let _slot = state.expensive_read(&caller)?;
+    let svg = load(&state, &caller, &slug, &query, |h| {
+        chart::svg(&Chart {
+            site: &h.site,
+            from: h.range.from,
+            to: h.range.to,
+            step_ms: h.range.step.ms(),
+            points: &h.points,
+        })
+    })
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"))
         .body(svg))

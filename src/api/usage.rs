@@ -86,29 +86,25 @@ fn ratio(counted: i64, limit: i64) -> f64 {
 }
 
 /// Usage rows for the given sites from one grouped count and one grouped denial query.
-async fn usage_of(
-    state: &AppState, list: Vec<SiteFull>, site_id: Option<i64>, tenant_id: Option<i64>,
+/// Runs on the blocking pool (inside a `Db::run`), views included: a provider's
+/// fleet is thousands of sites, too many to assemble on an async worker.
+fn site_views(
+    c: &mut crate::db::DbConn, list: &[SiteFull], now: i64, site_id: Option<i64>,
+    tenant_id: Option<i64>,
 ) -> Result<Vec<SiteUsage>> {
-    let now = state.now();
     let ids: Vec<i64> = list.iter().map(|f| f.site.id).collect();
-    let (counts, denied) = state
-        .db
-        .run(move |c| {
-            let counts = usage::counts(c, now, site_id, tenant_id)?;
-            let mut denied = Vec::new();
-            for chunk in ids.chunks(500) {
-                denied.extend(usage::denials_between(c, chunk, now - 86_400_000, now + 1)?);
-            }
-            Ok::<_, crate::error::Error>((counts, denied))
-        })
-        .await?;
+    let counts = usage::counts(c, now, site_id, tenant_id)?;
+    let mut denied = Vec::new();
+    for chunk in ids.chunks(500) {
+        denied.extend(usage::denials_between(c, chunk, now - 86_400_000, now + 1)?);
+    }
     let counts: HashMap<i64, (i64, i64)> = counts
         .into_iter()
         .map(|r| (r.site_id, (r.active, r.dangling.unwrap_or(0))))
         .collect();
     let denied: HashMap<i64, i64> = denied.into_iter().collect();
     Ok(list
-        .into_iter()
+        .iter()
         .map(|f| {
             let cfg = f.config();
             let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or((0, 0));
@@ -163,8 +159,12 @@ pub async fn get_site_usage(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
-    let id = site.site.id;
-    let mut rows = usage_of(&state, vec![site], Some(id), None).await?;
+    let (id, now) = (site.site.id, state.now());
+    let list = vec![site];
+    let mut rows = state
+        .db
+        .run(move |c| site_views(c, &list, now, Some(id), None))
+        .await?;
     Ok(HttpResponse::Ok().json(rows.pop()))
 }
 
@@ -197,10 +197,38 @@ pub async fn get_tenant_usage(
 ) -> Result<HttpResponse> {
     let tenant = visible_tenant(&state, &caller, &slug).await?;
     let list = all_sites(&state, caller.scope()?, Some(tenant.slug.clone())).await?;
-    let rows = usage_of(&state, list, None, Some(tenant.id)).await?;
-    let mut usage = totals(tenant.slug, rows);
-    usage.pooled_session_limit = tenant.pooled_session_limit;
+    let now = state.now();
+    let usage = state
+        .db
+        .run(move |c| {
+            let rows = site_views(c, &list, now, None, Some(tenant.id))?;
+            let mut usage = totals(tenant.slug.clone(), rows);
+            usage.pooled_session_limit = tenant.pooled_session_limit;
+            Ok::<_, crate::error::Error>(usage)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(usage))
+}
+
+/// Every tenant's totals, each with its sites' rows; tenants without sites included.
+fn by_tenant(
+    list: &[SiteFull], rows: Vec<SiteUsage>, all_tenants: &[tenants::Tenant],
+) -> ProviderUsage {
+    let owners: HashMap<&str, &str> = list
+        .iter()
+        .map(|f| (f.site.slug.as_str(), f.tenant_slug.as_str()))
+        .collect();
+    let mut by_tenant: std::collections::BTreeMap<String, Vec<SiteUsage>> = Default::default();
+    for t in all_tenants {
+        by_tenant.entry(t.slug.clone()).or_default();
+    }
+    for r in rows {
+        if let Some(t) = owners.get(r.site.as_str()) {
+            by_tenant.entry((*t).to_owned()).or_default().push(r);
+        }
+    }
+    let tenants: Vec<TenantUsage> = by_tenant.into_iter().map(|(t, s)| totals(t, s)).collect();
+    summed!(ProviderUsage over tenants; tenants)
 }
 
 /// Provider-wide sessions now: totals and every tenant (admin).
@@ -209,24 +237,14 @@ pub async fn get_tenant_usage(
 pub async fn get_usage(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse> {
     caller.require_admin()?;
     let list = all_sites(&state, Scope::Provider, None).await?;
-    let owners: HashMap<String, String> = list
-        .iter()
-        .map(|f| (f.site.slug.clone(), f.tenant_slug.clone()))
-        .collect();
-    let rows = usage_of(&state, list, None, None).await?;
-    let mut by_tenant: std::collections::BTreeMap<String, Vec<SiteUsage>> = Default::default();
-    let all_tenants = state
+    let now = state.now();
+    let usage = state
         .db
-        .run(|c| tenants::list(c, &Scope::Provider, None, i64::MAX))
+        .run(move |c| {
+            let rows = site_views(c, &list, now, None, None)?;
+            let all_tenants = tenants::list(c, &Scope::Provider, None, i64::MAX)?;
+            Ok::<_, crate::error::Error>(by_tenant(&list, rows, &all_tenants))
+        })
         .await?;
-    for t in &all_tenants {
-        by_tenant.entry(t.slug.clone()).or_default();
-    }
-    for r in rows {
-        if let Some(t) = owners.get(&r.site) {
-            by_tenant.entry(t.clone()).or_default().push(r);
-        }
-    }
-    let tenants: Vec<TenantUsage> = by_tenant.into_iter().map(|(t, s)| totals(t, s)).collect();
-    Ok(HttpResponse::Ok().json(summed!(ProviderUsage over tenants; tenants)))
+    Ok(HttpResponse::Ok().json(usage))
 }

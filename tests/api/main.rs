@@ -13,6 +13,7 @@ mod counts;
 mod crash;
 mod edges;
 mod exempt;
+mod fairness;
 mod fleet_month;
 mod foundation;
 mod history;
