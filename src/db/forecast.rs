@@ -19,13 +19,15 @@ pub const KIND_LIMIT_FORECAST: &str = "site.limit_forecast";
 /// At most one forecast per site in this long.
 const EVERY_MS: i64 = 7 * DAY_MS;
 
-/// Checks every site's trend of daily peaks (the day roll-ups of the last
+/// Checks these sites' trends of daily peaks (the day roll-ups of the last
 /// [`WINDOW_DAYS`] days, today's so far included) and queues the alert for those
 /// whose trend reaches the limit within a week and that had none in the last week.
 pub fn check(c: &mut DbConn, sites: &[SiteFull], now: Millis, provider: bool) -> Result<usize> {
     let today = now - now.rem_euclid(DAY_MS);
     let from = today - (WINDOW_DAYS - 1) * DAY_MS;
+    let ids: Vec<i64> = sites.iter().map(|f| f.site.id).collect();
     let rows: Vec<(i64, Millis, i64)> = ur::usage_rollups
+        .filter(ur::site_id.eq_any(&ids))
         .filter(ur::bucket_ms.eq(DAY_MS))
         .filter(ur::at.ge(from))
         .filter(ur::at.le(today))

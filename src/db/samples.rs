@@ -101,11 +101,23 @@ fn current(conn: &mut DbConn) -> Result<HashMap<i64, Run>> {
         .collect())
 }
 
+/// What a pass wrote.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Rows written to `usage_samples`: one per site whose figures changed or that
+    /// had refusals.
+    pub rows: usize,
+    /// Those sites, whose day roll-ups (and so daily peaks) may have moved.
+    pub changed: Vec<i64>,
+    /// The day's first pass: every site's day roll-up was written.
+    pub first_of_day: bool,
+}
+
 /// Writes the claimed pass of `minute`, in one transaction: the rows of the sites whose
 /// figures changed or that had refusals, their latest figures, the day roll-ups (of
 /// every site on the day's first pass, then of the sites that changed), the coverage,
-/// and the pass as done. The number of rows written to `usage_samples`.
-pub fn write_pass(conn: &mut DbConn, minute: Millis, samples: &[Sample]) -> Result<usize> {
+/// and the pass as done.
+pub fn write_pass(conn: &mut DbConn, minute: Millis, samples: &[Sample]) -> Result<Written> {
     conn.transaction(|c| {
         // A write first: SQLite takes its write lock here rather than failing to
         // upgrade a read lock later.
@@ -142,7 +154,11 @@ pub fn write_pass(conn: &mut DbConn, minute: Millis, samples: &[Sample]) -> Resu
         diesel::update(sp::sampler_passes.filter(sp::minute.eq(minute)))
             .set(sp::done.eq(true))
             .execute(c)?;
-        Ok(changed.len())
+        Ok(Written {
+            rows: changed.len(),
+            changed: changed.iter().map(|s| s.site_id).collect(),
+            first_of_day,
+        })
     })
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::SharedClock;
-use crate::db::{Db, Result, samples, sites, usage};
+use crate::db::{Db, DbConn, Result, samples, sites, usage};
 use crate::domain::scope::Scope;
 use crate::metrics::{Fleet, Metrics};
 
@@ -64,51 +64,18 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
         return Ok(0);
     }
     let started = std::time::Instant::now();
-    let (n, fleet, sites) =
-        s.db.run(move |c| {
-            let mut all = Vec::new();
-            let mut after = None;
-            loop {
-                let page = sites::list(c, &Scope::Provider, None, after, 500)?;
-                let done = page.len() < 500;
-                after = page.last().map(|f| f.site.id);
-                all.extend(page);
-                if done {
-                    break;
-                }
-            }
-            if all.is_empty() {
-                return Ok::<_, crate::db::Error>((0, Fleet::default(), 0));
-            }
-            let counts: HashMap<i64, (i64, i64)> = usage::counts(c, now, None, None)?
-                .into_iter()
-                .map(|r| (r.site_id, (r.active, r.dangling.unwrap_or(0))))
-                .collect();
-            let ids: Vec<i64> = all.iter().map(|f| f.site.id).collect();
-            let mut denied = HashMap::new();
-            for chunk in ids.chunks(500) {
-                denied.extend(usage::denials_between(c, chunk, minute, minute + 60_000)?);
-            }
-            let taken: Vec<samples::Sample> = all
-                .iter()
-                .map(|f| {
-                    let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or((0, 0));
-                    samples::Sample {
-                        site_id: f.site.id,
-                        minute,
-                        active,
-                        live: active - dangling,
-                        dangling,
-                        denied: denied.get(&f.site.id).copied().unwrap_or(0),
-                        session_limit: f.config().session_limit,
-                    }
-                })
-                .collect();
-            let fleet = fleet_of(&all, &taken);
-            let written = samples::write_pass(c, minute, &taken)?;
-            crate::db::forecast::check(c, &all, now, provider)?;
-            Ok((written, fleet, all.len()))
-        })
+    let (taken, fleet) = s.db.run(move |c| take(c, minute, now)).await?;
+    let sites = taken.len();
+    // The write queues with the process's other SQLite writers; the reads above and
+    // the forecasts below do not hold it.
+    let written = if taken.is_empty() {
+        samples::Written::default()
+    } else {
+        s.db.write(move |c| samples::write_pass(c, minute, &taken))
+            .await?
+    };
+    let n = written.rows;
+    s.db.run(move |c| forecasts(c, &written, now, provider))
         .await?;
     s.metrics.sampled(fleet, s.clock.now_ms());
     // Read by bench/fleet: how long a pass over the fleet takes.
@@ -121,9 +88,73 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
     Ok(n)
 }
 
-/// The fleet's totals for `/metrics`, from the samples just taken.
-fn fleet_of(sites: &[sites::SiteFull], samples: &[samples::Sample]) -> Fleet {
+/// Sites read and checked at a time: a pass holds one page of sites, not the fleet.
+const PAGE: i64 = 500;
+
+/// Every site's figures for the pass, read a page of sites at a time, and the fleet's
+/// totals.
+fn take(c: &mut DbConn, minute: i64, now: i64) -> Result<(Vec<samples::Sample>, Fleet)> {
+    let counts: HashMap<i64, (i64, i64)> = usage::counts(c, now, None, None)?
+        .into_iter()
+        .map(|r| (r.site_id, (r.active, r.dangling.unwrap_or(0))))
+        .collect();
+    let mut taken = Vec::new();
     let mut fleet = Fleet::default();
+    let mut after = None;
+    loop {
+        let page = sites::list(c, &Scope::Provider, None, after, PAGE)?;
+        let done = page.len() < PAGE as usize;
+        after = page.last().map(|f| f.site.id);
+        let ids: Vec<i64> = page.iter().map(|f| f.site.id).collect();
+        let denied: HashMap<i64, i64> = usage::denials_between(c, &ids, minute, minute + 60_000)?
+            .into_iter()
+            .collect();
+        let start = taken.len();
+        taken.extend(page.iter().map(|f| {
+            let (active, dangling) = counts.get(&f.site.id).copied().unwrap_or((0, 0));
+            samples::Sample {
+                site_id: f.site.id,
+                minute,
+                active,
+                live: active - dangling,
+                dangling,
+                denied: denied.get(&f.site.id).copied().unwrap_or(0),
+                session_limit: f.config().session_limit,
+            }
+        }));
+        add_to_fleet(&mut fleet, &page, &taken[start..]);
+        if done {
+            break;
+        }
+    }
+    Ok((taken, fleet))
+}
+
+/// Forecasts follow the daily peaks: every site on the day's first pass (a trend
+/// moves with the date), then only the sites whose day roll-up the pass moved.
+fn forecasts(c: &mut DbConn, written: &samples::Written, now: i64, provider: bool) -> Result<()> {
+    if written.first_of_day {
+        let mut after = None;
+        loop {
+            let page = sites::list(c, &Scope::Provider, None, after, PAGE)?;
+            after = page.last().map(|f| f.site.id);
+            crate::db::forecast::check(c, &page, now, provider)?;
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+    } else {
+        for chunk in written.changed.chunks(PAGE as usize) {
+            let page = sites::get_many(c, chunk)?;
+            crate::db::forecast::check(c, &page, now, provider)?;
+        }
+    }
+    Ok(())
+}
+
+/// Adds a page of sites to the fleet's totals for `/metrics`, from the samples just
+/// taken.
+fn add_to_fleet(fleet: &mut Fleet, sites: &[sites::SiteFull], samples: &[samples::Sample]) {
     for (f, s) in sites.iter().zip(samples) {
         fleet.active += s.active;
         fleet.live += s.live;
@@ -137,5 +168,4 @@ fn fleet_of(sites: &[sites::SiteFull], samples: &[samples::Sample]) -> Fleet {
         t.1 += s.live;
         t.2 += s.dangling;
     }
-    fleet
 }

@@ -188,7 +188,7 @@ async fn write_passes(app: &TestApp, sites: &[Vec<Sample>]) -> usize {
             .db
             .run(move |c| {
                 assert!(samples::claim_pass(c, minute, "test", minute, 30_000)?);
-                samples::write_pass(c, minute, &taken)
+                Ok::<_, headcount::db::Error>(samples::write_pass(c, minute, &taken)?.rows)
             })
             .await
             .unwrap();
