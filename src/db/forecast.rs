@@ -19,13 +19,36 @@ pub const KIND_LIMIT_FORECAST: &str = "site.limit_forecast";
 /// At most one forecast per site in this long.
 const EVERY_MS: i64 = 7 * DAY_MS;
 
+/// What the forecast needs of a site: the sampler keeps this for the fleet through a
+/// pass instead of every site's full record.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub slug: String,
+    pub tenant_slug: String,
+    pub session_limit: i64,
+}
+
+impl From<&SiteFull> for Watched {
+    fn from(f: &SiteFull) -> Self {
+        Self {
+            id: f.site.id,
+            tenant_id: f.site.tenant_id,
+            slug: f.site.slug.clone(),
+            tenant_slug: f.tenant_slug.clone(),
+            session_limit: f.config().session_limit,
+        }
+    }
+}
+
 /// Checks these sites' trends of daily peaks (the day roll-ups of the last
 /// [`WINDOW_DAYS`] days, today's so far included) and queues the alert for those
 /// whose trend reaches the limit within a week and that had none in the last week.
-pub fn check(c: &mut DbConn, sites: &[SiteFull], now: Millis, provider: bool) -> Result<usize> {
+pub fn check(c: &mut DbConn, sites: &[&Watched], now: Millis, provider: bool) -> Result<usize> {
     let today = now - now.rem_euclid(DAY_MS);
     let from = today - (WINDOW_DAYS - 1) * DAY_MS;
-    let ids: Vec<i64> = sites.iter().map(|f| f.site.id).collect();
+    let ids: Vec<i64> = sites.iter().map(|w| w.id).collect();
     let rows: Vec<(i64, Millis, i64)> = ur::usage_rollups
         .filter(ur::site_id.eq_any(&ids))
         .filter(ur::bucket_ms.eq(DAY_MS))
@@ -39,16 +62,16 @@ pub fn check(c: &mut DbConn, sites: &[SiteFull], now: Millis, provider: bool) ->
         peaks.entry(site).or_default().push((at, max));
     }
     let mut queued = 0;
-    for full in sites {
-        let Some(days) = peaks.get(&full.site.id) else {
+    for &site in sites {
+        let Some(days) = peaks.get(&site.id) else {
             continue;
         };
-        let limit = full.config().session_limit;
+        let limit = site.session_limit;
         let Some(expected_at) = limit_reached_at(days, limit, now) else {
             continue;
         };
         let recent: i64 = o::outbox
-            .filter(o::site_id.eq(full.site.id))
+            .filter(o::site_id.eq(site.id))
             .filter(o::kind.eq(KIND_LIMIT_FORECAST))
             .filter(o::created_at.gt(now - EVERY_MS))
             .count()
@@ -57,7 +80,7 @@ pub fn check(c: &mut DbConn, sites: &[SiteFull], now: Millis, provider: bool) ->
             continue;
         }
         let mut to = Vec::new();
-        if tenant_listens(c, full.site.tenant_id)? {
+        if tenant_listens(c, site.tenant_id)? {
             to.push(TARGET_TENANT);
         }
         if provider {
@@ -67,8 +90,8 @@ pub fn check(c: &mut DbConn, sites: &[SiteFull], now: Millis, provider: bool) ->
             continue;
         }
         let data = json!({
-            "site": full.site.slug,
-            "tenant": full.tenant_slug,
+            "site": site.slug,
+            "tenant": site.tenant_slug,
             "session_limit": limit,
             "peaks": days.iter().map(|(day, peak)| json!({
                 "day": &to_rfc3339(*day)[..10],
@@ -78,8 +101,8 @@ pub fn check(c: &mut DbConn, sites: &[SiteFull], now: Millis, provider: bool) ->
         });
         enqueue_alert(
             c,
-            full.site.id,
-            full.site.tenant_id,
+            site.id,
+            site.tenant_id,
             KIND_LIMIT_FORECAST,
             data,
             &to,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::clock::SharedClock;
+use crate::db::forecast::Watched;
 use crate::db::{Db, DbConn, Result, samples, sites, usage};
 use crate::domain::scope::Scope;
 use crate::metrics::{Fleet, Metrics};
@@ -64,7 +65,7 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
         return Ok(0);
     }
     let started = std::time::Instant::now();
-    let (taken, fleet) = s.db.run(move |c| take(c, minute, now)).await?;
+    let (taken, fleet, watched) = s.db.run(move |c| take(c, minute, now)).await?;
     let sites = taken.len();
     // The write queues with the process's other SQLite writers; the reads above and
     // the forecasts below do not hold it.
@@ -75,7 +76,7 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
             .await?
     };
     let n = written.rows;
-    s.db.run(move |c| forecasts(c, &written, now, provider))
+    s.db.run(move |c| forecasts(c, &watched, &written, now, provider))
         .await?;
     s.metrics.sampled(fleet, s.clock.now_ms());
     // Read by bench/fleet: how long a pass over the fleet takes.
@@ -88,21 +89,26 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
     Ok(n)
 }
 
-/// Sites read and checked at a time: a pass holds one page of sites, not the fleet.
+/// Sites read and checked at a time: a pass holds a page of full site records, and
+/// for the fleet only figures and what the forecasts need.
 const PAGE: i64 = 500;
 
-/// Every site's figures for the pass, read a page of sites at a time, and the fleet's
-/// totals.
-fn take(c: &mut DbConn, minute: i64, now: i64) -> Result<(Vec<samples::Sample>, Fleet)> {
+/// Every site's figures for the pass, read a page of sites at a time, the fleet's
+/// totals, and what the forecasts need of each site.
+fn take(
+    c: &mut DbConn, minute: i64, now: i64,
+) -> Result<(Vec<samples::Sample>, Fleet, Vec<Watched>)> {
     let counts: HashMap<i64, (i64, i64)> = usage::counts(c, now, None, None)?
         .into_iter()
         .map(|r| (r.site_id, (r.active, r.dangling.unwrap_or(0))))
         .collect();
     let mut taken = Vec::new();
+    let mut watched = Vec::new();
     let mut fleet = Fleet::default();
     let mut after = None;
     loop {
         let page = sites::list(c, &Scope::Provider, None, after, PAGE)?;
+        watched.extend(page.iter().map(Watched::from));
         let done = page.len() < PAGE as usize;
         after = page.last().map(|f| f.site.id);
         let ids: Vec<i64> = page.iter().map(|f| f.site.id).collect();
@@ -127,27 +133,22 @@ fn take(c: &mut DbConn, minute: i64, now: i64) -> Result<(Vec<samples::Sample>, 
             break;
         }
     }
-    Ok((taken, fleet))
+    Ok((taken, fleet, watched))
 }
 
 /// Forecasts follow the daily peaks: every site on the day's first pass (a trend
 /// moves with the date), then only the sites whose day roll-up the pass moved.
-fn forecasts(c: &mut DbConn, written: &samples::Written, now: i64, provider: bool) -> Result<()> {
-    if written.first_of_day {
-        let mut after = None;
-        loop {
-            let page = sites::list(c, &Scope::Provider, None, after, PAGE)?;
-            after = page.last().map(|f| f.site.id);
-            crate::db::forecast::check(c, &page, now, provider)?;
-            if page.len() < PAGE as usize {
-                break;
-            }
-        }
+fn forecasts(
+    c: &mut DbConn, watched: &[Watched], written: &samples::Written, now: i64, provider: bool,
+) -> Result<()> {
+    let due: Vec<&Watched> = if written.first_of_day {
+        watched.iter().collect()
     } else {
-        for chunk in written.changed.chunks(PAGE as usize) {
-            let page = sites::get_many(c, chunk)?;
-            crate::db::forecast::check(c, &page, now, provider)?;
-        }
+        let changed: std::collections::HashSet<i64> = written.changed.iter().copied().collect();
+        watched.iter().filter(|w| changed.contains(&w.id)).collect()
+    };
+    for page in due.chunks(PAGE as usize) {
+        crate::db::forecast::check(c, page, now, provider)?;
     }
     Ok(())
 }
