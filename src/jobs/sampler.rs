@@ -67,6 +67,7 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
     let started = std::time::Instant::now();
     let (taken, fleet, watched) = s.db.run(move |c| take(c, minute, now)).await?;
     let sites = taken.len();
+    let read_ms = started.elapsed().as_millis() as u64;
     // The write queues with the process's other SQLite writers; the reads above and
     // the forecasts below do not hold it.
     let written = if taken.is_empty() {
@@ -76,14 +77,19 @@ pub async fn sample(sampler: impl Into<Sampler>) -> Result<usize> {
             .await?
     };
     let n = written.rows;
+    let write_ms = started.elapsed().as_millis() as u64 - read_ms;
     s.db.run(move |c| forecasts(c, &watched, &written, now, provider))
         .await?;
     s.metrics.sampled(fleet, s.clock.now_ms());
-    // Read by bench/fleet: how long a pass over the fleet takes.
+    // Read by bench/fleet: how long a pass over the fleet takes, and where.
+    let ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         sites,
         written = n,
-        ms = started.elapsed().as_millis() as u64,
+        read_ms,
+        write_ms,
+        forecast_ms = ms - read_ms - write_ms,
+        ms,
         "sampler pass"
     );
     Ok(n)
