@@ -208,9 +208,11 @@ pub type Pool = r2d2::Pool<Manager>;
 pub struct Db {
     pool: Pool,
     pub backend: Backend,
-    /// SQLite allows one writer at a time; writers of this process queue here, in
-    /// order, instead of spinning on the busy timeout (which gives seconds-long tails).
-    sqlite_writer: std::sync::Arc<std::sync::Mutex<()>>,
+    /// SQLite allows one writer at a time; writers of this process queue here, first
+    /// come first served (tokio's mutex is fair), instead of spinning on the busy
+    /// timeout, which gives seconds-long tails, or racing for a plain mutex, which a
+    /// loop of batches (retention) wins again and again.
+    sqlite_writer: std::sync::Arc<tokio::sync::Mutex<()>>,
     /// How long pool checkouts waited, for `headcount_db_pool_wait_seconds`.
     pub pool_wait: std::sync::Arc<WaitHistogram>,
 }
@@ -284,7 +286,7 @@ impl Db {
 
     /// [`Db::run`] for a write transaction: on SQLite the process's writers take turns
     /// instead of contending for the database lock. PostgreSQL needs no such queue.
-    pub async fn write<T, E, F>(&self, mut f: F) -> Result<T, E>
+    pub async fn write<T, E, F>(&self, f: F) -> Result<T, E>
     where
         F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
         E: From<Error> + Retry + Send + 'static,
@@ -293,12 +295,8 @@ impl Db {
         if self.backend == Backend::Postgres {
             return self.run(f).await;
         }
-        let turn = self.sqlite_writer.clone();
-        self.run(move |c| {
-            let _guard = turn.lock().unwrap_or_else(|e| e.into_inner());
-            f(c)
-        })
-        .await
+        let _turn = self.sqlite_writer.lock().await;
+        self.run(f).await
     }
 
     /// The same as [`Db::run`] for code that already runs on a blocking thread.

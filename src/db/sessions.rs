@@ -569,24 +569,32 @@ pub fn end_expired(conn: &mut DbConn, now: Millis, grace_ms: i64, batch: i64) ->
     conn.transaction(|c| {
         super::lock_sites(c, &sites)?;
         // Checked again under the locks: an event may have renewed a session since.
-        // The sites too, so that the rows are found by their key (site_id, id) while
-        // the sites are locked, not by a scan of every site's sessions.
-        Ok(diesel::update(
-            x::sessions
-                .filter(x::site_id.eq_any(&sites))
-                .filter(x::id.eq_any(&ids))
-                .filter(x::ended_at.is_null())
-                .filter(x::expires_at.le(now - grace_ms)),
-        )
-        .set((
+        let ended = (
             x::ended_at.eq(x::expires_at.nullable()),
             x::end_reason.eq(Some(EndReason::Expired.as_str())),
-        ))
-        .execute(c)?)
+        );
+        let due = x::id
+            .eq_any(&ids)
+            .and(x::ended_at.is_null())
+            .and(x::expires_at.le(now - grace_ms));
+        Ok(crate::per_backend!(c, |c, pg| if pg {
+            diesel::update(x::sessions.filter(x::site_id.eq_any(&sites)).filter(due))
+                .set(ended)
+                .execute(c)?
+        } else {
+            diesel::update(x::sessions.filter(due))
+                .set(ended)
+                .execute(c)?
+        }))
     })
 }
 
 /// Deletes sessions that ended before `before`, at most `batch` at a time.
+///
+/// Retention names a batch's rows by their key. On PostgreSQL that is (site_id, id):
+/// with the ids alone each batch scans the table (under the sites' locks when ending
+/// expired sessions, [`end_expired`]). On SQLite the id is the key, and naming the
+/// sites there leads its planner to read every session of those sites instead.
 pub fn delete_ended_before(conn: &mut DbConn, before: Millis, batch: i64) -> Result<usize> {
     let due: Vec<(i64, i64)> = x::sessions
         .filter(x::ended_at.lt(before))
@@ -600,14 +608,16 @@ pub fn delete_ended_before(conn: &mut DbConn, before: Millis, batch: i64) -> Res
     let mut sites: Vec<i64> = due.iter().map(|d| d.1).collect();
     sites.sort_unstable();
     sites.dedup();
-    // By the key (site_id, id): with the id alone PostgreSQL scans the whole table for
-    // each batch, which a month of rows makes long.
-    Ok(diesel::delete(
-        x::sessions
-            .filter(x::site_id.eq_any(&sites))
-            .filter(x::id.eq_any(&ids)),
-    )
-    .execute(conn)?)
+    Ok(crate::per_backend!(conn, |c, pg| if pg {
+        diesel::delete(
+            x::sessions
+                .filter(x::site_id.eq_any(&sites))
+                .filter(x::id.eq_any(&ids)),
+        )
+        .execute(c)?
+    } else {
+        diesel::delete(x::sessions.filter(x::id.eq_any(&ids))).execute(c)?
+    }))
 }
 
 /// `(started_at, expires_at, ended_at, last_activity_at)` of a session.

@@ -26,7 +26,7 @@ use diesel::{QueryableByName, RunQueryDsl};
 use futures_util::{StreamExt as _, stream};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn};
+use crate::helpers::{Rng, TestApp, spawn};
 
 const M: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -40,18 +40,6 @@ fn setting(name: &str, default: i64) -> i64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> i64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n) as i64
-    }
 }
 
 /// A user's browser: the session it holds and when that session expires.

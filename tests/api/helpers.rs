@@ -700,3 +700,18 @@ pub fn headcount_at(bin: &str) -> std::process::Command {
 pub fn headcount() -> std::process::Command {
     headcount_at(env!("CARGO_BIN_EXE_headcount"))
 }
+
+/// A small seeded generator (a linear congruential one): random histories that come
+/// out the same on every run, without a dependency.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> i64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 33) % n) as i64
+    }
+}

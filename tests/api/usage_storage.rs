@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use headcount::db::samples::{self, Sample};
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn};
+use crate::helpers::{Rng, TestApp, spawn};
 
 const M: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -20,18 +20,6 @@ const DAY: i64 = 86_400_000;
 const START: i64 = 1_930_168_800_000;
 const MINUTES: i64 = 600;
 const SITES: usize = 4;
-
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> i64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((self.0 >> 33) % n) as i64
-    }
-}
 
 /// One random fleet history: per site its samples at the covered minutes from its
 /// creation on.
