@@ -88,20 +88,17 @@ fn ratio(counted: i64, limit: i64) -> f64 {
 /// Usage rows for the given sites from one grouped count and one grouped denial query.
 /// Runs on the blocking pool (inside a `Db::run`), views included: a provider's
 /// fleet is thousands of sites, too many to assemble on an async worker.
-fn site_views(
-    c: &mut crate::db::DbConn, list: &[SiteFull], now: i64, site_id: Option<i64>,
-    tenant_id: Option<i64>,
-) -> Result<Vec<SiteUsage>> {
+fn site_views(c: &mut crate::db::DbConn, list: &[SiteFull], now: i64) -> Result<Vec<SiteUsage>> {
     let ids: Vec<i64> = list.iter().map(|f| f.site.id).collect();
-    let counts = usage::counts(c, now, site_id, tenant_id)?;
+    let idle: Vec<(i64, i64)> = list
+        .iter()
+        .map(|f| (f.site.id, f.config().idle_timeout_seconds))
+        .collect();
+    let counts = usage::counts(c, &idle, now)?;
     let mut denied = Vec::new();
     for chunk in ids.chunks(500) {
         denied.extend(usage::denials_between(c, chunk, now - 86_400_000, now + 1)?);
     }
-    let counts: HashMap<i64, (i64, i64)> = counts
-        .into_iter()
-        .map(|r| (r.site_id, (r.active, r.dangling.unwrap_or(0))))
-        .collect();
     let denied: HashMap<i64, i64> = denied.into_iter().collect();
     Ok(list
         .iter()
@@ -159,12 +156,9 @@ pub async fn get_site_usage(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
 ) -> Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
-    let (id, now) = (site.site.id, state.now());
+    let now = state.now();
     let list = vec![site];
-    let mut rows = state
-        .db
-        .run(move |c| site_views(c, &list, now, Some(id), None))
-        .await?;
+    let mut rows = state.db.run(move |c| site_views(c, &list, now)).await?;
     Ok(HttpResponse::Ok().json(rows.pop()))
 }
 
@@ -201,7 +195,7 @@ pub async fn get_tenant_usage(
     let usage = state
         .db
         .run(move |c| {
-            let rows = site_views(c, &list, now, None, Some(tenant.id))?;
+            let rows = site_views(c, &list, now)?;
             let mut usage = totals(tenant.slug.clone(), rows);
             usage.pooled_session_limit = tenant.pooled_session_limit;
             Ok::<_, crate::error::Error>(usage)
@@ -241,7 +235,7 @@ pub async fn get_usage(state: web::Data<AppState>, caller: Caller) -> Result<Htt
     let usage = state
         .db
         .run(move |c| {
-            let rows = site_views(c, &list, now, None, None)?;
+            let rows = site_views(c, &list, now)?;
             let all_tenants = tenants::list(c, &Scope::Provider, None, i64::MAX)?;
             Ok::<_, crate::error::Error>(by_tenant(&list, rows, &all_tenants))
         })

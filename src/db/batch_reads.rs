@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use diesel::dsl::sql;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text};
@@ -14,6 +15,7 @@ use super::DbConn;
 use super::sessions::{self, Standing};
 use crate::clock::Millis;
 use crate::db::Result;
+use crate::domain::session::IdleTimeout;
 
 /// Active and dangling sessions of each site at `now`; `sites` pairs a site with its
 /// idle timeout in seconds.
@@ -30,8 +32,12 @@ pub fn counts(
         DbConn::Pg(c) => {
             let rows = PgCounts {
                 site: sites.iter().map(|s| s.0).collect(),
-                cutoff: sites.iter().map(|s| now - s.1 * 1000).collect(),
+                cutoff: sites
+                    .iter()
+                    .map(|s| IdleTimeout::seconds(s.1).cutoff(now))
+                    .collect(),
                 now,
+                dangling: sessions::dangling(sql("q.cutoff")),
             }
             .load(c)?;
             Ok(rows
@@ -102,6 +108,8 @@ struct PgCounts {
     site: Vec<i64>,
     cutoff: Vec<i64>,
     now: Millis,
+    /// [`sessions::dangling`] by the site's cutoff.
+    dangling: sessions::DanglingBy,
 }
 
 impl QueryId for PgCounts {
@@ -124,10 +132,13 @@ impl QueryFragment<Pg> for PgCounts {
         // As in sessions::count: the CASE yields an indexed column, so that the
         // partial index of open sessions answers alone.
         out.push_sql(
-            ") AS q(site, cutoff) CROSS JOIN LATERAL (SELECT count(*) AS active, \
-             count(CASE WHEN s.last_activity_at <= q.cutoff THEN s.last_activity_at END) \
-             AS dangling FROM sessions s WHERE s.site_id = q.site AND s.ended_at IS NULL \
-             AND NOT s.exempt AND s.expires_at > ",
+            ") AS q(site, cutoff) CROSS JOIN LATERAL (SELECT count(*) AS active, count(CASE WHEN ",
+        );
+        self.dangling.walk_ast(out.reborrow())?;
+        out.push_sql(
+            " THEN sessions.last_activity_at END) AS dangling FROM sessions \
+             WHERE sessions.site_id = q.site AND sessions.ended_at IS NULL \
+             AND NOT sessions.exempt AND sessions.expires_at > ",
         );
         out.push_bind_param::<BigInt, _>(&self.now)?;
         out.push_sql(") c");

@@ -13,13 +13,14 @@
 
 use std::collections::HashMap;
 
+use diesel::dsl::not;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
 
 use super::schema::site_counts::dsl as k;
-use super::{DbConn, sessions, usage::numbered};
+use super::{DbConn, sessions};
 use crate::clock::Millis;
 use crate::db::Result;
+use crate::domain::session::IdleTimeout;
 
 /// A site's counts at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -33,16 +34,12 @@ struct Row {
 }
 
 /// Sessions whose state changes between two instants (see [`moved`]).
-#[derive(Debug, QueryableByName)]
 struct Moves {
     /// Expired in between: active at the earlier instant, not at the later.
-    #[diesel(sql_type = BigInt)]
     expired: i64,
     /// Of those, the ones already dangling at the earlier instant.
-    #[diesel(sql_type = BigInt)]
     expired_dangling: i64,
     /// Went idle in between and are still active at the later instant.
-    #[diesel(sql_type = BigInt)]
     went_idle: i64,
 }
 
@@ -62,7 +59,7 @@ pub fn at(
         .collect();
     let mut rows = Vec::with_capacity(sites.len());
     for &(site_id, idle_seconds) in sites {
-        let idle_ms = idle_seconds * 1000;
+        let idle_ms = IdleTimeout::seconds(idle_seconds).ms();
         let row = match stored.get(&site_id) {
             Some(r) if r.idle_ms == idle_ms && r.as_of == now => *r,
             Some(r) if r.idle_ms == idle_ms => advance(conn, r, now)?,
@@ -103,7 +100,7 @@ fn advance(conn: &mut DbConn, r: &Row, now: Millis) -> Result<Row> {
     } else {
         (now, r.as_of, -1)
     };
-    let m = moved(conn, r.site_id, lo, hi, r.idle_ms)?;
+    let m = moved(conn, r.site_id, lo, hi, IdleTimeout::from_ms(r.idle_ms))?;
     Ok(Row {
         as_of: now,
         active: r.active - sign * m.expired,
@@ -113,38 +110,42 @@ fn advance(conn: &mut DbConn, r: &Row, now: Millis) -> Result<Row> {
 }
 
 /// The open sessions of a site whose state differs between `lo` and `hi` (`lo <
-/// hi`). Active at t: expires_at > t; dangling at t: also last_activity_at <= t -
-/// idle. Each count is a range of one index, so it reads only those sessions.
-/// Exempt sessions are never counted.
-fn moved(conn: &mut DbConn, site_id: i64, lo: Millis, hi: Millis, idle_ms: i64) -> Result<Moves> {
-    const SQL: &str = "SELECT \
-        (SELECT count(*) FROM sessions WHERE site_id = ? AND ended_at IS NULL \
-           AND NOT exempt AND expires_at > ? AND expires_at <= ?) AS expired, \
-        (SELECT count(*) FROM sessions WHERE site_id = ? AND ended_at IS NULL \
-           AND NOT exempt AND expires_at > ? AND expires_at <= ? AND last_activity_at <= ?) \
-           AS expired_dangling, \
-        (SELECT count(*) FROM sessions WHERE site_id = ? AND ended_at IS NULL \
-           AND NOT exempt AND last_activity_at > ? AND last_activity_at <= ? AND expires_at > ?) \
-           AS went_idle";
-    let sql = match conn {
-        DbConn::Pg(_) => numbered(SQL),
-        DbConn::Sqlite(_) => SQL.to_owned(),
+/// hi`), in one statement of three counts. Active at t: expires_at > t; dangling at t:
+/// also [`sessions::dangling`] at t. Each count is a range of one index, so it reads
+/// only those sessions. Exempt sessions are never counted.
+fn moved(
+    conn: &mut DbConn, site_id: i64, lo: Millis, hi: Millis, idle: IdleTimeout,
+) -> Result<Moves> {
+    use super::schema::sessions::dsl as x;
+    let open = || {
+        x::sessions
+            .filter(x::site_id.eq(site_id))
+            .filter(x::ended_at.is_null())
+            .filter(not(x::exempt))
     };
-    let q = diesel::sql_query(sql)
-        .bind::<BigInt, _>(site_id)
-        .bind::<BigInt, _>(lo)
-        .bind::<BigInt, _>(hi)
-        .bind::<BigInt, _>(site_id)
-        .bind::<BigInt, _>(lo)
-        .bind::<BigInt, _>(hi)
-        .bind::<BigInt, _>(lo - idle_ms)
-        .bind::<BigInt, _>(site_id)
-        .bind::<BigInt, _>(lo - idle_ms)
-        .bind::<BigInt, _>(hi - idle_ms)
-        .bind::<BigInt, _>(hi);
-    Ok(match conn {
-        DbConn::Pg(c) => q.get_result(c)?,
-        DbConn::Sqlite(c) => q.get_result(c)?,
+    let expired = || {
+        open()
+            .filter(x::expires_at.gt(lo))
+            .filter(x::expires_at.le(hi))
+    };
+    let went_idle = open()
+        .filter(sessions::live(idle.cutoff(lo)))
+        .filter(sessions::dangling(idle.cutoff(hi)))
+        .filter(x::expires_at.gt(hi));
+    let (expired, expired_dangling, went_idle): (Option<i64>, Option<i64>, Option<i64>) =
+        diesel::select((
+            expired().count().single_value(),
+            expired()
+                .filter(sessions::dangling(idle.cutoff(lo)))
+                .count()
+                .single_value(),
+            went_idle.count().single_value(),
+        ))
+        .get_result(conn)?;
+    Ok(Moves {
+        expired: expired.unwrap_or(0),
+        expired_dangling: expired_dangling.unwrap_or(0),
+        went_idle: went_idle.unwrap_or(0),
     })
 }
 

@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use diesel::dsl::{case_when, not};
+use diesel::expression::AsExpression;
 use diesel::prelude::*;
 
 use super::schema::sessions::dsl as x;
@@ -10,7 +11,33 @@ use super::site_full::Site;
 use super::{DbConn, MultiBackend, outbox};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
-use crate::domain::session::{EndReason, Observation, SessionState, Times};
+use crate::domain::session::{EndReason, IdleTimeout, Observation, SessionState, Times};
+
+/// The storage form of [`IdleTimeout::is_dangling`], the one every query uses: an
+/// open session last active at or before `cutoff` (from [`IdleTimeout::cutoff`]) is
+/// dangling. `cutoff` is a bound value, or a column in a statement over several sites.
+pub(crate) fn dangling<C>(cutoff: C) -> diesel::dsl::LtEq<x::last_activity_at, C>
+where
+    C: AsExpression<diesel::sql_types::BigInt>,
+{
+    x::last_activity_at.le(cutoff)
+}
+
+/// [`dangling`] by a column of the statement: a site's cutoff in one over several.
+pub(crate) type DanglingBy = diesel::dsl::LtEq<
+    x::last_activity_at,
+    diesel::expression::SqlLiteral<diesel::sql_types::BigInt>,
+>;
+
+/// An open session that is not [`dangling`] is live: the same comparison turned
+/// around, written as its own range so that both backends read it from the index by
+/// last activity (SQLite does not rewrite a `NOT (a <= b)` into one).
+pub(crate) fn live<C>(cutoff: C) -> diesel::dsl::Gt<x::last_activity_at, C>
+where
+    C: AsExpression<diesel::sql_types::BigInt>,
+{
+    x::last_activity_at.gt(cutoff)
+}
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = super::schema::sessions)]
@@ -330,7 +357,7 @@ pub fn count(
     conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64,
 ) -> Result<(i64, i64)> {
     use diesel::dsl::{count, count_star};
-    let cutoff = now - idle_timeout_seconds * 1000;
+    let cutoff = IdleTimeout::seconds(idle_timeout_seconds).cutoff(now);
     // COUNT of a CASE without ELSE counts the dangling rows; unlike a SUM it is a
     // BIGINT on both backends, and the statement, with every value bound, is prepared
     // once per connection and reused (admissions run it each time). The CASE yields
@@ -344,10 +371,7 @@ pub fn count(
         .filter(x::expires_at.gt(now))
         .select((
             count_star(),
-            count(case_when(
-                x::last_activity_at.le(cutoff),
-                x::last_activity_at,
-            )),
+            count(case_when(dangling(cutoff), x::last_activity_at)),
         ))
         .first(conn)?;
     Ok((active, dangling))
@@ -362,7 +386,9 @@ pub fn most_idle_dangling(
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
         .filter(not(x::exempt))
-        .filter(x::last_activity_at.le(now - idle_timeout_seconds * 1000))
+        .filter(dangling(
+            IdleTimeout::seconds(idle_timeout_seconds).cutoff(now),
+        ))
         .filter(x::expires_at.gt(now))
         .order((x::last_activity_at, x::id))
         .select(x::session)
@@ -408,7 +434,7 @@ pub fn counted_sample(
         .filter(x::expires_at.gt(now))
         .into_boxed();
     if let Some(after) = live_after {
-        q = q.filter(x::last_activity_at.gt(after));
+        q = q.filter(live(after));
     }
     Ok(q.order((x::last_activity_at, x::id))
         .select((x::session, x::last_activity_at))
@@ -438,13 +464,13 @@ fn state_cond(state: SessionState, now: Millis, cutoff: Millis) -> Cond {
             x::ended_at
                 .is_null()
                 .and(x::expires_at.gt(now))
-                .and(x::last_activity_at.gt(cutoff)),
+                .and(live(cutoff)),
         ),
         SessionState::Dangling => Box::new(
             x::ended_at
                 .is_null()
                 .and(x::expires_at.gt(now))
-                .and(x::last_activity_at.le(cutoff)),
+                .and(dangling(cutoff)),
         ),
     }
 }
@@ -452,7 +478,7 @@ fn state_cond(state: SessionState, now: Millis, cutoff: Millis) -> Cond {
 pub fn list(
     conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64, f: &ListFilter,
 ) -> Result<Vec<SessionRow>> {
-    let cutoff = now - idle_timeout_seconds * 1000;
+    let cutoff = IdleTimeout::seconds(idle_timeout_seconds).cutoff(now);
     let mut q = x::sessions.filter(x::site_id.eq(site_id)).into_boxed();
     let mut states: Vec<SessionState> = f.states.iter().copied().collect();
     states.sort_by_key(|s| s.as_str());
@@ -505,10 +531,10 @@ fn newest_page(
 pub fn list_active_at(
     conn: &mut DbConn, site_id: i64, at: Millis, idle_timeout_seconds: i64, f: &ListFilter,
 ) -> Result<Vec<SessionRow>> {
-    let cutoff = at - idle_timeout_seconds * 1000;
-    let live = f.states.contains(&SessionState::Live);
-    let dangling = f.states.contains(&SessionState::Dangling);
-    if !live && !dangling {
+    let cutoff = IdleTimeout::seconds(idle_timeout_seconds).cutoff(at);
+    let want_live = f.states.contains(&SessionState::Live);
+    let want_dangling = f.states.contains(&SessionState::Dangling);
+    if !want_live && !want_dangling {
         return Ok(Vec::new());
     }
     let mut q = x::sessions
@@ -517,10 +543,10 @@ pub fn list_active_at(
         .filter(x::expires_at.gt(at))
         .filter(x::ended_at.is_null().or(x::ended_at.gt(at)))
         .into_boxed();
-    if !dangling {
-        q = q.filter(x::last_activity_at.gt(cutoff));
-    } else if !live {
-        q = q.filter(x::last_activity_at.le(cutoff));
+    if !want_dangling {
+        q = q.filter(live(cutoff));
+    } else if !want_live {
+        q = q.filter(dangling(cutoff));
     }
     newest_page(conn, q, f)
 }
@@ -529,7 +555,7 @@ pub fn list_active_at(
 pub fn per_user(
     conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64,
 ) -> Result<Vec<(Option<String>, i64, i64)>> {
-    let cutoff = now - idle_timeout_seconds * 1000;
+    let idle = IdleTimeout::seconds(idle_timeout_seconds);
     let rows: Vec<(Option<String>, Millis)> = x::sessions
         .filter(x::site_id.eq(site_id))
         .filter(x::ended_at.is_null())
@@ -541,7 +567,7 @@ pub fn per_user(
     for (user, last) in rows {
         let e = by_user.entry(user).or_default();
         e.0 += 1;
-        if last <= cutoff {
+        if idle.is_dangling(last, now) {
             e.1 += 1;
         }
     }

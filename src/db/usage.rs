@@ -1,12 +1,19 @@
 //! Counts per site, per tenant and provider-wide; denials; usage samples.
 
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable};
+use std::collections::HashMap;
 
-use super::DbConn;
+use diesel::dsl::sql;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{Array, BigInt};
+use diesel::sqlite::Sqlite;
+
 use super::schema::denials::dsl as dn;
+use super::{DbConn, sessions};
 use crate::clock::Millis;
 use crate::db::Result;
+use crate::domain::session::IdleTimeout;
 
 /// Rewrites `?` placeholders as `$1, $2, …` for PostgreSQL, so that one SQL text
 /// serves both backends where the query builder cannot express a statement.
@@ -25,52 +32,109 @@ pub fn numbered(sql: &str) -> String {
     out
 }
 
-#[derive(Debug, Clone, QueryableByName, PartialEq, Eq)]
-pub struct SiteCounts {
-    #[diesel(sql_type = BigInt)]
-    pub site_id: i64,
-    #[diesel(sql_type = BigInt)]
-    pub active: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    pub dangling: Option<i64>,
+/// Active and dangling sessions of the given sites at `now`, each judged by its own
+/// idle timeout (`sites` pairs a site with it, in seconds), in one grouped statement
+/// per chunk of sites: a site's cutoff travels with it, so that the statement asks
+/// [`sessions::dangling`] like every other. A site without open sessions is left out.
+pub fn counts(
+    conn: &mut DbConn, sites: &[(i64, i64)], now: Millis,
+) -> Result<HashMap<i64, (i64, i64)>> {
+    let mut out = HashMap::with_capacity(sites.len());
+    for chunk in sites.chunks(COUNT_CHUNK) {
+        let rows: Vec<(i64, i64, i64)> = SiteCountsQuery {
+            site: chunk.iter().map(|s| s.0).collect(),
+            cutoff: chunk
+                .iter()
+                .map(|s| IdleTimeout::seconds(s.1).cutoff(now))
+                .collect(),
+            now,
+            dangling: sessions::dangling(sql("q.cutoff")),
+        }
+        .load_on(conn)?;
+        out.extend(rows.into_iter().map(|(site, a, d)| (site, (a, d))));
+    }
+    Ok(out)
 }
 
-/// Active and dangling sessions of every site in one grouped query, each site judged
-/// by its own effective idle timeout. Narrowed to one site or one tenant when given.
-pub fn counts(
-    conn: &mut DbConn, now: Millis, site_id: Option<i64>, tenant_id: Option<i64>,
-) -> Result<Vec<SiteCounts>> {
-    let mut sql = String::from(
-        "SELECT s.site_id AS site_id, COUNT(*) AS active, \
-         SUM(CASE WHEN s.last_activity_at <= ? - 1000 * COALESCE(st.idle_timeout_seconds, p.idle_timeout_seconds) \
-             THEN 1 ELSE 0 END) AS dangling \
-         FROM sessions s JOIN sites st ON st.id = s.site_id JOIN plans p ON p.id = st.plan_id \
-         WHERE s.ended_at IS NULL AND NOT s.exempt AND s.expires_at > ?",
-    );
-    if site_id.is_some() {
-        sql.push_str(" AND s.site_id = ?");
+/// Sites per counting statement: SQLite binds each site and cutoff as a value.
+const COUNT_CHUNK: usize = 2000;
+
+/// The grouped count of [`counts`]: the sites and their cutoffs as a table (`q`)
+/// joined to their open sessions. PostgreSQL (and Citus, which runs the join on each
+/// shard) takes them as two arrays, one statement text for any number of sites;
+/// SQLite as a `VALUES` list.
+struct SiteCountsQuery {
+    site: Vec<i64>,
+    cutoff: Vec<i64>,
+    now: Millis,
+    /// [`sessions::dangling`] by the site's cutoff.
+    dangling: sessions::DanglingBy,
+}
+
+impl SiteCountsQuery {
+    fn load_on(self, conn: &mut DbConn) -> Result<Vec<(i64, i64, i64)>> {
+        Ok(match conn {
+            DbConn::Pg(c) => self.load(c)?,
+            DbConn::Sqlite(c) => self.load(c)?,
+        })
     }
-    if tenant_id.is_some() {
-        sql.push_str(" AND st.tenant_id = ?");
+
+    /// The statement after the sites' table, the same on both backends.
+    fn walk_counts<'b, DB>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()>
+    where
+        DB: diesel::backend::Backend + diesel::sql_types::HasSqlType<BigInt>,
+        i64: diesel::serialize::ToSql<BigInt, DB>,
+        sessions::DanglingBy: QueryFragment<DB>,
+    {
+        // As in sessions::count: the CASE yields an indexed column, so that the
+        // partial index of open sessions can answer alone.
+        out.push_sql(") SELECT sessions.site_id, count(*), count(CASE WHEN ");
+        self.dangling.walk_ast(out.reborrow())?;
+        out.push_sql(
+            " THEN sessions.last_activity_at END) FROM q JOIN sessions ON sessions.site_id = q.site \
+             WHERE sessions.ended_at IS NULL AND NOT sessions.exempt AND sessions.expires_at > ",
+        );
+        out.push_bind_param::<BigInt, _>(&self.now)?;
+        out.push_sql(" GROUP BY sessions.site_id");
+        Ok(())
     }
-    sql.push_str(" GROUP BY s.site_id");
-    let rows = crate::per_backend!(conn, |c, pg| {
-        let text = if pg { numbered(&sql) } else { sql.clone() };
-        let q = diesel::sql_query(text)
-            .into_boxed()
-            .bind::<BigInt, _>(now)
-            .bind::<BigInt, _>(now);
-        let q = match site_id {
-            Some(id) => q.bind::<BigInt, _>(id),
-            None => q,
-        };
-        let q = match tenant_id {
-            Some(id) => q.bind::<BigInt, _>(id),
-            None => q,
-        };
-        q.load::<SiteCounts>(c)?
-    });
-    Ok(rows)
+}
+
+impl QueryId for SiteCountsQuery {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for SiteCountsQuery {
+    type SqlType = (BigInt, BigInt, BigInt);
+}
+
+impl RunQueryDsl<PgConnection> for SiteCountsQuery {}
+impl RunQueryDsl<SqliteConnection> for SiteCountsQuery {}
+
+impl QueryFragment<Pg> for SiteCountsQuery {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH q(site, cutoff) AS (SELECT * FROM unnest(");
+        out.push_bind_param::<Array<BigInt>, _>(&self.site)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.cutoff)?;
+        out.push_sql(")");
+        self.walk_counts(out)
+    }
+}
+
+impl QueryFragment<Sqlite> for SiteCountsQuery {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        out.push_sql("WITH q(site, cutoff) AS (VALUES ");
+        for (i, (site, cutoff)) in self.site.iter().zip(&self.cutoff).enumerate() {
+            out.push_sql(if i == 0 { "(" } else { ", (" });
+            out.push_bind_param::<BigInt, _>(site)?;
+            out.push_sql(", ");
+            out.push_bind_param::<BigInt, _>(cutoff)?;
+            out.push_sql(")");
+        }
+        self.walk_counts(out)
+    }
 }
 
 /// What a refused admission saw, kept with its denial.

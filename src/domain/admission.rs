@@ -4,7 +4,7 @@
 
 use super::Millis;
 use super::config::{CountMode, OverLimit, PerUserOverLimit, SiteConfig, limit_message};
-use super::session::{SessionState, Standing};
+use super::session::{IdleTimeout, SessionState, Standing};
 
 names! {
     // What an admission came to (a comment: the schema has never had a description).
@@ -195,13 +195,17 @@ impl Counting {
         }
     }
 
+    pub fn idle(&self) -> IdleTimeout {
+        IdleTimeout::seconds(self.idle_timeout_seconds)
+    }
+
     /// Last activity after this instant is live; at or before it, dangling.
     pub fn live_after(&self) -> Millis {
-        self.now - self.idle_timeout_seconds * 1000
+        self.idle().cutoff(self.now)
     }
 
     pub fn is_live(&self, last_activity_at: Millis) -> bool {
-        last_activity_at > self.live_after()
+        !self.idle().is_dangling(last_activity_at, self.now)
     }
 
     /// `live` or `dangling`, for an open, unexpired session.

@@ -19,8 +19,6 @@ macro_rules! names {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-        #[derive(diesel::AsExpression, diesel::FromSqlRow)]
-        #[diesel(sql_type = diesel::sql_types::Text)]
         pub enum $name {
             $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )+
         }

@@ -29,13 +29,58 @@ pub struct Times {
     pub ended_at: Option<Millis>,
 }
 
+/// How long an open session may go without activity before it is dangling: the one
+/// definition of live and dangling. Everything that judges a session by its last
+/// activity asks here: the states below, counting ([`super::admission::Counting`]),
+/// intervals ([`Span`]), and storage, whose one expression (`db::sessions::dangling`)
+/// compares with [`IdleTimeout::cutoff`]. The `site_counts` triggers carry the only
+/// other copy, in SQL (migration `site_counts`), which the counts test checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdleTimeout {
+    ms: i64,
+}
+
+impl IdleTimeout {
+    pub fn seconds(seconds: i64) -> Self {
+        Self {
+            ms: seconds.saturating_mul(1000),
+        }
+    }
+
+    pub fn from_ms(ms: i64) -> Self {
+        Self { ms }
+    }
+
+    pub fn ms(self) -> i64 {
+        self.ms
+    }
+
+    /// The latest last activity that is dangling at `now`: a session is dangling once
+    /// a whole timeout has passed without activity (exactly the timeout included).
+    pub fn cutoff(self, now: Millis) -> Millis {
+        now.saturating_sub(self.ms)
+    }
+
+    /// Whether an open, unexpired session last active at `last_activity` is dangling
+    /// at `now`.
+    pub fn is_dangling(self, last_activity: Millis, now: Millis) -> bool {
+        last_activity <= self.cutoff(now)
+    }
+
+    /// The first instant at which a session last active at `last_activity` is
+    /// dangling: [`Self::cutoff`] turned around.
+    pub fn dangling_from(self, last_activity: Millis) -> Millis {
+        last_activity.saturating_add(self.ms)
+    }
+}
+
 /// The state of a session at `now`. `active` is `live` or `dangling`.
 pub fn state(t: &Times, now: Millis, idle_timeout_seconds: i64) -> SessionState {
     if t.ended_at.is_some() {
         SessionState::Ended
     } else if t.expires_at <= now {
         SessionState::Expired
-    } else if t.last_activity_at <= now - idle_timeout_seconds * 1000 {
+    } else if IdleTimeout::seconds(idle_timeout_seconds).is_dangling(t.last_activity_at, now) {
         SessionState::Dangling
     } else {
         SessionState::Live
@@ -111,7 +156,7 @@ impl Span {
     }
 
     fn idle_from(&self, idle_ms: i64) -> Millis {
-        self.last_activity.saturating_add(idle_ms)
+        IdleTimeout::from_ms(idle_ms).dangling_from(self.last_activity)
     }
 }
 

@@ -104,10 +104,6 @@ const PAGE: i64 = 500;
 fn take(
     c: &mut DbConn, minute: i64, now: i64,
 ) -> Result<(Vec<samples::Sample>, Fleet, Vec<Watched>)> {
-    let counts: HashMap<i64, (i64, i64)> = usage::counts(c, now, None, None)?
-        .into_iter()
-        .map(|r| (r.site_id, (r.active, r.dangling.unwrap_or(0))))
-        .collect();
     let mut taken = Vec::new();
     let mut watched = Vec::new();
     let mut fleet = Fleet::default();
@@ -118,6 +114,11 @@ fn take(
         let done = page.len() < PAGE as usize;
         after = page.last().map(|f| f.site.id);
         let ids: Vec<i64> = page.iter().map(|f| f.site.id).collect();
+        let idle: Vec<(i64, i64)> = page
+            .iter()
+            .map(|f| (f.site.id, f.config().idle_timeout_seconds))
+            .collect();
+        let counts = usage::counts(c, &idle, now)?;
         let denied: HashMap<i64, i64> = usage::denials_between(c, &ids, minute, minute + 60_000)?
             .into_iter()
             .collect();
