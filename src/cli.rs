@@ -219,6 +219,7 @@ pub fn run(cli: Cli) -> Result<(), String> {
                         .db
                         .run_sync(move |c| crate::db::sites::get_for_agent(c, &slug))
                         .map_err(|_| format!("no site {s:?}"))?
+                        .into_inner()
                         .site
                         .token_key
                 }

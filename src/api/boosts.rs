@@ -105,7 +105,7 @@ fn add_boost(
 ) -> Result<BoostView> {
     let site = sites::get(c, scope, slug)?;
     let (limit, window) = b.check(site.sold().session_limit, now)?;
-    if let Some(other) = schedule::open_boosts(c, site.site.id)?
+    if let Some(other) = schedule::open_boosts(c, site.key())?
         .into_iter()
         .find(|o| o.window().overlaps(window))
     {
@@ -120,7 +120,6 @@ fn add_boost(
         ));
     }
     let new = NewBoost {
-        site_id: site.site.id,
         session_limit: limit,
         starts_at: window.from,
         ends_at: window.until,
@@ -129,7 +128,7 @@ fn add_boost(
         actor: actor.to_owned(),
         created_at: now,
     };
-    let row = schedule::insert_boost(c, &new)?;
+    let row = schedule::insert_boost(c, site.key(), &new)?;
     let details = json!({"boost": row.id, "session_limit": limit,
         "from": to_rfc3339(window.from), "until": to_rfc3339(window.until)});
     audit::record(c, now, actor, "boost", "site", slug, &details)?;
@@ -178,7 +177,7 @@ pub async fn list_boosts(
     let s2 = slug.clone();
     let read = move |c: &mut DbConn, after, n| {
         let site = sites::get(c, &scope, &s2)?;
-        schedule::list_boosts(c, site.site.id, after, n)
+        schedule::list_boosts(c, site.key(), after, n)
     };
     let (limit, cursor) = (q.limit, q.cursor.as_deref());
     let page = id_page(
@@ -208,7 +207,7 @@ pub async fn cancel_boost(
         .db
         .run(move |c| {
             let site = sites::get(c, &Scope::Provider, &slug)?;
-            let b = schedule::get_boost(c, site.site.id, id)?;
+            let b = schedule::get_boost(c, site.key(), id)?;
             let done = boosts::cancel(c, &b, now, &actor)?.ok_or_else(|| {
                 Error::Conflict(format!(
                     "boost {id} is {}: nothing to cancel",

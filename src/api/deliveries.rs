@@ -10,8 +10,8 @@ use super::problems::{BadRequest, Conflict, NotFound};
 use super::sites::visible_site;
 use crate::auth::Caller;
 use crate::clock::to_rfc3339;
+use crate::db::DbConn;
 use crate::db::outbox::{self, AttemptRow, OutboxRow};
-use crate::db::{DbConn, sites};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -101,9 +101,9 @@ pub async fn list_deliveries(
         ));
     }
     let status = q.status.clone();
-    let site_id = site.site.id;
+    let key = site.key();
     let read = move |c: &mut DbConn, before, n| {
-        outbox::list_for_site(c, site_id, status.as_deref(), before, n)
+        outbox::list_for_site(c, key, status.as_deref(), before, n)
     };
     let (limit, cursor) = (q.limit, q.cursor.as_deref());
     let page = id_page(&state, limit, cursor, read, |r| r.0.id, view);
@@ -122,30 +122,7 @@ pub async fn retry_delivery(
     let now = state.now();
     let row = state
         .db
-        .run(move |c| {
-            c.transaction(|c| {
-                let row = outbox::get(c, id)?.ok_or_else(|| Error::not_found("delivery"))?;
-                let key = (row.site_id, id);
-                let site = sites::get_by_id(c, row.site_id)?;
-                // Another tenant's delivery does not exist for this caller.
-                if let crate::auth::Scope::Tenant(t) = &scope
-                    && *t != site.tenant_slug
-                {
-                    return Err(Error::not_found("delivery"));
-                }
-                if row.status == outbox::STATUS_DELIVERED || row.status == outbox::STATUS_SUPERSEDED
-                {
-                    return Err(Error::Conflict(format!(
-                        "delivery {id} is {}; only failed or pending pushes can be retried",
-                        row.status
-                    )));
-                }
-                outbox::retry(c, key, now)?;
-                let row = outbox::get(c, id)?.ok_or_else(|| Error::not_found("delivery"))?;
-                let attempts = outbox::attempts(c, key)?;
-                Ok((row, attempts))
-            })
-        })
+        .run(move |c| c.transaction(|c| outbox::retry_visible(c, &scope, id, now)))
         .await?;
     state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Ok().json(view(row)))

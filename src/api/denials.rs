@@ -113,10 +113,10 @@ pub async fn list_denials(
     let (from, to) = q.window()?;
     let to = to.unwrap_or_else(|| state.now() + 1);
     let from = from.unwrap_or(to - DEFAULT_WINDOW_MS);
-    let site_id = site.site.id;
+    let key = site.key();
     let rows = state
         .db
-        .run(move |c| usage::list_denials(c, site_id, from, to, before, limit + 1))
+        .run(move |c| usage::list_denials(c, key, from, to, before, limit + 1))
         .await?;
     Ok(HttpResponse::Ok().json(page(rows, limit, |r| vec![r.at, r.id], DenialView::from)))
 }

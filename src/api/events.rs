@@ -10,6 +10,7 @@ use super::problems::{BadRequest, NotFound, PayloadTooLarge, UnprocessableEntity
 use super::sites::agent_site;
 use crate::auth::Caller;
 use crate::clock::Millis;
+use crate::db::visible::SiteKey;
 use crate::db::{self, usage};
 use crate::domain::admission::{Answer, Outcome};
 use crate::domain::ids::SessionRef;
@@ -252,12 +253,9 @@ pub async fn ingest_events(
     }
     let accepted = good.len() + refusals.len();
     if !refusals.is_empty() {
-        record_site_refusals(&state, site.site.id, refusals, now).await?;
+        record_site_refusals(&state, site.key(), refusals, now).await?;
     }
-    state
-        .writer()
-        .merge_any(site.site.id, coalesce(good))
-        .await?;
+    state.writer().merge_any(site.key(), coalesce(good)).await?;
     state.metrics.events(accepted, rejected.len());
     Ok(HttpResponse::Ok().json(BatchResult { accepted, rejected }))
 }
@@ -266,25 +264,13 @@ pub async fn ingest_events(
 /// `site.limit_reached` alert as a refused admission would: paced by headcount's clock
 /// (`now`), whatever instants the site gave them.
 async fn record_site_refusals(
-    state: &web::Data<AppState>, site_id: i64, refusals: Vec<usage::Refusal>, now: Millis,
+    state: &web::Data<AppState>, site: SiteKey, refusals: Vec<usage::Refusal>, now: Millis,
 ) -> Result<()> {
     let provider_alerts = state.config.provider_notify_url.is_some();
     let queued = state
         .writer()
-        .locked(site_id, move |c| {
-            let mut new = 0;
-            let mut latest = None;
-            for r in &refusals {
-                if usage::record_site_refusal(c, site_id, r)? {
-                    new += 1;
-                    latest = latest.max(Some(r.at));
-                }
-            }
-            if let Some(at) = latest {
-                let mut full = db::sites::get_by_id(c, site_id)?;
-                crate::db::alerts::on_refusal(c, &mut full, at, now, provider_alerts)?;
-            }
-            Ok::<_, db::Error>(new)
+        .locked(site, move |c| {
+            usage::record_site_refusals(c, site, &refusals, now, provider_alerts)
         })
         .await?;
     if queued > 0 {
@@ -346,7 +332,7 @@ pub async fn put_snapshot(
     let listed = rows.len();
     let (created, ended) = state
         .writer()
-        .snapshot(site.site.id, rows, as_of, now)
+        .snapshot(site.key(), rows, as_of, now)
         .await?;
     let result = SnapshotResult {
         created,
@@ -489,7 +475,7 @@ pub async fn create_admission(
 ) -> Result<HttpResponse> {
     let site = agent_site(&state, &caller, &slug).await?;
     let req: AdmissionRequest = body.json()?;
-    let job = req.parse(site.site.id, state.now())?;
+    let job = req.parse(site.key(), state.now())?;
     // Decided in a transaction that holds the site's lock, together with the other
     // admissions waiting at the same moment.
     let answer = state.writer().admit(job).await?;
@@ -506,7 +492,7 @@ pub async fn create_admission(
 
 impl AdmissionRequest {
     /// The request as the writer decides it, or every field that is wrong.
-    fn parse(self, site_id: i64, now: Millis) -> Result<db::admission::Request> {
+    fn parse(self, site: SiteKey, now: Millis) -> Result<db::admission::Request> {
         let at = self.at.map_or(now, |t| t.timestamp_millis());
         let mut c = super::common::Checks::default();
         let session = c.check("session", SessionRef::parse(&self.session));
@@ -526,7 +512,7 @@ impl AdmissionRequest {
         c.finish()?;
         let session = session.map(SessionRef::into_string).unwrap_or_default();
         Ok(db::admission::Request {
-            site_id,
+            site,
             session,
             // The expiry is set under the lock from the site's current session lifetime.
             obs: Observation {

@@ -205,7 +205,7 @@ async fn load<T: Send + 'static>(
     // The future has no history yet: buckets end at now, that instant included (as
     // `GET …/usage` counts the sessions active now).
     let until = range.to.min(now + 1);
-    let (site_id, step) = (site.site.id, range.step.ms());
+    let (key, step) = (site.key(), range.step.ms());
     let idle_ms = site
         .effective()
         .values
@@ -213,12 +213,10 @@ async fn load<T: Send + 'static>(
         .saturating_mul(1000);
     let input = state
         .db
-        .run(move |c| {
-            crate::db::history::history_inputs(c, site_id, range.from, until, step, idle_ms)
-        })
+        .run(move |c| crate::db::history::history_inputs(c, key, range.from, until, step, idle_ms))
         .await?;
     // Computed apart from the query, so that the pooled connection is back before it.
-    let site = site.site.slug;
+    let site = site.site.slug.clone();
     web::block(move || {
         let points = history::points(&input, &Buckets::new(range.from, until, step));
         render(Loaded {

@@ -183,7 +183,7 @@ fn schedule_site_change(
     let row = schedule::insert_change(
         c,
         &NewChange {
-            target: Target::Site(site.site.id),
+            target: site.key().target(),
             at,
             body: body.to_string(),
             by_provider: who.by_provider,
@@ -236,7 +236,7 @@ pub async fn list_site_scheduled_changes(
     let s2 = slug.clone();
     let read = move |c: &mut DbConn, after, n| {
         let site = sites::get(c, &scope, &s2)?;
-        schedule::list_changes(c, Target::Site(site.site.id), after, n)
+        schedule::list_changes(c, site.key().target(), after, n)
     };
     let (limit, cursor) = (q.limit, q.cursor.as_deref());
     let view = move |r| ScheduledChangeView::of(r, Some(&slug), None);
@@ -286,7 +286,7 @@ pub async fn cancel_site_scheduled_change(
         .run(move |c| {
             c.transaction(|c| {
                 let site = sites::get(c, &who.scope, &slug)?;
-                let row = cancel_change(c, &who, Target::Site(site.site.id), id)?;
+                let row = cancel_change(c, &who, site.key().target(), id)?;
                 Ok::<_, Error>(ScheduledChangeView::of(row, Some(&slug), None))
             })
         })

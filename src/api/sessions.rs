@@ -148,12 +148,12 @@ pub async fn list_sessions(
     let at = q.at.as_deref().map(parse_at).transpose()?;
     let now = at.unwrap_or_else(|| state.now());
     let idle = site.effective().values.idle_timeout_seconds;
-    let site_id = site.site.id;
+    let key = site.key();
     let rows = state
         .db
         .run(move |c| match at {
-            Some(at) => sessions::list_active_at(c, site_id, at, idle, &filter),
-            None => sessions::list(c, site_id, now, idle, &filter),
+            Some(at) => sessions::list_active_at(c, key, at, idle, &filter),
+            None => sessions::list(c, key, now, idle, &filter),
         })
         .await?;
     Ok(HttpResponse::Ok().json(page(
@@ -208,10 +208,10 @@ pub async fn list_users(
     let offset = decode_cursor(q.cursor.as_deref(), 1)?.map_or(0, |v| v[0].max(0));
     let now = state.now();
     let idle = site.effective().values.idle_timeout_seconds;
-    let site_id = site.site.id;
+    let key = site.key();
     let mut rows = state
         .db
-        .run(move |c| sessions::per_user(c, site_id, now, idle))
+        .run(move |c| sessions::per_user(c, key, now, idle))
         .await?;
     rows.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
     let total = rows.len() as i64;
@@ -252,10 +252,9 @@ pub async fn kill_session(
         .map_err(|_| Error::not_found(format!("session {session:?}")))?
         .into_string();
     let now = state.now();
-    let site = site.site;
     let killed = state
         .writer()
-        .locked(site.id, move |c| {
+        .locked(site.key(), move |c| {
             sessions::kill_session(c, &site, &session, now)
         })
         .await?;
@@ -319,10 +318,9 @@ pub async fn kill_sessions(
     let filter = body.json::<KillRequest>()?.into_filter()?;
     let now = state.now();
     let idle = site.effective().values.idle_timeout_seconds;
-    let site = site.site;
     let killed = state
         .writer()
-        .locked(site.id, move |c| {
+        .locked(site.key(), move |c| {
             sessions::kill_selected(c, &site, now, idle, &filter)
         })
         .await?;

@@ -13,6 +13,7 @@ use super::shown_once::{ShownOnce, Withheld, shown_once, take_secret};
 use crate::auth::{Caller, Scope};
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
+use crate::db::visible::Visible;
 use crate::db::{DbConn, audit, outbox, plans, sites, tenants};
 use crate::domain::config::{self, Overrides, plan_fields};
 use crate::domain::ids::{self, SessionLimit, Slug};
@@ -368,7 +369,14 @@ pub async fn list_sites(
     let tenant = q.tenant.clone();
     let read = move |c: &mut DbConn, after, n| sites::list(c, &scope, tenant.as_deref(), after, n);
     let (limit, cursor) = (q.limit, q.cursor.as_deref());
-    let page = id_page(&state, limit, cursor, read, |s| s.site.id, SiteView::from);
+    let page = id_page(
+        &state,
+        limit,
+        cursor,
+        read,
+        |s| s.site.id,
+        |s| SiteView::from(s.into_inner()),
+    );
     Ok(HttpResponse::Ok().json(page.await?))
 }
 
@@ -381,7 +389,7 @@ pub async fn get_site(
     let scope = caller.scope()?;
     let slug = path_slug("site", &slug)?;
     let f = state.db.run(move |c| sites::get(c, &scope, &slug)).await?;
-    Ok(HttpResponse::Ok().json(SiteView::from(f)))
+    Ok(HttpResponse::Ok().json(SiteView::from(f.into_inner())))
 }
 
 /// Change a site. An admin's `session_limit` is the provider's own limit for the site
@@ -614,7 +622,7 @@ pub async fn delete_site(
 ) -> Result<HttpResponse> {
     let gone = delete_audited(&state, &caller, "site", &slug, |c, slug| {
         let f = sites::get(c, &Scope::Provider, slug)?;
-        sites::delete(c, f.site.id)
+        sites::delete(c, f.key())
     })
     .await?;
     // Its tokens stop working here at once (other processes within a second).
@@ -651,7 +659,7 @@ pub async fn rotate_webhook_secret(
             c.transaction(|c| {
                 let f = sites::get(c, &scope, &slug)?;
                 let fresh = new_signing_secret(signing::scheme_of(&f.site.webhook_secret));
-                sites::set_webhook_secret(c, f.site.id, &fresh.0, &f.site.webhook_secret, until)?;
+                sites::set_webhook_secret(c, f.key(), &fresh.0, &f.site.webhook_secret, until)?;
                 audit::record(c, now, &actor, "rotate_secret", "site", &slug, &json!({}))?;
                 Ok::<_, Error>(fresh)
             })
@@ -706,14 +714,18 @@ pub async fn get_site_config(
 }
 
 /// Shared by the session endpoints: the site as the caller may see it.
-pub async fn visible_site(state: &AppState, caller: &Caller, slug: &str) -> Result<SiteFull> {
+pub async fn visible_site(
+    state: &AppState, caller: &Caller, slug: &str,
+) -> Result<Visible<SiteFull>> {
     let scope = caller.scope()?;
     let slug = path_slug("site", slug)?;
     Ok(state.db.run(move |c| sites::get(c, &scope, &slug)).await?)
 }
 
 /// Shared by the agent endpoints: the site, when the caller is its own site token.
-pub async fn agent_site(state: &AppState, caller: &Caller, slug: &str) -> Result<SiteFull> {
+pub async fn agent_site(
+    state: &AppState, caller: &Caller, slug: &str,
+) -> Result<Visible<SiteFull>> {
     let slug = path_slug("site", slug)?;
     caller.require_site(&slug)?;
     if let Some(f) = state.agent_sites().get(&slug) {

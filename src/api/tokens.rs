@@ -199,7 +199,7 @@ impl Subject {
             Self::Site(s) => {
                 let slug = s.clone();
                 match state.db.run(move |c| sites::get(c, &scope, &slug)).await {
-                    Ok(f) => Ok(f.site.token_key),
+                    Ok(f) => Ok(f.into_inner().site.token_key),
                     Err(crate::db::Error::NotFound(_)) => {
                         Err(Error::not_found(format!("site {s:?}")))
                     }

@@ -11,6 +11,7 @@ use super::sites::visible_site;
 use super::tenants::visible_tenant;
 use crate::auth::{Caller, Scope};
 use crate::db::sites::SiteFull;
+use crate::db::visible::{SiteKey, Visible};
 use crate::db::{sites, tenants, usage};
 use crate::error::Result;
 use crate::state::AppState;
@@ -88,15 +89,17 @@ fn ratio(counted: i64, limit: i64) -> f64 {
 /// Usage rows for the given sites from one grouped count and one grouped denial query.
 /// Runs on the blocking pool (inside a `Db::run`), views included: a provider's
 /// fleet is thousands of sites, too many to assemble on an async worker.
-fn site_views(c: &mut crate::db::DbConn, list: &[SiteFull], now: i64) -> Result<Vec<SiteUsage>> {
-    let ids: Vec<i64> = list.iter().map(|f| f.site.id).collect();
-    let idle: Vec<(i64, i64)> = list
+fn site_views(
+    c: &mut crate::db::DbConn, list: &[Visible<SiteFull>], now: i64,
+) -> Result<Vec<SiteUsage>> {
+    let keys: Vec<SiteKey> = list.iter().map(|f| f.key()).collect();
+    let idle: Vec<(SiteKey, i64)> = list
         .iter()
-        .map(|f| (f.site.id, f.config().idle_timeout_seconds))
+        .map(|f| (f.key(), f.config().idle_timeout_seconds))
         .collect();
     let counts = usage::counts(c, &idle, now)?;
     let mut denied = Vec::new();
-    for chunk in ids.chunks(500) {
+    for chunk in keys.chunks(500) {
         denied.extend(usage::denials_between(c, chunk, now - 86_400_000, now + 1)?);
     }
     let denied: HashMap<i64, i64> = denied.into_iter().collect();
@@ -164,7 +167,7 @@ pub async fn get_site_usage(
 
 async fn all_sites(
     state: &AppState, scope: Scope, tenant: Option<String>,
-) -> Result<Vec<SiteFull>> {
+) -> Result<Vec<Visible<SiteFull>>> {
     state
         .db
         .run(move |c| {
@@ -206,7 +209,7 @@ pub async fn get_tenant_usage(
 
 /// Every tenant's totals, each with its sites' rows; tenants without sites included.
 fn by_tenant(
-    list: &[SiteFull], rows: Vec<SiteUsage>, all_tenants: &[tenants::Tenant],
+    list: &[Visible<SiteFull>], rows: Vec<SiteUsage>, all_tenants: &[tenants::Tenant],
 ) -> ProviderUsage {
     let owners: HashMap<&str, &str> = list
         .iter()

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::sites::{SiteConfig, SiteFull};
+use super::visible::SiteKey;
 use super::{DbConn, Error, Result, alerts, batch_reads, counts, outbox, sessions, sites, usage};
 use crate::domain::Millis;
 use crate::domain::admission::{self, Answer, Counting, Known, Outcome, OwnSession};
@@ -16,7 +17,8 @@ use crate::domain::session::{EndReason, Observation, Standing};
 /// One admission request, parsed, waiting for its batch.
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub site_id: i64,
+    /// The site, as the caller was shown it.
+    pub site: SiteKey,
     pub session: String,
     /// The session as the request describes it; its expiry is set under the lock
     /// from the site's current session lifetime unless `given_expiry` is set.
@@ -66,7 +68,7 @@ pub fn admit_batch(
     let mut batch = Batch::read(c, requests, now, provider_alerts)?;
     let mut out = Vec::with_capacity(requests.len());
     for r in requests {
-        let ttl = batch.tally(r.site_id)?.cfg.session_ttl_seconds;
+        let ttl = batch.tally(r.site.id())?.cfg.session_ttl_seconds;
         let mut obs = r.obs.clone();
         obs.expires_at = r.given_expiry.unwrap_or(obs.started_at + ttl * 1000);
         out.push(decide_one(c, &mut batch, r, obs)?);
@@ -79,7 +81,7 @@ impl Batch {
     /// The batch's sites with their counts at `now`, and the stored standings of its
     /// sessions.
     fn read(c: &mut DbConn, requests: &[Request], now: Millis, alerts: bool) -> Result<Self> {
-        let mut site_ids: Vec<i64> = requests.iter().map(|r| r.site_id).collect();
+        let mut site_ids: Vec<i64> = requests.iter().map(|r| r.site.id()).collect();
         site_ids.sort_unstable();
         site_ids.dedup();
         let sites: Vec<(SiteFull, Arc<SiteConfig>)> = sites::get_many(c, &site_ids)?
@@ -102,7 +104,7 @@ impl Batch {
         }
         let wanted: Vec<(i64, &str)> = requests
             .iter()
-            .map(|r| (r.site_id, r.session.as_str()))
+            .map(|r| (r.site.id(), r.session.as_str()))
             .collect();
         Ok(Self {
             tallies,
@@ -206,16 +208,16 @@ struct Seen {
 /// One admission decision and its records; updates the tally and the standings.
 fn decide_one(c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation) -> Result<Answer> {
     let now = batch.now;
-    let key = (r.site_id, r.session.clone());
+    let key = (r.site.id(), r.session.clone());
     let before = batch.standings.get(&key).cloned();
-    let t = batch.tally(r.site_id)?;
+    let t = batch.tally(r.site.id())?;
     let (cfg, counted) = (t.cfg.clone(), t.counted);
     let (tenant_id, tenant_pool) = (t.full.site.tenant_id, t.full.tenant_pool);
     match admission::known(before.as_ref(), now, !r.replace.is_empty()) {
         Some(Known::Ended) => return Ok(Answer::new(&cfg, Outcome::SessionEnded, counted)),
         Some(Known::Again) => {
-            batch.write(r.site_id, &r.session, obs, (false, false));
-            let counted = batch.tally(r.site_id)?.counted;
+            batch.write(r.site.id(), &r.session, obs, (false, false));
+            let counted = batch.tally(r.site.id())?.counted;
             return Ok(Answer::new(&cfg, Outcome::WithinLimit, counted));
         }
         None => {}
@@ -283,7 +285,7 @@ fn look(
     let own = match user {
         Some(u) if needs_own => {
             batch.flush(c)?;
-            sessions::open_of_user(c, r.site_id, u, now)?
+            sessions::open_of_user(c, r.site.id(), u, now)?
         }
         _ => Vec::new(),
     };
@@ -305,7 +307,7 @@ fn look(
     };
     let victim = if !exempt && admission::wants_eviction(cfg, counted, places.replacing, reserve) {
         batch.flush(c)?;
-        sessions::most_idle_dangling(c, r.site_id, now, cfg.idle_timeout_seconds)?
+        sessions::most_idle_dangling(c, r.site.id(), now, cfg.idle_timeout_seconds)?
             .filter(|v| admission::may_evict(v, &r.session, &r.replace, places.oldest.as_deref()))
     } else {
         None
@@ -325,10 +327,10 @@ fn refuse(
 ) -> Result<Answer> {
     let now = batch.now;
     let counting = Counting::of(cfg, now);
-    let counted = batch.tally(r.site_id)?.counted;
+    let counted = batch.tally(r.site.id())?.counted;
     batch.flush(c)?;
     let live_after = (cfg.count_mode == CountMode::Live).then_some(counting.live_after());
-    let sample = sessions::counted_sample(c, r.site_id, now, live_after, 50)?;
+    let sample = sessions::counted_sample(c, r.site.id(), now, live_after, 50)?;
     let counted_sessions = serde_json::Value::Array(
         sample
             .iter()
@@ -345,7 +347,7 @@ fn refuse(
     let user = r.obs.user.as_deref();
     usage::record_denial(
         c,
-        r.site_id,
+        r.site.id(),
         &usage::DenialDetail {
             at: now,
             outcome: outcome.as_str(),
@@ -362,7 +364,7 @@ fn refuse(
         let own = if seen.needs_own {
             seen.own
         } else {
-            sessions::open_of_user(c, r.site_id, u, now)?
+            sessions::open_of_user(c, r.site.id(), u, now)?
         };
         answer.own_sessions = Some(
             own.into_iter()
@@ -377,7 +379,7 @@ fn refuse(
         );
     }
     let provider = batch.provider_alerts;
-    alerts::on_refusal(c, &mut batch.tally(r.site_id)?.full, now, now, provider)?;
+    alerts::on_refusal(c, &mut batch.tally(r.site.id())?.full, now, now, provider)?;
     Ok(answer)
 }
 
@@ -392,7 +394,7 @@ fn admit(
     // took, unless the session takes none), as the site will see it once the session
     // is on.
     let takes = !exempt && !seen.places.already_counted;
-    let mut counted = batch.tally(r.site_id)?.counted + i64::from(takes);
+    let mut counted = batch.tally(r.site.id())?.counted + i64::from(takes);
     let mut replaced: Vec<String> = r
         .replace
         .iter()
@@ -410,19 +412,25 @@ fn admit(
     };
     let ended: Vec<(String, bool)> = replaced.iter().map(|s| (s.clone(), held(s))).collect();
     counted -= ended.iter().filter(|(_, held)| *held).count() as i64;
-    batch.end(c, r.site_id, &ended, EndReason::Replaced)?;
+    batch.end(c, r.site.id(), &ended, EndReason::Replaced)?;
     let mut evicted = Vec::new();
     if decision.evict
         && let Some(v) = seen.victim
     {
-        batch.end(c, r.site_id, &[(v.clone(), true)], EndReason::Evicted)?;
+        batch.end(c, r.site.id(), &[(v.clone(), true)], EndReason::Evicted)?;
         counted -= 1;
         evicted.push(v);
     }
     let overage = decision.outcome == Outcome::Overage;
-    batch.write(r.site_id, &r.session, obs, (overage, exempt));
+    batch.write(r.site.id(), &r.session, obs, (overage, exempt));
     let (now, provider) = (batch.now, batch.provider_alerts);
-    alerts::on_count(c, &mut batch.tally(r.site_id)?.full, counted, now, provider)?;
+    alerts::on_count(
+        c,
+        &mut batch.tally(r.site.id())?.full,
+        counted,
+        now,
+        provider,
+    )?;
     let mut answer = Answer::new(cfg, decision.outcome, counted);
     answer.evicted = evicted;
     answer.replaced = replaced;

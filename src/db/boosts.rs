@@ -6,6 +6,7 @@ use diesel::Connection as _;
 
 use super::schedule::{self, Boost};
 use super::sites::{self, SiteFull};
+use super::visible::SiteKey;
 use super::{DbConn, Result};
 use crate::clock::Millis;
 use crate::domain::schedule::BoostStatus;
@@ -16,7 +17,7 @@ pub fn run_edge(
     conn: &mut DbConn, site_id: i64, id: i64, opening: bool, at: Millis,
 ) -> Result<bool> {
     conn.transaction(|c| {
-        let b = schedule::get_boost(c, site_id, id)?;
+        let b = schedule::get_boost(c, SiteKey::of(site_id), id)?;
         let before = sites::get_by_id(c, b.site_id)?;
         let (from, to) = if opening {
             (BoostStatus::Scheduled, BoostStatus::Active)
@@ -43,7 +44,7 @@ pub fn cancel(conn: &mut DbConn, b: &Boost, now: Millis, actor: &str) -> Result<
                 if from == BoostStatus::Active {
                     reconfigure(c, &before, b, now, "boost_cancel", actor)?;
                 }
-                return Ok(Some(schedule::get_boost(c, b.site_id, b.id)?));
+                return Ok(Some(schedule::get_boost(c, SiteKey::of(b.site_id), b.id)?));
             }
         }
         Ok(None)

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 
 use super::DbConn;
 use super::usage::{DAY_MS, HOUR_MS};
+use super::visible::SiteKey;
 use crate::clock::Millis;
 use crate::db::Result;
 use crate::domain::session::Span;
@@ -92,8 +93,9 @@ fn rollups_between(
 /// instant of the range (those open at `from` included), the refusals, the site's
 /// limit history and what the sampler recorded per bucket of `step_ms`.
 pub fn history_inputs(
-    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis, step_ms: i64, idle_ms: i64,
+    conn: &mut DbConn, site: SiteKey, from: Millis, to: Millis, step_ms: i64, idle_ms: i64,
 ) -> Result<history::Inputs> {
+    let site_id = site.id();
     super::read_snapshot(conn, |c| {
         let rows = super::sessions::times_overlapping(c, site_id, from, to)?;
         let limits = super::sites::plan_history(c, site_id)?

@@ -34,6 +34,7 @@ pub mod tenants;
 mod text_enums;
 pub mod tokens;
 pub mod usage;
+pub mod visible;
 
 use std::time::Duration;
 

@@ -8,8 +8,10 @@ use serde_json::json;
 use super::DbConn;
 use super::schema::{delivery_attempts::dsl as d, outbox::dsl as o};
 use super::site_full::SiteFull;
+use super::visible::SiteKey;
 use crate::clock::{Millis, to_rfc3339};
-use crate::db::Result;
+use crate::db::{Error, Result};
+use crate::domain::scope::Scope;
 
 pub const KIND_CONFIG: &str = "site.config_changed";
 pub const KIND_KILL: &str = "session.kill";
@@ -296,8 +298,9 @@ pub enum Next {
 /// A site's pushes, newest first, with their attempts, read from one snapshot so
 /// that a row's state agrees with its attempts.
 pub fn list_for_site(
-    conn: &mut DbConn, site_id: i64, status: Option<&str>, before_id: Option<i64>, limit: i64,
+    conn: &mut DbConn, site: SiteKey, status: Option<&str>, before_id: Option<i64>, limit: i64,
 ) -> Result<Vec<(OutboxRow, Vec<AttemptRow>)>> {
+    let site_id = site.id();
     super::read_snapshot(conn, |c| list_in(c, site_id, status, before_id, limit))
 }
 
@@ -341,7 +344,36 @@ fn list_in(
 
 /// A push by its id alone, as `/v1/deliveries/{id}` names it: the one lookup of a push
 /// that does not know its site (on Citus it asks every shard).
-pub fn get(conn: &mut DbConn, id: i64) -> Result<Option<OutboxRow>> {
+/// Sends a failed or pending push again, with a fresh retry schedule: the delivery
+/// as the scope sees it (another tenant's does not exist for the caller), with its
+/// attempts. One that was delivered or superseded is a conflict.
+pub fn retry_visible(
+    conn: &mut DbConn, scope: &Scope, id: i64, now: Millis,
+) -> Result<(OutboxRow, Vec<AttemptRow>)> {
+    let not_found = || Error::not_found("delivery");
+    let row = get(conn, id)?.ok_or_else(not_found)?;
+    use super::schema::{sites, tenants};
+    let tenant: String = sites::table
+        .inner_join(tenants::table)
+        .filter(sites::id.eq(row.site_id))
+        .select(tenants::slug)
+        .first(conn)?;
+    if !scope.sees(&tenant) {
+        return Err(not_found());
+    }
+    if row.status == STATUS_DELIVERED || row.status == STATUS_SUPERSEDED {
+        return Err(Error::Conflict(format!(
+            "delivery {id} is {}; only failed or pending pushes can be retried",
+            row.status
+        )));
+    }
+    let key = (row.site_id, id);
+    retry(conn, key, now)?;
+    let row = get(conn, id)?.ok_or_else(not_found)?;
+    Ok((row, attempts(conn, key)?))
+}
+
+fn get(conn: &mut DbConn, id: i64) -> Result<Option<OutboxRow>> {
     Ok(o::outbox
         .filter(o::id.eq(id))
         .select(OutboxRow::as_select())

@@ -6,9 +6,12 @@ use diesel::prelude::*;
 use super::schema::{
     plan_scheduled_changes::dsl as pc, scheduled_changes::dsl as sc, site_boosts::dsl as sb,
 };
+use super::visible::SiteKey;
 use super::{DbConn, Error, Result};
 use crate::clock::Millis;
-use crate::domain::schedule::{BoostStatus, ChangeStatus, PendingBoost, PendingChange, Window};
+use crate::domain::schedule::{
+    BoostStatus, ChangeStatus, Due, PendingBoost, PendingChange, Step, Window,
+};
 
 /// A change to apply once at `at`, to a site or to a plan (each kept in a table of its
 /// own: a site's changes live with the site's other rows).
@@ -32,8 +35,28 @@ pub struct ScheduledChange {
 /// What a scheduled change changes: a site or a plan, by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
-    Site(i64),
+    /// Made from a visible site ([`SiteKey::target`]) or by the runner.
+    Site(SiteKey),
     Plan(i64),
+}
+
+impl SiteKey {
+    /// The site as the target of scheduled changes.
+    pub fn target(self) -> Target {
+        Target::Site(self)
+    }
+}
+
+impl Target {
+    /// What a due step changes: the runner acts for the provider, on every site.
+    pub fn of_due(d: &Due) -> Self {
+        match d.step {
+            Step::PlanChange => Self::Plan(d.owner),
+            Step::SiteChange | Step::StartBoost | Step::EndBoost => {
+                Self::Site(SiteKey::of(d.owner))
+            }
+        }
+    }
 }
 
 /// A new scheduled change, pending.
@@ -80,7 +103,7 @@ impl From<SiteChangeRow> for ScheduledChange {
     fn from(r: SiteChangeRow) -> Self {
         Self {
             id: r.id,
-            target: Target::Site(r.site_id),
+            target: Target::Site(SiteKey::of(r.site_id)),
             at: r.at,
             body: r.body,
             status: r.status,
@@ -127,10 +150,10 @@ pub struct Boost {
     pub cancelled_at: Option<Millis>,
 }
 
+/// A new boost; [`insert_boost`] gives it its site.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = super::schema::site_boosts)]
 pub struct NewBoost {
-    pub site_id: i64,
     pub session_limit: i64,
     pub starts_at: Millis,
     pub ends_at: Millis,
@@ -154,7 +177,7 @@ pub fn insert_change(conn: &mut DbConn, new: &NewChange) -> Result<ScheduledChan
     Ok(match new.target {
         Target::Site(site) => {
             let values = (
-                sc::site_id.eq(site),
+                sc::site_id.eq(site.id()),
                 sc::at.eq(new.at),
                 sc::body.eq(&new.body),
                 sc::status.eq(pending),
@@ -195,7 +218,7 @@ pub fn list_changes(
     let before = after_id.unwrap_or(i64::MAX);
     Ok(match target {
         Target::Site(site) => sc::scheduled_changes
-            .filter(sc::site_id.eq(site).and(sc::id.lt(before)))
+            .filter(sc::site_id.eq(site.id()).and(sc::id.lt(before)))
             .select(SiteChangeRow::as_select())
             .order(sc::id.desc())
             .limit(limit)
@@ -219,7 +242,7 @@ pub fn list_changes(
 pub fn get_change(conn: &mut DbConn, target: Target, id: i64) -> Result<ScheduledChange> {
     let found: Option<ScheduledChange> = match target {
         Target::Site(site) => sc::scheduled_changes
-            .filter(sc::site_id.eq(site).and(sc::id.eq(id)))
+            .filter(sc::site_id.eq(site.id()).and(sc::id.eq(id)))
             .select(SiteChangeRow::as_select())
             .first::<SiteChangeRow>(conn)
             .optional()?
@@ -244,7 +267,7 @@ pub fn claim_change(
     let n = match target {
         Target::Site(site) => diesel::update(
             sc::scheduled_changes
-                .filter(sc::site_id.eq(site).and(sc::id.eq(id)))
+                .filter(sc::site_id.eq(site.id()).and(sc::id.eq(id)))
                 .filter(sc::status.eq(pending)),
         )
         .set((
@@ -303,18 +326,19 @@ pub fn due_changes(conn: &mut DbConn, now: Millis) -> Result<Vec<PendingChange>>
         .collect())
 }
 
-pub fn insert_boost(conn: &mut DbConn, new: &NewBoost) -> Result<Boost> {
+pub fn insert_boost(conn: &mut DbConn, site: SiteKey, new: &NewBoost) -> Result<Boost> {
     Ok(crate::per_backend!(conn, |c| diesel::insert_into(
         sb::site_boosts
     )
-    .values(new)
+    .values((sb::site_id.eq(site.id()), new))
     .returning(Boost::as_returning())
     .get_result(c)?))
 }
 
 pub fn list_boosts(
-    conn: &mut DbConn, site_id: i64, after_id: Option<i64>, limit: i64,
+    conn: &mut DbConn, site: SiteKey, after_id: Option<i64>, limit: i64,
 ) -> Result<Vec<Boost>> {
+    let site_id = site.id();
     let mut q = sb::site_boosts
         .filter(sb::site_id.eq(site_id))
         .select(Boost::as_select())
@@ -331,7 +355,8 @@ pub fn list_boosts(
 /// overlap. The site's row is held until the caller's transaction ends, so that two
 /// boosts added at once on PostgreSQL are judged one after the other (SQLite's
 /// writer holds everything).
-pub fn open_boosts(conn: &mut DbConn, site_id: i64) -> Result<Vec<Boost>> {
+pub fn open_boosts(conn: &mut DbConn, site: SiteKey) -> Result<Vec<Boost>> {
+    let site_id = site.id();
     if let DbConn::Pg(c) = conn {
         use super::schema::sites::dsl as s;
         s::sites
@@ -348,7 +373,8 @@ pub fn open_boosts(conn: &mut DbConn, site_id: i64) -> Result<Vec<Boost>> {
 }
 
 /// A boost of the site by its id; another site's is not found.
-pub fn get_boost(conn: &mut DbConn, site_id: i64, id: i64) -> Result<Boost> {
+pub fn get_boost(conn: &mut DbConn, site: SiteKey, id: i64) -> Result<Boost> {
+    let site_id = site.id();
     sb::site_boosts
         .filter(sb::site_id.eq(site_id).and(sb::id.eq(id)))
         .select(Boost::as_select())

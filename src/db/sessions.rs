@@ -8,6 +8,8 @@ use diesel::prelude::*;
 
 use super::schema::sessions::dsl as x;
 use super::site_full::Site;
+use super::site_full::SiteFull;
+use super::visible::{SiteKey, Visible};
 use super::{DbConn, MultiBackend, outbox};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
@@ -260,7 +262,10 @@ pub fn end_sessions(
 /// Ends the site's session as `killed` and queues its `session.kill` push; 0 when it
 /// had ended already. Runs in a transaction that holds the site, so that admissions
 /// deciding on the site see the kill before or after, never in the middle.
-pub fn kill_session(conn: &mut DbConn, site: &Site, session: &str, now: Millis) -> Result<usize> {
+pub fn kill_session(
+    conn: &mut DbConn, site: &Visible<SiteFull>, session: &str, now: Millis,
+) -> Result<usize> {
+    let site = &site.site;
     if get(conn, site.id, session)?.is_none() {
         return Err(Error::not_found(format!("session {session:?}")));
     }
@@ -276,15 +281,16 @@ pub fn kill_session(conn: &mut DbConn, site: &Site, session: &str, now: Millis) 
 /// `session.kill` pushes; returns how many it ended. Runs, like [`kill_session`],
 /// in a transaction that holds the site.
 pub fn kill_selected(
-    conn: &mut DbConn, site: &Site, now: Millis, idle_timeout_seconds: i64, filter: &ListFilter,
+    conn: &mut DbConn, site: &Visible<SiteFull>, now: Millis, idle_timeout_seconds: i64,
+    filter: &ListFilter,
 ) -> Result<usize> {
-    let victims: Vec<String> = list(conn, site.id, now, idle_timeout_seconds, filter)?
+    let victims: Vec<String> = list(conn, site.key(), now, idle_timeout_seconds, filter)?
         .into_iter()
         .map(|r| r.session)
         .collect();
-    let n = end_sessions(conn, site.id, &victims, now, EndReason::Killed)?;
+    let n = end_sessions(conn, site.site.id, &victims, now, EndReason::Killed)?;
     if !victims.is_empty() {
-        queue_kill_push(conn, site, &victims, now)?;
+        queue_kill_push(conn, &site.site, &victims, now)?;
     }
     Ok(n)
 }
@@ -476,8 +482,9 @@ fn state_cond(state: SessionState, now: Millis, cutoff: Millis) -> Cond {
 }
 
 pub fn list(
-    conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64, f: &ListFilter,
+    conn: &mut DbConn, site: SiteKey, now: Millis, idle_timeout_seconds: i64, f: &ListFilter,
 ) -> Result<Vec<SessionRow>> {
+    let site_id = site.id();
     let cutoff = IdleTimeout::seconds(idle_timeout_seconds).cutoff(now);
     let mut q = x::sessions.filter(x::site_id.eq(site_id)).into_boxed();
     let mut states: Vec<SessionState> = f.states.iter().copied().collect();
@@ -529,8 +536,9 @@ fn newest_page(
 /// active, so those states select nothing). Only the latest activity is stored, so a
 /// session last active after `at` reads as live at `at`.
 pub fn list_active_at(
-    conn: &mut DbConn, site_id: i64, at: Millis, idle_timeout_seconds: i64, f: &ListFilter,
+    conn: &mut DbConn, site: SiteKey, at: Millis, idle_timeout_seconds: i64, f: &ListFilter,
 ) -> Result<Vec<SessionRow>> {
+    let site_id = site.id();
     let cutoff = IdleTimeout::seconds(idle_timeout_seconds).cutoff(at);
     let want_live = f.states.contains(&SessionState::Live);
     let want_dangling = f.states.contains(&SessionState::Dangling);
@@ -553,8 +561,9 @@ pub fn list_active_at(
 
 /// Per user of a site: active, live and dangling counts.
 pub fn per_user(
-    conn: &mut DbConn, site_id: i64, now: Millis, idle_timeout_seconds: i64,
+    conn: &mut DbConn, site: SiteKey, now: Millis, idle_timeout_seconds: i64,
 ) -> Result<Vec<(Option<String>, i64, i64)>> {
+    let site_id = site.id();
     let idle = IdleTimeout::seconds(idle_timeout_seconds);
     let rows: Vec<(Option<String>, Millis)> = x::sessions
         .filter(x::site_id.eq(site_id))

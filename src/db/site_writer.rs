@@ -26,6 +26,7 @@ use diesel::Connection as _;
 use tokio::sync::{mpsc, oneshot};
 
 use super::admission::{self, admit_batch};
+use super::visible::SiteKey;
 use super::{Db, DbConn, Retry, lock_site, lock_sites, sessions};
 use crate::db::{Error, Result};
 use crate::domain::Millis;
@@ -221,7 +222,7 @@ impl SiteJob for Write {
     fn site_id(&self) -> i64 {
         match self {
             Self::Merge { site_id, .. } => *site_id,
-            Self::Admit(r) => r.site_id,
+            Self::Admit(r) => r.site.id(),
         }
     }
 }
@@ -334,12 +335,13 @@ impl SiteWriter {
     /// Runs `f` in a write transaction of its own that holds the site, for writes
     /// too large to share a transaction or that need their own answer. Admissions on
     /// the site wait behind it, so a large write is best cut into parts.
-    pub async fn locked<T, E, F>(&self, site_id: i64, mut f: F) -> Result<T, E>
+    pub async fn locked<T, E, F>(&self, site: SiteKey, mut f: F) -> Result<T, E>
     where
         F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
         E: From<Error> + From<diesel::result::Error> + Retry + Send + 'static,
         T: Send + 'static,
     {
+        let site_id = site.id();
         self.db
             .write(move |c| {
                 c.transaction(|c| {
@@ -352,14 +354,15 @@ impl SiteWriter {
 
     /// Merges observations of any number into the site's sessions: a small batch
     /// queues and shares a transaction, a larger one fills a transaction of its own.
-    pub async fn merge_any(&self, site_id: i64, rows: Vec<(String, Observation)>) -> Result<()> {
+    pub async fn merge_any(&self, site: SiteKey, rows: Vec<(String, Observation)>) -> Result<()> {
+        let site_id = site.id();
         if rows.is_empty() {
             Ok(())
         } else if rows.len() <= QUEUED_MAX_ROWS {
             self.merge(site_id, rows).await
         } else {
             let rows = Arc::new(rows);
-            self.locked(site_id, move |c| sessions::merge(c, site_id, &rows, false))
+            self.locked(site, move |c| sessions::merge(c, site_id, &rows, false))
                 .await
                 .map(|_| ())
         }
@@ -375,11 +378,12 @@ impl SiteWriter {
     /// failure leaves only true observations, and the agent's retry completes it. A
     /// session active after `as_of` meanwhile is left alone.
     pub async fn snapshot(
-        &self, site_id: i64, rows: Vec<(String, Observation)>, as_of: Millis, now: Millis,
+        &self, site: SiteKey, rows: Vec<(String, Observation)>, as_of: Millis, now: Millis,
     ) -> Result<(usize, usize)> {
+        let site_id = site.id();
         let rows = Arc::new(rows);
         let created = self
-            .in_locked_parts(site_id, rows.clone(), move |c, part| {
+            .in_locked_parts(site, rows.clone(), move |c, part| {
                 let refs: Vec<&str> = part.iter().map(|(s, _)| s.as_str()).collect();
                 let known = sessions::existing(c, site_id, &refs)?;
                 sessions::merge(c, site_id, part, false)?;
@@ -396,7 +400,7 @@ impl SiteWriter {
             .map(|(s, _)| s)
             .collect();
         let ended = self
-            .in_locked_parts(site_id, Arc::new(to_end), move |c, part| {
+            .in_locked_parts(site, Arc::new(to_end), move |c, part| {
                 sessions::end_idle_since(c, site_id, part, as_of, EndReason::Reconciled)
             })
             .await?;
@@ -405,7 +409,7 @@ impl SiteWriter {
 
     /// Runs `f` over `rows` in parts of `SNAPSHOT_PART`, each in its own transaction
     /// holding the site; returns the sum of what the parts return.
-    async fn in_locked_parts<R, F>(&self, site_id: i64, rows: Arc<Vec<R>>, f: F) -> Result<usize>
+    async fn in_locked_parts<R, F>(&self, site: SiteKey, rows: Arc<Vec<R>>, f: F) -> Result<usize>
     where
         R: Send + Sync + 'static,
         F: Fn(&mut DbConn, &[R]) -> Result<usize> + Clone + Send + 'static,
@@ -414,9 +418,7 @@ impl SiteWriter {
         for start in (0..rows.len()).step_by(SNAPSHOT_PART) {
             let (rows, f) = (rows.clone(), f.clone());
             let end = (start + SNAPSHOT_PART).min(rows.len());
-            total += self
-                .locked(site_id, move |c| f(c, &rows[start..end]))
-                .await?;
+            total += self.locked(site, move |c| f(c, &rows[start..end])).await?;
         }
         Ok(total)
     }

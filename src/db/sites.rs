@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use super::DbConn;
 use super::plans::{Plan, PlanChanges};
 use super::schema::{plans, site_plan_history::dsl as h, site_slugs, sites::dsl as s, tenants};
+use super::visible::{SiteKey, Visible};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
 use crate::domain::config::{OverLimit, plan_fields};
@@ -99,16 +100,16 @@ enum SiteFilter<'a> {
 }
 
 /// A site as the scope sees it: another tenant's site is "not found".
-pub fn get(conn: &mut DbConn, scope: &Scope, slug: &str) -> Result<SiteFull> {
+pub fn get(conn: &mut DbConn, scope: &Scope, slug: &str) -> Result<Visible<SiteFull>> {
     let found = load_full(conn, SiteFilter::Slug(slug))?.pop();
     match found {
-        Some(f) if visible(scope, &f) => Ok(f),
+        Some(f) if visible(scope, &f) => Ok(Visible::new(f)),
         _ => Err(Error::not_found(format!("site {slug:?}"))),
     }
 }
 
 /// A site for its own agent (the caller has been checked to be this site).
-pub fn get_for_agent(conn: &mut DbConn, slug: &str) -> Result<SiteFull> {
+pub fn get_for_agent(conn: &mut DbConn, slug: &str) -> Result<Visible<SiteFull>> {
     get(conn, &Scope::Provider, slug)
 }
 
@@ -166,28 +167,28 @@ pub fn get_many(conn: &mut DbConn, ids: &[i64]) -> Result<Vec<SiteFull>> {
 }
 
 fn visible(scope: &Scope, f: &SiteFull) -> bool {
-    match scope {
-        Scope::Provider => true,
-        Scope::Tenant(t) => *t == f.tenant_slug,
-    }
+    scope.sees(&f.tenant_slug)
 }
 
 pub fn list(
     conn: &mut DbConn, scope: &Scope, tenant: Option<&str>, after_id: Option<i64>, limit: i64,
-) -> Result<Vec<SiteFull>> {
+) -> Result<Vec<Visible<SiteFull>>> {
     let tenant = match (scope, tenant) {
         (Scope::Tenant(own), Some(t)) if own != t => return Ok(Vec::new()),
         (Scope::Tenant(own), _) => Some(own.as_str()),
         (Scope::Provider, t) => t,
     };
-    load_full(
+    Ok(load_full(
         conn,
         SiteFilter::Page {
             tenant,
             after_id,
             limit,
         },
-    )
+    )?
+    .into_iter()
+    .map(Visible::new)
+    .collect())
 }
 
 /// The site a slug names, from the fleet-wide register of slugs.
@@ -262,7 +263,8 @@ pub fn change(
     Ok(after)
 }
 
-pub fn delete(conn: &mut DbConn, id: i64) -> Result<()> {
+pub fn delete(conn: &mut DbConn, site: SiteKey) -> Result<()> {
+    let id = site.id();
     diesel::delete(site_slugs::table.filter(site_slugs::site_id.eq(id))).execute(conn)?;
     diesel::delete(s::sites.find(id)).execute(conn)?;
     Ok(())
@@ -371,9 +373,9 @@ pub fn plan_history(conn: &mut DbConn, site_id: i64) -> Result<Vec<PlanHistoryRo
 }
 
 pub fn set_webhook_secret(
-    conn: &mut DbConn, id: i64, secret: &str, previous: &str, previous_until: Millis,
+    conn: &mut DbConn, site: SiteKey, secret: &str, previous: &str, previous_until: Millis,
 ) -> Result<()> {
-    diesel::update(s::sites.find(id))
+    diesel::update(s::sites.find(site.id()))
         .set((
             s::webhook_secret.eq(secret),
             s::previous_webhook_secret.eq(Some(previous)),
@@ -395,13 +397,15 @@ pub fn disable_webhook(conn: &mut DbConn, id: i64, now: Millis) -> Result<()> {
 /// read the site again under its lock).
 #[derive(Debug, Default)]
 pub struct SiteCache {
-    map: std::sync::RwLock<std::collections::HashMap<String, (std::time::Instant, SiteFull)>>,
+    map: std::sync::RwLock<
+        std::collections::HashMap<String, (std::time::Instant, Visible<SiteFull>)>,
+    >,
 }
 
 const SITE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl SiteCache {
-    pub fn get(&self, slug: &str) -> Option<SiteFull> {
+    pub fn get(&self, slug: &str) -> Option<Visible<SiteFull>> {
         let map = self.map.read().ok()?;
         let (at, f) = map.get(slug)?;
         (at.elapsed() < SITE_CACHE_TTL).then(|| f.clone())
@@ -414,7 +418,7 @@ impl SiteCache {
         }
     }
 
-    pub fn put(&self, f: &SiteFull) {
+    pub fn put(&self, f: &Visible<SiteFull>) {
         if let Ok(mut map) = self.map.write() {
             if map.len() > 100_000 {
                 map.clear();

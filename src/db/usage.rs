@@ -10,6 +10,7 @@ use diesel::sql_types::{Array, BigInt};
 use diesel::sqlite::Sqlite;
 
 use super::schema::denials::dsl as dn;
+use super::visible::SiteKey;
 use super::{DbConn, sessions};
 use crate::clock::Millis;
 use crate::db::Result;
@@ -37,12 +38,12 @@ pub fn numbered(sql: &str) -> String {
 /// per chunk of sites: a site's cutoff travels with it, so that the statement asks
 /// [`sessions::dangling`] like every other. A site without open sessions is left out.
 pub fn counts(
-    conn: &mut DbConn, sites: &[(i64, i64)], now: Millis,
+    conn: &mut DbConn, sites: &[(SiteKey, i64)], now: Millis,
 ) -> Result<HashMap<i64, (i64, i64)>> {
     let mut out = HashMap::with_capacity(sites.len());
     for chunk in sites.chunks(COUNT_CHUNK) {
         let rows: Vec<(i64, i64, i64)> = SiteCountsQuery {
-            site: chunk.iter().map(|s| s.0).collect(),
+            site: chunk.iter().map(|s| s.0.id()).collect(),
             cutoff: chunk
                 .iter()
                 .map(|s| IdleTimeout::seconds(s.1).cutoff(now))
@@ -184,9 +185,10 @@ pub struct DenialRow {
 
 /// A site's denials in `[from, to)`, newest first, before the cursor `(at, id)`.
 pub fn list_denials(
-    conn: &mut DbConn, site_id: i64, from: Millis, to: Millis, before: Option<(Millis, i64)>,
+    conn: &mut DbConn, site: SiteKey, from: Millis, to: Millis, before: Option<(Millis, i64)>,
     limit: i64,
 ) -> Result<Vec<DenialRow>> {
+    let site_id = site.id();
     let mut q = dn::denials
         .filter(dn::site_id.eq(site_id))
         .filter(dn::at.ge(from))
@@ -225,7 +227,29 @@ pub struct Refusal {
 pub const SITE_REFUSED: &str = "site_refused";
 
 /// Records a site's own refusal as a denial; false when its event id was seen before.
-pub fn record_site_refusal(conn: &mut DbConn, site_id: i64, r: &Refusal) -> Result<bool> {
+/// Records the refusals a site made itself as denials, each once, and raises the
+/// `site.limit_reached` alert as a refused admission would: paced by headcount's clock
+/// (`now`), whatever instants the site gave them. How many were new. The caller holds
+/// the site.
+pub fn record_site_refusals(
+    conn: &mut DbConn, site: SiteKey, refusals: &[Refusal], now: Millis, provider_alerts: bool,
+) -> Result<usize> {
+    let mut new = 0;
+    let mut latest = None;
+    for r in refusals {
+        if record_site_refusal(conn, site.id(), r)? {
+            new += 1;
+            latest = latest.max(Some(r.at));
+        }
+    }
+    if let Some(at) = latest {
+        let mut full = super::sites::get_by_id(conn, site.id())?;
+        super::alerts::on_refusal(conn, &mut full, at, now, provider_alerts)?;
+    }
+    Ok(new)
+}
+
+fn record_site_refusal(conn: &mut DbConn, site_id: i64, r: &Refusal) -> Result<bool> {
     let n = crate::per_backend!(conn, |c| diesel::insert_into(dn::denials)
         .values((
             dn::site_id.eq(site_id),
@@ -242,8 +266,9 @@ pub fn record_site_refusal(conn: &mut DbConn, site_id: i64, r: &Refusal) -> Resu
 
 /// Denials per site in `[from, to)`.
 pub fn denials_between(
-    conn: &mut DbConn, site_ids: &[i64], from: Millis, to: Millis,
+    conn: &mut DbConn, sites: &[SiteKey], from: Millis, to: Millis,
 ) -> Result<Vec<(i64, i64)>> {
+    let site_ids: Vec<i64> = sites.iter().map(|s| s.id()).collect();
     Ok(dn::denials
         .filter(dn::site_id.eq_any(site_ids))
         .filter(dn::at.ge(from))

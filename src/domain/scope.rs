@@ -10,6 +10,16 @@ pub enum Scope {
     Tenant(String),
 }
 
+impl Scope {
+    /// Whether this scope sees what belongs to the tenant with this slug.
+    pub fn sees(&self, tenant: &str) -> bool {
+        match self {
+            Self::Provider => true,
+            Self::Tenant(own) => own == tenant,
+        }
+    }
+}
+
 /// What a tenant or site row says about the tokens that name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubjectKey {

@@ -12,6 +12,8 @@ use tokio::sync::watch;
 
 use crate::clock::SharedClock;
 use crate::db::forecast::Watched;
+use crate::db::sites::SiteFull;
+use crate::db::visible::{SiteKey, Visible};
 use crate::db::{Db, DbConn, Result, samples, sites, usage};
 use crate::domain::scope::Scope;
 use crate::metrics::{Fleet, Metrics};
@@ -110,13 +112,13 @@ fn take(
     let mut after = None;
     loop {
         let page = sites::list(c, &Scope::Provider, None, after, PAGE)?;
-        watched.extend(page.iter().map(Watched::from));
+        watched.extend(page.iter().map(|f| Watched::from(&**f)));
         let done = page.len() < PAGE as usize;
         after = page.last().map(|f| f.site.id);
-        let ids: Vec<i64> = page.iter().map(|f| f.site.id).collect();
-        let idle: Vec<(i64, i64)> = page
+        let ids: Vec<SiteKey> = page.iter().map(|f| f.key()).collect();
+        let idle: Vec<(SiteKey, i64)> = page
             .iter()
-            .map(|f| (f.site.id, f.config().idle_timeout_seconds))
+            .map(|f| (f.key(), f.config().idle_timeout_seconds))
             .collect();
         let counts = usage::counts(c, &idle, now)?;
         let denied: HashMap<i64, i64> = usage::denials_between(c, &ids, minute, minute + 60_000)?
@@ -162,7 +164,7 @@ fn forecasts(
 
 /// Adds a page of sites to the fleet's totals for `/metrics`, from the samples just
 /// taken.
-fn add_to_fleet(fleet: &mut Fleet, sites: &[sites::SiteFull], samples: &[samples::Sample]) {
+fn add_to_fleet(fleet: &mut Fleet, sites: &[Visible<SiteFull>], samples: &[samples::Sample]) {
     for (f, s) in sites.iter().zip(samples) {
         fleet.active += s.active;
         fleet.live += s.live;

@@ -64,8 +64,9 @@ fn run_step(c: &mut DbConn, state: &AppState, step: Due, now: Millis) -> Result<
     match step.step {
         Step::StartBoost => Ok(boosts::run_edge(c, step.owner, step.id, true, step.at)?),
         Step::EndBoost => Ok(boosts::run_edge(c, step.owner, step.id, false, step.at)?),
-        Step::SiteChange => run_change(c, state, Target::Site(step.owner), step.id, now),
-        Step::PlanChange => run_change(c, state, Target::Plan(step.owner), step.id, now),
+        Step::SiteChange | Step::PlanChange => {
+            run_change(c, state, Target::of_due(&step), step.id, now)
+        }
     }
 }
 
@@ -99,8 +100,8 @@ fn apply(c: &mut DbConn, state: &AppState, ch: &ScheduledChange) -> Result<()> {
     let body: serde_json::Value =
         serde_json::from_str(&ch.body).map_err(|e| Error::Internal(e.into()))?;
     match ch.target {
-        Target::Site(site_id) => {
-            let slug = sites::get_by_id(c, site_id)?.site.slug;
+        Target::Site(site) => {
+            let slug = sites::get_by_id(c, site.id())?.site.slug;
             let edit = ScheduledEdit {
                 body: &body,
                 by_provider: ch.by_provider,

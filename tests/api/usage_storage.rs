@@ -206,11 +206,14 @@ async fn answers(app: &TestApp, slug: &str, site_id: i64) -> Vec<serde_json::Val
     // What the sampler recorded per bucket, before history caps live and dangling
     // at the sessions' count (there are no sessions here).
     for step in [M, 5 * M, HOUR, DAY] {
+        let slug = slug.to_owned();
         let sampled = app
             .state
             .db
             .run(move |c| {
-                headcount::db::history::history_inputs(c, site_id, from, to, step, 60_000)
+                let provider = headcount::domain::scope::Scope::Provider;
+                let key = headcount::db::sites::get(c, &provider, &slug)?.key();
+                headcount::db::history::history_inputs(c, key, from, to, step, 60_000)
             })
             .await
             .unwrap()
