@@ -169,7 +169,11 @@ pub fn failure(what: &str, status: StatusCode, problem: bool, text: &str) -> Str
     for e in body["errors"].as_array().into_iter().flatten() {
         let field = e["field"].as_str().unwrap_or("?");
         let message = e["message"].as_str().unwrap_or("?");
-        out.push_str(&format!("\n  {field}: {message}"));
+        let line = format!("{field}: {message}");
+        // A single field's error is often the detail itself: said once is enough.
+        if body["detail"].as_str() != Some(line.as_str()) {
+            out.push_str(&format!("\n  {line}"));
+        }
     }
     out
 }
@@ -231,6 +235,22 @@ mod tests {
             "<html>proxy</html>",
         );
         assert_eq!(s, "GET /v1/plans: 502 Bad Gateway: <html>proxy</html>");
+    }
+
+    #[test]
+    fn a_detail_that_is_the_only_field_error_is_said_once() {
+        let text = r#"{"type":"validation","title":"Validation failed","status":422,
+            "detail":"plan: no plan nope","errors":[{"field":"plan","message":"no plan nope"}]}"#;
+        let s = failure(
+            "POST /v1/sites",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            true,
+            text,
+        );
+        assert_eq!(
+            s,
+            "Validation failed (422) on POST /v1/sites: plan: no plan nope"
+        );
     }
 
     #[test]

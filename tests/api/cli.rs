@@ -63,6 +63,22 @@ async fn hc(app: &TestApp, args: &[&str]) -> Run {
     headcount_at(&app.url, Some(&app.admin), args).await
 }
 
+/// [`hc`] with the arguments written as one line; `'…'` holds spaces together.
+async fn sh(app: &TestApp, line: &str) -> Run {
+    let words: Vec<&str> = line
+        .split('\'')
+        .enumerate()
+        .flat_map(|(i, part)| {
+            if i % 2 == 1 {
+                vec![part]
+            } else {
+                part.split_whitespace().collect()
+            }
+        })
+        .collect();
+    hc(app, &words).await
+}
+
 /// The `HEADCOUNT` dict of what `site create` printed, read by Python as settings.py
 /// would read it (so all of the output must be valid Python).
 pub fn settings_of(stdout: &str) -> Value {
@@ -89,27 +105,7 @@ pub fn settings_of(stdout: &str) -> Value {
 #[tokio::test]
 async fn plans_are_created_listed_shown_and_updated() {
     let app = spawn().await;
-    let made = hc(
-        &app,
-        &[
-            "plan",
-            "create",
-            "--code",
-            "team",
-            "--name",
-            "Team",
-            "--session-limit",
-            "25",
-            "--monthly-price-cents",
-            "4900",
-            "--currency",
-            "CHF",
-            "--count-mode",
-            "live",
-            "--reserved-roles",
-            "admin,staff",
-        ],
-    )
+    let made = sh(&app, "plan create --code team --name Team --session-limit 25 --monthly-price-cents 4900 --currency CHF --count-mode live --reserved-roles admin,staff")
     .await;
     let text = made.ok();
     assert!(
@@ -126,22 +122,13 @@ async fn plans_are_created_listed_shown_and_updated() {
     assert_eq!(plan["monthly_price_cents"], 4900);
     assert_eq!(plan["reserved_roles"], json!(["admin", "staff"]));
 
-    hc(
+    sh(
         &app,
-        &[
-            "plan",
-            "create",
-            "--code",
-            "solo",
-            "--name",
-            "Solo",
-            "--session-limit",
-            "3",
-        ],
+        "plan create --code solo --name Solo --session-limit 3",
     )
     .await
     .ok();
-    let list = hc(&app, &["plan", "list"]).await;
+    let list = sh(&app, "plan list").await;
     let rows: Vec<&str> = list.ok().lines().collect();
     assert_eq!(rows.len(), 3, "{}", list.stdout);
     assert!(
@@ -154,7 +141,7 @@ async fn plans_are_created_listed_shown_and_updated() {
             .any(|r| r.starts_with("team ") && r.contains(" 25 ")),
         "{rows:?}"
     );
-    let listed = hc(&app, &["plan", "list", "--json"]).await.json();
+    let listed = sh(&app, "plan list --json").await.json();
     let codes: Vec<&str> = listed["items"]
         .as_array()
         .unwrap()
@@ -164,25 +151,13 @@ async fn plans_are_created_listed_shown_and_updated() {
     assert_eq!(codes.len(), 2);
     assert!(codes.contains(&"team") && codes.contains(&"solo"));
 
-    let updated = hc(
-        &app,
-        &[
-            "plan",
-            "update",
-            "team",
-            "--session-limit",
-            "30",
-            "--name",
-            "Team+",
-        ],
-    )
-    .await;
+    let updated = sh(&app, "plan update team --session-limit 30 --name Team+").await;
     assert!(
         updated.ok().contains("session_limit: 30\n"),
         "{}",
         updated.stdout
     );
-    let shown = hc(&app, &["plan", "show", "team"]).await;
+    let shown = sh(&app, "plan show team").await;
     assert!(
         shown
             .ok()
@@ -190,25 +165,16 @@ async fn plans_are_created_listed_shown_and_updated() {
         "{}",
         shown.stdout
     );
-    let json = hc(&app, &["plan", "show", "team", "--json"]).await.json();
+    let json = sh(&app, "plan show team --json").await.json();
     assert_eq!(json, app.get("/v1/plans/team", &app.admin).await.body);
 }
 
 #[tokio::test]
 async fn tenants_are_created_listed_shown_and_updated() {
     let app = spawn().await;
-    let made = hc(
+    let made = sh(
         &app,
-        &[
-            "tenant",
-            "create",
-            "--slug",
-            "acme",
-            "--name",
-            "Acme Ltd",
-            "--billing-email",
-            "billing@acme.example",
-        ],
+        "tenant create --slug acme --name 'Acme Ltd' --billing-email billing@acme.example",
     )
     .await;
     let text = made.ok();
@@ -216,14 +182,9 @@ async fn tenants_are_created_listed_shown_and_updated() {
         text.starts_with("slug: acme\nname: Acme Ltd\nnotify_secret: whsec_"),
         "{text}"
     );
-    let made = hc(
-        &app,
-        &[
-            "tenant", "create", "--slug", "globex", "--name", "Globex", "--json",
-        ],
-    )
-    .await
-    .json();
+    let made = sh(&app, "tenant create --slug globex --name Globex --json")
+        .await
+        .json();
     assert!(
         made["notify_secret"]
             .as_str()
@@ -232,7 +193,7 @@ async fn tenants_are_created_listed_shown_and_updated() {
     );
     assert_eq!(made["slug"], "globex");
 
-    let list = hc(&app, &["tenant", "list"]).await;
+    let list = sh(&app, "tenant list").await;
     let rows: Vec<&str> = list.ok().lines().collect();
     assert_eq!(rows.len(), 3, "{}", list.stdout);
     assert!(
@@ -240,63 +201,37 @@ async fn tenants_are_created_listed_shown_and_updated() {
             .any(|r| r.starts_with("acme ") && r.contains("billing@acme.example"))
     );
 
-    hc(&app, &["tenant", "update", "acme", "--name", "Acme Group"])
+    sh(&app, "tenant update acme --name 'Acme Group'")
         .await
         .ok();
-    let shown = hc(&app, &["tenant", "show", "acme"]).await;
+    let shown = sh(&app, "tenant show acme").await;
     assert!(
         shown.ok().starts_with("slug: acme\nname: Acme Group\n"),
         "{}",
         shown.stdout
     );
-    hc(
-        &app,
-        &["tenant", "update", "acme", "--clear", "billing_email"],
-    )
-    .await
-    .ok();
-    let t = hc(&app, &["tenant", "show", "acme", "--json"]).await.json();
+    sh(&app, "tenant update acme --clear billing_email")
+        .await
+        .ok();
+    let t = sh(&app, "tenant show acme --json").await.json();
     assert_eq!(t["name"], "Acme Group");
     assert_eq!(t["billing_email"], Value::Null);
 }
 
 async fn plan_and_tenant(app: &TestApp) {
-    hc(
+    sh(
         app,
-        &[
-            "plan",
-            "create",
-            "--code",
-            "team",
-            "--name",
-            "Team",
-            "--session-limit",
-            "25",
-        ],
+        "plan create --code team --name Team --session-limit 25",
     )
     .await
     .ok();
-    hc(
+    sh(
         app,
-        &[
-            "plan",
-            "create",
-            "--code",
-            "business",
-            "--name",
-            "Business",
-            "--session-limit",
-            "60",
-        ],
+        "plan create --code business --name Business --session-limit 60",
     )
     .await
     .ok();
-    hc(
-        app,
-        &["tenant", "create", "--slug", "acme", "--name", "Acme"],
-    )
-    .await
-    .ok();
+    sh(app, "tenant create --slug acme --name Acme").await.ok();
 }
 
 /// The block `site create` prints holds a token that the events endpoint takes and
@@ -356,23 +291,7 @@ async fn site_create_prints_a_settings_block_that_works() {
     );
 
     // --agent-url and --mode go into the block; without a webhook URL it says how to set one.
-    let other = hc(
-        &app,
-        &[
-            "site",
-            "create",
-            "--slug",
-            "acme-shop",
-            "--tenant",
-            "acme",
-            "--plan",
-            "team",
-            "--mode",
-            "central",
-            "--agent-url",
-            "https://hc.provider.example/",
-        ],
-    )
+    let other = sh(&app, "site create --slug acme-shop --tenant acme --plan team --mode central --agent-url https://hc.provider.example/")
     .await;
     let s = settings_of(other.ok());
     assert_eq!(s["URL"], "https://hc.provider.example");
@@ -388,11 +307,9 @@ async fn site_create_prints_a_settings_block_that_works() {
 async fn site_create_with_json_gives_the_site_the_token_and_the_settings() {
     let app = spawn().await;
     plan_and_tenant(&app).await;
-    let out = hc(
+    let out = sh(
         &app,
-        &[
-            "site", "create", "--slug", "acme-erp", "--tenant", "acme", "--plan", "team", "--json",
-        ],
+        "site create --slug acme-erp --tenant acme --plan team --json",
     )
     .await
     .json();
@@ -413,12 +330,9 @@ async fn site_create_with_json_gives_the_site_the_token_and_the_settings() {
 async fn sites_are_listed_shown_and_updated() {
     let app = spawn().await;
     plan_and_tenant(&app).await;
-    hc(
-        &app,
-        &["tenant", "create", "--slug", "globex", "--name", "Globex"],
-    )
-    .await
-    .ok();
+    sh(&app, "tenant create --slug globex --name Globex")
+        .await
+        .ok();
     for (slug, tenant) in [
         ("acme-erp", "acme"),
         ("acme-shop", "acme"),
@@ -433,9 +347,9 @@ async fn sites_are_listed_shown_and_updated() {
         .await
         .ok();
     }
-    let all = hc(&app, &["site", "list"]).await;
+    let all = sh(&app, "site list").await;
     assert_eq!(all.ok().lines().count(), 4, "{}", all.stdout);
-    let acme = hc(&app, &["site", "list", "--tenant", "acme"]).await;
+    let acme = sh(&app, "site list --tenant acme").await;
     let rows: Vec<&str> = acme.ok().lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{}", acme.stdout);
     assert!(
@@ -443,13 +357,11 @@ async fn sites_are_listed_shown_and_updated() {
             .all(|r| r.starts_with("acme-") && r.contains(" team ")),
         "{rows:?}"
     );
-    let json = hc(&app, &["site", "list", "--tenant", "globex", "--json"])
-        .await
-        .json();
+    let json = sh(&app, "site list --tenant globex --json").await.json();
     assert_eq!(json["items"].as_array().unwrap().len(), 1);
     assert_eq!(json["items"][0]["slug"], "globex-crm");
 
-    let shown = hc(&app, &["site", "show", "acme-erp"]).await;
+    let shown = sh(&app, "site show acme-erp").await;
     let text = shown.ok();
     assert!(
         text.starts_with("slug: acme-erp\nname: acme-erp\ntenant: acme\nplan: team\n"),
@@ -457,26 +369,10 @@ async fn sites_are_listed_shown_and_updated() {
     );
     assert!(text.contains("\neffective.session_limit: 25\n"), "{text}");
 
-    hc(
-        &app,
-        &[
-            "site",
-            "update",
-            "acme-erp",
-            "--plan",
-            "business",
-            "--session-limit",
-            "40",
-            "--webhook-url",
-            "https://erp.acme.example/headcount/webhook/",
-        ],
-    )
+    sh(&app, "site update acme-erp --plan business --session-limit 40 --webhook-url https://erp.acme.example/headcount/webhook/")
     .await
     .ok();
-    let text = hc(&app, &["site", "show", "acme-erp"])
-        .await
-        .ok()
-        .to_owned();
+    let text = sh(&app, "site show acme-erp").await.ok().to_owned();
     assert!(text.contains("\nplan: business\n"), "{text}");
     assert!(
         text.contains("\nwebhook_url: https://erp.acme.example/headcount/webhook/\n"),
@@ -485,23 +381,13 @@ async fn sites_are_listed_shown_and_updated() {
     assert!(text.contains("\neffective.session_limit: 40\n"), "{text}");
 
     // Clearing the override brings back the (new) plan's limit.
-    hc(
+    sh(
         &app,
-        &[
-            "site",
-            "update",
-            "acme-erp",
-            "--clear",
-            "session_limit",
-            "--clear",
-            "webhook_url",
-        ],
+        "site update acme-erp --clear session_limit --clear webhook_url",
     )
     .await
     .ok();
-    let site = hc(&app, &["site", "show", "acme-erp", "--json"])
-        .await
-        .json();
+    let site = sh(&app, "site show acme-erp --json").await.json();
     assert_eq!(site["effective"]["session_limit"], 60);
     assert_eq!(site["webhook_url"], Value::Null);
 }
@@ -524,13 +410,7 @@ async fn failures_say_what_went_wrong_and_exit_1() {
     let body = json!({"slug": "x", "tenant": "acme", "name": "x", "plan": "nope"});
     let api = app.post("/v1/sites", &app.admin, body).await;
     assert!(api.status.is_client_error(), "{}", api.text);
-    let unknown = hc(
-        &app,
-        &[
-            "site", "create", "--slug", "x", "--tenant", "acme", "--plan", "nope",
-        ],
-    )
-    .await;
+    let unknown = sh(&app, "site create --slug x --tenant acme --plan nope").await;
     let err = unknown.failed();
     assert!(err.contains(api.body["title"].as_str().unwrap()), "{err}");
     assert!(err.contains(&api.status.as_u16().to_string()), "{err}");
@@ -540,28 +420,21 @@ async fn failures_say_what_went_wrong_and_exit_1() {
         StatusCode::NOT_FOUND
     );
 
-    // Field errors are listed one per line.
-    let invalid = hc(
+    // The field that is wrong is named, with the API's own words for it.
+    let body = json!({"code": "Bad Code", "name": "x", "session_limit": 3});
+    let api = app.post("/v1/plans", &app.admin, body).await;
+    let field = &api.body["errors"][0];
+    assert_eq!(field["field"], "code", "{}", api.text);
+    let invalid = sh(
         &app,
-        &[
-            "plan",
-            "create",
-            "--code",
-            "Bad Code",
-            "--name",
-            "x",
-            "--session-limit",
-            "0",
-        ],
+        "plan create --code 'Bad Code' --name x --session-limit 3",
     )
     .await;
     let err = invalid.failed();
-    assert!(
-        err.lines().any(|l| l.trim_start().starts_with("code: ")),
-        "{err}"
-    );
+    let said = format!("code: {}", field["message"].as_str().unwrap());
+    assert!(err.contains(&said), "{err}");
 
-    let missing = hc(&app, &["plan", "show", "nope"]).await;
+    let missing = sh(&app, "plan show nope").await;
     assert!(missing.failed().contains("404"), "{}", missing.stderr);
 
     // No token at all, nothing to change, nobody listening.
@@ -572,7 +445,7 @@ async fn failures_say_what_went_wrong_and_exit_1() {
         "{}",
         none.stderr
     );
-    let nothing = hc(&app, &["site", "update", "acme-erp"]).await;
+    let nothing = sh(&app, "site update acme-erp").await;
     assert!(
         nothing.failed().contains("nothing to change"),
         "{}",
