@@ -1,4 +1,5 @@
-//! The command line: serve, migrate, token, billing, load, openapi.
+//! The command line: serve, migrate, token, billing, load, openapi, backup, restore,
+//! and plan, tenant and site, which talk to a running headcount over HTTP.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -71,6 +72,22 @@ pub enum Command {
     /// `headcount serve` on the data directory afterwards. PostgreSQL dumps are
     /// restored with `pg_restore` instead (docs/backup.md).
     Restore(crate::backup::RestoreArgs),
+    /// Plans of a running headcount, over its HTTP API: create, list, show, update.
+    ///
+    /// Needs an admin token (--token or HEADCOUNT_TOKEN) and headcount's URL (--url or
+    /// HEADCOUNT_URL, default http://127.0.0.1:8080). --json prints the API's JSON.
+    Plan(crate::manage::PlanArgs),
+    /// Tenants of a running headcount, over its HTTP API: create, list, show, update.
+    ///
+    /// Needs an admin token (--token or HEADCOUNT_TOKEN) and headcount's URL (--url or
+    /// HEADCOUNT_URL, default http://127.0.0.1:8080). --json prints the API's JSON.
+    Tenant(crate::manage::TenantArgs),
+    /// Sites of a running headcount, over its HTTP API: create (with the agent's
+    /// settings block), list, show, update.
+    ///
+    /// Needs an admin token (--token or HEADCOUNT_TOKEN) and headcount's URL (--url or
+    /// HEADCOUNT_URL, default http://127.0.0.1:8080). --json prints the API's JSON.
+    Site(crate::manage::SiteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +260,9 @@ pub fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Backup(args) => crate::backup::backup(args),
         Command::Restore(args) => crate::backup::restore(args),
+        Command::Plan(args) => crate::manage::plan(args),
+        Command::Tenant(args) => crate::manage::tenant(args),
+        Command::Site(args) => crate::manage::site(args),
     }
 }
 

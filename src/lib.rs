@@ -15,6 +15,7 @@ pub mod error;
 pub mod idempotency;
 pub mod jobs;
 pub mod load;
+pub mod manage;
 pub mod metrics;
 pub mod openapi;
 pub mod push;
