@@ -3,7 +3,7 @@
 //! regenerates it).
 
 use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::schema::ArrayItems;
+use utoipa::openapi::schema::{AdditionalProperties, ArrayItems};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::server::ServerBuilder;
 use utoipa::openapi::{Ref, RefOr, Response, Schema};
@@ -50,7 +50,7 @@ with `Idempotent-Replayed: true`, except that a secret or token the first answer
         api::audit::list_audit,
     ),
     components(schemas(crate::error::Problem)),
-    modifiers(&Bearer, &Describe),
+    modifiers(&Bearer, &Flatten, &Describe),
     tags(
         (name = "operations", description = "Health, readiness, metrics and this document"),
         (name = "tokens", description = "Minting and revoking tokens"),
@@ -67,6 +67,61 @@ with `Idempotent-Replayed: true`, except that a secret or token the first answer
     )
 )]
 pub struct ApiDoc;
+
+/// A struct flattened into another (`#[serde(flatten)]`, `#[schema(inline)]`: the limits
+/// in a body or view) comes out of the derive as `allOf` the parts; the document shows
+/// one object instead, as the JSON is one: the parts' properties (the outer struct's
+/// own win), required fields and, where every flattened part refuses unknown fields,
+/// `additionalProperties: false` (serde refuses them for the whole body).
+struct Flatten;
+
+impl Modify for Flatten {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for schema in components.schemas.values_mut() {
+            let RefOr::T(Schema::AllOf(all)) = schema else {
+                continue;
+            };
+            let mut parts = Vec::with_capacity(all.items.len());
+            for item in &all.items {
+                match item {
+                    RefOr::T(Schema::Object(o)) => parts.push(o.clone()),
+                    _ => break,
+                }
+            }
+            // The derive puts the outer struct's own fields last.
+            let Some(mut merged) = parts.pop().filter(|_| parts.len() == all.items.len() - 1)
+            else {
+                continue;
+            };
+            let closed = !parts.is_empty()
+                && parts.iter().all(|p| {
+                    matches!(
+                        p.additional_properties.as_deref(),
+                        Some(AdditionalProperties::FreeForm(false))
+                    )
+                });
+            for part in parts {
+                for (name, property) in part.properties {
+                    merged.properties.entry(name).or_insert(property);
+                }
+                for name in part.required {
+                    if !merged.required.contains(&name) {
+                        merged.required.push(name);
+                    }
+                }
+            }
+            if closed {
+                merged.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+            merged.description = all.description.take().or(merged.description);
+            *schema = RefOr::T(Schema::Object(merged));
+        }
+    }
+}
 
 struct Bearer;
 

@@ -33,7 +33,7 @@ pub struct AdviceQuery {
 /// overrides (count mode, over-limit rule, idle timeout), at the plan's own limit.
 fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
     let e = config::effective(
-        &plan.limit_values(),
+        &plan.limits(),
         plan.overage_percent,
         &Overrides {
             session_limit: None,

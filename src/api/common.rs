@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Caller;
 use crate::db::{self, DbConn, audit};
+use crate::domain::patch::Patch;
 use crate::error::{Error, FieldError, Result};
 use crate::state::AppState;
 
@@ -148,12 +149,18 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T> {
     let v = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
+        let mut msg = inner.to_string();
         let field = if path == "." || path.is_empty() {
-            unknown_field_name(&inner.to_string()).unwrap_or_else(|| "body".to_owned())
+            match flattened_field(&msg, body) {
+                Some((field, rest)) => {
+                    msg = rest;
+                    field
+                }
+                None => unknown_field_name(&msg).unwrap_or_else(|| "body".to_owned()),
+            }
         } else {
             path
         };
-        let msg = inner.to_string();
         Error::BadRequest {
             detail: format!("{field}: {msg}"),
             errors: vec![FieldError::new(field, msg)],
@@ -178,6 +185,84 @@ pub fn without_position(e: &serde_json::Error) -> String {
         Some(i) if e.line() > 0 => msg[..i].to_owned(),
         _ => msg,
     }
+}
+
+/// A struct flattened into a request body: `#[serde(flatten, deserialize_with =
+/// "flattened")]`. serde reads a flattened struct from a copy of the fields the outer
+/// struct left, out of reach of the path tracking that names the field of a parse
+/// error, and would answer "invalid type" for the whole body. This reads the struct's
+/// own fields (leaving the rest for the outer struct's unknown-field check) with path
+/// tracking, and puts the field's name before the message (`field: message`), where
+/// [`parse_json`] finds it again.
+pub fn flattened<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    use serde::de::Error as _;
+    let entries = d.deserialize_struct("flattened", struct_fields::<T>(), Entries)?;
+    serde_path_to_error::deserialize(serde_json::Value::Object(entries))
+        .map_err(|e| D::Error::custom(format_args!("{}: {}", e.path(), e.inner())))
+}
+
+/// A map's entries as JSON values.
+struct Entries;
+
+impl<'de> serde::de::Visitor<'de> for Entries {
+    type Value = serde_json::Map<String, serde_json::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self, mut a: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut entries = serde_json::Map::new();
+        while let Some((k, v)) = a.next_entry()? {
+            entries.insert(k, v);
+        }
+        Ok(entries)
+    }
+}
+
+/// The field names a derived `Deserialize` of a struct asks for, read by asking it to
+/// deserialize from a deserializer that only notes them.
+fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    use serde::de::value::Error;
+    struct Names<'a>(&'a mut &'static [&'static str]);
+    impl<'de> serde::Deserializer<'de> for Names<'_> {
+        type Error = Error;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(
+            self, _: V,
+        ) -> std::result::Result<V::Value, Error> {
+            Err(serde::de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self, _: &'static str, fields: &'static [&'static str], _: V,
+        ) -> std::result::Result<V::Value, Error> {
+            *self.0 = fields;
+            Err(serde::de::Error::custom("noted"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Names(&mut fields));
+    fields
+}
+
+/// A root-level parse error of a flattened field (see [`flattened`]): the field, as
+/// long as the body has it, and the message.
+fn flattened_field(msg: &str, body: &[u8]) -> Option<(String, String)> {
+    let (path, rest) = msg.split_once(": ")?;
+    let key = path.split(['[', '.']).next()?;
+    let sent = serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .is_ok_and(|m| m.contains_key(key));
+    sent.then(|| (path.to_owned(), rest.to_owned()))
 }
 
 fn unknown_field_name(msg: &str) -> Option<String> {
@@ -324,6 +409,30 @@ impl Checks {
                 self.0.push(FieldError::new(field, m));
                 None
             }
+        }
+    }
+
+    /// A field of a change that cannot be cleared: its checked value if one was sent,
+    /// and an error for `null`.
+    pub fn not_null<T, U>(
+        &mut self, field: &str, p: Patch<T>,
+        check: impl FnOnce(T) -> std::result::Result<U, String>,
+    ) -> Option<U> {
+        match p.not_null() {
+            Ok(v) => v.and_then(|v| self.check(field, check(v))),
+            Err(m) => self.check(field, Err(m.to_owned())),
+        }
+    }
+
+    /// A field of a change that may be cleared: `Some(None)` clears it, `Some(Some)`
+    /// is its checked value; `None` leaves it (also when the check failed).
+    pub fn clearable<T, U>(
+        &mut self, field: &str, p: Patch<T>,
+        check: impl FnOnce(T) -> std::result::Result<U, String>,
+    ) -> Option<Option<U>> {
+        match p.and_then(check) {
+            Ok(p) => p.into_change(),
+            Err(m) => self.check(field, Err(m)),
         }
     }
 

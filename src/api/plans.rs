@@ -4,13 +4,14 @@ use actix_web::{HttpResponse, delete, get, patch, post, web};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::common::{Body, Checks, Page, PageQuery, delete_audited, id_page, path_slug};
+use super::common::{Body, Checks, Page, PageQuery, delete_audited, flattened, id_page, path_slug};
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{plans, plans::Plan, sites};
-use crate::domain::config::{self, plan_fields};
+use crate::domain::config::{self, Limits, LimitsPatch, PlanTerms, PlanTermsPatch};
 use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::domain::patch::Patch;
 use crate::domain::plan_terms;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -23,65 +24,64 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(delete_plan);
 }
 
-plan_fields! {
-    /// A new plan. A field left out takes its default; among them `reserved_slots` 0,
-    /// `reserved_roles` `["admin"]`, no `per_user_limit` (no cap) and `exempt_roles`
-    /// `[]`.
-    #[derive(Debug, Deserialize, ToSchema)]
-    #[serde(deny_unknown_fields)]
-    pub struct CreatePlan {
-        #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
-        pub code: String,
-        pub name: String,
-    }
-    plan as request new
+/// A new plan. A field left out takes its default; among them `reserved_slots` 0,
+/// `reserved_roles` `["admin"]`, no `per_user_limit` (no cap) and `exempt_roles`
+/// `[]`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePlan {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub code: String,
+    pub name: String,
+    // Must be given: read here, before the flattened limits take the other fields.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub session_limit: i64,
+    #[serde(flatten, deserialize_with = "flattened")]
+    #[schema(inline)]
+    pub limits: LimitsPatch,
+    #[serde(flatten, deserialize_with = "flattened")]
+    #[schema(inline)]
+    pub terms: PlanTermsPatch,
 }
 
-plan_fields! {
-    /// Any subset of a plan's writable fields (`code` is immutable); `per_user_limit`
-    /// `null` removes the cap.
-    #[derive(Debug, Deserialize, ToSchema, Default)]
-    #[serde(deny_unknown_fields)]
-    pub struct UpdatePlan {
-        pub name: Option<String>,
-    }
-    plan as request changes
+/// Any subset of a plan's writable fields (`code` is immutable); `per_user_limit`
+/// `null` removes the cap.
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdatePlan {
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub name: Patch<String>,
+    #[serde(flatten, deserialize_with = "flattened")]
+    #[schema(inline)]
+    pub limits: LimitsPatch,
+    #[serde(flatten, deserialize_with = "flattened")]
+    #[schema(inline)]
+    pub terms: PlanTermsPatch,
 }
 
-plan_fields! {
-    /// A plan (`per_user_limit` `null`: no cap).
-    #[derive(Debug, Serialize, ToSchema)]
-    pub struct PlanView {
-        pub code: String,
-        pub name: String,
-    }
-    plan as view values {
-        pub created_at: String,
-        pub updated_at: String,
-    }
+/// A plan (`per_user_limit` `null`: no cap).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanView {
+    pub code: String,
+    pub name: String,
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub limits: Limits,
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub terms: PlanTerms,
+    pub created_at: String,
+    pub updated_at: String,
 }
 
 impl From<Plan> for PlanView {
     fn from(p: Plan) -> Self {
-        let v = p.limit_values();
         Self {
+            limits: p.limits(),
+            terms: p.terms(),
             code: p.code,
             name: p.name,
-            session_limit: p.session_limit,
-            count_mode: v.count_mode,
-            over_limit: v.over_limit,
-            overage_percent: p.overage_percent,
-            idle_timeout_seconds: p.idle_timeout_seconds,
-            session_ttl_seconds: p.session_ttl_seconds,
-            limit_message: p.limit_message,
-            monthly_price_cents: p.monthly_price_cents,
-            overage_unit_price_cents: p.overage_unit_price_cents,
-            currency: p.currency,
-            reserved_slots: v.reserved_slots,
-            reserved_roles: v.reserved_roles,
-            per_user_limit: v.per_user_limit,
-            per_user_over_limit: v.per_user_over_limit,
-            exempt_roles: v.exempt_roles,
             created_at: to_rfc3339(p.created_at),
             updated_at: to_rfc3339(p.updated_at),
         }
@@ -94,12 +94,7 @@ impl CreatePlan {
     fn into_new_plan(self, now: Millis) -> Result<Plan> {
         let mut c = Checks::default();
         let code = c.check("code", Slug::parse(&self.code));
-        let fields = self.with_defaults();
-        let mut v = plans::PlanChanges::default();
-        fields.check_name_and_limit(&mut c, &mut v);
-        fields.check_terms(&mut c, &mut v);
-        fields.check_reservations(&mut c, &mut v);
-        fields.copy_modes(&mut v);
+        let v = self.with_defaults().check(&mut c);
         c.finish()?;
         Ok(Plan {
             id: 0,
@@ -126,119 +121,152 @@ impl CreatePlan {
     }
 
     /// A new plan is a change of every writable field, so that both are judged by the
-    /// same rules.
+    /// same rules; a field left out or `null` is set to its default.
     fn with_defaults(self) -> UpdatePlan {
+        // The limit is this body's own field: the flattened one is never sent.
+        let LimitsPatch {
+            session_limit: _,
+            count_mode,
+            over_limit,
+            idle_timeout_seconds,
+            session_ttl_seconds,
+            limit_message,
+            reserved_slots,
+            reserved_roles,
+            per_user_limit,
+            per_user_over_limit,
+            exempt_roles,
+        } = self.limits;
+        let PlanTermsPatch {
+            overage_percent,
+            monthly_price_cents,
+            overage_unit_price_cents,
+            currency,
+        } = self.terms;
+        let or = |p: Patch<i64>, default: i64| Patch::Set(p.set().unwrap_or(default));
         UpdatePlan {
-            name: Some(self.name),
-            session_limit: Some(self.session_limit),
-            count_mode: Some(self.count_mode.unwrap_or_default()),
-            over_limit: Some(self.over_limit.unwrap_or_default()),
-            overage_percent: Some(self.overage_percent.unwrap_or(0)),
-            idle_timeout_seconds: Some(
-                self.idle_timeout_seconds
-                    .unwrap_or(config::DEFAULT_IDLE_TIMEOUT_SECONDS),
-            ),
-            session_ttl_seconds: Some(
-                self.session_ttl_seconds
-                    .unwrap_or(config::DEFAULT_SESSION_TTL_SECONDS),
-            ),
-            limit_message: Some(
-                self.limit_message
-                    .unwrap_or_else(|| config::DEFAULT_LIMIT_MESSAGE.to_owned()),
-            ),
-            monthly_price_cents: Some(self.monthly_price_cents.unwrap_or(0)),
-            overage_unit_price_cents: Some(self.overage_unit_price_cents.unwrap_or(0)),
-            currency: Some(self.currency.unwrap_or_else(|| "EUR".to_owned())),
-            reserved_slots: Some(self.reserved_slots.unwrap_or(0)),
-            reserved_roles: Some(
-                self.reserved_roles
-                    .unwrap_or_else(config::default_reserved_roles),
-            ),
-            per_user_limit: Some(self.per_user_limit),
-            per_user_over_limit: Some(self.per_user_over_limit.unwrap_or_default()),
-            exempt_roles: Some(self.exempt_roles.unwrap_or_default()),
+            name: Patch::Set(self.name),
+            limits: LimitsPatch {
+                session_limit: Patch::Set(self.session_limit),
+                count_mode: Patch::Set(count_mode.set().unwrap_or_default()),
+                over_limit: Patch::Set(over_limit.set().unwrap_or_default()),
+                idle_timeout_seconds: or(
+                    idle_timeout_seconds,
+                    config::DEFAULT_IDLE_TIMEOUT_SECONDS,
+                ),
+                session_ttl_seconds: or(session_ttl_seconds, config::DEFAULT_SESSION_TTL_SECONDS),
+                limit_message: Patch::Set(
+                    limit_message
+                        .set()
+                        .unwrap_or_else(|| config::DEFAULT_LIMIT_MESSAGE.to_owned()),
+                ),
+                reserved_slots: or(reserved_slots, 0),
+                reserved_roles: Patch::Set(
+                    reserved_roles
+                        .set()
+                        .unwrap_or_else(config::default_reserved_roles),
+                ),
+                // No cap unless one is given.
+                per_user_limit: per_user_limit.set().map_or(Patch::Clear, Patch::Set),
+                per_user_over_limit: Patch::Set(per_user_over_limit.set().unwrap_or_default()),
+                exempt_roles: Patch::Set(exempt_roles.set().unwrap_or_default()),
+            },
+            terms: PlanTermsPatch {
+                overage_percent: or(overage_percent, 0),
+                monthly_price_cents: or(monthly_price_cents, 0),
+                overage_unit_price_cents: or(overage_unit_price_cents, 0),
+                currency: Patch::Set(currency.set().unwrap_or_else(|| "EUR".to_owned())),
+            },
         }
     }
 }
 
 impl UpdatePlan {
-    /// The checked changes; `checks` holds what the body's `null`s already broke.
+    /// The checked changes; a field that fails its check is left unchanged and
+    /// reported in `c`. Only `per_user_limit` may be cleared (no cap).
+    fn check(self, c: &mut Checks) -> plans::PlanChanges {
+        use plan_terms::{parse_limit_message, parse_overage_percent, parse_price_cents};
+        let roles = |r: Vec<String>| config::parse_roles(&r).map(|r| config::roles_to_text(&r));
+        let UpdatePlan {
+            name,
+            limits:
+                LimitsPatch {
+                    session_limit,
+                    count_mode,
+                    over_limit,
+                    idle_timeout_seconds,
+                    session_ttl_seconds,
+                    limit_message,
+                    reserved_slots,
+                    reserved_roles,
+                    per_user_limit,
+                    per_user_over_limit,
+                    exempt_roles,
+                },
+            terms:
+                PlanTermsPatch {
+                    overage_percent,
+                    monthly_price_cents,
+                    overage_unit_price_cents,
+                    currency,
+                },
+        } = self;
+        plans::PlanChanges {
+            reserved_slots: c.not_null(
+                "reserved_slots",
+                reserved_slots,
+                config::parse_reserved_slots,
+            ),
+            reserved_roles: c.not_null("reserved_roles", reserved_roles, roles),
+            per_user_limit: c.clearable(
+                "per_user_limit",
+                per_user_limit,
+                config::parse_per_user_limit,
+            ),
+            exempt_roles: c.not_null("exempt_roles", exempt_roles, roles),
+            name: c.not_null("name", name, |n| ids::parse_name(&n)),
+            session_limit: c.not_null("session_limit", session_limit, |n| {
+                SessionLimit::parse(n).map(SessionLimit::get)
+            }),
+            overage_percent: c.not_null("overage_percent", overage_percent, parse_overage_percent),
+            idle_timeout_seconds: c.not_null(
+                "idle_timeout_seconds",
+                idle_timeout_seconds,
+                ids::parse_timeout_seconds,
+            ),
+            session_ttl_seconds: c.not_null(
+                "session_ttl_seconds",
+                session_ttl_seconds,
+                ids::parse_timeout_seconds,
+            ),
+            limit_message: c.not_null("limit_message", limit_message, |m| parse_limit_message(&m)),
+            monthly_price_cents: c.not_null(
+                "monthly_price_cents",
+                monthly_price_cents,
+                parse_price_cents,
+            ),
+            overage_unit_price_cents: c.not_null(
+                "overage_unit_price_cents",
+                overage_unit_price_cents,
+                parse_price_cents,
+            ),
+            currency: c.not_null("currency", currency, |s| ids::parse_currency(&s)),
+            // The modes need no check: serde accepts only their names.
+            count_mode: c.not_null("count_mode", count_mode, Ok),
+            over_limit: c.not_null("over_limit", over_limit, Ok),
+            per_user_over_limit: c.not_null("per_user_over_limit", per_user_over_limit, Ok),
+            updated_at: None,
+        }
+    }
+
+    /// The checked changes, dated `now`.
     fn into_changes(self, mut checks: Checks, now: Millis) -> Result<plans::PlanChanges> {
-        let mut v = plans::PlanChanges {
+        let v = plans::PlanChanges {
             updated_at: Some(now),
-            ..Default::default()
+            ..self.check(&mut checks)
         };
-        self.check_reservations(&mut checks, &mut v);
-        self.check_name_and_limit(&mut checks, &mut v);
-        self.check_terms(&mut checks, &mut v);
-        self.copy_modes(&mut v);
         checks.finish()?;
         Ok(v)
-    }
-
-    /// `reserved_slots`, `reserved_roles`, `per_user_limit` and `exempt_roles`: who
-    /// may hold places, and whose sessions take none.
-    fn check_reservations(&self, c: &mut Checks, v: &mut plans::PlanChanges) {
-        v.reserved_slots = self
-            .reserved_slots
-            .and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)));
-        v.reserved_roles = self.reserved_roles.as_deref().and_then(|r| {
-            c.check("reserved_roles", config::parse_roles(r))
-                .map(|r| config::roles_to_text(&r))
-        });
-        v.per_user_limit = self
-            .per_user_limit
-            .map(|n| n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n))));
-        v.exempt_roles = self.exempt_roles.as_deref().and_then(|r| {
-            c.check("exempt_roles", config::parse_roles(r))
-                .map(|r| config::roles_to_text(&r))
-        });
-    }
-
-    fn check_name_and_limit(&self, c: &mut Checks, v: &mut plans::PlanChanges) {
-        v.name = self
-            .name
-            .as_deref()
-            .and_then(|n| c.check("name", ids::parse_name(n)));
-        v.session_limit = self
-            .session_limit
-            .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
-            .map(SessionLimit::get);
-    }
-
-    /// The timeouts, the message at the limit, the overage and the prices.
-    fn check_terms(&self, c: &mut Checks, v: &mut plans::PlanChanges) {
-        use plan_terms::{parse_limit_message, parse_overage_percent, parse_price_cents};
-        v.overage_percent = self
-            .overage_percent
-            .and_then(|n| c.check("overage_percent", parse_overage_percent(n)));
-        v.idle_timeout_seconds = self
-            .idle_timeout_seconds
-            .and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)));
-        v.session_ttl_seconds = self
-            .session_ttl_seconds
-            .and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)));
-        v.limit_message = self
-            .limit_message
-            .as_deref()
-            .and_then(|m| c.check("limit_message", parse_limit_message(m)));
-        v.monthly_price_cents = self
-            .monthly_price_cents
-            .and_then(|n| c.check("monthly_price_cents", parse_price_cents(n)));
-        v.overage_unit_price_cents = self
-            .overage_unit_price_cents
-            .and_then(|n| c.check("overage_unit_price_cents", parse_price_cents(n)));
-        v.currency = self
-            .currency
-            .as_deref()
-            .and_then(|s| c.check("currency", ids::parse_currency(s)));
-    }
-
-    /// The modes need no check: serde accepts only their names.
-    fn copy_modes(&self, v: &mut plans::PlanChanges) {
-        v.count_mode = self.count_mode;
-        v.over_limit = self.over_limit;
-        v.per_user_over_limit = self.per_user_over_limit;
     }
 }
 
@@ -313,9 +341,9 @@ pub async fn update_plan(
 ) -> Result<HttpResponse> {
     caller.require_admin()?;
     let code = path_slug("plan", &code)?;
-    let (b, checks): (UpdatePlan, _) = body.json_patch(&["per_user_limit"])?;
+    let b: UpdatePlan = body.json()?;
     let now = state.now();
-    let changes = b.into_changes(checks, now)?;
+    let changes = b.into_changes(Checks::default(), now)?;
     let actor = caller.actor();
     let plan = state
         .db

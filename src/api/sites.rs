@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::common::{Body, Checks, Page, delete_audited, id_page, path_slug, push_url};
+use super::common::{Body, Checks, Page, delete_audited, flattened, id_page, path_slug, push_url};
 use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use super::shown_once::{ShownOnce, Withheld, shown_once, take_secret};
 use crate::auth::{Caller, Scope};
@@ -15,9 +15,9 @@ use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
 use crate::db::visible::Visible;
 use crate::db::{DbConn, audit, outbox, plans, sites, tenants};
-use crate::domain::config::{self, Overrides, plan_fields};
+use crate::domain::config::{self, LimitsPatch, Overrides};
 use crate::domain::ids::{self, SessionLimit, Slug};
-use crate::domain::nullable;
+use crate::domain::patch::Patch;
 use crate::domain::plan_terms::parse_limit_message;
 use crate::domain::targets::Origin;
 use crate::error::{Error, Result};
@@ -37,42 +37,45 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// How long the previous webhook secret keeps signing after a rotation.
 const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
 
-plan_fields! {
-    /// A new site; an override left out or `null` leaves the plan's value.
-    #[derive(Debug, Deserialize, ToSchema)]
-    #[serde(deny_unknown_fields)]
-    pub struct CreateSite {
-        #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
-        pub slug: String,
-        /// The owning tenant's slug.
-        pub tenant: String,
-        pub name: String,
-        /// The plan's code.
-        pub plan: String,
-        #[schema(pattern = "^https?://")]
-        pub webhook_url: Option<String>,
-    }
-    limits as request overrides {
-        /// `v1` (default): HMAC with a shared `whsec_` secret; `v1a`: ed25519, the site
-        /// keeps only the `whpk_` public key.
-        #[schema(pattern = "^v1a?$")]
-        pub signature_scheme: Option<String>,
-    }
+/// A new site; an override left out or `null` leaves the plan's value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSite {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub slug: String,
+    /// The owning tenant's slug.
+    pub tenant: String,
+    pub name: String,
+    /// The plan's code.
+    pub plan: String,
+    #[schema(pattern = "^https?://")]
+    pub webhook_url: Option<String>,
+    #[serde(flatten, deserialize_with = "flattened")]
+    #[schema(inline)]
+    pub overrides: Overrides,
+    /// `v1` (default): HMAC with a shared `whsec_` secret; `v1a`: ed25519, the site
+    /// keeps only the `whpk_` public key.
+    #[schema(pattern = "^v1a?$")]
+    pub signature_scheme: Option<String>,
 }
 
-plan_fields! {
-    /// Any subset of the writable fields; `null` clears an override (the plan's value
-    /// applies again) or the webhook URL.
-    #[derive(Debug, Deserialize, ToSchema, Default)]
-    #[serde(deny_unknown_fields)]
-    pub struct UpdateSite {
-        pub name: Option<String>,
-        pub plan: Option<String>,
-        #[serde(default, deserialize_with = "nullable")]
-        #[schema(value_type = Option<String>, pattern = "^https?://")]
-        pub webhook_url: Option<Option<String>>,
-    }
-    limits as request clears
+/// Any subset of the writable fields; `null` clears an override (the plan's value
+/// applies again) or the webhook URL.
+#[derive(Debug, Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSite {
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub name: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub plan: Patch<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^https?://")]
+    pub webhook_url: Patch<String>,
+    #[serde(flatten, deserialize_with = "flattened")]
+    #[schema(inline)]
+    pub limits: LimitsPatch,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -231,25 +234,36 @@ impl CreateSite {
             .webhook_url
             .as_deref()
             .and_then(|u| c.check("webhook_url", push_url(state, u, Origin::Provider)));
-        let session_limit = self
-            .session_limit
+        let Overrides {
+            session_limit,
+            count_mode,
+            over_limit,
+            idle_timeout_seconds,
+            session_ttl_seconds,
+            limit_message,
+            reserved_slots,
+            reserved_roles,
+            per_user_limit,
+            per_user_over_limit,
+            exempt_roles,
+        } = self.overrides.clone();
+        let roles = |r: Vec<String>| config::parse_roles(&r).map(|r| config::roles_to_text(&r));
+        let session_limit = session_limit
             .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
             .map(SessionLimit::get);
-        let idle_timeout_seconds = self
-            .idle_timeout_seconds
+        let idle_timeout_seconds = idle_timeout_seconds
             .and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)));
-        let session_ttl_seconds = self
-            .session_ttl_seconds
+        let session_ttl_seconds = session_ttl_seconds
             .and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)));
-        let limit_message = self
-            .limit_message
+        let limit_message = limit_message
             .as_deref()
             .and_then(|m| c.check("limit_message", parse_limit_message(m)));
-        let (reserved_slots, reserved_roles, per_user_limit) = self.check_reservations(&mut c);
-        let exempt_roles = self.exempt_roles.as_deref().and_then(|r| {
-            c.check("exempt_roles", config::parse_roles(r))
-                .map(|r| config::roles_to_text(&r))
-        });
+        let reserved_slots =
+            reserved_slots.and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)));
+        let reserved_roles = reserved_roles.and_then(|r| c.check("reserved_roles", roles(r)));
+        let per_user_limit =
+            per_user_limit.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)));
+        let exempt_roles = exempt_roles.and_then(|r| c.check("exempt_roles", roles(r)));
         c.finish()?;
         let (Some(slug), Some(tenant), Some(plan)) = (slug, tenant, plan) else {
             return Err(Error::bad_request("incomplete site"));
@@ -266,8 +280,8 @@ impl CreateSite {
             // Sites are created by the provider: its limit is the site's deal.
             session_limit: None,
             provider_session_limit: session_limit,
-            count_mode: self.count_mode,
-            over_limit: self.over_limit,
+            count_mode,
+            over_limit,
             idle_timeout_seconds,
             session_ttl_seconds,
             limit_message,
@@ -278,7 +292,7 @@ impl CreateSite {
             reserved_slots,
             reserved_roles,
             per_user_limit,
-            per_user_over_limit: self.per_user_over_limit,
+            per_user_over_limit,
             exempt_roles,
             // New: no push has failed, no secret is rotated out, alerts are armed.
             webhook_disabled_at: None,
@@ -289,21 +303,6 @@ impl CreateSite {
             webhook_url_by_tenant: false,
         };
         Ok((SiteDraft { tenant, plan, row }, public_key))
-    }
-
-    /// `reserved_slots`, `reserved_roles` (as stored) and `per_user_limit`.
-    fn check_reservations(&self, c: &mut Checks) -> (Option<i64>, Option<String>, Option<i64>) {
-        let slots = self
-            .reserved_slots
-            .and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)));
-        let roles = self.reserved_roles.as_deref().and_then(|r| {
-            c.check("reserved_roles", config::parse_roles(r))
-                .map(|r| config::roles_to_text(&r))
-        });
-        let per_user = self
-            .per_user_limit
-            .and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)));
-        (slots, roles, per_user)
     }
 
     fn scheme(&self) -> Result<&'static str> {
@@ -406,8 +405,8 @@ pub async fn update_site(
 ) -> Result<HttpResponse> {
     let scope = caller.scope()?;
     let slug = path_slug("site", &slug)?;
-    let (b, checks): (UpdateSite, _) = body.json_patch(&NULLABLE_SITE_FIELDS)?;
-    let edit = b.into_edit(&state, checks, caller.is_admin(), state.now());
+    let b: UpdateSite = body.json()?;
+    let edit = b.into_edit(&state, Checks::default(), caller.is_admin(), state.now());
     let actor = caller.actor();
     let full = state
         .db
@@ -416,22 +415,6 @@ pub async fn update_site(
     state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Ok().json(SiteView::from(full)))
 }
-
-/// The fields `null` may be sent for in a change.
-const NULLABLE_SITE_FIELDS: [&str; 12] = [
-    "webhook_url",
-    "session_limit",
-    "count_mode",
-    "over_limit",
-    "idle_timeout_seconds",
-    "session_ttl_seconds",
-    "limit_message",
-    "reserved_slots",
-    "reserved_roles",
-    "per_user_limit",
-    "per_user_over_limit",
-    "exempt_roles",
-];
 
 /// A checked change, judged against the site once it is read: who asks, the fields
 /// only the provider may change, and what did not pass the checks.
@@ -453,17 +436,24 @@ impl UpdateSite {
         } else {
             Origin::Tenant
         };
-        let plan_code = self
-            .plan
-            .as_deref()
-            .and_then(|p| checks.check("plan", Slug::parse(p)));
-        let mut changes = self.changes(state, &mut checks, origin);
-        changes.webhook_url_by_tenant =
-            matches!(self.webhook_url, Some(Some(_))).then_some(!is_admin);
+        let provider_only = self.provider_only();
+        let url_by_tenant = self.webhook_url.is_set().then_some(!is_admin);
+        let UpdateSite {
+            name,
+            plan,
+            webhook_url,
+            limits,
+        } = self;
+        let plan_code = checks.not_null("plan", plan, |p| Slug::parse(&p));
+        let mut changes = limit_changes(limits, &mut checks);
+        changes.name = checks.not_null("name", name, |n| ids::parse_name(&n));
+        changes.webhook_url =
+            checks.clearable("webhook_url", webhook_url, |u| push_url(state, &u, origin));
+        changes.webhook_url_by_tenant = url_by_tenant;
         changes.updated_at = Some(now);
         SiteEdit {
             is_admin,
-            provider_only: self.provider_only(),
+            provider_only,
             checks,
             plan_code,
             changes,
@@ -471,75 +461,76 @@ impl UpdateSite {
         }
     }
 
-    /// What the provider sold is the provider's: a tenant may only lower its limit and
-    /// word its message (and point its webhook).
+    /// The fields sent that only the provider may change. Every field is classed here
+    /// (the limits by [`config::provider_only_limits`]), so that a new one does not
+    /// compile until it is.
     fn provider_only(&self) -> Vec<&'static str> {
-        [
-            ("count_mode", self.count_mode.is_some()),
-            ("over_limit", self.over_limit.is_some()),
-            ("idle_timeout_seconds", self.idle_timeout_seconds.is_some()),
-            ("session_ttl_seconds", self.session_ttl_seconds.is_some()),
-            ("reserved_slots", self.reserved_slots.is_some()),
-            ("reserved_roles", self.reserved_roles.is_some()),
-            ("per_user_limit", self.per_user_limit.is_some()),
-            ("per_user_over_limit", self.per_user_over_limit.is_some()),
-            ("exempt_roles", self.exempt_roles.is_some()),
-            ("plan", self.plan.is_some()),
-            ("name", self.name.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(f, sent)| sent.then_some(f))
-        .collect()
+        let UpdateSite {
+            name,
+            plan,
+            // A tenant may point its site's webhook.
+            webhook_url: _,
+            limits,
+        } = self;
+        let mut fields = config::provider_only_limits(limits);
+        // A `null` name or plan is refused as invalid, whoever sends it.
+        fields.extend(
+            [("plan", plan.is_set()), ("name", name.is_set())]
+                .into_iter()
+                .filter_map(|(f, sent)| sent.then_some(f)),
+        );
+        fields
     }
+}
 
-    /// The checked values; a field that fails its check is left unchanged and
-    /// reported in `c`.
-    fn changes(&self, state: &AppState, c: &mut Checks, origin: Origin) -> SiteChanges {
-        let seconds = |c: &mut Checks, field: &str, n: Option<Option<i64>>| {
-            n.map(|n| n.and_then(|n| c.check(field, ids::parse_timeout_seconds(n))))
-        };
-        SiteChanges {
-            name: self
-                .name
-                .as_deref()
-                .and_then(|n| c.check("name", ids::parse_name(n))),
-            webhook_url: self.webhook_url.as_ref().map(|u| {
-                u.as_deref()
-                    .and_then(|u| c.check("webhook_url", push_url(state, u, origin)))
-            }),
-            session_limit: self.session_limit.map(|n| {
-                n.and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
-                    .map(SessionLimit::get)
-            }),
-            count_mode: self.count_mode,
-            over_limit: self.over_limit,
-            idle_timeout_seconds: seconds(c, "idle_timeout_seconds", self.idle_timeout_seconds),
-            session_ttl_seconds: seconds(c, "session_ttl_seconds", self.session_ttl_seconds),
-            limit_message: self.limit_message.as_ref().map(|m| {
-                m.as_deref()
-                    .and_then(|m| c.check("limit_message", parse_limit_message(m)))
-            }),
-            reserved_slots: self.reserved_slots.map(|n| {
-                n.and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)))
-            }),
-            reserved_roles: self.reserved_roles.as_ref().map(|r| {
-                r.as_deref().and_then(|r| {
-                    c.check("reserved_roles", config::parse_roles(r))
-                        .map(|r| config::roles_to_text(&r))
-                })
-            }),
-            per_user_limit: self.per_user_limit.map(|n| {
-                n.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)))
-            }),
-            per_user_over_limit: self.per_user_over_limit,
-            exempt_roles: self.exempt_roles.as_ref().map(|r| {
-                r.as_deref().and_then(|r| {
-                    c.check("exempt_roles", config::parse_roles(r))
-                        .map(|r| config::roles_to_text(&r))
-                })
-            }),
-            ..SiteChanges::default()
-        }
+/// The checked changes of the site's overrides, each of which `null` clears; a field
+/// that fails its check is left unchanged and reported in `c`.
+fn limit_changes(limits: LimitsPatch, c: &mut Checks) -> SiteChanges {
+    let LimitsPatch {
+        session_limit,
+        count_mode,
+        over_limit,
+        idle_timeout_seconds,
+        session_ttl_seconds,
+        limit_message,
+        reserved_slots,
+        reserved_roles,
+        per_user_limit,
+        per_user_over_limit,
+        exempt_roles,
+    } = limits;
+    let roles = |r: Vec<String>| config::parse_roles(&r).map(|r| config::roles_to_text(&r));
+    SiteChanges {
+        session_limit: c.clearable("session_limit", session_limit, |n| {
+            SessionLimit::parse(n).map(SessionLimit::get)
+        }),
+        count_mode: count_mode.into_change(),
+        over_limit: over_limit.into_change(),
+        idle_timeout_seconds: c.clearable(
+            "idle_timeout_seconds",
+            idle_timeout_seconds,
+            ids::parse_timeout_seconds,
+        ),
+        session_ttl_seconds: c.clearable(
+            "session_ttl_seconds",
+            session_ttl_seconds,
+            ids::parse_timeout_seconds,
+        ),
+        limit_message: c.clearable("limit_message", limit_message, |m| parse_limit_message(&m)),
+        reserved_slots: c.clearable(
+            "reserved_slots",
+            reserved_slots,
+            config::parse_reserved_slots,
+        ),
+        reserved_roles: c.clearable("reserved_roles", reserved_roles, roles),
+        per_user_limit: c.clearable(
+            "per_user_limit",
+            per_user_limit,
+            config::parse_per_user_limit,
+        ),
+        per_user_over_limit: per_user_over_limit.into_change(),
+        exempt_roles: c.clearable("exempt_roles", exempt_roles, roles),
+        ..SiteChanges::default()
     }
 }
 
@@ -594,7 +585,7 @@ pub fn apply_scheduled(
 ) -> Result<SiteFull> {
     let b: UpdateSite = serde_json::from_value(s.body.clone())
         .map_err(|e| Error::invalid_field("overrides", super::common::without_position(&e)))?;
-    if b.name.is_some() || b.webhook_url.is_some() {
+    if b.name.is_sent() || b.webhook_url.is_sent() {
         return Err(Error::invalid_field(
             "overrides",
             "a scheduled change takes a plan and the limits, not name or webhook_url",

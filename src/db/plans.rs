@@ -7,34 +7,88 @@ use super::schema::{plan_prices::dsl as pp, plans::dsl as p, sites::dsl as s};
 use super::{DbConn, audit};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
-use crate::domain::config::plan_fields;
+use crate::domain::config::{self, CountMode, Limits, OverLimit, PerUserOverLimit, PlanTerms};
 
-plan_fields! {
-    /// A plan as stored, and as a new one is inserted.
-    #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-    #[diesel(table_name = super::schema::plans)]
-    pub struct Plan {
-        /// Given by the database: a new plan's is not written (any value will do).
-        #[diesel(skip_insertion)]
-        pub id: i64,
-        pub code: String,
-        pub name: String,
+/// A plan as stored, and as a new one is inserted.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::plans)]
+pub struct Plan {
+    /// Given by the database: a new plan's is not written (any value will do).
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    // Its limits (`config::Limits`); role lists as JSON text.
+    pub session_limit: i64,
+    pub count_mode: CountMode,
+    pub over_limit: OverLimit,
+    pub idle_timeout_seconds: i64,
+    pub session_ttl_seconds: i64,
+    pub limit_message: String,
+    pub reserved_slots: i64,
+    pub reserved_roles: String,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: PerUserOverLimit,
+    pub exempt_roles: String,
+    // Its terms (`config::PlanTerms`).
+    pub overage_percent: i64,
+    pub monthly_price_cents: i64,
+    pub overage_unit_price_cents: i64,
+    pub currency: String,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+}
+
+impl Plan {
+    /// The limits the plan sells.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            session_limit: self.session_limit,
+            count_mode: self.count_mode,
+            over_limit: self.over_limit,
+            idle_timeout_seconds: self.idle_timeout_seconds,
+            session_ttl_seconds: self.session_ttl_seconds,
+            limit_message: self.limit_message.clone(),
+            reserved_slots: self.reserved_slots,
+            reserved_roles: config::roles_from_text(&self.reserved_roles),
+            per_user_limit: self.per_user_limit,
+            per_user_over_limit: self.per_user_over_limit,
+            exempt_roles: config::roles_from_text(&self.exempt_roles),
+        }
     }
-    plan as stored values {
-        pub created_at: Millis,
-        pub updated_at: Millis,
+
+    /// The overage and the prices.
+    pub fn terms(&self) -> PlanTerms {
+        PlanTerms {
+            overage_percent: self.overage_percent,
+            monthly_price_cents: self.monthly_price_cents,
+            overage_unit_price_cents: self.overage_unit_price_cents,
+            currency: self.currency.clone(),
+        }
     }
 }
 
-plan_fields! {
-    #[derive(Debug, Default, AsChangeset)]
-    #[diesel(table_name = super::schema::plans)]
-    pub struct PlanChanges {
-        pub name: Option<String>,
-    }
-    plan as stored changes {
-        pub updated_at: Option<Millis>,
-    }
+/// A partial update of a plan; `per_user_limit` `Some(None)` removes the cap.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = super::schema::plans)]
+pub struct PlanChanges {
+    pub name: Option<String>,
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<CountMode>,
+    pub over_limit: Option<OverLimit>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+    pub reserved_slots: Option<i64>,
+    pub reserved_roles: Option<String>,
+    pub per_user_limit: Option<Option<i64>>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
+    pub exempt_roles: Option<String>,
+    pub overage_percent: Option<i64>,
+    pub monthly_price_cents: Option<i64>,
+    pub overage_unit_price_cents: Option<i64>,
+    pub currency: Option<String>,
+    pub updated_at: Option<Millis>,
 }
 
 impl PlanChanges {
@@ -166,9 +220,7 @@ pub fn change(
 /// The sites to reconfigure after a change from `before` to `after`: all on the plan
 /// when what they run with changed, none otherwise.
 pub fn sites_to_reconfigure(conn: &mut DbConn, before: &Plan, after: &Plan) -> Result<Vec<i64>> {
-    if after.limit_values() != before.limit_values()
-        || after.overage_percent != before.overage_percent
-    {
+    if after.limits() != before.limits() || after.overage_percent != before.overage_percent {
         sites_using(conn, before.id)
     } else {
         Ok(Vec::new())

@@ -6,40 +6,68 @@ use diesel::prelude::*;
 
 use super::plans::Plan;
 use crate::clock::Millis;
-use crate::domain::config::{self, Effective, plan_fields};
+use crate::domain::config::{self, Effective, Overrides};
 use crate::domain::schedule;
 
-plan_fields! {
-    /// A site as stored, and as a new one is inserted.
-    #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-    #[diesel(table_name = super::schema::sites)]
-    pub struct Site {
-        /// Given by the database: a new site's is not written (any value will do).
-        #[diesel(skip_insertion)]
-        pub id: i64,
-        pub slug: String,
-        pub tenant_id: i64,
-        pub plan_id: i64,
-        pub name: String,
-        pub webhook_url: Option<String>,
-        pub webhook_disabled_at: Option<Millis>,
-        pub webhook_secret: String,
-        pub previous_webhook_secret: Option<String>,
-        pub previous_secret_expires_at: Option<Millis>,
-        pub config_version: i64,
-        pub utilization_alert_armed: bool,
-        pub last_limit_alert_at: Option<Millis>,
-        pub created_at: Millis,
-        pub updated_at: Millis,
-        /// Named in the site's tokens: a token for a deleted site never fits a new one.
-        pub token_key: Option<String>,
-        /// A tenant chose `webhook_url` (not the provider): it is judged as a tenant's.
-        pub webhook_url_by_tenant: bool,
-        /// The provider's own limit for this site (an admin's `session_limit`): it
-        /// replaces the plan's, upwards too, and caps the tenant's own override.
-        pub provider_session_limit: Option<i64>,
+/// A site as stored, and as a new one is inserted.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = super::schema::sites)]
+pub struct Site {
+    /// Given by the database: a new site's is not written (any value will do).
+    #[diesel(skip_insertion)]
+    pub id: i64,
+    pub slug: String,
+    pub tenant_id: i64,
+    pub plan_id: i64,
+    pub name: String,
+    pub webhook_url: Option<String>,
+    pub webhook_disabled_at: Option<Millis>,
+    pub webhook_secret: String,
+    pub previous_webhook_secret: Option<String>,
+    pub previous_secret_expires_at: Option<Millis>,
+    pub config_version: i64,
+    pub utilization_alert_armed: bool,
+    pub last_limit_alert_at: Option<Millis>,
+    pub created_at: Millis,
+    pub updated_at: Millis,
+    /// Named in the site's tokens: a token for a deleted site never fits a new one.
+    pub token_key: Option<String>,
+    /// A tenant chose `webhook_url` (not the provider): it is judged as a tenant's.
+    pub webhook_url_by_tenant: bool,
+    /// The provider's own limit for this site (an admin's `session_limit`): it
+    /// replaces the plan's, upwards too, and caps the tenant's own override.
+    pub provider_session_limit: Option<i64>,
+    // The site's own overrides (`config::Overrides`); role lists as JSON text.
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<config::CountMode>,
+    pub over_limit: Option<config::OverLimit>,
+    pub idle_timeout_seconds: Option<i64>,
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+    pub reserved_slots: Option<i64>,
+    pub reserved_roles: Option<String>,
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<config::PerUserOverLimit>,
+    pub exempt_roles: Option<String>,
+}
+
+impl Site {
+    /// The site's own overrides.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            session_limit: self.session_limit,
+            count_mode: self.count_mode,
+            over_limit: self.over_limit,
+            idle_timeout_seconds: self.idle_timeout_seconds,
+            session_ttl_seconds: self.session_ttl_seconds,
+            limit_message: self.limit_message.clone(),
+            reserved_slots: self.reserved_slots,
+            reserved_roles: self.reserved_roles.as_deref().map(config::roles_from_text),
+            per_user_limit: self.per_user_limit,
+            per_user_over_limit: self.per_user_over_limit,
+            exempt_roles: self.exempt_roles.as_deref().map(config::roles_from_text),
+        }
     }
-    limits as stored overrides
 }
 
 /// A site with its tenant's slug and its plan: everything its views need.
@@ -68,8 +96,8 @@ impl SiteFull {
 
     /// What the provider sold this site: its plan's values, with the provider's own
     /// limit for the site where one is set.
-    pub fn sold(&self) -> config::LimitValues {
-        config::sold(&self.plan.limit_values(), self.site.provider_session_limit)
+    pub fn sold(&self) -> config::Limits {
+        config::sold(&self.plan.limits(), self.site.provider_session_limit)
     }
 
     pub fn config(&self) -> SiteConfig {
@@ -78,18 +106,8 @@ impl SiteFull {
             site: self.site.slug.clone(),
             plan: self.plan.code.clone(),
             config_version: self.site.config_version,
-            session_limit: e.values.session_limit,
-            count_mode: e.values.count_mode,
-            over_limit: e.values.over_limit,
+            limits: e.values,
             overage_percent: e.overage_percent,
-            idle_timeout_seconds: e.values.idle_timeout_seconds,
-            session_ttl_seconds: e.values.session_ttl_seconds,
-            limit_message: e.values.limit_message,
-            reserved_slots: e.values.reserved_slots,
-            reserved_roles: e.values.reserved_roles,
-            per_user_limit: e.values.per_user_limit,
-            per_user_over_limit: e.values.per_user_over_limit,
-            exempt_roles: e.values.exempt_roles,
         }
     }
 }

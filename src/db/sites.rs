@@ -8,26 +8,35 @@ use super::schema::{plans, site_plan_history::dsl as h, site_slugs, sites::dsl a
 use super::visible::{SiteKey, Visible};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
-use crate::domain::config::{OverLimit, plan_fields};
+use crate::domain::config::{CountMode, OverLimit, PerUserOverLimit};
 
 use crate::domain::scope::Scope;
 
 pub use super::site_full::{Site, SiteConfig, SiteFull};
 
-plan_fields! {
-    /// A partial update; `Some(None)` clears an override.
-    #[derive(Debug, Default, Clone, AsChangeset)]
-    #[diesel(table_name = super::schema::sites)]
-    pub struct SiteChanges {
-        pub name: Option<String>,
-        pub plan_id: Option<i64>,
-        pub webhook_url: Option<Option<String>>,
-        pub webhook_disabled_at: Option<Option<Millis>>,
-        pub updated_at: Option<Millis>,
-        pub webhook_url_by_tenant: Option<bool>,
-        pub provider_session_limit: Option<Option<i64>>,
-    }
-    limits as stored clears
+/// A partial update; `Some(None)` clears an override.
+#[derive(Debug, Default, Clone, AsChangeset)]
+#[diesel(table_name = super::schema::sites)]
+pub struct SiteChanges {
+    pub name: Option<String>,
+    pub plan_id: Option<i64>,
+    pub webhook_url: Option<Option<String>>,
+    pub webhook_disabled_at: Option<Option<Millis>>,
+    pub updated_at: Option<Millis>,
+    pub webhook_url_by_tenant: Option<bool>,
+    pub provider_session_limit: Option<Option<i64>>,
+    // The site's own overrides; role lists as JSON text.
+    pub session_limit: Option<Option<i64>>,
+    pub count_mode: Option<Option<CountMode>>,
+    pub over_limit: Option<Option<OverLimit>>,
+    pub idle_timeout_seconds: Option<Option<i64>>,
+    pub session_ttl_seconds: Option<Option<i64>>,
+    pub limit_message: Option<Option<String>>,
+    pub reserved_slots: Option<Option<i64>>,
+    pub reserved_roles: Option<Option<String>>,
+    pub per_user_limit: Option<Option<i64>>,
+    pub per_user_over_limit: Option<Option<PerUserOverLimit>>,
+    pub exempt_roles: Option<Option<String>>,
 }
 
 type FullRow = (Site, String, Option<i64>, Plan);

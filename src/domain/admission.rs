@@ -464,6 +464,7 @@ impl Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::config::Limits;
 
     /// An ordinary request on a site with `limit`, nothing else in play.
     fn ask(counted: i64, limit: i64, over_limit: OverLimit) -> Ask {
@@ -491,18 +492,20 @@ mod tests {
             site: "www".to_owned(),
             plan: "basic".to_owned(),
             config_version: 1,
-            session_limit: limit,
-            count_mode: CountMode::Active,
-            over_limit,
+            limits: Limits {
+                session_limit: limit,
+                count_mode: CountMode::Active,
+                over_limit,
+                idle_timeout_seconds: 86_400,
+                session_ttl_seconds: 1_209_600,
+                limit_message: "Only {limit} at a time.".to_owned(),
+                reserved_slots,
+                reserved_roles: vec!["admin".to_owned()],
+                per_user_limit: Some(2),
+                per_user_over_limit: PerUserOverLimit::Reject,
+                exempt_roles: Vec::new(),
+            },
             overage_percent: 50,
-            idle_timeout_seconds: 86_400,
-            session_ttl_seconds: 1_209_600,
-            limit_message: "Only {limit} at a time.".to_owned(),
-            reserved_slots,
-            reserved_roles: vec!["admin".to_owned()],
-            per_user_limit: Some(2),
-            per_user_over_limit: PerUserOverLimit::Reject,
-            exempt_roles: Vec::new(),
         }
     }
 

@@ -1,211 +1,15 @@
 //! A site's effective configuration: its plan's values, overridden by the site's
 //! non-null overrides.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use super::patch::Patch;
 
 pub const DEFAULT_IDLE_TIMEOUT_SECONDS: i64 = 86_400;
 pub const DEFAULT_SESSION_TTL_SECONDS: i64 = 1_209_600;
 pub const DEFAULT_LIMIT_MESSAGE: &str =
     "There are more than {limit} active user sessions. Please try again later.";
-
-// The fields a plan sets and a site may override are listed once, in `plan_fields!`.
-// Twelve structs carry them: the values and overrides here, the API's bodies and
-// views, and the rows storage reads and writes. They differ in which fields they
-// take, whether a field may be unset or cleared, and what rides along (bounds for the
-// OpenAPI document, role lists kept as JSON text); the macro declares each of them
-// from the one list. A new field is declared there once; the code that merges, checks
-// or copies it (`effective`, the API's conversions, `SiteFull::config`) builds these
-// structs field by field, so the compiler points to each place.
-
-/// `plan_fields! { <attributes> pub struct Name { leading fields } <set> as <side>
-/// <shape> { trailing fields } }` declares `Name` with the list's fields, all `pub`,
-/// between its own, in the list's order (the order of the JSON it serializes to).
-///
-/// - set: `limits` (what a site may override), `config` (those and `overage_percent`:
-///   what a site runs with) or `plan` (those and the prices: what a plan sells).
-/// - side: `view` (domain values and API views), `request` (API bodies: the bounds and
-///   the "absent or `null`" reading of a field that may be cleared) or `stored` (rows:
-///   a role list is its JSON text).
-/// - shape: `values` (every field set; `per_user_limit` may be `None`: no cap),
-///   `overrides` (each may be unset), `new` (a plan's `session_limit` must be given,
-///   the rest may be unset), `changes` (each may be unset, `per_user_limit` also
-///   cleared) or `clears` (each may be unset or cleared).
-///
-/// A stored `values` row also gets `limit_values()`, and a stored `overrides` row
-/// `overrides()`: the domain value the row holds.
-//
-// How it works. `@shape` turns the shape into the forms (`bare`, `opt`, `optopt`) of a
-// `required`, a `plain` (or `roles`) and a `nullable` field, and `@list` appends the
-// list. `@munch` then takes one field at a time, passing over those outside the set;
-// `@pick` finds the field's form and type, `@emit` its attributes (or, for `@read`,
-// its copy from the row), `@wrap` its type, and `@next` goes on with the rest. The
-// state travels as groups: `[mode forms header head tail]` and the fields so far.
-// Types and bounds are `tt` groups, because a fragment captured as `ty` or `literal`
-// can only be matched again as an opaque `tt`, and reaches the derives wrapped in an
-// invisible group.
-macro_rules! plan_fields {
-    (
-        $(#[$meta:meta])* $vis:vis struct $name:ident { $($head:tt)* }
-        $set:ident as $side:ident $shape:ident $({ $($tail:tt)* })?
-    ) => {
-        $crate::domain::config::plan_fields! { @shape $shape [struct $side $set]
-            [$(#[$meta])* $vis struct $name] [$($head)*] [$($($tail)*)?] }
-        $crate::domain::config::plan_fields! { @read $side $shape $name }
-    };
-
-    (@read stored values $name:ident) => {
-        impl $name {
-            pub fn limit_values(&self) -> $crate::domain::config::LimitValues {
-                $crate::domain::config::plan_fields! { @shape values [read self limits]
-                    [$crate::domain::config::LimitValues] [] [] }
-            }
-        }
-    };
-    (@read stored overrides $name:ident) => {
-        impl $name {
-            pub fn overrides(&self) -> $crate::domain::config::Overrides {
-                $crate::domain::config::plan_fields! { @shape overrides [read self limits]
-                    [$crate::domain::config::Overrides] [] [] }
-            }
-        }
-    };
-    (@read $side:ident $shape:ident $name:ident) => {};
-
-    (@shape values $m:tt $($s:tt)*) => {
-        $crate::domain::config::plan_fields! { @list [$m [bare bare opt] $($s)*] }
-    };
-    (@shape overrides $m:tt $($s:tt)*) => {
-        $crate::domain::config::plan_fields! { @list [$m [opt opt opt] $($s)*] }
-    };
-    (@shape new $m:tt $($s:tt)*) => {
-        $crate::domain::config::plan_fields! { @list [$m [bare opt opt] $($s)*] }
-    };
-    (@shape changes $m:tt $($s:tt)*) => {
-        $crate::domain::config::plan_fields! { @list [$m [opt opt optopt] $($s)*] }
-    };
-    (@shape clears $m:tt $($s:tt)*) => {
-        $crate::domain::config::plan_fields! { @list [$m [optopt optopt optopt] $($s)*] }
-    };
-
-    // `<set> <kind> name: [type] (bounds)`, the set being the smallest that has it.
-    (@list $st:tt) => {
-        $crate::domain::config::plan_fields! { @munch $st []
-            limits required session_limit: [i64] (minimum = 0, maximum = 1000000),
-            limits plain count_mode: [crate::domain::config::CountMode],
-            limits plain over_limit: [crate::domain::config::OverLimit],
-            config plain overage_percent: [i64] (minimum = 0, maximum = 1000),
-            limits plain idle_timeout_seconds: [i64] (minimum = 60, maximum = 31536000),
-            limits plain session_ttl_seconds: [i64] (minimum = 60, maximum = 31536000),
-            limits plain limit_message: [String],
-            plan plain monthly_price_cents: [i64] (minimum = 0),
-            plan plain overage_unit_price_cents: [i64] (minimum = 0),
-            plan plain currency: [String] (pattern = "^[A-Z]{3}$"),
-            /// Places kept for admissions carrying one of `reserved_roles`.
-            limits plain reserved_slots: [i64] (minimum = 0, maximum = 1000000),
-            /// Roles that may use the reserved places.
-            limits roles reserved_roles: [String] (max_items = 16),
-            /// Most counted sessions one user may hold.
-            limits nullable per_user_limit: [i64] (minimum = 1, maximum = 1000000),
-            limits plain per_user_over_limit: [crate::domain::config::PerUserOverLimit],
-            /// Roles whose sessions take no place: admitted and listed, never counted.
-            limits roles exempt_roles: [String] (max_items = 16),
-        }
-    };
-
-    (@munch [$m:tt $w:tt [$($h:tt)*] [$($hd:tt)*] [$($t:tt)*]] [$($acc:tt)*]) => {
-        $($h)* { $($hd)* $($acc)* $($t)* }
-    };
-    // A field outside the set is passed over.
-    (@munch [[$e:ident $s:ident limits] $($st:tt)*] $acc:tt
-        $(#$d:tt)* config $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch [[$e $s limits] $($st)*] $acc $($rest)* }
-    };
-    (@munch [[$e:ident $s:ident limits] $($st:tt)*] $acc:tt
-        $(#$d:tt)* plan $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch [[$e $s limits] $($st)*] $acc $($rest)* }
-    };
-    (@munch [[$e:ident $s:ident config] $($st:tt)*] $acc:tt
-        $(#$d:tt)* plan $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch [[$e $s config] $($st)*] $acc $($rest)* }
-    };
-    (@munch [$m:tt $w:tt $($st:tt)*] $acc:tt
-        $(#$d:tt)* $set:ident $k:ident $f:ident: $ty:tt $(($($b:tt)*))?, $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @pick $k $w $m
-            [[$m $w $($st)*] $acc] [$(#$d)*] $f $ty [$(($($b)*))?] $($rest)* }
-    };
-
-    // The form by the field's kind; a role list's type by the side.
-    (@pick roles [$r:ident $w:ident $n:ident] [$e:ident stored $s:ident]
-        $c:tt [$($d:tt)*] $f:ident $ty:tt $($x:tt)*) => {
-        $crate::domain::config::plan_fields! { @emit $w roles [$e stored $s]
-            $c [$($d)* #[doc = " Kept as the list's JSON text."]] $f [String] $($x)* }
-    };
-    (@pick roles [$r:ident $w:ident $n:ident] $m:tt $c:tt $d:tt $f:ident $ty:tt $($x:tt)*) => {
-        $crate::domain::config::plan_fields! { @emit $w roles $m $c $d $f [Vec<String>] $($x)* }
-    };
-    (@pick required [$w:ident $p:ident $n:ident] $($x:tt)*) => {
-        $crate::domain::config::plan_fields! { @emit $w value $($x)* }
-    };
-    (@pick plain [$r:ident $w:ident $n:ident] $($x:tt)*) => {
-        $crate::domain::config::plan_fields! { @emit $w value $($x)* }
-    };
-    (@pick nullable [$r:ident $p:ident $w:ident] $($x:tt)*) => {
-        $crate::domain::config::plan_fields! { @emit $w value $($x)* }
-    };
-
-    // Reading a row: each field copied, a role list parsed from its text.
-    (@emit bare roles [read $me:tt $s:ident] [$st:tt [$($acc:tt)*]]
-        $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch $st
-            [$($acc)* $f: $crate::domain::config::roles_from_text(&$me.$f),] $($rest)* }
-    };
-    (@emit opt roles [read $me:tt $s:ident] [$st:tt [$($acc:tt)*]]
-        $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch $st
-            [$($acc)* $f: $me.$f.as_deref().map($crate::domain::config::roles_from_text),]
-            $($rest)* }
-    };
-    (@emit $form:ident value [read $me:tt $s:ident] [$st:tt [$($acc:tt)*]]
-        $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch $st
-            [$($acc)* $f: ::core::clone::Clone::clone(&$me.$f),] $($rest)* }
-    };
-    // A struct's field: a request's carries its bounds.
-    (@emit $form:ident $k:ident [struct request $s:ident] $c:tt
-        [$($d:tt)*] $f:ident $ty:tt [$(($($b:tt)*))?] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @wrap $form request $c
-            [$($d)* $(#[schema($($b)*)])?] $f $ty $($rest)* }
-    };
-    (@emit $form:ident $k:ident [struct $side:ident $s:ident] $c:tt
-        $d:tt $f:ident $ty:tt $b:tt $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @wrap $form $side $c $d $f $ty $($rest)* }
-    };
-
-    (@wrap bare $side:ident $c:tt $a:tt $f:ident [$($ty:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next $c $a [$f: $($ty)*] $($rest)* }
-    };
-    (@wrap opt $side:ident $c:tt $a:tt $f:ident [$($ty:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next $c $a [$f: Option<$($ty)*>] $($rest)* }
-    };
-    // Absent: unchanged; `null`: cleared.
-    (@wrap optopt request $c:tt [$($a:tt)*] $f:ident [$($ty:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next $c [$($a)*
-            #[serde(default, deserialize_with = "crate::domain::nullable")]
-            #[schema(value_type = Option<$($ty)*>)]
-        ] [$f: Option<Option<$($ty)*>>] $($rest)* }
-    };
-    (@wrap optopt $side:ident $c:tt $a:tt $f:ident [$($ty:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @next $c $a [$f: Option<Option<$($ty)*>>] $($rest)* }
-    };
-
-    (@next [$st:tt [$($acc:tt)*]] [$($a:tt)*] [$($field:tt)*] $($rest:tt)*) => {
-        $crate::domain::config::plan_fields! { @munch $st
-            [$($acc)* $($a)* pub $($field)*,] $($rest)* }
-    };
-}
-
-pub(crate) use plan_fields;
 
 names! {
     /// Which sessions count against the limit.
@@ -301,33 +105,193 @@ impl CountMode {
     }
 }
 
-plan_fields! {
-    /// Values a plan sets and a site may override (`per_user_limit` `None`: no cap).
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    pub struct LimitValues {}
-    limits as view values
+// The limits come in three shapes: `Limits` (every value set: what a plan sells and
+// a site runs with), `Overrides` (each may be unset: a site's own) and `LimitsPatch`
+// (each may be left out or cleared: a change). A new limit is added to all three;
+// the compiler then points to every place that builds or takes them apart
+// (`effective`, the storage rows' conversions, the API's checks, and
+// `provider_only_limits`, which decides whether a tenant may write it).
+
+/// Values a plan sets and a site may override (`per_user_limit` `None`: no cap).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct Limits {
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub session_limit: i64,
+    pub count_mode: CountMode,
+    pub over_limit: OverLimit,
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub idle_timeout_seconds: i64,
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub session_ttl_seconds: i64,
+    pub limit_message: String,
+    /// Places kept for admissions carrying one of `reserved_roles`.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub reserved_slots: i64,
+    /// Roles that may use the reserved places.
+    #[schema(max_items = 16)]
+    pub reserved_roles: Vec<String>,
+    /// Most counted sessions one user may hold.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: PerUserOverLimit,
+    /// Roles whose sessions take no place: admitted and listed, never counted.
+    #[schema(max_items = 16)]
+    pub exempt_roles: Vec<String>,
 }
 
-plan_fields! {
-    /// The site's own overrides (`null`: the plan's value applies).
-    #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, ToSchema)]
-    #[schema(as = OverridesView)]
-    pub struct Overrides {}
-    limits as view overrides
+/// The site's own overrides (`null`: the plan's value applies).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = OverridesView)]
+pub struct Overrides {
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub session_limit: Option<i64>,
+    pub count_mode: Option<CountMode>,
+    pub over_limit: Option<OverLimit>,
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub idle_timeout_seconds: Option<i64>,
+    #[schema(minimum = 60, maximum = 31536000)]
+    pub session_ttl_seconds: Option<i64>,
+    pub limit_message: Option<String>,
+    /// Places kept for admissions carrying one of `reserved_roles`.
+    #[schema(minimum = 0, maximum = 1000000)]
+    pub reserved_slots: Option<i64>,
+    /// Roles that may use the reserved places.
+    #[schema(max_items = 16)]
+    pub reserved_roles: Option<Vec<String>>,
+    /// Most counted sessions one user may hold.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub per_user_limit: Option<i64>,
+    pub per_user_over_limit: Option<PerUserOverLimit>,
+    /// Roles whose sessions take no place: admitted and listed, never counted.
+    #[schema(max_items = 16)]
+    pub exempt_roles: Option<Vec<String>>,
+}
+
+/// A change of the limits: a field left out is unchanged, `null` clears it where it
+/// may be cleared (each field's `serde(default)` reads "left out" as `Keep`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsPatch {
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000)]
+    pub session_limit: Patch<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<CountMode>)]
+    pub count_mode: Patch<CountMode>,
+    #[serde(default)]
+    #[schema(value_type = Option<OverLimit>)]
+    pub over_limit: Patch<OverLimit>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 60, maximum = 31536000)]
+    pub idle_timeout_seconds: Patch<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 60, maximum = 31536000)]
+    pub session_ttl_seconds: Patch<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub limit_message: Patch<String>,
+    /// Places kept for admissions carrying one of `reserved_roles`.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000000)]
+    pub reserved_slots: Patch<i64>,
+    /// Roles that may use the reserved places.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 16)]
+    pub reserved_roles: Patch<Vec<String>>,
+    /// Most counted sessions one user may hold.
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000000)]
+    pub per_user_limit: Patch<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<PerUserOverLimit>)]
+    pub per_user_over_limit: Patch<PerUserOverLimit>,
+    /// Roles whose sessions take no place: admitted and listed, never counted.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>, max_items = 16)]
+    pub exempt_roles: Patch<Vec<String>>,
+}
+
+/// What a plan adds to its limits: the overage and the prices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct PlanTerms {
+    #[schema(minimum = 0, maximum = 1000)]
+    pub overage_percent: i64,
+    #[schema(minimum = 0)]
+    pub monthly_price_cents: i64,
+    #[schema(minimum = 0)]
+    pub overage_unit_price_cents: i64,
+    #[schema(pattern = "^[A-Z]{3}$")]
+    pub currency: String,
+}
+
+/// A change of a plan's terms (none of them may be cleared).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanTermsPatch {
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1000)]
+    pub overage_percent: Patch<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    pub monthly_price_cents: Patch<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    pub overage_unit_price_cents: Patch<i64>,
+    #[serde(default)]
+    #[schema(value_type = Option<String>, pattern = "^[A-Z]{3}$")]
+    pub currency: Patch<String>,
+}
+
+/// The limits a tenant's change of its own site sent but may not write, by name.
+/// What the provider sold is the provider's: a tenant may only lower its own
+/// `session_limit` (checked against what was sold when the site is read) and word its
+/// `limit_message`. Every limit is classed here, so that a new one does not compile
+/// until it is.
+pub fn provider_only_limits(p: &LimitsPatch) -> Vec<&'static str> {
+    let LimitsPatch {
+        // The tenant's.
+        session_limit: _,
+        limit_message: _,
+        // The provider's.
+        count_mode,
+        over_limit,
+        idle_timeout_seconds,
+        session_ttl_seconds,
+        reserved_slots,
+        reserved_roles,
+        per_user_limit,
+        per_user_over_limit,
+        exempt_roles,
+    } = p;
+    [
+        ("count_mode", count_mode.is_sent()),
+        ("over_limit", over_limit.is_sent()),
+        ("idle_timeout_seconds", idle_timeout_seconds.is_sent()),
+        ("session_ttl_seconds", session_ttl_seconds.is_sent()),
+        ("reserved_slots", reserved_slots.is_sent()),
+        ("reserved_roles", reserved_roles.is_sent()),
+        ("per_user_limit", per_user_limit.is_sent()),
+        ("per_user_over_limit", per_user_over_limit.is_sent()),
+        ("exempt_roles", exempt_roles.is_sent()),
+    ]
+    .into_iter()
+    .filter_map(|(f, sent)| sent.then_some(f))
+    .collect()
 }
 
 /// What a site runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Effective {
-    pub values: LimitValues,
+    pub values: Limits,
     pub overage_percent: i64,
 }
 
 /// What was sold to one site: the plan's values, with the provider's own limit for
 /// the site where one is set (a per-site deal may raise the plan's limit as well as
 /// lower it).
-pub fn sold(plan: &LimitValues, provider_session_limit: Option<i64>) -> LimitValues {
-    LimitValues {
+pub fn sold(plan: &Limits, provider_session_limit: Option<i64>) -> Limits {
+    Limits {
         session_limit: provider_session_limit.unwrap_or(plan.session_limit),
         ..plan.clone()
     }
@@ -335,9 +299,9 @@ pub fn sold(plan: &LimitValues, provider_session_limit: Option<i64>) -> LimitVal
 
 /// What a site runs with: what was `sold` to it (see [`sold`]) with the site's own
 /// overrides.
-pub fn effective(plan: &LimitValues, overage_percent: i64, o: &Overrides) -> Effective {
+pub fn effective(plan: &Limits, overage_percent: i64, o: &Overrides) -> Effective {
     Effective {
-        values: LimitValues {
+        values: Limits {
             // A site never holds more than was sold: the tenant's own override only
             // lowers the limit, also after the plan, its limit or the deal changes.
             session_limit: o
@@ -372,25 +336,37 @@ pub fn limit_message(template: &str, limit: i64) -> String {
     template.replace("{limit}", &limit.to_string())
 }
 
-plan_fields! {
-    /// A site's effective configuration: plan values merged with the site's overrides
-    /// (`per_user_limit` `null`: no cap).
-    #[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
-    pub struct SiteConfig {
-        pub site: String,
-        pub plan: String,
-        /// Grows with every change of the effective configuration.
-        pub config_version: i64,
+/// A site's effective configuration: plan values merged with the site's overrides
+/// (`per_user_limit` `null`: no cap).
+#[derive(Debug, Clone, Serialize, ToSchema, PartialEq, Eq)]
+pub struct SiteConfig {
+    pub site: String,
+    pub plan: String,
+    /// Grows with every change of the effective configuration.
+    pub config_version: i64,
+    #[serde(flatten)]
+    #[schema(inline)]
+    pub limits: Limits,
+    #[schema(minimum = 0, maximum = 1000)]
+    pub overage_percent: i64,
+}
+
+/// The limits are read as the configuration's own fields (`cfg.session_limit`), as
+/// they appear in its JSON.
+impl std::ops::Deref for SiteConfig {
+    type Target = Limits;
+
+    fn deref(&self) -> &Limits {
+        &self.limits
     }
-    config as view values
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn plan() -> LimitValues {
-        LimitValues {
+    fn plan() -> Limits {
+        Limits {
             session_limit: 10,
             count_mode: CountMode::Active,
             over_limit: OverLimit::Reject,
@@ -458,6 +434,23 @@ mod tests {
         assert_eq!(e.values.count_mode, CountMode::Live);
         assert_eq!(e.values.over_limit, OverLimit::Reject);
         assert_eq!(e.values.idle_timeout_seconds, DEFAULT_IDLE_TIMEOUT_SECONDS);
+    }
+
+    #[test]
+    fn a_tenant_may_write_only_its_limit_and_message() {
+        let own = LimitsPatch {
+            session_limit: Patch::Set(3),
+            limit_message: Patch::Clear,
+            ..LimitsPatch::default()
+        };
+        assert!(provider_only_limits(&own).is_empty());
+        let sold = LimitsPatch {
+            session_limit: Patch::Set(3),
+            count_mode: Patch::Clear,
+            exempt_roles: Patch::Set(vec!["staff".to_owned()]),
+            ..LimitsPatch::default()
+        };
+        assert_eq!(provider_only_limits(&sold), ["count_mode", "exempt_roles"]);
     }
 
     #[test]

@@ -50,6 +50,7 @@ pub mod config;
 pub mod forecast;
 pub mod history;
 pub mod ids;
+pub mod patch;
 pub mod plan_terms;
 pub mod schedule;
 pub mod scope;
