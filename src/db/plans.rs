@@ -92,20 +92,40 @@ pub struct PlanChanges {
 }
 
 impl PlanChanges {
-    /// Whether the change alters what sites on the plan run with.
+    /// Whether the change alters what sites on the plan run with. Every field is
+    /// named (no `..`), so a new one does not compile until it is classed here.
     pub fn touches_config(&self) -> bool {
-        self.session_limit.is_some()
-            || self.count_mode.is_some()
-            || self.over_limit.is_some()
-            || self.overage_percent.is_some()
-            || self.idle_timeout_seconds.is_some()
-            || self.session_ttl_seconds.is_some()
-            || self.limit_message.is_some()
-            || self.reserved_slots.is_some()
-            || self.reserved_roles.is_some()
-            || self.per_user_limit.is_some()
-            || self.per_user_over_limit.is_some()
-            || self.exempt_roles.is_some()
+        let Self {
+            name: _,
+            session_limit,
+            count_mode,
+            over_limit,
+            idle_timeout_seconds,
+            session_ttl_seconds,
+            limit_message,
+            reserved_slots,
+            reserved_roles,
+            per_user_limit,
+            per_user_over_limit,
+            exempt_roles,
+            overage_percent,
+            monthly_price_cents: _,
+            overage_unit_price_cents: _,
+            currency: _,
+            updated_at: _,
+        } = self;
+        session_limit.is_some()
+            || count_mode.is_some()
+            || over_limit.is_some()
+            || overage_percent.is_some()
+            || idle_timeout_seconds.is_some()
+            || session_ttl_seconds.is_some()
+            || limit_message.is_some()
+            || reserved_slots.is_some()
+            || reserved_roles.is_some()
+            || per_user_limit.is_some()
+            || per_user_over_limit.is_some()
+            || exempt_roles.is_some()
     }
 }
 
