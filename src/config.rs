@@ -75,6 +75,8 @@ struct FileSettings {
     pool_size: Option<u32>,
     workers: Option<usize>,
     expensive_reads_per_tenant: Option<u32>,
+    advice_budget_seconds: Option<u64>,
+    advice_cache_entries: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +119,11 @@ pub struct Config {
     /// may have running at a time in this process; the provider's operators count as
     /// one more such caller. Keeps one tenant's heavy reads from slowing the others.
     pub expensive_reads_per_tenant: u32,
+    /// Seconds of computing one plan advice may take before it is given up with a 503,
+    /// so that a month too big to replay cannot hold the cores.
+    pub advice_budget_seconds: u64,
+    /// Computed advice kept (per site, period and data version); 0 keeps none.
+    pub advice_cache_entries: usize,
     /// Named prepared statements on PostgreSQL; off behind a pooler that cannot keep
     /// them (PgBouncer before 1.21 in transaction mode).
     pub prepared_statements: bool,
@@ -198,6 +205,18 @@ impl Config {
             file.expensive_reads_per_tenant.map(i64::from),
             4,
         )?;
+        let advice_budget_seconds = parse_int(
+            "HEADCOUNT_ADVICE_BUDGET_SECONDS",
+            file.advice_budget_seconds
+                .map(|s| s.min(i64::MAX as u64) as i64),
+            20,
+        )?;
+        let advice_cache_entries = match env("HEADCOUNT_ADVICE_CACHE_ENTRIES") {
+            None => i64::from(file.advice_cache_entries.unwrap_or(256)),
+            Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+                format!("HEADCOUNT_ADVICE_CACHE_ENTRIES: {v:?} is not a whole number")
+            })?,
+        };
         Ok(Self {
             listen,
             database_url,
@@ -220,6 +239,8 @@ impl Config {
             expensive_reads_per_tenant: expensive_reads_per_tenant.clamp(1, i64::from(u32::MAX))
                 as u32,
             prepared_statements,
+            advice_budget_seconds: advice_budget_seconds as u64,
+            advice_cache_entries: advice_cache_entries.min(100_000) as usize,
         })
     }
 }

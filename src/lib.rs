@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod backup;
 pub mod billing;
+pub mod cache;
 pub mod cli;
 pub mod clock;
 pub mod config;

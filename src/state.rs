@@ -44,6 +44,8 @@ pub struct AppState {
     site_writer: std::sync::OnceLock<SiteWriter>,
     /// Sites looked up by their agents' requests, kept for a second.
     agent_sites: crate::db::sites::SiteCache,
+    /// Computed plan advice, by site, period and data version.
+    pub advice_cache: crate::api::advice::AdviceCache,
 }
 
 impl std::fmt::Debug for AppState {
@@ -148,6 +150,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
         .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
     let rate_limiter = config.rate_limit.map(RateLimiter::new);
     let expensive_reads = ConcurrencyLimiter::new(config.expensive_reads_per_tenant);
+    let advice_cache = crate::cache::Lru::new(config.advice_cache_entries);
     use crate::domain::targets::Origin;
     let http = crate::push::resolver::client(Origin::Provider, config.webhook_deny_private)?;
     let http_tenant = crate::push::resolver::client(Origin::Tenant, config.webhook_deny_private)?;
@@ -168,6 +171,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             http_tenant,
             site_writer: std::sync::OnceLock::new(),
             agent_sites: crate::db::sites::SiteCache::default(),
+            advice_cache,
         },
         first_start,
     ))

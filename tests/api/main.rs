@@ -5,6 +5,7 @@ mod helpers;
 mod receiver;
 
 mod admission;
+mod advice_bench;
 mod backup;
 mod billing;
 mod citus;
