@@ -139,16 +139,23 @@ impl Month {
         // is active; otherwise the counted heap is the active one too.
         let mut active: BinaryHeap<Reverse<Millis>> = BinaryHeap::new();
         for s in &self.open_at_start {
-            counted.push(Reverse(counts_until(s)));
             if live {
                 active.push(Reverse(s.end));
             }
         }
+        // Sessions open at the period start count from their start: an attempt dated
+        // before the period may come before some of them.
+        let mut waiting = self.open_at_start.clone();
+        waiting.sort_by_key(|s| s.start);
+        let mut waiting = waiting.into_iter().peekable();
         let mut peak = Peak::new(&self.period);
         let mut run = Run::default();
         for (i, &(t, a)) in self.attempts.iter().enumerate() {
             if i % CHECK_EVERY == 0 && stop() {
                 return Err(Stopped);
+            }
+            while let Some(s) = waiting.next_if(|s| s.start <= t) {
+                counted.push(Reverse(counts_until(&s)));
             }
             peak.before(t, if live { &mut active } else { &mut counted });
             pop_until(&mut counted, t);
@@ -171,6 +178,10 @@ impl Month {
                 peak.after(t, if live { &mut active } else { &mut counted });
             }
         }
+        // The peak counts every session open at the period start.
+        for s in waiting {
+            counted.push(Reverse(counts_until(&s)));
+        }
         run.peak = peak.finish(if live { &mut active } else { &mut counted });
         Ok(run)
     }
@@ -186,6 +197,10 @@ impl Month {
         for s in &self.open_at_start {
             e.push(*s, idle_ms);
         }
+        // Sessions open at the period start count from their start (see `admit_while`).
+        let mut starts: Vec<Millis> = self.open_at_start.iter().map(|s| s.start).collect();
+        starts.sort_unstable();
+        let not_started = |t: Millis| (starts.len() - starts.partition_point(|s| *s <= t)) as i64;
         let mut peak = Peak::new(&self.period);
         let mut out = Replayed {
             refusals: self.unreplayable,
@@ -201,7 +216,8 @@ impl Month {
                 peak.record(peak.from, e.open.len());
             }
             e.settle(t);
-            let admit = (e.open.len() as i64) < rule.session_limit || e.evict_one();
+            let counted = e.open.len() as i64 - not_started(t);
+            let admit = counted < rule.session_limit || e.evict_one();
             if admit {
                 if matches!(a, Attempt::Refusal) {
                     out.admitted_refusals += 1;
