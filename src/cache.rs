@@ -2,7 +2,29 @@
 //! are expensive to compute and cheap to recognise (plan advice by site, period and
 //! data version). Linear in its capacity per call, which stays in the hundreds.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use crate::db::advice::Version;
+use crate::domain::advice::{Advice, Offer};
+use crate::domain::billing::Period;
+
+/// What a plan advice is kept under: the site, the period, the version of the rows it
+/// was computed from, and everything else it was computed from (the site's plan and
+/// overrides as offers, the part of the period it existed in, the currency).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdviceKey {
+    pub site_id: i64,
+    pub period: Period,
+    pub version: Version,
+    pub current: Offer,
+    pub plans: Vec<Offer>,
+    pub billed_ms: i64,
+    pub currency: String,
+}
+
+/// Computed advice (`HEADCOUNT_ADVICE_CACHE_ENTRIES` of them), so that a dashboard
+/// asking again costs one small read.
+pub type AdviceCache = Lru<AdviceKey, Arc<Advice>>;
 
 #[derive(Debug)]
 pub struct Lru<K, V> {

@@ -205,18 +205,7 @@ impl Config {
             file.expensive_reads_per_tenant.map(i64::from),
             4,
         )?;
-        let advice_budget_seconds = parse_int(
-            "HEADCOUNT_ADVICE_BUDGET_SECONDS",
-            file.advice_budget_seconds
-                .map(|s| s.min(i64::MAX as u64) as i64),
-            20,
-        )?;
-        let advice_cache_entries = match env("HEADCOUNT_ADVICE_CACHE_ENTRIES") {
-            None => i64::from(file.advice_cache_entries.unwrap_or(256)),
-            Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                format!("HEADCOUNT_ADVICE_CACHE_ENTRIES: {v:?} is not a whole number")
-            })?,
-        };
+        let (advice_budget_seconds, advice_cache_entries) = advice_settings(&file)?;
         Ok(Self {
             listen,
             database_url,
@@ -243,6 +232,24 @@ impl Config {
             advice_cache_entries: advice_cache_entries.min(100_000) as usize,
         })
     }
+}
+
+/// `HEADCOUNT_ADVICE_BUDGET_SECONDS` and `HEADCOUNT_ADVICE_CACHE_ENTRIES` (which may
+/// be 0: no cache).
+fn advice_settings(file: &FileSettings) -> Result<(i64, i64), String> {
+    let budget = parse_int(
+        "HEADCOUNT_ADVICE_BUDGET_SECONDS",
+        file.advice_budget_seconds
+            .map(|s| s.min(i64::MAX as u64) as i64),
+        20,
+    )?;
+    let entries = match env("HEADCOUNT_ADVICE_CACHE_ENTRIES") {
+        None => i64::from(file.advice_cache_entries.unwrap_or(256)),
+        Some(v) => v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            format!("HEADCOUNT_ADVICE_CACHE_ENTRIES: {v:?} is not a whole number")
+        })?,
+    };
+    Ok((budget, entries))
 }
 
 /// The first of a command-line flag, the environment variable `var` and the file.

@@ -45,7 +45,7 @@ pub struct AppState {
     /// Sites looked up by their agents' requests, kept for a second.
     agent_sites: crate::db::sites::SiteCache,
     /// Computed plan advice, by site, period and data version.
-    pub advice_cache: crate::api::advice::AdviceCache,
+    pub advice_cache: crate::cache::AdviceCache,
 }
 
 impl std::fmt::Debug for AppState {

@@ -13,6 +13,7 @@ use utoipa::IntoParams;
 use super::problems::{BadRequest, NotFound};
 use super::sites::visible_site;
 use crate::auth::Caller;
+use crate::cache::AdviceKey;
 use crate::db::advice;
 use crate::db::plans::Plan;
 use crate::domain::advice::{Advice, Input, Offer, Rule, advise_within};
@@ -60,25 +61,6 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
     }
 }
 
-/// What an advice is kept under: the site, the period, the version of the rows it was
-/// computed from, and everything else it was computed from (the site's plan and
-/// overrides as offers, the part of the period it existed in, the currency).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CacheKey {
-    site_id: i64,
-    period: Period,
-    version: advice::Version,
-    current: Offer,
-    plans: Vec<Offer>,
-    billed_ms: i64,
-    currency: String,
-}
-
-/// Computed advice, kept per site, period and data version
-/// (`HEADCOUNT_ADVICE_CACHE_ENTRIES` of them), so that a dashboard asking again costs
-/// one small read.
-pub type AdviceCache = crate::cache::Lru<CacheKey, Arc<Advice>>;
-
 /// The period replayed against every plan, the limits from the current one up to
 /// the first that refuses nothing, live counting and other idle timeouts. Refused
 /// sign-ins never became sessions; one that an option admits is assumed to last the
@@ -106,17 +88,30 @@ pub async fn get_advice(
         .as_deref()
         .ok_or_else(|| Error::bad_field("period", "required, a month like 2026-10"))
         .and_then(|p| Period::parse(p).map_err(|m| Error::bad_field("period", m)))?;
+    let key = key(&state, &site, period).await?;
+    if let Some(advice) = state.advice_cache.get(&key) {
+        return Ok(HttpResponse::Ok().json(&*advice));
+    }
+    let advice = Arc::new(compute(&state, &key).await?);
+    state.advice_cache.insert(key, advice.clone());
+    Ok(HttpResponse::Ok().json(&*advice))
+}
+
+/// Everything the advice of `period` is computed from but the rows, and the version
+/// of the rows: one small read.
+async fn key(
+    state: &AppState, site: &crate::db::site_full::SiteFull, period: Period,
+) -> Result<AdviceKey, Error> {
     let site_id = site.site.id;
     let (version, plans) = state
         .db
         .run(move |c| advice::version(c, site_id, &period))
-        .await
-        .map_err(Error::from)?;
+        .await?;
     let e = site.effective();
     let overrides = site.site.overrides();
     let mut current = offer(&site.plan, &overrides);
     current.rule.session_limit = e.values.session_limit;
-    let key = CacheKey {
+    Ok(AdviceKey {
         site_id,
         period,
         version,
@@ -124,10 +119,12 @@ pub async fn get_advice(
         plans: plans.iter().map(|p| offer(p, &overrides)).collect(),
         billed_ms: (period.end - site.site.created_at.max(period.start)).clamp(0, period.len_ms()),
         currency: site.plan.currency.clone(),
-    };
-    if let Some(advice) = state.advice_cache.get(&key) {
-        return Ok(HttpResponse::Ok().json(&*advice));
-    }
+    })
+}
+
+/// Reads the rows and computes the advice on the blocking pool, within the budget.
+async fn compute(state: &AppState, key: &AdviceKey) -> actix_web::Result<Advice> {
+    let (site_id, period) = (key.site_id, key.period);
     let rows = state
         .db
         .run(move |c| advice::rows(c, site_id, &period))
@@ -143,11 +140,11 @@ pub async fn get_advice(
         currency: key.currency.clone(),
     };
     let budget = Duration::from_secs(state.config.advice_budget_seconds);
-    // Dropped with this request when the client goes away: the computation, on the
+    // Set if this request is dropped with the client gone: the computation, on the
     // blocking pool, sees it and stops.
     let gone = Gone::default();
     let seen = gone.0.clone();
-    let advice = web::block(move || {
+    Ok(web::block(move || {
         let deadline = Instant::now() + budget;
         advise_within(&input, &|| {
             seen.load(Ordering::Relaxed) || Instant::now() >= deadline
@@ -155,10 +152,7 @@ pub async fn get_advice(
     })
     .await
     .map_err(|e| Error::Internal(anyhow::anyhow!("advice: {e}")))?
-    .map_err(|_| OverBudget(budget.as_secs()))?;
-    let advice = Arc::new(advice);
-    state.advice_cache.insert(key, advice.clone());
-    Ok(HttpResponse::Ok().json(&*advice))
+    .map_err(|_| OverBudget(budget.as_secs()))?)
 }
 
 /// Set when the request it belongs to is dropped.

@@ -12,7 +12,7 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use super::{Input, Replayed, Rule, Stopped};
+use super::model::{Input, Replayed, Rule, Stopped};
 use crate::domain::Millis;
 use crate::domain::admission::overage_ceiling;
 use crate::domain::billing::Period;

@@ -74,8 +74,7 @@ fn option(o: &Advice, plan: &str, limit: i64, mode: CountMode) -> AdviceOption {
 /// Three short sessions later set the median length to an hour.
 #[test]
 fn a_month_where_dangling_sessions_caused_every_refusal() {
-    let small = rule(2, OverLimit::Reject);
-    let big = rule(5, OverLimit::Reject);
+    let (small, big) = (rule(2, OverLimit::Reject), rule(5, OverLimit::Reject));
     let sessions = vec![
         span(0, 14 * D, 10 * M),
         span(5 * M, 14 * D, 20 * M),
