@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::db::advice::Version;
+use crate::db::visible::SiteKey;
 use crate::domain::advice::{Advice, Offer};
 use crate::domain::billing::Period;
 
@@ -13,7 +14,7 @@ use crate::domain::billing::Period;
 /// overrides as offers, the part of the period it existed in, the currency).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdviceKey {
-    pub site_id: i64,
+    pub site: SiteKey,
     pub period: Period,
     pub version: Version,
     pub current: Offer,

@@ -16,6 +16,8 @@ use crate::auth::Caller;
 use crate::cache::AdviceKey;
 use crate::db::advice;
 use crate::db::plans::Plan;
+use crate::db::site_full::SiteFull;
+use crate::db::visible::Visible;
 use crate::domain::advice::{Advice, Input, Offer, Rule, advise_within};
 use crate::domain::billing::Period;
 use crate::domain::config::{self, Overrides};
@@ -100,19 +102,19 @@ pub async fn get_advice(
 /// Everything the advice of `period` is computed from but the rows, and the version
 /// of the rows: one small read.
 async fn key(
-    state: &AppState, site: &crate::db::site_full::SiteFull, period: Period,
+    state: &AppState, site: &Visible<SiteFull>, period: Period,
 ) -> Result<AdviceKey, Error> {
-    let site_id = site.site.id;
+    let site_key = site.key();
     let (version, plans) = state
         .db
-        .run(move |c| advice::version(c, site_id, &period))
+        .run(move |c| advice::version(c, site_key, &period))
         .await?;
     let e = site.effective();
     let overrides = site.site.overrides();
     let mut current = offer(&site.plan, &overrides);
     current.rule.session_limit = e.values.session_limit;
     Ok(AdviceKey {
-        site_id,
+        site: site_key,
         period,
         version,
         current,
@@ -124,10 +126,10 @@ async fn key(
 
 /// Reads the rows and computes the advice on the blocking pool, within the budget.
 async fn compute(state: &AppState, key: &AdviceKey) -> actix_web::Result<Advice> {
-    let (site_id, period) = (key.site_id, key.period);
+    let (site, period) = (key.site, key.period);
     let rows = state
         .db
-        .run(move |c| advice::rows(c, site_id, &period))
+        .run(move |c| advice::rows(c, site, &period))
         .await
         .map_err(Error::from)?;
     let input = Input {

@@ -9,6 +9,7 @@ use super::DbConn;
 use super::plans::Plan;
 use super::schema::{denials::dsl as dn, plans::dsl as p};
 use super::usage::numbered;
+use super::visible::SiteKey;
 use crate::clock::Millis;
 use crate::db::Result;
 use crate::domain::advice::Refusal;
@@ -51,7 +52,8 @@ pub struct Version {
 
 /// The version of the rows [`rows`] reads, and every plan (prices and limits are part
 /// of the advice too).
-pub fn version(conn: &mut DbConn, site_id: i64, period: &Period) -> Result<(Version, Vec<Plan>)> {
+pub fn version(conn: &mut DbConn, site: SiteKey, period: &Period) -> Result<(Version, Vec<Plan>)> {
+    let site_id = site.id();
     // The same rows as `sessions::times_overlapping` and the denials below.
     const SQL: &str = "SELECT s.*, d.* FROM \
         (SELECT count(*) AS sessions, COALESCE(max(id), 0) AS max_session, \
@@ -94,7 +96,8 @@ pub struct AdviceRows {
     pub plans: Vec<Plan>,
 }
 
-pub fn rows(conn: &mut DbConn, site_id: i64, period: &Period) -> Result<AdviceRows> {
+pub fn rows(conn: &mut DbConn, site: SiteKey, period: &Period) -> Result<AdviceRows> {
+    let site_id = site.id();
     super::read_snapshot(conn, |c| {
         let sessions = super::sessions::times_overlapping(c, site_id, period.start, period.end)?;
         let denials: Vec<(Millis, String, Option<String>)> = dn::denials
