@@ -7,15 +7,19 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 
-// The replay's view of a stored session: is it counted, or dangling, at `t`.
+// The replay's view of a stored session: is it counted, or dangling, at `t`; from
+// the session's intervals, so that the oracle shares the one definition of dangling.
 fn counts(s: &Span, t: Millis, mode: CountMode, idle_ms: i64) -> bool {
-    s.start <= t
-        && t < s.end
-        && (mode == CountMode::Active || t < s.last_activity.saturating_add(idle_ms))
+    let (from, to) = match mode {
+        CountMode::Active => s.active(),
+        CountMode::Live => s.live(idle_ms),
+    };
+    from <= t && t < to
 }
 
 fn dangling_at(s: &Span, t: Millis, idle_ms: i64) -> bool {
-    s.start <= t && t < s.end && t >= s.last_activity.saturating_add(idle_ms)
+    let (from, to) = s.dangling(idle_ms);
+    from <= t && t < to
 }
 
 /// One admission attempt: a real session that started in the period, or a refusal.
