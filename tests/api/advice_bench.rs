@@ -6,56 +6,16 @@
 
 use std::time::{Duration, Instant};
 
-use diesel::QueryableByName;
-use diesel::RunQueryDsl;
-use diesel::sql_types::BigInt;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn};
+use crate::helpers::{TestApp, is_pg, spawn, sql_exec, sql_scalar};
 
 const MINUTE: i64 = 60_000;
 const HOUR: i64 = 60 * MINUTE;
 const DAY: i64 = 24 * HOUR;
 /// Calls the median is taken of.
 const RUNS: usize = 5;
-
-#[derive(QueryableByName)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn scalar(app: &TestApp, sql: String) -> i64 {
-    app.state
-        .db
-        .run(move |c| {
-            headcount::per_backend!(c, |c| Ok::<_, headcount::db::Error>(
-                diesel::sql_query(&sql).get_result::<N>(c).unwrap().n
-            ))
-        })
-        .await
-        .unwrap()
-}
-
-async fn exec(app: &TestApp, sql: String) {
-    app.state
-        .db
-        .run(move |c| {
-            headcount::per_backend!(c, |c| diesel::sql_query(&sql).execute(c).unwrap());
-            Ok::<_, headcount::db::Error>(())
-        })
-        .await
-        .unwrap();
-}
-
-fn backend(app: &TestApp) -> &'static str {
-    if app.database_url.starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
-    }
-}
 
 fn march() -> i64 {
     chrono::DateTime::parse_from_rfc3339("2031-03-01T00:00:00Z")
@@ -87,7 +47,7 @@ async fn site(app: &TestApp, limit: i64) -> i64 {
     assert!(r.status.is_success(), "{}", r.text);
     app.clock
         .set(chrono::DateTime::from_timestamp_millis(march() + 31 * DAY + HOUR).unwrap());
-    scalar(app, "SELECT id AS n FROM sites WHERE slug = 'big'".into()).await
+    sql_scalar(app, "SELECT id AS n FROM sites WHERE slug = 'big'".into()).await
 }
 
 /// `n` rows from one statement: `{v}` in `select` is the row number, from 0.
@@ -108,7 +68,7 @@ const DENIALS: &str = "denials (site_id, at, outcome, counted_sessions)";
 async fn refusals(app: &TestApp, site: i64, n: i64) {
     let start = march();
     let span = 31 * DAY - HOUR;
-    exec(
+    sql_exec(
         app,
         rows_of(
             DENIALS,
@@ -125,9 +85,9 @@ async fn refusals(app: &TestApp, site: i64, n: i64) {
 }
 
 async fn analyze(app: &TestApp) {
-    if backend(app) == "postgres" {
-        exec(app, "ANALYZE sessions".into()).await;
-        exec(app, "ANALYZE denials".into()).await;
+    if is_pg(app) {
+        sql_exec(app, "ANALYZE sessions".into()).await;
+        sql_exec(app, "ANALYZE denials".into()).await;
     }
 }
 
@@ -158,7 +118,7 @@ async fn measure(app: &TestApp, what: &str, goal_s: f64, refusals: i64) {
     assert_eq!(again, body);
     println!(
         "V1 advice {what} ({}): p50 {p50:.2} s uncached (goal <= {goal_s} s){}; first {:.2} s; cached {:.3} s; {} options",
-        backend(app),
+        if is_pg(app) { "postgres" } else { "sqlite" },
         if p50 <= goal_s { "" } else { " NOT MET" },
         first.as_secs_f64(),
         cached.as_secs_f64(),
@@ -176,7 +136,7 @@ async fn v1_advice_of_100k_sessions_and_10k_refusals() {
     let start = march();
     let span = 31 * DAY - 5 * HOUR;
     let t = Instant::now();
-    exec(
+    sql_exec(
         &app,
         rows_of(
             SESSIONS,
@@ -211,7 +171,7 @@ async fn v1_advice_of_50k_sessions_open_all_month() {
     let site = site(&app, 50_000).await;
     let start = march();
     let t = Instant::now();
-    exec(
+    sql_exec(
         &app,
         rows_of(
             SESSIONS,
@@ -226,7 +186,7 @@ async fn v1_advice_of_50k_sessions_open_all_month() {
     )
     .await;
     let span = 31 * DAY - 5 * HOUR;
-    exec(
+    sql_exec(
         &app,
         rows_of(
             SESSIONS,
@@ -270,7 +230,7 @@ async fn advice_is_kept_until_the_rows_change() {
     let (_, after) = advice(&app).await;
     assert_eq!(after["current"]["refusals"], 4, "{after}");
     // A session's later activity changes the version too.
-    exec(
+    sql_exec(
         &app,
         rows_of(
             SESSIONS,
@@ -284,7 +244,7 @@ async fn advice_is_kept_until_the_rows_change() {
     )
     .await;
     let (_, one) = advice(&app).await;
-    exec(
+    sql_exec(
         &app,
         format!(
             "UPDATE sessions SET last_activity_at = last_activity_at + 1 WHERE site_id = {site}"

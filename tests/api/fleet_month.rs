@@ -21,12 +21,11 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::BigInt;
-use diesel::{QueryableByName, RunQueryDsl};
+use diesel::RunQueryDsl;
 use futures_util::{StreamExt as _, stream};
 use serde_json::{Value, json};
 
-use crate::helpers::{Rng, TestApp, spawn};
+use crate::helpers::{Rng, Scalar, TestApp, is_pg, spawn, sql_exec, sql_scalar};
 
 const M: i64 = 60_000;
 const HOUR: i64 = 3_600_000;
@@ -118,39 +117,6 @@ fn plan_day(
     }
 }
 
-#[derive(QueryableByName)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn scalar(app: &TestApp, sql: String) -> i64 {
-    app.state
-        .db
-        .run(move |c| {
-            headcount::per_backend!(c, |c| Ok::<_, headcount::db::Error>(
-                diesel::sql_query(&sql).get_result::<N>(c).unwrap().n
-            ))
-        })
-        .await
-        .unwrap()
-}
-
-async fn exec(app: &TestApp, sql: String) {
-    app.state
-        .db
-        .run(move |c| {
-            headcount::per_backend!(c, |c| diesel::sql_query(&sql).execute(c).unwrap());
-            Ok::<_, headcount::db::Error>(())
-        })
-        .await
-        .unwrap();
-}
-
-fn is_pg(app: &TestApp) -> bool {
-    app.database_url.starts_with("postgres")
-}
-
 /// Bytes of a table and its indexes.
 async fn bytes(app: &TestApp, table: &str) -> i64 {
     let sql = if is_pg(app) {
@@ -161,7 +127,7 @@ async fn bytes(app: &TestApp, table: &str) -> i64 {
              (SELECT name FROM sqlite_schema WHERE tbl_name = '{table}')"
         )
     };
-    scalar(app, sql).await
+    sql_scalar(app, sql).await
 }
 
 async fn database_bytes(app: &TestApp) -> i64 {
@@ -170,13 +136,13 @@ async fn database_bytes(app: &TestApp) -> i64 {
     } else {
         "SELECT page_count * page_size AS n FROM pragma_page_count(), pragma_page_size()"
     };
-    scalar(app, sql.to_owned()).await
+    sql_scalar(app, sql.to_owned()).await
 }
 
 /// Rows of `table` whose site is idle (`id % 3 = 0` of the fleet's ids as created).
 async fn rows(app: &TestApp, table: &str, idle: bool, idle_ids: &str) -> i64 {
     let op = if idle { "IN" } else { "NOT IN" };
-    scalar(
+    sql_scalar(
         app,
         format!("SELECT count(*) AS n FROM {table} WHERE site_id {op} ({idle_ids})"),
     )
@@ -245,9 +211,9 @@ async fn build_todays_design(app: &TestApp, end: i64) {
          PRIMARY KEY (site_id, bucket_ms, at))",
         "CREATE INDEX bench_old_rollups_at ON bench_old_rollups (at)",
     ] {
-        exec(app, sql.to_owned()).await;
+        sql_exec(app, sql.to_owned()).await;
     }
-    exec(
+    sql_exec(
         app,
         format!(
             "INSERT INTO bench_old_samples WITH RECURSIVE runs AS ( \
@@ -263,7 +229,7 @@ async fn build_todays_design(app: &TestApp, end: i64) {
     )
     .await;
     for (bucket, from) in [(HOUR, "bench_old_samples"), (DAY, "bench_old_samples")] {
-        exec(
+        sql_exec(
             app,
             format!(
                 "INSERT INTO bench_old_rollups SELECT site_id, {bucket}, \
@@ -275,7 +241,7 @@ async fn build_todays_design(app: &TestApp, end: i64) {
         .await;
     }
     if pg {
-        exec(app, "ANALYZE".to_owned()).await;
+        sql_exec(app, "ANALYZE".to_owned()).await;
     }
 }
 
@@ -321,7 +287,7 @@ async fn a_month_of_a_fleet() {
             .db
             .run(move |c| {
                 headcount::per_backend!(c, |c| Ok::<_, headcount::db::Error>(
-                    diesel::sql_query(&sql).load::<N>(c).unwrap()
+                    diesel::sql_query(&sql).load::<Scalar>(c).unwrap()
                 ))
             })
             .await
@@ -395,7 +361,7 @@ async fn a_month_of_a_fleet() {
     let end = start + days * DAY + M;
     let lived = began.elapsed().as_secs_f64();
     let database = database_bytes(&app).await;
-    let sample_rows = scalar(&app, "SELECT count(*) AS n FROM usage_samples".into()).await;
+    let sample_rows = sql_scalar(&app, "SELECT count(*) AS n FROM usage_samples".into()).await;
     let busy_rows = rows(&app, "usage_samples", false, &idle_ids).await;
     let idle_rows = rows(&app, "usage_samples", true, &idle_ids).await;
     let new = storage(
@@ -411,7 +377,7 @@ async fn a_month_of_a_fleet() {
     let t = Instant::now();
     build_todays_design(&app, end).await;
     let built = t.elapsed().as_secs_f64();
-    let old_rows = scalar(&app, "SELECT count(*) AS n FROM bench_old_samples".into()).await;
+    let old_rows = sql_scalar(&app, "SELECT count(*) AS n FROM bench_old_samples".into()).await;
     let old = storage(
         &app,
         &["bench_old_samples", "bench_old_rollups"],
@@ -422,8 +388,8 @@ async fn a_month_of_a_fleet() {
         days,
     )
     .await;
-    exec(&app, "DROP TABLE bench_old_samples".into()).await;
-    exec(&app, "DROP TABLE bench_old_rollups".into()).await;
+    sql_exec(&app, "DROP TABLE bench_old_samples".into()).await;
+    sql_exec(&app, "DROP TABLE bench_old_rollups".into()).await;
 
     pass_ms.sort_by(f64::total_cmp);
     let backend = if is_pg(&app) { "postgres" } else { "sqlite" };
@@ -474,7 +440,7 @@ async fn a_month_of_a_fleet() {
     let extra = setting("BENCH_RETENTION_SESSIONS", 1_000_000);
     let per_site = extra / busy_sites;
     let t = Instant::now();
-    exec(
+    sql_exec(
         &app,
         format!(
             "INSERT INTO sessions (site_id, session, user_ref, started_at, last_activity_at, \
@@ -490,10 +456,10 @@ async fn a_month_of_a_fleet() {
     )
     .await;
     if is_pg(&app) {
-        exec(&app, "ANALYZE sessions".into()).await;
+        sql_exec(&app, "ANALYZE sessions".into()).await;
     }
     let seeded = t.elapsed().as_secs_f64();
-    let sessions_before = scalar(&app, "SELECT count(*) AS n FROM sessions".into()).await;
+    let sessions_before = sql_scalar(&app, "SELECT count(*) AS n FROM sessions".into()).await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let admitting = {
         let (client, url, token, stop, clock) = (
@@ -546,7 +512,7 @@ async fn a_month_of_a_fleet() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut waits = admitting.await.unwrap();
     waits.sort_by(f64::total_cmp);
-    let sessions_after = scalar(&app, "SELECT count(*) AS n FROM sessions".into()).await;
+    let sessions_after = sql_scalar(&app, "SELECT count(*) AS n FROM sessions".into()).await;
     println!(
         "month  {backend:<8} retention: {removed} rows changed or removed in {swept:.1} s \
          (sessions {sessions_before} -> {sessions_after}, {} seeded in {seeded:.0} s); {} \

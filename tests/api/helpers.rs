@@ -715,3 +715,40 @@ impl Rng {
         ((self.0 >> 33) % n) as i64
     }
 }
+
+/// Whether the app runs on PostgreSQL (or Citus) rather than SQLite.
+pub fn is_pg(app: &TestApp) -> bool {
+    app.database_url.starts_with("postgres")
+}
+
+/// A row of one BIGINT column named `n`.
+#[derive(diesel::QueryableByName)]
+pub struct Scalar {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub n: i64,
+}
+
+/// The one BIGINT `n` of a raw query, on either backend: how benches measure storage.
+pub async fn sql_scalar(app: &TestApp, sql: String) -> i64 {
+    app.state
+        .db
+        .run(move |c| {
+            headcount::per_backend!(c, |c| Ok::<_, headcount::db::Error>(
+                diesel::sql_query(&sql).get_result::<Scalar>(c).unwrap().n
+            ))
+        })
+        .await
+        .unwrap()
+}
+
+/// Runs a raw statement on either backend: how benches fill storage fast.
+pub async fn sql_exec(app: &TestApp, sql: String) {
+    app.state
+        .db
+        .run(move |c| {
+            headcount::per_backend!(c, |c| diesel::sql_query(&sql).execute(c).unwrap());
+            Ok::<_, headcount::db::Error>(())
+        })
+        .await
+        .unwrap();
+}
