@@ -40,9 +40,10 @@ pub struct AdviceQuery {
 /// A plan as an option for this site: the plan's values with the site's provider
 /// overrides (count mode, over-limit rule, idle timeout), at the plan's own limit.
 fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
+    let (limits, terms) = (plan.limits(), plan.terms());
     let e = config::effective(
-        &plan.limits(),
-        plan.overage_percent,
+        &limits,
+        terms.overage_percent,
         &Overrides {
             session_limit: None,
             ..overrides.clone()
@@ -50,7 +51,7 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
     );
     Offer {
         plan: plan.code.clone(),
-        plan_limit: plan.session_limit,
+        plan_limit: limits.session_limit,
         rule: Rule {
             session_limit: e.values.session_limit,
             count_mode: e.values.count_mode,
@@ -58,8 +59,8 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
             overage_percent: e.overage_percent,
             idle_timeout_seconds: e.values.idle_timeout_seconds,
         },
-        monthly_price_cents: plan.monthly_price_cents,
-        overage_unit_price_cents: plan.overage_unit_price_cents,
+        monthly_price_cents: terms.monthly_price_cents,
+        overage_unit_price_cents: terms.overage_unit_price_cents,
     }
 }
 
@@ -120,7 +121,7 @@ async fn key(
         current,
         plans: plans.iter().map(|p| offer(p, &overrides)).collect(),
         billed_ms: (period.end - site.site.created_at.max(period.start)).clamp(0, period.len_ms()),
-        currency: site.plan.currency.clone(),
+        currency: site.plan.terms().currency,
     })
 }
 

@@ -436,6 +436,12 @@ impl Checks {
         }
     }
 
+    /// The fields a domain rule found invalid (see [`crate::domain::config::Invalid`]).
+    pub fn extend(&mut self, bad: crate::domain::config::Invalid) {
+        self.0
+            .extend(bad.into_iter().map(|(f, m)| FieldError::new(f, m)));
+    }
+
     pub fn finish(self) -> Result<()> {
         if self.0.is_empty() {
             Ok(())

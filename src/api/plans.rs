@@ -9,10 +9,11 @@ use super::problems::{BadRequest, Conflict, NotFound, UnprocessableEntity};
 use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::{plans, plans::Plan, sites};
-use crate::domain::config::{self, Limits, LimitsPatch, PlanTerms, PlanTermsPatch};
-use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::domain::config::{
+    Invalid, Limits, LimitsPatch, Nulls, PlanEdit, PlanTerms, PlanTermsPatch,
+};
+use crate::domain::ids::{self, Slug};
 use crate::domain::patch::Patch;
-use crate::domain::plan_terms;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 
@@ -89,193 +90,67 @@ impl From<Plan> for PlanView {
 }
 
 impl CreatePlan {
-    /// The new plan's row, the fields not sent at their defaults. Every invalid field
-    /// is reported, `code` first.
+    /// The new plan's row, the fields not sent (or `null`) at their defaults. Every
+    /// invalid field is reported, `code` first.
     fn into_new_plan(self, now: Millis) -> Result<Plan> {
         let mut c = Checks::default();
         let code = c.check("code", Slug::parse(&self.code));
-        let v = self.with_defaults().check(&mut c);
+        let name = c.check("name", ids::parse_name(&self.name));
+        let mut bad = Invalid::new();
+        // The limit is this body's own field: the flattened one is never sent.
+        let limits = LimitsPatch {
+            session_limit: Patch::Set(self.session_limit),
+            ..self.limits
+        }
+        .checked(Nulls::Default, &mut bad)
+        .applied_to_limits(&Limits::with_defaults(self.session_limit));
+        let terms = self
+            .terms
+            .checked(Nulls::Default, &mut bad)
+            .applied_to(&PlanTerms::default());
+        c.extend(bad);
         c.finish()?;
         Ok(Plan {
             id: 0,
             code: code.map(|s| s.as_str().to_owned()).unwrap_or_default(),
-            name: v.name.unwrap_or_default(),
-            session_limit: v.session_limit.unwrap_or_default(),
-            count_mode: v.count_mode.unwrap_or_default(),
-            over_limit: v.over_limit.unwrap_or_default(),
-            overage_percent: v.overage_percent.unwrap_or_default(),
-            idle_timeout_seconds: v.idle_timeout_seconds.unwrap_or_default(),
-            session_ttl_seconds: v.session_ttl_seconds.unwrap_or_default(),
-            limit_message: v.limit_message.unwrap_or_default(),
-            monthly_price_cents: v.monthly_price_cents.unwrap_or_default(),
-            overage_unit_price_cents: v.overage_unit_price_cents.unwrap_or_default(),
-            currency: v.currency.unwrap_or_default(),
+            name: name.unwrap_or_default(),
+            limit_columns: (&limits).into(),
+            term_columns: (&terms).into(),
             created_at: now,
             updated_at: now,
-            reserved_slots: v.reserved_slots.unwrap_or_default(),
-            reserved_roles: v.reserved_roles.unwrap_or_default(),
-            per_user_limit: v.per_user_limit.flatten(),
-            per_user_over_limit: v.per_user_over_limit.unwrap_or_default(),
-            exempt_roles: v.exempt_roles.unwrap_or_else(|| config::roles_to_text(&[])),
         })
-    }
-
-    /// A new plan is a change of every writable field, so that both are judged by the
-    /// same rules; a field left out or `null` is set to its default.
-    fn with_defaults(self) -> UpdatePlan {
-        // The limit is this body's own field: the flattened one is never sent.
-        let LimitsPatch {
-            session_limit: _,
-            count_mode,
-            over_limit,
-            idle_timeout_seconds,
-            session_ttl_seconds,
-            limit_message,
-            reserved_slots,
-            reserved_roles,
-            per_user_limit,
-            per_user_over_limit,
-            exempt_roles,
-        } = self.limits;
-        let PlanTermsPatch {
-            overage_percent,
-            monthly_price_cents,
-            overage_unit_price_cents,
-            currency,
-        } = self.terms;
-        let or = |p: Patch<i64>, default: i64| Patch::Set(p.set().unwrap_or(default));
-        UpdatePlan {
-            name: Patch::Set(self.name),
-            limits: LimitsPatch {
-                session_limit: Patch::Set(self.session_limit),
-                count_mode: Patch::Set(count_mode.set().unwrap_or_default()),
-                over_limit: Patch::Set(over_limit.set().unwrap_or_default()),
-                idle_timeout_seconds: or(
-                    idle_timeout_seconds,
-                    config::DEFAULT_IDLE_TIMEOUT_SECONDS,
-                ),
-                session_ttl_seconds: or(session_ttl_seconds, config::DEFAULT_SESSION_TTL_SECONDS),
-                limit_message: Patch::Set(
-                    limit_message
-                        .set()
-                        .unwrap_or_else(|| config::DEFAULT_LIMIT_MESSAGE.to_owned()),
-                ),
-                reserved_slots: or(reserved_slots, 0),
-                reserved_roles: Patch::Set(
-                    reserved_roles
-                        .set()
-                        .unwrap_or_else(config::default_reserved_roles),
-                ),
-                // No cap unless one is given.
-                per_user_limit: per_user_limit.set().map_or(Patch::Clear, Patch::Set),
-                per_user_over_limit: Patch::Set(per_user_over_limit.set().unwrap_or_default()),
-                exempt_roles: Patch::Set(exempt_roles.set().unwrap_or_default()),
-            },
-            terms: PlanTermsPatch {
-                overage_percent: or(overage_percent, 0),
-                monthly_price_cents: or(monthly_price_cents, 0),
-                overage_unit_price_cents: or(overage_unit_price_cents, 0),
-                currency: Patch::Set(currency.set().unwrap_or_else(|| "EUR".to_owned())),
-            },
-        }
     }
 }
 
 impl UpdatePlan {
-    /// The checked changes; a field that fails its check is left unchanged and
-    /// reported in `c`. Only `per_user_limit` may be cleared (no cap).
-    fn check(self, c: &mut Checks) -> plans::PlanChanges {
-        use plan_terms::{parse_limit_message, parse_overage_percent, parse_price_cents};
-        let roles = |r: Vec<String>| config::parse_roles(&r).map(|r| config::roles_to_text(&r));
+    /// The checked change; every invalid field is reported. Only `per_user_limit` may
+    /// be cleared (no cap).
+    fn into_edit(self, mut c: Checks) -> Result<PlanEdit> {
         let UpdatePlan {
             name,
-            limits:
-                LimitsPatch {
-                    session_limit,
-                    count_mode,
-                    over_limit,
-                    idle_timeout_seconds,
-                    session_ttl_seconds,
-                    limit_message,
-                    reserved_slots,
-                    reserved_roles,
-                    per_user_limit,
-                    per_user_over_limit,
-                    exempt_roles,
-                },
-            terms:
-                PlanTermsPatch {
-                    overage_percent,
-                    monthly_price_cents,
-                    overage_unit_price_cents,
-                    currency,
-                },
+            limits,
+            terms,
         } = self;
-        plans::PlanChanges {
-            reserved_slots: c.not_null(
-                "reserved_slots",
-                reserved_slots,
-                config::parse_reserved_slots,
-            ),
-            reserved_roles: c.not_null("reserved_roles", reserved_roles, roles),
-            per_user_limit: c.clearable(
-                "per_user_limit",
-                per_user_limit,
-                config::parse_per_user_limit,
-            ),
-            exempt_roles: c.not_null("exempt_roles", exempt_roles, roles),
-            name: c.not_null("name", name, |n| ids::parse_name(&n)),
-            session_limit: c.not_null("session_limit", session_limit, |n| {
-                SessionLimit::parse(n).map(SessionLimit::get)
-            }),
-            overage_percent: c.not_null("overage_percent", overage_percent, parse_overage_percent),
-            idle_timeout_seconds: c.not_null(
-                "idle_timeout_seconds",
-                idle_timeout_seconds,
-                ids::parse_timeout_seconds,
-            ),
-            session_ttl_seconds: c.not_null(
-                "session_ttl_seconds",
-                session_ttl_seconds,
-                ids::parse_timeout_seconds,
-            ),
-            limit_message: c.not_null("limit_message", limit_message, |m| parse_limit_message(&m)),
-            monthly_price_cents: c.not_null(
-                "monthly_price_cents",
-                monthly_price_cents,
-                parse_price_cents,
-            ),
-            overage_unit_price_cents: c.not_null(
-                "overage_unit_price_cents",
-                overage_unit_price_cents,
-                parse_price_cents,
-            ),
-            currency: c.not_null("currency", currency, |s| ids::parse_currency(&s)),
-            // The modes need no check: serde accepts only their names.
-            count_mode: c.not_null("count_mode", count_mode, Ok),
-            over_limit: c.not_null("over_limit", over_limit, Ok),
-            per_user_over_limit: c.not_null("per_user_over_limit", per_user_over_limit, Ok),
-            updated_at: None,
-        }
-    }
-
-    /// The checked changes, dated `now`.
-    fn into_changes(self, mut checks: Checks, now: Millis) -> Result<plans::PlanChanges> {
-        let v = plans::PlanChanges {
-            updated_at: Some(now),
-            ..self.check(&mut checks)
-        };
-        checks.finish()?;
-        Ok(v)
+        let name = c.not_null("name", name, |n| ids::parse_name(&n));
+        let mut bad = Invalid::new();
+        let limits = limits.checked(Nulls::Refused, &mut bad);
+        let terms = terms.checked(Nulls::Refused, &mut bad);
+        c.extend(bad);
+        c.finish()?;
+        Ok(PlanEdit {
+            name,
+            limits,
+            terms,
+        })
     }
 }
 
-/// The changes of a scheduled plan change (`changes`, the body of a change of the
-/// plan), checked as a change is, dated `at`.
-pub fn scheduled_plan_changes(body: &serde_json::Value, at: Millis) -> Result<plans::PlanChanges> {
+/// A scheduled plan change (`changes`, the body of a change of the plan), checked as
+/// a change is.
+pub fn scheduled_plan_edit(body: &serde_json::Value) -> Result<PlanEdit> {
     let b: UpdatePlan = serde_json::from_value(body.clone())
         .map_err(|e| Error::invalid_field("changes", super::common::without_position(&e)))?;
-    b.into_changes(Checks::default(), at)
+    b.into_edit(Checks::default())
 }
 
 /// Applies a scheduled plan change at `at` through the same path as a change of the
@@ -283,9 +158,9 @@ pub fn scheduled_plan_changes(body: &serde_json::Value, at: Millis) -> Result<pl
 pub fn apply_scheduled_plan(
     c: &mut crate::db::DbConn, code: &str, body: &serde_json::Value, at: Millis, actor: &str,
 ) -> Result<Plan> {
-    let changes = scheduled_plan_changes(body, at)?;
+    let edit = scheduled_plan_edit(body)?;
     Ok(sites::change_plan_and_reconfigure_sites(
-        c, code, &changes, at, actor,
+        c, code, &edit, at, actor,
     )?)
 }
 
@@ -343,11 +218,11 @@ pub async fn update_plan(
     let code = path_slug("plan", &code)?;
     let b: UpdatePlan = body.json()?;
     let now = state.now();
-    let changes = b.into_changes(Checks::default(), now)?;
+    let edit = b.into_edit(Checks::default())?;
     let actor = caller.actor();
     let plan = state
         .db
-        .run(move |c| sites::change_plan_and_reconfigure_sites(c, &code, &changes, now, &actor))
+        .run(move |c| sites::change_plan_and_reconfigure_sites(c, &code, &edit, now, &actor))
         .await?;
     state.outbox_wakeup.notify_one();
     Ok(HttpResponse::Ok().json(PlanView::from(plan)))

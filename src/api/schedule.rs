@@ -310,7 +310,7 @@ pub async fn create_plan_scheduled_change(
     let at = parse_instant(&b.at)
         .and_then(|at| check_future(at, who.now))
         .map_err(|m| Error::invalid_field("at", m))?;
-    super::plans::scheduled_plan_changes(&changes, at)?;
+    super::plans::scheduled_plan_edit(&changes)?;
     let view = state
         .db
         .run(move |c| c.transaction(|c| schedule_plan_change(c, &who, &code, at, &changes)))

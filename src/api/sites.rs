@@ -15,10 +15,9 @@ use crate::clock::{Millis, to_rfc3339};
 use crate::db::sites::{SiteChanges, SiteConfig, SiteFull};
 use crate::db::visible::Visible;
 use crate::db::{DbConn, audit, outbox, plans, sites, tenants};
-use crate::domain::config::{self, LimitsPatch, Overrides};
-use crate::domain::ids::{self, SessionLimit, Slug};
+use crate::domain::config::{self, Invalid, LimitsPatch, Nulls, Overrides};
+use crate::domain::ids::{self, Slug};
 use crate::domain::patch::Patch;
-use crate::domain::plan_terms::parse_limit_message;
 use crate::domain::targets::Origin;
 use crate::error::{Error, Result};
 use crate::push::signing;
@@ -234,36 +233,12 @@ impl CreateSite {
             .webhook_url
             .as_deref()
             .and_then(|u| c.check("webhook_url", push_url(state, u, Origin::Provider)));
-        let Overrides {
-            session_limit,
-            count_mode,
-            over_limit,
-            idle_timeout_seconds,
-            session_ttl_seconds,
-            limit_message,
-            reserved_slots,
-            reserved_roles,
-            per_user_limit,
-            per_user_over_limit,
-            exempt_roles,
-        } = self.overrides.clone();
-        let roles = |r: Vec<String>| config::parse_roles(&r).map(|r| config::roles_to_text(&r));
-        let session_limit = session_limit
-            .and_then(|n| c.check("session_limit", SessionLimit::parse(n)))
-            .map(SessionLimit::get);
-        let idle_timeout_seconds = idle_timeout_seconds
-            .and_then(|n| c.check("idle_timeout_seconds", ids::parse_timeout_seconds(n)));
-        let session_ttl_seconds = session_ttl_seconds
-            .and_then(|n| c.check("session_ttl_seconds", ids::parse_timeout_seconds(n)));
-        let limit_message = limit_message
-            .as_deref()
-            .and_then(|m| c.check("limit_message", parse_limit_message(m)));
-        let reserved_slots =
-            reserved_slots.and_then(|n| c.check("reserved_slots", config::parse_reserved_slots(n)));
-        let reserved_roles = reserved_roles.and_then(|r| c.check("reserved_roles", roles(r)));
-        let per_user_limit =
-            per_user_limit.and_then(|n| c.check("per_user_limit", config::parse_per_user_limit(n)));
-        let exempt_roles = exempt_roles.and_then(|r| c.check("exempt_roles", roles(r)));
+        // The provider's own limit for the site is checked as the limits are.
+        let mut bad = Invalid::new();
+        let own = LimitsPatch::from(self.overrides.clone())
+            .checked(Nulls::Clear, &mut bad)
+            .applied_to_overrides(&Overrides::default());
+        c.extend(bad);
         c.finish()?;
         let (Some(slug), Some(tenant), Some(plan)) = (slug, tenant, plan) else {
             return Err(Error::bad_request("incomplete site"));
@@ -278,22 +253,16 @@ impl CreateSite {
             webhook_url,
             webhook_secret,
             // Sites are created by the provider: its limit is the site's deal.
-            session_limit: None,
-            provider_session_limit: session_limit,
-            count_mode,
-            over_limit,
-            idle_timeout_seconds,
-            session_ttl_seconds,
-            limit_message,
+            provider_session_limit: own.session_limit,
+            override_columns: (&Overrides {
+                session_limit: None,
+                ..own
+            })
+                .into(),
             config_version: 1,
             created_at: now,
             updated_at: now,
             token_key: Some(crate::auth::new_subject_key()),
-            reserved_slots,
-            reserved_roles,
-            per_user_limit,
-            per_user_over_limit,
-            exempt_roles,
             // New: no push has failed, no secret is rotated out, alerts are armed.
             webhook_disabled_at: None,
             previous_webhook_secret: None,
@@ -424,6 +393,8 @@ struct SiteEdit {
     checks: Checks,
     plan_code: Option<Slug>,
     changes: SiteChanges,
+    /// The checked change of the site's own overrides.
+    limits: LimitsPatch,
     now: Millis,
 }
 
@@ -445,18 +416,24 @@ impl UpdateSite {
             limits,
         } = self;
         let plan_code = checks.not_null("plan", plan, |p| Slug::parse(&p));
-        let mut changes = limit_changes(limits, &mut checks);
-        changes.name = checks.not_null("name", name, |n| ids::parse_name(&n));
-        changes.webhook_url =
-            checks.clearable("webhook_url", webhook_url, |u| push_url(state, &u, origin));
-        changes.webhook_url_by_tenant = url_by_tenant;
-        changes.updated_at = Some(now);
+        let mut bad = Invalid::new();
+        let limits = limits.checked(Nulls::Clear, &mut bad);
+        checks.extend(bad);
+        let changes = SiteChanges {
+            name: checks.not_null("name", name, |n| ids::parse_name(&n)),
+            webhook_url: checks
+                .clearable("webhook_url", webhook_url, |u| push_url(state, &u, origin)),
+            webhook_url_by_tenant: url_by_tenant,
+            updated_at: Some(now),
+            ..SiteChanges::default()
+        };
         SiteEdit {
             is_admin,
             provider_only,
             checks,
             plan_code,
             changes,
+            limits,
             now,
         }
     }
@@ -483,63 +460,12 @@ impl UpdateSite {
     }
 }
 
-/// The checked changes of the site's overrides, each of which `null` clears; a field
-/// that fails its check is left unchanged and reported in `c`.
-fn limit_changes(limits: LimitsPatch, c: &mut Checks) -> SiteChanges {
-    let LimitsPatch {
-        session_limit,
-        count_mode,
-        over_limit,
-        idle_timeout_seconds,
-        session_ttl_seconds,
-        limit_message,
-        reserved_slots,
-        reserved_roles,
-        per_user_limit,
-        per_user_over_limit,
-        exempt_roles,
-    } = limits;
-    let roles = |r: Vec<String>| config::parse_roles(&r).map(|r| config::roles_to_text(&r));
-    SiteChanges {
-        session_limit: c.clearable("session_limit", session_limit, |n| {
-            SessionLimit::parse(n).map(SessionLimit::get)
-        }),
-        count_mode: count_mode.into_change(),
-        over_limit: over_limit.into_change(),
-        idle_timeout_seconds: c.clearable(
-            "idle_timeout_seconds",
-            idle_timeout_seconds,
-            ids::parse_timeout_seconds,
-        ),
-        session_ttl_seconds: c.clearable(
-            "session_ttl_seconds",
-            session_ttl_seconds,
-            ids::parse_timeout_seconds,
-        ),
-        limit_message: c.clearable("limit_message", limit_message, |m| parse_limit_message(&m)),
-        reserved_slots: c.clearable(
-            "reserved_slots",
-            reserved_slots,
-            config::parse_reserved_slots,
-        ),
-        reserved_roles: c.clearable("reserved_roles", reserved_roles, roles),
-        per_user_limit: c.clearable(
-            "per_user_limit",
-            per_user_limit,
-            config::parse_per_user_limit,
-        ),
-        per_user_over_limit: per_user_over_limit.into_change(),
-        exempt_roles: c.clearable("exempt_roles", exempt_roles, roles),
-        ..SiteChanges::default()
-    }
-}
-
 /// Judges the edit against the site as it is (rights first, then validity, then the
 /// plan and the tenant's ceiling) and applies it.
 fn apply_edit(
     c: &mut DbConn, scope: &Scope, slug: &str, edit: &SiteEdit, actor: &str,
 ) -> Result<SiteFull> {
-    let before = sites::get(c, scope, slug)?;
+    let before = sites::get_for_change(c, scope, slug)?;
     if !edit.is_admin && !edit.provider_only.is_empty() {
         return Err(Error::Forbidden(format!(
             "a tenant may change only webhook_url, session_limit (up to what was sold) \
@@ -551,11 +477,11 @@ fn apply_edit(
     if !edit.checks.0.is_empty() {
         return Err(Error::invalid(edit.checks.0.clone()));
     }
-    let mut changes = edit.changes.clone();
+    let (mut changes, mut limits) = (edit.changes.clone(), edit.limits.clone());
     if edit.is_admin {
         // The provider's `session_limit` is its deal for this site, not an override
         // of the tenant's: it may raise the plan's limit, and caps the tenant's.
-        changes.provider_session_limit = changes.session_limit.take();
+        changes.provider_session_limit = std::mem::take(&mut limits.session_limit).into_change();
     }
     if let Some(code) = &edit.plan_code {
         let p = plans::get(c, code.as_str())
@@ -564,7 +490,7 @@ fn apply_edit(
     }
     let sold = before.sold().session_limit;
     if !edit.is_admin
-        && let Some(Some(n)) = changes.session_limit
+        && let Patch::Set(n) = limits.session_limit
         && n > sold
     {
         return Err(Error::invalid_field(
@@ -572,7 +498,7 @@ fn apply_edit(
             format!("a tenant may lower the limit but not raise it above the {sold} sold"),
         ));
     }
-    Ok(sites::change(c, &before, changes, edit.now, actor)?)
+    Ok(sites::change(c, &before, changes, limits, edit.now, actor)?)
 }
 
 /// A scheduled change of a site (`{plan?, …overrides}`, the fields of a change of the

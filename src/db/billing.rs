@@ -322,9 +322,9 @@ fn export_in(
                     ))
                 })?;
                 let current = Prices {
-                    monthly_price_cents: plan.monthly_price_cents,
-                    overage_unit_price_cents: plan.overage_unit_price_cents,
-                    currency: plan.currency.clone(),
+                    monthly_price_cents: plan.term_columns.monthly_price_cents,
+                    overage_unit_price_cents: plan.term_columns.overage_unit_price_cents,
+                    currency: plan.term_columns.currency.clone(),
                 };
                 let changes = prices.get(&plan.id).map_or(&[][..], Vec::as_slice);
                 for priced in bill::price_segment(seg, changes, &current, period) {

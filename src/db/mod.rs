@@ -14,6 +14,7 @@ mod error;
 pub mod forecast;
 pub mod history;
 pub mod idempotency;
+pub mod limits;
 mod merge_stmt;
 pub mod migrations;
 pub mod outbox;

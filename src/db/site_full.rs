@@ -4,6 +4,7 @@
 
 use diesel::prelude::*;
 
+use super::limits::OverrideColumns;
 use super::plans::Plan;
 use crate::clock::Millis;
 use crate::domain::config::{self, Effective, Overrides};
@@ -37,36 +38,15 @@ pub struct Site {
     /// The provider's own limit for this site (an admin's `session_limit`): it
     /// replaces the plan's, upwards too, and caps the tenant's own override.
     pub provider_session_limit: Option<i64>,
-    // The site's own overrides (`config::Overrides`); role lists as JSON text.
-    pub session_limit: Option<i64>,
-    pub count_mode: Option<config::CountMode>,
-    pub over_limit: Option<config::OverLimit>,
-    pub idle_timeout_seconds: Option<i64>,
-    pub session_ttl_seconds: Option<i64>,
-    pub limit_message: Option<String>,
-    pub reserved_slots: Option<i64>,
-    pub reserved_roles: Option<String>,
-    pub per_user_limit: Option<i64>,
-    pub per_user_over_limit: Option<config::PerUserOverLimit>,
-    pub exempt_roles: Option<String>,
+    /// The site's own overrides (`config::Overrides`).
+    #[diesel(embed)]
+    pub override_columns: OverrideColumns,
 }
 
 impl Site {
     /// The site's own overrides.
     pub fn overrides(&self) -> Overrides {
-        Overrides {
-            session_limit: self.session_limit,
-            count_mode: self.count_mode,
-            over_limit: self.over_limit,
-            idle_timeout_seconds: self.idle_timeout_seconds,
-            session_ttl_seconds: self.session_ttl_seconds,
-            limit_message: self.limit_message.clone(),
-            reserved_slots: self.reserved_slots,
-            reserved_roles: self.reserved_roles.as_deref().map(config::roles_from_text),
-            per_user_limit: self.per_user_limit,
-            per_user_over_limit: self.per_user_over_limit,
-            exempt_roles: self.exempt_roles.as_deref().map(config::roles_from_text),
-        }
+        Overrides::from(&self.override_columns)
     }
 }
 
@@ -87,7 +67,7 @@ impl SiteFull {
     pub fn effective(&self) -> Effective {
         let mut e = config::effective(
             &self.sold(),
-            self.plan.overage_percent,
+            self.plan.term_columns.overage_percent,
             &self.site.overrides(),
         );
         e.values.session_limit = schedule::boosted(e.values.session_limit, self.boost);

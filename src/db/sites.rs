@@ -3,18 +3,20 @@
 use diesel::prelude::*;
 
 use super::DbConn;
-use super::plans::{Plan, PlanChanges};
+use super::limits::OverrideColumns;
+use super::plans::Plan;
 use super::schema::{plans, site_plan_history::dsl as h, site_slugs, sites::dsl as s, tenants};
 use super::visible::{SiteKey, Visible};
 use crate::clock::Millis;
 use crate::db::{Error, Result};
-use crate::domain::config::{CountMode, OverLimit, PerUserOverLimit};
+use crate::domain::config::{LimitsPatch, OverLimit, PlanEdit};
 
 use crate::domain::scope::Scope;
 
 pub use super::site_full::{Site, SiteConfig, SiteFull};
 
-/// A partial update; `Some(None)` clears an override.
+/// A partial update of the site's own fields (its overrides change with
+/// [`change`]); `Some(None)` clears.
 #[derive(Debug, Default, Clone, AsChangeset)]
 #[diesel(table_name = super::schema::sites)]
 pub struct SiteChanges {
@@ -25,18 +27,6 @@ pub struct SiteChanges {
     pub updated_at: Option<Millis>,
     pub webhook_url_by_tenant: Option<bool>,
     pub provider_session_limit: Option<Option<i64>>,
-    // The site's own overrides; role lists as JSON text.
-    pub session_limit: Option<Option<i64>>,
-    pub count_mode: Option<Option<CountMode>>,
-    pub over_limit: Option<Option<OverLimit>>,
-    pub idle_timeout_seconds: Option<Option<i64>>,
-    pub session_ttl_seconds: Option<Option<i64>>,
-    pub limit_message: Option<Option<String>>,
-    pub reserved_slots: Option<Option<i64>>,
-    pub reserved_roles: Option<Option<String>>,
-    pub per_user_limit: Option<Option<i64>>,
-    pub per_user_over_limit: Option<Option<PerUserOverLimit>>,
-    pub exempt_roles: Option<Option<String>>,
 }
 
 type FullRow = (Site, String, Option<i64>, Plan);
@@ -115,6 +105,15 @@ pub fn get(conn: &mut DbConn, scope: &Scope, slug: &str) -> Result<Visible<SiteF
         Some(f) if visible(scope, &f) => Ok(Visible::new(f)),
         _ => Err(Error::not_found(format!("site {slug:?}"))),
     }
+}
+
+/// A site as the scope sees it, held until the transaction ends (see
+/// [`super::lock_site`]): what a change reads before it writes, so that two changes
+/// of one site apply one after the other.
+pub fn get_for_change(conn: &mut DbConn, scope: &Scope, slug: &str) -> Result<Visible<SiteFull>> {
+    let seen = get(conn, scope, slug)?;
+    super::lock_site(conn, seen.site.id)?;
+    Ok(Visible::new(get_by_id(conn, seen.site.id)?))
 }
 
 /// A site for its own agent (the caller has been checked to be this site).
@@ -224,25 +223,22 @@ pub fn insert(conn: &mut DbConn, new: &Site, now: Millis) -> Result<SiteFull> {
     Ok(full)
 }
 
-pub fn update(conn: &mut DbConn, id: i64, changes: &SiteChanges) -> Result<()> {
-    diesel::update(s::sites.find(id))
-        .set(changes)
-        .execute(conn)?;
-    Ok(())
-}
-
-/// Applies a checked change to the site read as `before` and records it: a change of
-/// what the site runs with bumps its configuration (and pushes it); setting the
-/// webhook URL again re-enables a webhook that answered 410 and pushes the
-/// configuration to it. The site as it is now.
+/// Applies a checked change to the site read as `before` (held with
+/// [`get_for_change`]) and records it: a change of what the site runs with bumps its
+/// configuration (and pushes it); setting the webhook URL again re-enables a webhook
+/// that answered 410 and pushes the configuration to it. The site as it is now.
 pub fn change(
-    conn: &mut DbConn, before: &SiteFull, mut changes: SiteChanges, now: Millis, actor: &str,
+    conn: &mut DbConn, before: &SiteFull, mut changes: SiteChanges, overrides: LimitsPatch,
+    now: Millis, actor: &str,
 ) -> Result<SiteFull> {
     let url_set = matches!(changes.webhook_url, Some(Some(_)));
     if url_set {
         changes.webhook_disabled_at = Some(None);
     }
-    update(conn, before.site.id, &changes)?;
+    let own = overrides.applied_to_overrides(&before.site.overrides());
+    diesel::update(s::sites.find(before.site.id))
+        .set((&changes, OverrideColumns::from(&own)))
+        .execute(conn)?;
     let mut after = get_by_id(conn, before.site.id)?;
     if after.config() != before.config() {
         after = bump_config(conn, &[after.site.id], now)?
@@ -307,10 +303,10 @@ pub fn bump_config(conn: &mut DbConn, site_ids: &[i64], now: Millis) -> Result<V
 /// changed, in one transaction; the plan as it is now. Lives here, not in
 /// `db::plans`, because reconfiguring builds on this module, which builds on that one.
 pub fn change_plan_and_reconfigure_sites(
-    conn: &mut DbConn, code: &str, changes: &PlanChanges, now: Millis, actor: &str,
+    conn: &mut DbConn, code: &str, edit: &PlanEdit, now: Millis, actor: &str,
 ) -> Result<Plan> {
     conn.transaction(|c| {
-        let (before, after) = super::plans::change(c, code, changes, now, actor)?;
+        let (before, after) = super::plans::change(c, code, edit, now, actor)?;
         let ids = super::plans::sites_to_reconfigure(c, &before, &after)?;
         bump_config(c, &ids, now)?;
         Ok(after)

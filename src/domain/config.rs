@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::patch::Patch;
+use super::ids::{SessionLimit, parse_currency, parse_timeout_seconds};
+use super::patch::{NOT_NULL, Patch};
+use super::plan_terms::{parse_limit_message, parse_overage_percent, parse_price_cents};
 
 pub const DEFAULT_IDLE_TIMEOUT_SECONDS: i64 = 86_400;
 pub const DEFAULT_SESSION_TTL_SECONDS: i64 = 1_209_600;
@@ -107,10 +109,11 @@ impl CountMode {
 
 // The limits come in three shapes: `Limits` (every value set: what a plan sells and
 // a site runs with), `Overrides` (each may be unset: a site's own) and `LimitsPatch`
-// (each may be left out or cleared: a change). A new limit is added to all three;
-// the compiler then points to every place that builds or takes them apart
-// (`effective`, the storage rows' conversions, the API's checks, and
-// `provider_only_limits`, which decides whether a tenant may write it).
+// (each may be left out or cleared: a change). A new limit is added to all three and
+// given its rule below (its check, whether a tenant may write it, how it applies);
+// storage adds its column (`db/limits.rs`, the schema and a migration). The request
+// bodies, views, checks and OpenAPI document follow from these types: the compiler
+// points to every function here that must class the new field.
 
 /// Values a plan sets and a site may override (`per_user_limit` `None`: no cap).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -243,6 +246,342 @@ pub struct PlanTermsPatch {
     pub currency: Patch<String>,
 }
 
+/// The fields of a change that failed their checks: each field's name and why.
+pub type Invalid = Vec<(&'static str, String)>;
+
+/// What a change's `null` means for the value it changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nulls {
+    /// Clears the field (a site's overrides: the plan's value applies).
+    Clear,
+    /// Refused, except for a value that may itself be absent (a plan's
+    /// `per_user_limit`: no cap).
+    Refused,
+    /// The field's default, as if it were left out (a new plan).
+    Default,
+}
+
+/// A field of a change with its sent value checked by `check`; a value that fails, or
+/// a `null` the change may not send, is reported in `bad` and left out.
+fn checked<T>(
+    bad: &mut Invalid, field: &'static str, p: Patch<T>, nulls: Nulls, may_be_absent: bool,
+    check: impl FnOnce(T) -> Result<T, String>,
+) -> Patch<T> {
+    match p {
+        Patch::Keep => Patch::Keep,
+        Patch::Set(v) => match check(v) {
+            Ok(v) => Patch::Set(v),
+            Err(m) => {
+                bad.push((field, m));
+                Patch::Keep
+            }
+        },
+        Patch::Clear => match nulls {
+            Nulls::Clear => Patch::Clear,
+            Nulls::Refused if may_be_absent => Patch::Clear,
+            Nulls::Default => Patch::Keep,
+            Nulls::Refused => {
+                bad.push((field, NOT_NULL.to_owned()));
+                Patch::Keep
+            }
+        },
+    }
+}
+
+/// A value after a change: a value sent replaces it, anything else keeps it.
+fn replaced<T: Clone>(current: &T, p: Patch<T>) -> T {
+    match p {
+        Patch::Set(v) => v,
+        Patch::Keep | Patch::Clear => current.clone(),
+    }
+}
+
+/// A value that may be absent after a change: a value sets, `null` clears.
+fn overridden<T: Clone>(current: &Option<T>, p: Patch<T>) -> Option<T> {
+    match p {
+        Patch::Keep => current.clone(),
+        Patch::Clear => None,
+        Patch::Set(v) => Some(v),
+    }
+}
+
+/// The modes need no check: serde accepts only their names.
+fn any<T>(v: T) -> Result<T, String> {
+    Ok(v)
+}
+
+// Each limit's rule, in one place: how a sent value is checked, whether `null` may
+// clear it on a plan, how it is applied. Every function names every field (no `..`),
+// so that a new limit does not compile until it has its rule here.
+impl LimitsPatch {
+    /// The change with every sent value checked; what fails is reported and left out.
+    pub fn checked(self, nulls: Nulls, bad: &mut Invalid) -> Self {
+        let Self {
+            session_limit,
+            count_mode,
+            over_limit,
+            idle_timeout_seconds,
+            session_ttl_seconds,
+            limit_message,
+            reserved_slots,
+            reserved_roles,
+            per_user_limit,
+            per_user_over_limit,
+            exempt_roles,
+        } = self;
+        let roles = |r: Vec<String>| parse_roles(&r);
+        Self {
+            session_limit: checked(bad, "session_limit", session_limit, nulls, false, |n| {
+                SessionLimit::parse(n).map(SessionLimit::get)
+            }),
+            count_mode: checked(bad, "count_mode", count_mode, nulls, false, any),
+            over_limit: checked(bad, "over_limit", over_limit, nulls, false, any),
+            idle_timeout_seconds: checked(
+                bad,
+                "idle_timeout_seconds",
+                idle_timeout_seconds,
+                nulls,
+                false,
+                parse_timeout_seconds,
+            ),
+            session_ttl_seconds: checked(
+                bad,
+                "session_ttl_seconds",
+                session_ttl_seconds,
+                nulls,
+                false,
+                parse_timeout_seconds,
+            ),
+            limit_message: checked(bad, "limit_message", limit_message, nulls, false, |m| {
+                parse_limit_message(&m)
+            }),
+            reserved_slots: checked(
+                bad,
+                "reserved_slots",
+                reserved_slots,
+                nulls,
+                false,
+                parse_reserved_slots,
+            ),
+            reserved_roles: checked(bad, "reserved_roles", reserved_roles, nulls, false, roles),
+            per_user_limit: checked(
+                bad,
+                "per_user_limit",
+                per_user_limit,
+                nulls,
+                true,
+                parse_per_user_limit,
+            ),
+            per_user_over_limit: checked(
+                bad,
+                "per_user_over_limit",
+                per_user_over_limit,
+                nulls,
+                false,
+                any,
+            ),
+            exempt_roles: checked(bad, "exempt_roles", exempt_roles, nulls, false, roles),
+        }
+    }
+
+    /// A plan's limits after this (checked) change.
+    pub fn applied_to_limits(self, l: &Limits) -> Limits {
+        let Self {
+            session_limit,
+            count_mode,
+            over_limit,
+            idle_timeout_seconds,
+            session_ttl_seconds,
+            limit_message,
+            reserved_slots,
+            reserved_roles,
+            per_user_limit,
+            per_user_over_limit,
+            exempt_roles,
+        } = self;
+        Limits {
+            session_limit: replaced(&l.session_limit, session_limit),
+            count_mode: replaced(&l.count_mode, count_mode),
+            over_limit: replaced(&l.over_limit, over_limit),
+            idle_timeout_seconds: replaced(&l.idle_timeout_seconds, idle_timeout_seconds),
+            session_ttl_seconds: replaced(&l.session_ttl_seconds, session_ttl_seconds),
+            limit_message: replaced(&l.limit_message, limit_message),
+            reserved_slots: replaced(&l.reserved_slots, reserved_slots),
+            reserved_roles: replaced(&l.reserved_roles, reserved_roles),
+            per_user_limit: overridden(&l.per_user_limit, per_user_limit),
+            per_user_over_limit: replaced(&l.per_user_over_limit, per_user_over_limit),
+            exempt_roles: replaced(&l.exempt_roles, exempt_roles),
+        }
+    }
+
+    /// A site's overrides after this (checked) change: a value sets, `null` clears.
+    pub fn applied_to_overrides(self, o: &Overrides) -> Overrides {
+        let Self {
+            session_limit,
+            count_mode,
+            over_limit,
+            idle_timeout_seconds,
+            session_ttl_seconds,
+            limit_message,
+            reserved_slots,
+            reserved_roles,
+            per_user_limit,
+            per_user_over_limit,
+            exempt_roles,
+        } = self;
+        Overrides {
+            session_limit: overridden(&o.session_limit, session_limit),
+            count_mode: overridden(&o.count_mode, count_mode),
+            over_limit: overridden(&o.over_limit, over_limit),
+            idle_timeout_seconds: overridden(&o.idle_timeout_seconds, idle_timeout_seconds),
+            session_ttl_seconds: overridden(&o.session_ttl_seconds, session_ttl_seconds),
+            limit_message: overridden(&o.limit_message, limit_message),
+            reserved_slots: overridden(&o.reserved_slots, reserved_slots),
+            reserved_roles: overridden(&o.reserved_roles, reserved_roles),
+            per_user_limit: overridden(&o.per_user_limit, per_user_limit),
+            per_user_over_limit: overridden(&o.per_user_over_limit, per_user_over_limit),
+            exempt_roles: overridden(&o.exempt_roles, exempt_roles),
+        }
+    }
+}
+
+/// A value given or not, as a change: given sets, not given keeps.
+fn given<T>(v: Option<T>) -> Patch<T> {
+    v.map_or(Patch::Keep, Patch::Set)
+}
+
+/// A new site's overrides, as a change of none: each one given is set.
+impl From<Overrides> for LimitsPatch {
+    fn from(o: Overrides) -> Self {
+        let Overrides {
+            session_limit,
+            count_mode,
+            over_limit,
+            idle_timeout_seconds,
+            session_ttl_seconds,
+            limit_message,
+            reserved_slots,
+            reserved_roles,
+            per_user_limit,
+            per_user_over_limit,
+            exempt_roles,
+        } = o;
+        Self {
+            session_limit: given(session_limit),
+            count_mode: given(count_mode),
+            over_limit: given(over_limit),
+            idle_timeout_seconds: given(idle_timeout_seconds),
+            session_ttl_seconds: given(session_ttl_seconds),
+            limit_message: given(limit_message),
+            reserved_slots: given(reserved_slots),
+            reserved_roles: given(reserved_roles),
+            per_user_limit: given(per_user_limit),
+            per_user_over_limit: given(per_user_over_limit),
+            exempt_roles: given(exempt_roles),
+        }
+    }
+}
+
+impl Limits {
+    /// A new plan's limits: its session limit, and every other value at its default
+    /// (no `per_user_limit`: no cap).
+    pub fn with_defaults(session_limit: i64) -> Self {
+        Self {
+            session_limit,
+            count_mode: CountMode::default(),
+            over_limit: OverLimit::default(),
+            idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT_SECONDS,
+            session_ttl_seconds: DEFAULT_SESSION_TTL_SECONDS,
+            limit_message: DEFAULT_LIMIT_MESSAGE.to_owned(),
+            reserved_slots: 0,
+            reserved_roles: default_reserved_roles(),
+            per_user_limit: None,
+            per_user_over_limit: PerUserOverLimit::default(),
+            exempt_roles: Vec::new(),
+        }
+    }
+}
+
+impl Default for PlanTerms {
+    /// A new plan's terms: no overage, free, in euros.
+    fn default() -> Self {
+        Self {
+            overage_percent: 0,
+            monthly_price_cents: 0,
+            overage_unit_price_cents: 0,
+            currency: "EUR".to_owned(),
+        }
+    }
+}
+
+impl PlanTermsPatch {
+    /// The change with every sent value checked (none of them may be cleared).
+    pub fn checked(self, nulls: Nulls, bad: &mut Invalid) -> Self {
+        let Self {
+            overage_percent,
+            monthly_price_cents,
+            overage_unit_price_cents,
+            currency,
+        } = self;
+        Self {
+            overage_percent: checked(
+                bad,
+                "overage_percent",
+                overage_percent,
+                nulls,
+                false,
+                parse_overage_percent,
+            ),
+            monthly_price_cents: checked(
+                bad,
+                "monthly_price_cents",
+                monthly_price_cents,
+                nulls,
+                false,
+                parse_price_cents,
+            ),
+            overage_unit_price_cents: checked(
+                bad,
+                "overage_unit_price_cents",
+                overage_unit_price_cents,
+                nulls,
+                false,
+                parse_price_cents,
+            ),
+            currency: checked(bad, "currency", currency, nulls, false, |c| {
+                parse_currency(&c)
+            }),
+        }
+    }
+
+    /// A plan's terms after this (checked) change.
+    pub fn applied_to(self, t: &PlanTerms) -> PlanTerms {
+        let Self {
+            overage_percent,
+            monthly_price_cents,
+            overage_unit_price_cents,
+            currency,
+        } = self;
+        PlanTerms {
+            overage_percent: replaced(&t.overage_percent, overage_percent),
+            monthly_price_cents: replaced(&t.monthly_price_cents, monthly_price_cents),
+            overage_unit_price_cents: replaced(
+                &t.overage_unit_price_cents,
+                overage_unit_price_cents,
+            ),
+            currency: replaced(&t.currency, currency),
+        }
+    }
+}
+
+/// A checked change of a plan: its name, limits and terms.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlanEdit {
+    pub name: Option<String>,
+    pub limits: LimitsPatch,
+    pub terms: PlanTermsPatch,
+}
+
 /// The limits a tenant's change of its own site sent but may not write, by name.
 /// What the provider sold is the provider's: a tenant may only lower its own
 /// `session_limit` (checked against what was sold when the site is read) and word its
@@ -366,19 +705,7 @@ mod tests {
     use super::*;
 
     fn plan() -> Limits {
-        Limits {
-            session_limit: 10,
-            count_mode: CountMode::Active,
-            over_limit: OverLimit::Reject,
-            idle_timeout_seconds: DEFAULT_IDLE_TIMEOUT_SECONDS,
-            session_ttl_seconds: DEFAULT_SESSION_TTL_SECONDS,
-            limit_message: DEFAULT_LIMIT_MESSAGE.to_owned(),
-            reserved_slots: 0,
-            reserved_roles: default_reserved_roles(),
-            per_user_limit: None,
-            per_user_over_limit: PerUserOverLimit::Reject,
-            exempt_roles: Vec::new(),
-        }
+        Limits::with_defaults(10)
     }
 
     #[test]
@@ -451,6 +778,53 @@ mod tests {
             ..LimitsPatch::default()
         };
         assert_eq!(provider_only_limits(&sold), ["count_mode", "exempt_roles"]);
+    }
+
+    #[test]
+    fn a_change_is_checked_and_applied_by_each_fields_rule() {
+        let change = LimitsPatch {
+            session_limit: Patch::Set(-1),
+            count_mode: Patch::Clear,
+            per_user_limit: Patch::Clear,
+            limit_message: Patch::Set("Full.".to_owned()),
+            ..LimitsPatch::default()
+        };
+        // On a plan only `per_user_limit` may be cleared.
+        let mut bad = Invalid::new();
+        let on_plan = change.clone().checked(Nulls::Refused, &mut bad);
+        let fields: Vec<&str> = bad.iter().map(|(f, _)| *f).collect();
+        assert_eq!(fields, ["session_limit", "count_mode"]);
+        let capped = Limits {
+            per_user_limit: Some(3),
+            ..plan()
+        };
+        let after = on_plan.applied_to_limits(&capped);
+        assert_eq!(after.session_limit, 10);
+        assert_eq!(after.count_mode, CountMode::Active);
+        assert_eq!(after.per_user_limit, None);
+        assert_eq!(after.limit_message, "Full.");
+        // On a site every `null` clears an override.
+        let mut bad = Invalid::new();
+        let own = Overrides {
+            count_mode: Some(CountMode::Live),
+            ..Overrides::default()
+        };
+        let after = change
+            .checked(Nulls::Clear, &mut bad)
+            .applied_to_overrides(&own);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(after.count_mode, None);
+        assert_eq!(after.limit_message.as_deref(), Some("Full."));
+        // A new plan reads `null` as the default.
+        let mut bad = Invalid::new();
+        let new = LimitsPatch {
+            count_mode: Patch::Clear,
+            ..LimitsPatch::default()
+        }
+        .checked(Nulls::Default, &mut bad)
+        .applied_to_limits(&Limits::with_defaults(10));
+        assert!(bad.is_empty());
+        assert_eq!(new, plan());
     }
 
     #[test]
