@@ -5,7 +5,9 @@ Usage: ui_check.py HEADCOUNT_BIN [DATABASE_URL]
 Starts `headcount serve` on a free port with a fresh data directory, seeds two
 tenants through the API (one site at its limit with live, dangling and refused
 sessions and a user named like an HTML injection, one site of another tenant),
-then drives the dashboard with Selenium and checks it against the API.
+then drives the dashboard with Selenium and checks it against the API; then manages
+from the dashboard (ui_manage.py): plans, tenants, a site and its agent's settings,
+secrets and tokens, as the provider and as a tenant maintainer.
 """
 
 import base64
@@ -31,6 +33,8 @@ from selenium.common.exceptions import (
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
+
+import ui_manage
 
 XSS = "<img src=x onerror=alert(1)>"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -450,6 +454,7 @@ def main():
         check.seed()
         check.open_browser()
         check.run()
+        ui_manage.run(check)
     except BaseException:
         if check.server:
             print("--- server log ---", file=sys.stderr)

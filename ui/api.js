@@ -1,12 +1,14 @@
 // The REST API, called with the caller's own token: each role sees exactly what its
-// token may see.
+// token may see. Every request, reads and writes, goes through `call`.
 
-import { token } from './auth.js';
+import { csrfToken, token } from './auth.js';
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  // `errors`: the problem's field errors ({field, message}), when it names fields.
+  constructor(status, detail, errors) {
     super(detail);
     this.status = status;
+    this.errors = Array.isArray(errors) ? errors : [];
   }
 }
 
@@ -17,9 +19,28 @@ export function onUnauthorized(fn) {
   unauthorized = fn;
 }
 
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+// How the request proves who sends it. With a bearer token (the only sign-in today)
+// the token goes in the Authorization header and no cookie is sent. Without one the
+// browser's own session cookie for this origin goes along, and a write carries the
+// CSRF token that sign-in handed over, if any.
+function authenticate(method, headers, init) {
+  const t = token();
+  if (t) {
+    headers.Authorization = `Bearer ${t}`;
+    init.credentials = 'omit';
+  } else {
+    init.credentials = 'same-origin';
+  }
+  const csrf = csrfToken();
+  if (csrf && !SAFE_METHODS.has(method)) headers['X-CSRF-Token'] = csrf;
+}
+
 export async function call(method, path, body) {
-  const headers = { Authorization: `Bearer ${token()}`, Accept: 'application/json' };
-  const init = { method, headers, cache: 'no-store', credentials: 'omit' };
+  const headers = { Accept: 'application/json' };
+  const init = { method, headers, cache: 'no-store' };
+  authenticate(method, headers, init);
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
@@ -31,13 +52,15 @@ export async function call(method, path, body) {
   }
   if (!res.ok) {
     let detail = `${res.status} ${res.statusText}`;
+    let errors = [];
     try {
       const p = await res.json();
       if (p && p.detail) detail = p.detail;
+      if (p && Array.isArray(p.errors)) errors = p.errors;
     } catch {
       // not a problem document; the status line says enough
     }
-    throw new ApiError(res.status, detail);
+    throw new ApiError(res.status, detail, errors);
   }
   return res;
 }

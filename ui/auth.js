@@ -5,7 +5,19 @@ const TOKEN_KEY = 'headcount.token';
 
 export const token = () => sessionStorage.getItem(TOKEN_KEY);
 export const keepToken = (t) => sessionStorage.setItem(TOKEN_KEY, t);
-export const forgetToken = () => sessionStorage.removeItem(TOKEN_KEY);
+
+// The CSRF token of a cookie sign-in (none today): held in memory only, sent by
+// api.js with every write. A sign-in that sets a session cookie hands it over here.
+let csrf = null;
+export const setCsrf = (t) => {
+  csrf = t || null;
+};
+export const csrfToken = () => csrf;
+
+export const forgetToken = () => {
+  sessionStorage.removeItem(TOKEN_KEY);
+  csrf = null;
+};
 
 // The claims are read only to choose the page and label it; the server checks the
 // token on every call.

@@ -8,7 +8,7 @@ import { failedDeliveries, failedTable } from './deliveries.js';
 import { fill, h } from './dom.js';
 import { fmt, pct } from './format.js';
 import { every, failed, frame, generation } from './page.js';
-import { card, fullness, meter, section, table } from './widgets.js';
+import { actionLinks, card, fullness, meter, section, table } from './widgets.js';
 
 const OVERVIEW_REFRESH_MS = 15000;
 
@@ -93,6 +93,7 @@ export function renderProvider() {
   frame(
     [{ text: 'Provider' }],
     h('h1', {}, 'All tenants and sites'),
+    actionLinks('manage-links', [['#/new-site', 'New site'], ['#/tenants', 'Tenants'], ['#/plans', 'Plans'], ['#/tokens', 'Tokens']]),
     totals,
     section('sites', 'Sites, fullest first', sites),
     section('tenants', 'Tenants', tenants),
@@ -130,6 +131,9 @@ export function renderTenant(slug) {
   frame(
     crumbs,
     h('h1', {}, `Tenant ${slug}`),
+    actionLinks('manage-links', c.role === 'admin'
+      ? [[`#/new-site?tenant=${seg(slug)}`, 'New site'], [`#/tenants/${seg(slug)}/edit`, 'Change tenant']]
+      : [[`#/tenants/${seg(slug)}/edit`, 'Contact and alerts'], ['#/tokens', 'Site tokens'], ['#/plans', 'Plans']]),
     totals,
     pool,
     section('sites', 'Sites, fullest first', sites),

@@ -12,8 +12,40 @@ import { claimsOf, forgetToken, takeTokenFromFragment, token } from './auth.js';
 import { $, h } from './dom.js';
 import { renderProvider, renderTenant } from './fleet.js';
 import { frame, nextPage } from './page.js';
+import { renderPlanEdit, renderPlans } from './manage/plans.js';
+import { renderSiteEdit, renderSiteNew } from './manage/sites.js';
+import { renderTenantEdit, renderTenants } from './manage/tenants.js';
+import { renderTokens } from './manage/tokens.js';
 import { renderSignIn } from './signin.js';
 import { renderSite } from './site/page.js';
+
+// The pages by address: [pattern, page, roles that may open it]. A slug or code is
+// the pattern's group; a query (`#/new-site?tenant=acme`) is passed as parameters.
+const ANY = ['admin', 'tenant'];
+const ROUTES = [
+  [/^#\/plans$/, () => renderPlans(), ANY],
+  [/^#\/plans\/([^/?#]+)\/edit$/, (code) => renderPlanEdit(code), ['admin']],
+  [/^#\/tenants$/, () => renderTenants(), ['admin']],
+  [/^#\/tenants\/([^/?#]+)\/edit$/, (slug) => renderTenantEdit(slug), ANY],
+  [/^#\/tenants\/([^/?#]+)$/, (slug) => renderTenant(slug), ANY],
+  [/^#\/new-site$/, (_, q) => renderSiteNew(q.get('tenant') || ''), ['admin']],
+  [/^#\/sites\/([^/?#]+)\/edit$/, (slug) => renderSiteEdit(slug), ANY],
+  [/^#\/sites\/([^/?#]+)$/, (slug) => renderSite(slug), ANY],
+  [/^#\/tokens$/, () => renderTokens(), ANY],
+];
+
+// Shows the page the address names; false when it names none this role may open.
+function routeTo(hash, role) {
+  const [path, query] = hash.split('?');
+  for (const [pattern, render, roles] of ROUTES) {
+    const m = pattern.exec(path);
+    if (!m) continue;
+    if (!roles.includes(role)) return false;
+    render(m[1] === undefined ? undefined : decodeURIComponent(m[1]), new URLSearchParams(query || ''));
+    return true;
+  }
+  return false;
+}
 
 function signOut(message) {
   forgetToken();
@@ -30,10 +62,7 @@ function route() {
   if (!t) return renderSignIn(undefined, route);
   const c = claimsOf(t);
   if (!c) return signOut('The stored token could not be read; sign in again.');
-  const hash = location.hash;
-  let m;
-  if ((m = hash.match(/^#\/sites\/([^/?#]+)$/))) return renderSite(decodeURIComponent(m[1]));
-  if ((m = hash.match(/^#\/tenants\/([^/?#]+)$/))) return renderTenant(decodeURIComponent(m[1]));
+  if (routeTo(location.hash, c.role)) return;
   if (c.role === 'admin') return renderProvider();
   if (c.role === 'tenant' && c.tenant) return renderTenant(c.tenant);
   frame(

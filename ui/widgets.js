@@ -38,3 +38,10 @@ export function fullness(counted, limit) {
 export function card(label, value, id, hint) {
   return h('div', { class: 'card' }, h('div', { class: 'value', id }, value), h('div', { class: 'label' }, label), hint ? h('div', { class: 'hint' }, hint) : null);
 }
+
+// Links to the pages that change things, as a row under a page's title.
+export function actionLinks(id, links) {
+  const shown = links.filter(Boolean);
+  if (!shown.length) return null;
+  return h('nav', { class: 'page-actions', id, 'aria-label': 'Manage' }, shown.map(([href, text]) => h('a', { href, class: 'button-link' }, text)));
+}

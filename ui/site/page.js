@@ -8,7 +8,7 @@ import { gauge } from '../charts.js';
 import { fill, h } from '../dom.js';
 import { duration, fmt } from '../format.js';
 import { every, failed, frame, frameCrumbs, generation, stopTimers } from '../page.js';
-import { section } from '../widgets.js';
+import { actionLinks, section } from '../widgets.js';
 import { deliveriesSection } from './deliveries.js';
 import { historySection } from './history.js';
 import { insightSection } from './insight.js';
@@ -62,6 +62,7 @@ export function renderSite(slug) {
     crumbs,
     title,
     meta,
+    actionLinks('manage-links', [[`#/sites/${seg(slug)}/edit`, 'Change the site, secret and tokens']]),
     section('now', 'Now', gaugeBox),
     history.element,
     sessions.element,
