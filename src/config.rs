@@ -77,6 +77,36 @@ struct FileSettings {
     expensive_reads_per_tenant: Option<u32>,
     advice_budget_seconds: Option<u64>,
     advice_cache_entries: Option<u32>,
+    oidc_issuer: Option<String>,
+    oidc_client_id: Option<String>,
+    oidc_client_secret: Option<String>,
+    public_url: Option<String>,
+    oidc_admin_group: Option<String>,
+    oidc_tenant_group_prefix: Option<String>,
+    oidc_groups_claim: Option<String>,
+    oidc_idle_minutes: Option<i64>,
+    oidc_max_hours: Option<i64>,
+}
+
+/// Sign-in for people through the provider's identity provider (OpenID Connect).
+#[derive(Debug, Clone)]
+pub struct Oidc {
+    /// The issuer, as its ID tokens name it (no trailing slash added or removed).
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+    /// Where browsers reach this headcount: the redirect URI is
+    /// `{public_url}/auth/callback`; cookies are `Secure` when it is `https`.
+    pub public_url: String,
+    /// The group (in `groups_claim`) whose members are the provider's operators.
+    pub admin_group: String,
+    /// `{prefix}{tenant}` makes its members maintainers of that tenant.
+    pub tenant_group_prefix: String,
+    pub groups_claim: String,
+    /// A session unused this long ends.
+    pub idle: Duration,
+    /// A session ends this long after sign-in, used or not.
+    pub max_age: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +157,8 @@ pub struct Config {
     /// Named prepared statements on PostgreSQL; off behind a pooler that cannot keep
     /// them (PgBouncer before 1.21 in transaction mode).
     pub prepared_statements: bool,
+    /// `None`: people sign in with tokens only.
+    pub oidc: Option<Oidc>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -206,6 +238,7 @@ impl Config {
             4,
         )?;
         let (advice_budget_seconds, advice_cache_entries) = advice_settings(&file)?;
+        let oidc = oidc(&file)?;
         Ok(Self {
             listen,
             database_url,
@@ -230,6 +263,7 @@ impl Config {
             prepared_statements,
             advice_budget_seconds: advice_budget_seconds as u64,
             advice_cache_entries: advice_cache_entries.min(100_000) as usize,
+            oidc,
         })
     }
 }
@@ -250,6 +284,85 @@ fn advice_settings(file: &FileSettings) -> Result<(i64, i64), String> {
         })?,
     };
     Ok((budget, entries))
+}
+
+/// The OpenID Connect settings: all four of issuer, client id, client secret and
+/// public URL, or none (token sign-in only).
+fn oidc(file: &FileSettings) -> Result<Option<Oidc>, String> {
+    let issuer = pick(None, "HEADCOUNT_OIDC_ISSUER", file.oidc_issuer.clone());
+    let client_id = pick(
+        None,
+        "HEADCOUNT_OIDC_CLIENT_ID",
+        file.oidc_client_id.clone(),
+    );
+    let secret = pick(
+        None,
+        "HEADCOUNT_OIDC_CLIENT_SECRET",
+        file.oidc_client_secret.clone(),
+    );
+    let public_url = pick(None, "HEADCOUNT_PUBLIC_URL", file.public_url.clone());
+    let (Some(issuer), Some(client_id), Some(secret), Some(public_url)) = (
+        issuer.clone(),
+        client_id.clone(),
+        secret.clone(),
+        public_url.clone(),
+    ) else {
+        let given = [
+            ("HEADCOUNT_OIDC_ISSUER", issuer.is_some()),
+            ("HEADCOUNT_OIDC_CLIENT_ID", client_id.is_some()),
+            ("HEADCOUNT_OIDC_CLIENT_SECRET", secret.is_some()),
+        ];
+        if let Some((name, _)) = given.iter().find(|(_, set)| *set) {
+            let missing: Vec<&str> = given
+                .iter()
+                .chain(&[("HEADCOUNT_PUBLIC_URL", public_url.is_some())])
+                .filter(|(_, set)| !set)
+                .map(|(n, _)| *n)
+                .collect();
+            return Err(format!(
+                "{name}: OpenID Connect sign-in also needs {}",
+                missing.join(", ")
+            ));
+        }
+        return Ok(None);
+    };
+    for (name, value) in [
+        ("HEADCOUNT_OIDC_ISSUER", &issuer),
+        ("HEADCOUNT_PUBLIC_URL", &public_url),
+    ] {
+        match url::Url::parse(value) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {}
+            _ => return Err(format!("{name}: {value:?} is not an http(s) URL")),
+        }
+    }
+    let idle = parse_int("HEADCOUNT_OIDC_IDLE_MINUTES", file.oidc_idle_minutes, 60)?;
+    let max_hours = parse_int("HEADCOUNT_OIDC_MAX_HOURS", file.oidc_max_hours, 12)?;
+    let text = |var: &str, file: &Option<String>, default: &str| {
+        pick(None, var, file.clone()).unwrap_or_else(|| default.to_owned())
+    };
+    Ok(Some(Oidc {
+        issuer,
+        client_id,
+        client_secret: Secret::new(secret),
+        public_url: public_url.trim_end_matches('/').to_owned(),
+        admin_group: text(
+            "HEADCOUNT_OIDC_ADMIN_GROUP",
+            &file.oidc_admin_group,
+            "headcount-admins",
+        ),
+        tenant_group_prefix: text(
+            "HEADCOUNT_OIDC_TENANT_GROUP_PREFIX",
+            &file.oidc_tenant_group_prefix,
+            "headcount-tenant-",
+        ),
+        groups_claim: text(
+            "HEADCOUNT_OIDC_GROUPS_CLAIM",
+            &file.oidc_groups_claim,
+            "groups",
+        ),
+        idle: Duration::from_secs(idle.min(100_000) as u64 * 60),
+        max_age: Duration::from_secs(max_hours.min(10_000) as u64 * 3600),
+    }))
 }
 
 /// The first of a command-line flag, the environment variable `var` and the file.

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod load;
 pub mod manage;
 pub mod metrics;
+pub mod oidc;
 pub mod openapi;
 pub mod push;
 pub mod ratelimit;

@@ -48,6 +48,7 @@ with `Idempotent-Replayed: true`, except that a secret or token the first answer
         api::deliveries::list_deliveries, api::deliveries::retry_delivery,
         api::billing::export_billing, api::advice::get_advice,
         api::audit::list_audit,
+        api::auth::login, api::auth::callback, api::auth::current, api::auth::logout,
     ),
     components(schemas(crate::error::Problem)),
     modifiers(&Bearer, &Flatten, &Describe),
@@ -64,6 +65,7 @@ with `Idempotent-Replayed: true`, except that a secret or token the first answer
         (name = "deliveries", description = "The push log"),
         (name = "billing", description = "What each tenant owes"),
         (name = "audit", description = "Who changed what"),
+        (name = "sign-in", description = "People signing in to the dashboard through the identity provider (OpenID Connect); machines use bearer tokens"),
     )
 )]
 pub struct ApiDoc;

@@ -46,6 +46,8 @@ pub struct AppState {
     agent_sites: crate::db::sites::SiteCache,
     /// Computed plan advice, by site, period and data version.
     pub advice_cache: crate::cache::AdviceCache,
+    /// The identity provider people sign in with, when one is configured.
+    pub oidc: Option<Arc<crate::oidc::Provider>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -154,6 +156,10 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
     use crate::domain::targets::Origin;
     let http = crate::push::resolver::client(Origin::Provider, config.webhook_deny_private)?;
     let http_tenant = crate::push::resolver::client(Origin::Tenant, config.webhook_deny_private)?;
+    let oidc = config
+        .oidc
+        .clone()
+        .map(|o| Arc::new(crate::oidc::Provider::new(o, http.clone())));
     Ok((
         AppState {
             db,
@@ -172,6 +178,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             site_writer: std::sync::OnceLock::new(),
             agent_sites: crate::db::sites::SiteCache::default(),
             advice_cache,
+            oidc,
         },
         first_start,
     ))

@@ -3,6 +3,7 @@
 
 pub mod advice;
 pub mod audit;
+pub mod auth;
 pub mod billing;
 pub mod boosts;
 pub mod common;
@@ -44,5 +45,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     billing::routes(cfg);
     advice::routes(cfg);
     audit::routes(cfg);
+    auth::routes(cfg);
     ui::routes(cfg);
 }

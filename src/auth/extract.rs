@@ -33,10 +33,22 @@ impl FromRequest for Caller {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
+        // A bearer token wins; without one, a person's session cookie.
+        let cookie = match req.headers().get(actix_web::http::header::AUTHORIZATION) {
+            None => super::web::from_request(req),
+            Some(_) => None,
+        };
         let token = bearer(req);
         Box::pin(async move {
             let state = state.ok_or_else(|| Error::Internal(anyhow::anyhow!("no state")))?;
-            let (caller, _) = authenticate(&state, &token?).await?;
+            let caller = match cookie {
+                Some(c) => {
+                    super::web::signed(&state, &c.value, c.write, c.csrf.as_deref())
+                        .await?
+                        .caller
+                }
+                None => authenticate(&state, &token?).await?.0,
+            };
             state.rate_limit(&caller)?;
             Ok(caller)
         })

@@ -20,6 +20,7 @@ pub use crate::domain::scope::{Scope, SubjectKey};
 use crate::error::{Error, Result};
 
 pub mod extract;
+pub mod web;
 
 pub const ISSUER: &str = "headcount";
 pub const LEEWAY_SECONDS: u64 = 30;
@@ -119,18 +120,34 @@ fn describe(e: &jsonwebtoken::errors::Error) -> &'static str {
 /// Who is calling, after the token has been checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
-    Admin { jti: String },
-    Tenant { tenant: String, jti: String },
-    Site { site: String, jti: String },
+    /// `person`: signed in through the identity provider (with the session cookie),
+    /// named so in the audit trail; `None` for a bearer token.
+    Admin {
+        jti: String,
+        person: Option<String>,
+    },
+    Tenant {
+        tenant: String,
+        jti: String,
+        person: Option<String>,
+    },
+    Site {
+        site: String,
+        jti: String,
+    },
 }
 
 impl Caller {
     pub fn from_claims(c: Claims) -> Self {
         match c.role {
-            Role::Admin => Self::Admin { jti: c.jti },
+            Role::Admin => Self::Admin {
+                jti: c.jti,
+                person: None,
+            },
             Role::Tenant => Self::Tenant {
                 tenant: c.tenant.unwrap_or_default(),
                 jti: c.jti,
+                person: None,
             },
             Role::Site => Self::Site {
                 site: c.site.unwrap_or_default(),
@@ -139,11 +156,17 @@ impl Caller {
         }
     }
 
-    /// A short label for the audit trail.
+    /// A short label for the audit trail: the token's id, or the person signed in.
     pub fn actor(&self) -> String {
         match self {
-            Self::Admin { jti } => format!("admin:{jti}"),
-            Self::Tenant { tenant, jti } => format!("tenant:{tenant}:{jti}"),
+            Self::Admin {
+                person: Some(p), ..
+            }
+            | Self::Tenant {
+                person: Some(p), ..
+            } => p.clone(),
+            Self::Admin { jti, .. } => format!("admin:{jti}"),
+            Self::Tenant { tenant, jti, .. } => format!("tenant:{tenant}:{jti}"),
             Self::Site { site, jti } => format!("site:{site}:{jti}"),
         }
     }
@@ -186,7 +209,7 @@ impl Caller {
 
     pub fn jti(&self) -> &str {
         match self {
-            Self::Admin { jti } | Self::Tenant { jti, .. } | Self::Site { jti, .. } => jti,
+            Self::Admin { jti, .. } | Self::Tenant { jti, .. } | Self::Site { jti, .. } => jti,
         }
     }
 }

@@ -45,6 +45,9 @@ pub const REFERENCE: &[&str] = &[
     "idempotency_keys",
     "sampler_coverage",
     "sampler_passes",
+    "sign_in_attempts",
+    "people",
+    "web_sessions",
 ];
 
 /// For a transaction that reads distributed tables across shards and then writes a

@@ -18,6 +18,7 @@ pub mod limits;
 mod merge_stmt;
 pub mod migrations;
 pub mod outbox;
+pub mod people;
 pub mod plans;
 mod pool_wait;
 // `diesel print-schema` on the PostgreSQL migrations, unedited (`.ci/schema-check`

@@ -71,6 +71,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    people (id) {
+        id -> Int8,
+        issuer -> Text,
+        subject -> Text,
+        email -> Nullable<Text>,
+        name -> Nullable<Text>,
+        first_seen_at -> Int8,
+        last_seen_at -> Int8,
+    }
+}
+
+diesel::table! {
     plan_prices (id) {
         id -> Int8,
         plan_id -> Int8,
@@ -181,6 +193,16 @@ diesel::table! {
     settings (key) {
         key -> Text,
         value -> Text,
+    }
+}
+
+diesel::table! {
+    sign_in_attempts (state) {
+        state -> Text,
+        nonce -> Text,
+        pkce_verifier -> Text,
+        return_to -> Text,
+        created_at -> Int8,
     }
 }
 
@@ -313,6 +335,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    web_sessions (id_hash) {
+        id_hash -> Text,
+        person_id -> Int8,
+        role -> Text,
+        tenant -> Nullable<Text>,
+        csrf_token -> Text,
+        id_token -> Text,
+        created_at -> Int8,
+        last_seen_at -> Int8,
+        expires_at -> Int8,
+        ended_at -> Nullable<Int8>,
+    }
+}
+
 diesel::joinable!(denials -> sites (site_id));
 diesel::joinable!(outbox -> sites (site_id));
 diesel::joinable!(outbox -> tenants (tenant_id));
@@ -329,6 +366,7 @@ diesel::joinable!(sites -> tenants (tenant_id));
 diesel::joinable!(usage_current -> sites (site_id));
 diesel::joinable!(usage_rollups -> sites (site_id));
 diesel::joinable!(usage_samples -> sites (site_id));
+diesel::joinable!(web_sessions -> people (person_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
@@ -336,6 +374,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     denials,
     idempotency_keys,
     outbox,
+    people,
     plan_prices,
     plan_scheduled_changes,
     plans,
@@ -345,6 +384,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     scheduled_changes,
     sessions,
     settings,
+    sign_in_attempts,
     site_boosts,
     site_counts,
     site_plan_history,
@@ -354,4 +394,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     usage_current,
     usage_rollups,
     usage_samples,
+    web_sessions,
 );

@@ -55,6 +55,7 @@ pub mod plan_terms;
 pub mod schedule;
 pub mod scope;
 pub mod session;
+pub mod sign_in;
 pub mod targets;
 pub mod usage_runs;
 

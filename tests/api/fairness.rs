@@ -181,6 +181,7 @@ async fn the_limit_counts_per_tenant_and_the_provider_apart() {
     let caller = Caller::Tenant {
         tenant: "one-tenant".to_owned(),
         jti: "held".to_owned(),
+        person: None,
     };
     let held: Vec<_> = (0..limit)
         .map(|_| app.state.expensive_read(&caller).unwrap())

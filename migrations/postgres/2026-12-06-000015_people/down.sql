@@ -1,0 +1,3 @@
+DROP TABLE web_sessions;
+DROP TABLE people;
+DROP TABLE sign_in_attempts;
