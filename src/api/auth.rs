@@ -195,7 +195,7 @@ async fn finish(state: &AppState, q: CallbackQuery) -> Result<(String, String), 
 
 /// The person signed in with this browser's session cookie.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SessionView {
+pub struct SignedInView {
     /// `admin` or `tenant`.
     pub role: String,
     pub tenant: Option<String>,
@@ -212,7 +212,7 @@ pub struct SessionView {
 /// Who is signed in with the session cookie. 401 without one; its problem carries
 /// `login_url` when sign-in by identity provider is configured.
 #[utoipa::path(tag = "sign-in",
-    responses((status = 200, body = SessionView), (status = 401, description = "not signed in")))]
+    responses((status = 200, body = SignedInView), (status = 401, description = "not signed in")))]
 #[get("/auth/session")]
 pub async fn current(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let signed = match session::from_request(&req) {
@@ -222,7 +222,7 @@ pub async fn current(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
     match signed {
         Ok(s) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(SessionView {
+            .json(SignedInView {
                 role: s.role.name().to_owned(),
                 tenant: s.role.tenant().map(str::to_owned),
                 subject: s.person.subject,

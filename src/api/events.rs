@@ -478,12 +478,13 @@ pub async fn create_admission(
     let job = req.parse(site.key(), state.now())?;
     // Decided in a transaction that holds the site's lock, together with the other
     // admissions waiting at the same moment.
-    let answer = state.writer().admit(job).await?;
-    state.metrics.admission(answer.outcome.as_str());
     // A `replace` naming a session that is not the user's: a 422, nothing done.
-    if let Some((field, message)) = answer.invalid {
-        return Err(Error::invalid_field(field, message));
-    }
+    let answer = state
+        .writer()
+        .admit(job)
+        .await?
+        .map_err(|i| Error::invalid_field(i.field, i.message))?;
+    state.metrics.admission(answer.outcome.as_str());
     if !answer.evicted.is_empty() || !answer.replaced.is_empty() || !answer.outcome.admitted() {
         state.outbox_wakeup.notify_one();
     }

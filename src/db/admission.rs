@@ -7,12 +7,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::sites::{SiteConfig, SiteFull};
+use crate::domain::Millis;
 use super::visible::SiteKey;
 use super::{DbConn, Error, Result, alerts, batch_reads, counts, outbox, sessions, sites, usage};
-use crate::domain::Millis;
-use crate::domain::admission::{self, Answer, Counting, Known, Outcome, OwnSession};
+use crate::domain::admission::{
+    self, Answer, Asked, Counting, Decided, Facts, InvalidRequest, Own, OwnSession, Reads, Verdict,
+};
 use crate::domain::config::CountMode;
 use crate::domain::session::{EndReason, Observation, Standing};
+
+/// An admission's answer, or why the request is invalid (nothing done for it).
+pub type Judged = std::result::Result<Answer, InvalidRequest>;
 
 /// One admission request, parsed, waiting for its batch.
 #[derive(Debug, Clone)]
@@ -63,7 +68,7 @@ struct Batch {
 /// requests are decided at the batch's instant, the latest of their arrivals.
 pub fn admit_batch(
     c: &mut DbConn, requests: &[Request], provider_alerts: bool,
-) -> Result<Vec<Answer>> {
+) -> Result<Vec<Judged>> {
     let now = requests.iter().map(|r| r.now).max().unwrap_or_default();
     let mut batch = Batch::read(c, requests, now, provider_alerts)?;
     let mut out = Vec::with_capacity(requests.len());
@@ -196,139 +201,140 @@ impl Batch {
     }
 }
 
-/// What one decision looked at besides the counts: the user's places, the
-/// eviction candidate and the request's own sessions.
-struct Seen {
-    places: admission::UserPlaces,
+/// What storage read for one decision beyond the count and the standing.
+#[derive(Debug, Default)]
+struct Read {
     own: Vec<sessions::OwnSession>,
-    needs_own: bool,
     victim: Option<String>,
+    pool: Option<(i64, i64)>,
 }
 
-/// One admission decision and its records; updates the tally and the standings.
-fn decide_one(c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation) -> Result<Answer> {
+/// One admission: read what the rules ask for, judge, apply the verdict. Updates
+/// the batch's tally and standings.
+fn decide_one(
+    c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation,
+) -> Result<Judged> {
     let now = batch.now;
-    let key = (r.site.id(), r.session.clone());
-    let before = batch.standings.get(&key).cloned();
+    let before = batch.standings.get(&(r.site.id(), r.session.clone())).cloned();
     let t = batch.tally(r.site.id())?;
     let (cfg, counted) = (t.cfg.clone(), t.counted);
-    let (tenant_id, tenant_pool) = (t.full.site.tenant_id, t.full.tenant_pool);
-    match admission::known(before.as_ref(), now, !r.replace.is_empty()) {
-        Some(Known::Ended) => return Ok(Answer::new(&cfg, Outcome::SessionEnded, counted)),
-        Some(Known::Again) => {
-            batch.write(r.site.id(), &r.session, obs, (false, false));
-            let counted = batch.tally(r.site.id())?.counted;
-            return Ok(Answer::new(&cfg, Outcome::WithinLimit, counted));
-        }
-        None => {}
-    }
-    let reserve = admission::reserve(&cfg, &r.roles);
-    // A known session keeps its mark: only a new one is judged by its roles.
-    let exempt = before
-        .as_ref()
-        .map_or_else(|| admission::exempt(&cfg, &r.roles), |b| b.exempt);
-    let seen = match look(
-        c,
-        batch,
-        r,
-        &cfg,
-        before.as_ref(),
-        (counted, reserve),
-        exempt,
-    )? {
-        Ok(seen) => seen,
-        Err(invalid) => {
-            let mut answer = Answer::new(&cfg, Outcome::LimitReached, counted);
-            answer.invalid = Some(("replace".to_owned(), invalid));
-            return Ok(answer);
-        }
+    let (tenant_id, pooled) = (t.full.site.tenant_id, t.full.tenant_pool);
+    let asked = Asked {
+        session: &r.session,
+        has_user: r.obs.user.is_some(),
+        roles: &r.roles,
+        replace: &r.replace,
+        obs: &obs,
     };
-    let pool = match tenant_pool {
-        Some(pool_limit) if !exempt => {
-            batch.flush(c)?;
-            Some((sites::lock_pool(c, tenant_id, now)?, pool_limit))
-        }
-        _ => None,
-    };
-    let decision = admission::decide(&admission::Ask {
-        counted,
-        limit: cfg.session_limit,
-        reserve,
-        over_limit: cfg.over_limit,
-        overage_percent: cfg.overage_percent,
-        can_evict: seen.victim.is_some(),
-        replacing: seen.places.replacing,
-        replaces: !r.replace.is_empty(),
-        user: seen.places.cap,
-        pool,
-        exempt,
-    });
-    if decision.outcome.admitted() {
-        admit(c, batch, r, (obs, exempt), &cfg, decision, seen)
-    } else {
-        refuse(c, batch, r, &cfg, decision.outcome, seen)
-    }
-}
-
-/// Reads what the rules need beyond the counts: the user's own sessions when a rule
-/// needs them, and the eviction candidate at the limit (the queries must see this
-/// batch's writes). `Ok(Err(..))` is a `replace` naming a session not the user's. An
-/// exempt session takes no place, so it looks for nothing to evict.
-fn look(
-    c: &mut DbConn, batch: &mut Batch, r: &Request, cfg: &SiteConfig, before: Option<&Standing>,
-    (counted, reserve): (i64, i64), exempt: bool,
-) -> Result<std::result::Result<Seen, String>> {
-    let now = batch.now;
-    let counting = Counting::of(cfg, now);
-    let user = r.obs.user.as_deref();
-    let needs_own = admission::needs_own(cfg, user.is_some(), !r.replace.is_empty());
-    let own = match user {
-        Some(u) if needs_own => {
-            batch.flush(c)?;
-            sessions::open_of_user(c, r.site.id(), u, now)?
-        }
-        _ => Vec::new(),
-    };
-    let view: Vec<admission::Own<'_>> = own
+    let wanted = admission::reads(&cfg, &asked, before.as_ref(), counted, now, pooled.is_some());
+    let read = read(c, batch, r, &cfg, wanted, (tenant_id, pooled))?;
+    let own: Vec<Own<'_>> = read
+        .own
         .iter()
-        .map(|o| admission::Own {
+        .map(|o| Own {
             session: &o.session,
             last_activity_at: o.last_activity_at,
         })
         .collect();
-    let request = (r.session.as_str(), before, user.is_some());
-    let places = match admission::user_places(cfg, &counting, request, &r.replace, &view) {
-        Ok(p) => p,
-        Err(name) => {
-            return Ok(Err(format!(
-                "{name:?} is not an active session of this user on this site"
-            )));
-        }
+    let facts = Facts {
+        cfg: &cfg,
+        now,
+        before: before.as_ref(),
+        counted,
+        own: &own,
+        victim: read.victim.as_deref(),
+        pool: read.pool,
     };
-    let victim = if !exempt && admission::wants_eviction(cfg, counted, places.replacing, reserve) {
-        batch.flush(c)?;
+    match admission::judge(&asked, &facts) {
+        Verdict::Invalid(invalid) => Ok(Err(invalid)),
+        Verdict::Decided(d) => apply(c, batch, r, obs, &cfg, d, (wanted.own, read.own)).map(Ok),
+    }
+}
+
+/// Reads what [`admission::reads`] asked for; the queries see this batch's writes.
+fn read(
+    c: &mut DbConn, batch: &mut Batch, r: &Request, cfg: &SiteConfig, wanted: Reads,
+    (tenant_id, pooled): (i64, Option<i64>),
+) -> Result<Read> {
+    if wanted == Reads::default() {
+        return Ok(Read::default());
+    }
+    let now = batch.now;
+    batch.flush(c)?;
+    let own = match r.obs.user.as_deref() {
+        Some(u) if wanted.own => sessions::open_of_user(c, r.site.id(), u, now)?,
+        _ => Vec::new(),
+    };
+    let victim = if wanted.victim {
         sessions::most_idle_dangling(c, r.site.id(), now, cfg.idle_timeout_seconds)?
-            .filter(|v| admission::may_evict(v, &r.session, &r.replace, places.oldest.as_deref()))
     } else {
         None
     };
-    Ok(Ok(Seen {
-        places,
-        own,
-        needs_own,
-        victim,
-    }))
+    let pool = match pooled {
+        Some(limit) if wanted.pool => Some((sites::lock_pool(c, tenant_id, now)?, limit)),
+        _ => None,
+    };
+    Ok(Read { own, victim, pool })
 }
 
-/// A refusal: recorded as a denial with a sample of the counted sessions, answered
-/// with the user's own sessions, and alerted once an hour.
-fn refuse(
-    c: &mut DbConn, batch: &mut Batch, r: &Request, cfg: &SiteConfig, outcome: Outcome, seen: Seen,
+/// Applies a verdict: the sessions it ends (as kills to push), the session written,
+/// a refusal recorded with a sample of the counted sessions and answered with the
+/// user's own sessions, and the alerts the new count calls for.
+fn apply(
+    c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation, cfg: &SiteConfig,
+    d: Decided, (read_own, own): (bool, Vec<sessions::OwnSession>),
 ) -> Result<Answer> {
-    let now = batch.now;
+    let (now, provider) = (batch.now, batch.provider_alerts);
+    let site = r.site.id();
+    for reason in [EndReason::Replaced, EndReason::Evicted] {
+        let ended: Vec<(String, bool)> = d
+            .end
+            .iter()
+            .filter(|(_, _, why)| *why == reason)
+            .map(|(s, held, _)| (s.clone(), *held))
+            .collect();
+        batch.end(c, site, &ended, reason)?;
+    }
+    if let Some(flags) = d.write {
+        batch.write(site, &r.session, obs, flags);
+    }
+    let mut answer = Answer::new(cfg, d.outcome, d.counted);
+    answer.replaced = d.ended(EndReason::Replaced);
+    answer.evicted = d.ended(EndReason::Evicted);
+    if d.refused {
+        batch.flush(c)?;
+        record_refusal(c, r, cfg, &d, now)?;
+        if let Some(u) = r.obs.user.as_deref() {
+            let own = if read_own {
+                own
+            } else {
+                sessions::open_of_user(c, site, u, now)?
+            };
+            let counting = Counting::of(cfg, now);
+            answer.own_sessions = Some(
+                own.into_iter()
+                    .map(|o| OwnSession {
+                        live: counting.is_live(o.last_activity_at),
+                        session: o.session,
+                        last_activity_at: o.last_activity_at,
+                        user_agent: o.user_agent,
+                        ip: o.ip,
+                    })
+                    .collect(),
+            );
+        }
+        alerts::on_refusal(c, &mut batch.tally(site)?.full, now, now, provider)?;
+    } else if d.judged {
+        alerts::on_count(c, &mut batch.tally(site)?.full, d.counted, now, provider)?;
+    }
+    Ok(answer)
+}
+
+/// A refusal as a denial, with a sample of the sessions that held the places.
+fn record_refusal(
+    c: &mut DbConn, r: &Request, cfg: &SiteConfig, d: &Decided, now: Millis,
+) -> Result<()> {
     let counting = Counting::of(cfg, now);
-    let counted = batch.tally(r.site.id())?.counted;
-    batch.flush(c)?;
     let live_after = (cfg.count_mode == CountMode::Live).then_some(counting.live_after());
     let sample = sessions::counted_sample(c, r.site.id(), now, live_after, 50)?;
     let counted_sessions = serde_json::Value::Array(
@@ -344,95 +350,18 @@ fn refuse(
             .collect(),
     )
     .to_string();
-    let user = r.obs.user.as_deref();
     usage::record_denial(
         c,
         r.site.id(),
         &usage::DenialDetail {
             at: now,
-            outcome: outcome.as_str(),
+            outcome: d.outcome.as_str(),
             session: &r.session,
-            user,
-            counted,
+            user: r.obs.user.as_deref(),
+            counted: d.counted,
             session_limit: cfg.session_limit,
             count_mode: cfg.count_mode.as_str(),
             counted_sessions,
         },
-    )?;
-    let mut answer = Answer::new(cfg, outcome, counted);
-    if let Some(u) = user {
-        let own = if seen.needs_own {
-            seen.own
-        } else {
-            sessions::open_of_user(c, r.site.id(), u, now)?
-        };
-        answer.own_sessions = Some(
-            own.into_iter()
-                .map(|o| OwnSession {
-                    live: counting.is_live(o.last_activity_at),
-                    session: o.session,
-                    last_activity_at: o.last_activity_at,
-                    user_agent: o.user_agent,
-                    ip: o.ip,
-                })
-                .collect(),
-        );
-    }
-    let provider = batch.provider_alerts;
-    alerts::on_refusal(c, &mut batch.tally(r.site.id())?.full, now, now, provider)?;
-    Ok(answer)
-}
-
-/// An admission: ends what the decision frees, records the session, and checks the
-/// utilization alert with the new count.
-fn admit(
-    c: &mut DbConn, batch: &mut Batch, r: &Request, (obs, exempt): (Observation, bool),
-    cfg: &SiteConfig, decision: admission::Decision, seen: Seen,
-) -> Result<Answer> {
-    let counting = Counting::of(cfg, batch.now);
-    // The answer's count follows the decision (the places it freed and the one it
-    // took, unless the session takes none), as the site will see it once the session
-    // is on.
-    let takes = !exempt && !seen.places.already_counted;
-    let mut counted = batch.tally(r.site.id())?.counted + i64::from(takes);
-    let mut replaced: Vec<String> = r
-        .replace
-        .iter()
-        .filter(|s| **s != r.session)
-        .cloned()
-        .collect();
-    if decision.replace_oldest
-        && let Some(o) = seen.places.oldest
-    {
-        replaced.push(o);
-    }
-    let held = |s: &String| {
-        let own = seen.own.iter().find(|o| o.session == *s);
-        own.is_some_and(|o| counting.counts_open(o.last_activity_at))
-    };
-    let ended: Vec<(String, bool)> = replaced.iter().map(|s| (s.clone(), held(s))).collect();
-    counted -= ended.iter().filter(|(_, held)| *held).count() as i64;
-    batch.end(c, r.site.id(), &ended, EndReason::Replaced)?;
-    let mut evicted = Vec::new();
-    if decision.evict
-        && let Some(v) = seen.victim
-    {
-        batch.end(c, r.site.id(), &[(v.clone(), true)], EndReason::Evicted)?;
-        counted -= 1;
-        evicted.push(v);
-    }
-    let overage = decision.outcome == Outcome::Overage;
-    batch.write(r.site.id(), &r.session, obs, (overage, exempt));
-    let (now, provider) = (batch.now, batch.provider_alerts);
-    alerts::on_count(
-        c,
-        &mut batch.tally(r.site.id())?.full,
-        counted,
-        now,
-        provider,
-    )?;
-    let mut answer = Answer::new(cfg, decision.outcome, counted);
-    answer.evicted = evicted;
-    answer.replaced = replaced;
-    Ok(answer)
+    )
 }

@@ -43,7 +43,8 @@ pub struct AuditRow {
 pub struct AuditEntry {
     pub id: i64,
     pub at: String,
-    /// Role, tenant or site, and token id of whoever made the change.
+    /// Role, tenant or site, and token id of whoever made the change; for a person
+    /// signed in through the identity provider, `…:person:<email>:<subject>`.
     pub actor: String,
     pub action: String,
     pub entity: String,

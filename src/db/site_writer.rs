@@ -30,7 +30,6 @@ use super::visible::SiteKey;
 use super::{Db, DbConn, Retry, lock_site, lock_sites, sessions};
 use crate::db::{Error, Result};
 use crate::domain::Millis;
-use crate::domain::admission::Answer;
 use crate::domain::session::{EndReason, Observation, coalesce};
 
 /// Most requests in one transaction.
@@ -231,7 +230,7 @@ impl SiteJob for Write {
 #[derive(Debug)]
 pub enum Written {
     Merged,
-    Admitted(Answer),
+    Admitted(admission::Judged),
 }
 
 /// Runs one batch of writes in arrival order: each run of consecutive merges as one
@@ -325,7 +324,7 @@ impl SiteWriter {
 
     /// Decides an admission with the others waiting at the same moment; returns once
     /// its writes are committed.
-    pub async fn admit(&self, request: admission::Request) -> Result<Answer> {
+    pub async fn admit(&self, request: admission::Request) -> Result<admission::Judged> {
         match self.queued.run(Write::Admit(request)).await? {
             Written::Admitted(answer) => Ok(answer),
             Written::Merged => Err(Error::Internal(anyhow::anyhow!("an admission was merged"))),

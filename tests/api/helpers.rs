@@ -335,6 +335,10 @@ pub struct Options {
     pub database_url: Option<String>,
     /// `HEADCOUNT_WEBHOOK_DENY_PRIVATE`.
     pub deny_private: bool,
+    /// Sign-in by identity provider (its redirect URI names `listener`'s port).
+    pub oidc: Option<headcount::config::Oidc>,
+    /// Where to listen, when the test must know the port before the start.
+    pub listener: Option<std::net::TcpListener>,
 }
 
 impl Default for Options {
@@ -345,6 +349,8 @@ impl Default for Options {
             rate_limit: None,
             database_url: None,
             deny_private: false,
+            oidc: None,
+            listener: None,
         }
     }
 }
@@ -433,13 +439,16 @@ async fn start_app(
         config.provider_notify_url = Some(url);
         config.provider_notify_secret = Some(headcount::config::Secret::new(secret));
     }
+    config.oidc = opts.oidc;
     let clock2 = clock.clone();
     let (state, _) =
         tokio::task::spawn_blocking(move || headcount::app::prepare(config, Arc::new(clock2)))
             .await
             .unwrap()
             .unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = opts
+        .listener
+        .unwrap_or_else(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
     let running = headcount::app::start(state, listener, false).unwrap();
     let server = running.server.handle();
     let state = running.state.clone();

@@ -23,6 +23,7 @@ mod insight;
 mod limits;
 mod load;
 mod multiprocess;
+mod oidc;
 mod ops;
 mod outage;
 mod process;

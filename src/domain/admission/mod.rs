@@ -2,6 +2,10 @@
 //! counts, the pre-checks, the user's places, eviction, the overage ceiling, the
 //! decision itself and the alert thresholds.
 
+mod verdict;
+
+pub use verdict::{Asked, Decided, Facts, InvalidRequest, Reads, Verdict, judge, reads};
+
 use super::Millis;
 use super::config::{CountMode, OverLimit, PerUserOverLimit, SiteConfig, limit_message};
 use super::session::{IdleTimeout, SessionState, Standing};
@@ -441,8 +445,6 @@ pub struct Answer {
     /// On a refusal that names a user: that user's open sessions.
     pub own_sessions: Option<Vec<OwnSession>>,
     pub config_version: i64,
-    /// A request found invalid while deciding (field, message); nothing was done.
-    pub invalid: Option<(String, String)>,
 }
 
 impl Answer {
@@ -456,7 +458,6 @@ impl Answer {
             replaced: Vec::new(),
             own_sessions: None,
             config_version: cfg.config_version,
-            invalid: None,
         }
     }
 }
@@ -604,7 +605,7 @@ mod tests {
     #[test]
     fn the_decision_table_shared_with_the_agent_holds() {
         let table: serde_json::Value = serde_json::from_str(include_str!(
-            "../../agents/django/tests/admission_cases.json"
+            "../../../agents/django/tests/admission_cases.json"
         ))
         .expect("the shared admission table is JSON");
         let cases = table["cases"].as_array().expect("cases");
