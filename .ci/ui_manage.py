@@ -115,6 +115,17 @@ class Manage:
             assert time.monotonic() < end, f"GET {path}: {status} {data}, not {code}"
             time.sleep(0.2)
 
+    def settings_block(self):
+        """The agent's settings block shown once a site is created: its text, and the
+        `HEADCOUNT` dict in it as the site's settings.py would read it."""
+        self.c.wait(lambda d: self.el("#settings-block").text, "the settings block")
+        block = self.el("#settings-block").get_attribute("textContent")
+        m = re.search(r"^HEADCOUNT = (\{.*?^\})", block, re.S | re.M)
+        assert m, block
+        settings = ast.literal_eval(m.group(1))
+        assert list(settings) == KEYS, settings
+        return block, settings
+
     # ---- the steps
 
     def run(self):
@@ -205,12 +216,7 @@ class Manage:
         self.put("site-form", "count_mode", "live")
         self.shot("site-new")
         self.submit("site-form")
-        self.c.wait(lambda d: self.el("#settings-block").text, "the settings block")
-        block = self.el("#settings-block").get_attribute("textContent")
-        m = re.search(r"^HEADCOUNT = (\{.*?^\})", block, re.S | re.M)
-        assert m, block
-        settings = ast.literal_eval(m.group(1))
-        assert list(settings) == KEYS, settings
+        block, settings = self.settings_block()
         assert settings["URL"] == self.c.url and settings["SITE"] == "initech-erp", settings
         assert settings["MODE"] == "local" and settings["WEBHOOK_SECRET"].startswith("whsec_"), settings
         # The block's token is the agent's: it reads the site's config, and only that.

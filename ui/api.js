@@ -1,5 +1,6 @@
-// The REST API, called with the caller's own token: each role sees exactly what its
-// token may see. Every request, reads and writes, goes through `call`.
+// The REST API, called as the person signed in (their bearer token, or the session
+// cookie of a sign-in through the identity provider): each role sees exactly what it
+// may see. Every request, reads and writes, goes through `call`.
 
 import { csrfToken, token } from './auth.js';
 
@@ -21,10 +22,10 @@ export function onUnauthorized(fn) {
 
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-// How the request proves who sends it. With a bearer token (the only sign-in today)
-// the token goes in the Authorization header and no cookie is sent. Without one the
-// browser's own session cookie for this origin goes along, and a write carries the
-// CSRF token that sign-in handed over, if any.
+// How the request proves who sends it. With a bearer token the token goes in the
+// Authorization header and no cookie is sent. Without one the browser's own session
+// cookie for this origin goes along, and a write carries the session's CSRF token
+// (from `GET /auth/session`): the server refuses a cookie write without it.
 function authenticate(method, headers, init) {
   const t = token();
   if (t) {
@@ -47,7 +48,9 @@ export async function call(method, path, body) {
   }
   const res = await fetch(path, init);
   if (res.status === 401) {
-    unauthorized('The server refused this token (expired, revoked, or not one of its tokens). Sign in again.');
+    unauthorized(init.credentials === 'omit'
+      ? 'The server refused this token (expired, revoked, or not one of its tokens). Sign in again.'
+      : 'Your session ended; sign in again.');
     throw new ApiError(401, 'signed out');
   }
   if (!res.ok) {

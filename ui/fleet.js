@@ -2,7 +2,7 @@
 // sites), both with totals, sites fullest first, recent failed pushes and billing.
 
 import { ApiError, get, seg } from './api.js';
-import { claimsOf, token } from './auth.js';
+import { identity } from './auth.js';
 import { billingSection } from './billing.js';
 import { failedDeliveries, failedTable } from './deliveries.js';
 import { fill, h } from './dom.js';
@@ -121,7 +121,7 @@ export function renderProvider() {
 
 export function renderTenant(slug) {
   const gen = generation;
-  const c = claimsOf(token());
+  const c = identity();
   document.title = `headcount · ${slug}`;
   const totals = h('div', { id: 'totals' }, h('p', { class: 'loading' }, 'Loading…'));
   const sites = h('div', { id: 'tenant-sites' });
@@ -156,7 +156,7 @@ export function renderTenant(slug) {
       fill(failures, failedTable(failedRows, load));
     } catch (e) {
       if (e instanceof ApiError && e.status === 404 && gen === generation) {
-        fill(totals, h('p', { class: 'empty' }, `No tenant ${slug} that this token may see.`));
+        fill(totals, h('p', { class: 'empty' }, `No tenant ${slug} that you may see.`));
         return;
       }
       failed(gen, e);

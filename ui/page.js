@@ -2,7 +2,7 @@
 // line, the confirmation dialog and the header (who is signed in, where they are).
 
 import { ApiError } from './api.js';
-import { claimsOf, token } from './auth.js';
+import { identity } from './auth.js';
 import { $, fill, h } from './dom.js';
 import { dateTimeFormat } from './format.js';
 
@@ -16,10 +16,12 @@ export function stopTimers() {
   timers = [];
 }
 
-// Leaves the current page: its pending loads are dropped, its timers stop.
+// Leaves the current page: its pending loads are dropped, its timers stop. Returns
+// the new page's generation.
 export function nextPage() {
   generation++;
   stopTimers();
+  return generation;
 }
 
 // Runs `fn` every `ms` while this page is shown and the tab is visible.
@@ -73,7 +75,7 @@ export function confirmDialog(text, okLabel) {
 // ---- page frame
 
 export function frame(crumbs, ...content) {
-  const c = claimsOf(token() || '');
+  const c = identity();
   $('who').textContent = c ? whoText(c) : '';
   $('sign-out').hidden = !c;
   frameCrumbs(crumbs);
@@ -82,11 +84,14 @@ export function frame(crumbs, ...content) {
   return main;
 }
 
+// The role, and for a sign-in through the identity provider the person's name and
+// e-mail; then until when the token or session holds.
 function whoText(c) {
-  const until = c.exp ? ` · until ${dateTimeFormat.format(new Date(c.exp * 1000))}` : '';
-  if (c.role === 'tenant') return `tenant ${c.tenant}${until}`;
-  if (c.role === 'site') return `site ${c.site}${until}`;
-  return `provider (admin)${until}`;
+  const end = c.exp ? new Date(c.exp * 1000) : c.expires_at ? new Date(c.expires_at) : null;
+  const until = end && !Number.isNaN(end.getTime()) ? ` · until ${dateTimeFormat.format(end)}` : '';
+  const person = [c.name, c.email && c.email !== c.name ? `<${c.email}>` : null].filter(Boolean).join(' ');
+  const role = c.role === 'tenant' ? `tenant ${c.tenant}` : c.role === 'site' ? `site ${c.site}` : 'provider (admin)';
+  return `${person ? `${person} · ` : ''}${role}${until}`;
 }
 
 export function frameCrumbs(crumbs) {

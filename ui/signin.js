@@ -1,7 +1,8 @@
-// The sign-in page: paste a token (or arrive through a `#token=…` link, which the
-// router handles before any page is shown).
+// The sign-in page: through the identity provider, when the server has one (its
+// `/auth/login` comes back here with a session cookie); or paste a token (or arrive
+// through a `#token=…` link, which the router handles before any page is shown).
 
-import { claimsOf, keepToken } from './auth.js';
+import { claimsOf, identityProviderLogin, keepToken } from './auth.js';
 import { h } from './dom.js';
 import { frame, say } from './page.js';
 
@@ -9,11 +10,14 @@ import { frame, say } from './page.js';
 // this module does not import the router that imports it.
 export function renderSignIn(message, signedIn) {
   document.title = 'headcount · sign in';
+  const login = identityProviderLogin();
   const input = h('input', { type: 'password', id: 'token-input', autocomplete: 'off', spellcheck: 'false', required: true, placeholder: 'eyJ…' });
   frame(
     [{ text: 'Sign in' }],
     h('h1', {}, 'Sign in'),
     message ? h('p', { class: 'notice', role: 'alert' }, message) : null,
+    login ? identityProviderPanel(login) : null,
+    login ? h('h2', { class: 'token-heading' }, 'Or sign in with a token') : null,
     h(
       'form',
       {
@@ -44,5 +48,17 @@ export function renderSignIn(message, signedIn) {
       '.',
     ),
   );
-  input.focus();
+  if (!login) input.focus();
+}
+
+// The way in for people: back to this very address once the provider is done.
+function identityProviderPanel(login) {
+  const here = `${location.pathname}${location.hash || '#/'}`;
+  const href = `${login}${login.includes('?') ? '&' : '?'}return_to=${encodeURIComponent(here)}`;
+  return h(
+    'div',
+    { class: 'idp-sign-in' },
+    h('a', { id: 'idp-sign-in', class: 'button-link primary', href }, 'Sign in with your identity provider'),
+    h('p', { class: 'hint' }, 'Your organisation\'s account: its groups decide whether you see the provider\'s pages or a tenant\'s.'),
+  );
 }

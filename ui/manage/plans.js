@@ -2,7 +2,7 @@
 // own page to change it (admin); a tenant may read the list.
 
 import { ApiError, api, get, seg } from '../api.js';
-import { claimsOf, token } from '../auth.js';
+import { identity } from '../auth.js';
 import { fill, h } from '../dom.js';
 import { fmt, time } from '../format.js';
 import { failed, frame, generation, say } from '../page.js';
@@ -36,7 +36,7 @@ function plansTable(items, admin) {
 
 export function renderPlans() {
   const gen = generation;
-  const admin = claimsOf(token()).role === 'admin';
+  const admin = identity().role === 'admin';
   document.title = 'headcount · plans';
   const list = h('div', { id: 'plans-list' }, h('p', { class: 'loading' }, 'Loading…'));
   const load = async () => {

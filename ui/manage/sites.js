@@ -6,7 +6,7 @@
 // secret and mint the agent's tokens.
 
 import { ApiError, api, get, seg } from '../api.js';
-import { claimsOf, token } from '../auth.js';
+import { identity } from '../auth.js';
 import { fill, h } from '../dom.js';
 import { duration, fmt, time } from '../format.js';
 import { confirmDialog, failed, frame, generation, say } from '../page.js';
@@ -16,7 +16,7 @@ import { providerSiteFields, siteValues, tenantSiteFields } from './fields.js';
 import { managedForm, shownOnce } from './forms.js';
 import { siteTokenSection } from './tokens.js';
 
-const notFound = (what) => h('p', { class: 'empty', id: 'not-found' }, `No ${what} that this token may see.`);
+const notFound = (what) => h('p', { class: 'empty', id: 'not-found' }, `No ${what} that you may see.`);
 
 // What the agent's settings take besides the site: how it reaches headcount, its mode.
 function agentFields() {
@@ -191,7 +191,7 @@ function rotateSection(slug) {
 
 export function renderSiteEdit(slug) {
   const gen = generation;
-  const admin = claimsOf(token()).role === 'admin';
+  const admin = identity().role === 'admin';
   document.title = `headcount · ${slug} · change`;
   const body = h('div', { id: 'site-edit' }, h('p', { class: 'loading' }, 'Loading…'));
   const crumbs = admin ? [{ text: 'Provider', href: '#/' }] : [{ text: 'Tenant', href: '#/' }];

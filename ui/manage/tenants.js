@@ -3,7 +3,7 @@
 // API refuses the rest) and may rotate its alert secret.
 
 import { ApiError, api, get, seg } from '../api.js';
-import { claimsOf, token } from '../auth.js';
+import { identity } from '../auth.js';
 import { fill, h } from '../dom.js';
 import { fmt, time } from '../format.js';
 import { confirmDialog, failed, frame, generation, say } from '../page.js';
@@ -74,7 +74,7 @@ export function renderTenants() {
 
 export function renderTenantEdit(slug) {
   const gen = generation;
-  const admin = claimsOf(token()).role === 'admin';
+  const admin = identity().role === 'admin';
   document.title = `headcount · tenant ${slug}`;
   const body = h('div', { id: 'tenant-edit' }, h('p', { class: 'loading' }, 'Loading…'));
   const crumbs = admin
@@ -126,7 +126,7 @@ export function renderTenantEdit(slug) {
       );
     } catch (e) {
       if (e instanceof ApiError && e.status === 404 && gen === generation) {
-        fill(body, h('p', { class: 'empty', id: 'not-found' }, `No tenant ${slug} that this token may see.`));
+        fill(body, h('p', { class: 'empty', id: 'not-found' }, `No tenant ${slug} that you may see.`));
         return;
       }
       failed(gen, e);

@@ -3,7 +3,7 @@
 // tenant mints site tokens for its own sites (revoking is the provider's).
 
 import { ApiError, api, get, seg } from '../api.js';
-import { claimsOf, token } from '../auth.js';
+import { identity } from '../auth.js';
 import { fill, h } from '../dom.js';
 import { time } from '../format.js';
 import { confirmDialog, failed, frame, generation, say } from '../page.js';
@@ -124,7 +124,7 @@ function mintSpecs(admin, tenants, sites) {
 
 export function renderTokens() {
   const gen = generation;
-  const admin = claimsOf(token()).role === 'admin';
+  const admin = identity().role === 'admin';
   document.title = 'headcount · tokens';
   const mintBox = h('div', { id: 'mint' }, h('p', { class: 'loading' }, 'Loading…'));
   const minted = h('div', { id: 'minted' });

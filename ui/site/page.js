@@ -3,7 +3,7 @@
 // view's state, and `guard`, which turns a 404 into "no such site" for the page.
 
 import { ApiError, get, seg } from '../api.js';
-import { claimsOf, token } from '../auth.js';
+import { identity } from '../auth.js';
 import { gauge } from '../charts.js';
 import { fill, h } from '../dom.js';
 import { duration, fmt } from '../format.js';
@@ -28,7 +28,7 @@ function crumbsFor(c, slug) {
 
 export function renderSite(slug) {
   const gen = generation;
-  const c = claimsOf(token());
+  const c = identity();
   document.title = `headcount · ${slug}`;
   const view = { state: 'active', user: '', limit: 50, range: 'day', site: null, usage: null, deliveriesFailedOnly: false };
   const base = `/v1/sites/${seg(slug)}`;
@@ -40,7 +40,7 @@ export function renderSite(slug) {
 
   const notFound = () => {
     stopTimers();
-    frame(crumbs, title, h('p', { class: 'empty', id: 'not-found' }, `No site ${slug} that this token may see.`));
+    frame(crumbs, title, h('p', { class: 'empty', id: 'not-found' }, `No site ${slug} that you may see.`));
   };
   const guard = async (fn) => {
     try {
