@@ -226,17 +226,7 @@ impl Config {
             35,
         )?;
         let (provider_notify_url, provider_notify_secret) = provider_notify(&file)?;
-        let pool_size = parse_int("HEADCOUNT_POOL_SIZE", file.pool_size.map(i64::from), 16)?;
-        let workers = parse_int(
-            "HEADCOUNT_WORKERS",
-            file.workers.map(|w| w as i64),
-            std::thread::available_parallelism().map_or(2, |n| n.get() as i64),
-        )?;
-        let expensive_reads_per_tenant = parse_int(
-            "HEADCOUNT_EXPENSIVE_READS_PER_TENANT",
-            file.expensive_reads_per_tenant.map(i64::from),
-            4,
-        )?;
+        let (pool_size, workers, expensive_reads_per_tenant) = capacity(&file)?;
         let (advice_budget_seconds, advice_cache_entries) = advice_settings(&file)?;
         let oidc = oidc(&file)?;
         Ok(Self {
@@ -266,6 +256,22 @@ impl Config {
             oidc,
         })
     }
+}
+
+/// `HEADCOUNT_POOL_SIZE`, `HEADCOUNT_WORKERS` and `HEADCOUNT_EXPENSIVE_READS_PER_TENANT`.
+fn capacity(file: &FileSettings) -> Result<(i64, i64, i64), String> {
+    let pool_size = parse_int("HEADCOUNT_POOL_SIZE", file.pool_size.map(i64::from), 16)?;
+    let workers = parse_int(
+        "HEADCOUNT_WORKERS",
+        file.workers.map(|w| w as i64),
+        std::thread::available_parallelism().map_or(2, |n| n.get() as i64),
+    )?;
+    let expensive_reads_per_tenant = parse_int(
+        "HEADCOUNT_EXPENSIVE_READS_PER_TENANT",
+        file.expensive_reads_per_tenant.map(i64::from),
+        4,
+    )?;
+    Ok((pool_size, workers, expensive_reads_per_tenant))
 }
 
 /// `HEADCOUNT_ADVICE_BUDGET_SECONDS` and `HEADCOUNT_ADVICE_CACHE_ENTRIES` (which may

@@ -144,26 +144,7 @@ async fn finish(state: &AppState, q: CallbackQuery) -> Result<(String, String), 
         .verify(&id_token, &attempt.nonce, now)
         .await
         .map_err(|e| refused(&e))?;
-    let role = sign_in::role_of(
-        &who.groups,
-        &p.settings.admin_group,
-        &p.settings.tenant_group_prefix,
-    )
-    .map_err(|m| page(StatusCode::FORBIDDEN, &m))?;
-    if let PersonRole::Tenant(t) = &role {
-        let slug = t.clone();
-        let known = state
-            .db
-            .run(move |c| tenants::get(c, &Scope::Provider, &slug))
-            .await
-            .is_ok();
-        if !known {
-            return Err(page(
-                StatusCode::FORBIDDEN,
-                &format!("your group names the tenant {t:?}, which headcount does not have"),
-            ));
-        }
-    }
+    let role = role_of(state, p, &who.groups).await?;
     let cookie = random_secret(32);
     let csrf = random_secret(32);
     let issuer = p.settings.issuer.clone();
@@ -191,6 +172,33 @@ async fn finish(state: &AppState, q: CallbackQuery) -> Result<(String, String), 
         .await
         .map_err(|e| page(StatusCode::SERVICE_UNAVAILABLE, &Error::from(e).to_string()))?;
     Ok((cookie, attempt.return_to))
+}
+
+/// The role a person's groups give, for a tenant that exists (a page otherwise).
+async fn role_of(
+    state: &AppState, p: &Provider, groups: &[String],
+) -> Result<PersonRole, HttpResponse> {
+    let role = sign_in::role_of(
+        groups,
+        &p.settings.admin_group,
+        &p.settings.tenant_group_prefix,
+    )
+    .map_err(|m| page(StatusCode::FORBIDDEN, &m))?;
+    if let PersonRole::Tenant(t) = &role {
+        let slug = t.clone();
+        let known = state
+            .db
+            .run(move |c| tenants::get(c, &Scope::Provider, &slug))
+            .await
+            .is_ok();
+        if !known {
+            return Err(page(
+                StatusCode::FORBIDDEN,
+                &format!("your group names the tenant {t:?}, which headcount does not have"),
+            ));
+        }
+    }
+    Ok(role)
 }
 
 /// The person signed in with this browser's session cookie.
@@ -299,7 +307,12 @@ fn refused(e: &SignInError) -> HttpResponse {
 
 /// A small page that says what happened and offers to sign in again.
 fn page(status: StatusCode, message: &str) -> HttpResponse {
-    let text = escape(message);
+    let mut chars = message.chars();
+    let sentence: String = chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default();
+    let text = escape(&sentence);
     let body = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::sites::{SiteConfig, SiteFull};
-use crate::domain::Millis;
 use super::visible::SiteKey;
 use super::{DbConn, Error, Result, alerts, batch_reads, counts, outbox, sessions, sites, usage};
+use crate::domain::Millis;
 use crate::domain::admission::{
     self, Answer, Asked, Counting, Decided, Facts, InvalidRequest, Own, OwnSession, Reads, Verdict,
 };
@@ -211,11 +211,12 @@ struct Read {
 
 /// One admission: read what the rules ask for, judge, apply the verdict. Updates
 /// the batch's tally and standings.
-fn decide_one(
-    c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation,
-) -> Result<Judged> {
+fn decide_one(c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation) -> Result<Judged> {
     let now = batch.now;
-    let before = batch.standings.get(&(r.site.id(), r.session.clone())).cloned();
+    let before = batch
+        .standings
+        .get(&(r.site.id(), r.session.clone()))
+        .cloned();
     let t = batch.tally(r.site.id())?;
     let (cfg, counted) = (t.cfg.clone(), t.counted);
     let (tenant_id, pooled) = (t.full.site.tenant_id, t.full.tenant_pool);
@@ -226,7 +227,14 @@ fn decide_one(
         replace: &r.replace,
         obs: &obs,
     };
-    let wanted = admission::reads(&cfg, &asked, before.as_ref(), counted, now, pooled.is_some());
+    let wanted = admission::reads(
+        &cfg,
+        &asked,
+        before.as_ref(),
+        counted,
+        now,
+        pooled.is_some(),
+    );
     let read = read(c, batch, r, &cfg, wanted, (tenant_id, pooled))?;
     let own: Vec<Own<'_>> = read
         .own
@@ -281,8 +289,8 @@ fn read(
 /// a refusal recorded with a sample of the counted sessions and answered with the
 /// user's own sessions, and the alerts the new count calls for.
 fn apply(
-    c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation, cfg: &SiteConfig,
-    d: Decided, (read_own, own): (bool, Vec<sessions::OwnSession>),
+    c: &mut DbConn, batch: &mut Batch, r: &Request, obs: Observation, cfg: &SiteConfig, d: Decided,
+    (read_own, own): (bool, Vec<sessions::OwnSession>),
 ) -> Result<Answer> {
     let (now, provider) = (batch.now, batch.provider_alerts);
     let site = r.site.id();

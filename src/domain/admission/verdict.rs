@@ -134,21 +134,8 @@ impl Decided {
 /// user's places, the site's limit and the tenant's pool ([`decide`]).
 pub fn judge(asked: &Asked<'_>, f: &Facts<'_>) -> Verdict {
     let counting = Counting::of(f.cfg, f.now);
-    match known(f.before, f.now, !asked.replace.is_empty()) {
-        Some(Known::Ended) => {
-            return Verdict::Decided(Decided::settled(Outcome::SessionEnded, f.counted, None));
-        }
-        Some(Known::Again) => {
-            let after = Standing::after(f.before, asked.obs);
-            let counted = f.counted + i64::from(counting.counts(&after))
-                - i64::from(f.before.is_some_and(|b| counting.counts(b)));
-            return Verdict::Decided(Decided::settled(
-                Outcome::WithinLimit,
-                counted,
-                Some((false, false)),
-            ));
-        }
-        None => {}
+    if let Some(settled) = by_standing(asked, f, &counting) {
+        return Verdict::Decided(settled);
     }
     let reserve = reserve(f.cfg, asked.roles);
     let exempt = exempt_mark(f.cfg, asked, f.before);
@@ -165,9 +152,7 @@ pub fn judge(asked: &Asked<'_>, f: &Facts<'_>) -> Verdict {
     // An exempt session takes no place, so nothing is evicted for it.
     let victim = f
         .victim
-        .filter(|_| {
-            !exempt && wants_eviction(f.cfg, f.counted, places.replacing, reserve)
-        })
+        .filter(|_| !exempt && wants_eviction(f.cfg, f.counted, places.replacing, reserve))
         .filter(|v| may_evict(v, asked.session, asked.replace, places.oldest.as_deref()));
     let decision: Decision = decide(&Ask {
         counted: f.counted,
@@ -192,31 +177,14 @@ pub fn judge(asked: &Asked<'_>, f: &Facts<'_>) -> Verdict {
             judged: true,
         });
     }
-    // The sessions it ends: those the request replaces (but itself), the user's most
-    // idle one for `replace_oldest`, and the evicted one; each frees its place if it
-    // held one.
-    let held = |s: &str| {
-        f.own
-            .iter()
-            .find(|o| o.session == s)
-            .is_some_and(|o| counting.counts_open(o.last_activity_at))
-    };
-    let mut end: Vec<(String, bool, EndReason)> = asked
-        .replace
-        .iter()
-        .filter(|s| *s != asked.session)
-        .map(|s| (s.clone(), held(s), EndReason::Replaced))
-        .collect();
-    if decision.replace_oldest
-        && let Some(o) = &places.oldest
-    {
-        end.push((o.clone(), held(o), EndReason::Replaced));
-    }
-    if decision.evict
-        && let Some(v) = victim
-    {
-        end.push((v.to_owned(), true, EndReason::Evicted));
-    }
+    let end = ending(
+        asked,
+        f,
+        &counting,
+        &decision,
+        places.oldest.as_deref(),
+        victim,
+    );
     // The count follows the decision: the places it frees and the one it takes,
     // unless the session takes none, as the site will see it once the session is on.
     let takes = !exempt && !places.already_counted;
@@ -230,6 +198,56 @@ pub fn judge(asked: &Asked<'_>, f: &Facts<'_>) -> Verdict {
         refused: false,
         judged: true,
     })
+}
+
+/// The verdict the stored standing settles alone: an ended session stays ended; an
+/// active one asked again (without `replace`) is admitted and counted once.
+fn by_standing(asked: &Asked<'_>, f: &Facts<'_>, counting: &Counting) -> Option<Decided> {
+    match known(f.before, f.now, !asked.replace.is_empty())? {
+        Known::Ended => Some(Decided::settled(Outcome::SessionEnded, f.counted, None)),
+        Known::Again => {
+            let after = Standing::after(f.before, asked.obs);
+            let counted = f.counted + i64::from(counting.counts(&after))
+                - i64::from(f.before.is_some_and(|b| counting.counts(b)));
+            Some(Decided::settled(
+                Outcome::WithinLimit,
+                counted,
+                Some((false, false)),
+            ))
+        }
+    }
+}
+
+/// The sessions an admission ends: those the request replaces (but itself), the
+/// user's most idle one for `replace_oldest`, and the evicted one; each with whether
+/// it held a counted place.
+fn ending(
+    asked: &Asked<'_>, f: &Facts<'_>, counting: &Counting, decision: &Decision,
+    oldest: Option<&str>, victim: Option<&str>,
+) -> Vec<(String, bool, EndReason)> {
+    let held = |s: &str| {
+        f.own
+            .iter()
+            .find(|o| o.session == s)
+            .is_some_and(|o| counting.counts_open(o.last_activity_at))
+    };
+    let mut end: Vec<(String, bool, EndReason)> = asked
+        .replace
+        .iter()
+        .filter(|s| *s != asked.session)
+        .map(|s| (s.clone(), held(s), EndReason::Replaced))
+        .collect();
+    if decision.replace_oldest
+        && let Some(o) = oldest
+    {
+        end.push((o.to_owned(), held(o), EndReason::Replaced));
+    }
+    if decision.evict
+        && let Some(v) = victim
+    {
+        end.push((v.to_owned(), true, EndReason::Evicted));
+    }
+    end
 }
 
 #[cfg(test)]
@@ -293,12 +311,18 @@ mod tests {
         };
         assert_eq!(d.outcome, Outcome::EvictedDangling);
         assert_eq!(d.end, [("idle".to_owned(), true, EndReason::Evicted)]);
-        assert_eq!((d.counted, d.write, d.refused), (2, Some((false, false)), false));
+        assert_eq!(
+            (d.counted, d.write, d.refused),
+            (2, Some((false, false)), false)
+        );
         // Without a session to evict it is refused, and nothing is written.
         let Verdict::Decided(d) = judge(&asked, &facts(&cfg, 2, None)) else {
             panic!("decided");
         };
-        assert_eq!((d.outcome, d.write, d.refused), (Outcome::LimitReached, None, true));
+        assert_eq!(
+            (d.outcome, d.write, d.refused),
+            (Outcome::LimitReached, None, true)
+        );
     }
 
     #[test]
@@ -313,7 +337,10 @@ mod tests {
             replace: &[],
             obs: &o,
         };
-        assert_eq!(reads(&cfg, &asked, Some(&stored), 1, 2_000, true), Reads::default());
+        assert_eq!(
+            reads(&cfg, &asked, Some(&stored), 1, 2_000, true),
+            Reads::default()
+        );
         let again = Facts {
             before: Some(&stored),
             ..facts(&cfg, 1, None)
@@ -321,7 +348,10 @@ mod tests {
         let Verdict::Decided(d) = judge(&asked, &again) else {
             panic!("decided");
         };
-        assert_eq!((d.outcome, d.counted, d.judged), (Outcome::WithinLimit, 1, false));
+        assert_eq!(
+            (d.outcome, d.counted, d.judged),
+            (Outcome::WithinLimit, 1, false)
+        );
         let replace = ["not-hers".to_owned()];
         let replacing = Asked {
             replace: &replace,
@@ -331,7 +361,10 @@ mod tests {
         assert!(reads(&cfg, &replacing, None, 1, 2_000, false).own);
         assert!(matches!(
             judge(&replacing, &facts(&cfg, 1, None)),
-            Verdict::Invalid(InvalidRequest { field: "replace", .. })
+            Verdict::Invalid(InvalidRequest {
+                field: "replace",
+                ..
+            })
         ));
     }
 }
