@@ -252,26 +252,27 @@ pub async fn ingest_events(
         }
     }
     let accepted = good.len() + refusals.len();
-    if !refusals.is_empty() {
-        record_site_refusals(&state, site.key(), refusals, now).await?;
+    if refusals.is_empty() {
+        state.writer().merge_any(site.key(), coalesce(good)).await?;
+    } else {
+        record_with_refusals(&state, site.key(), coalesce(good), refusals, now).await?;
     }
-    state.writer().merge_any(site.key(), coalesce(good)).await?;
     state.metrics.events(accepted, rejected.len());
     Ok(HttpResponse::Ok().json(BatchResult { accepted, rejected }))
 }
 
-/// Records the refusals a site made itself as denials, each once, and raises the
-/// `site.limit_reached` alert as a refused admission would: paced by headcount's clock
-/// (`now`), whatever instants the site gave them.
-async fn record_site_refusals(
-    state: &web::Data<AppState>, site: SiteKey, refusals: Vec<usage::Refusal>, now: Millis,
+/// Merges a batch's sessions and records the refusals the site made itself as
+/// denials, each once, in one transaction; raises the `site.limit_reached` alert as a
+/// refused admission would: paced by headcount's clock (`now`), whatever instants the
+/// site gave them.
+async fn record_with_refusals(
+    state: &web::Data<AppState>, site: SiteKey, rows: Vec<(String, Observation)>,
+    refusals: Vec<usage::Refusal>, now: Millis,
 ) -> Result<()> {
     let provider_alerts = state.config.provider_notify_url.is_some();
     let queued = state
         .writer()
-        .locked(site, move |c| {
-            usage::record_site_refusals(c, site, &refusals, now, provider_alerts)
-        })
+        .merge_with_refusals(site, rows, refusals, now, provider_alerts)
         .await?;
     if queued > 0 {
         state.outbox_wakeup.notify_one();

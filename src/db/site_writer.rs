@@ -367,6 +367,23 @@ impl SiteWriter {
         }
     }
 
+    /// A batch of events that holds refusals the site made itself: its sessions merged
+    /// and its refusals recorded (with their alert) in one transaction that holds the
+    /// site, so that neither lands without the other. How many refusals were new.
+    pub async fn merge_with_refusals(
+        &self, site: SiteKey, rows: Vec<(String, Observation)>,
+        refusals: Vec<super::usage::Refusal>, now: Millis, provider_alerts: bool,
+    ) -> Result<usize> {
+        let (rows, refusals) = (Arc::new(rows), Arc::new(refusals));
+        self.locked(site, move |c| {
+            if !rows.is_empty() {
+                sessions::merge(c, site.id(), &rows, false)?;
+            }
+            super::usage::record_site_refusals(c, site, &refusals, now, provider_alerts)
+        })
+        .await
+    }
+
     /// Applies a full snapshot of the site's active sessions: merges every listed
     /// one, then ends as `reconciled` the site's other open sessions that were idle
     /// at `as_of`. Returns (sessions created, sessions ended).
