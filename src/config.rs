@@ -86,6 +86,7 @@ struct FileSettings {
     oidc_groups_claim: Option<String>,
     oidc_idle_minutes: Option<i64>,
     oidc_max_hours: Option<i64>,
+    read_timeout_seconds: Option<i64>,
 }
 
 /// Sign-in for people through the provider's identity provider (OpenID Connect).
@@ -159,6 +160,8 @@ pub struct Config {
     pub prepared_statements: bool,
     /// `None`: people sign in with tokens only.
     pub oidc: Option<Oidc>,
+    /// How long one statement of an expensive read may run (PostgreSQL).
+    pub read_timeout: Duration,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -229,6 +232,11 @@ impl Config {
         let (pool_size, workers, expensive_reads_per_tenant) = capacity(&file)?;
         let (advice_budget_seconds, advice_cache_entries) = advice_settings(&file)?;
         let oidc = oidc(&file)?;
+        let read_timeout = parse_int(
+            "HEADCOUNT_READ_TIMEOUT_SECONDS",
+            file.read_timeout_seconds,
+            30,
+        )?;
         Ok(Self {
             listen,
             database_url,
@@ -254,6 +262,7 @@ impl Config {
             advice_budget_seconds: advice_budget_seconds as u64,
             advice_cache_entries: advice_cache_entries.min(100_000) as usize,
             oidc,
+            read_timeout: Duration::from_secs(read_timeout.min(86_400) as u64),
         })
     }
 }

@@ -150,6 +150,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             Ok::<_, crate::db::Error>((secret, first))
         })
         .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
+    crate::db::set_read_timeout(config.read_timeout);
     let rate_limiter = config.rate_limit.map(RateLimiter::new);
     let expensive_reads = ConcurrencyLimiter::new(config.expensive_reads_per_tenant);
     let advice_cache = crate::cache::Lru::new(config.advice_cache_entries);

@@ -15,7 +15,7 @@ use crate::db::sessions;
 use crate::db::sessions::{ListFilter, SessionRow};
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{EndReason, SessionState, state};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -127,14 +127,18 @@ pub fn parse_states(s: Option<&str>) -> Result<HashSet<SessionState>> {
     Ok(out)
 }
 
-/// The Sessions table: newest activity first.
+/// The Sessions table: newest activity first. With `at` (the sessions active at a
+/// past instant) it is one of a tenant's expensive reads: at most
+/// `HEADCOUNT_EXPENSIVE_READS_PER_TENANT` run at a time, others get a 429.
 #[utoipa::path(tag = "sessions", params(("slug" = String, Path), SessionsQuery),
-    responses((status = 200, body = Page<SessionView>), BadRequest, NotFound))]
+    responses((status = 200, body = Page<SessionView>), BadRequest, NotFound,
+        (status = 429, body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")))))]
 #[get("/v1/sites/{slug}/sessions")]
 pub async fn list_sessions(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     q: web::Query<SessionsQuery>,
-) -> Result<HttpResponse> {
+) -> actix_web::Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
     let limit = page_limit(q.limit)?;
     let before = decode_cursor(q.cursor.as_deref(), 2)?.map(|v| (v[0], v[1]));
@@ -146,6 +150,8 @@ pub async fn list_sessions(
         idle_longer_than_ms: None,
     };
     let at = q.at.as_deref().map(parse_at).transpose()?;
+    // A past instant reads the site's history of sessions: an expensive read.
+    let _slot = at.map(|_| state.expensive_read(&caller)).transpose()?;
     let now = at.unwrap_or_else(|| state.now());
     let idle = site.effective().values.idle_timeout_seconds;
     let key = site.key();
@@ -155,7 +161,8 @@ pub async fn list_sessions(
             Some(at) => sessions::list_active_at(c, key, at, idle, &filter),
             None => sessions::list(c, key, now, idle, &filter),
         })
-        .await?;
+        .await
+        .map_err(Error::from)?;
     Ok(HttpResponse::Ok().json(page(
         rows,
         limit,

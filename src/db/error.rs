@@ -53,6 +53,17 @@ impl From<diesel::result::Error> for Error {
                 Self::Unavailable(format!("database unavailable: {}", info.message()))
             }
             D::DatabaseError(K::SerializationFailure, _) => Self::Busy,
+            D::DatabaseError(_, ref info)
+                if info
+                    .message()
+                    .contains("canceling statement due to statement timeout") =>
+            {
+                Self::Unavailable(
+                    "the read took longer than HEADCOUNT_READ_TIMEOUT_SECONDS allows and was \
+                     stopped; ask for less (a shorter period) or try again later"
+                        .to_owned(),
+                )
+            }
             D::DatabaseError(_, ref info) if is_busy_message(info.message()) => Self::Busy,
             other => Self::Internal(anyhow::Error::new(other)),
         }

@@ -351,9 +351,25 @@ where
         if matches!(c, DbConn::Pg(_)) {
             diesel::sql_query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .execute(c)?;
+            // A read that grows with a site's data may not hold a connection (and the
+            // database's workers) for minutes: PostgreSQL cancels it.
+            let ms = READ_TIMEOUT_MS.load(std::sync::atomic::Ordering::Relaxed);
+            diesel::sql_query(format!("SET LOCAL statement_timeout = {ms}")).execute(c)?;
         }
         f(c)
     })
+}
+
+/// How long one statement of a [`read_snapshot`] may run on PostgreSQL, in
+/// milliseconds (`HEADCOUNT_READ_TIMEOUT_SECONDS`, set at start).
+static READ_TIMEOUT_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(30_000);
+
+/// Sets the statement timeout of [`read_snapshot`]s for this process.
+pub fn set_read_timeout(timeout: std::time::Duration) {
+    let ms = u64::try_from(timeout.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
+    READ_TIMEOUT_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Whether this process works on a distributed schema: set by the start-up check

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use diesel::RunQueryDsl as _;
 use futures_util::future::join_all;
 use headcount::auth::Caller;
 use reqwest::StatusCode;
@@ -176,6 +177,7 @@ async fn the_limit_counts_per_tenant_and_the_provider_apart() {
         "/v1/sites/{site}/usage/chart.svg",
         "/v1/sites/{site}/advice?period=2030-12",
         "/v1/billing/export?period=2030-12",
+        "/v1/sites/{site}/sessions?at=2026-01-01T00:00:00Z",
     ];
     let limit = app.state.config.expensive_reads_per_tenant;
     let caller = Caller::Tenant {
@@ -199,4 +201,51 @@ async fn the_limit_counts_per_tenant_and_the_provider_apart() {
         assert_eq!(r.status, StatusCode::OK, "{read}: {}", r.text);
     }
     assert_eq!(app.state.expensive_reads_busy(), 0);
+}
+
+/// An expensive read on PostgreSQL runs under a statement timeout
+/// (`HEADCOUNT_READ_TIMEOUT_SECONDS`, 30 s by default), and a statement it cancels is
+/// a 503 (Retry-After), not a 500: the read gives its connection back instead of
+/// holding it for minutes.
+#[tokio::test]
+async fn an_expensive_read_past_its_statement_timeout_is_a_503() {
+    if crate::helpers::pg_url().is_none() {
+        return;
+    }
+    let app = spawn().await;
+    let (timeout, cancelled) = app
+        .state
+        .db
+        .run(|c| {
+            let shown = headcount::db::read_snapshot(c, |c| {
+                headcount::per_backend!(c, |c| diesel::sql_query("SHOW statement_timeout")
+                    .get_result::<Shown>(c))
+            })?;
+            // The same read made slower than a timeout of its own.
+            let slow = headcount::db::read_snapshot(c, |c| {
+                headcount::per_backend!(c, |c| {
+                    diesel::sql_query("SET LOCAL statement_timeout = 50").execute(c)?;
+                    diesel::sql_query("SELECT pg_sleep(2)").execute(c)
+                })
+                .map_err(headcount::db::Error::from)
+            });
+            Ok::<_, headcount::db::Error>((shown.statement_timeout, slow))
+        })
+        .await
+        .unwrap();
+    assert_eq!(timeout, "30s");
+    let e = headcount::error::Error::from(cancelled.unwrap_err());
+    let r = actix_web::ResponseError::error_response(&e);
+    assert_eq!(r.status(), actix_web::http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        e.to_string().contains("HEADCOUNT_READ_TIMEOUT_SECONDS"),
+        "{e}"
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Shown {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement_timeout: String,
 }
