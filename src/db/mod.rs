@@ -153,11 +153,24 @@ impl Manager {
                 // WAL lets readers run beside the one writer; the busy timeout makes
                 // concurrent writers wait instead of failing with "database is locked".
                 // No commit checkpoints: `jobs::checkpoint` does, off the request path.
-                c.batch_execute(
-                    "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
-                     PRAGMA wal_autocheckpoint = 0;",
-                )?;
+                // Switching a new database to WAL needs it to itself, and SQLite answers
+                // "locked" at once rather than wait while another process (starting
+                // together with this one) migrates it: that is tried again for a while.
+                let mut tries = 0;
+                loop {
+                    match c.batch_execute(
+                        "PRAGMA busy_timeout = 10000; PRAGMA journal_mode = WAL; \
+                         PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                         PRAGMA wal_autocheckpoint = 0;",
+                    ) {
+                        Ok(()) => break,
+                        Err(e) if tries < 200 && e.to_string().contains("database is locked") => {
+                            tries += 1;
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
                 Ok(DbConn::Sqlite(c))
             }
             None => Err(ConnectError::Scheme),

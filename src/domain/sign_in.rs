@@ -122,7 +122,7 @@ pub fn session_ended(
         Some("signed out")
     } else if now >= expires_at {
         Some("the session reached its longest life; sign in again")
-    } else if now >= last_seen_at.saturating_add(idle_ms) {
+    } else if now - last_seen_at >= idle_ms {
         Some("the session was unused for too long; sign in again")
     } else {
         None

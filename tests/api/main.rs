@@ -16,6 +16,7 @@ mod crash;
 mod edges;
 mod exempt;
 mod fairness;
+mod fairness_bench;
 mod fleet_month;
 mod foundation;
 mod history;
