@@ -75,6 +75,7 @@ struct FileSettings {
     pool_size: Option<u32>,
     workers: Option<usize>,
     expensive_reads_per_tenant: Option<u32>,
+    expensive_reads_at_once: Option<u32>,
     advice_budget_seconds: Option<u64>,
     advice_cache_entries: Option<u32>,
     oidc_issuer: Option<String>,
@@ -150,6 +151,9 @@ pub struct Config {
     /// may have running at a time in this process; the provider's operators count as
     /// one more such caller. Keeps one tenant's heavy reads from slowing the others.
     pub expensive_reads_per_tenant: u32,
+    /// Expensive reads computed at once in this process, all tenants together; the
+    /// others wait their turn (default: one core fewer than the machine has).
+    pub expensive_reads_at_once: u32,
     /// Seconds of computing one plan advice may take before it is given up with a 503,
     /// so that a month too big to replay cannot hold the cores.
     pub advice_budget_seconds: u64,
@@ -229,7 +233,8 @@ impl Config {
             35,
         )?;
         let (provider_notify_url, provider_notify_secret) = provider_notify(&file)?;
-        let (pool_size, workers, expensive_reads_per_tenant) = capacity(&file)?;
+        let (pool_size, workers, (expensive_reads_per_tenant, expensive_reads_at_once)) =
+            capacity(&file)?;
         let (advice_budget_seconds, advice_cache_entries) = advice_settings(&file)?;
         let oidc = oidc(&file)?;
         let read_timeout = parse_int(
@@ -256,8 +261,8 @@ impl Config {
             provider_notify_secret,
             pool_size: pool_size.clamp(1, 512) as u32,
             workers: workers.clamp(1, 256) as usize,
-            expensive_reads_per_tenant: expensive_reads_per_tenant.clamp(1, i64::from(u32::MAX))
-                as u32,
+            expensive_reads_per_tenant: expensive_reads_per_tenant.clamp(1, 100_000) as u32,
+            expensive_reads_at_once: expensive_reads_at_once.clamp(1, 100_000) as u32,
             prepared_statements,
             advice_budget_seconds: advice_budget_seconds as u64,
             advice_cache_entries: advice_cache_entries.min(100_000) as usize,
@@ -267,8 +272,9 @@ impl Config {
     }
 }
 
-/// `HEADCOUNT_POOL_SIZE`, `HEADCOUNT_WORKERS` and `HEADCOUNT_EXPENSIVE_READS_PER_TENANT`.
-fn capacity(file: &FileSettings) -> Result<(i64, i64, i64), String> {
+/// `HEADCOUNT_POOL_SIZE`, `HEADCOUNT_WORKERS`, `HEADCOUNT_EXPENSIVE_READS_PER_TENANT` and
+/// `HEADCOUNT_EXPENSIVE_READS_AT_ONCE`.
+fn capacity(file: &FileSettings) -> Result<(i64, i64, (i64, i64)), String> {
     let pool_size = parse_int("HEADCOUNT_POOL_SIZE", file.pool_size.map(i64::from), 16)?;
     let workers = parse_int(
         "HEADCOUNT_WORKERS",
@@ -280,7 +286,15 @@ fn capacity(file: &FileSettings) -> Result<(i64, i64, i64), String> {
         file.expensive_reads_per_tenant.map(i64::from),
         4,
     )?;
-    Ok((pool_size, workers, expensive_reads_per_tenant))
+    // Expensive reads are computed on at most all cores but one, so that admissions
+    // and events always find one free.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as i64);
+    let at_once = parse_int(
+        "HEADCOUNT_EXPENSIVE_READS_AT_ONCE",
+        file.expensive_reads_at_once.map(i64::from),
+        (cores - 1).max(1),
+    )?;
+    Ok((pool_size, workers, (expensive_reads_per_tenant, at_once)))
 }
 
 /// `HEADCOUNT_ADVICE_BUDGET_SECONDS` and `HEADCOUNT_ADVICE_CACHE_ENTRIES` (which may

@@ -35,6 +35,9 @@ pub struct AppState {
     /// Expensive reads running, per tenant (the provider's operators under a key of
     /// their own).
     expensive_reads: ConcurrencyLimiter,
+    /// Turns to compute an expensive read, all tenants together, first come first
+    /// served.
+    expensive_turns: Arc<tokio::sync::Semaphore>,
     /// Pushes to URLs the provider chose.
     pub http: reqwest::Client,
     /// Pushes to URLs a tenant chose: never loopback or link-local.
@@ -105,6 +108,27 @@ impl AppState {
             })
     }
 
+    /// A place for one expensive read of `caller` ([`Self::expensive_read`]: a 429 when
+    /// its tenant has too many), then its turn to run ([`Self::expensive_turn`]); both
+    /// held until dropped.
+    pub async fn expensive(
+        &self, caller: &Caller,
+    ) -> std::result::Result<(Slot, tokio::sync::OwnedSemaphorePermit), TooManyReads> {
+        let slot = self.expensive_read(caller)?;
+        Ok((slot, self.expensive_turn().await))
+    }
+
+    /// Waits for a turn to compute an expensive read (held until dropped): at most
+    /// `HEADCOUNT_EXPENSIVE_READS_AT_ONCE` run at once, so that a flood of them leaves
+    /// a core to the admissions and events of every tenant.
+    pub async fn expensive_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.expensive_turns
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
+    }
+
     /// Keys with an expensive read running now.
     pub fn expensive_reads_busy(&self) -> usize {
         self.expensive_reads.busy_keys()
@@ -153,6 +177,9 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
     crate::db::set_read_timeout(config.read_timeout);
     let rate_limiter = config.rate_limit.map(RateLimiter::new);
     let expensive_reads = ConcurrencyLimiter::new(config.expensive_reads_per_tenant);
+    let expensive_turns = Arc::new(tokio::sync::Semaphore::new(
+        config.expensive_reads_at_once as usize,
+    ));
     let advice_cache = crate::cache::Lru::new(config.advice_cache_entries);
     use crate::domain::targets::Origin;
     let http = crate::push::resolver::client(Origin::Provider, config.webhook_deny_private)?;
@@ -174,6 +201,7 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             outbox_wakeup: Arc::new(Notify::new()),
             rate_limiter,
             expensive_reads,
+            expensive_turns,
             http,
             http_tenant,
             site_writer: std::sync::OnceLock::new(),

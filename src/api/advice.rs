@@ -84,7 +84,7 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
 pub async fn get_advice(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, q: web::Query<AdviceQuery>,
 ) -> actix_web::Result<HttpResponse> {
-    let _slot = state.expensive_read(&caller)?;
+    let _read = state.expensive(&caller).await?;
     let site = visible_site(&state, &caller, &slug).await?;
     let period = q
         .period

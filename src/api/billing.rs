@@ -162,7 +162,7 @@ pub async fn export_billing(
 ) -> actix_web::Result<HttpResponse> {
     let scope = caller.scope()?;
     let (period, format, tenant) = query.into_inner().parse()?;
-    let _slot = state.expensive_read(&caller)?;
+    let _read = state.expensive(&caller).await?;
     // Rendered where the rows are made, on the blocking pool: a fleet's export is
     // thousands of lines.
     let body = state

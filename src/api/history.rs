@@ -263,7 +263,7 @@ pub async fn get_usage_history(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> actix_web::Result<HttpResponse> {
-    let _slot = state.expensive_read(&caller)?;
+    let _read = state.expensive(&caller).await?;
     let body = load(&state, &caller, &slug, &query, |h| {
         serde_json::to_vec(&view(h))
     })
@@ -286,7 +286,7 @@ pub async fn get_usage_chart(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> actix_web::Result<HttpResponse> {
-    let _slot = state.expensive_read(&caller)?;
+    let _read = state.expensive(&caller).await?;
     let svg = load(&state, &caller, &slug, &query, |h| {
         chart::svg(&Chart {
             site: &h.site,

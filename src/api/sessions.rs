@@ -141,17 +141,19 @@ pub async fn list_sessions(
 ) -> actix_web::Result<HttpResponse> {
     let site = visible_site(&state, &caller, &slug).await?;
     let limit = page_limit(q.limit)?;
-    let before = decode_cursor(q.cursor.as_deref(), 2)?.map(|v| (v[0], v[1]));
     let filter = ListFilter {
         states: parse_states(q.state.as_deref())?,
         user: q.user.clone(),
-        before,
+        before: decode_cursor(q.cursor.as_deref(), 2)?.map(|v| (v[0], v[1])),
         limit: limit + 1,
         idle_longer_than_ms: None,
     };
     let at = q.at.as_deref().map(parse_at).transpose()?;
     // A past instant reads the site's history of sessions: an expensive read.
-    let _slot = at.map(|_| state.expensive_read(&caller)).transpose()?;
+    let _read = match at {
+        Some(_) => Some(state.expensive(&caller).await?),
+        None => None,
+    };
     let now = at.unwrap_or_else(|| state.now());
     let idle = site.effective().values.idle_timeout_seconds;
     let key = site.key();

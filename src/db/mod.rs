@@ -223,6 +223,8 @@ pub type Pool = r2d2::Pool<Manager>;
 #[derive(Clone)]
 pub struct Db {
     pool: Pool,
+    /// How this handle's connections are made, for [`Db::with_own_connections`].
+    manager: Manager,
     pub backend: Backend,
     /// SQLite allows one writer at a time; writers of this process queue here, first
     /// come first served (tokio's mutex is fair), instead of spinning on the busy
@@ -262,23 +264,29 @@ impl Db {
         }
         // Surface the real connection error before r2d2 hides it behind a timeout.
         manager.connect_now()?;
-        // No idle minimum: r2d2 would otherwise open replacement connections on its
-        // worker thread at any moment, also while the process exits, and a PostgreSQL
-        // connect racing the C library's exit handlers crashes the process.
-        // Connections are opened on demand and kept while in use.
-        let pool = r2d2::Pool::builder()
-            .max_size(max_size)
-            .min_idle(Some(0))
-            .connection_timeout(Duration::from_secs(3))
-            .build(manager)?;
         Ok(Self {
-            pool,
+            pool: build_pool(manager.clone(), max_size)?,
+            manager,
             backend,
             sqlite_writer: Default::default(),
             pool_wait: Default::default(),
         })
     }
 
+    /// A handle on the same database with a pool of `size` connections of its own,
+    /// for work that must never wait behind the rest: the site writer's committers
+    /// (admissions and small event batches) keep connections that no expensive read,
+    /// snapshot or background job can take. SQLite's writers still take turns with
+    /// every other writer of the process.
+    pub fn with_own_connections(&self, size: u32) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool: build_pool(self.manager.clone(), size)?,
+            manager: self.manager.clone(),
+            backend: self.backend,
+            sqlite_writer: self.sqlite_writer.clone(),
+            pool_wait: self.pool_wait.clone(),
+        })
+    }
     /// Runs `f` with a pooled connection on the blocking thread pool, so that no
     /// query ever holds up an async worker. SQLite lock contention is retried.
     pub async fn run<T, E, F>(&self, f: F) -> Result<T, E>
@@ -327,6 +335,18 @@ impl Db {
     pub fn pool_state(&self) -> r2d2::State {
         self.pool.state()
     }
+}
+
+/// No idle minimum: r2d2 would otherwise open replacement connections on its worker
+/// thread at any moment, also while the process exits, and a PostgreSQL connect racing
+/// the C library's exit handlers crashes the process. Connections are opened on demand
+/// and kept while in use.
+fn build_pool(manager: Manager, max_size: u32) -> anyhow::Result<Pool> {
+    Ok(r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(3))
+        .build(manager)?)
 }
 
 fn run_blocking<T, E, F>(pool: &Pool, wait: &WaitHistogram, mut f: F) -> Result<T, E>

@@ -34,8 +34,8 @@ use crate::domain::session::{EndReason, Observation, coalesce};
 
 /// Most requests in one transaction.
 const MAX_REQUESTS: usize = 64;
-/// Committers, each with its own queue and share of the sites (and, while it
-/// commits, one pool connection).
+/// Committers, each with its own queue, share of the sites and database connection
+/// (apart from the shared pool).
 const COMMITTERS: usize = 2;
 
 /// A request's work, as data: the batch function decides several at once.
@@ -79,6 +79,15 @@ impl<J: SiteJob, T: Send + 'static> SiteBatch<J, T> {
         F: Fn(&mut DbConn, &[J]) -> Result<Vec<T>> + Send + Sync + 'static,
     {
         let process: Arc<Process<J, T>> = Arc::new(process);
+        // The committers keep connections of their own, so that admissions and small
+        // event batches never wait for one behind expensive reads, snapshots or
+        // background jobs, however busy the shared pool is.
+        let db = db
+            .with_own_connections(COMMITTERS as u32)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the site writer shares the pool");
+                db
+            });
         let queues = (0..COMMITTERS)
             .map(|_| {
                 let (tx, rx) = mpsc::channel::<Job<J, T>>(4096);
@@ -530,5 +539,24 @@ mod tests {
         assert_eq!(ok_c.await.unwrap().unwrap(), 1);
         assert!(dup.await.unwrap().is_err());
         assert_eq!(keys(&db), ["batch-a", "batch-b", "batch-c"]);
+    }
+
+    /// With every connection of the shared pool taken (by reads, snapshots or jobs),
+    /// the committers still commit on connections of their own; sharing the pool,
+    /// the request would fail at the checkout timeout.
+    #[tokio::test]
+    async fn the_committers_do_not_wait_for_the_shared_pool() {
+        let (_dir, db) = crate::db::test_db_with_sites(&[1]);
+        let taken: Vec<_> = (0..db.pool.max_size())
+            .map(|_| db.pool.get().unwrap())
+            .collect();
+        assert!(db.pool.try_get().is_none(), "the shared pool is exhausted");
+        let batch: SiteBatch<Put, usize> =
+            SiteBatch::start(db.clone(), |c: &mut DbConn, jobs: &[Put]| {
+                jobs.iter().map(|job| put(c, job.1)).collect()
+            });
+        assert_eq!(batch.run(Put(1, "batch-own")).await.unwrap(), 1);
+        drop(taken);
+        assert_eq!(keys(&db), ["batch-own"]);
     }
 }

@@ -19,7 +19,7 @@ use crate::advice_bench::big_month;
 use crate::helpers::{TestApp, is_pg, spawn};
 
 /// Admissions per client, and clients.
-const ADMISSIONS: usize = 250;
+const ADMISSIONS: usize = 1000;
 const CLIENTS: usize = 4;
 /// The flooding tenant's requests in flight.
 const READERS: usize = 8;
