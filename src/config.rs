@@ -76,6 +76,7 @@ struct FileSettings {
     workers: Option<usize>,
     expensive_reads_per_tenant: Option<u32>,
     expensive_reads_at_once: Option<u32>,
+    expensive_reads_nice: Option<u8>,
     advice_budget_seconds: Option<u64>,
     advice_cache_entries: Option<u32>,
     oidc_issuer: Option<String>,
@@ -154,6 +155,10 @@ pub struct Config {
     /// Expensive reads computed at once in this process, all tenants together; the
     /// others wait their turn (default: one core fewer than the machine has).
     pub expensive_reads_at_once: u32,
+    /// The nice value (0–19) of the threads that compute expensive reads: higher
+    /// gives admissions and events more of a core they both want; 0 runs them at the
+    /// priority of the rest of the process.
+    pub expensive_reads_nice: u8,
     /// Seconds of computing one plan advice may take before it is given up with a 503,
     /// so that a month too big to replay cannot hold the cores.
     pub advice_budget_seconds: u64,
@@ -263,6 +268,7 @@ impl Config {
             workers: workers.clamp(1, 256) as usize,
             expensive_reads_per_tenant: expensive_reads_per_tenant.clamp(1, 100_000) as u32,
             expensive_reads_at_once: expensive_reads_at_once.clamp(1, 100_000) as u32,
+            expensive_reads_nice: nice(&file)?,
             prepared_statements,
             advice_budget_seconds: advice_budget_seconds as u64,
             advice_cache_entries: advice_cache_entries.min(100_000) as usize,
@@ -295,6 +301,25 @@ fn capacity(file: &FileSettings) -> Result<(i64, i64, (i64, i64)), String> {
         (cores - 1).max(1),
     )?;
     Ok((pool_size, workers, (expensive_reads_per_tenant, at_once)))
+}
+
+/// `HEADCOUNT_EXPENSIVE_READS_NICE`: 0 to 19, the range of nice values a process may
+/// give its own threads (default 10: an expensive read gets about a tenth of a core
+/// that admissions want too, and all of an idle one).
+fn nice(file: &FileSettings) -> Result<u8, String> {
+    let name = "HEADCOUNT_EXPENSIVE_READS_NICE";
+    let value = match env(name) {
+        None => file.expensive_reads_nice.unwrap_or(10),
+        Some(v) => v
+            .parse::<u8>()
+            .map_err(|_| format!("{name}: {v:?} is not a whole number from 0 to 19"))?,
+    };
+    if value > 19 {
+        return Err(format!(
+            "{name}: {value} is not a whole number from 0 to 19"
+        ));
+    }
+    Ok(value)
 }
 
 /// `HEADCOUNT_ADVICE_BUDGET_SECONDS` and `HEADCOUNT_ADVICE_CACHE_ENTRIES` (which may

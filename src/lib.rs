@@ -13,6 +13,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod expensive;
 pub mod idempotency;
 pub mod jobs;
 pub mod load;

@@ -13,8 +13,9 @@ use crate::config::{Config, Secret};
 use crate::db::Db;
 use crate::db::site_writer::SiteWriter;
 use crate::error::{Error, Result};
+use crate::expensive::{ExpensiveReads, Read};
 use crate::metrics::Metrics;
-use crate::ratelimit::{ConcurrencyLimiter, RateLimiter, Slot, TooManyReads};
+use crate::ratelimit::{RateLimiter, Slot, TooManyReads};
 
 /// What every handler and background task shares.
 pub struct AppState {
@@ -32,12 +33,8 @@ pub struct AppState {
     /// Wakes the push sender when a change has queued a push.
     pub outbox_wakeup: Arc<Notify>,
     rate_limiter: Option<RateLimiter>,
-    /// Expensive reads running, per tenant (the provider's operators under a key of
-    /// their own).
-    expensive_reads: ConcurrencyLimiter,
-    /// Turns to compute an expensive read, all tenants together, first come first
-    /// served.
-    expensive_turns: Arc<tokio::sync::Semaphore>,
+    /// Places, turns and threads of expensive reads.
+    expensive_reads: ExpensiveReads,
     /// Pushes to URLs the provider chose.
     pub http: reqwest::Client,
     /// Pushes to URLs a tenant chose: never loopback or link-local.
@@ -89,49 +86,23 @@ impl AppState {
     }
 
     /// A place for one expensive read of `caller` (usage history and charts, advice,
-    /// billing export), kept until the returned slot is dropped; refused at once when
-    /// the caller's tenant already has as many running as the setting allows.
+    /// billing export, sessions at a past instant), refused at once with a 429 when the
+    /// caller's tenant already has as many running as the setting allows; then its
+    /// turn to run, waited for. Both are held until the read is dropped; its queries
+    /// and computing go through it.
+    pub async fn expensive(&self, caller: &Caller) -> std::result::Result<Read, TooManyReads> {
+        self.expensive_reads.start(caller).await
+    }
+
+    /// A place for one expensive read of `caller`, without a turn to run: what a
+    /// running read holds against its tenant's limit.
     pub fn expensive_read(&self, caller: &Caller) -> std::result::Result<Slot, TooManyReads> {
-        // Slugs hold no ':', so no tenant's key can be another's or the provider's.
-        let (key, who) = match caller {
-            Caller::Admin { .. } => ("admin".to_owned(), "the provider".to_owned()),
-            Caller::Tenant { tenant, .. } => {
-                (format!("tenant:{tenant}"), format!("tenant {tenant}"))
-            }
-            Caller::Site { site, .. } => (format!("site:{site}"), format!("site {site}")),
-        };
-        self.expensive_reads
-            .try_acquire(&key)
-            .ok_or_else(|| TooManyReads {
-                who,
-                limit: self.expensive_reads.per_key(),
-            })
-    }
-
-    /// A place for one expensive read of `caller` ([`Self::expensive_read`]: a 429 when
-    /// its tenant has too many), then its turn to run ([`Self::expensive_turn`]); both
-    /// held until dropped.
-    pub async fn expensive(
-        &self, caller: &Caller,
-    ) -> std::result::Result<(Slot, tokio::sync::OwnedSemaphorePermit), TooManyReads> {
-        let slot = self.expensive_read(caller)?;
-        Ok((slot, self.expensive_turn().await))
-    }
-
-    /// Waits for a turn to compute an expensive read (held until dropped): at most
-    /// `HEADCOUNT_EXPENSIVE_READS_AT_ONCE` run at once, so that a flood of them leaves
-    /// a core to the admissions and events of every tenant.
-    pub async fn expensive_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.expensive_turns
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed")
+        self.expensive_reads.place(caller)
     }
 
     /// Keys with an expensive read running now.
     pub fn expensive_reads_busy(&self) -> usize {
-        self.expensive_reads.busy_keys()
+        self.expensive_reads.busy()
     }
 
     /// Mints a token with the shared key.
@@ -176,10 +147,11 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
         .map_err(|e| anyhow::anyhow!("cannot prepare the database: {e}"))?;
     crate::db::set_read_timeout(config.read_timeout);
     let rate_limiter = config.rate_limit.map(RateLimiter::new);
-    let expensive_reads = ConcurrencyLimiter::new(config.expensive_reads_per_tenant);
-    let expensive_turns = Arc::new(tokio::sync::Semaphore::new(
-        config.expensive_reads_at_once as usize,
-    ));
+    let expensive_reads = ExpensiveReads::new(
+        config.expensive_reads_per_tenant,
+        config.expensive_reads_at_once,
+        config.expensive_reads_nice,
+    )?;
     let advice_cache = crate::cache::Lru::new(config.advice_cache_entries);
     use crate::domain::targets::Origin;
     let http = crate::push::resolver::client(Origin::Provider, config.webhook_deny_private)?;
@@ -201,7 +173,6 @@ pub fn prepare(config: Config, clock: SharedClock) -> anyhow::Result<(AppState, 
             outbox_wakeup: Arc::new(Notify::new()),
             rate_limiter,
             expensive_reads,
-            expensive_turns,
             http,
             http_tenant,
             site_writer: std::sync::OnceLock::new(),

@@ -22,6 +22,7 @@ use crate::domain::advice::{Advice, Input, Offer, Rule, advise_within};
 use crate::domain::billing::Period;
 use crate::domain::config::{self, Overrides};
 use crate::error::{Error, Problem};
+use crate::expensive::Read;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -84,7 +85,7 @@ fn offer(plan: &Plan, overrides: &Overrides) -> Offer {
 pub async fn get_advice(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>, q: web::Query<AdviceQuery>,
 ) -> actix_web::Result<HttpResponse> {
-    let _read = state.expensive(&caller).await?;
+    let read = state.expensive(&caller).await?;
     let site = visible_site(&state, &caller, &slug).await?;
     let period = q
         .period
@@ -95,7 +96,7 @@ pub async fn get_advice(
     if let Some(advice) = state.advice_cache.get(&key) {
         return Ok(HttpResponse::Ok().json(&*advice));
     }
-    let advice = Arc::new(compute(&state, &key).await?);
+    let advice = Arc::new(compute(&state, &read, &key).await?);
     state.advice_cache.insert(key, advice.clone());
     Ok(HttpResponse::Ok().json(&*advice))
 }
@@ -126,11 +127,10 @@ async fn key(
 }
 
 /// Reads the rows and computes the advice on the blocking pool, within the budget.
-async fn compute(state: &AppState, key: &AdviceKey) -> actix_web::Result<Advice> {
+async fn compute(state: &AppState, read: &Read, key: &AdviceKey) -> actix_web::Result<Advice> {
     let (site, period) = (key.site, key.period);
-    let rows = state
-        .db
-        .run(move |c| advice::rows(c, site, &period))
+    let rows = read
+        .db(&state.db, move |c| advice::rows(c, site, &period))
         .await
         .map_err(Error::from)?;
     let input = Input {
@@ -147,15 +147,16 @@ async fn compute(state: &AppState, key: &AdviceKey) -> actix_web::Result<Advice>
     // blocking pool, sees it and stops.
     let gone = Gone::default();
     let seen = gone.0.clone();
-    Ok(web::block(move || {
-        let deadline = Instant::now() + budget;
-        advise_within(&input, &|| {
-            seen.load(Ordering::Relaxed) || Instant::now() >= deadline
+    Ok(read
+        .compute(move || {
+            let deadline = Instant::now() + budget;
+            advise_within(&input, &|| {
+                seen.load(Ordering::Relaxed) || Instant::now() >= deadline
+            })
         })
-    })
-    .await
-    .map_err(|e| Error::Internal(anyhow::anyhow!("advice: {e}")))?
-    .map_err(|_| OverBudget(budget.as_secs()))?)
+        .await
+        .map_err(|e| Error::Internal(anyhow::anyhow!("advice: {e}")))?
+        .map_err(|_| OverBudget(budget.as_secs()))?)
 }
 
 /// Set when the request it belongs to is dropped.

@@ -162,12 +162,11 @@ pub async fn export_billing(
 ) -> actix_web::Result<HttpResponse> {
     let scope = caller.scope()?;
     let (period, format, tenant) = query.into_inner().parse()?;
-    let _read = state.expensive(&caller).await?;
-    // Rendered where the rows are made, on the blocking pool: a fleet's export is
+    let read = state.expensive(&caller).await?;
+    // Rendered where the rows are made, on the reads' threads: a fleet's export is
     // thousands of lines.
-    let body = state
-        .db
-        .run(move |c| {
+    let body = read
+        .db(&state.db, move |c| {
             let rows =
                 crate::db::billing::export(c, &scope, tenant.as_deref(), &period, &mut |_, _| {})?;
             Ok::<_, Error>(render(&period, rows, format))

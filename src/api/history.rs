@@ -15,6 +15,7 @@ use crate::clock::{Millis, to_rfc3339};
 use crate::domain::chart::{self, Chart};
 use crate::domain::history::{self, Buckets, Point};
 use crate::error::{Error, FieldError, Problem, Result};
+use crate::expensive::Read;
 use crate::state::AppState;
 
 /// The most points one request may ask for.
@@ -196,7 +197,7 @@ struct Loaded {
 /// an async worker that spends a second on them holds up every request queued
 /// behind it, other tenants' admissions included.
 async fn load<T: Send + 'static>(
-    state: &AppState, caller: &Caller, slug: &str, q: &HistoryQuery,
+    state: &AppState, read: &Read, caller: &Caller, slug: &str, q: &HistoryQuery,
     render: impl FnOnce(Loaded) -> T + Send + 'static,
 ) -> Result<T> {
     let site = visible_site(state, caller, slug).await?;
@@ -211,13 +212,14 @@ async fn load<T: Send + 'static>(
         .values
         .idle_timeout_seconds
         .saturating_mul(1000);
-    let input = state
-        .db
-        .run(move |c| crate::db::history::history_inputs(c, key, range.from, until, step, idle_ms))
+    let input = read
+        .db(&state.db, move |c| {
+            crate::db::history::history_inputs(c, key, range.from, until, step, idle_ms)
+        })
         .await?;
     // Computed apart from the query, so that the pooled connection is back before it.
     let site = site.site.slug.clone();
-    web::block(move || {
+    read.compute(move || {
         let points = history::points(&input, &Buckets::new(range.from, until, step));
         render(Loaded {
             site,
@@ -263,8 +265,8 @@ pub async fn get_usage_history(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> actix_web::Result<HttpResponse> {
-    let _read = state.expensive(&caller).await?;
-    let body = load(&state, &caller, &slug, &query, |h| {
+    let read = state.expensive(&caller).await?;
+    let body = load(&state, &read, &caller, &slug, &query, |h| {
         serde_json::to_vec(&view(h))
     })
     .await?
@@ -286,8 +288,8 @@ pub async fn get_usage_chart(
     state: web::Data<AppState>, caller: Caller, slug: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> actix_web::Result<HttpResponse> {
-    let _read = state.expensive(&caller).await?;
-    let svg = load(&state, &caller, &slug, &query, |h| {
+    let read = state.expensive(&caller).await?;
+    let svg = load(&state, &read, &caller, &slug, &query, |h| {
         chart::svg(&Chart {
             site: &h.site,
             from: h.range.from,

@@ -13,6 +13,7 @@ use crate::auth::Caller;
 use crate::clock::{Millis, to_rfc3339};
 use crate::db::sessions;
 use crate::db::sessions::{ListFilter, SessionRow};
+use crate::db::visible::SiteKey;
 use crate::domain::ids::SessionRef;
 use crate::domain::session::{EndReason, SessionState, state};
 use crate::error::{Error, Problem, Result};
@@ -149,22 +150,9 @@ pub async fn list_sessions(
         idle_longer_than_ms: None,
     };
     let at = q.at.as_deref().map(parse_at).transpose()?;
-    // A past instant reads the site's history of sessions: an expensive read.
-    let _read = match at {
-        Some(_) => Some(state.expensive(&caller).await?),
-        None => None,
-    };
     let now = at.unwrap_or_else(|| state.now());
     let idle = site.effective().values.idle_timeout_seconds;
-    let key = site.key();
-    let rows = state
-        .db
-        .run(move |c| match at {
-            Some(at) => sessions::list_active_at(c, key, at, idle, &filter),
-            None => sessions::list(c, key, now, idle, &filter),
-        })
-        .await
-        .map_err(Error::from)?;
+    let rows = rows(&state, &caller, site.key(), at, now, idle, filter).await?;
     Ok(HttpResponse::Ok().json(page(
         rows,
         limit,
@@ -174,6 +162,30 @@ pub async fn list_sessions(
             None => view(r, now, idle),
         },
     )))
+}
+
+/// The page's rows: the sessions now, or at a past instant, which reads the site's
+/// history of sessions and so is one of the caller's expensive reads.
+async fn rows(
+    state: &AppState, caller: &Caller, key: SiteKey, at: Option<Millis>, now: Millis, idle: i64,
+    filter: ListFilter,
+) -> actix_web::Result<Vec<SessionRow>> {
+    let rows = match at {
+        Some(at) => {
+            let read = state.expensive(caller).await?;
+            read.db(&state.db, move |c| {
+                sessions::list_active_at(c, key, at, idle, &filter)
+            })
+            .await
+        }
+        None => {
+            state
+                .db
+                .run(move |c| sessions::list(c, key, now, idle, &filter))
+                .await
+        }
+    };
+    Ok(rows.map_err(Error::from)?)
 }
 
 fn parse_at(s: &str) -> Result<Millis> {

@@ -295,11 +295,23 @@ impl Db {
         E: From<Error> + Retry + Send + 'static,
         T: Send + 'static,
     {
+        self.run_on(&tokio::runtime::Handle::current(), f).await
+    }
+
+    /// [`Db::run`] on the blocking threads of `runtime` (expensive reads have threads
+    /// of their own, at a lower priority).
+    pub async fn run_on<T, E, F>(&self, runtime: &tokio::runtime::Handle, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut DbConn) -> Result<T, E> + Send + 'static,
+        E: From<Error> + Retry + Send + 'static,
+        T: Send + 'static,
+    {
         let pool = self.pool.clone();
         let wait = self.pool_wait.clone();
         // The request's span follows the query, so its log lines carry the request id.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| run_blocking(&pool, &wait, f)))
+        runtime
+            .spawn_blocking(move || span.in_scope(|| run_blocking(&pool, &wait, f)))
             .await
             .map_err(|e| {
                 E::from(Error::Internal(anyhow::anyhow!(
