@@ -3,9 +3,10 @@
 //! goal V1 seeds them) keeps 8 requests running at once, round the four kinds of
 //! expensive read (advice with the cache emptied, the hourly history of the month, its
 //! chart, the billing export), retrying a 429 after 100 ms as a client honouring
-//! `Retry-After` loosely would. Tenant `light` makes admissions from 4 clients, first
-//! alone and then during the flood; the line compares their p99. Ignored: run by
-//! `bench/fairness`, which prints the `V2` line.
+//! `Retry-After` loosely would, from a thread of its own. Tenant `light` makes
+//! admissions from 4 clients, alone and then during the flood, three times; the line
+//! compares the medians of their p99. Ignored: run by `bench/fairness`, which prints
+//! the `V2` line.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use serde_json::json;
 use crate::advice_bench::big_month;
 use crate::helpers::{TestApp, is_pg, spawn};
 
-/// Admissions per client, and clients.
+/// Admissions per client in each measured run, and clients.
 const ADMISSIONS: usize = 1000;
 const CLIENTS: usize = 4;
 /// The flooding tenant's requests in flight.
@@ -64,6 +65,87 @@ fn p(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * q).round() as usize]
 }
 
+/// Rounds of "alone, then during the flood"; each figure is the median of its rounds.
+const ROUNDS: usize = 3;
+
+/// Tenant `big`'s readers, on a thread and runtime of their own as another machine's
+/// client would be: reading their large answers does not delay the admissions' client.
+struct Flood {
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Flood {
+    fn start(app: &TestApp, token: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (done, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (url, token, state) = (app.url.clone(), token.to_owned(), app.state.clone());
+        let (s, d, r) = (stop.clone(), done.clone(), refused.clone());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let http = reqwest::Client::new();
+                let readers = (0..READERS).map(|k| {
+                    let (http, url, token, state) =
+                        (http.clone(), url.clone(), token.clone(), state.clone());
+                    let (stop, done, refused) = (s.clone(), d.clone(), r.clone());
+                    async move {
+                        let mut n = k;
+                        while !stop.load(Ordering::Relaxed) {
+                            let read = READS[n % READS.len()];
+                            if read.contains("/advice") {
+                                state.advice_cache.clear();
+                            }
+                            let r = http
+                                .get(format!("{url}{read}"))
+                                .bearer_auth(&token)
+                                .send()
+                                .await
+                                .unwrap();
+                            if r.status() == StatusCode::TOO_MANY_REQUESTS {
+                                refused.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                                continue;
+                            }
+                            assert_eq!(r.status(), StatusCode::OK, "{read}");
+                            let _ = r.bytes().await;
+                            done.fetch_add(1, Ordering::Relaxed);
+                            n += 1;
+                        }
+                    }
+                });
+                join_all(readers).await;
+            });
+        });
+        Self {
+            stop,
+            done,
+            refused,
+            thread,
+        }
+    }
+
+    /// Stops the readers; the reads answered and refused.
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+        (
+            self.done.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs[xs.len() / 2]
+}
+
 #[tokio::test]
 #[ignore = "benchmark: bench/fairness"]
 async fn v2_other_tenants_admissions_during_a_flood_of_expensive_reads() {
@@ -81,64 +163,33 @@ async fn v2_other_tenants_admissions_during_a_flood_of_expensive_reads() {
         assert_eq!(r.status, StatusCode::OK, "{read}: {}", r.text);
     }
 
-    let alone = admissions(&app, &light, "alone").await;
+    let mut rounds = Vec::new();
+    let (mut done, mut refused, mut took) = (0, 0, 0.0);
+    for round in 0..ROUNDS {
+        let alone = admissions(&app, &light, &format!("alone-{round}")).await;
+        let flood = Flood::start(&app, &heavy);
+        // The flood is under way before the admissions start.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let t = Instant::now();
+        let during = admissions(&app, &light, &format!("during-{round}")).await;
+        took += t.elapsed().as_secs_f64();
+        let (d, r) = flood.stop();
+        (done, refused) = (done + d, refused + r);
+        rounds.push((alone, during));
+    }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (done, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let readers: Vec<_> = (0..READERS)
-        .map(|k| {
-            let (url, http, token) = (app.url.clone(), app.client.clone(), heavy.clone());
-            let (stop, done, refused) = (stop.clone(), done.clone(), refused.clone());
-            let state = app.state.clone();
-            tokio::spawn(async move {
-                let mut n = k;
-                while !stop.load(Ordering::Relaxed) {
-                    let read = READS[n % READS.len()];
-                    if read.contains("/advice") {
-                        state.advice_cache.clear();
-                    }
-                    let r = http
-                        .get(format!("{url}{read}"))
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                        .unwrap();
-                    match r.status() {
-                        StatusCode::TOO_MANY_REQUESTS => {
-                            refused.fetch_add(1, Ordering::Relaxed);
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        s => {
-                            assert_eq!(s, StatusCode::OK, "{read}");
-                            let _ = r.bytes().await;
-                            done.fetch_add(1, Ordering::Relaxed);
-                            n += 1;
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    // The flood is under way before the admissions start.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let t = Instant::now();
-    let during = admissions(&app, &light, "during").await;
-    let took = t.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    join_all(readers).await;
-
-    let (p99_alone, p99_during) = (p(&alone, 0.99), p(&during, 0.99));
+    let figure = |f: &dyn Fn(&(Vec<f64>, Vec<f64>)) -> f64| median(rounds.iter().map(f).collect());
+    let (p99_alone, p99_during) = (figure(&|r| p(&r.0, 0.99)), figure(&|r| p(&r.1, 0.99)));
     let met = p99_during <= 50.0 && p99_during <= 2.0 * p99_alone;
     println!(
-        "V2 other tenant's admissions ({}), {} from {CLIENTS} clients: p99 {p99_alone:.1} ms alone, \
-         {p99_during:.1} ms during {READERS} concurrent expensive reads (goal <= 50 ms and <= 2 x alone){}; \
-         p50 {:.1} / {:.1} ms; the flood: {} reads answered, {} refused (429) in {took:.1} s",
+        "V2 other tenant's admissions ({}), {} from {CLIENTS} clients, median of {ROUNDS} rounds: \
+         p99 {p99_alone:.1} ms alone, {p99_during:.1} ms during {READERS} concurrent expensive \
+         reads (goal <= 50 ms and <= 2 x alone){}; p50 {:.1} / {:.1} ms; the flood: {done} reads \
+         answered, {refused} refused (429) in {took:.1} s",
         if is_pg(&app) { "postgres" } else { "sqlite" },
-        alone.len(),
+        ADMISSIONS * CLIENTS,
         if met { "" } else { " NOT MET" },
-        p(&alone, 0.5),
-        p(&during, 0.5),
-        done.load(Ordering::Relaxed),
-        refused.load(Ordering::Relaxed),
+        figure(&|r| p(&r.0, 0.5)),
+        figure(&|r| p(&r.1, 0.5)),
     );
 }
