@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::admission::{self, admit_batch};
 use super::visible::SiteKey;
-use super::{Db, DbConn, Retry, lock_site, lock_sites, sessions};
+use super::{Backend, Db, DbConn, Retry, lock_site, lock_sites, sessions};
 use crate::db::{Error, Result};
 use crate::domain::Millis;
 use crate::domain::session::{EndReason, Observation, coalesce};
@@ -432,17 +432,22 @@ impl SiteWriter {
         Ok((created, ended))
     }
 
-    /// Runs `f` over `rows` in parts of `SNAPSHOT_PART`, each in its own transaction
-    /// holding the site; returns the sum of what the parts return.
+    /// Runs `f` over `rows` in parts (of `SNAPSHOT_PART`, or `SNAPSHOT_PART_SQLITE`),
+    /// each in its own transaction holding the site; returns the sum of what the parts
+    /// return.
     async fn in_locked_parts<R, F>(&self, site: SiteKey, rows: Arc<Vec<R>>, f: F) -> Result<usize>
     where
         R: Send + Sync + 'static,
         F: Fn(&mut DbConn, &[R]) -> Result<usize> + Clone + Send + 'static,
     {
+        let part = match self.db.backend {
+            Backend::Sqlite => SNAPSHOT_PART_SQLITE,
+            Backend::Postgres => SNAPSHOT_PART,
+        };
         let mut total = 0;
-        for start in (0..rows.len()).step_by(SNAPSHOT_PART) {
+        for start in (0..rows.len()).step_by(part) {
             let (rows, f) = (rows.clone(), f.clone());
-            let end = (start + SNAPSHOT_PART).min(rows.len());
+            let end = (start + part).min(rows.len());
             total += self.locked(site, move |c| f(c, &rows[start..end])).await?;
         }
         Ok(total)
@@ -457,8 +462,13 @@ impl SiteWriter {
 /// Event batches up to this many sessions queue; larger ones fill a transaction of
 /// their own.
 const QUEUED_MAX_ROWS: usize = 20;
-/// Sessions a snapshot writes per transaction.
+/// Sessions a snapshot writes per transaction on PostgreSQL, where a part holds only
+/// its own site.
 const SNAPSHOT_PART: usize = 5_000;
+/// The same on SQLite, where a part holds the one writer of every site: other sites'
+/// admissions and events wait for at most one part (tens of milliseconds) before
+/// their turn, since the process's writers queue first come first served.
+const SNAPSHOT_PART_SQLITE: usize = 1_000;
 
 #[cfg(test)]
 mod tests {

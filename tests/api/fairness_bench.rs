@@ -141,6 +141,9 @@ impl Flood {
     }
 }
 
+/// One round's admission latencies, alone and during the flood, in ms (sorted).
+type Round = (Vec<f64>, Vec<f64>);
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -178,7 +181,7 @@ async fn v2_other_tenants_admissions_during_a_flood_of_expensive_reads() {
         rounds.push((alone, during));
     }
 
-    let figure = |f: &dyn Fn(&(Vec<f64>, Vec<f64>)) -> f64| median(rounds.iter().map(f).collect());
+    let figure = |f: &dyn Fn(&Round) -> f64| median(rounds.iter().map(f).collect());
     let (p99_alone, p99_during) = (figure(&|r| p(&r.0, 0.99)), figure(&|r| p(&r.1, 0.99)));
     let met = p99_during <= 50.0 && p99_during <= 2.0 * p99_alone;
     println!(
