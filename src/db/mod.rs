@@ -265,7 +265,7 @@ impl Db {
         // Surface the real connection error before r2d2 hides it behind a timeout.
         manager.connect_now()?;
         Ok(Self {
-            pool: build_pool(manager.clone(), max_size)?,
+            pool: build_pool(manager.clone(), max_size, true)?,
             manager,
             backend,
             sqlite_writer: Default::default(),
@@ -278,9 +278,13 @@ impl Db {
     /// (admissions and small event batches) keep connections that no expensive read,
     /// snapshot or background job can take. SQLite's writers still take turns with
     /// every other writer of the process.
+    ///
+    /// These connections are not tested with a query at every checkout (a round trip
+    /// per batch): a connection that broke fails its batch, is dropped when it goes
+    /// back, and the batch's requests run again one by one on a new one.
     pub fn with_own_connections(&self, size: u32) -> anyhow::Result<Self> {
         Ok(Self {
-            pool: build_pool(self.manager.clone(), size)?,
+            pool: build_pool(self.manager.clone(), size, false)?,
             manager: self.manager.clone(),
             backend: self.backend,
             sqlite_writer: self.sqlite_writer.clone(),
@@ -335,6 +339,17 @@ impl Db {
         self.run(f).await
     }
 
+    /// The same as [`Db::write`] for code on a thread of its own, outside the async
+    /// runtime.
+    pub fn write_sync<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: FnMut(&mut DbConn) -> Result<T, E>,
+        E: From<Error> + Retry,
+    {
+        let _turn = (self.backend == Backend::Sqlite).then(|| self.sqlite_writer.blocking_lock());
+        self.run_sync(f)
+    }
+
     /// The same as [`Db::run`] for code that already runs on a blocking thread.
     pub fn run_sync<T, E, F>(&self, f: F) -> Result<T, E>
     where
@@ -353,9 +368,11 @@ impl Db {
 /// thread at any moment, also while the process exits, and a PostgreSQL connect racing
 /// the C library's exit handlers crashes the process. Connections are opened on demand
 /// and kept while in use.
-fn build_pool(manager: Manager, max_size: u32) -> anyhow::Result<Pool> {
+/// `tested`: whether a connection is checked with a query before each use.
+fn build_pool(manager: Manager, max_size: u32, tested: bool) -> anyhow::Result<Pool> {
     Ok(r2d2::Pool::builder()
         .max_size(max_size)
+        .test_on_check_out(tested)
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(3))
         .build(manager)?)

@@ -73,7 +73,7 @@ impl<J, T> std::fmt::Debug for SiteBatch<J, T> {
 }
 
 impl<J: SiteJob, T: Send + 'static> SiteBatch<J, T> {
-    /// Starts the committers on the current runtime; `process` decides each batch.
+    /// Starts the committers, each on a thread of its own; `process` decides each batch.
     pub fn start<F>(db: Db, process: F) -> Self
     where
         F: Fn(&mut DbConn, &[J]) -> Result<Vec<T>> + Send + Sync + 'static,
@@ -89,9 +89,16 @@ impl<J: SiteJob, T: Send + 'static> SiteBatch<J, T> {
                 db
             });
         let queues = (0..COMMITTERS)
-            .map(|_| {
+            .map(|i| {
                 let (tx, rx) = mpsc::channel::<Job<J, T>>(4096);
-                tokio::spawn(committer(db.clone(), process.clone(), rx));
+                let (db, process) = (db.clone(), process.clone());
+                // A thread of its own, not a task: a committer must not wait for a
+                // busy HTTP worker to poll it between its batches, nor hand each batch
+                // to the blocking pool and back.
+                std::thread::Builder::new()
+                    .name(format!("headcount-committer-{i}"))
+                    .spawn(move || committer(&db, &process, rx))
+                    .expect("starting a committer thread");
                 tx
             })
             .collect();
@@ -114,8 +121,8 @@ impl<J: SiteJob, T: Send + 'static> SiteBatch<J, T> {
 
 /// Waits for a request, then takes every request queued behind it, up to `max`:
 /// the batch of one committer's next transaction. `None` once the queue is closed.
-pub(super) async fn next_batch<J>(rx: &mut mpsc::Receiver<J>, max: usize) -> Option<Vec<J>> {
-    let mut jobs = vec![rx.recv().await?];
+fn next_batch<J>(rx: &mut mpsc::Receiver<J>, max: usize) -> Option<Vec<J>> {
+    let mut jobs = vec![rx.blocking_recv()?];
     while jobs.len() < max {
         match rx.try_recv() {
             Ok(job) => jobs.push(job),
@@ -135,41 +142,37 @@ impl<J, T> SiteBatch<J, T> {
     }
 }
 
-async fn committer<J: SiteJob, T: Send + 'static>(
-    db: Db, process: Arc<Process<J, T>>, mut rx: mpsc::Receiver<Job<J, T>>,
+/// One committer's loop, on its own thread: a batch at a time until the queue closes.
+fn committer<J: SiteJob, T: Send + 'static>(
+    db: &Db, process: &Arc<Process<J, T>>, mut rx: mpsc::Receiver<Job<J, T>>,
 ) {
     loop {
-        let Some(batch) = next_batch(&mut rx, MAX_REQUESTS).await else {
+        let Some(batch) = next_batch(&mut rx, MAX_REQUESTS) else {
             return;
         };
         let (jobs, done): (Vec<J>, Vec<_>) = batch.into_iter().map(|j| (j.job, j.done)).unzip();
         if jobs.len() == 1 {
             for (job, done) in jobs.into_iter().zip(done) {
-                run_alone(&db, &process, job, done).await;
+                run_alone(db, process, job, done);
             }
             continue;
         }
         let mut sites: Vec<i64> = jobs.iter().map(SiteJob::site_id).collect();
         sites.sort_unstable();
         sites.dedup();
-        let jobs = Arc::new(jobs);
-        let (batch, work) = (jobs.clone(), process.clone());
         // Set once the batch has been decided: a failure after that is the commit's,
         // and the batch may have committed after all (a lost reply), so deciding the
         // requests again could apply them twice.
-        let worked = Arc::new(AtomicBool::new(false));
-        let flag = worked.clone();
-        let outcome = db
-            .write(move |c| {
-                flag.store(false, Ordering::SeqCst);
-                c.transaction::<_, Error, _>(|c| {
-                    lock_sites(c, &sites)?;
-                    let answers = work(c, &batch)?;
-                    flag.store(true, Ordering::SeqCst);
-                    Ok(answers)
-                })
+        let worked = AtomicBool::new(false);
+        let outcome = db.write_sync(|c| {
+            worked.store(false, Ordering::SeqCst);
+            c.transaction::<_, Error, _>(|c| {
+                lock_sites(c, &sites)?;
+                let answers = process(c, &jobs)?;
+                worked.store(true, Ordering::SeqCst);
+                Ok(answers)
             })
-            .await;
+        });
         match outcome {
             Ok(answers) => {
                 debug_assert_eq!(answers.len(), done.len());
@@ -188,30 +191,26 @@ async fn committer<J: SiteJob, T: Send + 'static>(
                 // One request's failure must not fail the others: each runs again
                 // in its own transaction and gets its own answer.
                 tracing::debug!(error = %e, requests = done.len(), "batch failed; running its requests one by one");
-                for (job, done) in jobs.iter().cloned().zip(done) {
-                    run_alone(&db, &process, job, done).await;
+                for (job, done) in jobs.into_iter().zip(done) {
+                    run_alone(db, process, job, done);
                 }
             }
         }
     }
 }
 
-async fn run_alone<J: SiteJob, T: Send + 'static>(
+fn run_alone<J: SiteJob, T: Send + 'static>(
     db: &Db, process: &Arc<Process<J, T>>, job: J, done: oneshot::Sender<Result<T>>,
 ) {
-    let work = process.clone();
-    let job = Arc::new(job);
-    let result = db
-        .write(move |c| {
-            c.transaction(|c| {
-                lock_site(c, job.site_id())?;
-                let mut answers = work(c, std::slice::from_ref(&*job))?;
-                answers
-                    .pop()
-                    .ok_or_else(|| Error::Internal(anyhow::anyhow!("a batch gave no answer")))
-            })
+    let result = db.write_sync(|c| {
+        c.transaction(|c| {
+            lock_site(c, job.site_id())?;
+            let mut answers = process(c, std::slice::from_ref(&job))?;
+            answers
+                .pop()
+                .ok_or_else(|| Error::Internal(anyhow::anyhow!("a batch gave no answer")))
         })
-        .await;
+    });
     let _ = done.send(result);
 }
 
