@@ -265,7 +265,7 @@ impl Db {
         // Surface the real connection error before r2d2 hides it behind a timeout.
         manager.connect_now()?;
         Ok(Self {
-            pool: build_pool(manager.clone(), max_size, true)?,
+            pool: build_pool(manager.clone(), max_size)?,
             manager,
             backend,
             sqlite_writer: Default::default(),
@@ -278,13 +278,9 @@ impl Db {
     /// (admissions and small event batches) keep connections that no expensive read,
     /// snapshot or background job can take. SQLite's writers still take turns with
     /// every other writer of the process.
-    ///
-    /// These connections are not tested with a query at every checkout (a round trip
-    /// per batch): a connection that broke fails its batch, is dropped when it goes
-    /// back, and the batch's requests run again one by one on a new one.
     pub fn with_own_connections(&self, size: u32) -> anyhow::Result<Self> {
         Ok(Self {
-            pool: build_pool(self.manager.clone(), size, false)?,
+            pool: build_pool(self.manager.clone(), size)?,
             manager: self.manager.clone(),
             backend: self.backend,
             sqlite_writer: self.sqlite_writer.clone(),
@@ -368,11 +364,9 @@ impl Db {
 /// thread at any moment, also while the process exits, and a PostgreSQL connect racing
 /// the C library's exit handlers crashes the process. Connections are opened on demand
 /// and kept while in use.
-/// `tested`: whether a connection is checked with a query before each use.
-fn build_pool(manager: Manager, max_size: u32, tested: bool) -> anyhow::Result<Pool> {
+fn build_pool(manager: Manager, max_size: u32) -> anyhow::Result<Pool> {
     Ok(r2d2::Pool::builder()
         .max_size(max_size)
-        .test_on_check_out(tested)
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(3))
         .build(manager)?)
