@@ -18,9 +18,9 @@
 //! to one committer, so that the committers of one process never wait for each
 //! other's site locks.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use diesel::Connection as _;
 use tokio::sync::{mpsc, oneshot};
@@ -171,13 +171,13 @@ fn committer<J: SiteJob, T: Send + 'static>(
         // Set once the batch has been decided: a failure after that is the commit's,
         // and the batch may have committed after all (a lost reply), so deciding the
         // requests again could apply them twice.
-        let worked = AtomicBool::new(false);
+        let worked = Cell::new(false);
         let outcome = db.write_sync(|c| {
-            worked.store(false, Ordering::SeqCst);
+            worked.set(false);
             c.transaction::<_, Error, _>(|c| {
                 lock_sites(c, &sites)?;
                 let answers = process(c, &jobs)?;
-                worked.store(true, Ordering::SeqCst);
+                worked.set(true);
                 Ok(answers)
             })
         });
@@ -188,7 +188,7 @@ fn committer<J: SiteJob, T: Send + 'static>(
                     let _ = tx.send(Ok(answer));
                 }
             }
-            Err(e) if worked.load(Ordering::SeqCst) => {
+            Err(e) if worked.get() => {
                 let msg = e.to_string();
                 tracing::warn!(error = %msg, requests = done.len(), "committing a batch failed");
                 for tx in done {
@@ -319,7 +319,7 @@ impl std::fmt::Debug for SiteWriter {
 }
 
 impl SiteWriter {
-    /// Starts the committers on the current runtime. `provider_alerts`: whether
+    /// Starts the committers, each on a thread of its own. `provider_alerts`: whether
     /// alerts also go to the provider.
     pub fn start(db: Db, provider_alerts: bool) -> Self {
         let queued = SiteBatch::start(db.clone(), move |c: &mut DbConn, writes: &[Write]| {
